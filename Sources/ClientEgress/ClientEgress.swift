@@ -1,0 +1,1 @@
+// The client-side egress (issue #5).

@@ -1,0 +1,1 @@
+// The runner-side agent (issue #3).

@@ -1,0 +1,160 @@
+import DequeModule
+import NIOCore
+import Synchronization
+
+/// The streamed body of one segment POST: bytes appended by the publisher, pulled by the HTTP client.
+///
+/// `append` is synchronous so that the order of bytes is fixed by the caller; `waitForCapacity` then applies
+/// back-pressure once more than `highWatermark` bytes wait to be sent. The pipe may be iterated again after a
+/// failed attempt as long as no byte was handed out yet (a retry of a preconnected POST).
+final class SegmentBodyPipe: AsyncSequence, Sendable {
+    typealias Element = ByteBuffer
+
+    private struct State {
+        var chunks: Deque<ByteBuffer> = []
+        var bufferedBytes = 0
+        var appendedBytes = 0
+        var deliveredBytes = 0
+        var isFinished = false
+        var failure: (any Error)?
+        var consumer: CheckedContinuation<ByteBuffer?, Never>?
+        var producers: [Int: CheckedContinuation<Void, any Error>] = [:]
+        var nextProducerID = 0
+    }
+
+    private let state = Mutex(State())
+    let highWatermark: Int
+
+    init(highWatermark: Int) {
+        self.highWatermark = highWatermark
+    }
+
+    /// Bytes appended so far.
+    var appendedBytes: Int { self.state.withLock { $0.appendedBytes } }
+    /// Bytes handed to the HTTP client so far.
+    var deliveredBytes: Int { self.state.withLock { $0.deliveredBytes } }
+    /// Whether `finish()` or `fail(_:)` was called.
+    var isFinished: Bool { self.state.withLock { $0.isFinished || $0.failure != nil } }
+
+    /// Appends a chunk. Throws the pipe's failure if the upload already failed.
+    func append(_ chunk: ByteBuffer) throws {
+        let consumer: CheckedContinuation<ByteBuffer?, Never>? = try self.state.withLock { state in
+            if let failure = state.failure { throw failure }
+            precondition(!state.isFinished, "append after finish")
+            state.appendedBytes += chunk.readableBytes
+            if let consumer = state.consumer {
+                state.consumer = nil
+                state.deliveredBytes += chunk.readableBytes
+                return consumer
+            }
+            state.chunks.append(chunk)
+            state.bufferedBytes += chunk.readableBytes
+            return nil
+        }
+        consumer?.resume(returning: chunk)
+    }
+
+    /// Suspends while more than `highWatermark` bytes wait to be sent.
+    func waitForCapacity() async throws {
+        let id = self.state.withLock { state -> Int in
+            state.nextProducerID += 1
+            return state.nextProducerID
+        }
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                let result: Result<Void, any Error>? = self.state.withLock { state in
+                    if let failure = state.failure { return .failure(failure) }
+                    if Task.isCancelled { return .failure(CancellationError()) }
+                    if state.bufferedBytes <= self.highWatermark || state.isFinished { return .success(()) }
+                    state.producers[id] = continuation
+                    return nil
+                }
+                if let result { continuation.resume(with: result) }
+            }
+        } onCancel: {
+            let producer = self.state.withLock { $0.producers.removeValue(forKey: id) }
+            producer?.resume(throwing: CancellationError())
+        }
+    }
+
+    /// Ends the body: the HTTP client sees end of stream once it drained what was appended.
+    func finish() {
+        let consumer: CheckedContinuation<ByteBuffer?, Never>? = self.state.withLock { state in
+            state.isFinished = true
+            defer { state.consumer = nil }
+            return state.chunks.isEmpty ? state.consumer : nil
+        }
+        consumer?.resume(returning: nil)
+    }
+
+    /// Fails the pipe: pending and later `append`/`waitForCapacity` calls throw `error`; the body ends.
+    func fail(_ error: any Error) {
+        let (consumer, producers) = self.state.withLock { state in
+            if state.failure == nil { state.failure = error }
+            state.chunks.removeAll()
+            state.bufferedBytes = 0
+            defer {
+                state.consumer = nil
+                state.producers = [:]
+            }
+            return (state.consumer, Array(state.producers.values))
+        }
+        consumer?.resume(returning: nil)
+        for producer in producers { producer.resume(throwing: error) }
+    }
+
+    private func next() async -> ByteBuffer? {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<ByteBuffer?, Never>) in
+                enum Immediate {
+                    case chunk(ByteBuffer, [CheckedContinuation<Void, any Error>])
+                    case end
+                }
+                let immediate: Immediate? = self.state.withLock { state in
+                    if state.failure != nil || Task.isCancelled { return .end }
+                    if let chunk = state.chunks.popFirst() {
+                        state.bufferedBytes -= chunk.readableBytes
+                        state.deliveredBytes += chunk.readableBytes
+                        var woken: [CheckedContinuation<Void, any Error>] = []
+                        if state.bufferedBytes <= self.highWatermark {
+                            woken = Array(state.producers.values)
+                            state.producers = [:]
+                        }
+                        return .chunk(chunk, woken)
+                    }
+                    if state.isFinished { return .end }
+                    precondition(state.consumer == nil, "SegmentBodyPipe has one consumer at a time")
+                    state.consumer = continuation
+                    return nil
+                }
+                switch immediate {
+                case .chunk(let chunk, let woken):
+                    for producer in woken { producer.resume() }
+                    continuation.resume(returning: chunk)
+                case .end:
+                    continuation.resume(returning: nil)
+                case nil:
+                    break
+                }
+            }
+        } onCancel: {
+            let consumer = self.state.withLock { state in
+                defer { state.consumer = nil }
+                return state.consumer
+            }
+            consumer?.resume(returning: nil)
+        }
+    }
+
+    struct AsyncIterator: AsyncIteratorProtocol {
+        let pipe: SegmentBodyPipe
+
+        mutating func next() async -> ByteBuffer? {
+            await self.pipe.next()
+        }
+    }
+
+    func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(pipe: self)
+    }
+}

@@ -1,0 +1,21 @@
+import NIOCore
+
+/// One segment POST of a ``TricklePublisher``: its seq, its streamed body, and how it ended.
+final class SegmentUpload: Sendable {
+    /// How the upload ended.
+    enum Result: Sendable, Equatable {
+        case completed
+        case failed
+    }
+
+    let seq: Int
+    let sendsReset: Bool
+    let pipe: SegmentBodyPipe
+    let done = OneShotSignal<Result>()
+
+    init(seq: Int, sendsReset: Bool, maximumBufferedBytes: Int) {
+        self.seq = seq
+        self.sendsReset = sendsReset
+        self.pipe = SegmentBodyPipe(highWatermark: maximumBufferedBytes)
+    }
+}

@@ -1,0 +1,22 @@
+public import AsyncHTTPClient
+import NIOCore
+
+/// The HTTP client settings trickle clients need.
+public enum TrickleHTTPClient {
+    /// A client configuration fit for trickle: **no read timeout** (a subscriber's GET legitimately waits at the
+    /// live edge for as long as the publisher is quiet, and a publisher's POST streams for a whole segment
+    /// window; AsyncHTTPClient's read timeout would cut both, TOOLCHAIN-NOTES), a 5 s connect timeout, and no
+    /// redirects. Stalls are detected by the protocol layer instead (``TrickleSubscriber``).
+    public static func configuration() -> HTTPClient.Configuration {
+        var configuration = HTTPClient.Configuration()
+        configuration.timeout = .init(connect: .seconds(5), read: nil)
+        configuration.redirectConfiguration = .disallow
+        configuration.httpVersion = .http1Only
+        configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 64
+        return configuration
+    }
+
+    /// The request deadline used for streaming requests: far enough that only the protocol decides when a
+    /// request ends (AsyncHTTPClient's deadline runs until the response head, i.e. past a whole upload).
+    static var streamingDeadline: NIODeadline { .now() + .hours(24) }
+}

@@ -1,0 +1,63 @@
+extension TricklePublisher {
+    /// Where a publisher starts writing.
+    public enum StartPosition: Sendable, Hashable {
+        /// At the live edge: resolve nextWrite with `GET {channel}/next` and send the first POST with
+        /// `Lp-Trickle-Reset`, which frees readers stuck on a dead publisher's segment (§3, §7). Like the SDK.
+        case next
+        /// At an explicit seq (no reset).
+        case seq(Int)
+    }
+
+    /// Configuration of a ``TricklePublisher``.
+    public struct Configuration: Sendable {
+        /// Where to start. Default ``StartPosition/next``.
+        public var start: StartPosition
+        /// The `Content-Type` of segment POSTs (it sets the channel MIME if the POST auto-creates the channel).
+        /// Default `application/octet-stream`.
+        public var mimeType: String
+        /// Bytes that may wait to be sent before `write` suspends (back-pressure). Default 1 MiB.
+        public var maximumBufferedBytes: Int
+        /// Back-off between retries of a POST that failed before sending any body byte. Default 0.25 s → 5 s.
+        public var retryBackoff: Backoff
+        /// Consecutive failed attempts after which the publisher gives up (terminal). Default 8.
+        public var maximumConsecutiveFailures: Int
+        /// Whether ``TricklePublisher/close()`` deletes the channel so that readers see end of stream, like the
+        /// SDK's writer. Default `true`.
+        public var deletesChannelOnClose: Bool
+
+        /// Creates a configuration; every parameter has the documented default.
+        public init(
+            start: StartPosition = .next,
+            mimeType: String = "application/octet-stream",
+            maximumBufferedBytes: Int = 1024 * 1024,
+            retryBackoff: Backoff = Backoff(initial: .milliseconds(250), maximum: .seconds(5)),
+            maximumConsecutiveFailures: Int = 8,
+            deletesChannelOnClose: Bool = true
+        ) {
+            self.start = start
+            self.mimeType = mimeType
+            self.maximumBufferedBytes = maximumBufferedBytes
+            self.retryBackoff = retryBackoff
+            self.maximumConsecutiveFailures = maximumConsecutiveFailures
+            self.deletesChannelOnClose = deletesChannelOnClose
+        }
+    }
+
+    /// Counters of a publisher, as a value.
+    public struct Stats: Sendable, Hashable {
+        /// POST requests made (first tries and retries).
+        public var attempts = 0
+        /// POST requests repeated after a network error or 5xx.
+        public var retries = 0
+        /// Segments completed (the server answered 200 after the whole body).
+        public var segments = 0
+        /// Body bytes of completed segments.
+        public var bytes = 0
+        /// Segments whose upload failed part-way (their bytes may be partly lost).
+        public var failedSegments = 0
+        /// First POSTs sent with `Lp-Trickle-Reset`.
+        public var resets = 0
+
+        public init() {}
+    }
+}

@@ -1,0 +1,333 @@
+public import AsyncHTTPClient
+public import Logging
+public import NIOCore
+import HTTPTypes
+import NIOHTTP1
+public import ServiceLifecycle
+import Synchronization
+
+/// Publishes a stream of segments to one trickle channel (`trickle-protocol.md` §1–§6).
+///
+/// Bytes written go into the current segment; ``finishSegment()`` ends it, and the next write opens the next
+/// seq. Seqs are contiguous. The POST of the next segment is preconnected while the current one streams, so a
+/// new segment starts without a round trip. The first POST starts at the live edge (`/next`) with
+/// `Lp-Trickle-Reset`, unless configured otherwise. A POST that fails before sending body bytes (network error,
+/// 5xx) is retried with back-off; one that fails part-way ends that segment (``Stats/failedSegments``), and the
+/// next write opens a new one. `404` and `Lp-Trickle-Closed` are terminal.
+///
+/// ``run()`` performs the uploads and must run while writing; ``close()`` ends the stream (deleting the
+/// channel, so readers see end of stream) and makes ``run()`` return.
+///
+/// ```swift
+/// let publisher = TricklePublisher(url: url, httpClient: client, logger: logger)
+/// try await withThrowingTaskGroup(of: Void.self) { group in
+///     group.addTask { try await publisher.run() }
+///     try await publisher.write(ByteBuffer(string: "hello\n"))
+///     try await publisher.close()
+/// }
+/// ```
+public actor TricklePublisher: Service {
+    /// The channel.
+    public nonisolated let url: TrickleChannelURL
+    /// The configuration.
+    public nonisolated let configuration: Configuration
+    private nonisolated let httpClient: HTTPClient
+    private nonisolated let logger: Logger
+    private nonisolated let statsBox = Mutex(Stats())
+    private nonisolated let uploads: AsyncStream<SegmentUpload>
+    private nonisolated let uploadsContinuation: AsyncStream<SegmentUpload>.Continuation
+
+    private var nextSeq: Int?
+    private var pendingReset = false
+    private var current: SegmentUpload?
+    private var currentBytes = 0
+    private var currentOpenedAt: ContinuousClock.Instant = .now
+    private var preconnected: SegmentUpload?
+    private var terminalError: TrickleClientError?
+    private var isClosed = false
+
+    /// Creates a publisher. Nothing is sent until the first write.
+    public init(
+        url: TrickleChannelURL,
+        httpClient: HTTPClient,
+        configuration: Configuration = .init(),
+        logger: Logger
+    ) {
+        self.url = url
+        self.httpClient = httpClient
+        self.configuration = configuration
+        var logger = logger
+        logger[metadataKey: "trickle.channel"] = "\(url.channelName)"
+        self.logger = logger
+        (self.uploads, self.uploadsContinuation) = AsyncStream.makeStream()
+    }
+
+    /// The counters so far.
+    public nonisolated var stats: Stats { self.statsBox.withLock { $0 } }
+
+    /// The bytes written into the segment currently open (0 when none is).
+    public var currentSegmentBytes: Int { self.current == nil ? 0 : self.currentBytes }
+
+    /// Whether a segment is open.
+    public var hasOpenSegment: Bool { self.current != nil }
+
+    /// Performs the segment uploads until ``close()``; cancel it to abort them.
+    public func run() async throws {
+        await withDiscardingTaskGroup { group in
+            for await upload in self.uploads {
+                group.addTask { await self.perform(upload) }
+            }
+        }
+    }
+
+    /// Appends bytes to the current segment, opening one if none is open.
+    ///
+    /// Suspends while more than ``Configuration/maximumBufferedBytes`` wait to be sent.
+    ///
+    /// - Parameters:
+    ///   - bytes: The bytes; they are never split across segments.
+    ///   - maximumSegmentBytes: If given, the current segment is finished first when these bytes would push it
+    ///     past this size (a segment may still exceed it when a single write is larger).
+    /// - Throws: ``TrickleClientError`` — `.channelNotFound`, `.channelClosed`, `.retriesExhausted` (terminal),
+    ///   or `.segmentFailed` when the segment failed after the bytes were handed over.
+    public func write(_ bytes: ByteBuffer, maximumSegmentBytes: Int? = nil) async throws(TrickleClientError) {
+        if let terminalError { throw terminalError }
+        guard !self.isClosed else { throw TrickleClientError(.channelClosed, "the publisher was closed") }
+        if let maximumSegmentBytes, self.current != nil, self.currentBytes + bytes.readableBytes > maximumSegmentBytes {
+            self.finishSegment()
+        }
+        var upload = try await self.openSegmentIfNeeded()
+        do {
+            try upload.pipe.append(bytes)
+        } catch {
+            // The open segment's upload failed: start a new segment once and put the bytes there.
+            self.current = nil
+            upload = try await self.openSegmentIfNeeded()
+            do {
+                try upload.pipe.append(bytes)
+            } catch {
+                throw self.terminalError ?? TrickleClientError(.segmentFailed, "the segment upload failed: \(error)")
+            }
+        }
+        self.currentBytes += bytes.readableBytes
+        do {
+            try await upload.pipe.waitForCapacity()
+        } catch {
+            throw self.terminalError ?? TrickleClientError(.segmentFailed, "the segment upload failed: \(error)")
+        }
+    }
+
+    /// Ends the current segment (no-op when none is open).
+    public func finishSegment() {
+        self.current?.pipe.finish()
+        self.current = nil
+    }
+
+    /// Ends the current segment if it has been open for at least `age` (time-window rotation).
+    /// - Returns: Whether a segment was finished.
+    @discardableResult
+    public func finishSegment(ifOpenFor age: Duration) -> Bool {
+        guard self.current != nil, ContinuousClock.now - self.currentOpenedAt >= age else { return false }
+        self.finishSegment()
+        return true
+    }
+
+    /// Ends the stream: finishes the current segment, waits for its upload, deletes the channel (if
+    /// configured) so readers see end of stream, and makes ``run()`` return.
+    public func close() async throws {
+        guard !self.isClosed else { return }
+        self.isClosed = true
+        let last = self.current
+        self.finishSegment()
+        if let last { _ = await last.done.wait() }
+        if self.configuration.deletesChannelOnClose && self.terminalError == nil {
+            await self.deleteChannel()
+        }
+        self.preconnected?.pipe.fail(TrickleClientError(.channelClosed, "the publisher was closed"))
+        self.preconnected = nil
+        self.uploadsContinuation.finish()
+    }
+
+    // MARK: Segments
+
+    private func openSegmentIfNeeded() async throws(TrickleClientError) -> SegmentUpload {
+        if let current { return current }
+        if self.nextSeq == nil {
+            let start = await self.resolveStart()
+            if self.nextSeq == nil {
+                self.nextSeq = start.seq
+                self.pendingReset = start.reset
+            }
+        }
+        if let terminalError { throw terminalError }
+        if let current { return current }
+        let seq = self.nextSeq!  // set above
+        let upload: SegmentUpload
+        if let preconnected, preconnected.seq == seq, !preconnected.pipe.isFinished {
+            upload = preconnected
+        } else {
+            upload = self.startUpload(seq: seq, sendsReset: self.pendingReset)
+        }
+        self.pendingReset = false
+        self.nextSeq = seq + 1
+        self.preconnected = self.startUpload(seq: seq + 1, sendsReset: false)
+        self.current = upload
+        self.currentBytes = 0
+        self.currentOpenedAt = .now
+        return upload
+    }
+
+    private func startUpload(seq: Int, sendsReset: Bool) -> SegmentUpload {
+        let upload = SegmentUpload(
+            seq: seq,
+            sendsReset: sendsReset,
+            maximumBufferedBytes: self.configuration.maximumBufferedBytes
+        )
+        self.uploadsContinuation.yield(upload)
+        return upload
+    }
+
+    private func resolveStart() async -> (seq: Int, reset: Bool) {
+        switch self.configuration.start {
+        case .seq(let seq):
+            return (seq, false)
+        case .next:
+            var request = HTTPClientRequest(url: self.url.url("/next"))
+            request.method = .GET
+            do {
+                let response = try await self.httpClient.execute(request, timeout: .seconds(10), logger: self.logger)
+                let body = try await response.body.collect(upTo: 1024)
+                if response.status == .ok,
+                    let latest = response.headers.first(name: TrickleHeaders.latest.rawName).flatMap({ Int($0) })
+                        ?? Int(String(buffer: body).trimmingWhitespace())
+                {
+                    return (latest, true)
+                }
+                // 404: the channel does not exist yet (a POST may create it); 400: http-trickle has no /next.
+                self.logger.debug("trickle /next unavailable, starting at seq 0", metadata: ["http.status": "\(response.status.code)"])
+            } catch {
+                self.logger.debug("trickle /next failed, starting at seq 0", metadata: ["error": "\(error)"])
+            }
+            return (0, true)
+        }
+    }
+
+    private func markTerminal(_ error: TrickleClientError) {
+        if self.terminalError == nil { self.terminalError = error }
+        self.current?.pipe.fail(error)
+        self.preconnected?.pipe.fail(error)
+    }
+
+    // MARK: Uploads
+
+    private nonisolated func perform(_ upload: SegmentUpload) async {
+        var failures = 0
+        while true {
+            var request = HTTPClientRequest(url: self.url.url(seq: upload.seq))
+            request.method = .POST
+            request.headers.add(name: "Content-Type", value: self.configuration.mimeType)
+            if upload.sendsReset { request.headers.add(name: TrickleHeaders.reset.rawName, value: "1") }
+            request.body = .stream(upload.pipe, length: .unknown)
+            self.statsBox.withLock { $0.attempts += 1 }
+            let status: HTTPResponseStatus
+            let channelClosed: Bool
+            do {
+                let response = try await self.httpClient.execute(
+                    request,
+                    deadline: TrickleHTTPClient.streamingDeadline,
+                    logger: self.logger
+                )
+                _ = try? await response.body.collect(upTo: 64 * 1024)
+                status = response.status
+                channelClosed = response.headers.first(name: TrickleHeaders.closed.rawName) != nil
+            } catch {
+                if Task.isCancelled {
+                    upload.pipe.fail(CancellationError())
+                    upload.done.fulfill(.failed)
+                    return
+                }
+                if await self.shouldRetry(upload, failures: &failures, reason: "\(error)") { continue }
+                return
+            }
+            if channelClosed {
+                await self.markTerminal(TrickleClientError(.channelClosed, "the server closed the channel (Lp-Trickle-Closed)"))
+                upload.pipe.fail(TrickleClientError(.channelClosed, "channel closed"))
+                upload.done.fulfill(upload.pipe.isFinished && status == .ok ? .completed : .failed)
+                return
+            }
+            switch status.code {
+            case 200..<300 where upload.pipe.isFinished:
+                let bytes = upload.pipe.deliveredBytes
+                self.statsBox.withLock {
+                    $0.segments += 1
+                    $0.bytes += bytes
+                    if upload.sendsReset { $0.resets += 1 }
+                }
+                upload.done.fulfill(.completed)
+                return
+            case 200..<300:
+                // Released before we finished the body: the seq was closed, reset or evicted by someone else.
+                self.segmentFailed(upload, reason: "the server released the segment early")
+                return
+            case 404:
+                await self.markTerminal(
+                    TrickleClientError(.channelNotFound, "the server answered 404 for \(self.url): the channel does not exist")
+                )
+                upload.done.fulfill(.failed)
+                return
+            case 500..<600:
+                if await self.shouldRetry(upload, failures: &failures, reason: "HTTP \(status.code)") { continue }
+                return
+            default:
+                self.segmentFailed(upload, reason: "HTTP \(status.code)")
+                return
+            }
+        }
+    }
+
+    /// Decides whether a failed attempt is retried (only while no body byte was sent), sleeping the back-off.
+    private nonisolated func shouldRetry(_ upload: SegmentUpload, failures: inout Int, reason: String) async -> Bool {
+        failures += 1
+        guard upload.pipe.deliveredBytes == 0 else {
+            self.segmentFailed(upload, reason: reason)
+            return false
+        }
+        guard failures < self.configuration.maximumConsecutiveFailures else {
+            await self.markTerminal(
+                TrickleClientError(
+                    .retriesExhausted,
+                    "\(failures) consecutive failed POSTs to \(self.url) (last: \(reason)); is the trickle server up?"
+                )
+            )
+            upload.done.fulfill(.failed)
+            return false
+        }
+        self.logger.debug("trickle POST failed, retrying", metadata: ["trickle.seq": "\(upload.seq)", "error": "\(reason)"])
+        self.statsBox.withLock { $0.retries += 1 }
+        do {
+            try await Task.sleep(for: self.configuration.retryBackoff.delay(forAttempt: failures - 1))
+        } catch {
+            upload.done.fulfill(.failed)
+            return false
+        }
+        return true
+    }
+
+    private nonisolated func segmentFailed(_ upload: SegmentUpload, reason: String) {
+        self.logger.debug("trickle segment upload failed", metadata: ["trickle.seq": "\(upload.seq)", "error": "\(reason)"])
+        self.statsBox.withLock { $0.failedSegments += 1 }
+        upload.pipe.fail(TrickleClientError(.segmentFailed, "segment \(upload.seq) failed: \(reason)"))
+        upload.done.fulfill(.failed)
+    }
+
+    private func deleteChannel() async {
+        var request = HTTPClientRequest(url: self.url.url())
+        request.method = .DELETE
+        do {
+            let response = try await self.httpClient.execute(request, timeout: .seconds(10), logger: self.logger)
+            _ = try? await response.body.collect(upTo: 64 * 1024)
+        } catch {
+            self.logger.debug("trickle channel DELETE failed", metadata: ["error": "\(error)"])
+        }
+    }
+}

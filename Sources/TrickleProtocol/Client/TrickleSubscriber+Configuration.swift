@@ -1,0 +1,118 @@
+public import NIOCore
+
+extension TrickleSubscriber {
+    /// Where a subscriber starts reading (`trickle-protocol.md` §5).
+    public enum StartPosition: Sendable, Hashable {
+        /// `-2`: replay the most recent segment from byte 0, then follow (the SDK readers' default).
+        case latest
+        /// `-1`: wait for the next new segment; never replay.
+        case next
+        /// An explicit seq, e.g. a position recorded before a restart.
+        case seq(Int)
+
+        var rawSeq: Int {
+            switch self {
+            case .latest: return -2
+            case .next: return -1
+            case .seq(let seq): return seq
+            }
+        }
+    }
+
+    /// Configuration of a ``TrickleSubscriber``.
+    public struct Configuration: Sendable {
+        /// Where to start. Default ``StartPosition/latest``.
+        public var start: StartPosition
+        /// The largest segment read; past it the rest of the segment is skipped and reported as
+        /// ``TrickleSegmentEnd/overLimit(bytes:)``. Default 5 MiB (5,242,880 bytes), the events-channel cap.
+        public var maximumSegmentBytes: Int
+        /// How long a segment that already started may go without new bytes before the subscriber checks
+        /// whether its publisher moved on (nextWrite past it) and, if so, abandons it (§10.5). Must exceed the
+        /// publisher's segment window. Default 30 s.
+        public var stallTimeout: Duration
+        /// Back-off between retries after network errors and 5xx. Default 0.5 s → 5 s.
+        public var retryBackoff: Backoff
+        /// Consecutive failures after which ``TrickleSubscriber/run(_:)`` throws; `nil` retries forever
+        /// (a daemon riding out a server restart). Default `nil`.
+        public var maximumConsecutiveFailures: Int?
+        /// Pause before retrying a seq the server says is ahead of nextWrite (470 with a smaller
+        /// `Lp-Trickle-Latest`). Default 0.25 s, as the SDK.
+        public var aheadRetryDelay: Duration
+        /// Consecutive "ahead" answers after which the subscriber resyncs to the server's nextWrite (the
+        /// channel was recreated or reset behind our back). Default 40 (10 s at the default delay).
+        public var maximumAheadRetries: Int
+
+        /// Creates a configuration; every parameter has the documented default.
+        public init(
+            start: StartPosition = .latest,
+            maximumSegmentBytes: Int = 5 * 1024 * 1024,
+            stallTimeout: Duration = .seconds(30),
+            retryBackoff: Backoff = Backoff(initial: .milliseconds(500), maximum: .seconds(5)),
+            maximumConsecutiveFailures: Int? = nil,
+            aheadRetryDelay: Duration = .milliseconds(250),
+            maximumAheadRetries: Int = 40
+        ) {
+            self.start = start
+            self.maximumSegmentBytes = maximumSegmentBytes
+            self.stallTimeout = stallTimeout
+            self.retryBackoff = retryBackoff
+            self.maximumConsecutiveFailures = maximumConsecutiveFailures
+            self.aheadRetryDelay = aheadRetryDelay
+            self.maximumAheadRetries = maximumAheadRetries
+        }
+    }
+
+    /// Counters of a subscriber, as a value.
+    public struct Stats: Sendable, Hashable {
+        /// GET requests made.
+        public var attempts = 0
+        /// GETs repeated after a network error or 5xx.
+        public var retries = 0
+        /// Segments read to their end (including over-limit and stalled ones).
+        public var segments = 0
+        /// Body bytes delivered.
+        public var bytes = 0
+        /// Seqs skipped: not retained any more when asked for (470 behind), or abandoned.
+        public var gaps = 0
+        /// Resyncs to the server's nextWrite after too many "ahead" answers.
+        public var resets = 0
+        /// Segments abandoned because their publisher died mid-segment.
+        public var stalls = 0
+        /// Segments cut at ``Configuration/maximumSegmentBytes``.
+        public var overLimitSegments = 0
+
+        public init() {}
+    }
+
+    /// Why a subscription ended.
+    public enum EndOfStream: Sendable, Hashable {
+        /// The server said `Lp-Trickle-Closed`: the publisher closed the channel.
+        case closed
+        /// The server answered 404: the channel does not exist (deleted, swept, or never created).
+        case notFound
+    }
+}
+
+/// What a subscriber hands its consumer, in order.
+public enum TrickleSubscriberEvent: Sendable {
+    /// Segment `seq` started (its first byte, or its empty end, arrived).
+    case segmentStarted(seq: Int)
+    /// Bytes of segment `seq`, in order.
+    case bytes(ByteBuffer, seq: Int)
+    /// Segment `seq` ended.
+    case segmentEnded(seq: Int, TrickleSegmentEnd)
+    /// Seqs `from..<to` will never be read (evicted before we got there, or skipped on resync).
+    case gap(from: Int, to: Int)
+}
+
+/// How a segment ended for a subscriber.
+public enum TrickleSegmentEnd: Sendable, Hashable {
+    /// The segment ended normally after this many bytes. A segment cut short by channel close, reset or ring
+    /// overwrite also ends this way, so its last line may be truncated (§7).
+    case complete(bytes: Int)
+    /// The segment grew past the limit; the rest of it was skipped.
+    case overLimit(bytes: Int)
+    /// The segment's publisher died mid-segment and moved on; the rest was abandoned.
+    case stalled(bytes: Int)
+}
+

@@ -1,0 +1,277 @@
+public import AsyncHTTPClient
+import HTTPTypes
+public import Logging
+import NIOCore
+import NIOHTTP1
+import Synchronization
+
+/// Reads one trickle channel segment by segment, live (`trickle-protocol.md` §4, §5, §7, §10).
+///
+/// Bytes are handed over as they arrive, not when a segment ends. The subscriber follows the protocol's rules:
+/// `470` with a smaller `Lp-Trickle-Latest` means we are ahead (wait and retry the same seq), with a larger one
+/// that we fell behind (jump, and report the gap); `404` and `Lp-Trickle-Closed` end the stream (a `200`
+/// carrying `Closed` is not data); an empty `200` is an empty segment; network errors and 5xx are retried with
+/// back-off (resuming a segment where it broke off); a segment whose publisher died is abandoned once the
+/// publisher has moved on; a segment larger than the limit is cut.
+public final class TrickleSubscriber: Sendable {
+    /// The channel.
+    public let url: TrickleChannelURL
+    /// The configuration.
+    public let configuration: Configuration
+    private let httpClient: HTTPClient
+    private let logger: Logger
+    private let statsBox = Mutex(Stats())
+
+    /// Creates a subscriber; nothing is requested until ``run(_:)``.
+    public init(url: TrickleChannelURL, httpClient: HTTPClient, configuration: Configuration = .init(), logger: Logger) {
+        self.url = url
+        self.httpClient = httpClient
+        self.configuration = configuration
+        var logger = logger
+        logger[metadataKey: "trickle.channel"] = "\(url.channelName)"
+        self.logger = logger
+    }
+
+    /// The counters so far.
+    public var stats: Stats { self.statsBox.withLock { $0 } }
+
+    /// Reads the channel until end of stream, handing every event to `handle` in order.
+    ///
+    /// - Returns: Why the stream ended.
+    /// - Throws: ``TrickleClientError`` (`.retriesExhausted`, `.unexpectedStatus`), `CancellationError`, or
+    ///   whatever `handle` throws.
+    public func run(_ handle: @escaping @Sendable (TrickleSubscriberEvent) async throws -> Void) async throws -> EndOfStream {
+        var seq = self.configuration.start.rawSeq
+        var resumeOffset = 0
+        var failures = 0
+        var aheadCount = 0
+        while true {
+            try Task.checkCancellation()
+            var request = HTTPClientRequest(url: self.url.url(seq: seq))
+            request.method = .GET
+            self.statsBox.withLock { $0.attempts += 1 }
+            let response: HTTPClientResponse
+            do {
+                response = try await self.httpClient.execute(
+                    request,
+                    deadline: TrickleHTTPClient.streamingDeadline,
+                    logger: self.logger
+                )
+            } catch {
+                try Task.checkCancellation()
+                try await self.failed(&failures, reason: "\(error)")
+                continue
+            }
+            let headers = response.headers
+            if headers.first(name: TrickleHeaders.closed.rawName) != nil {
+                _ = try? await response.body.collect(upTo: 64 * 1024)
+                return .closed
+            }
+            let servedSeq = headers.first(name: TrickleHeaders.seq.rawName).flatMap { Int($0) } ?? seq
+            let latest = headers.first(name: TrickleHeaders.latest.rawName).flatMap { Int($0) }
+            switch response.status.code {
+            case 200:
+                failures = 0
+                aheadCount = 0
+                if seq >= 0, servedSeq > seq {
+                    try await self.reportGap(from: seq, to: servedSeq, handle)
+                }
+                let end = try await self.consume(response, seq: servedSeq, skipping: resumeOffset, handle)
+                switch end {
+                case .interrupted(let delivered):
+                    // Resume the same segment after the bytes already handed over.
+                    resumeOffset = delivered
+                    seq = servedSeq
+                    try await self.failed(&failures, reason: "segment body interrupted")
+                case .ended(let segmentEnd):
+                    resumeOffset = 0
+                    seq = servedSeq + 1
+                    try await handle(.segmentEnded(seq: servedSeq, segmentEnd))
+                }
+            case 404:
+                _ = try? await response.body.collect(upTo: 64 * 1024)
+                return .notFound
+            case 470:  // TrickleHeaders.notRetainedStatus
+                _ = try? await response.body.collect(upTo: 64 * 1024)
+                guard let latest else {
+                    try await self.failed(&failures, reason: "470 without Lp-Trickle-Latest")
+                    continue
+                }
+                failures = 0
+                resumeOffset = 0
+                if latest > servedSeq {
+                    // Fell behind: the seq was evicted. Jump to the live edge and report what was lost (§4).
+                    aheadCount = 0
+                    try await self.reportGap(from: servedSeq, to: latest, handle)
+                    seq = latest
+                } else {
+                    // Ahead of the publisher: wait and ask again, unless the channel was evidently recreated.
+                    aheadCount += 1
+                    if aheadCount > self.configuration.maximumAheadRetries {
+                        self.logger.debug("trickle subscriber resyncing to nextWrite", metadata: ["trickle.seq": "\(servedSeq)", "trickle.latest": "\(latest)"])
+                        self.statsBox.withLock { $0.resets += 1 }
+                        aheadCount = 0
+                        seq = latest
+                    } else {
+                        seq = servedSeq
+                        try await Task.sleep(for: self.configuration.aheadRetryDelay)
+                    }
+                }
+            case 500..<600:
+                _ = try? await response.body.collect(upTo: 64 * 1024)
+                try await self.failed(&failures, reason: "HTTP \(response.status.code)")
+            default:
+                let body = (try? await response.body.collect(upTo: 4096)).map { String(buffer: $0) } ?? ""
+                throw TrickleClientError(
+                    .unexpectedStatus,
+                    "GET \(self.url)/\(seq) answered \(response.status.code) (\(body.trimmingWhitespace())); expected 200, 404 or 470"
+                )
+            }
+        }
+    }
+
+    private func reportGap(from: Int, to: Int, _ handle: @Sendable (TrickleSubscriberEvent) async throws -> Void) async throws {
+        guard to > from else { return }
+        self.statsBox.withLock { $0.gaps += to - from }
+        self.logger.debug("trickle subscriber skipped segments", metadata: ["trickle.from": "\(from)", "trickle.to": "\(to)"])
+        try await handle(.gap(from: from, to: to))
+    }
+
+    private func failed(_ failures: inout Int, reason: String) async throws {
+        failures += 1
+        if let maximum = self.configuration.maximumConsecutiveFailures, failures >= maximum {
+            throw TrickleClientError(
+                .retriesExhausted,
+                "\(failures) consecutive failed GETs on \(self.url) (last: \(reason)); is the trickle server up?"
+            )
+        }
+        self.statsBox.withLock { $0.retries += 1 }
+        self.logger.debug("trickle GET failed, retrying", metadata: ["error": "\(reason)", "trickle.failures": "\(failures)"])
+        try await Task.sleep(for: self.configuration.retryBackoff.delay(forAttempt: failures - 1))
+    }
+
+    // MARK: Segment bodies
+
+    private enum BodyEnd: Sendable {
+        case ended(TrickleSegmentEnd)
+        case interrupted(delivered: Int)
+    }
+
+    /// Tracks the progress of one body for the stall watchdog.
+    private final class Progress: Sendable {
+        private struct State {
+            var lastByteAt: ContinuousClock.Instant = .now
+            var received = 0
+        }
+
+        private let state = Mutex(State())
+
+        func note(bytes: Int) {
+            self.state.withLock {
+                $0.lastByteAt = .now
+                $0.received += bytes
+            }
+        }
+
+        func touch() { self.state.withLock { $0.lastByteAt = .now } }
+
+        var snapshot: (lastByteAt: ContinuousClock.Instant, received: Int) {
+            self.state.withLock { ($0.lastByteAt, $0.received) }
+        }
+    }
+
+    private func consume(
+        _ response: HTTPClientResponse,
+        seq: Int,
+        skipping skip: Int,
+        _ handle: @escaping @Sendable (TrickleSubscriberEvent) async throws -> Void
+    ) async throws -> BodyEnd {
+        let progress = Progress()
+        let limit = self.configuration.maximumSegmentBytes
+        return try await withThrowingTaskGroup(of: BodyEnd?.self) { group in
+            group.addTask {
+                var received = 0
+                var delivered = skip
+                if skip == 0 { try await handle(.segmentStarted(seq: seq)) }
+                do {
+                    for try await var chunk in response.body {
+                        received += chunk.readableBytes
+                        progress.note(bytes: chunk.readableBytes)
+                        // After a resumed GET, the server replays from byte 0: drop what was handed over.
+                        if received <= skip { continue }
+                        if received - chunk.readableBytes < skip {
+                            chunk.moveReaderIndex(forwardBy: skip - (received - chunk.readableBytes))
+                        }
+                        if delivered + chunk.readableBytes > limit {
+                            let room = limit - delivered
+                            if room > 0, let head = chunk.readSlice(length: room) {
+                                delivered += room
+                                self.statsBox.withLock { $0.bytes += room }
+                                try await handle(.bytes(head, seq: seq))
+                            }
+                            self.statsBox.withLock {
+                                $0.overLimitSegments += 1
+                                $0.segments += 1
+                            }
+                            return .ended(.overLimit(bytes: received))
+                        }
+                        delivered += chunk.readableBytes
+                        self.statsBox.withLock { $0.bytes += chunk.readableBytes }
+                        try await handle(.bytes(chunk, seq: seq))
+                    }
+                } catch let error as CancellationError {
+                    throw error
+                } catch {
+                    if Task.isCancelled { throw CancellationError() }
+                    return .interrupted(delivered: delivered)
+                }
+                self.statsBox.withLock { $0.segments += 1 }
+                return .ended(.complete(bytes: delivered))
+            }
+            group.addTask {
+                try await self.watchForStall(seq: seq, progress: progress)
+            }
+            defer { group.cancelAll() }
+            while let result = try await group.next() {
+                if let result { return result }
+            }
+            return .ended(.complete(bytes: progress.snapshot.received))
+        }
+    }
+
+    /// Returns `.ended(.stalled)` when no byte arrived for the stall timeout and the publisher moved on;
+    /// returns `nil` when cancelled.
+    private func watchForStall(seq: Int, progress: Progress) async throws -> BodyEnd? {
+        let timeout = self.configuration.stallTimeout
+        while true {
+            do {
+                try await Task.sleep(for: timeout / 4)
+            } catch {
+                return nil
+            }
+            let snapshot = progress.snapshot
+            guard snapshot.received > 0, ContinuousClock.now - snapshot.lastByteAt >= timeout else { continue }
+            // A quiet segment is normal at the live edge; it is stalled only if the publisher went on without it.
+            if let nextWrite = await self.fetchNextWrite(), nextWrite > seq + 1 {
+                self.logger.debug("trickle segment stalled, abandoning", metadata: ["trickle.seq": "\(seq)", "trickle.latest": "\(nextWrite)"])
+                self.statsBox.withLock {
+                    $0.stalls += 1
+                    $0.segments += 1
+                }
+                return .ended(.stalled(bytes: snapshot.received))
+            }
+            progress.touch()
+        }
+    }
+
+    private func fetchNextWrite() async -> Int? {
+        var request = HTTPClientRequest(url: self.url.url("/next"))
+        request.method = .GET
+        guard let response = try? await self.httpClient.execute(request, timeout: .seconds(5), logger: self.logger),
+            let body = try? await response.body.collect(upTo: 1024),
+            response.status == .ok
+        else { return nil }
+        return response.headers.first(name: TrickleHeaders.latest.rawName).flatMap { Int($0) }
+            ?? Int(String(buffer: body).trimmingWhitespace())
+    }
+}

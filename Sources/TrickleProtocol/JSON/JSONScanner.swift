@@ -1,0 +1,322 @@
+/// A strict (RFC 8259) JSON validator that works on raw bytes and never builds Foundation objects.
+///
+/// The events channel routes on a couple of top-level keys and forwards everything else verbatim, so the hot
+/// path only needs to know *that* a line is valid JSON, *whether* it is an object, and *where* the values of
+/// a few top-level members sit. `JSONScanner` answers exactly that in one pass over the bytes
+/// (TOOLCHAIN-NOTES "JSON on the hot path": decode only what you route on).
+///
+/// Strictness: `NaN`, `Infinity`, leading zeros, trailing commas, comments, unescaped control characters and
+/// single quotes are all rejected. UTF-8 well-formedness of string contents is not checked.
+///
+/// ```swift
+/// let scan = try JSONScanner.scanObject(bytes) { key, value in
+///     if key.elementsEqual("type".utf8) { typeRange = value.range }
+/// }
+/// ```
+public enum JSONScanner {
+    /// The maximum nesting depth accepted; deeper documents are reported as malformed instead of recursing on.
+    public static let maximumDepth = 512
+
+    /// The kind of a JSON value.
+    public enum ValueKind: Sendable, Hashable {
+        case object, array, string, number, literal
+    }
+
+    /// Where a top-level member's value sits in the scanned bytes.
+    public struct Member: Sendable {
+        /// The kind of the value.
+        public var kind: ValueKind
+        /// The byte range of the raw value (for a string: including its quotes).
+        public var range: Range<Int>
+        /// Whether a string value contains backslash escapes (its raw bytes then differ from its text).
+        public var hasEscapes: Bool
+
+        @inlinable
+        init(kind: ValueKind, range: Range<Int>, hasEscapes: Bool) {
+            self.kind = kind
+            self.range = range
+            self.hasEscapes = hasEscapes
+        }
+    }
+
+    /// Validates `bytes` as exactly one JSON value with optional surrounding whitespace.
+    ///
+    /// - Returns: The kind of the top-level value.
+    /// - Throws: ``JSONSyntaxError`` naming the byte offset and what was expected there.
+    @inlinable
+    public static func validate(_ bytes: UnsafeRawBufferPointer) throws(JSONSyntaxError) -> ValueKind {
+        var parser = JSONByteParser(bytes)
+        return try parser.parseDocument(reportMembers: false) { _, _ in }
+    }
+
+    /// Validates `bytes` as one JSON value and reports every member of the top-level object.
+    ///
+    /// - Parameters:
+    ///   - bytes: The raw bytes of one line.
+    ///   - onMember: Called for every top-level member with the key's raw bytes (between the quotes, escapes
+    ///     not resolved) and where its value sits. Not called when the top-level value is not an object.
+    /// - Returns: The kind of the top-level value.
+    @inlinable
+    public static func scan(
+        _ bytes: UnsafeRawBufferPointer,
+        onTopLevelMember: (UnsafeRawBufferPointer, Member) -> Void
+    ) throws(JSONSyntaxError) -> ValueKind {
+        var parser = JSONByteParser(bytes)
+        return try parser.parseDocument(reportMembers: true, onTopLevelMember: onTopLevelMember)
+    }
+}
+
+/// A JSON syntax error: where it happened and what was expected.
+public struct JSONSyntaxError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// The byte offset in the scanned input.
+    public var offset: Int
+    /// A short, constant description of what was wrong.
+    public var reason: String
+
+    public init(offset: Int, reason: String) {
+        self.offset = offset
+        self.reason = reason
+    }
+
+    public var description: String { "\(self.reason) at byte \(self.offset)" }
+}
+
+/// The recursive-descent parser behind ``JSONScanner``. Internal, but `@usableFromInline` so that the scan
+/// specialises into callers.
+@usableFromInline
+struct JSONByteParser {
+    @usableFromInline let bytes: UnsafeRawBufferPointer
+    @usableFromInline var index: Int = 0
+
+    @inlinable
+    init(_ bytes: UnsafeRawBufferPointer) {
+        self.bytes = bytes
+    }
+
+    @inlinable
+    mutating func parseDocument(
+        reportMembers: Bool,
+        onTopLevelMember: (UnsafeRawBufferPointer, JSONScanner.Member) -> Void
+    ) throws(JSONSyntaxError) -> JSONScanner.ValueKind {
+        self.skipWhitespace()
+        guard self.index < self.bytes.count else { throw self.error("empty input") }
+        let kind: JSONScanner.ValueKind
+        if reportMembers, self.bytes[self.index] == UInt8(ascii: "{") {
+            try self.parseObject(depth: 1, reportMembers: true, onMember: onTopLevelMember)
+            kind = .object
+        } else {
+            kind = try self.parseValue(depth: 1).kind
+        }
+        self.skipWhitespace()
+        guard self.index == self.bytes.count else { throw self.error("unexpected bytes after the value") }
+        return kind
+    }
+
+    @inlinable
+    func error(_ reason: String) -> JSONSyntaxError {
+        JSONSyntaxError(offset: self.index, reason: reason)
+    }
+
+    @inlinable
+    mutating func skipWhitespace() {
+        while self.index < self.bytes.count {
+            switch self.bytes[self.index] {
+            case 0x20, 0x09, 0x0A, 0x0D: self.index += 1
+            default: return
+            }
+        }
+    }
+
+    @inlinable
+    mutating func parseValue(depth: Int) throws(JSONSyntaxError) -> (kind: JSONScanner.ValueKind, hasEscapes: Bool) {
+        guard self.index < self.bytes.count else { throw self.error("expected a value, found end of input") }
+        switch self.bytes[self.index] {
+        case UInt8(ascii: "{"):
+            try self.parseObject(depth: depth, reportMembers: false) { _, _ in }
+            return (.object, false)
+        case UInt8(ascii: "["):
+            try self.parseArray(depth: depth)
+            return (.array, false)
+        case UInt8(ascii: "\""):
+            return (.string, try self.parseString())
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+            try self.parseNumber()
+            return (.number, false)
+        case UInt8(ascii: "t"):
+            try self.expectLiteral("true")
+            return (.literal, false)
+        case UInt8(ascii: "f"):
+            try self.expectLiteral("false")
+            return (.literal, false)
+        case UInt8(ascii: "n"):
+            try self.expectLiteral("null")
+            return (.literal, false)
+        default:
+            throw self.error("expected a value")
+        }
+    }
+
+    @inlinable
+    mutating func expectLiteral(_ literal: StaticString) throws(JSONSyntaxError) {
+        let count = literal.utf8CodeUnitCount
+        guard self.index + count <= self.bytes.count else { throw self.error("truncated literal") }
+        let base = literal.utf8Start
+        for offset in 0..<count where self.bytes[self.index + offset] != base[offset] {
+            throw self.error("invalid literal")
+        }
+        self.index += count
+    }
+
+    @inlinable
+    mutating func parseObject(
+        depth: Int,
+        reportMembers: Bool,
+        onMember: (UnsafeRawBufferPointer, JSONScanner.Member) -> Void
+    ) throws(JSONSyntaxError) {
+        guard depth <= JSONScanner.maximumDepth else { throw self.error("nesting too deep") }
+        self.index += 1  // {
+        self.skipWhitespace()
+        if self.index < self.bytes.count, self.bytes[self.index] == UInt8(ascii: "}") {
+            self.index += 1
+            return
+        }
+        while true {
+            guard self.index < self.bytes.count, self.bytes[self.index] == UInt8(ascii: "\"") else {
+                throw self.error("expected a string key")
+            }
+            let keyStart = self.index + 1
+            _ = try self.parseString()
+            let keyEnd = self.index - 1
+            self.skipWhitespace()
+            guard self.index < self.bytes.count, self.bytes[self.index] == UInt8(ascii: ":") else {
+                throw self.error("expected ':' after a key")
+            }
+            self.index += 1
+            self.skipWhitespace()
+            let valueStart = self.index
+            let value = try self.parseValue(depth: depth + 1)
+            if reportMembers {
+                let key = UnsafeRawBufferPointer(rebasing: self.bytes[keyStart..<keyEnd])
+                onMember(key, .init(kind: value.kind, range: valueStart..<self.index, hasEscapes: value.hasEscapes))
+            }
+            self.skipWhitespace()
+            guard self.index < self.bytes.count else { throw self.error("unterminated object") }
+            switch self.bytes[self.index] {
+            case UInt8(ascii: ","):
+                self.index += 1
+                self.skipWhitespace()
+            case UInt8(ascii: "}"):
+                self.index += 1
+                return
+            default:
+                throw self.error("expected ',' or '}' in an object")
+            }
+        }
+    }
+
+    @inlinable
+    mutating func parseArray(depth: Int) throws(JSONSyntaxError) {
+        guard depth <= JSONScanner.maximumDepth else { throw self.error("nesting too deep") }
+        self.index += 1  // [
+        self.skipWhitespace()
+        if self.index < self.bytes.count, self.bytes[self.index] == UInt8(ascii: "]") {
+            self.index += 1
+            return
+        }
+        while true {
+            _ = try self.parseValue(depth: depth + 1)
+            self.skipWhitespace()
+            guard self.index < self.bytes.count else { throw self.error("unterminated array") }
+            switch self.bytes[self.index] {
+            case UInt8(ascii: ","):
+                self.index += 1
+                self.skipWhitespace()
+            case UInt8(ascii: "]"):
+                self.index += 1
+                return
+            default:
+                throw self.error("expected ',' or ']' in an array")
+            }
+        }
+    }
+
+    /// Parses a string starting at its opening quote; returns whether it held escapes.
+    @inlinable
+    mutating func parseString() throws(JSONSyntaxError) -> Bool {
+        self.index += 1  // opening quote
+        var hasEscapes = false
+        let count = self.bytes.count
+        while true {
+            // Fast path: plain bytes are neither quote, backslash nor control characters.
+            while self.index < count {
+                let byte = self.bytes[self.index]
+                if byte == 0x22 || byte == 0x5C || byte < 0x20 { break }
+                self.index += 1
+            }
+            guard self.index < count else { throw self.error("unterminated string") }
+            let byte = self.bytes[self.index]
+            if byte == 0x22 {
+                self.index += 1
+                return hasEscapes
+            }
+            if byte < 0x20 { throw self.error("control character in a string") }
+            // Backslash escape.
+            hasEscapes = true
+            guard self.index + 1 < count else { throw self.error("unterminated escape") }
+            switch self.bytes[self.index + 1] {
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"), UInt8(ascii: "f"),
+                UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
+                self.index += 2
+            case UInt8(ascii: "u"):
+                guard self.index + 6 <= count else { throw self.error("truncated \\u escape") }
+                for offset in 2..<6 where !Self.isHexDigit(self.bytes[self.index + offset]) {
+                    throw self.error("invalid \\u escape")
+                }
+                self.index += 6
+            default:
+                throw self.error("invalid escape")
+            }
+        }
+    }
+
+    @inlinable
+    static func isHexDigit(_ byte: UInt8) -> Bool {
+        (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x46) || (byte >= 0x61 && byte <= 0x66)
+    }
+
+    @inlinable
+    mutating func skipDigits() -> Int {
+        let start = self.index
+        while self.index < self.bytes.count, self.bytes[self.index] &- 0x30 < 10 {
+            self.index += 1
+        }
+        return self.index - start
+    }
+
+    @inlinable
+    mutating func parseNumber() throws(JSONSyntaxError) {
+        if self.bytes[self.index] == UInt8(ascii: "-") { self.index += 1 }
+        guard self.index < self.bytes.count else { throw self.error("truncated number") }
+        if self.bytes[self.index] == UInt8(ascii: "0") {
+            self.index += 1
+            if self.index < self.bytes.count, self.bytes[self.index] &- 0x30 < 10 {
+                throw self.error("leading zero in a number")
+            }
+        } else if self.skipDigits() == 0 {
+            throw self.error("expected a digit")
+        }
+        if self.index < self.bytes.count, self.bytes[self.index] == UInt8(ascii: ".") {
+            self.index += 1
+            guard self.skipDigits() > 0 else { throw self.error("expected a digit after '.'") }
+        }
+        if self.index < self.bytes.count, self.bytes[self.index] | 0x20 == UInt8(ascii: "e") {
+            self.index += 1
+            if self.index < self.bytes.count,
+                self.bytes[self.index] == UInt8(ascii: "+") || self.bytes[self.index] == UInt8(ascii: "-")
+            {
+                self.index += 1
+            }
+            guard self.skipDigits() > 0 else { throw self.error("expected a digit in the exponent") }
+        }
+    }
+}

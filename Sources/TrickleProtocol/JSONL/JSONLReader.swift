@@ -1,0 +1,92 @@
+public import AsyncHTTPClient
+public import Logging
+import NIOCore
+import Synchronization
+
+/// Reads JSON Lines from a trickle channel, line by line as bytes arrive.
+///
+/// Unlike the SDK's reader, which ends the whole subscription on the first bad line (`trickle-protocol.md`
+/// §8), this one **reports and goes on**: a malformed line, a non-object line, a line or segment over the cap
+/// each yield a ``JSONLDiagnostic`` (channel, seq, line number, reason) and reading continues with the next
+/// line or segment. It never buffers more than the cap. An unterminated last line is delivered when it is a
+/// valid object and reported as truncated when not (§7).
+public struct JSONLReader: Sendable {
+    /// What the reader hands its consumer, in order.
+    public enum Item: Sendable {
+        /// A valid JSON object line.
+        case line(JSONLLine)
+        /// A line or segment that was skipped, and why.
+        case diagnostic(JSONLDiagnostic)
+        /// Segments `from..<to` were lost (evicted before they were read).
+        case gap(from: Int, to: Int)
+    }
+
+    /// Configuration of a ``JSONLReader``.
+    public struct Configuration: Sendable {
+        /// The per-segment cap; also the line cap. Default 5 MiB (5,242,880 bytes).
+        public var maximumSegmentBytes: Int
+        /// The subscriber's settings (start position, stall timeout, retries). Its segment limit is set to
+        /// ``maximumSegmentBytes``.
+        public var subscriber: TrickleSubscriber.Configuration
+
+        /// Creates a configuration; every parameter has the documented default.
+        public init(maximumSegmentBytes: Int = 5 * 1024 * 1024, subscriber: TrickleSubscriber.Configuration = .init()) {
+            self.maximumSegmentBytes = maximumSegmentBytes
+            self.subscriber = subscriber
+        }
+    }
+
+    /// The subscriber underneath (for its stats).
+    public let subscriber: TrickleSubscriber
+    private let maximumSegmentBytes: Int
+
+    /// Creates a reader for the channel at `url`.
+    public init(url: TrickleChannelURL, httpClient: HTTPClient, configuration: Configuration = .init(), logger: Logger) {
+        var subscriberConfiguration = configuration.subscriber
+        subscriberConfiguration.maximumSegmentBytes = configuration.maximumSegmentBytes
+        self.subscriber = TrickleSubscriber(
+            url: url,
+            httpClient: httpClient,
+            configuration: subscriberConfiguration,
+            logger: logger
+        )
+        self.maximumSegmentBytes = configuration.maximumSegmentBytes
+    }
+
+    /// Reads until end of stream, handing every item to `handle` in order.
+    ///
+    /// - Returns: Why the stream ended.
+    public func run(_ handle: @escaping @Sendable (Item) async throws -> Void) async throws -> TrickleSubscriber.EndOfStream {
+        let parser = Mutex(
+            JSONLSegmentParser(
+                source: self.subscriber.url.channelName,
+                seq: -1,
+                maximumSegmentBytes: self.maximumSegmentBytes
+            )
+        )
+        return try await self.subscriber.run { event in
+            var items: [JSONLSegmentParser.Item] = []
+            switch event {
+            case .segmentStarted(let seq):
+                parser.withLock { $0.startSegment(seq: seq) }
+            case .bytes(let chunk, _):
+                parser.withLock { $0.feed(chunk, into: &items) }
+            case .segmentEnded(_, let end):
+                parser.withLock { parser in
+                    if case .overLimit(let bytes) = end {
+                        parser.noteSegmentOverLimit(bytes: bytes, into: &items)
+                    }
+                    parser.finishSegment(into: &items)
+                }
+            case .gap(let from, let to):
+                try await handle(.gap(from: from, to: to))
+            }
+            for item in items {
+                switch item {
+                case .line(let line): try await handle(.line(line))
+                case .diagnostic(let diagnostic): try await handle(.diagnostic(diagnostic))
+                }
+            }
+        }
+    }
+}

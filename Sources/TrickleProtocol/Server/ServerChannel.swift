@@ -1,0 +1,142 @@
+import Synchronization
+
+/// One channel on the embedded server: the ring of retained segments and the nextWrite cursor.
+///
+/// Semantics follow go-livepeer's `trickle/` server (`trickle-protocol.md` §1, §5, §6).
+final class ServerChannel: Sendable {
+    /// What a GET on a seq resolves to.
+    enum ReadResolution {
+        /// Serve this segment (complete, in progress, or a placeholder to wait on).
+        case segment(ServerSegment, latestAtAccept: Int)
+        /// 470: the seq is not retained (evicted, skipped, or ahead of nextWrite+1).
+        case notRetained(seq: Int, latest: Int)
+        /// The channel was closed.
+        case closed
+    }
+
+    /// What a POST on a seq resolves to.
+    enum WriteResolution {
+        case segment(ServerSegment)
+        /// The segment is already complete: GL answers 200 and discards the new body (§5).
+        case alreadyComplete(seq: Int)
+        case closed
+    }
+
+    private struct State {
+        var nextWrite = 0
+        var ring: [ServerSegment?]
+        var lastSegmentStart: ContinuousClock.Instant
+        var isClosed = false
+    }
+
+    let name: String
+    let mimeType: String
+    private let state: Mutex<State>
+    private let readers = Atomic<Int>(0)
+
+    /// GETs being served on this channel right now (waiting or streaming).
+    var activeReaders: Int { self.readers.load(ordering: .relaxed) }
+
+    func readerStarted() { self.readers.add(1, ordering: .relaxed) }
+    func readerEnded() { self.readers.subtract(1, ordering: .relaxed) }
+
+    init(name: String, mimeType: String, ringSize: Int, now: ContinuousClock.Instant) {
+        self.name = name
+        self.mimeType = mimeType
+        self.state = Mutex(State(ring: Array(repeating: nil, count: ringSize), lastSegmentStart: now))
+    }
+
+    var nextWrite: Int { self.state.withLock { $0.nextWrite } }
+
+    var lastSegmentStart: ContinuousClock.Instant { self.state.withLock { $0.lastSegmentStart } }
+
+    /// Resolves a GET. `seq` is ≥ -2 (validated by the router).
+    func resolveRead(seq requested: Int) -> ReadResolution {
+        var evicted: ServerSegment?
+        defer { evicted?.close() }
+        return self.state.withLock { state in
+            guard !state.isClosed else { return .closed }
+            let seq: Int
+            switch requested {
+            case -1: seq = state.nextWrite
+            case -2: seq = max(state.nextWrite - 1, 0)
+            default: seq = requested
+            }
+            let slot = seq % state.ring.count
+            if let segment = state.ring[slot], segment.seq == seq {
+                return .segment(segment, latestAtAccept: state.nextWrite)
+            }
+            // GET on nextWrite waits on a pre-created placeholder; so does GET 1 on a fresh channel (§5).
+            if seq == state.nextWrite || (seq == 1 && state.nextWrite == 0) {
+                let placeholder = ServerSegment(seq: seq)
+                evicted = state.ring[slot]
+                state.ring[slot] = placeholder
+                return .segment(placeholder, latestAtAccept: state.nextWrite)
+            }
+            return .notRetained(seq: seq, latest: state.nextWrite)
+        }
+    }
+
+    /// Resolves a POST. `seq` is ≥ -1 (validated by the router).
+    ///
+    /// - Parameter reset: `Lp-Trickle-Reset` was sent: close every retained segment below this seq.
+    func resolveWrite(seq requested: Int, reset: Bool) -> WriteResolution {
+        var toClose: [ServerSegment] = []
+        defer { for segment in toClose { segment.close() } }
+        return self.state.withLock { state in
+            guard !state.isClosed else { return .closed }
+            // Both reference servers mishandle `POST -1` in some way (HT rewinds to 0, §5); ours resolves it
+            // to nextWrite like go-livepeer and says which seq it used in `Lp-Trickle-Seq`.
+            let seq = requested == -1 ? state.nextWrite : requested
+            if reset {
+                for case let segment? in state.ring where segment.seq < seq { toClose.append(segment) }
+            }
+            let slot = seq % state.ring.count
+            if let segment = state.ring[slot], segment.seq == seq {
+                let snapshot = segment.snapshot
+                if snapshot.isClosed && snapshot.byteCount > 0 { return .alreadyComplete(seq: seq) }
+                if !snapshot.isClosed { return .segment(segment) }
+            }
+            // A POST eviction also closes the evicted segment (§6).
+            if let old = state.ring[slot] { toClose.append(old) }
+            let segment = ServerSegment(seq: seq)
+            state.ring[slot] = segment
+            return .segment(segment)
+        }
+    }
+
+    /// The first byte of a POST to `seq` arrived: nextWrite moves to `seq + 1` (last first-byte wins, §1).
+    func noteSegmentStarted(seq: Int, now: ContinuousClock.Instant) {
+        self.state.withLock { state in
+            state.nextWrite = seq + 1
+            state.lastSegmentStart = now
+        }
+    }
+
+    /// A POST to `seq` ended with zero bytes: go-livepeer still moves nextWrite past it (§1).
+    func noteEmptySegment(seq: Int) {
+        self.state.withLock { state in
+            if state.nextWrite <= seq { state.nextWrite = seq + 1 }
+        }
+    }
+
+    /// Closes segment `seq` now (DELETE of a seq). Returns `false` if it is not in the ring.
+    func closeSegment(seq: Int) -> Bool {
+        let segment: ServerSegment? = self.state.withLock { state in
+            guard seq >= 0, let segment = state.ring[seq % state.ring.count], segment.seq == seq else { return nil }
+            return segment
+        }
+        segment?.close()
+        return segment != nil
+    }
+
+    /// Closes the channel: every retained segment ends, waiting readers and writers are released (§7).
+    func close() {
+        let segments: [ServerSegment] = self.state.withLock { state in
+            state.isClosed = true
+            defer { state.ring = state.ring.map { _ in nil } }
+            return state.ring.compactMap { $0 }
+        }
+        for segment in segments { segment.close(becauseChannelClosed: true) }
+    }
+}

@@ -1,0 +1,124 @@
+import NIOCore
+import Synchronization
+
+/// One segment held by the embedded server: the bytes received so far, and whether it ended.
+///
+/// Readers start at byte 0 and then follow new bytes as they arrive (`trickle-protocol.md` §7). Any number of
+/// readers may wait; each keeps its own position (an index into `chunks`).
+final class ServerSegment: Sendable {
+    /// A snapshot of what a reader may consume after waiting.
+    struct ReadResult {
+        var chunks: ArraySlice<ByteBuffer>
+        var isClosed: Bool
+        var isChannelClosed: Bool
+    }
+
+    /// How a segment ended.
+    struct Snapshot: Equatable {
+        var version: Int
+        var byteCount: Int
+        var isClosed: Bool
+        var isChannelClosed: Bool
+    }
+
+    private struct State {
+        var chunks: [ByteBuffer] = []
+        var byteCount = 0
+        var isClosed = false
+        var isChannelClosed = false
+        var version = 0
+        var waiters: [Int: CheckedContinuation<Void, Never>] = [:]
+        var nextWaiterID = 0
+
+        mutating func takeWaiters() -> [CheckedContinuation<Void, Never>] {
+            self.version += 1
+            defer { self.waiters = [:] }
+            return Array(self.waiters.values)
+        }
+    }
+
+    let seq: Int
+    private let state = Mutex(State())
+
+    init(seq: Int) {
+        self.seq = seq
+    }
+
+    var snapshot: Snapshot {
+        self.state.withLock {
+            Snapshot(version: $0.version, byteCount: $0.byteCount, isClosed: $0.isClosed, isChannelClosed: $0.isChannelClosed)
+        }
+    }
+
+    /// Appends bytes. Returns `false` (and drops them) when the segment is already closed.
+    func append(_ chunk: ByteBuffer) -> Bool {
+        let waiters: [CheckedContinuation<Void, Never>]? = self.state.withLock { state in
+            guard !state.isClosed else { return nil }
+            state.chunks.append(chunk)
+            state.byteCount += chunk.readableBytes
+            return state.takeWaiters()
+        }
+        guard let waiters else { return false }
+        for waiter in waiters { waiter.resume() }
+        return true
+    }
+
+    /// Ends the segment, waking every reader and a waiting writer. Idempotent.
+    func close(becauseChannelClosed: Bool = false) {
+        let waiters: [CheckedContinuation<Void, Never>] = self.state.withLock { state in
+            guard !state.isClosed else { return [] }
+            state.isClosed = true
+            state.isChannelClosed = becauseChannelClosed
+            return state.takeWaiters()
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Waits until there are chunks at or after `index`, or the segment is closed.
+    func read(fromChunk index: Int) async -> ReadResult {
+        while true {
+            let outcome: Result<ReadResult, Never>?
+            var version = 0
+            outcome = self.state.withLock { state in
+                if index < state.chunks.count || state.isClosed {
+                    return .success(
+                        ReadResult(
+                            chunks: state.chunks[min(index, state.chunks.count)...],
+                            isClosed: state.isClosed,
+                            isChannelClosed: state.isChannelClosed
+                        )
+                    )
+                }
+                version = state.version
+                return nil
+            }
+            if case .success(let result) = outcome { return result }
+            if Task.isCancelled { return ReadResult(chunks: [], isClosed: true, isChannelClosed: false) }
+            await self.waitForChange(after: version)
+        }
+    }
+
+    /// Waits until the segment changes (bytes appended or closed) after `version`, or the task is cancelled.
+    /// - Returns: Whether it changed.
+    @discardableResult
+    func waitForChange(after version: Int) async -> Bool {
+        let id = self.state.withLock { state -> Int in
+            state.nextWaiterID += 1
+            return state.nextWaiterID
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let resumeNow = self.state.withLock { state -> Bool in
+                    if state.version != version || Task.isCancelled { return true }
+                    state.waiters[id] = continuation
+                    return false
+                }
+                if resumeNow { continuation.resume() }
+            }
+        } onCancel: {
+            let waiter = self.state.withLock { $0.waiters.removeValue(forKey: id) }
+            waiter?.resume()
+        }
+        return self.snapshot.version != version
+    }
+}

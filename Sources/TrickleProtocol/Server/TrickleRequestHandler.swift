@@ -1,0 +1,304 @@
+import HTTPTypes
+import HummingbirdCore
+import Logging
+import NIOCore
+
+/// Answers the trickle protocol's requests for one ``TrickleServer`` (`trickle-protocol.md` §2–§7).
+struct TrickleRequestHandler: Sendable {
+    let registry: ChannelRegistry
+    let configuration: TrickleServer.Configuration
+    let basePath: String
+    let logger: Logger
+
+    /// How a segment POST's body ended.
+    enum BodyOutcome: Sendable {
+        case completed(bytes: Int)
+        case tooLarge(bytes: Int)
+        case released
+        case failed
+    }
+
+    func handle(_ request: Request, writer: consuming ResponseWriter, connection: any Channel) async {
+        do {
+            switch TrickleRoute(path: request.head.path ?? "", basePath: self.basePath) {
+            case .invalid(let status, let reason):
+                try await self.respond(writer, status: status, reason: reason, closeConnection: request.method == .post)
+                if request.method == .post { connection.close(promise: nil) }
+            case .channel(let name):
+                try await self.handleChannel(request, name: name, writer: writer)
+            case .next(let name):
+                try await self.handleNext(request, name: name, writer: writer)
+            case .segment(let name, let seq):
+                switch request.method {
+                case .post: try await self.handlePost(request, name: name, seq: seq, writer: writer, connection: connection)
+                case .get: try await self.handleGet(name: name, seq: seq, writer: writer)
+                case .delete: try await self.handleDeleteSegment(name: name, seq: seq, writer: writer)
+                default: try await self.respond(writer, status: 405, reason: "use GET, POST or DELETE on a segment")
+                }
+            }
+        } catch {
+            // The peer went away mid-response; nothing is left to tell it.
+            self.logger.debug("trickle request ended early", metadata: ["error": "\(error)"])
+        }
+    }
+
+    // MARK: Channel create / delete, /next
+
+    private func handleChannel(_ request: Request, name: String, writer: consuming ResponseWriter) async throws {
+        switch request.method {
+        case .post:
+            guard self.configuration.autocreate else {
+                // Orchestrators run with auto-create off: channels exist only because they were made (§2).
+                try await self.respond(writer, status: 404, reason: "channel creation is disabled on this server")
+                return
+            }
+            let mime = request.headers[TrickleHeaders.expectContent] ?? ""
+            let (_, created) = self.registry.channel(named: name, creatingWith: mime, now: .now)
+            if created { self.logger.debug("trickle channel created", metadata: ["trickle.channel": "\(name)"]) }
+            try await self.respond(writer, status: 200, reason: "")
+        case .delete:
+            guard self.registry.remove(named: name) else {
+                try await self.respond(writer, status: 400, reason: "Invalid stream")
+                return
+            }
+            self.logger.debug("trickle channel deleted", metadata: ["trickle.channel": "\(name)"])
+            try await self.respond(writer, status: 200, reason: "")
+        default:
+            try await self.respond(writer, status: 405, reason: "use POST or DELETE on a channel")
+        }
+    }
+
+    private func handleNext(_ request: Request, name: String, writer: consuming ResponseWriter) async throws {
+        guard request.method == .get else {
+            try await self.respond(writer, status: 405, reason: "use GET on /next")
+            return
+        }
+        guard let channel = self.registry.channel(named: name) else {
+            try await self.respond(writer, status: 404, reason: "Stream not found")
+            return
+        }
+        let latest = channel.nextWrite
+        var fields = HTTPFields()
+        fields[TrickleHeaders.latest] = "\(latest)"
+        try await self.respond(writer, status: 200, reason: "\(latest)", fields: fields)
+    }
+
+    private func handleDeleteSegment(name: String, seq: Int, writer: consuming ResponseWriter) async throws {
+        guard let channel = self.registry.channel(named: name) else {
+            try await self.respond(writer, status: 404, reason: "Stream not found")
+            return
+        }
+        guard channel.closeSegment(seq: seq) else {
+            try await self.respond(writer, status: 400, reason: "Nonexistent segment")
+            return
+        }
+        try await self.respond(writer, status: 200, reason: "")
+    }
+
+    // MARK: Segment GET
+
+    private func handleGet(name: String, seq: Int, writer: consuming ResponseWriter) async throws {
+        guard let channel = self.registry.channel(named: name) else {
+            try await self.respond(writer, status: 404, reason: "Stream not found")
+            return
+        }
+        switch channel.resolveRead(seq: seq) {
+        case .closed:
+            try await self.respondClosed(writer)
+        case .notRetained(let resolved, let latest):
+            var fields = HTTPFields()
+            fields[TrickleHeaders.latest] = "\(latest)"
+            fields[TrickleHeaders.seq] = "\(resolved)"
+            try await self.respond(writer, status: TrickleHeaders.notRetainedStatus, reason: "Entry not found", fields: fields)
+        case .segment(let segment, let latestAtAccept):
+            channel.readerStarted()
+            defer { channel.readerEnded() }
+            // Headers wait for the first byte (or the end), so a channel closed while we wait can still be
+            // announced with `Lp-Trickle-Closed` on a 200 (§4).
+            var result = await segment.read(fromChunk: 0)
+            if result.chunks.isEmpty && result.isChannelClosed {
+                try await self.respondClosed(writer)
+                return
+            }
+            var fields = HTTPFields()
+            fields[TrickleHeaders.seq] = "\(segment.seq)"
+            if segment.seq != latestAtAccept { fields[TrickleHeaders.latest] = "\(latestAtAccept)" }
+            if !channel.mimeType.isEmpty { fields[.contentType] = channel.mimeType }
+            if result.chunks.isEmpty && result.isClosed {
+                // An empty segment (deleted, reset, or an empty POST): go-livepeer answers 200 with no body.
+                fields[.contentLength] = "0"
+                try await writer.writeResponse(HTTPResponse(status: .ok, headerFields: fields))
+                return
+            }
+            var bodyWriter = try await writer.writeHead(HTTPResponse(status: .ok, headerFields: fields))
+            var nextChunk = 0
+            while true {
+                try await bodyWriter.write(contentsOf: result.chunks)
+                nextChunk += result.chunks.count
+                if result.isClosed { break }
+                result = await segment.read(fromChunk: nextChunk)
+            }
+            try await bodyWriter.finish(nil)
+        }
+    }
+
+    // MARK: Segment POST
+
+    private func handlePost(
+        _ request: Request,
+        name: String,
+        seq: Int,
+        writer: consuming ResponseWriter,
+        connection: any Channel
+    ) async throws {
+        guard seq >= -1 else {
+            try await self.respond(writer, status: 400, reason: "POST seq must be ≥ -1", closeConnection: true)
+            connection.close(promise: nil)
+            return
+        }
+        let channel: ServerChannel
+        if let existing = self.registry.channel(named: name) {
+            channel = existing
+        } else if self.configuration.autocreate {
+            channel = self.registry.channel(named: name, creatingWith: request.headers[.contentType] ?? "", now: .now).channel
+        } else {
+            try await self.respond(writer, status: 404, reason: "Stream not found", closeConnection: true)
+            connection.close(promise: nil)
+            return
+        }
+        let reset = !(request.headers[TrickleHeaders.reset] ?? "").isEmpty
+        let segment: ServerSegment
+        switch channel.resolveWrite(seq: seq, reset: reset) {
+        case .closed:
+            try await self.respondClosed(writer, closeConnection: true)
+            connection.close(promise: nil)
+            return
+        case .alreadyComplete(let resolved):
+            var fields = HTTPFields()
+            fields[TrickleHeaders.seq] = "\(resolved)"
+            try await self.respond(writer, status: 200, reason: "", fields: fields, closeConnection: true)
+            connection.close(promise: nil)
+            return
+        case .segment(let resolved):
+            segment = resolved
+        }
+
+        let outcome = OneShotSignal<BodyOutcome>()
+        async let reading: Void = self.readBody(request.body, into: segment, of: channel, outcome: outcome)
+        while outcome.value == nil {
+            let snapshot = segment.snapshot
+            if snapshot.isClosed { break }
+            if snapshot.byteCount == 0 {
+                // Idle preconnected POST: an interim 100 every interval keeps intermediaries patient (§6).
+                let changed = await Self.waitForChange(of: segment, after: snapshot.version, timeout: self.configuration.interimResponseInterval)
+                if !changed, outcome.value == nil, !segment.snapshot.isClosed {
+                    try await writer.writeInformationalHead(HTTPResponse(status: .continue))
+                }
+            } else {
+                await segment.waitForChange(after: snapshot.version)
+            }
+        }
+
+        var fields = HTTPFields()
+        fields[TrickleHeaders.seq] = "\(segment.seq)"
+        switch outcome.value {
+        case .completed(let bytes):
+            await reading
+            if bytes == 0 { channel.noteEmptySegment(seq: segment.seq) }
+            if segment.snapshot.isChannelClosed { fields[TrickleHeaders.closed] = TrickleHeaders.closedValue }
+            try await self.respond(writer, status: 200, reason: "", fields: fields)
+        case .tooLarge(let bytes):
+            self.logger.info(
+                "trickle segment over the byte limit",
+                metadata: ["trickle.channel": "\(name)", "trickle.seq": "\(segment.seq)", "trickle.bytes": "\(bytes)"]
+            )
+            try await self.respond(
+                writer,
+                status: 413,
+                reason: "segment exceeds \(self.configuration.maximumSegmentBytes) bytes",
+                fields: fields,
+                closeConnection: true
+            )
+            connection.close(promise: nil)
+        case .failed:
+            try? await self.respond(writer, status: 500, reason: "segment body read failed", fields: fields, closeConnection: true)
+            connection.close(promise: nil)
+        case .released, nil:
+            // Released before its body ended: segment closed, reset, evicted, or the channel closed (§6).
+            if segment.snapshot.isChannelClosed { fields[TrickleHeaders.closed] = TrickleHeaders.closedValue }
+            try await self.respond(writer, status: 200, reason: "", fields: fields, closeConnection: true)
+            connection.close(promise: nil)
+        }
+    }
+
+    private func readBody(
+        _ body: RequestBody,
+        into segment: ServerSegment,
+        of channel: ServerChannel,
+        outcome: OneShotSignal<BodyOutcome>
+    ) async {
+        var total = 0
+        do {
+            for try await chunk in body where chunk.readableBytes > 0 {
+                if total == 0 { channel.noteSegmentStarted(seq: segment.seq, now: .now) }
+                total += chunk.readableBytes
+                if total > self.configuration.maximumSegmentBytes {
+                    outcome.fulfill(.tooLarge(bytes: total))
+                    segment.close()
+                    return
+                }
+                guard segment.append(chunk) else {
+                    outcome.fulfill(.released)
+                    return
+                }
+            }
+            outcome.fulfill(.completed(bytes: total))
+        } catch {
+            // go-livepeer leaves such a segment open, so its readers hang (§4, §10.5); we end it, and readers
+            // see a normal end, possibly with a truncated last line.
+            outcome.fulfill(.failed)
+        }
+        segment.close()
+    }
+
+    private static func waitForChange(of segment: ServerSegment, after version: Int, timeout: Duration) async -> Bool {
+        await withTaskGroup(of: Bool.self) { group in
+            group.addTask { await segment.waitForChange(after: version) }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return false
+            }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            return first
+        }
+    }
+
+    // MARK: Responses
+
+    private func respondClosed(_ writer: consuming ResponseWriter, closeConnection: Bool = false) async throws {
+        var fields = HTTPFields()
+        fields[TrickleHeaders.closed] = TrickleHeaders.closedValue
+        try await self.respond(writer, status: 200, reason: "", fields: fields, closeConnection: closeConnection)
+    }
+
+    private func respond(
+        _ writer: consuming ResponseWriter,
+        status: Int,
+        reason: String,
+        fields: HTTPFields = [:],
+        closeConnection: Bool = false
+    ) async throws {
+        var fields = fields
+        let body = reason.isEmpty ? "" : reason + "\n"
+        fields[.contentLength] = "\(body.utf8.count)"
+        if !body.isEmpty { fields[.contentType] = "text/plain; charset=utf-8" }
+        if closeConnection { fields[.connection] = "close" }
+        let head = HTTPResponse(status: .init(code: status), headerFields: fields)
+        if body.isEmpty {
+            try await writer.writeResponse(head)
+        } else {
+            try await writer.write(response: head, body: ResponseBody(byteBuffer: ByteBuffer(string: body)))
+        }
+    }
+}

@@ -1,0 +1,54 @@
+extension TrickleServer {
+    /// Configuration of an embedded trickle server. Defaults match a local `trickle-relay serve`.
+    public struct Configuration: Sendable {
+        /// The address to bind. Default `127.0.0.1` (loopback only).
+        public var host: String
+        /// The port to bind; `0` picks a free port (see ``TrickleServer/waitUntilListening()``). Default 2939.
+        public var port: Int
+        /// The path prefix of every channel, like `/ai/trickle/` on an orchestrator. Default `/`.
+        public var basePath: String
+        /// Whether a POST to an unknown channel creates it (the http-trickle sample server does; orchestrators
+        /// do not). Default `true`, for local use.
+        public var autocreate: Bool
+        /// The largest segment a publisher may POST. The reference servers hold segments in memory without a
+        /// limit; ours answers `413` and ends the segment past this many bytes. Default 64 MiB.
+        public var maximumSegmentBytes: Int
+        /// Retained segments per channel (`trickle-protocol.md` §6). Default 5.
+        public var ringSize: Int
+        /// How often a POST still waiting for its first byte gets an interim `100 Continue`. Default 10 s.
+        public var interimResponseInterval: Duration
+        /// How often idle channels are swept. Default 1 min.
+        public var idleSweepInterval: Duration
+        /// A channel whose last segment started longer ago than this is deleted by the sweep. Default 5 min.
+        public var idleChannelTimeout: Duration
+
+        /// Creates a configuration; every parameter has the documented default.
+        public init(
+            host: String = "127.0.0.1",
+            port: Int = 2939,
+            basePath: String = "/",
+            autocreate: Bool = true,
+            maximumSegmentBytes: Int = 64 * 1024 * 1024,
+            ringSize: Int = 5,
+            interimResponseInterval: Duration = .seconds(10),
+            idleSweepInterval: Duration = .seconds(60),
+            idleChannelTimeout: Duration = .seconds(300)
+        ) {
+            self.host = host
+            self.port = port
+            self.basePath = basePath
+            self.autocreate = autocreate
+            self.maximumSegmentBytes = maximumSegmentBytes
+            self.ringSize = ringSize
+            self.interimResponseInterval = interimResponseInterval
+            self.idleSweepInterval = idleSweepInterval
+            self.idleChannelTimeout = idleChannelTimeout
+        }
+
+        /// `basePath` with exactly one leading and one trailing slash.
+        var normalizedBasePath: String {
+            let trimmed = self.basePath.split(separator: "/", omittingEmptySubsequences: true).joined(separator: "/")
+            return trimmed.isEmpty ? "/" : "/\(trimmed)/"
+        }
+    }
+}

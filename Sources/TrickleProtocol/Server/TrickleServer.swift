@@ -1,0 +1,147 @@
+public import Logging
+import HummingbirdCore
+public import NIOCore
+public import NIOPosix
+public import ServiceLifecycle
+
+/// An embedded trickle server: the segmented HTTP pub/sub protocol of Livepeer's trickle channels, for local
+/// use and tests.
+///
+/// It follows the production server's semantics (go-livepeer `trickle/`, see `trickle-protocol.md`): channel
+/// create and delete, segment POST and GET streamed live from byte 0, `-1`/`-2`, the ring of 5, `470` with
+/// `Lp-Trickle-Latest`, `Lp-Trickle-Closed`, `Lp-Trickle-Reset`, interim `100` replies for idle preconnected
+/// POSTs, and the idle sweep. Where both reference servers misbehave it does better, and says so in comments.
+///
+/// ```swift
+/// let server = TrickleServer(configuration: .init(port: 0), logger: logger)
+/// try await withThrowingDiscardingTaskGroup { group in
+///     group.addTask { try await server.run() }
+///     let port = try await server.waitUntilListening()
+///     // …publish to http://127.0.0.1:\(port)/my-channel
+/// }
+/// ```
+public final class TrickleServer: Service, Sendable {
+    /// The server's configuration.
+    public let configuration: Configuration
+    private let logger: Logger
+    private let eventLoopGroup: any EventLoopGroup
+    private let registry: ChannelRegistry
+    private let listening = OneShotSignal<Result<Int, TrickleServerError>>()
+
+    /// Creates a server; it listens once ``run()`` is called.
+    public init(
+        configuration: Configuration = .init(),
+        logger: Logger,
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) {
+        self.configuration = configuration
+        self.logger = logger
+        self.eventLoopGroup = eventLoopGroup
+        self.registry = ChannelRegistry(ringSize: max(configuration.ringSize, 1))
+    }
+
+    /// Runs the server until graceful shutdown or cancellation. Shutting down closes every channel, which
+    /// releases waiting subscribers with `Lp-Trickle-Closed`.
+    public func run() async throws {
+        let handler = TrickleRequestHandler(
+            registry: self.registry,
+            configuration: self.configuration,
+            basePath: self.configuration.normalizedBasePath,
+            logger: self.logger
+        )
+        let server = Server(
+            childChannelSetup: HTTP1Channel(responder: { request, writer, channel in
+                await handler.handle(request, writer: writer, connection: channel)
+            }),
+            configuration: .init(address: .hostname(self.configuration.host, port: self.configuration.port)),
+            onServerRunning: { channel in
+                let port = channel.localAddress?.port ?? 0
+                self.listening.fulfill(.success(port))
+            },
+            eventLoopGroup: self.eventLoopGroup,
+            logger: self.logger
+        )
+        do {
+            try await withTaskCancellationHandler {
+                try await withGracefulShutdownHandler {
+                    try await withThrowingDiscardingTaskGroup { group in
+                        group.addTask { try await server.run() }
+                        group.addTask { await cancelWhenGracefulShutdown { await self.sweepIdleChannels() } }
+                    }
+                } onGracefulShutdown: {
+                    self.registry.closeAll()
+                }
+            } onCancel: {
+                self.registry.closeAll()
+            }
+        } catch {
+            self.listening.fulfill(
+                .failure(
+                    TrickleServerError(
+                        "could not listen on \(self.configuration.host):\(self.configuration.port): \(error)"
+                    )
+                )
+            )
+            throw error
+        }
+        self.listening.fulfill(.failure(TrickleServerError("the server stopped before it listened")))
+    }
+
+    /// Waits until the server listens and returns its port (useful with port `0`).
+    ///
+    /// - Throws: ``TrickleServerError`` if binding failed or the server stopped first; `CancellationError`.
+    public func waitUntilListening() async throws -> Int {
+        guard let result = await self.listening.wait() else { throw CancellationError() }
+        return try result.get()
+    }
+
+    /// Creates a channel (for servers run with `autocreate` off, like an orchestrator making a job's channels).
+    public func createChannel(named name: String, mimeType: String = "application/jsonl") {
+        _ = self.registry.channel(named: name, creatingWith: mimeType, now: .now)
+    }
+
+    /// Deletes a channel as `DELETE {channel}` would; returns whether it existed.
+    @discardableResult
+    public func deleteChannel(named name: String) -> Bool {
+        self.registry.remove(named: name)
+    }
+
+    /// The number of live channels.
+    public var channelCount: Int { self.registry.count }
+
+    /// nextWrite of a channel, or `nil` when it does not exist.
+    public func nextWrite(ofChannel name: String) -> Int? {
+        self.registry.channel(named: name)?.nextWrite
+    }
+
+    /// GETs being served on a channel right now (waiting at the live edge or streaming); 0 if it does not exist.
+    public func activeReaders(ofChannel name: String) -> Int {
+        self.registry.channel(named: name)?.activeReaders ?? 0
+    }
+
+    private func sweepIdleChannels() async {
+        while !Task.isCancelled {
+            do {
+                try await Task.sleep(for: self.configuration.idleSweepInterval)
+            } catch {
+                return
+            }
+            let removed = self.registry.sweep(olderThan: .now - self.configuration.idleChannelTimeout)
+            if !removed.isEmpty {
+                self.logger.debug("trickle idle channels swept", metadata: ["trickle.swept": "\(removed.count)"])
+            }
+        }
+    }
+}
+
+/// The embedded server could not start.
+public struct TrickleServerError: Error, Sendable, CustomStringConvertible {
+    /// What went wrong and what to do.
+    public var message: String
+
+    init(_ message: String) {
+        self.message = message
+    }
+
+    public var description: String { self.message }
+}

@@ -1,0 +1,100 @@
+import ArgumentParser
+import Logging
+import ServiceLifecycle
+import UnixSignals
+import TrickleProtocol
+
+/// `trickle-relay serve`: the embedded trickle server as a standalone process.
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Run a local trickle server (go-livepeer semantics) for runners and clients to meet on.",
+        discussion: """
+            Channels live in memory. Every channel keeps its 5 most recent segments; a channel whose last \
+            segment started more than 5 minutes ago is swept. With --no-autocreate the server behaves like an \
+            orchestrator: only channels named with --channel exist, and POSTs to unknown channels get 404.
+
+            Examples:
+              trickle-relay serve
+              trickle-relay serve --port 8935 --base-path /ai/trickle/ --no-autocreate --channel job-1-events
+            """
+    )
+
+    @Option(help: "Address to listen on. Non-loopback addresses expose every channel to the network.")
+    var host = "127.0.0.1"
+
+    @Option(help: "Port to listen on (0 picks a free one).")
+    var port = 2939
+
+    @Option(help: "Path prefix of every channel, e.g. /ai/trickle/ like an orchestrator.")
+    var basePath = "/"
+
+    @Flag(inversion: .prefixedNo, help: "Create channels on their first POST (off: only --channel names exist).")
+    var autocreate = true
+
+    @Option(name: .customLong("channel"), help: "Create this channel at startup (repeatable).")
+    var channels: [String] = []
+
+    @Option(help: "Largest segment a publisher may POST, in bytes; larger ones are cut with 413.")
+    var maxSegmentBytes = 64 * 1024 * 1024
+
+    @Option(help: "Seconds a channel may go without a new segment before it is swept.")
+    var idleTimeout = 300
+
+    @OptionGroup var logging: LoggingOptions
+
+    func validate() throws {
+        guard (0...65535).contains(self.port) else { throw ValidationError("--port must be 0…65535, got \(self.port)") }
+        guard self.maxSegmentBytes > 0 else { throw ValidationError("--max-segment-bytes must be positive, got \(self.maxSegmentBytes)") }
+        guard self.idleTimeout > 0 else { throw ValidationError("--idle-timeout must be positive, got \(self.idleTimeout)") }
+        if let bad = self.channels.first(where: { $0.isEmpty || $0.contains("/") }) {
+            throw ValidationError("--channel must be one path segment (no '/'), got '\(bad)'")
+        }
+    }
+
+    func run() async throws {
+        let logger = self.logging.makeLogger(label: "trickle-relay.serve")
+        let server = TrickleServer(
+            configuration: .init(
+                host: self.host,
+                port: self.port,
+                basePath: self.basePath,
+                autocreate: self.autocreate,
+                maximumSegmentBytes: self.maxSegmentBytes,
+                idleChannelTimeout: .seconds(self.idleTimeout)
+            ),
+            logger: logger
+        )
+        for channel in self.channels { server.createChannel(named: channel) }
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: server), .init(service: ReadyAnnouncer(server: server, logger: logger))],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger
+            )
+        )
+        try await group.run()
+    }
+}
+
+/// Logs the address once the server listens (the port matters when 0 was asked for).
+struct ReadyAnnouncer: Service {
+    let server: TrickleServer
+    let logger: Logger
+
+    func run() async throws {
+        let port = try await self.server.waitUntilListening()
+        let base = self.server.configuration.basePath
+        self.logger.notice(
+            "trickle server listening",
+            metadata: [
+                "trickle.url": "http://\(self.server.configuration.host):\(port)\(base.hasPrefix("/") ? base : "/" + base)"
+            ]
+        )
+        try? await gracefulShutdown()
+    }
+}
+
+extension ReadyAnnouncer: CustomStringConvertible {
+    var description: String { "ReadyAnnouncer" }
+}

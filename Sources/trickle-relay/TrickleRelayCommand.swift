@@ -1,0 +1,17 @@
+import ArgumentParser
+
+@main
+struct TrickleRelayCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "trickle-relay",
+        abstract: "Relay GPU-runner telemetry over a Livepeer trickle events channel.",
+        discussion: """
+            TrickleRelay carries telemetry from a cloud GPU runner to the user's machine over the session's \
+            trickle events channel (JSON Lines over Livepeer's segmented HTTP pub/sub protocol).
+
+            Start a local trickle server:
+              trickle-relay serve
+            """,
+        subcommands: [ServeCommand.self]
+    )
+}

@@ -1,0 +1,80 @@
+import Testing
+@testable import TrickleProtocol
+
+@Suite("JSONScanner")
+struct JSONScannerTests {
+    private func kind(_ text: String) -> Result<JSONScanner.ValueKind, JSONSyntaxError> {
+        Array(text.utf8).withUnsafeBytes { bytes in
+            do throws(JSONSyntaxError) {
+                return .success(try JSONScanner.validate(bytes))
+            } catch {
+                return .failure(error)
+            }
+        }
+    }
+
+    @Test(
+        "accepts strict JSON",
+        arguments: [
+            #"{}"#, #"{"a":1}"#, #" { "a" : [1, 2.5, -0.1e-3, 1.0e3, true, false, null] } "#, #"[]"#, #""x""#, "0", "-0",
+            #"{"s":"\u00e9\n\"\\\/"}"#, #"{"nested":{"a":[{"b":{}}]}}"#, "1E+2", #"{"a":"é🎉"}"#,
+        ]
+    )
+    func acceptsValid(text: String) {
+        if case .failure(let error) = self.kind(text) {
+            Issue.record("rejected \(text): \(error)")
+        }
+    }
+
+    @Test(
+        "rejects what strict JSON forbids",
+        arguments: [
+            "", " ", "NaN", #"{"a":NaN}"#, #"{"a":Infinity}"#, #"{"a":-Infinity}"#, "01", "1.", ".5", "1e", "+1",
+            #"{"a":1,}"#, "[1,]", #"{'a':1}"#, #"{"a" 1}"#, #"{"a":1"#, #"{"a":"x"#, "tru", "nul", #"{"a":"\x"}"#,
+            #"{"a":"\u12"}"#, "{\"a\":\"\u{1}\"}", #"{"a":1} x"#, #"{"a":1}{"b":2}"#, "{1:2}", "// c\n{}",
+        ]
+    )
+    func rejectsInvalid(text: String) {
+        if case .success = self.kind(text) {
+            Issue.record("accepted \(text)")
+        }
+    }
+
+    @Test("reports the kind of the top-level value")
+    func kinds() throws {
+        #expect(try self.kind("{}").get() == .object)
+        #expect(try self.kind("[1]").get() == .array)
+        #expect(try self.kind(#""s""#).get() == .string)
+        #expect(try self.kind("12").get() == .number)
+        #expect(try self.kind("null").get() == .literal)
+    }
+
+    @Test("refuses nesting deeper than the limit instead of recursing")
+    func deepNesting() {
+        let deep = String(repeating: "[", count: 100_000) + String(repeating: "]", count: 100_000)
+        guard case .failure(let error) = self.kind(deep) else {
+            Issue.record("accepted a 100,000-deep document")
+            return
+        }
+        #expect(error.reason == "nesting too deep")
+        let fine = String(repeating: "[", count: 500) + String(repeating: "]", count: 500)
+        #expect((try? self.kind(fine).get()) == .array)
+    }
+
+    @Test("finds the raw bytes of top-level members without decoding")
+    func members() throws {
+        let text = #"{"event": {"id":"x","data":{"type":"t"}} , "type":"telemetry","n":1.0e3}"#
+        var found: [String: String] = [:]
+        let bytes = Array(text.utf8)
+        let kind = try bytes.withUnsafeBytes { raw throws(JSONSyntaxError) in
+            try JSONScanner.scan(raw) { key, member in
+                found[String(decoding: key, as: UTF8.self)] = String(decoding: raw[member.range], as: UTF8.self)
+            }
+        }
+        #expect(kind == .object)
+        #expect(found["event"] == #"{"id":"x","data":{"type":"t"}}"#)
+        #expect(found["type"] == #""telemetry""#)
+        #expect(found["n"] == "1.0e3")
+        #expect(found.count == 3)
+    }
+}

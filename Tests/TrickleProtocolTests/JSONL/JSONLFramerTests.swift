@@ -1,0 +1,49 @@
+import NIOCore
+import Testing
+@testable import TrickleProtocol
+
+@Suite("JSONLFramer")
+struct JSONLFramerTests {
+    /// Feeds `input` in chunks of `chunkSize` bytes and collects the frames, flushing at the end.
+    private func frames(_ input: String, chunkSize: Int, maximumLineBytes: Int = 1024) -> [String] {
+        var framer = JSONLFramer(maximumLineBytes: maximumLineBytes)
+        var frames: [JSONLFramer.Frame] = []
+        var buffer = ByteBuffer(string: input)
+        while buffer.readableBytes > 0 {
+            framer.feed(buffer.readSlice(length: min(chunkSize, buffer.readableBytes))!, into: &frames)
+        }
+        framer.finish(into: &frames)
+        return frames.map { frame in
+            switch frame {
+            case .line(let bytes, let number, let terminated):
+                return "\(number):\(String(buffer: bytes))\(terminated ? "" : "|unterminated")"
+            case .oversizeLine(let number, let bytes):
+                return "\(number):oversize(\(bytes))"
+            }
+        }
+    }
+
+    @Test("splits lines identically for every chunk size", arguments: [1, 2, 3, 7, 64, 4096])
+    func chunkSizes(chunkSize: Int) {
+        let input = "{\"a\":1}\n\n{\"b\":2}\r\n{\"c\":3}\n{\"tail\":"
+        #expect(
+            self.frames(input, chunkSize: chunkSize) == [
+                "1:{\"a\":1}", "3:{\"b\":2}", "4:{\"c\":3}", "5:{\"tail\":|unterminated",
+            ]
+        )
+    }
+
+    @Test("skips a line over the limit without buffering it and goes on", arguments: [1, 5, 100])
+    func oversize(chunkSize: Int) {
+        let long = String(repeating: "x", count: 50)
+        let input = "{\"a\":1}\n\(long)\n{\"b\":2}\n"
+        #expect(self.frames(input, chunkSize: chunkSize, maximumLineBytes: 20) == ["1:{\"a\":1}", "2:oversize(50)", "3:{\"b\":2}"])
+    }
+
+    @Test("a line exactly at the limit is kept")
+    func exactLimit() {
+        let line = String(repeating: "y", count: 20)
+        #expect(self.frames(line + "\n", chunkSize: 3, maximumLineBytes: 20) == ["1:\(line)"])
+        #expect(self.frames(line + "z\n", chunkSize: 3, maximumLineBytes: 20) == ["1:oversize(21)"])
+    }
+}

@@ -1,0 +1,165 @@
+import AsyncHTTPClient
+import NIOCore
+import NIOHTTP1
+import Testing
+import TrickleProtocol
+
+@Suite("TrickleServer", .timeLimit(.minutes(1)))
+struct TrickleServerTests {
+    @Test("seq -3 and below answer 400 (both reference servers crash here); a non-integer seq answers 400")
+    func badSeqs() async throws {
+        try await withTrickleServer { (_, base, client) async throws in
+            _ = try await client.send(.POST, "\(base)/ch")
+            #expect(try await client.send(.GET, "\(base)/ch/-3").status == 400)
+            #expect(try await client.send(.GET, "\(base)/ch/-100").status == 400)
+            #expect(try await client.send(.POST, "\(base)/ch/-3", body: "x").status == 400)
+            #expect(try await client.send(.GET, "\(base)/ch/abc").status == 400)
+            #expect(try await client.send(.GET, "\(base)/nochannel/0").status == 404)
+        }
+    }
+
+    @Test("create with Expect-Content, /next, segment POST and GET with Lp-Trickle-Seq and Content-Type")
+    func basicRoundTrip() async throws {
+        try await withTrickleServer { (_, base, client) async throws in
+            #expect(try await client.send(.POST, "\(base)/ch", headers: ["Expect-Content": "application/jsonl"]).status == 200)
+            let next = try await client.send(.GET, "\(base)/ch/next")
+            #expect(next.status == 200 && next.header("Lp-Trickle-Latest") == "0" && next.body == "0\n")
+            let post = try await client.send(.POST, "\(base)/ch/0", body: "{\"a\":1}\n")
+            #expect(post.status == 200 && post.header("Lp-Trickle-Seq") == "0")
+            let get = try await client.send(.GET, "\(base)/ch/0")
+            #expect(get.status == 200)
+            #expect(get.body == "{\"a\":1}\n")
+            #expect(get.header("Lp-Trickle-Seq") == "0")
+            #expect(get.header("Content-Type") == "application/jsonl")
+            #expect(get.header("Lp-Trickle-Latest") == "1")
+            #expect(try await client.send(.GET, "\(base)/ch/next").header("Lp-Trickle-Latest") == "1")
+        }
+    }
+
+    @Test("-2 replays the most recent segment; -1 waits for the next one")
+    func minusOneMinusTwo() async throws {
+        try await withTrickleServer { (server, base, client) async throws in
+            _ = try await client.send(.POST, "\(base)/ch/0", body: "zero\n")
+            let latest = try await client.send(.GET, "\(base)/ch/-2")
+            #expect(latest.body == "zero\n" && latest.header("Lp-Trickle-Seq") == "0")
+            try await withThrowingTaskGroup(of: RawResponse.self) { group in
+                group.addTask { try await client.send(.GET, "\(base)/ch/-1") }
+                // The GET on -1 resolves to nextWrite (1) and waits; it must not replay segment 0.
+                try await waitUntil("the -1 GET to be waiting") { server.activeReaders(ofChannel: "ch") == 1 }
+                _ = try await client.send(.POST, "\(base)/ch/1", body: "one\n")
+                let next = try await group.next()!
+                #expect(next.body == "one\n")
+                #expect(next.header("Lp-Trickle-Seq") == "1")
+            }
+        }
+    }
+
+    @Test("470 with Lp-Trickle-Latest when ahead of nextWrite+1 and when evicted from the ring of 5")
+    func notRetained() async throws {
+        try await withTrickleServer { (_, base, client) async throws in
+            _ = try await client.send(.POST, "\(base)/ch/0", body: "0\n")
+            let ahead = try await client.send(.GET, "\(base)/ch/5")
+            #expect(ahead.status == 470)
+            #expect(ahead.header("Lp-Trickle-Latest") == "1")
+            #expect(ahead.header("Lp-Trickle-Seq") == "5")
+            for seq in 1...7 { _ = try await client.send(.POST, "\(base)/ch/\(seq)", body: "\(seq)\n") }
+            let behind = try await client.send(.GET, "\(base)/ch/2")
+            #expect(behind.status == 470)
+            #expect(behind.header("Lp-Trickle-Latest") == "8")
+            #expect(try await client.send(.GET, "\(base)/ch/3").body == "3\n")
+        }
+    }
+
+    @Test("channel DELETE releases a waiting GET with Lp-Trickle-Closed; later requests get 404")
+    func deleteChannel() async throws {
+        try await withTrickleServer { (server, base, client) async throws in
+            _ = try await client.send(.POST, "\(base)/ch/0", body: "0\n")
+            try await withThrowingTaskGroup(of: RawResponse.self) { group in
+                group.addTask { try await client.send(.GET, "\(base)/ch/1") }
+                try await waitUntil("the GET to wait") { server.activeReaders(ofChannel: "ch") == 1 }
+                #expect(try await client.send(.DELETE, "\(base)/ch").status == 200)
+                let released = try await group.next()!
+                #expect(released.status == 200)
+                #expect(released.header("Lp-Trickle-Closed") == "terminated")
+                #expect(released.body.isEmpty)
+            }
+            #expect(server.channelCount == 0)
+            #expect(try await client.send(.GET, "\(base)/ch/0").status == 404)
+            #expect(try await client.send(.DELETE, "\(base)/ch").status == 400)
+        }
+    }
+
+    @Test("DELETE of a seq ends it now; of a seq not in the ring answers 400")
+    func deleteSeq() async throws {
+        try await withTrickleServer { (server, base, client) async throws in
+            _ = try await client.send(.POST, "\(base)/ch/0", body: "0\n")
+            #expect(try await client.send(.DELETE, "\(base)/ch/9").status == 400)
+            try await withThrowingTaskGroup(of: RawResponse.self) { group in
+                group.addTask { try await client.send(.GET, "\(base)/ch/1") }
+                try await waitUntil("the GET to wait on seq 1") { server.activeReaders(ofChannel: "ch") == 1 }
+                #expect(try await client.send(.DELETE, "\(base)/ch/1").status == 200)
+                let ended = try await group.next()!
+                // An empty segment: 200, empty body, not `Closed` (go-livepeer semantics).
+                #expect(ended.status == 200 && ended.body.isEmpty && ended.header("Lp-Trickle-Closed") == nil)
+            }
+        }
+    }
+
+    @Test("a segment over the server's byte limit is cut with 413")
+    func segmentLimit() async throws {
+        try await withTrickleServer(.init(maximumSegmentBytes: 1000)) { (_, base, client) async throws in
+            let big = try await client.send(.POST, "\(base)/ch/0", body: String(repeating: "x", count: 5000))
+            #expect(big.status == 413)
+            #expect(try await client.send(.POST, "\(base)/ch/1", body: "fine\n").status == 200)
+        }
+    }
+
+    @Test("with autocreate off, unknown channels get 404 and created ones work")
+    func noAutocreate() async throws {
+        try await withTrickleServer(.init(autocreate: false)) { (server, base, client) async throws in
+            #expect(try await client.send(.POST, "\(base)/ch/0", body: "x").status == 404)
+            #expect(try await client.send(.POST, "\(base)/ch").status == 404)
+            server.createChannel(named: "ch")
+            #expect(try await client.send(.POST, "\(base)/ch/0", body: "x\n").status == 200)
+            #expect(try await client.send(.GET, "\(base)/ch/0").header("Content-Type") == "application/jsonl")
+        }
+    }
+
+    @Test("channels under a base path, like an orchestrator's /ai/trickle/")
+    func basePath() async throws {
+        try await withTrickleServer(.init(basePath: "/ai/trickle")) { (_, base, client) async throws in
+            #expect(base.hasSuffix("/ai/trickle"))
+            #expect(try await client.send(.POST, "\(base)/ch/0", body: "x\n").status == 200)
+            #expect(try await client.send(.GET, "\(base)/ch/0").body == "x\n")
+        }
+    }
+
+    @Test("Lp-Trickle-Reset closes older segments, releasing their readers")
+    func reset() async throws {
+        try await withTrickleServer { (server, base, client) async throws in
+            _ = try await client.send(.POST, "\(base)/ch/0", body: "0\n")
+            try await withThrowingTaskGroup(of: RawResponse.self) { group in
+                // A reader waits on seq 1, whose publisher never shows up.
+                group.addTask { try await client.send(.GET, "\(base)/ch/1") }
+                try await waitUntil("the reader to wait on seq 1") { server.activeReaders(ofChannel: "ch") == 1 }
+                let restart = try await client.send(.POST, "\(base)/ch/2", body: "2\n", headers: ["Lp-Trickle-Reset": "1"])
+                #expect(restart.status == 200)
+                let released = try await group.next()!
+                #expect(released.status == 200 && released.body.isEmpty)
+            }
+            #expect(server.nextWrite(ofChannel: "ch") == 3)
+        }
+    }
+
+    @Test("idle channels are swept; `_`-prefixed ones are exempt")
+    func idleSweep() async throws {
+        let configuration = TrickleServer.Configuration(idleSweepInterval: .milliseconds(20), idleChannelTimeout: .milliseconds(100))
+        try await withTrickleServer(configuration) { (server, base, client) async throws in
+            _ = try await client.send(.POST, "\(base)/quiet/0", body: "x\n")
+            _ = try await client.send(.POST, "\(base)/_changes/0", body: "x\n")
+            try await waitUntil("the quiet channel to be swept") { server.nextWrite(ofChannel: "quiet") == nil }
+            #expect(server.nextWrite(ofChannel: "_changes") == 1)
+            #expect(try await client.send(.GET, "\(base)/quiet/0").status == 404)
+        }
+    }
+}

@@ -1,0 +1,94 @@
+import Synchronization
+
+/// Collects values from concurrent producers and lets a test wait until they satisfy a condition, with a
+/// deadline: no sleeps as synchronisation.
+final class Recorder<Value: Sendable>: Sendable {
+    private struct Waiter {
+        let predicate: @Sendable ([Value]) -> Bool
+        let continuation: CheckedContinuation<Void, Never>
+    }
+
+    private struct State {
+        var values: [Value] = []
+        var waiters: [Int: Waiter] = [:]
+        var nextID = 0
+    }
+
+    private let state = Mutex(State())
+
+    init() {}
+
+    var values: [Value] { self.state.withLock { $0.values } }
+
+    func append(_ value: Value) {
+        let ready: [CheckedContinuation<Void, Never>] = self.state.withLock { state in
+            state.values.append(value)
+            var ready: [CheckedContinuation<Void, Never>] = []
+            for (id, waiter) in state.waiters where waiter.predicate(state.values) {
+                ready.append(waiter.continuation)
+                state.waiters[id] = nil
+            }
+            return ready
+        }
+        for continuation in ready { continuation.resume() }
+    }
+
+    struct TimedOut: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    /// Waits until `predicate` holds for the values so far; throws after `timeout`.
+    func wait(
+        timeout: Duration = .seconds(20),
+        _ what: String = "condition",
+        until predicate: @escaping @Sendable ([Value]) -> Bool
+    ) async throws {
+        let id = self.state.withLock { state -> Int in
+            state.nextID += 1
+            return state.nextID
+        }
+        let satisfied = await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                await withTaskCancellationHandler {
+                    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                        let now = self.state.withLock { state -> Bool in
+                            if predicate(state.values) || Task.isCancelled { return true }
+                            state.waiters[id] = Waiter(predicate: predicate, continuation: continuation)
+                            return false
+                        }
+                        if now { continuation.resume() }
+                    }
+                } onCancel: {
+                    let waiter = self.state.withLock { $0.waiters.removeValue(forKey: id) }
+                    waiter?.continuation.resume()
+                }
+                return !Task.isCancelled
+            }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return false
+            }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            return first
+        }
+        guard satisfied || predicate(self.values) else {
+            throw TimedOut(description: "timed out after \(timeout) waiting for \(what); have \(self.values.count) values")
+        }
+    }
+}
+
+/// Polls `condition` until it holds or `timeout` passes: for state that offers no event to wait on.
+func waitUntil(
+    timeout: Duration = .seconds(20),
+    _ what: String,
+    _ condition: @Sendable () async -> Bool
+) async throws {
+    let deadline = ContinuousClock.now + timeout
+    while !(await condition()) {
+        guard ContinuousClock.now < deadline else {
+            throw Recorder<Int>.TimedOut(description: "timed out after \(timeout) waiting for \(what)")
+        }
+        try await Task.sleep(for: .milliseconds(5))
+    }
+}

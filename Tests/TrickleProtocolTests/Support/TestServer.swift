@@ -1,0 +1,53 @@
+import AsyncHTTPClient
+import Logging
+import NIOCore
+import NIOHTTP1
+import TrickleProtocol
+
+/// A logger that drops everything: tests never touch the process-wide logging system.
+let quietLogger = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
+
+/// Starts an embedded trickle server on 127.0.0.1 port 0, hands it over with its base URL and an HTTP client,
+/// and tears both down afterwards.
+func withTrickleServer<T: Sendable>(
+    _ configuration: TrickleServer.Configuration = .init(),
+    _ body: @Sendable (TrickleServer, String, HTTPClient) async throws -> T
+) async throws -> T {
+    var configuration = configuration
+    configuration.host = "127.0.0.1"
+    configuration.port = 0
+    let server = TrickleServer(configuration: configuration, logger: quietLogger)
+    return try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration()) { client in
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await server.run() }
+            let port = try await server.waitUntilListening()
+            let base = "http://127.0.0.1:\(port)\(configuration.basePath == "/" ? "" : configuration.basePath)"
+            let result = try await body(server, base.hasSuffix("/") ? String(base.dropLast()) : base, client)
+            group.cancelAll()
+            return result
+        }
+    }
+}
+
+/// A plain HTTP exchange for asserting on raw server behaviour.
+struct RawResponse: Sendable {
+    var status: Int
+    var headers: [String: String]
+    var body: String
+
+    func header(_ name: String) -> String? { self.headers[name.lowercased()] }
+}
+
+extension HTTPClient {
+    func send(_ method: HTTPMethod, _ url: String, body: String? = nil, headers: [String: String] = [:]) async throws -> RawResponse {
+        var request = HTTPClientRequest(url: url)
+        request.method = method
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        if let body { request.body = .bytes(ByteBuffer(string: body)) }
+        let response = try await self.execute(request, timeout: .seconds(30))
+        let bytes = try await response.body.collect(upTo: 64 * 1024 * 1024)
+        var fields: [String: String] = [:]
+        for header in response.headers { fields[header.name.lowercased()] = header.value }
+        return RawResponse(status: Int(response.status.code), headers: fields, body: String(buffer: bytes))
+    }
+}
