@@ -24,9 +24,14 @@ final class SegmentBodyPipe: AsyncSequence, Sendable {
 
     private let state = Mutex(State())
     let highWatermark: Int
+    /// The previous segment's upload result: no byte of this body goes out before the previous segment is
+    /// complete, so the server sees segments start in seq order even though they travel on separate
+    /// connections (nextWrite follows the *last* first byte, `trickle-protocol.md` §1).
+    private let predecessor: OneShotSignal<SegmentUpload.Result>?
 
-    init(highWatermark: Int) {
+    init(highWatermark: Int, predecessor: OneShotSignal<SegmentUpload.Result>?) {
         self.highWatermark = highWatermark
+        self.predecessor = predecessor
     }
 
     /// Bytes appended so far.
@@ -148,9 +153,14 @@ final class SegmentBodyPipe: AsyncSequence, Sendable {
 
     struct AsyncIterator: AsyncIteratorProtocol {
         let pipe: SegmentBodyPipe
+        var waitedForPredecessor = false
 
         mutating func next() async -> ByteBuffer? {
-            await self.pipe.next()
+            if !self.waitedForPredecessor {
+                self.waitedForPredecessor = true
+                _ = await self.pipe.predecessor?.wait()
+            }
+            return await self.pipe.next()
         }
     }
 

@@ -13,9 +13,10 @@ final class SegmentUpload: Sendable {
     let pipe: SegmentBodyPipe
     let done = OneShotSignal<Result>()
 
-    init(seq: Int, sendsReset: Bool, maximumBufferedBytes: Int) {
+    /// - Parameter predecessor: The upload of the previous seq, if still in flight: this body waits for it.
+    init(seq: Int, sendsReset: Bool, maximumBufferedBytes: Int, predecessor: SegmentUpload?) {
         self.seq = seq
         self.sendsReset = sendsReset
-        self.pipe = SegmentBodyPipe(highWatermark: maximumBufferedBytes)
+        self.pipe = SegmentBodyPipe(highWatermark: maximumBufferedBytes, predecessor: predecessor?.done)
     }
 }

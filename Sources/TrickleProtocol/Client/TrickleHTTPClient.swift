@@ -7,9 +7,11 @@ public enum TrickleHTTPClient {
     /// live edge for as long as the publisher is quiet, and a publisher's POST streams for a whole segment
     /// window; AsyncHTTPClient's read timeout would cut both, TOOLCHAIN-NOTES), a 5 s connect timeout, and no
     /// redirects. Stalls are detected by the protocol layer instead (``TrickleSubscriber``).
-    public static func configuration() -> HTTPClient.Configuration {
+    ///
+    /// - Parameter connectTimeout: How long one connection attempt may take. Default 5 s.
+    public static func configuration(connectTimeout: Duration = .seconds(5)) -> HTTPClient.Configuration {
         var configuration = HTTPClient.Configuration()
-        configuration.timeout = .init(connect: .seconds(5), read: nil)
+        configuration.timeout = .init(connect: .nanoseconds(Int64(connectTimeout.components.seconds) * 1_000_000_000 + connectTimeout.components.attoseconds / 1_000_000_000), read: nil)
         configuration.redirectConfiguration = .disallow
         configuration.httpVersion = .http1Only
         configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 64

@@ -43,6 +43,8 @@ public actor TricklePublisher: Service {
     private var currentBytes = 0
     private var currentOpenedAt: ContinuousClock.Instant = .now
     private var preconnected: SegmentUpload?
+    /// Uploads that carry data and have not finished (the preconnect is not among them until it is used).
+    private var inFlight: [SegmentUpload] = []
     private var terminalError: TrickleClientError?
     private var isClosed = false
 
@@ -137,9 +139,10 @@ public actor TricklePublisher: Service {
     public func close() async throws {
         guard !self.isClosed else { return }
         self.isClosed = true
-        let last = self.current
         self.finishSegment()
-        if let last { _ = await last.done.wait() }
+        // Every segment must be on the server before the channel goes, or readers would lose its tail.
+        for upload in self.inFlight { _ = await upload.done.wait() }
+        self.inFlight = []
         if self.configuration.deletesChannelOnClose && self.terminalError == nil {
             await self.deleteChannel()
         }
@@ -163,25 +166,28 @@ public actor TricklePublisher: Service {
         if let current { return current }
         let seq = self.nextSeq!  // set above
         let upload: SegmentUpload
+        self.inFlight.removeAll { $0.done.value != nil }
         if let preconnected, preconnected.seq == seq, !preconnected.pipe.isFinished {
             upload = preconnected
         } else {
-            upload = self.startUpload(seq: seq, sendsReset: self.pendingReset)
+            upload = self.startUpload(seq: seq, sendsReset: self.pendingReset, predecessor: self.inFlight.last)
         }
+        self.inFlight.append(upload)
         self.pendingReset = false
         self.nextSeq = seq + 1
-        self.preconnected = self.startUpload(seq: seq + 1, sendsReset: false)
+        self.preconnected = self.startUpload(seq: seq + 1, sendsReset: false, predecessor: upload)
         self.current = upload
         self.currentBytes = 0
         self.currentOpenedAt = .now
         return upload
     }
 
-    private func startUpload(seq: Int, sendsReset: Bool) -> SegmentUpload {
+    private func startUpload(seq: Int, sendsReset: Bool, predecessor: SegmentUpload?) -> SegmentUpload {
         let upload = SegmentUpload(
             seq: seq,
             sendsReset: sendsReset,
-            maximumBufferedBytes: self.configuration.maximumBufferedBytes
+            maximumBufferedBytes: self.configuration.maximumBufferedBytes,
+            predecessor: predecessor
         )
         self.uploadsContinuation.yield(upload)
         return upload

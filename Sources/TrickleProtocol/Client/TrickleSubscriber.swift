@@ -47,56 +47,33 @@ public final class TrickleSubscriber: Sendable {
         var aheadCount = 0
         while true {
             try Task.checkCancellation()
-            var request = HTTPClientRequest(url: self.url.url(seq: seq))
-            request.method = .GET
             self.statsBox.withLock { $0.attempts += 1 }
-            let response: HTTPClientResponse
-            do {
-                response = try await self.httpClient.execute(
-                    request,
-                    deadline: TrickleHTTPClient.streamingDeadline,
-                    logger: self.logger
-                )
-            } catch {
-                try Task.checkCancellation()
-                try await self.failed(&failures, reason: "\(error)")
-                continue
-            }
-            let headers = response.headers
-            if headers.first(name: TrickleHeaders.closed.rawName) != nil {
-                _ = try? await response.body.collect(upTo: 64 * 1024)
+            switch try await self.attempt(seq: seq, skipping: resumeOffset, handle) {
+            case .closed:
                 return .closed
-            }
-            let servedSeq = headers.first(name: TrickleHeaders.seq.rawName).flatMap { Int($0) } ?? seq
-            let latest = headers.first(name: TrickleHeaders.latest.rawName).flatMap { Int($0) }
-            switch response.status.code {
-            case 200:
+            case .notFound:
+                return .notFound
+            case .failed(let reason):
+                try await self.failed(&failures, reason: reason)
+            case .abandonedBeforeStart:
+                // Waited on a seq whose publisher moved on without ever writing it (a dead preconnect).
+                failures = 0
+                resumeOffset = 0
+                seq += 1
+            case .segment(let servedSeq, .interrupted(let delivered)):
+                // Resume the same segment after the bytes already handed over.
+                if seq >= 0, servedSeq > seq { try await self.reportGap(from: seq, to: servedSeq, handle) }
+                resumeOffset = delivered
+                seq = servedSeq
+                try await self.failed(&failures, reason: "segment body interrupted")
+            case .segment(let servedSeq, .ended(let end)):
+                if seq >= 0, servedSeq > seq { try await self.reportGap(from: seq, to: servedSeq, handle) }
                 failures = 0
                 aheadCount = 0
-                if seq >= 0, servedSeq > seq {
-                    try await self.reportGap(from: seq, to: servedSeq, handle)
-                }
-                let end = try await self.consume(response, seq: servedSeq, skipping: resumeOffset, handle)
-                switch end {
-                case .interrupted(let delivered):
-                    // Resume the same segment after the bytes already handed over.
-                    resumeOffset = delivered
-                    seq = servedSeq
-                    try await self.failed(&failures, reason: "segment body interrupted")
-                case .ended(let segmentEnd):
-                    resumeOffset = 0
-                    seq = servedSeq + 1
-                    try await handle(.segmentEnded(seq: servedSeq, segmentEnd))
-                }
-            case 404:
-                _ = try? await response.body.collect(upTo: 64 * 1024)
-                return .notFound
-            case 470:  // TrickleHeaders.notRetainedStatus
-                _ = try? await response.body.collect(upTo: 64 * 1024)
-                guard let latest else {
-                    try await self.failed(&failures, reason: "470 without Lp-Trickle-Latest")
-                    continue
-                }
+                resumeOffset = 0
+                seq = servedSeq + 1
+                try await handle(.segmentEnded(seq: servedSeq, end))
+            case .notRetained(let servedSeq, let latest):
                 failures = 0
                 resumeOffset = 0
                 if latest > servedSeq {
@@ -108,7 +85,10 @@ public final class TrickleSubscriber: Sendable {
                     // Ahead of the publisher: wait and ask again, unless the channel was evidently recreated.
                     aheadCount += 1
                     if aheadCount > self.configuration.maximumAheadRetries {
-                        self.logger.debug("trickle subscriber resyncing to nextWrite", metadata: ["trickle.seq": "\(servedSeq)", "trickle.latest": "\(latest)"])
+                        self.logger.debug(
+                            "trickle subscriber resyncing to nextWrite",
+                            metadata: ["trickle.seq": "\(servedSeq)", "trickle.latest": "\(latest)"]
+                        )
                         self.statsBox.withLock { $0.resets += 1 }
                         aheadCount = 0
                         seq = latest
@@ -117,16 +97,87 @@ public final class TrickleSubscriber: Sendable {
                         try await Task.sleep(for: self.configuration.aheadRetryDelay)
                     }
                 }
-            case 500..<600:
-                _ = try? await response.body.collect(upTo: 64 * 1024)
-                try await self.failed(&failures, reason: "HTTP \(response.status.code)")
-            default:
-                let body = (try? await response.body.collect(upTo: 4096)).map { String(buffer: $0) } ?? ""
-                throw TrickleClientError(
-                    .unexpectedStatus,
-                    "GET \(self.url)/\(seq) answered \(response.status.code) (\(body.trimmingWhitespace())); expected 200, 404 or 470"
-                )
             }
+        }
+    }
+
+    /// The outcome of one GET.
+    private enum Attempt: Sendable {
+        case closed
+        case notFound
+        case failed(String)
+        case notRetained(seq: Int, latest: Int)
+        case segment(seq: Int, BodyEnd)
+        case abandonedBeforeStart
+    }
+
+    /// One GET of `seq`, raced against the stall watchdog.
+    private func attempt(
+        seq: Int,
+        skipping skip: Int,
+        _ handle: @escaping @Sendable (TrickleSubscriberEvent) async throws -> Void
+    ) async throws -> Attempt {
+        let progress = Progress()
+        return try await withThrowingTaskGroup(of: Attempt?.self) { group in
+            group.addTask { try await self.request(seq: seq, skipping: skip, progress: progress, handle) }
+            if seq >= 0 {
+                group.addTask { try await self.watchForStall(seq: seq, progress: progress) }
+            }
+            defer { group.cancelAll() }
+            while let result = try await group.next() {
+                if let result { return result }
+            }
+            return .failed("request ended without an outcome")
+        }
+    }
+
+    private func request(
+        seq: Int,
+        skipping skip: Int,
+        progress: Progress,
+        _ handle: @escaping @Sendable (TrickleSubscriberEvent) async throws -> Void
+    ) async throws -> Attempt {
+        var request = HTTPClientRequest(url: self.url.url(seq: seq))
+        request.method = .GET
+        let response: HTTPClientResponse
+        do {
+            response = try await self.httpClient.execute(
+                request,
+                deadline: TrickleHTTPClient.streamingDeadline,
+                logger: self.logger
+            )
+        } catch {
+            try Task.checkCancellation()
+            return .failed("\(error)")
+        }
+        let headers = response.headers
+        if headers.first(name: TrickleHeaders.closed.rawName) != nil {
+            // A 200 carrying `Closed` is end of stream, never data (§10.1).
+            _ = try? await response.body.collect(upTo: 64 * 1024)
+            return .closed
+        }
+        let servedSeq = headers.first(name: TrickleHeaders.seq.rawName).flatMap { Int($0) } ?? seq
+        switch response.status.code {
+        case 200:
+            return .segment(seq: servedSeq, try await self.consume(response, seq: servedSeq, skipping: skip, progress: progress, handle))
+        case 404:
+            _ = try? await response.body.collect(upTo: 64 * 1024)
+            return .notFound
+        case 470:  // TrickleHeaders.notRetainedStatus
+            _ = try? await response.body.collect(upTo: 64 * 1024)
+            guard let latest = headers.first(name: TrickleHeaders.latest.rawName).flatMap({ Int($0) }) else {
+                return .failed("470 without Lp-Trickle-Latest")
+            }
+            return .notRetained(seq: servedSeq, latest: latest)
+        case 500..<600:
+            _ = try? await response.body.collect(upTo: 64 * 1024)
+            return .failed("HTTP \(response.status.code)")
+        default:
+            let body = (try? await response.body.collect(upTo: 4096)).map { String(buffer: $0) } ?? ""
+            throw TrickleClientError(
+                .unexpectedStatus,
+                "GET \(self.url)/\(seq) answered \(response.status.code) (\(body.trimmingWhitespace())); expected 200, 404 or 470"
+            )
         }
     }
 
@@ -162,6 +213,7 @@ public final class TrickleSubscriber: Sendable {
         private struct State {
             var lastByteAt: ContinuousClock.Instant = .now
             var received = 0
+            var bodyStarted = false
         }
 
         private let state = Mutex(State())
@@ -175,8 +227,10 @@ public final class TrickleSubscriber: Sendable {
 
         func touch() { self.state.withLock { $0.lastByteAt = .now } }
 
-        var snapshot: (lastByteAt: ContinuousClock.Instant, received: Int) {
-            self.state.withLock { ($0.lastByteAt, $0.received) }
+        func startBody() { self.state.withLock { $0.bodyStarted = true } }
+
+        var snapshot: (lastByteAt: ContinuousClock.Instant, received: Int, bodyStarted: Bool) {
+            self.state.withLock { ($0.lastByteAt, $0.received, $0.bodyStarted) }
         }
     }
 
@@ -184,64 +238,56 @@ public final class TrickleSubscriber: Sendable {
         _ response: HTTPClientResponse,
         seq: Int,
         skipping skip: Int,
+        progress: Progress,
         _ handle: @escaping @Sendable (TrickleSubscriberEvent) async throws -> Void
     ) async throws -> BodyEnd {
-        let progress = Progress()
         let limit = self.configuration.maximumSegmentBytes
-        return try await withThrowingTaskGroup(of: BodyEnd?.self) { group in
-            group.addTask {
-                var received = 0
-                var delivered = skip
-                if skip == 0 { try await handle(.segmentStarted(seq: seq)) }
-                do {
-                    for try await var chunk in response.body {
-                        received += chunk.readableBytes
-                        progress.note(bytes: chunk.readableBytes)
-                        // After a resumed GET, the server replays from byte 0: drop what was handed over.
-                        if received <= skip { continue }
-                        if received - chunk.readableBytes < skip {
-                            chunk.moveReaderIndex(forwardBy: skip - (received - chunk.readableBytes))
-                        }
-                        if delivered + chunk.readableBytes > limit {
-                            let room = limit - delivered
-                            if room > 0, let head = chunk.readSlice(length: room) {
-                                delivered += room
-                                self.statsBox.withLock { $0.bytes += room }
-                                try await handle(.bytes(head, seq: seq))
-                            }
-                            self.statsBox.withLock {
-                                $0.overLimitSegments += 1
-                                $0.segments += 1
-                            }
-                            return .ended(.overLimit(bytes: received))
-                        }
-                        delivered += chunk.readableBytes
-                        self.statsBox.withLock { $0.bytes += chunk.readableBytes }
-                        try await handle(.bytes(chunk, seq: seq))
-                    }
-                } catch let error as CancellationError {
-                    throw error
-                } catch {
-                    if Task.isCancelled { throw CancellationError() }
-                    return .interrupted(delivered: delivered)
+        var received = 0
+        var delivered = skip
+        progress.startBody()
+        if skip == 0 { try await handle(.segmentStarted(seq: seq)) }
+        do {
+            for try await var chunk in response.body {
+                received += chunk.readableBytes
+                progress.note(bytes: chunk.readableBytes)
+                // After a resumed GET, the server replays from byte 0: drop what was handed over.
+                if received <= skip { continue }
+                if received - chunk.readableBytes < skip {
+                    chunk.moveReaderIndex(forwardBy: skip - (received - chunk.readableBytes))
                 }
-                self.statsBox.withLock { $0.segments += 1 }
-                return .ended(.complete(bytes: delivered))
+                if delivered + chunk.readableBytes > limit {
+                    let room = limit - delivered
+                    if room > 0, let head = chunk.readSlice(length: room) {
+                        delivered += room
+                        self.statsBox.withLock { $0.bytes += room }
+                        try await handle(.bytes(head, seq: seq))
+                    }
+                    self.statsBox.withLock {
+                        $0.overLimitSegments += 1
+                        $0.segments += 1
+                    }
+                    return .ended(.overLimit(bytes: received))
+                }
+                delivered += chunk.readableBytes
+                self.statsBox.withLock { $0.bytes += chunk.readableBytes }
+                try await handle(.bytes(chunk, seq: seq))
             }
-            group.addTask {
-                try await self.watchForStall(seq: seq, progress: progress)
-            }
-            defer { group.cancelAll() }
-            while let result = try await group.next() {
-                if let result { return result }
-            }
-            return .ended(.complete(bytes: progress.snapshot.received))
+        } catch let error as CancellationError {
+            throw error
+        } catch let error as TrickleClientError {
+            throw error
+        } catch {
+            if Task.isCancelled { throw CancellationError() }
+            return .interrupted(delivered: delivered)
         }
+        self.statsBox.withLock { $0.segments += 1 }
+        return .ended(.complete(bytes: delivered))
     }
 
-    /// Returns `.ended(.stalled)` when no byte arrived for the stall timeout and the publisher moved on;
-    /// returns `nil` when cancelled.
-    private func watchForStall(seq: Int, progress: Progress) async throws -> BodyEnd? {
+    /// Returns an outcome when nothing arrived for the stall timeout and the publisher moved on past `seq`
+    /// (nextWrite > seq + 1); returns `nil` when cancelled. A quiet segment at the live edge is normal and is
+    /// never abandoned (§10.5).
+    private func watchForStall(seq: Int, progress: Progress) async throws -> Attempt? {
         let timeout = self.configuration.stallTimeout
         while true {
             do {
@@ -250,15 +296,17 @@ public final class TrickleSubscriber: Sendable {
                 return nil
             }
             let snapshot = progress.snapshot
-            guard snapshot.received > 0, ContinuousClock.now - snapshot.lastByteAt >= timeout else { continue }
-            // A quiet segment is normal at the live edge; it is stalled only if the publisher went on without it.
+            guard ContinuousClock.now - snapshot.lastByteAt >= timeout else { continue }
             if let nextWrite = await self.fetchNextWrite(), nextWrite > seq + 1 {
-                self.logger.debug("trickle segment stalled, abandoning", metadata: ["trickle.seq": "\(seq)", "trickle.latest": "\(nextWrite)"])
+                self.logger.debug(
+                    "trickle segment stalled, abandoning",
+                    metadata: ["trickle.seq": "\(seq)", "trickle.latest": "\(nextWrite)"]
+                )
                 self.statsBox.withLock {
                     $0.stalls += 1
-                    $0.segments += 1
+                    if snapshot.bodyStarted { $0.segments += 1 }
                 }
-                return .ended(.stalled(bytes: snapshot.received))
+                return snapshot.bodyStarted ? .segment(seq: seq, .ended(.stalled(bytes: snapshot.received))) : .abandonedBeforeStart
             }
             progress.touch()
         }

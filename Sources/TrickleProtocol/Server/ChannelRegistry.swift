@@ -1,16 +1,43 @@
 import Synchronization
 
 /// The channels of one embedded server, by name.
+///
+/// A deleted channel is kept for a short grace period in which only GETs of its retained segments are served
+/// (everything else behaves as if it were gone: 404 for POSTs and `/next`, `Lp-Trickle-Closed` for GETs at or
+/// past its end). go-livepeer forgets the channel at once, so a reader one segment behind the publisher's final
+/// DELETE loses the tail; ours does better for such readers.
 final class ChannelRegistry: Sendable {
-    private let channels = Mutex<[String: ServerChannel]>([:])
-    private let ringSize: Int
-
-    init(ringSize: Int) {
-        self.ringSize = ringSize
+    private struct Tombstone {
+        var channel: ServerChannel
+        var deletedAt: ContinuousClock.Instant
     }
 
+    private let channels = Mutex<[String: ServerChannel]>([:])
+    private let tombstones = Mutex<[String: Tombstone]>([:])
+    private let ringSize: Int
+    private let gracePeriod: Duration
+
+    init(ringSize: Int, gracePeriod: Duration) {
+        self.ringSize = ringSize
+        self.gracePeriod = gracePeriod
+    }
+
+    /// A live channel.
     func channel(named name: String) -> ServerChannel? {
         self.channels.withLock { $0[name] }
+    }
+
+    /// A live channel, or a deleted one still in its grace period (for GETs only).
+    func channelForReading(named name: String, now: ContinuousClock.Instant = .now) -> ServerChannel? {
+        if let live = self.channel(named: name) { return live }
+        return self.tombstones.withLock { tombstones in
+            guard let tombstone = tombstones[name] else { return nil }
+            guard now - tombstone.deletedAt < self.gracePeriod else {
+                tombstones[name] = nil
+                return nil
+            }
+            return tombstone.channel
+        }
     }
 
     /// Returns the channel, creating it when missing. `created` tells which happened.
@@ -30,8 +57,12 @@ final class ChannelRegistry: Sendable {
     /// Removes and closes a channel. Returns `false` if there was none.
     func remove(named name: String) -> Bool {
         let removed = self.channels.withLock { $0.removeValue(forKey: name) }
-        removed?.close()
-        return removed != nil
+        guard let removed else { return false }
+        removed.close()
+        if self.gracePeriod > .zero {
+            self.tombstones.withLock { $0[name] = Tombstone(channel: removed, deletedAt: .now) }
+        }
+        return true
     }
 
     /// Removes and closes channels whose last segment started before `cutoff`; `_`-prefixed names are exempt
@@ -43,6 +74,9 @@ final class ChannelRegistry: Sendable {
             return stale
         }
         for channel in removed { channel.close() }
+        self.tombstones.withLock { tombstones in
+            tombstones = tombstones.filter { ContinuousClock.now - $0.value.deletedAt < self.gracePeriod }
+        }
         return removed.map(\.name)
     }
 
@@ -52,6 +86,7 @@ final class ChannelRegistry: Sendable {
             defer { channels = [:] }
             return Array(channels.values)
         }
+        self.tombstones.withLock { $0 = [:] }
         for channel in all { channel.close() }
     }
 

@@ -33,12 +33,17 @@ final class ServerChannel: Sendable {
     let mimeType: String
     private let state: Mutex<State>
     private let readers = Atomic<Int>(0)
+    private let writers = Atomic<Int>(0)
 
     /// GETs being served on this channel right now (waiting or streaming).
     var activeReaders: Int { self.readers.load(ordering: .relaxed) }
+    /// Segment POSTs in progress on this channel right now (preconnected or streaming).
+    var activeWriters: Int { self.writers.load(ordering: .relaxed) }
 
     func readerStarted() { self.readers.add(1, ordering: .relaxed) }
     func readerEnded() { self.readers.subtract(1, ordering: .relaxed) }
+    func writerStarted() { self.writers.add(1, ordering: .relaxed) }
+    func writerEnded() { self.writers.subtract(1, ordering: .relaxed) }
 
     init(name: String, mimeType: String, ringSize: Int, now: ContinuousClock.Instant) {
         self.name = name
@@ -55,7 +60,6 @@ final class ServerChannel: Sendable {
         var evicted: ServerSegment?
         defer { evicted?.close() }
         return self.state.withLock { state in
-            guard !state.isClosed else { return .closed }
             let seq: Int
             switch requested {
             case -1: seq = state.nextWrite
@@ -64,8 +68,11 @@ final class ServerChannel: Sendable {
             }
             let slot = seq % state.ring.count
             if let segment = state.ring[slot], segment.seq == seq {
+                // A closed channel still serves the segments it retained (see `close()`), but only with data.
+                if state.isClosed && segment.snapshot.byteCount == 0 { return .closed }
                 return .segment(segment, latestAtAccept: state.nextWrite)
             }
+            guard !state.isClosed else { return .closed }
             // GET on nextWrite waits on a pre-created placeholder; so does GET 1 on a fresh channel (§5).
             if seq == state.nextWrite || (seq == 1 && state.nextWrite == 0) {
                 let placeholder = ServerSegment(seq: seq)
@@ -131,12 +138,16 @@ final class ServerChannel: Sendable {
     }
 
     /// Closes the channel: every retained segment ends, waiting readers and writers are released (§7).
+    ///
+    /// The retained segments stay readable while the registry keeps the closed channel (its grace period), so
+    /// a reader a segment behind the publisher's final DELETE still gets the tail instead of a 404.
     func close() {
         let segments: [ServerSegment] = self.state.withLock { state in
             state.isClosed = true
-            defer { state.ring = state.ring.map { _ in nil } }
             return state.ring.compactMap { $0 }
         }
         for segment in segments { segment.close(becauseChannelClosed: true) }
     }
+
+    var isClosed: Bool { self.state.withLock { $0.isClosed } }
 }

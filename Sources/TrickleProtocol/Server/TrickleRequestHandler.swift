@@ -98,7 +98,7 @@ struct TrickleRequestHandler: Sendable {
     // MARK: Segment GET
 
     private func handleGet(name: String, seq: Int, writer: consuming ResponseWriter) async throws {
-        guard let channel = self.registry.channel(named: name) else {
+        guard let channel = self.registry.channelForReading(named: name) else {
             try await self.respond(writer, status: 404, reason: "Stream not found")
             return
         }
@@ -183,6 +183,8 @@ struct TrickleRequestHandler: Sendable {
             segment = resolved
         }
 
+        channel.writerStarted()
+        defer { channel.writerEnded() }
         let outcome = OneShotSignal<BodyOutcome>()
         async let reading: Void = self.readBody(request.body, into: segment, of: channel, outcome: outcome)
         while outcome.value == nil {

@@ -21,6 +21,10 @@ extension TrickleServer {
         public var idleSweepInterval: Duration
         /// A channel whose last segment started longer ago than this is deleted by the sweep. Default 5 min.
         public var idleChannelTimeout: Duration
+        /// How long the retained segments of a deleted channel stay readable (GET only), so that readers a
+        /// segment behind the publisher's final DELETE still get the tail. Default 10 s; `.zero` forgets at
+        /// once, like go-livepeer.
+        public var deletedChannelGracePeriod: Duration
 
         /// Creates a configuration; every parameter has the documented default.
         public init(
@@ -32,7 +36,8 @@ extension TrickleServer {
             ringSize: Int = 5,
             interimResponseInterval: Duration = .seconds(10),
             idleSweepInterval: Duration = .seconds(60),
-            idleChannelTimeout: Duration = .seconds(300)
+            idleChannelTimeout: Duration = .seconds(300),
+            deletedChannelGracePeriod: Duration = .seconds(10)
         ) {
             self.host = host
             self.port = port
@@ -43,6 +48,7 @@ extension TrickleServer {
             self.interimResponseInterval = interimResponseInterval
             self.idleSweepInterval = idleSweepInterval
             self.idleChannelTimeout = idleChannelTimeout
+            self.deletedChannelGracePeriod = deletedChannelGracePeriod
         }
 
         /// `basePath` with exactly one leading and one trailing slash.

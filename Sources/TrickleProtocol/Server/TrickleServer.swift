@@ -37,7 +37,10 @@ public final class TrickleServer: Service, Sendable {
         self.configuration = configuration
         self.logger = logger
         self.eventLoopGroup = eventLoopGroup
-        self.registry = ChannelRegistry(ringSize: max(configuration.ringSize, 1))
+        self.registry = ChannelRegistry(
+            ringSize: max(configuration.ringSize, 1),
+            gracePeriod: configuration.deletedChannelGracePeriod
+        )
     }
 
     /// Runs the server until graceful shutdown or cancellation. Shutting down closes every channel, which
@@ -117,6 +120,11 @@ public final class TrickleServer: Service, Sendable {
     /// GETs being served on a channel right now (waiting at the live edge or streaming); 0 if it does not exist.
     public func activeReaders(ofChannel name: String) -> Int {
         self.registry.channel(named: name)?.activeReaders ?? 0
+    }
+
+    /// Segment POSTs in progress on a channel right now (preconnected or streaming); 0 if it does not exist.
+    public func activeWriters(ofChannel name: String) -> Int {
+        self.registry.channel(named: name)?.activeWriters ?? 0
     }
 
     private func sweepIdleChannels() async {

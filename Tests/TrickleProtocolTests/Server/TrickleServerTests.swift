@@ -70,9 +70,9 @@ struct TrickleServerTests {
         }
     }
 
-    @Test("channel DELETE releases a waiting GET with Lp-Trickle-Closed; later requests get 404")
+    @Test("channel DELETE releases a waiting GET with Lp-Trickle-Closed; retained segments stay readable for a grace period")
     func deleteChannel() async throws {
-        try await withTrickleServer { (server, base, client) async throws in
+        try await withTrickleServer(.init(deletedChannelGracePeriod: .seconds(30))) { (server, base, client) async throws in
             _ = try await client.send(.POST, "\(base)/ch/0", body: "0\n")
             try await withThrowingTaskGroup(of: RawResponse.self) { group in
                 group.addTask { try await client.send(.GET, "\(base)/ch/1") }
@@ -84,8 +84,23 @@ struct TrickleServerTests {
                 #expect(released.body.isEmpty)
             }
             #expect(server.channelCount == 0)
-            #expect(try await client.send(.GET, "\(base)/ch/0").status == 404)
+            // A reader one segment behind the final DELETE still gets the tail; past it, end of stream.
+            #expect(try await client.send(.GET, "\(base)/ch/0").body == "0\n")
+            #expect(try await client.send(.GET, "\(base)/ch/1").header("Lp-Trickle-Closed") == "terminated")
+            #expect(try await client.send(.GET, "\(base)/ch/next").status == 404)
+            #expect(try await client.send(.POST, "\(base)/ch/1", body: "x").status == 200)  // autocreate: a new channel
+            #expect(try await client.send(.GET, "\(base)/ch/-2").body == "x")
+            #expect(try await client.send(.DELETE, "\(base)/ch").status == 200)
             #expect(try await client.send(.DELETE, "\(base)/ch").status == 400)
+        }
+    }
+
+    @Test("with no grace period a deleted channel is forgotten at once, like go-livepeer")
+    func deleteWithoutGrace() async throws {
+        try await withTrickleServer(.init(deletedChannelGracePeriod: .zero)) { (_, base, client) async throws in
+            _ = try await client.send(.POST, "\(base)/ch/0", body: "0\n")
+            #expect(try await client.send(.DELETE, "\(base)/ch").status == 200)
+            #expect(try await client.send(.GET, "\(base)/ch/0").status == 404)
         }
     }
 

@@ -1,0 +1,297 @@
+import AsyncHTTPClient
+import NIOCore
+import NIOHTTP1
+import Testing
+import TrickleProtocol
+
+/// What a test subscriber saw, flattened for assertions.
+enum SeenEvent: Sendable, Equatable {
+    case started(Int)
+    case bytes(String, Int)
+    case ended(Int, TrickleSegmentEnd)
+    case gap(Int, Int)
+
+    init(_ event: TrickleSubscriberEvent) {
+        switch event {
+        case .segmentStarted(let seq): self = .started(seq)
+        case .bytes(let buffer, let seq): self = .bytes(String(buffer: buffer), seq)
+        case .segmentEnded(let seq, let end): self = .ended(seq, end)
+        case .gap(let from, let to): self = .gap(from, to)
+        }
+    }
+}
+
+extension [SeenEvent] {
+    /// All bytes received, concatenated.
+    var text: String {
+        self.map { if case .bytes(let text, _) = $0 { return text } else { return "" } }.joined()
+    }
+
+    func bytes(ofSeq seq: Int) -> String {
+        self.map { if case .bytes(let text, let s) = $0, s == seq { return text } else { return "" } }.joined()
+    }
+
+    func hasEnded(_ seq: Int) -> Bool {
+        self.contains { if case .ended(let s, _) = $0 { return s == seq } else { return false } }
+    }
+}
+
+@Suite("TricklePublisher and TrickleSubscriber", .timeLimit(.minutes(1)))
+struct PublisherSubscriberTests {
+    private func publisher(_ url: String, _ client: HTTPClient, start: TricklePublisher.StartPosition = .next) throws -> TricklePublisher {
+        TricklePublisher(
+            url: try TrickleChannelURL(url),
+            httpClient: client,
+            configuration: .init(start: start, retryBackoff: Backoff(initial: .milliseconds(10), maximum: .milliseconds(50))),
+            logger: quietLogger
+        )
+    }
+
+    private func subscriber(
+        _ url: String,
+        _ client: HTTPClient,
+        _ configuration: TrickleSubscriber.Configuration = .init()
+    ) throws -> TrickleSubscriber {
+        TrickleSubscriber(url: try TrickleChannelURL(url), httpClient: client, configuration: configuration, logger: quietLogger)
+    }
+
+    @Test("a subscriber that joins mid-segment gets the earlier bytes from byte 0, then the live ones")
+    func joinMidSegment() async throws {
+        try await withTrickleServer { (server, base, client) async throws in
+            let publisher = try self.publisher("\(base)/ch", client, start: .seq(0))
+            let seen = Recorder<SeenEvent>()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await publisher.run() }
+                try await publisher.write(ByteBuffer(string: "early-1\nearly-2\n"))
+                try await waitUntil("the first bytes to reach the server") { server.nextWrite(ofChannel: "ch") == 1 }
+                let subscriber = try self.subscriber("\(base)/ch", client, .init(start: .seq(0)))
+                group.addTask { _ = try await subscriber.run { seen.append(SeenEvent($0)) } }
+                try await seen.wait("the earlier bytes") { $0.text == "early-1\nearly-2\n" }
+                #expect(!seen.values.hasEnded(0))
+                try await publisher.write(ByteBuffer(string: "live-3\n"))
+                try await seen.wait("the live bytes") { $0.text.hasSuffix("live-3\n") }
+                // Still before the publisher finished the segment.
+                #expect(!seen.values.hasEnded(0))
+                await publisher.finishSegment()
+                try await seen.wait("the segment end") { $0.hasEnded(0) }
+                try await publisher.close()
+                try await group.next()
+                try await group.next()
+            }
+            #expect(seen.values.first == .started(0))
+            #expect(seen.values.bytes(ofSeq: 0) == "early-1\nearly-2\nlive-3\n")
+        }
+    }
+
+    @Test("publisher seqs are contiguous, start at /next with Lp-Trickle-Reset, and close deletes the channel")
+    func contiguousAndClose() async throws {
+        try await withTrickleServer { (server, base, client) async throws in
+            _ = try await client.send(.POST, "\(base)/ch/0", body: "old\n")
+            _ = try await client.send(.POST, "\(base)/ch/1", body: "old\n")
+            let publisher = try self.publisher("\(base)/ch", client)
+            let subscriber = try self.subscriber("\(base)/ch", client, .init(start: .seq(2)))
+            let seen = Recorder<SeenEvent>()
+            let end = try await withThrowingTaskGroup(of: TrickleSubscriber.EndOfStream?.self) { group in
+                group.addTask { try await publisher.run(); return nil }
+                group.addTask { try await subscriber.run { seen.append(SeenEvent($0)) } }
+                for index in 0..<4 {
+                    try await publisher.write(ByteBuffer(string: "segment \(index)\n"))
+                    await publisher.finishSegment()
+                }
+                try await seen.wait("four segments") { $0.hasEnded(5) }
+                try await publisher.close()
+                var end: TrickleSubscriber.EndOfStream?
+                while let result = try await group.next() { end = end ?? result }
+                return end
+            }
+            // Closed if the subscriber was waiting when the channel went, 404 if it asked just after.
+            #expect(end == .closed || end == .notFound)
+            #expect(server.channelCount == 0)
+            #expect(seen.values.bytes(ofSeq: 2) == "segment 0\n")
+            #expect(seen.values.bytes(ofSeq: 5) == "segment 3\n")
+            let stats = publisher.stats
+            #expect(stats.segments == 4)
+            #expect(stats.resets == 1)
+            #expect(stats.failedSegments == 0)
+        }
+    }
+
+    @Test("two subscribers each get everything")
+    func twoSubscribers() async throws {
+        try await withTrickleServer { (server, base, client) async throws in
+            server.createChannel(named: "ch")
+            let publisher = try self.publisher("\(base)/ch", client)
+            let first = Recorder<SeenEvent>()
+            let second = Recorder<SeenEvent>()
+            let expected = (0..<2000).map { "{\"n\":\($0)}\n" }.joined()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await publisher.run() }
+                for recorder in [first, second] {
+                    let subscriber = try self.subscriber("\(base)/ch", client)
+                    group.addTask { _ = try await subscriber.run { recorder.append(SeenEvent($0)) } }
+                }
+                try await waitUntil("both subscribers to wait") { server.activeReaders(ofChannel: "ch") == 2 }
+                for n in 0..<2000 {
+                    try await publisher.write(ByteBuffer(string: "{\"n\":\(n)}\n"))
+                    if n % 500 == 499 { await publisher.finishSegment() }
+                }
+                try await publisher.close()
+                try await group.waitForAll()
+            }
+            #expect(first.values.text == expected)
+            #expect(second.values.text == expected)
+        }
+    }
+
+    @Test("behind the ring: 470 with a larger Latest makes the subscriber jump and report the gap")
+    func jumpWhenBehind() async throws {
+        try await withTrickleServer { (server, base, client) async throws in
+            for seq in 0..<8 { _ = try await client.send(.POST, "\(base)/ch/\(seq)", body: "s\(seq)\n") }
+            let subscriber = try self.subscriber("\(base)/ch", client, .init(start: .seq(0)))
+            let seen = Recorder<SeenEvent>()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { _ = try await subscriber.run { seen.append(SeenEvent($0)) } }
+                try await seen.wait("the gap") { $0.contains(.gap(0, 8)) }
+                try await waitUntil("the subscriber to wait on seq 8") { server.activeReaders(ofChannel: "ch") == 1 }
+                _ = try await client.send(.POST, "\(base)/ch/8", body: "s8\n")
+                try await seen.wait("segment 8") { $0.hasEnded(8) }
+                _ = server.deleteChannel(named: "ch")
+                try await group.waitForAll()
+            }
+            #expect(seen.values.text == "s8\n")
+            #expect(subscriber.stats.gaps == 8)
+        }
+    }
+
+    @Test("ahead of nextWrite: 470 with a smaller Latest makes the subscriber wait, not rewind")
+    func waitWhenAhead() async throws {
+        try await withTrickleServer { (server, base, client) async throws in
+            server.createChannel(named: "ch")
+            let subscriber = try self.subscriber(
+                "\(base)/ch",
+                client,
+                .init(start: .seq(3), aheadRetryDelay: .milliseconds(10), maximumAheadRetries: 100_000)
+            )
+            let seen = Recorder<SeenEvent>()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { _ = try await subscriber.run { seen.append(SeenEvent($0)) } }
+                try await waitUntil("a 470 answer") { subscriber.stats.attempts >= 2 }
+                for seq in 0..<4 { _ = try await client.send(.POST, "\(base)/ch/\(seq)", body: "s\(seq)\n") }
+                try await seen.wait("segment 3") { $0.hasEnded(3) }
+                _ = server.deleteChannel(named: "ch")
+                try await group.waitForAll()
+            }
+            #expect(seen.values.first == .started(3))
+            #expect(seen.values.text == "s3\n")
+            #expect(subscriber.stats.gaps == 0)
+        }
+    }
+
+    @Test("channel DELETE ends a waiting subscriber and a waiting publisher at once")
+    func deleteEndsEveryone() async throws {
+        try await withTrickleServer { (server, base, client) async throws in
+            server.createChannel(named: "ch")
+            let publisher = try self.publisher("\(base)/ch", client, start: .seq(0))
+            let subscriber = try self.subscriber("\(base)/ch", client, .init(start: .seq(1)))
+            try await withThrowingTaskGroup(of: TrickleSubscriber.EndOfStream?.self) { group in
+                group.addTask { try await publisher.run(); return nil }
+                try await publisher.write(ByteBuffer(string: "x\n"))
+                await publisher.finishSegment()  // segment 1 is now preconnected and idle
+                group.addTask { try await subscriber.run { _ in } }
+                try await waitUntil("the subscriber and the preconnected POST to wait") {
+                    server.activeReaders(ofChannel: "ch") == 1 && server.activeWriters(ofChannel: "ch") == 1
+                }
+                let started = ContinuousClock.now
+                #expect(server.deleteChannel(named: "ch"))
+                #expect(try await group.next() == .closed)
+                // The publisher's preconnected POST was released with Lp-Trickle-Closed: writing now fails.
+                await #expect(throws: TrickleClientError(.channelClosed, "")) {
+                    try await waitUntil("the publisher to learn of the close") {
+                        (try? await publisher.write(ByteBuffer(string: "y\n"))) == nil
+                    }
+                    try await publisher.write(ByteBuffer(string: "y\n"))
+                }
+                #expect(ContinuousClock.now - started < .seconds(5))
+                try await publisher.close()
+                try await group.waitForAll()
+            }
+        }
+    }
+
+    @Test("a segment whose publisher died is abandoned after the stall timeout once the publisher moved on")
+    func stalledSegment() async throws {
+        try await withTrickleServer { (server, base, client) async throws in
+            server.createChannel(named: "ch")  // the subscriber may ask before the first POST would create it
+            let dead = try self.publisher("\(base)/ch", client, start: .seq(0))
+            let seen = Recorder<SeenEvent>()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await dead.run() }
+                try await dead.write(ByteBuffer(string: "partial\n"))  // segment 0 never ends
+                let subscriber = try self.subscriber("\(base)/ch", client, .init(start: .seq(0), stallTimeout: .milliseconds(200)))
+                group.addTask { _ = try await subscriber.run { seen.append(SeenEvent($0)) } }
+                try await seen.wait("the partial segment") { $0.text == "partial\n" }
+                // A restarted publisher that does not send Lp-Trickle-Reset (like http-trickle's clients).
+                _ = try await client.send(.POST, "\(base)/ch/2", body: "after\n")
+                try await seen.wait("the next segment after the stall") { $0.text.hasSuffix("after\n") }
+                #expect(seen.values.contains(.ended(0, .stalled(bytes: 8))))
+                // Segment 0 (mid-body) and segment 1 (the dead publisher's idle preconnect) were both abandoned.
+                #expect(subscriber.stats.stalls == 2)
+                _ = server.deleteChannel(named: "ch")
+                group.cancelAll()
+            }
+        }
+    }
+
+    @Test("a subscriber cuts a segment over its limit and reads the next one")
+    func subscriberSegmentLimit() async throws {
+        try await withTrickleServer { (server, base, client) async throws in
+            _ = try await client.send(.POST, "\(base)/ch/0", body: String(repeating: "x", count: 10_000))
+            _ = try await client.send(.POST, "\(base)/ch/1", body: "small\n")
+            let subscriber = try self.subscriber("\(base)/ch", client, .init(start: .seq(0), maximumSegmentBytes: 4096))
+            let seen = Recorder<SeenEvent>()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { _ = try await subscriber.run { seen.append(SeenEvent($0)) } }
+                try await seen.wait("segment 1") { $0.hasEnded(1) }
+                _ = server.deleteChannel(named: "ch")
+                try await group.waitForAll()
+            }
+            #expect(seen.values.bytes(ofSeq: 0).utf8.count == 4096)
+            #expect(seen.values.contains(.ended(0, .overLimit(bytes: 10_000))) || seen.values.contains { event in
+                if case .ended(0, .overLimit) = event { return true } else { return false }
+            })
+            #expect(seen.values.bytes(ofSeq: 1) == "small\n")
+        }
+    }
+
+    @Test("404 ends the subscription; an unreachable server exhausts bounded retries with a clear error")
+    func notFoundAndUnreachable() async throws {
+        try await withTrickleServer { (_, base, client) async throws in
+            let missing = try self.subscriber("\(base)/nope", client)
+            #expect(try await missing.run { _ in } == .notFound)
+        }
+        try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration(connectTimeout: .milliseconds(200))) { client in
+            // Port 1 on loopback: nothing listens there.
+            let subscriber = try self.subscriber(
+                "http://127.0.0.1:1/ch",
+                client,
+                .init(retryBackoff: Backoff(initial: .milliseconds(1), maximum: .milliseconds(5)), maximumConsecutiveFailures: 3)
+            )
+            await #expect(throws: TrickleClientError(.retriesExhausted, "")) { _ = try await subscriber.run { _ in } }
+            #expect(subscriber.stats.attempts == 3)
+        }
+    }
+
+    @Test("channel URLs must be http(s) and name a channel; query tokens never reach descriptions")
+    func channelURLs() throws {
+        #expect(throws: TrickleClientError(.invalidURL, "")) { try TrickleChannelURL("ftp://x/ch") }
+        #expect(throws: TrickleClientError(.invalidURL, "")) { try TrickleChannelURL("http://host") }
+        #expect(throws: TrickleClientError(.invalidURL, "")) { try TrickleChannelURL("http:///ch") }
+        let url = try TrickleChannelURL("https://orch:8935/ai/trickle/job-events/?jwt=secret.token.here")
+        #expect(url.channelName == "job-events")
+        #expect(url.url(seq: 3) == "https://orch:8935/ai/trickle/job-events/3?jwt=secret.token.here")
+        #expect(!url.description.contains("secret"))
+        let error = #expect(throws: TrickleClientError.self) { try TrickleChannelURL("ws://h/c?jwt=secret") }
+        #expect(error?.description.contains("secret") == false)
+        #expect(error?.description.contains("http(s)://") == true)
+    }
+}
