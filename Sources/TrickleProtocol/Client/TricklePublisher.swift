@@ -47,6 +47,7 @@ public actor TricklePublisher: Service {
     private var inFlight: [SegmentUpload] = []
     private var terminalError: TrickleClientError?
     private var isClosed = false
+    private nonisolated let closeCompleted = OneShotSignal<Void>()
 
     /// Creates a publisher. Nothing is sent until the first write.
     public init(
@@ -137,8 +138,13 @@ public actor TricklePublisher: Service {
     /// Ends the stream: finishes the current segment, waits for its upload, deletes the channel (if
     /// configured) so readers see end of stream, and makes ``run()`` return.
     public func close() async throws {
-        guard !self.isClosed else { return }
+        guard !self.isClosed else {
+            // Another caller is closing: return when it is done.
+            _ = await self.closeCompleted.wait()
+            return
+        }
         self.isClosed = true
+        defer { self.closeCompleted.fulfill(()) }
         self.finishSegment()
         // Every segment must be on the server before the channel goes, or readers would lose its tail.
         for upload in self.inFlight { _ = await upload.done.wait() }

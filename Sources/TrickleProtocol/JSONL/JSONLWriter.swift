@@ -56,14 +56,14 @@ public final class JSONLWriter: Service, Sendable {
     public func run() async throws {
         try await withGracefulShutdownHandler {
             try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { try await self.publisher.run() }
                 group.addTask { try await self.rotateOnWindow() }
                 group.addTask {
                     guard await self.closeRequested.wait() != nil else { return }
                     try await self.publisher.close()
                 }
-                // The publisher's run() ends when it is closed; then the other tasks have nothing left to do.
-                try await group.next()
+                // The publisher's run() ends once it is closed (and its last uploads are done); the other
+                // tasks then have nothing left to do.
+                try await self.publisher.run()
                 group.cancelAll()
                 while let _ = try? await group.next() {}
             }
