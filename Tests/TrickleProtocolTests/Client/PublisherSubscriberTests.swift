@@ -198,8 +198,9 @@ struct PublisherSubscriberTests {
                 try await publisher.write(ByteBuffer(string: "x\n"))
                 await publisher.finishSegment()  // segment 1 is now preconnected and idle
                 group.addTask { try await subscriber.run { _ in } }
-                try await waitUntil("the subscriber and the preconnected POST to wait") {
-                    server.activeReaders(ofChannel: "ch") == 1 && server.activeWriters(ofChannel: "ch") == 1
+                try await waitUntil("segment 0 done, the subscriber and the preconnected POST waiting") {
+                    publisher.stats.segments == 1 && server.activeReaders(ofChannel: "ch") == 1
+                        && server.activeWriters(ofChannel: "ch") == 1
                 }
                 let started = ContinuousClock.now
                 #expect(server.deleteChannel(named: "ch"))
