@@ -1,0 +1,103 @@
+import ArgumentParser
+import AsyncHTTPClient
+import Logging
+import NIOCore
+import TrickleProtocol
+
+/// `trickle-relay publish`: writes JSON Lines from standard input onto a trickle channel.
+struct PublishCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "publish",
+        abstract: "Publish JSON Lines from standard input onto a trickle channel (a protocol-level debugging tool).",
+        discussion: """
+            Every input line must be one JSON object. Segments rotate every --segment-window seconds and before \
+            a line would push a segment past --max-segment-bytes. Lines that are not strict JSON objects, or \
+            larger than the cap, are refused, counted and reported on standard error; the rest go on. At end \
+            of input the open segment is sent and the channel is deleted, so readers see end of stream.
+
+            Example:
+              printf '{"type":"hello"}\\n' | trickle-relay publish --url http://127.0.0.1:2939/events
+            """
+    )
+
+    @Option(help: "The channel URL: http(s)://HOST[:PORT]/[BASE/]CHANNEL.")
+    var url: String
+
+    @Option(help: "Seconds a segment stays open before it is rotated.")
+    var segmentWindow: Double = 10
+
+    @Option(help: "The segment cap in bytes (no segment grows past it).")
+    var maxSegmentBytes = 5 * 1024 * 1024
+
+    @Flag(help: "Keep the channel when done instead of deleting it.")
+    var keepChannel = false
+
+    @OptionGroup var logging: LoggingOptions
+
+    func validate() throws {
+        do {
+            _ = try TrickleChannelURL(self.url)
+        } catch {
+            throw ValidationError(error.message)
+        }
+        guard self.segmentWindow > 0 else { throw ValidationError("--segment-window must be positive, got \(self.segmentWindow)") }
+        guard self.maxSegmentBytes > 1 else { throw ValidationError("--max-segment-bytes must be > 1, got \(self.maxSegmentBytes)") }
+    }
+
+    func run() async throws {
+        let logger = self.logging.makeLogger(label: "trickle-relay.publish")
+        let url = try TrickleChannelURL(self.url)
+        var publisherConfiguration = TricklePublisher.Configuration(mimeType: "application/jsonl")
+        publisherConfiguration.deletesChannelOnClose = !self.keepChannel
+        let configuration = JSONLWriter.Configuration(
+            segmentWindow: .milliseconds(Int64(self.segmentWindow * 1000)),
+            maximumSegmentBytes: self.maxSegmentBytes,
+            publisher: publisherConfiguration
+        )
+        var written = 0
+        var refused = 0
+        try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration()) { client in
+            let writer = JSONLWriter(url: url, httpClient: client, configuration: configuration, logger: logger)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await writer.run() }
+                var framer = JSONLFramer(maximumLineBytes: self.maxSegmentBytes)
+                var frames: [JSONLFramer.Frame] = []
+                var input = StandardInputChunks().makeAsyncIterator()
+                var finished = false
+                while !finished {
+                    if let chunk = try await input.next() {
+                        framer.feed(chunk, into: &frames)
+                    } else {
+                        framer.finish(into: &frames)
+                        finished = true
+                    }
+                    for frame in frames {
+                        switch frame {
+                        case .line(let line, let number, _):
+                            do throws(JSONLWriterError) {
+                                try await writer.write(line: line)
+                                written += 1
+                            } catch where error.code == .publishFailed || error.code == .closed {
+                                throw error
+                            } catch {
+                                refused += 1
+                                StandardError.write("line \(number): refused: \(error)")
+                            }
+                        case .oversizeLine(let number, let bytes):
+                            refused += 1
+                            StandardError.write("line \(number): refused: \(bytes) bytes exceed the \(self.maxSegmentBytes)-byte cap")
+                        }
+                    }
+                    frames.removeAll(keepingCapacity: true)
+                }
+                try await writer.close()
+                try await group.waitForAll()
+            }
+            let stats = writer.publisher.stats
+            StandardError.write(
+                "published \(written) lines in \(stats.segments) segments (\(stats.bytes) bytes); refused \(refused); failed segments \(stats.failedSegments)"
+            )
+        }
+        if refused > 0 { throw ExitCode(2) }
+    }
+}

@@ -1,0 +1,61 @@
+import Foundation
+import NIOCore
+import NIOPosix
+
+/// Reads standard input as `ByteBuffer` chunks without blocking the concurrency pool: each `read(2)` runs on
+/// NIO's blocking thread pool, so pipes, files and terminals all work.
+struct StandardInputChunks: AsyncSequence {
+    typealias Element = ByteBuffer
+
+    var chunkSize = 64 * 1024
+
+    struct AsyncIterator: AsyncIteratorProtocol {
+        let chunkSize: Int
+        var ended = false
+
+        mutating func next() async throws -> ByteBuffer? {
+            guard !self.ended else { return nil }
+            let size = self.chunkSize
+            let chunk: ByteBuffer? = try await NIOThreadPool.singleton.runIfActive {
+                var buffer = ByteBufferAllocator().buffer(capacity: size)
+                let count = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { pointer in
+                    while true {
+                        let result = read(0, pointer.baseAddress, pointer.count)
+                        if result >= 0 { return result }
+                        if errno != EINTR { return 0 }
+                    }
+                }
+                return count == 0 ? nil : buffer
+            }
+            if chunk == nil { self.ended = true }
+            return chunk
+        }
+    }
+
+    func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(chunkSize: self.chunkSize)
+    }
+}
+
+/// Writes to standard output; one lock keeps concurrent writers' lines whole.
+enum StandardOutput {
+    private static let lock = NSLock()
+
+    static func write(_ buffer: ByteBuffer) {
+        guard buffer.readableBytes > 0 else { return }
+        lock.lock()
+        defer { lock.unlock() }
+        FileHandle.standardOutput.write(Data(buffer.readableBytesView))
+    }
+
+    static func write(_ text: String) {
+        self.write(ByteBuffer(string: text))
+    }
+}
+
+/// Writes a line to standard error (messages for people; never payloads).
+enum StandardError {
+    static func write(_ text: String) {
+        FileHandle.standardError.write(Data((text + "\n").utf8))
+    }
+}

@@ -1,0 +1,87 @@
+import ArgumentParser
+import AsyncHTTPClient
+import Logging
+import NIOCore
+import Synchronization
+import TrickleProtocol
+
+/// `trickle-relay subscribe`: prints the JSON Lines of a trickle channel as they arrive.
+struct SubscribeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "subscribe",
+        abstract: "Print a trickle channel's JSON Lines to standard output as they arrive (a protocol-level debugging tool).",
+        discussion: """
+            Valid JSON object lines go to standard output byte for byte; malformed, non-object, oversize lines \
+            and segments are reported on standard error (with seq and line number) and skipped. Runs until the \
+            channel ends (Lp-Trickle-Closed or 404), then prints a summary on standard error.
+
+            Start positions: latest (replay the most recent segment, then follow; the SDK's default), next \
+            (only new segments), or a seq number.
+
+            Example:
+              trickle-relay subscribe --url http://127.0.0.1:2939/events --start next
+            """
+    )
+
+    @Option(help: "The channel URL: http(s)://HOST[:PORT]/[BASE/]CHANNEL.")
+    var url: String
+
+    @Option(help: "Where to start: latest, next, or a seq number ≥ 0.")
+    var start = "latest"
+
+    @Option(help: "The per-segment cap in bytes; larger segments are cut and reported.")
+    var maxSegmentBytes = 5 * 1024 * 1024
+
+    @OptionGroup var logging: LoggingOptions
+
+    func validate() throws {
+        do {
+            _ = try TrickleChannelURL(self.url)
+        } catch {
+            throw ValidationError(error.message)
+        }
+        guard self.startPosition != nil else {
+            throw ValidationError("--start must be latest, next or a seq number ≥ 0, got \(self.start)")
+        }
+    }
+
+    var startPosition: TrickleSubscriber.StartPosition? {
+        switch self.start {
+        case "latest": return .latest
+        case "next": return .next
+        default: return Int(self.start).flatMap { $0 >= 0 ? .seq($0) : nil }
+        }
+    }
+
+    func run() async throws {
+        let logger = self.logging.makeLogger(label: "trickle-relay.subscribe")
+        let url = try TrickleChannelURL(self.url)
+        let counts = Mutex((lines: 0, diagnostics: 0, gaps: 0))
+        let configuration = JSONLReader.Configuration(
+            maximumSegmentBytes: self.maxSegmentBytes,
+            subscriber: .init(start: self.startPosition ?? .latest)
+        )
+        let end = try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration()) { client in
+            let reader = JSONLReader(url: url, httpClient: client, configuration: configuration, logger: logger)
+            return try await reader.run { item in
+                switch item {
+                case .line(let line):
+                    var out = line.bytes
+                    out.writeInteger(UInt8(ascii: "\n"))
+                    StandardOutput.write(out)
+                    counts.withLock { $0.lines += 1 }
+                case .diagnostic(let diagnostic):
+                    StandardError.write("skipped: \(diagnostic)")
+                    counts.withLock { $0.diagnostics += 1 }
+                case .gap(let from, let to):
+                    StandardError.write("lost segments \(from)..<\(to) (no longer retained by the server)")
+                    counts.withLock { $0.gaps += to - from }
+                }
+            }
+        }
+        let total = counts.withLock { $0 }
+        StandardError.write(
+            "end of stream (\(end == .closed ? "channel closed" : "channel not found")): \(total.lines) lines, \(total.diagnostics) skipped, \(total.gaps) segments lost"
+        )
+    }
+}

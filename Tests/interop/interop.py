@@ -1,0 +1,148 @@
+"""Round trips between TrickleRelay and the official Python SDK (livepeer-gateway) over `trickle-relay serve`.
+
+Prints one line per check and a closing 'N passed, N failed' line; exits non-zero on any failure.
+"""
+
+import argparse
+import asyncio
+import importlib.util
+import json
+import os
+import socket
+import sys
+import types
+
+import aiohttp
+
+
+def load_sdk_trickle_modules():
+    """Load the SDK's trickle modules without running livepeer_gateway/__init__.py (it imports PyAV and gRPC,
+    which the trickle code does not use). The modules themselves run unmodified."""
+    spec = importlib.util.find_spec("livepeer_gateway")
+    if spec is None or not spec.submodule_search_locations:
+        sys.exit("livepeer-gateway is not installed (run Tests/interop/run.sh)")
+    package = types.ModuleType("livepeer_gateway")
+    package.__path__ = list(spec.submodule_search_locations)
+    sys.modules["livepeer_gateway"] = package
+    from livepeer_gateway.channel_reader import JSONLReader
+    from livepeer_gateway.channel_writer import JSONLWriter
+
+    return JSONLReader, JSONLWriter
+
+
+JSONLReader, JSONLWriter = load_sdk_trickle_modules()
+
+EVENTS = 1000
+
+
+def make_event(n):
+    return {
+        "type": "interop",
+        "n": n,
+        "text": "caf\u00e9 \u2713 \"quoted\" \\ slash / \U0001F389",
+        "ratio": n / 7,
+        "big": 2**53 + n,
+        "nested": {"list": [1, 2.5, {"deep": None}], "flag": n % 2 == 0},
+    }
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def wait_for_server(base):
+    async with aiohttp.ClientSession() as session:
+        for _ in range(500):
+            try:
+                async with session.get(f"{base}/probe/next") as response:
+                    if response.status in (200, 404):
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.02)
+    raise RuntimeError("trickle-relay serve did not come up")
+
+
+async def create_channel(base, name):
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{base}/{name}", headers={"Expect-Content": "application/jsonl"}) as response:
+            assert response.status == 200, f"create {name}: {response.status}"
+
+
+async def python_writes_swift_reads(binary, base):
+    url = f"{base}/py2swift"
+    await create_channel(base, "py2swift")
+    reader = await asyncio.create_subprocess_exec(
+        binary, "subscribe", "--url", url, "--start", "0", "--log-level", "error",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    writer = JSONLWriter(url, segment_interval=0.1)
+    sent = [make_event(n) for n in range(EVENTS)]
+    for n, event in enumerate(sent):
+        await writer.write(event)
+        if n % 50 == 49:
+            await asyncio.sleep(0.02)  # let a few time-windowed segments form
+    await writer.close()
+    out, err = await asyncio.wait_for(reader.communicate(), timeout=60)
+    received = [json.loads(line) for line in out.decode("utf-8").splitlines()]
+    assert reader.returncode == 0, f"subscribe exited {reader.returncode}: {err.decode()}"
+    assert len(received) == EVENTS, f"Swift read {len(received)} of {EVENTS} events; stderr: {err.decode()}"
+    assert received == sent, "values or order differ"
+    return f"Python JSONLWriter -> Swift subscribe: {len(received)}/{EVENTS} events, values and order intact"
+
+
+async def swift_writes_python_reads(binary, base):
+    url = f"{base}/swift2py"
+    await create_channel(base, "swift2py")
+    sent = [make_event(n) for n in range(EVENTS)]
+    received = []
+
+    async def read_all():
+        async for event in JSONLReader(url)(start_seq=0):
+            received.append(event)
+
+    reading = asyncio.create_task(read_all())
+    body = "".join(json.dumps(e, ensure_ascii=False, separators=(",", ":")) + "\n" for e in sent).encode("utf-8")
+    publisher = await asyncio.create_subprocess_exec(
+        binary, "publish", "--url", url, "--segment-window", "0.2", "--max-segment-bytes", "65536",
+        "--log-level", "error",
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(publisher.communicate(body), timeout=60)
+    assert publisher.returncode == 0, f"publish exited {publisher.returncode}: {err.decode()}"
+    await asyncio.wait_for(reading, timeout=60)
+    assert len(received) == EVENTS, f"the SDK read {len(received)} of {EVENTS} events; publish said: {err.decode()}"
+    assert received == sent, "values or order differ"
+    return f"Swift publish -> Python JSONLReader: {len(received)}/{EVENTS} events, values and order intact ({err.decode().strip()})"
+
+
+async def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--trickle-relay", required=True)
+    args = parser.parse_args()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    server = await asyncio.create_subprocess_exec(
+        args.trickle_relay, "serve", "--port", str(port), "--log-level", "warning",
+    )
+    passed = failed = 0
+    try:
+        await wait_for_server(base)
+        for check in (python_writes_swift_reads, swift_writes_python_reads):
+            try:
+                print(f"PASS {await check(args.trickle_relay, base)}", flush=True)
+                passed += 1
+            except Exception as error:  # report every check, then fail the run
+                print(f"FAIL {check.__name__}: {error!r}", flush=True)
+                failed += 1
+    finally:
+        server.terminate()
+        await server.wait()
+    print(f"interop: {passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
