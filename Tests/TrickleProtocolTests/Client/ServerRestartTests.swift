@@ -1,0 +1,136 @@
+import AsyncHTTPClient
+import Logging
+import NIOCore
+import NIOHTTP1
+import ServiceLifecycle
+import ServiceLifecycleTestKit
+import Testing
+import TrickleProtocol
+
+/// Runs a server on `port` until `body` returns (no channel pre-created unless asked).
+private func withServer<T: Sendable>(
+    port: Int,
+    channel: String? = nil,
+    _ body: (TrickleServer) async throws -> T
+) async throws -> T {
+    let server = TrickleServer(configuration: .init(host: "127.0.0.1", port: port), logger: quietLogger)
+    if let channel { server.createChannel(named: channel) }
+    return try await withThrowingTaskGroup(of: Void.self) { group in
+        group.addTask { try await server.run() }
+        _ = try await server.waitUntilListening()
+        let result = try await body(server)
+        group.cancelAll()
+        return result
+    }
+}
+
+/// A loopback port nothing listens on right now (a server bound it and went away).
+private func vacantPort() async throws -> Int {
+    try await withServer(port: 0) { server in try await server.waitUntilListening() }
+}
+
+@Suite("Servers that vanish and come back", .timeLimit(.minutes(1)))
+struct ServerRestartTests {
+    private let fastRetries = Backoff(initial: .milliseconds(10), maximum: .milliseconds(50))
+
+    @Test("a subscriber retries with back-off while the server is down and reads once it is back")
+    func subscriberReconnects() async throws {
+        let port = try await vacantPort()
+        try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration(connectTimeout: .milliseconds(200))) { client in
+            let subscriber = TrickleSubscriber(
+                url: try TrickleChannelURL("http://127.0.0.1:\(port)/ch"),
+                httpClient: client,
+                configuration: .init(start: .seq(0), retryBackoff: self.fastRetries),
+                logger: quietLogger
+            )
+            let seen = Recorder<SeenEvent>()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { _ = try await subscriber.run { seen.append(SeenEvent($0)) } }
+                try await waitUntil("a few failed attempts") { subscriber.stats.retries >= 3 }
+                try await withServer(port: port, channel: "ch") { server in
+                    _ = try await client.send(.POST, "http://127.0.0.1:\(port)/ch/0", body: "back\n")
+                    try await seen.wait("the data after the restart") { $0.hasEnded(0) }
+                    _ = server.deleteChannel(named: "ch")
+                    try await group.waitForAll()
+                }
+            }
+            #expect(seen.values.text == "back\n")
+        }
+    }
+
+    @Test("a publisher retries a POST that failed before sending any byte, and delivers once the server is back")
+    func publisherRetries() async throws {
+        let port = try await vacantPort()
+        try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration(connectTimeout: .milliseconds(200))) { client in
+            let publisher = TricklePublisher(
+                url: try TrickleChannelURL("http://127.0.0.1:\(port)/ch"),
+                httpClient: client,
+                configuration: .init(start: .seq(0), retryBackoff: self.fastRetries, maximumConsecutiveFailures: 1000),
+                logger: quietLogger
+            )
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await publisher.run() }
+                try await publisher.write(ByteBuffer(string: "queued while down\n"))
+                await publisher.finishSegment()
+                try await waitUntil("a few failed attempts") { publisher.stats.retries >= 3 }
+                try await withServer(port: port, channel: "ch") { server in
+                    try await waitUntil("the segment to land") { publisher.stats.segments == 1 }
+                    #expect(try await client.send(.GET, "http://127.0.0.1:\(port)/ch/0").body == "queued while down\n")
+                    try await publisher.close()
+                    try await group.waitForAll()
+                }
+            }
+            #expect(publisher.stats.failedSegments == 0)
+        }
+    }
+
+    @Test("a publisher gives up after the configured consecutive failures with a clear error")
+    func publisherGivesUp() async throws {
+        let port = try await vacantPort()
+        try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration(connectTimeout: .milliseconds(200))) { client in
+            let publisher = TricklePublisher(
+                url: try TrickleChannelURL("http://127.0.0.1:\(port)/ch"),
+                httpClient: client,
+                configuration: .init(start: .seq(0), retryBackoff: self.fastRetries, maximumConsecutiveFailures: 3),
+                logger: quietLogger
+            )
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await publisher.run() }
+                try await publisher.write(ByteBuffer(string: "x\n"))
+                let error = await #expect(throws: TrickleClientError.self) {
+                    try await waitUntil("the publisher to give up") { (try? await publisher.write(ByteBuffer(string: "y\n"))) == nil }
+                    try await publisher.write(ByteBuffer(string: "z\n"))
+                }
+                #expect(error?.code == .retriesExhausted)
+                #expect(error?.message.contains("is the trickle server up?") == true)
+                try await publisher.close()
+                try await group.waitForAll()
+            }
+        }
+    }
+
+    @Test("graceful shutdown of the server releases waiting subscribers with Lp-Trickle-Closed")
+    func serverGracefulShutdown() async throws {
+        let server = TrickleServer(configuration: .init(host: "127.0.0.1", port: 0), logger: quietLogger)
+        server.createChannel(named: "ch")
+        try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration()) { client in
+            try await testGracefulShutdown { trigger in
+                try await withThrowingTaskGroup(of: TrickleSubscriber.EndOfStream?.self) { group in
+                    group.addTask { try await server.run(); return nil }
+                    let port = try await server.waitUntilListening()
+                    let subscriber = TrickleSubscriber(
+                        url: try TrickleChannelURL("http://127.0.0.1:\(port)/ch"),
+                        httpClient: client,
+                        logger: quietLogger
+                    )
+                    group.addTask { try await subscriber.run { _ in } }
+                    try await waitUntil("the subscriber to wait") { server.activeReaders(ofChannel: "ch") == 1 }
+                    trigger.triggerGracefulShutdown()
+                    var ends: [TrickleSubscriber.EndOfStream] = []
+                    while let end = try await group.next() { if let end { ends.append(end) } }
+                    #expect(ends == [.closed])
+                }
+            }
+        }
+    }
+}
