@@ -11,6 +11,13 @@ import TrickleProtocol
 
 let logger = Logger(label: "bench", factory: { _ in SwiftLogNoOpLogHandler() })
 
+/// A counter shared between the producing and the consuming task.
+final class Counter: Sendable {
+    private let atomic = Atomic<Int>(0)
+    func add(_ value: Int) { self.atomic.add(value, ordering: .relaxed) }
+    var value: Int { self.atomic.load(ordering: .relaxed) }
+}
+
 func megabytesPerSecond(_ bytes: Int, _ duration: Duration) -> Double {
     Double(bytes) / 1_000_000 / duration.seconds
 }
@@ -98,14 +105,14 @@ func benchmarkRelay() async throws {
                 )
                 let total = 1024 * 1024 * 1024
                 let chunk = ByteBuffer(repeating: UInt8(ascii: "a"), count: 256 * 1024)
-                let received = Atomic<Int>(0)
+                let received = Counter()
                 let clock = ContinuousClock()
                 let start = clock.now
                 try await withThrowingTaskGroup(of: Void.self) { inner in
                     inner.addTask { try await publisher.run() }
                     inner.addTask {
                         _ = try await subscriber.run { event in
-                            if case .bytes(let bytes, _) = event { received.add(bytes.readableBytes, ordering: .relaxed) }
+                            if case .bytes(let bytes, _) = event { received.add(bytes.readableBytes) }
                         }
                     }
                     var sent = 0
@@ -114,7 +121,7 @@ func benchmarkRelay() async throws {
                         sent += chunk.readableBytes
                         if sent % (4 * 1024 * 1024) == 0 { await publisher.finishSegment() }
                         // Stay within the ring of 5 behind the writer.
-                        while sent - received.load(ordering: .relaxed) > 12 * 1024 * 1024 { await Task.yield() }
+                        while sent - received.value > 12 * 1024 * 1024 { await Task.yield() }
                     }
                     try await publisher.close()
                     try await inner.waitForAll()
@@ -123,8 +130,8 @@ func benchmarkRelay() async throws {
                 print(
                     String(
                         format: "relay (publisher -> server -> subscriber, loopback): %.0f MB in %.2f s = %.0f MB/s, %d segments",
-                        Double(received.load(ordering: .relaxed)) / 1e6, elapsed.seconds,
-                        megabytesPerSecond(received.load(ordering: .relaxed), elapsed), publisher.stats.segments
+                        Double(received.value) / 1e6, elapsed.seconds,
+                        megabytesPerSecond(received.value, elapsed), publisher.stats.segments
                     )
                 )
             }
@@ -143,19 +150,19 @@ func benchmarkRelay() async throws {
                 }
                 let count = lines.count
                 let bytes = lines.reduce(0) { $0 + $1.readableBytes + 1 }
-                let received = Atomic<Int>(0)
+                let received = Counter()
                 let clock = ContinuousClock()
                 let start = clock.now
                 try await withThrowingTaskGroup(of: Void.self) { inner in
                     inner.addTask { try await writer.run() }
                     inner.addTask {
                         _ = try await reader.run { item in
-                            if case .line = item { received.add(1, ordering: .relaxed) }
+                            if case .line = item { received.add(1) }
                         }
                     }
                     for (index, line) in lines.enumerated() {
                         try await writer.write(line: line)
-                        while index - received.load(ordering: .relaxed) > 15_000 { await Task.yield() }
+                        while index - received.value > 15_000 { await Task.yield() }
                     }
                     try await writer.close()
                     try await inner.waitForAll()
@@ -164,7 +171,7 @@ func benchmarkRelay() async throws {
                 print(
                     String(
                         format: "jsonl relay (JSONLWriter -> server -> JSONLReader): %d of %d lines, %.0f MB in %.2f s = %.0f MB/s, %.0f lines/s, %d segments",
-                        received.load(ordering: .relaxed), count, Double(bytes) / 1e6, elapsed.seconds,
+                        received.value, count, Double(bytes) / 1e6, elapsed.seconds,
                         megabytesPerSecond(bytes, elapsed), Double(count) / elapsed.seconds, writer.publisher.stats.segments
                     )
                 )

@@ -8,6 +8,7 @@ struct TrickleRequestHandler: Sendable {
     let registry: ChannelRegistry
     let configuration: TrickleServer.Configuration
     let basePath: String
+    let ingestGate: PauseGate
     let logger: Logger
 
     /// How a segment POST's body ended.
@@ -242,6 +243,7 @@ struct TrickleRequestHandler: Sendable {
         var total = 0
         do {
             for try await chunk in body where chunk.readableBytes > 0 {
+                await self.ingestGate.pass()
                 if total == 0 { channel.noteSegmentStarted(seq: segment.seq, now: .now) }
                 total += chunk.readableBytes
                 if total > self.configuration.maximumSegmentBytes {

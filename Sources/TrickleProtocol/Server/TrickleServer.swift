@@ -27,6 +27,7 @@ public final class TrickleServer: Service, Sendable {
     private let eventLoopGroup: any EventLoopGroup
     private let registry: ChannelRegistry
     private let listening = OneShotSignal<Result<Int, TrickleServerError>>()
+    private let ingestGate = PauseGate()
 
     /// Creates a server; it listens once ``run()`` is called.
     public init(
@@ -50,6 +51,7 @@ public final class TrickleServer: Service, Sendable {
             registry: self.registry,
             configuration: self.configuration,
             basePath: self.configuration.normalizedBasePath,
+            ingestGate: self.ingestGate,
             logger: self.logger
         )
         let server = Server(
@@ -108,6 +110,13 @@ public final class TrickleServer: Service, Sendable {
     public func deleteChannel(named name: String) -> Bool {
         self.registry.remove(named: name)
     }
+
+    /// Stops reading segment bodies (publishers then feel TCP back-pressure) until ``resumeIngest()``: a way to
+    /// reproduce a stalled or slow server, for tests and debugging.
+    public func pauseIngest() { self.ingestGate.pause() }
+
+    /// Resumes reading segment bodies after ``pauseIngest()``.
+    public func resumeIngest() { self.ingestGate.resume() }
 
     /// The number of live channels.
     public var channelCount: Int { self.registry.count }

@@ -6,6 +6,7 @@ import ServiceLifecycleTestKit
 import Synchronization
 import Testing
 import TrickleProtocol
+import TrickleTestSupport
 
 /// What a test reader saw.
 enum ReadItem: Sendable, Equatable {

@@ -2,25 +2,25 @@ import Synchronization
 
 /// Collects values from concurrent producers and lets a test wait until they satisfy a condition, with a
 /// deadline: no sleeps as synchronisation.
-final class Recorder<Value: Sendable>: Sendable {
+public final class Recorder<Value: Sendable>: Sendable {
     private struct Waiter {
         let predicate: @Sendable ([Value]) -> Bool
         let continuation: CheckedContinuation<Void, Never>
     }
 
     private struct State {
-        var values: [Value] = []
+        public var values: [Value] = []
         var waiters: [Int: Waiter] = [:]
         var nextID = 0
     }
 
     private let state = Mutex(State())
 
-    init() {}
+    public init() {}
 
-    var values: [Value] { self.state.withLock { $0.values } }
+    public var values: [Value] { self.state.withLock { $0.values } }
 
-    func append(_ value: Value) {
+    public func append(_ value: Value) {
         let ready: [CheckedContinuation<Void, Never>] = self.state.withLock { state in
             state.values.append(value)
             var ready: [CheckedContinuation<Void, Never>] = []
@@ -33,12 +33,12 @@ final class Recorder<Value: Sendable>: Sendable {
         for continuation in ready { continuation.resume() }
     }
 
-    struct TimedOut: Error, CustomStringConvertible {
-        let description: String
+    public struct TimedOut: Error, CustomStringConvertible {
+        public let description: String
     }
 
     /// Waits until `predicate` holds for the values so far; throws after `timeout`.
-    func wait(
+    public func wait(
         timeout: Duration = .seconds(20),
         _ what: String = "condition",
         until predicate: @escaping @Sendable ([Value]) -> Bool
@@ -79,7 +79,7 @@ final class Recorder<Value: Sendable>: Sendable {
 }
 
 /// Polls `condition` until it holds or `timeout` passes: for state that offers no event to wait on.
-func waitUntil(
+public func waitUntil(
     timeout: Duration = .seconds(20),
     _ what: String,
     _ condition: @Sendable () async -> Bool

@@ -1,15 +1,15 @@
-import AsyncHTTPClient
-import Logging
-import NIOCore
-import NIOHTTP1
-import TrickleProtocol
+public import AsyncHTTPClient
+public import Logging
+public import NIOCore
+public import NIOHTTP1
+public import TrickleProtocol
 
 /// A logger that drops everything: tests never touch the process-wide logging system.
-let quietLogger = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
+public let quietLogger = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
 
 /// Starts an embedded trickle server on 127.0.0.1 port 0, hands it over with its base URL and an HTTP client,
 /// and tears both down afterwards.
-func withTrickleServer<T: Sendable>(
+public func withTrickleServer<T: Sendable>(
     _ configuration: TrickleServer.Configuration = .init(),
     _ body: @Sendable (TrickleServer, String, HTTPClient) async throws -> T
 ) async throws -> T {
@@ -30,16 +30,16 @@ func withTrickleServer<T: Sendable>(
 }
 
 /// A plain HTTP exchange for asserting on raw server behaviour.
-struct RawResponse: Sendable {
-    var status: Int
-    var headers: [String: String]
-    var body: String
+public struct RawResponse: Sendable {
+    public var status: Int
+    public var headers: [String: String]
+    public var body: String
 
-    func header(_ name: String) -> String? { self.headers[name.lowercased()] }
+    public func header(_ name: String) -> String? { self.headers[name.lowercased()] }
 }
 
 extension HTTPClient {
-    func send(_ method: HTTPMethod, _ url: String, body: String? = nil, headers: [String: String] = [:]) async throws -> RawResponse {
+    public func send(_ method: HTTPMethod, _ url: String, body: String? = nil, headers: [String: String] = [:]) async throws -> RawResponse {
         var request = HTTPClientRequest(url: url)
         request.method = method
         for (name, value) in headers { request.headers.add(name: name, value: value) }

@@ -1,1 +1,0 @@
-// The runner-side agent (issue #3).

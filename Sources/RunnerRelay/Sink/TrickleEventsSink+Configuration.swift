@@ -1,0 +1,81 @@
+extension TrickleEventsSink {
+    /// Configuration of a ``TrickleEventsSink``.
+    public struct Configuration: Sendable {
+        /// Stamped into envelopes that lack session fields.
+        public var identity: SessionIdentity
+        /// Whether telemetry may be relayed at all (see ``TelemetryConsent``); when off, emitted events are
+        /// counted as disabled and discarded.
+        public var isTelemetryEnabled: Bool
+        /// Whether string values are scrubbed (``Scrubber``). Default on.
+        public var scrubs: Bool
+        /// The scrubber's settings.
+        public var scrubber: Scrubber.Configuration
+        /// Most telemetry events queued; past it the oldest are dropped. Default 1,024.
+        public var maximumQueuedEvents: Int
+        /// Most telemetry bytes queued; past it the oldest are dropped. Default 16 MiB.
+        public var maximumQueuedBytes: Int
+        /// The events-channel line cap; an event whose framed line would exceed it is refused. Default 5 MiB.
+        public var maximumLineBytes: Int
+        /// Control-path lines queued before `sendControl` suspends (and `trySendControl` says no). Default 1,024.
+        public var controlQueueCapacity: Int
+        /// How often, at most, a `telemetry_dropped` report is relayed while drops happen. Default 1 s.
+        public var dropReportInterval: Duration
+
+        /// Creates a configuration; every parameter but the identity has the documented default.
+        public init(
+            identity: SessionIdentity,
+            isTelemetryEnabled: Bool = true,
+            scrubs: Bool = true,
+            scrubber: Scrubber.Configuration = .init(),
+            maximumQueuedEvents: Int = 1024,
+            maximumQueuedBytes: Int = 16 * 1024 * 1024,
+            maximumLineBytes: Int = 5 * 1024 * 1024,
+            controlQueueCapacity: Int = 1024,
+            dropReportInterval: Duration = .seconds(1)
+        ) {
+            self.identity = identity
+            self.isTelemetryEnabled = isTelemetryEnabled
+            self.scrubs = scrubs
+            self.scrubber = scrubber
+            self.maximumQueuedEvents = maximumQueuedEvents
+            self.maximumQueuedBytes = maximumQueuedBytes
+            self.maximumLineBytes = maximumLineBytes
+            self.controlQueueCapacity = controlQueueCapacity
+            self.dropReportInterval = dropReportInterval
+        }
+    }
+
+    /// Counters of a sink, as a value.
+    public struct Stats: Sendable, Hashable, Codable {
+        /// Telemetry events handed to `emit` while enabled.
+        public var emitted = 0
+        /// Telemetry events written onto the channel.
+        public var relayed = 0
+        /// Telemetry events evicted (oldest first) because the queue was full.
+        public var dropped = 0
+        /// Bytes of the dropped events.
+        public var droppedBytes = 0
+        /// Events refused because their framed line would exceed the cap.
+        public var refused = 0
+        /// Events that were not a JSON object or had no `type`.
+        public var invalid = 0
+        /// Events discarded because telemetry is disabled.
+        public var disabled = 0
+        /// Strings redacted by the scrubber.
+        public var redactions = 0
+        /// Control-path lines written.
+        public var controlWritten = 0
+        /// Bytes written onto the channel (framed lines with their newline).
+        public var bytesWritten = 0
+        /// Lines the writer failed to publish.
+        public var writerErrors = 0
+        /// `telemetry_dropped` reports relayed.
+        public var dropReports = 0
+        /// Telemetry events waiting in the queue now.
+        public var queuedEvents = 0
+        /// Bytes waiting in the queue now.
+        public var queuedBytes = 0
+
+        public init() {}
+    }
+}

@@ -1,0 +1,357 @@
+import DequeModule
+import Foundation
+public import Logging
+public import NIOCore
+public import ServiceLifecycle
+import Synchronization
+public import TrickleProtocol
+
+/// The runner-side telemetry sink: `emit` from any thread or task, never blocking, never throwing; a bounded
+/// queue (events *and* bytes) that drops the **oldest** on overflow; and a drain that stamps, scrubs, frames
+/// `{"type":"telemetry","event":<envelope>}` and writes onto the session's ``JSONLWriter``.
+///
+/// Loss is counted and made visible downstream: while drops happen, at most once per
+/// ``Configuration/dropReportInterval``, and once at teardown, a stamped `telemetry_dropped` envelope carries
+/// the counts. The control path (responses, notifications, logs, `runner_ready`) shares the writer, is lossless
+/// (back-pressure instead of drops) and always goes before queued telemetry.
+///
+/// All heavy work (validation, stamping, scrubbing, framing) happens on the drain side; `emit` only takes a
+/// lock, appends, and at most wakes the drain.
+public final class TrickleEventsSink: Service, Sendable {
+    private struct QueuedEvent {
+        var bytes: ByteBuffer
+        var timestampMillis: Int64
+    }
+
+    private struct State {
+        var telemetry: Deque<QueuedEvent> = []
+        var queuedBytes = 0
+        var control: Deque<ByteBuffer> = []
+        var drainWaiter: CheckedContinuation<Void, Never>?
+        var controlWaiters: [CheckedContinuation<Void, Never>] = []
+        var isFinishing = false
+        var stats = Stats()
+        var droppedSinceReport = 0
+        var droppedBytesSinceReport = 0
+        var refusedSinceReport = 0
+        var reportWindowStart: Int64 = 0
+    }
+
+    /// What the drain takes in one go.
+    private enum Work {
+        case control(ByteBuffer)
+        case telemetry(QueuedEvent)
+        case dropReport(dropped: Int, bytes: Int, refused: Int, windowMillis: Int64)
+        case idle(reportDue: Bool)
+        case finished
+    }
+
+    /// The configuration.
+    public let configuration: Configuration
+    private let writer: JSONLWriter
+    private let scrubber: Scrubber
+    private let logger: Logger
+    private let state = Mutex(State())
+    private let lastReportAt = Mutex<ContinuousClock.Instant>(.now)
+    /// Bytes a stamped envelope and its frame add to an event, at most (ids, timestamps, session fields).
+    private let framingAllowance: Int
+
+    /// Creates a sink writing onto `writer` (which the caller runs and closes).
+    public init(writer: JSONLWriter, configuration: Configuration, logger: Logger) {
+        self.writer = writer
+        self.configuration = configuration
+        self.scrubber = Scrubber(configuration: configuration.scrubber)
+        var logger = logger
+        logger[metadataKey: "session.id"] = "\(configuration.identity.sessionID)"
+        self.logger = logger
+        self.framingAllowance = 256 + configuration.identity.sessionID.utf8.count * 2
+            + (configuration.identity.connectionID?.utf8.count ?? 0) * 2 + configuration.identity.clientSource.utf8.count * 2
+    }
+
+    /// The counters so far.
+    public var stats: Stats {
+        self.state.withLock { state in
+            var stats = state.stats
+            stats.queuedEvents = state.telemetry.count
+            stats.queuedBytes = state.queuedBytes
+            return stats
+        }
+    }
+
+    // MARK: Intake
+
+    /// Queues one telemetry event (a JSON object: a bare event, or a full `stream_trace` envelope).
+    ///
+    /// Never blocks and never throws: when the queue is full the oldest queued event is dropped (and counted);
+    /// an event too large for the line cap is refused (and counted); when telemetry is disabled it is counted
+    /// and discarded.
+    public func emit(_ event: ByteBuffer) {
+        let timestamp = Self.unixMillisecondsNow()
+        let size = event.readableBytes
+        let waiter: CheckedContinuation<Void, Never>? = self.state.withLock { state in
+            guard self.configuration.isTelemetryEnabled else {
+                state.stats.disabled += 1
+                return nil
+            }
+            guard !state.isFinishing else {
+                state.stats.dropped += 1
+                state.stats.droppedBytes += size
+                return nil
+            }
+            state.stats.emitted += 1
+            guard size + self.framingAllowance <= self.configuration.maximumLineBytes else {
+                state.stats.refused += 1
+                state.refusedSinceReport += 1
+                return nil
+            }
+            state.telemetry.append(QueuedEvent(bytes: event, timestampMillis: timestamp))
+            state.queuedBytes += size
+            while state.telemetry.count > self.configuration.maximumQueuedEvents
+                || state.queuedBytes > self.configuration.maximumQueuedBytes
+            {
+                let evicted = state.telemetry.removeFirst()
+                state.queuedBytes -= evicted.bytes.readableBytes
+                state.stats.dropped += 1
+                state.stats.droppedBytes += evicted.bytes.readableBytes
+                state.droppedSinceReport += 1
+                state.droppedBytesSinceReport += evicted.bytes.readableBytes
+            }
+            defer { state.drainWaiter = nil }
+            return state.drainWaiter
+        }
+        waiter?.resume()
+    }
+
+    /// Queues one telemetry event given as text.
+    public func emit(_ event: String) {
+        self.emit(ByteBuffer(string: event))
+    }
+
+    /// Queues a control-path line (one JSON object), suspending while the control queue is full. Lossless.
+    public func sendControl(_ line: ByteBuffer) async {
+        while !self.trySendControl(line) {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let queued = self.state.withLock { state -> Bool in
+                    if state.control.count < self.configuration.controlQueueCapacity || state.isFinishing { return false }
+                    state.controlWaiters.append(continuation)
+                    return true
+                }
+                if !queued { continuation.resume() }
+            }
+        }
+    }
+
+    /// Queues a control-path line unless the control queue is full.
+    /// - Returns: `false` when full (an HTTP ingest answers 503 with `Retry-After`).
+    public func trySendControl(_ line: ByteBuffer) -> Bool {
+        let (accepted, waiter): (Bool, CheckedContinuation<Void, Never>?) = self.state.withLock { state in
+            guard state.control.count < self.configuration.controlQueueCapacity else { return (false, nil) }
+            state.control.append(line)
+            defer { state.drainWaiter = nil }
+            return (true, state.drainWaiter)
+        }
+        waiter?.resume()
+        return accepted
+    }
+
+    // MARK: Drain
+
+    /// Drains the queues onto the writer until ``finish()`` is called and everything queued is written.
+    ///
+    /// Graceful shutdown finishes the sink (intake stops, the queue is flushed).
+    public func run() async throws {
+        try await withGracefulShutdownHandler {
+            try await self.drain()
+        } onGracefulShutdown: {
+            self.finish()
+        }
+    }
+
+    /// Stops intake: later emits are dropped (and counted); ``run()`` returns once the queue is written, after a
+    /// final `telemetry_dropped` report if anything was lost.
+    public func finish() {
+        let waiters: [CheckedContinuation<Void, Never>] = self.state.withLock { state in
+            state.isFinishing = true
+            var waiters = state.controlWaiters
+            state.controlWaiters = []
+            if let drain = state.drainWaiter { waiters.append(drain) }
+            state.drainWaiter = nil
+            return waiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    private func drain() async throws {
+        self.state.withLock { $0.reportWindowStart = Self.unixMillisecondsNow() }
+        while true {
+            switch self.nextWork() {
+            case .control(let line):
+                await self.write(line, as: .control)
+            case .telemetry(let event):
+                if let line = self.prepare(event) { await self.write(line, as: .telemetry) }
+            case .dropReport(let dropped, let bytes, let refused, let window):
+                await self.writeDropReport(dropped: dropped, bytes: bytes, refused: refused, windowMillis: window)
+            case .idle(let reportDue):
+                await self.waitForWork(reportDue: reportDue)
+            case .finished:
+                return
+            }
+        }
+    }
+
+    private func nextWork() -> Work {
+        let now = ContinuousClock.now
+        let reportIntervalElapsed = self.lastReportAt.withLock { now - $0 >= self.configuration.dropReportInterval }
+        let (work, waiters): (Work, [CheckedContinuation<Void, Never>]) = self.state.withLock { state in
+            // Control first: it is lossless and must not wait behind telemetry.
+            if let line = state.control.popFirst() {
+                let waiter = state.controlWaiters.isEmpty ? [] : [state.controlWaiters.removeFirst()]
+                return (.control(line), waiter)
+            }
+            let pendingReport = state.droppedSinceReport > 0 || state.refusedSinceReport > 0
+            if pendingReport && (reportIntervalElapsed || (state.isFinishing && state.telemetry.isEmpty)) {
+                let nowMillis = Self.unixMillisecondsNow()
+                let work = Work.dropReport(
+                    dropped: state.droppedSinceReport,
+                    bytes: state.droppedBytesSinceReport,
+                    refused: state.refusedSinceReport,
+                    windowMillis: nowMillis - state.reportWindowStart
+                )
+                state.droppedSinceReport = 0
+                state.droppedBytesSinceReport = 0
+                state.refusedSinceReport = 0
+                state.reportWindowStart = nowMillis
+                return (work, [])
+            }
+            if let event = state.telemetry.popFirst() {
+                state.queuedBytes -= event.bytes.readableBytes
+                return (.telemetry(event), [])
+            }
+            if state.isFinishing { return (.finished, []) }
+            return (.idle(reportDue: pendingReport), [])
+        }
+        for waiter in waiters { waiter.resume() }
+        return work
+    }
+
+    private func waitForWork(reportDue: Bool) async {
+        if reportDue {
+            // Drops are waiting to be reported: wake up for the report even if nothing else arrives.
+            let remaining = self.lastReportAt.withLock { $0 + self.configuration.dropReportInterval - .now }
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { await self.waitForSignal() }
+                group.addTask { try? await Task.sleep(for: max(remaining, .milliseconds(1))) }
+                _ = await group.next()
+                group.cancelAll()
+            }
+        } else {
+            await self.waitForSignal()
+        }
+    }
+
+    private func waitForSignal() async {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let ready = self.state.withLock { state -> Bool in
+                    if !state.control.isEmpty || !state.telemetry.isEmpty || state.isFinishing || Task.isCancelled {
+                        return true
+                    }
+                    state.drainWaiter = continuation
+                    return false
+                }
+                if ready { continuation.resume() }
+            }
+        } onCancel: {
+            let waiter = self.state.withLock { state in
+                defer { state.drainWaiter = nil }
+                return state.drainWaiter
+            }
+            waiter?.resume()
+        }
+    }
+
+    // MARK: Framing and writing
+
+    private enum LineKind {
+        case control, telemetry, dropReport
+    }
+
+    /// Stamps, scrubs and frames one event; `nil` when it is not a valid event (counted).
+    private func prepare(_ event: QueuedEvent) -> ByteBuffer? {
+        var envelope: ByteBuffer
+        do {
+            envelope = try TelemetryEnvelope.make(
+                event: event.bytes,
+                identity: self.configuration.identity,
+                timestampMillis: event.timestampMillis
+            )
+        } catch {
+            self.state.withLock { $0.stats.invalid += 1 }
+            self.logger.debug("telemetry event skipped", metadata: ["reason": "\(error.reason)"])
+            return nil
+        }
+        if self.configuration.scrubs {
+            let (scrubbed, redactions) = self.scrubber.scrub(json: envelope)
+            envelope = scrubbed
+            if redactions > 0 { self.state.withLock { $0.stats.redactions += redactions } }
+        }
+        return Self.frame(envelope)
+    }
+
+    /// `{"type":"telemetry","event":<envelope>}`
+    static func frame(_ envelope: ByteBuffer) -> ByteBuffer {
+        var line = ByteBufferAllocator().buffer(capacity: envelope.readableBytes + 32)
+        line.writeString(#"{"type":"telemetry","event":"#)
+        line.writeImmutableBuffer(envelope)
+        line.writeString("}")
+        return line
+    }
+
+    private func write(_ line: ByteBuffer, as kind: LineKind) async {
+        do throws(JSONLWriterError) {
+            try await self.writer.write(line: line)
+            self.state.withLock { state in
+                switch kind {
+                case .control: state.stats.controlWritten += 1
+                case .telemetry: state.stats.relayed += 1
+                case .dropReport: state.stats.dropReports += 1
+                }
+                state.stats.bytesWritten += line.readableBytes + 1
+            }
+        } catch where error.code == .lineTooLarge {
+            self.state.withLock { state in
+                state.stats.refused += 1
+                if kind == .telemetry { state.refusedSinceReport += 1 }
+            }
+            self.logger.debug("line over the cap refused", metadata: ["line.bytes": "\(line.readableBytes)"])
+        } catch {
+            self.state.withLock { $0.stats.writerErrors += 1 }
+            self.logger.debug("events writer failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func writeDropReport(dropped: Int, bytes: Int, refused: Int, windowMillis: Int64) async {
+        self.lastReportAt.withLock { $0 = .now }
+        let event = ByteBuffer(
+            string: #"{"type":"telemetry_dropped","dropped":\#(dropped),"dropped_bytes":\#(bytes),"refused":\#(refused),"window_ms":\#(windowMillis)}"#
+        )
+        guard
+            let envelope = try? TelemetryEnvelope.make(
+                event: event,
+                identity: self.configuration.identity,
+                timestampMillis: Self.unixMillisecondsNow()
+            )
+        else { return }
+        self.logger.warning(
+            "telemetry dropped",
+            metadata: ["sink.dropped": "\(dropped)", "sink.dropped_bytes": "\(bytes)", "sink.refused": "\(refused)"]
+        )
+        await self.write(Self.frame(envelope), as: .dropReport)
+    }
+
+    static func unixMillisecondsNow() -> Int64 {
+        var spec = timespec()
+        clock_gettime(CLOCK_REALTIME, &spec)
+        return Int64(spec.tv_sec) * 1000 + Int64(spec.tv_nsec) / 1_000_000
+    }
+}
