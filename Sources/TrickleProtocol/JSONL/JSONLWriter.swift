@@ -22,16 +22,21 @@ public final class JSONLWriter: Service, Sendable {
         public var maximumSegmentBytes: Int
         /// The publisher's settings; its MIME type defaults to `application/jsonl`.
         public var publisher: TricklePublisher.Configuration
+        /// Whether graceful shutdown closes the writer. Default `true`; an owner that must flush its own
+        /// queue first (a session relay) turns it off and calls ``JSONLWriter/close()`` itself.
+        public var closesOnGracefulShutdown: Bool
 
         /// Creates a configuration; every parameter has the documented default.
         public init(
             segmentWindow: Duration = .seconds(10),
             maximumSegmentBytes: Int = 5 * 1024 * 1024,
-            publisher: TricklePublisher.Configuration = .init(mimeType: "application/jsonl")
+            publisher: TricklePublisher.Configuration = .init(mimeType: "application/jsonl"),
+            closesOnGracefulShutdown: Bool = true
         ) {
             self.segmentWindow = segmentWindow
             self.maximumSegmentBytes = maximumSegmentBytes
             self.publisher = publisher
+            self.closesOnGracefulShutdown = closesOnGracefulShutdown
         }
     }
 
@@ -68,7 +73,7 @@ public final class JSONLWriter: Service, Sendable {
                 while let _ = try? await group.next() {}
             }
         } onGracefulShutdown: {
-            self.closeRequested.fulfill(())
+            if self.configuration.closesOnGracefulShutdown { self.closeRequested.fulfill(()) }
         }
     }
 

@@ -3,7 +3,7 @@ import Synchronization
 /// A value that is set once and awaited by any number of tasks.
 ///
 /// Waiters that are cancelled stop waiting and get `nil`.
-final class OneShotSignal<Value: Sendable>: Sendable {
+public final class OneShotSignal<Value: Sendable>: Sendable {
     private struct State {
         var value: Value?
         var waiters: [Int: CheckedContinuation<Value?, Never>] = [:]
@@ -12,15 +12,15 @@ final class OneShotSignal<Value: Sendable>: Sendable {
 
     private let state = Mutex(State())
 
-    init() {}
+    public init() {}
 
     /// The value, if it was set.
-    var value: Value? { self.state.withLock { $0.value } }
+    public var value: Value? { self.state.withLock { $0.value } }
 
     /// Sets the value and wakes every waiter. Later calls are ignored.
     /// - Returns: Whether this call set the value.
     @discardableResult
-    func fulfill(_ value: Value) -> Bool {
+    public func fulfill(_ value: Value) -> Bool {
         let waiters: [CheckedContinuation<Value?, Never>]? = self.state.withLock { state in
             guard state.value == nil else { return nil }
             state.value = value
@@ -33,7 +33,7 @@ final class OneShotSignal<Value: Sendable>: Sendable {
     }
 
     /// Waits for the value; returns `nil` if the waiting task is cancelled first.
-    func wait() async -> Value? {
+    public func wait() async -> Value? {
         let id = self.state.withLock { state -> Int in
             state.nextWaiterID += 1
             return state.nextWaiterID

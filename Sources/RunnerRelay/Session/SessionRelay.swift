@@ -1,0 +1,114 @@
+public import AsyncHTTPClient
+public import Logging
+public import ServiceLifecycle
+public import TrickleProtocol
+
+/// One session's relay: its events writer and its ``TrickleEventsSink``, installed when the session starts and
+/// torn down when it ends (flush within a deadline, close the channel, report what was sent and lost).
+public final class SessionRelay: Service, Sendable {
+    /// Configuration of a session relay.
+    public struct Configuration: Sendable {
+        /// The session's events channel.
+        public var eventsURL: TrickleChannelURL
+        /// The sink's settings (identity, consent, bounds, scrubbing).
+        public var sink: TrickleEventsSink.Configuration
+        /// The writer's settings (segment window and cap).
+        public var writer: JSONLWriter.Configuration
+        /// How long teardown may take to flush what is queued before the rest is given up. Default 5 s.
+        public var flushTimeout: Duration
+
+        public init(
+            eventsURL: TrickleChannelURL,
+            sink: TrickleEventsSink.Configuration,
+            writer: JSONLWriter.Configuration = .init(),
+            flushTimeout: Duration = .seconds(5)
+        ) {
+            self.eventsURL = eventsURL
+            self.sink = sink
+            self.writer = writer
+            self.flushTimeout = flushTimeout
+        }
+    }
+
+    /// What a session relayed, reported at teardown.
+    public struct Summary: Sendable, Hashable, Codable {
+        public var sessionID: String
+        public var sink: TrickleEventsSink.Stats
+        public var segments: Int
+        public var failedSegments: Int
+        /// Whether the flush finished within the deadline.
+        public var flushedInTime: Bool
+    }
+
+    public let configuration: Configuration
+    /// The session's sink: `emit` telemetry and `sendControl` control events here.
+    public let sink: TrickleEventsSink
+    /// The session's events writer.
+    public let writer: JSONLWriter
+    private let finishRequested = OneShotSignal<Void>()
+    private let flushOutcome = OneShotSignal<Bool>()
+
+    /// Creates a relay; nothing is sent until the first event.
+    public init(configuration: Configuration, httpClient: HTTPClient, logger: Logger) {
+        var logger = logger
+        logger[metadataKey: "session.id"] = "\(configuration.sink.identity.sessionID)"
+        var writerConfiguration = configuration.writer
+        writerConfiguration.closesOnGracefulShutdown = false  // the relay flushes its queue first
+        if writerConfiguration.publisher.mimeType == "application/octet-stream" {
+            writerConfiguration.publisher.mimeType = "application/jsonl"
+        }
+        self.configuration = configuration
+        self.writer = JSONLWriter(
+            url: configuration.eventsURL,
+            httpClient: httpClient,
+            configuration: writerConfiguration,
+            logger: logger
+        )
+        self.sink = TrickleEventsSink(writer: self.writer, configuration: configuration.sink, logger: logger)
+    }
+
+    /// Runs until ``finish()`` (or graceful shutdown) and the flush that follows.
+    public func run() async throws {
+        try await withGracefulShutdownHandler {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await self.writer.run() }
+                group.addTask {
+                    try await self.sink.run()
+                    self.flushOutcome.fulfill(true)
+                    try await self.writer.close()
+                }
+                group.addTask {
+                    guard await self.finishRequested.wait() != nil else { return }
+                    try await Task.sleep(for: self.configuration.flushTimeout)
+                    // The flush overran its deadline: give up what is still queued and close the channel.
+                    if self.flushOutcome.fulfill(false) { try await self.writer.close() }
+                }
+                // writer.run() returns once the writer is closed, by either path above.
+                try await group.next()
+                group.cancelAll()
+                while let _ = try? await group.next() {}
+            }
+        } onGracefulShutdown: {
+            self.finish()
+        }
+    }
+
+    /// Starts teardown: intake stops, the queue is flushed within ``Configuration/flushTimeout``, the channel is
+    /// closed (readers see end of stream), and ``run()`` returns.
+    public func finish() {
+        self.sink.finish()
+        self.finishRequested.fulfill(())
+    }
+
+    /// What the session relayed so far (final once ``run()`` returned).
+    public var summary: Summary {
+        let publisher = self.writer.publisher.stats
+        return Summary(
+            sessionID: self.configuration.sink.identity.sessionID,
+            sink: self.sink.stats,
+            segments: publisher.segments,
+            failedSegments: publisher.failedSegments,
+            flushedInTime: self.flushOutcome.value ?? true
+        )
+    }
+}
