@@ -38,8 +38,10 @@ final class SegmentBodyPipe: AsyncSequence, Sendable {
     var appendedBytes: Int { self.state.withLock { $0.appendedBytes } }
     /// Bytes handed to the HTTP client so far.
     var deliveredBytes: Int { self.state.withLock { $0.deliveredBytes } }
-    /// Whether `finish()` or `fail(_:)` was called.
-    var isFinished: Bool { self.state.withLock { $0.isFinished || $0.failure != nil } }
+    /// Whether `finish()` was called (the body ends normally).
+    var isFinished: Bool { self.state.withLock { $0.isFinished } }
+    /// The failure, if `fail(_:)` was called (the body aborts).
+    var failure: (any Error)? { self.state.withLock { $0.failure } }
 
     /// Appends a chunk. Throws the pipe's failure if the upload already failed.
     func append(_ chunk: ByteBuffer) throws {
@@ -92,7 +94,8 @@ final class SegmentBodyPipe: AsyncSequence, Sendable {
         consumer?.resume(returning: nil)
     }
 
-    /// Fails the pipe: pending and later `append`/`waitForCapacity` calls throw `error`; the body ends.
+    /// Fails the pipe: pending and later `append`/`waitForCapacity` calls throw `error`, and the body *aborts*
+    /// (its iterator throws), so the HTTP client drops the request instead of ending it as a complete segment.
     func fail(_ error: any Error) {
         let (consumer, producers) = self.state.withLock { state in
             if state.failure == nil { state.failure = error }
@@ -108,7 +111,13 @@ final class SegmentBodyPipe: AsyncSequence, Sendable {
         for producer in producers { producer.resume(throwing: error) }
     }
 
-    private func next() async -> ByteBuffer? {
+    private func next() async throws -> ByteBuffer? {
+        let chunk = await self.nextChunk()
+        if chunk == nil, let failure = self.failure { throw failure }
+        return chunk
+    }
+
+    private func nextChunk() async -> ByteBuffer? {
         await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<ByteBuffer?, Never>) in
                 enum Immediate {
@@ -155,12 +164,12 @@ final class SegmentBodyPipe: AsyncSequence, Sendable {
         let pipe: SegmentBodyPipe
         var waitedForPredecessor = false
 
-        mutating func next() async -> ByteBuffer? {
+        mutating func next() async throws -> ByteBuffer? {
             if !self.waitedForPredecessor {
                 self.waitedForPredecessor = true
                 _ = await self.pipe.predecessor?.wait()
             }
-            return await self.pipe.next()
+            return try await self.pipe.next()
         }
     }
 

@@ -149,11 +149,16 @@ public actor TricklePublisher: Service {
         // Every segment must be on the server before the channel goes, or readers would lose its tail.
         for upload in self.inFlight { _ = await upload.done.wait() }
         self.inFlight = []
+        // Abort the idle preconnect *before* deleting the channel: ended normally it would be an empty segment,
+        // and arriving after the DELETE it would re-create the channel on an auto-creating server.
+        if let preconnected = self.preconnected {
+            preconnected.pipe.fail(TrickleClientError(.channelClosed, "the publisher was closed"))
+            _ = await preconnected.done.wait()
+            self.preconnected = nil
+        }
         if self.configuration.deletesChannelOnClose && self.terminalError == nil {
             await self.deleteChannel()
         }
-        self.preconnected?.pipe.fail(TrickleClientError(.channelClosed, "the publisher was closed"))
-        self.preconnected = nil
         self.uploadsContinuation.finish()
     }
 
@@ -173,7 +178,7 @@ public actor TricklePublisher: Service {
         let seq = self.nextSeq!  // set above
         let upload: SegmentUpload
         self.inFlight.removeAll { $0.done.value != nil }
-        if let preconnected, preconnected.seq == seq, !preconnected.pipe.isFinished {
+        if let preconnected, preconnected.seq == seq, !preconnected.pipe.isFinished, preconnected.pipe.failure == nil {
             upload = preconnected
         } else {
             upload = self.startUpload(seq: seq, sendsReset: self.pendingReset, predecessor: self.inFlight.last)
@@ -253,7 +258,8 @@ public actor TricklePublisher: Service {
                 status = response.status
                 channelClosed = response.headers.first(name: TrickleHeaders.closed.rawName) != nil
             } catch {
-                if Task.isCancelled {
+                if Task.isCancelled || upload.pipe.failure != nil {
+                    // Cancelled, or aborted on purpose (close, terminal error): nothing to retry.
                     upload.pipe.fail(CancellationError())
                     upload.done.fulfill(.failed)
                     return

@@ -125,14 +125,16 @@ struct TrickleEventsSinkTests {
         // Control events are never lost, and arrive in order.
         let notifications = lines.filter { $0.type == "notification" }.compactMap { ($0.object["payload"] as? [String: any Sendable])?["n"] as? Int }
         #expect(notifications == Array(0..<controls))
-        // Telemetry: what is missing is one contiguous run, older than everything delivered after it (drop-oldest).
+        // Telemetry: delivered in order; what went missing is older than the queue-full of newest events, which
+        // all survived (drop-oldest: the newest are never the ones evicted).
         let delivered = lines.filter { $0.dataType == "metric" }.compactMap { $0.data?["n"] as? Int }
         #expect(delivered == delivered.sorted())
         let missing = Set(0..<total).subtracting(delivered).sorted()
         #expect(missing.count == summary.sink.dropped)
-        if let first = missing.first, let last = missing.last {
-            #expect(last - first + 1 == missing.count, "the dropped events are not one contiguous run")
-            #expect(delivered.contains(total - 1), "the newest event must survive")
+        let eventBytes = #"{"type":"metric","n":19999,"pad":""}"#.utf8.count + 200
+        let queueHolds = min(1024, 64 * 1024 / eventBytes)
+        if let lastMissing = missing.last {
+            #expect(total - 1 - lastMissing >= queueHolds, "only \(total - 1 - lastMissing) newest events survived")
         }
         // Loss is reported downstream, exactly.
         let reports = lines.filter { $0.dataType == "telemetry_dropped" }

@@ -49,7 +49,10 @@ struct ServerRestartTests {
                 group.addTask { _ = try await subscriber.run { seen.append(SeenEvent($0)) } }
                 try await waitUntil("a few failed attempts") { subscriber.stats.retries >= 3 }
                 try await withServer(port: port, channel: "ch") { server in
-                    _ = try await client.send(.POST, "http://127.0.0.1:\(port)/ch/0", body: "back\n")
+                    // A separate client: the subscriber's pool may still be backing off from refused connections.
+                    try await HTTPClient.withHTTPClient { other in
+                        _ = try await other.send(.POST, "http://127.0.0.1:\(port)/ch/0", body: "back\n")
+                    }
                     try await seen.wait("the data after the restart") { $0.hasEnded(0) }
                     _ = server.deleteChannel(named: "ch")
                     try await group.waitForAll()
@@ -76,7 +79,10 @@ struct ServerRestartTests {
                 try await waitUntil("a few failed attempts") { publisher.stats.retries >= 3 }
                 try await withServer(port: port, channel: "ch") { server in
                     try await waitUntil("the segment to land") { publisher.stats.segments == 1 }
-                    #expect(try await client.send(.GET, "http://127.0.0.1:\(port)/ch/0").body == "queued while down\n")
+                    let body = try await HTTPClient.withHTTPClient { other in
+                        try await other.send(.GET, "http://127.0.0.1:\(port)/ch/0").body
+                    }
+                    #expect(body == "queued while down\n")
                     try await publisher.close()
                     try await group.waitForAll()
                 }

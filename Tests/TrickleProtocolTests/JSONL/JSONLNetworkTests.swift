@@ -220,7 +220,9 @@ struct JSONLNetworkTests {
                         try await inner.waitForAll()
                     }
                 }
-                return try await group.next() ?? nil
+                let end = try await group.next() ?? nil
+                group.cancelAll()
+                return end
             }
             #expect(end == .closed || end == .notFound)
             #expect(seen.values.compactMap(\.text) == [#"{"last":true}"#])
