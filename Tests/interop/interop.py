@@ -118,6 +118,58 @@ async def swift_writes_python_reads(binary, base):
     return f"Swift publish -> Python JSONLReader: {len(received)}/{EVENTS} events, values and order intact ({err.decode().strip()})"
 
 
+async def recorded_session_through_runner(binary, base):
+    """A recorded session fed to `trickle-relay runner` on stdin is read back whole by the SDK's JSONLReader."""
+    url = f"{base}/runner-session"
+    await create_channel(base, "runner-session")
+    fixture = os.path.join(os.path.dirname(__file__), "..", "..", "fixtures", "clean-session.jsonl")
+    with open(fixture, "rb") as f:
+        recorded = f.read()
+    inputs = [json.loads(line) for line in recorded.decode("utf-8").splitlines() if line.strip()]
+    received = []
+
+    async def read_all():
+        async for event in JSONLReader(url)(start_seq=0):
+            received.append(event)
+
+    reading = asyncio.create_task(read_all())
+    runner = await asyncio.create_subprocess_exec(
+        binary, "runner", "--events-url", url, "--session-id", "sess-fixture", "--connection-id", "conn-fixture",
+        "--telemetry", "on", "--no-scrub", "--segment-window", "0.2", "--log-level", "error",
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(runner.communicate(recorded), timeout=60)
+    assert runner.returncode == 0, f"runner exited {runner.returncode}: {err.decode()}"
+    await asyncio.wait_for(reading, timeout=60)
+
+    def is_self_telemetry(line):
+        return line.get("type") == "telemetry" and line["event"]["data"]["type"] in ("relay_ready", "relay_heartbeat")
+
+    lines = [line for line in received if not is_self_telemetry(line)]
+    # Control events pass through unchanged and in order.
+    expected_control = [line for line in inputs if line.get("type") not in ("telemetry", "stream_trace")]
+    got_control = [line for line in lines if line.get("type") != "telemetry"]
+    assert got_control == expected_control, f"control events differ: {got_control} vs {expected_control}"
+    # Telemetry arrives stamped exactly once, values intact, in order.
+    expected_telemetry = [line for line in inputs if line.get("type") in ("telemetry", "stream_trace")]
+    got_telemetry = [line["event"] for line in lines if line.get("type") == "telemetry"]
+    assert len(got_telemetry) == len(expected_telemetry), f"{len(got_telemetry)} of {len(expected_telemetry)} telemetry events"
+    for sent, envelope in zip(expected_telemetry, got_telemetry):
+        if sent.get("type") == "stream_trace":
+            assert envelope == sent, f"envelope changed: {envelope} vs {sent}"
+            continue
+        event = sent["event"]
+        assert envelope["type"] == "stream_trace" and isinstance(envelope["timestamp"], str), envelope
+        data = envelope["data"]
+        assert data["session_id"] == "sess-fixture" and data["connection_id"] == "conn-fixture", data
+        for key, value in event.items():
+            assert data[key] == value, f"data.{key}: {data[key]!r} vs {value!r}"
+    return (
+        f"recorded session -> trickle-relay runner -> Python JSONLReader: {len(got_control)} control and "
+        f"{len(got_telemetry)} telemetry events, values and order intact"
+    )
+
+
 async def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--trickle-relay", required=True)
@@ -130,7 +182,7 @@ async def main():
     passed = failed = 0
     try:
         await wait_for_server(base)
-        for check in (python_writes_swift_reads, swift_writes_python_reads):
+        for check in (python_writes_swift_reads, swift_writes_python_reads, recorded_session_through_runner):
             try:
                 print(f"PASS {await check(args.trickle_relay, base)}", flush=True)
                 passed += 1

@@ -1,0 +1,79 @@
+public import NIOCore
+import Synchronization
+import TrickleProtocol
+
+/// Feeds a byte stream of JSON Lines (the runner app's stdin) into a session: telemetry to the sink, control
+/// events through the lossless path, bad lines counted and reported.
+public struct LineIngest: Sendable {
+    /// What an ingest saw.
+    public struct Counts: Sendable, Hashable, Codable {
+        public var lines = 0
+        public var telemetry = 0
+        public var control = 0
+        public var invalid = 0
+        public var oversize = 0
+        public init() {}
+    }
+
+    /// A bad input line, for the caller to report (never its payload).
+    public struct Problem: Sendable {
+        public var lineNumber: Int
+        public var reason: String
+    }
+
+    public let maximumLineBytes: Int
+
+    public init(maximumLineBytes: Int = 5 * 1024 * 1024) {
+        self.maximumLineBytes = maximumLineBytes
+    }
+
+    /// Reads `input` to its end.
+    ///
+    /// - Parameters:
+    ///   - input: Chunks of JSONL.
+    ///   - sink: Where telemetry and control events go.
+    ///   - onProblem: Called for every line that is skipped.
+    public func run(
+        _ input: some AsyncSequence<ByteBuffer, any Error>,
+        into sink: TrickleEventsSink,
+        onProblem: (Problem) -> Void = { _ in }
+    ) async throws -> Counts {
+        var counts = Counts()
+        var framer = JSONLFramer(maximumLineBytes: self.maximumLineBytes)
+        var frames: [JSONLFramer.Frame] = []
+        var lineOffset = 0
+        var iterator = input.makeAsyncIterator()
+        var ended = false
+        while !ended {
+            if let chunk = try await iterator.next() {
+                framer.feed(chunk, into: &frames)
+            } else {
+                framer.finish(into: &frames)
+                ended = true
+            }
+            for frame in frames {
+                counts.lines += 1
+                switch frame {
+                case .oversizeLine(let number, let bytes):
+                    counts.oversize += 1
+                    onProblem(Problem(lineNumber: lineOffset + number, reason: "line of \(bytes) bytes exceeds the \(self.maximumLineBytes)-byte cap"))
+                case .line(let line, let number, _):
+                    switch RunnerLine(line) {
+                    case .telemetry(let event):
+                        counts.telemetry += 1
+                        sink.emit(event)
+                    case .control(let control):
+                        counts.control += 1
+                        await sink.sendControl(control)
+                    case .invalid(let reason):
+                        counts.invalid += 1
+                        onProblem(Problem(lineNumber: lineOffset + number, reason: reason))
+                    }
+                }
+            }
+            frames.removeAll(keepingCapacity: true)
+            if ended { lineOffset = 0 }
+        }
+        return counts
+    }
+}

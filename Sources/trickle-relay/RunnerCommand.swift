@@ -1,0 +1,164 @@
+import ArgumentParser
+import AsyncHTTPClient
+import Foundation
+import Logging
+import NIOCore
+import RunnerRelay
+import ServiceLifecycle
+import TrickleProtocol
+import UnixSignals
+
+/// `trickle-relay runner`: the agent beside a GPU runner.
+struct RunnerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "runner",
+        abstract: "Relay a runner's events and telemetry onto its session's trickle events channel.",
+        discussion: """
+            Single-session mode reads JSON Lines on standard input, the lines the runner app would write on its \
+            events channel itself:
+              {"type":"telemetry","event":{…}}   telemetry: the event is stamped into a stream_trace envelope \
+            (unless it already is one), scrubbed, queued (bounded, oldest dropped first) and relayed;
+              {"id":…,"type":"stream_trace",…}   a bare envelope: telemetry, kept as is;
+              any other JSON object               a control-path event (runner_ready, logs, notification, \
+            responses): passed through unchanged, lossless, ahead of queued telemetry.
+            At end of input the queue is flushed, the channel is closed (readers see end of stream) and the \
+            agent exits 0. SIGTERM does the same.
+
+            Telemetry is relayed only with consent: --telemetry on or TRICKLE_RELAY_TELEMETRY=1; DO_NOT_TRACK=1 \
+            or TRICKLE_RELAY_TELEMETRY=0 always wins.
+
+            Example:
+              my-runner | trickle-relay runner --events-url http://127.0.0.1:2939/sess-1-events \\
+                  --session-id sess-1 --telemetry on
+            """
+    )
+
+    @Option(help: "The session's events channel: http(s)://HOST[:PORT]/[BASE/]CHANNEL.")
+    var eventsURL: String
+
+    @Option(help: "The session id stamped into envelopes that lack one.")
+    var sessionID: String
+
+    @Option(help: "The connection id stamped into envelopes that lack one.")
+    var connectionID: String?
+
+    @Option(help: "Relay telemetry: on or off (env TRICKLE_RELAY_TELEMETRY; DO_NOT_TRACK=1 always turns it off).")
+    var telemetry: String?
+
+    @Flag(help: "Do not scrub secrets and personal data from telemetry strings.")
+    var noScrub = false
+
+    @Option(help: "data.client_source of stamped envelopes.")
+    var clientSource = "scope"
+
+    @Option(help: "Most telemetry events queued before the oldest are dropped.")
+    var maxQueueEvents = 1024
+
+    @Option(help: "Most telemetry bytes queued before the oldest are dropped.")
+    var maxQueueBytes = 16 * 1024 * 1024
+
+    @Option(help: "Seconds an events segment stays open.")
+    var segmentWindow: Double = 10
+
+    @Option(help: "Seconds the final flush may take at the end of the session.")
+    var flushTimeout: Double = 5
+
+    @Option(help: "Seconds between relay_heartbeat events.")
+    var heartbeatInterval: Double = 30
+
+    @OptionGroup var logging: LoggingOptions
+
+    func validate() throws {
+        do {
+            _ = try TrickleChannelURL(self.eventsURL)
+        } catch {
+            throw ValidationError("events URL must be http(s)://HOST[:PORT]/[BASE/]CHANNEL, got \(TrickleChannelURL.redacted(self.eventsURL))")
+        }
+        guard !self.sessionID.isEmpty else { throw ValidationError("--session-id must not be empty") }
+        if let telemetry, TelemetryConsent.parse(telemetry) == nil {
+            throw ValidationError("--telemetry must be on or off, got \(telemetry)")
+        }
+        guard self.maxQueueEvents > 0, self.maxQueueBytes > 0 else { throw ValidationError("queue bounds must be positive") }
+        guard self.segmentWindow > 0, self.flushTimeout > 0, self.heartbeatInterval > 0 else {
+            throw ValidationError("--segment-window, --flush-timeout and --heartbeat-interval must be positive")
+        }
+    }
+
+    func run() async throws {
+        let processStart = ContinuousClock.now
+        let logger = self.logging.makeLogger(label: "trickle-relay.runner")
+        let consent = TelemetryConsent(flag: self.telemetry.flatMap(TelemetryConsent.parse), environment: ProcessInfo.processInfo.environment)
+        logger.info("telemetry consent", metadata: ["telemetry.enabled": "\(consent.isEnabled)", "telemetry.reason": "\(consent.reason)"])
+        let url = try TrickleChannelURL(self.eventsURL)
+        let configuration = SessionRelay.Configuration(
+            eventsURL: url,
+            sink: .init(
+                identity: SessionIdentity(sessionID: self.sessionID, connectionID: self.connectionID, clientSource: self.clientSource),
+                isTelemetryEnabled: consent.isEnabled,
+                scrubs: !self.noScrub,
+                maximumQueuedEvents: self.maxQueueEvents,
+                maximumQueuedBytes: self.maxQueueBytes
+            ),
+            writer: .init(segmentWindow: .milliseconds(Int64(self.segmentWindow * 1000))),
+            flushTimeout: .milliseconds(Int64(self.flushTimeout * 1000))
+        )
+        let summary = try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration()) { client in
+            let relay = SessionRelay(configuration: configuration, httpClient: client, logger: logger)
+            let group = ServiceGroup(
+                configuration: .init(
+                    services: [
+                        .init(service: relay),
+                        .init(service: StandardInputPump(relay: relay, logger: logger), successTerminationBehavior: .gracefullyShutdownGroup),
+                        .init(
+                            service: RelaySelfTelemetry(
+                                relay: relay,
+                                heartbeatInterval: .milliseconds(Int64(self.heartbeatInterval * 1000)),
+                                processStart: processStart
+                            )
+                        ),
+                    ],
+                    gracefulShutdownSignals: [.sigterm, .sigint],
+                    logger: logger
+                )
+            )
+            try await group.run()
+            return relay.summary
+        }
+        let sink = summary.sink
+        StandardError.write(
+            "session \(summary.sessionID): relayed \(sink.relayed) telemetry and \(sink.controlWritten) control events in \(summary.segments) segments; dropped \(sink.dropped), refused \(sink.refused), invalid \(sink.invalid), disabled \(sink.disabled), writer errors \(sink.writerErrors)\(summary.flushedInTime ? "" : "; the final flush ran out of time")"
+        )
+        if sink.writerErrors > 0 && sink.relayed + sink.controlWritten == 0 {
+            StandardError.write("nothing could be published to \(url); is the trickle server up and the channel there?")
+            throw ExitCode(1)
+        }
+    }
+}
+
+/// Feeds standard input into the session, then ends (which shuts the group down gracefully).
+struct StandardInputPump: Service, CustomStringConvertible {
+    let relay: SessionRelay
+    let logger: Logger
+
+    var description: String { "StandardInputPump" }
+
+    func run() async throws {
+        do {
+            let counts = try await cancelWhenGracefulShutdown {
+                try await withStandardInput { input in
+                    try await LineIngest().run(input, into: self.relay.sink) { problem in
+                        self.logger.warning(
+                            "input line skipped",
+                            metadata: ["line": "\(problem.lineNumber)", "reason": "\(problem.reason)"]
+                        )
+                    }
+                }
+            }
+            self.logger.debug("input ended", metadata: ["lines": "\(counts.lines)", "invalid": "\(counts.invalid + counts.oversize)"])
+        } catch is CancellationError {
+            // SIGTERM while reading: stop here; the relay flushes what it has.
+        } catch let error as ChannelError where error == .inputClosed || error == .eof {
+            // The pipe closed under us: same as end of input.
+        }
+    }
+}
