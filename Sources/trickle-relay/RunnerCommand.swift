@@ -24,20 +24,33 @@ struct RunnerCommand: AsyncParsableCommand {
             At end of input the queue is flushed, the channel is closed (readers see end of stream) and the \
             agent exits 0. SIGTERM does the same.
 
+            Multi-session mode (no --events-url) serves a loopback HTTP ingest API on --listen (default \
+            127.0.0.1:7070): POST /v1/sessions {"session_id","events_url","connection_id"?}, \
+            DELETE /v1/sessions/{id}, POST /v1/sessions/{id}/telemetry (a JSON object or JSONL), \
+            POST /v1/sessions/{id}/events (control path), GET /healthz, GET /metrics. Listening beyond loopback \
+            requires --token (or TRICKLE_RELAY_TOKEN); requests then need "Authorization: Bearer <token>".
+
             Telemetry is relayed only with consent: --telemetry on or TRICKLE_RELAY_TELEMETRY=1; DO_NOT_TRACK=1 \
             or TRICKLE_RELAY_TELEMETRY=0 always wins.
 
-            Example:
+            Examples:
               my-runner | trickle-relay runner --events-url http://127.0.0.1:2939/sess-1-events \\
                   --session-id sess-1 --telemetry on
+              trickle-relay runner --telemetry on --listen 127.0.0.1:7070
             """
     )
 
-    @Option(help: "The session's events channel: http(s)://HOST[:PORT]/[BASE/]CHANNEL.")
-    var eventsURL: String
+    @Option(help: "Single-session mode: the session's events channel, http(s)://HOST[:PORT]/[BASE/]CHANNEL.")
+    var eventsURL: String?
 
-    @Option(help: "The session id stamped into envelopes that lack one.")
-    var sessionID: String
+    @Option(help: "Single-session mode: the session id stamped into envelopes that lack one.")
+    var sessionID: String?
+
+    @Option(help: "Multi-session mode: HOST:PORT of the ingest API.")
+    var listen = "127.0.0.1:7070"
+
+    @Option(help: "Multi-session mode: bearer token required by the ingest API (env TRICKLE_RELAY_TOKEN).")
+    var token: String?
 
     @Option(help: "The connection id stamped into envelopes that lack one.")
     var connectionID: String?
@@ -69,12 +82,17 @@ struct RunnerCommand: AsyncParsableCommand {
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
-        do {
-            _ = try TrickleChannelURL(self.eventsURL)
-        } catch {
-            throw ValidationError("events URL must be http(s)://HOST[:PORT]/[BASE/]CHANNEL, got \(TrickleChannelURL.redacted(self.eventsURL))")
+        if let eventsURL {
+            do {
+                _ = try TrickleChannelURL(eventsURL)
+            } catch {
+                throw ValidationError("events URL must be http(s)://HOST[:PORT]/[BASE/]CHANNEL, got \(TrickleChannelURL.redacted(eventsURL))")
+            }
+            guard let sessionID, !sessionID.isEmpty else { throw ValidationError("--events-url needs --session-id") }
+        } else {
+            guard self.listenAddress != nil else { throw ValidationError("--listen must be HOST:PORT, got \(self.listen)") }
+            guard self.sessionID == nil else { throw ValidationError("--session-id goes with --events-url (single-session mode)") }
         }
-        guard !self.sessionID.isEmpty else { throw ValidationError("--session-id must not be empty") }
         if let telemetry, TelemetryConsent.parse(telemetry) == nil {
             throw ValidationError("--telemetry must be on or off, got \(telemetry)")
         }
@@ -84,22 +102,36 @@ struct RunnerCommand: AsyncParsableCommand {
         }
     }
 
+    var listenAddress: (host: String, port: Int)? {
+        guard let colon = self.listen.lastIndex(of: ":"), let port = Int(self.listen[self.listen.index(after: colon)...]),
+            (0...65535).contains(port)
+        else { return nil }
+        let host = String(self.listen[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+        return host.isEmpty ? nil : (host, port)
+    }
+
     func run() async throws {
         let processStart = ContinuousClock.now
         let logger = self.logging.makeLogger(label: "trickle-relay.runner")
         let consent = TelemetryConsent(flag: self.telemetry.flatMap(TelemetryConsent.parse), environment: ProcessInfo.processInfo.environment)
         logger.info("telemetry consent", metadata: ["telemetry.enabled": "\(consent.isEnabled)", "telemetry.reason": "\(consent.reason)"])
-        let url = try TrickleChannelURL(self.eventsURL)
+        let sinkDefaults = TrickleEventsSink.Configuration(
+            identity: SessionIdentity(sessionID: self.sessionID ?? "", connectionID: self.connectionID, clientSource: self.clientSource),
+            isTelemetryEnabled: consent.isEnabled,
+            scrubs: !self.noScrub,
+            maximumQueuedEvents: self.maxQueueEvents,
+            maximumQueuedBytes: self.maxQueueBytes
+        )
+        let writer = JSONLWriter.Configuration(segmentWindow: .milliseconds(Int64(self.segmentWindow * 1000)))
+        guard let eventsURL else {
+            try await self.runAgent(sinkDefaults: sinkDefaults, writer: writer, logger: logger, processStart: processStart)
+            return
+        }
+        let url = try TrickleChannelURL(eventsURL)
         let configuration = SessionRelay.Configuration(
             eventsURL: url,
-            sink: .init(
-                identity: SessionIdentity(sessionID: self.sessionID, connectionID: self.connectionID, clientSource: self.clientSource),
-                isTelemetryEnabled: consent.isEnabled,
-                scrubs: !self.noScrub,
-                maximumQueuedEvents: self.maxQueueEvents,
-                maximumQueuedBytes: self.maxQueueBytes
-            ),
-            writer: .init(segmentWindow: .milliseconds(Int64(self.segmentWindow * 1000))),
+            sink: sinkDefaults,
+            writer: writer,
             flushTimeout: .milliseconds(Int64(self.flushTimeout * 1000))
         )
         let summary = try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration()) { client in
@@ -131,6 +163,45 @@ struct RunnerCommand: AsyncParsableCommand {
         if sink.writerErrors > 0 && sink.relayed + sink.controlWritten == 0 {
             StandardError.write("nothing could be published to \(url); is the trickle server up and the channel there?")
             throw ExitCode(1)
+        }
+    }
+}
+
+extension RunnerCommand {
+    /// Multi-session mode: the ingest API until SIGTERM, then every session is flushed.
+    func runAgent(
+        sinkDefaults: TrickleEventsSink.Configuration,
+        writer: JSONLWriter.Configuration,
+        logger: Logger,
+        processStart: ContinuousClock.Instant
+    ) async throws {
+        let address = self.listenAddress!  // checked in validate()
+        let token = (self.token ?? Environment.value("TRICKLE_RELAY_TOKEN")).map(BearerToken.init)
+        try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration()) { client in
+            let agent: RunnerAgent
+            do {
+                agent = try RunnerAgent(
+                    configuration: .init(
+                        host: address.host,
+                        port: address.port,
+                        token: token,
+                        sinkDefaults: sinkDefaults,
+                        writer: writer,
+                        flushTimeout: .milliseconds(Int64(self.flushTimeout * 1000)),
+                        heartbeatInterval: .milliseconds(Int64(self.heartbeatInterval * 1000))
+                    ),
+                    httpClient: client,
+                    logger: logger,
+                    processStart: processStart
+                )
+            } catch {
+                StandardError.write("trickle-relay runner: \(error)")
+                throw ExitCode(2)
+            }
+            let group = ServiceGroup(
+                configuration: .init(services: [agent], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+            )
+            try await group.run()
         }
     }
 }

@@ -1,0 +1,53 @@
+public import TrickleProtocol
+
+extension RunnerAgent {
+    /// Configuration of the multi-session runner agent.
+    public struct Configuration: Sendable {
+        /// Address of the loopback ingest API. Default `127.0.0.1`.
+        public var host: String
+        /// Port of the ingest API (`0` picks one). Default 7070.
+        public var port: Int
+        /// Required on every request but `/healthz` when set; mandatory when `host` is not loopback.
+        public var token: BearerToken?
+        /// Consent, scrubbing, bounds and client source for every session (identity comes per session).
+        public var sinkDefaults: TrickleEventsSink.Configuration
+        /// Segment window and cap of every session's writer.
+        public var writer: JSONLWriter.Configuration
+        /// How long a session's teardown may flush. Default 5 s.
+        public var flushTimeout: Duration
+        /// Interval of `relay_heartbeat`. Default 30 s.
+        public var heartbeatInterval: Duration
+        /// Largest request body accepted (413 beyond). Default 5 MiB.
+        public var maximumBodyBytes: Int
+
+        public init(
+            host: String = "127.0.0.1",
+            port: Int = 7070,
+            token: BearerToken? = nil,
+            sinkDefaults: TrickleEventsSink.Configuration = .init(identity: .init(sessionID: "")),
+            writer: JSONLWriter.Configuration = .init(),
+            flushTimeout: Duration = .seconds(5),
+            heartbeatInterval: Duration = .seconds(30),
+            maximumBodyBytes: Int = 5 * 1024 * 1024
+        ) {
+            self.host = host
+            self.port = port
+            self.token = token
+            self.sinkDefaults = sinkDefaults
+            self.writer = writer
+            self.flushTimeout = flushTimeout
+            self.heartbeatInterval = heartbeatInterval
+            self.maximumBodyBytes = maximumBodyBytes
+        }
+
+        /// Whether `host` only accepts connections from this machine.
+        public var isLoopback: Bool {
+            self.host == "127.0.0.1" || self.host == "localhost" || self.host == "::1" || self.host.hasPrefix("127.")
+        }
+    }
+
+    /// Why the agent refuses to start.
+    public struct StartupError: Error, Sendable, CustomStringConvertible {
+        public var description: String
+    }
+}

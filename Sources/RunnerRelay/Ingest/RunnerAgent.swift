@@ -1,0 +1,322 @@
+public import AsyncHTTPClient
+import Foundation
+import Hummingbird
+public import Logging
+import NIOCore
+public import ServiceLifecycle
+import Synchronization
+import TrickleProtocol
+
+/// The multi-session runner agent: a loopback HTTP ingest API in front of one ``SessionRelay`` per session.
+///
+/// | route | what it does |
+/// | --- | --- |
+/// | `POST /v1/sessions` | start a session: `{"session_id","events_url","connection_id"?}` → 201 |
+/// | `DELETE /v1/sessions/{id}` | flush within the deadline, close the channel, answer with what was sent and lost |
+/// | `POST /v1/sessions/{id}/telemetry` | one JSON object or a JSONL body; 202 at once (queued, bounded) |
+/// | `POST /v1/sessions/{id}/events` | control path, lossless; 503 with `Retry-After` when its queue is full |
+/// | `GET /healthz` | liveness, never needs the token |
+/// | `GET /metrics` | Prometheus text |
+///
+/// Bad input: invalid JSON → 400 naming the line; body over the cap → 413; unknown session → 404.
+public final class RunnerAgent: Service, Sendable {
+    private struct ManagedSession: Sendable {
+        let relay: SessionRelay
+        let done: OneShotSignal<SessionRelay.Summary>
+    }
+
+    public let configuration: Configuration
+    private let httpClient: HTTPClient
+    private let logger: Logger
+    private let sessions = Mutex<[String: ManagedSession]>([:])
+    private let finishedTotals = Mutex(TrickleEventsSink.Stats())
+    private let finishedSegments = Mutex(0)
+    private let starts: AsyncStream<ManagedSession>
+    private let startsContinuation: AsyncStream<ManagedSession>.Continuation
+    private let listening = OneShotSignal<Int>()
+    private let processStart: ContinuousClock.Instant
+
+    /// Creates the agent.
+    /// - Throws: ``StartupError`` when listening beyond loopback without a token.
+    public init(
+        configuration: Configuration,
+        httpClient: HTTPClient,
+        logger: Logger,
+        processStart: ContinuousClock.Instant = .now
+    ) throws {
+        guard configuration.isLoopback || configuration.token != nil else {
+            throw StartupError(
+                description: "listening on \(configuration.host) exposes the ingest API beyond this machine: set a bearer token (--token or TRICKLE_RELAY_TOKEN), or listen on 127.0.0.1"
+            )
+        }
+        self.configuration = configuration
+        self.httpClient = httpClient
+        self.logger = logger
+        self.processStart = processStart
+        (self.starts, self.startsContinuation) = AsyncStream.makeStream()
+    }
+
+    /// Waits until the ingest API listens; returns its port.
+    public func waitUntilListening() async throws -> Int {
+        guard let port = await self.listening.wait() else { throw CancellationError() }
+        return port
+    }
+
+    /// Runs the API and every session until graceful shutdown, which stops intake and flushes every session.
+    public func run() async throws {
+        let application = Application(
+            router: self.makeRouter(),
+            configuration: .init(address: .hostname(self.configuration.host, port: self.configuration.port), serverName: nil),
+            onServerRunning: { channel in self.listening.fulfill(channel.localAddress?.port ?? 0) },
+            logger: self.logger
+        )
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await application.run() }
+            group.addTask {
+                await withGracefulShutdownHandler {
+                    await withDiscardingTaskGroup { sessions in
+                        for await session in self.starts {
+                            sessions.addTask { await self.runSession(session) }
+                        }
+                    }
+                } onGracefulShutdown: {
+                    self.startsContinuation.finish()
+                }
+            }
+            try await group.waitForAll()
+        }
+    }
+
+    private func runSession(_ session: ManagedSession) async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                try? await RelaySelfTelemetry(
+                    relay: session.relay,
+                    heartbeatInterval: self.configuration.heartbeatInterval,
+                    processStart: self.processStart
+                ).run()
+            }
+            // The session lasts as long as its relay (which flushes on finish or graceful shutdown).
+            do {
+                try await session.relay.run()
+            } catch {
+                self.logger.warning(
+                    "session relay failed",
+                    metadata: ["session.id": "\(session.relay.configuration.sink.identity.sessionID)", "error": "\(error)"]
+                )
+            }
+            group.cancelAll()
+        }
+        let summary = session.relay.summary
+        let id = summary.sessionID
+        self.sessions.withLock { sessions in
+            if sessions[id]?.relay === session.relay { sessions[id] = nil }
+        }
+        self.finishedTotals.withLock { $0 = $0 + summary.sink }
+        self.finishedSegments.withLock { $0 += summary.segments }
+        session.done.fulfill(summary)
+        self.logger.info(
+            "session ended",
+            metadata: ["session.id": "\(id)", "sink.relayed": "\(summary.sink.relayed)", "sink.dropped": "\(summary.sink.dropped)"]
+        )
+    }
+
+    // MARK: Routes
+
+    private struct SessionRequest: Decodable {
+        let session_id: String
+        let events_url: String
+        let connection_id: String?
+    }
+
+    private func makeRouter() -> Router<BasicRequestContext> {
+        let router = Router()
+        if let token = self.configuration.token { router.add(middleware: BearerTokenMiddleware(token: token)) }
+        router.get("healthz") { _, _ in
+            Self.json(.ok, #"{"status":"ok","sessions":\#(self.sessions.withLock { $0.count })}"#)
+        }
+        router.get("metrics") { _, _ in
+            Response(
+                status: .ok,
+                headers: [.contentType: "text/plain; version=0.0.4"],
+                body: ResponseBody(byteBuffer: ByteBuffer(string: self.metricsText()))
+            )
+        }
+        router.post("v1/sessions") { request, _ in
+            try await self.startSession(request)
+        }
+        router.delete("v1/sessions/:id") { _, context in
+            let id = context.parameters.get("id") ?? ""
+            guard let session = self.sessions.withLock({ $0[id] }) else { return Self.unknownSession(id) }
+            session.relay.finish()
+            guard let summary = await session.done.wait() else { throw CancellationError() }
+            let body = (try? JSONEncoder().encode(summary)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+            return Self.json(.ok, body)
+        }
+        router.post("v1/sessions/:id/telemetry") { request, context in
+            try await self.ingest(request, sessionID: context.parameters.get("id") ?? "", control: false)
+        }
+        router.post("v1/sessions/:id/events") { request, context in
+            try await self.ingest(request, sessionID: context.parameters.get("id") ?? "", control: true)
+        }
+        return router
+    }
+
+    private func startSession(_ request: Request) async throws -> Response {
+        let body: ByteBuffer
+        do {
+            body = try await request.body.collect(upTo: 64 * 1024)
+        } catch {
+            return Self.json(.contentTooLarge, #"{"error":"a session request is at most 64 KiB"}"#)
+        }
+        let parsed: SessionRequest
+        do {
+            parsed = try JSONDecoder().decode(SessionRequest.self, from: Data(body.readableBytesView))
+        } catch {
+            return Self.error(.badRequest, "expected {\"session_id\":…,\"events_url\":…,\"connection_id\"?:…}")
+        }
+        guard !parsed.session_id.isEmpty else { return Self.error(.badRequest, "session_id must not be empty") }
+        let url: TrickleChannelURL
+        do {
+            url = try TrickleChannelURL(parsed.events_url)
+        } catch {
+            return Self.error(.badRequest, "events_url must be http(s)://HOST[:PORT]/[BASE/]CHANNEL, got \(TrickleChannelURL.redacted(parsed.events_url))")
+        }
+        var sink = self.configuration.sinkDefaults
+        sink.identity = SessionIdentity(
+            sessionID: parsed.session_id,
+            connectionID: parsed.connection_id,
+            clientSource: self.configuration.sinkDefaults.identity.clientSource
+        )
+        let relay = SessionRelay(
+            configuration: .init(eventsURL: url, sink: sink, writer: self.configuration.writer, flushTimeout: self.configuration.flushTimeout),
+            httpClient: self.httpClient,
+            logger: self.logger
+        )
+        let session = ManagedSession(relay: relay, done: OneShotSignal())
+        let inserted = self.sessions.withLock { sessions -> Bool in
+            guard sessions[parsed.session_id] == nil else { return false }
+            sessions[parsed.session_id] = session
+            return true
+        }
+        guard inserted else { return Self.error(.conflict, "session \(parsed.session_id) already exists") }
+        if case .terminated = self.startsContinuation.yield(session) {
+            self.sessions.withLock { $0[parsed.session_id] = nil }
+            return Self.error(.serviceUnavailable, "the agent is shutting down")
+        }
+        self.logger.info("session started", metadata: ["session.id": "\(parsed.session_id)", "trickle.url": "\(url)"])
+        return Self.json(.created, #"{"session_id":"\#(Self.escaped(parsed.session_id))","events_url":"\#(Self.escaped(url.description))"}"#)
+    }
+
+    private func ingest(_ request: Request, sessionID: String, control: Bool) async throws -> Response {
+        guard let session = self.sessions.withLock({ $0[sessionID] }) else { return Self.unknownSession(sessionID) }
+        let body: ByteBuffer
+        do {
+            body = try await request.body.collect(upTo: self.configuration.maximumBodyBytes)
+        } catch {
+            return Self.error(.contentTooLarge, "body exceeds \(self.configuration.maximumBodyBytes) bytes; split it into several requests")
+        }
+        // Validate the whole body first: a 400 means nothing of it was taken.
+        var framer = JSONLFramer(maximumLineBytes: self.configuration.maximumBodyBytes)
+        var frames: [JSONLFramer.Frame] = []
+        framer.feed(body, into: &frames)
+        framer.finish(into: &frames)
+        var lines: [ByteBuffer] = []
+        for frame in frames {
+            guard case .line(let line, let number, _) = frame else { continue }
+            switch RunnerLine(line) {
+            case .invalid(let reason):
+                return Self.error(.badRequest, "line \(number): \(reason)")
+            case .telemetry(let event) where !control:
+                lines.append(event)
+            case .control where !control:
+                lines.append(line)  // a bare event posted to the telemetry route: stamp it
+            case .telemetry, .control:
+                lines.append(line)
+            }
+        }
+        guard !lines.isEmpty else { return Self.error(.badRequest, "the body holds no JSON object") }
+        if !control {
+            for line in lines { session.relay.sink.emit(line) }
+            return Self.json(.accepted, #"{"accepted":\#(lines.count)}"#)
+        }
+        for (index, line) in lines.enumerated() where !session.relay.sink.trySendControl(line) {
+            return Response(
+                status: .serviceUnavailable,
+                headers: [.retryAfter: "1", .contentType: "application/json"],
+                body: ResponseBody(byteBuffer: ByteBuffer(string: #"{"accepted":\#(index),"error":"the control queue is full; retry the rest after 1 s"}"#))
+            )
+        }
+        return Self.json(.accepted, #"{"accepted":\#(lines.count)}"#)
+    }
+
+    // MARK: Metrics
+
+    func metricsText() -> String {
+        let live = self.sessions.withLock { Array($0.values) }
+        var totals = self.finishedTotals.withLock { $0 }
+        var segments = self.finishedSegments.withLock { $0 }
+        for session in live {
+            totals = totals + session.relay.sink.stats
+            segments += session.relay.writer.publisher.stats.segments
+        }
+        var text = ""
+        func metric(_ name: String, _ type: String, _ help: String, _ value: Int) {
+            text += "# HELP trickle_relay_\(name) \(help)\n# TYPE trickle_relay_\(name) \(type)\ntrickle_relay_\(name) \(value)\n"
+        }
+        metric("sessions_active", "gauge", "Sessions being relayed.", live.count)
+        metric("telemetry_emitted_total", "counter", "Telemetry events handed to the agent while enabled.", totals.emitted)
+        metric("telemetry_relayed_total", "counter", "Telemetry events written onto events channels.", totals.relayed)
+        metric("telemetry_dropped_total", "counter", "Telemetry events dropped (oldest first) because a queue was full.", totals.dropped)
+        metric("telemetry_refused_total", "counter", "Telemetry events refused as larger than the line cap.", totals.refused)
+        metric("telemetry_invalid_total", "counter", "Telemetry events that were not a JSON object with a type.", totals.invalid)
+        metric("telemetry_disabled_total", "counter", "Telemetry events discarded because telemetry is off.", totals.disabled)
+        metric("control_events_total", "counter", "Control-path events written.", totals.controlWritten)
+        metric("bytes_written_total", "counter", "Bytes written onto events channels.", totals.bytesWritten)
+        metric("segments_total", "counter", "Segments completed on events channels.", segments)
+        metric("writer_errors_total", "counter", "Lines the events writers failed to publish.", totals.writerErrors)
+        metric("telemetry_queued", "gauge", "Telemetry events waiting in queues.", totals.queuedEvents)
+        return text
+    }
+
+    // MARK: Responses
+
+    private static func json(_ status: HTTPResponse.Status, _ body: String) -> Response {
+        Response(status: status, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(string: body)))
+    }
+
+    private static func error(_ status: HTTPResponse.Status, _ message: String) -> Response {
+        self.json(status, #"{"error":"\#(self.escaped(message))"}"#)
+    }
+
+    private static func unknownSession(_ id: String) -> Response {
+        self.error(.notFound, "unknown session \(id); start it with POST /v1/sessions")
+    }
+
+    private static func escaped(_ text: String) -> String {
+        var buffer = ByteBuffer()
+        buffer.writeJSONString(text)
+        return String(String(buffer: buffer).dropFirst().dropLast())
+    }
+}
+
+extension TrickleEventsSink.Stats {
+    static func + (lhs: Self, rhs: Self) -> Self {
+        var sum = lhs
+        sum.emitted += rhs.emitted
+        sum.relayed += rhs.relayed
+        sum.dropped += rhs.dropped
+        sum.droppedBytes += rhs.droppedBytes
+        sum.refused += rhs.refused
+        sum.invalid += rhs.invalid
+        sum.disabled += rhs.disabled
+        sum.redactions += rhs.redactions
+        sum.controlWritten += rhs.controlWritten
+        sum.bytesWritten += rhs.bytesWritten
+        sum.writerErrors += rhs.writerErrors
+        sum.dropReports += rhs.dropReports
+        sum.queuedEvents += rhs.queuedEvents
+        sum.queuedBytes += rhs.queuedBytes
+        return sum
+    }
+}
