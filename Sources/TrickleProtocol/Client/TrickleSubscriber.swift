@@ -297,7 +297,12 @@ public final class TrickleSubscriber: Sendable {
             }
             let snapshot = progress.snapshot
             guard ContinuousClock.now - snapshot.lastByteAt >= timeout else { continue }
-            if let nextWrite = await self.fetchNextWrite(), nextWrite > seq + 1 {
+            let nextWrite = await self.fetchNextWrite()
+            if nextWrite == .notFound {
+                // The channel is gone while we waited (and our GET was never released): end of stream.
+                return .notFound
+            }
+            if case .value(let nextWrite) = nextWrite, nextWrite > seq + 1 {
                 self.logger.debug(
                     "trickle segment stalled, abandoning",
                     metadata: ["trickle.seq": "\(seq)", "trickle.latest": "\(nextWrite)"]
@@ -312,14 +317,23 @@ public final class TrickleSubscriber: Sendable {
         }
     }
 
-    private func fetchNextWrite() async -> Int? {
+    private enum NextWrite: Equatable {
+        case value(Int)
+        case notFound
+        case unknown
+    }
+
+    private func fetchNextWrite() async -> NextWrite {
         var request = HTTPClientRequest(url: self.url.url("/next"))
         request.method = .GET
         guard let response = try? await self.httpClient.execute(request, timeout: .seconds(5), logger: self.logger),
-            let body = try? await response.body.collect(upTo: 1024),
-            response.status == .ok
-        else { return nil }
-        return response.headers.first(name: TrickleHeaders.latest.rawName).flatMap { Int($0) }
-            ?? Int(String(buffer: body).trimmingWhitespace())
+            let body = try? await response.body.collect(upTo: 1024)
+        else { return .unknown }
+        if response.status == .notFound { return .notFound }
+        guard response.status == .ok,
+            let latest = response.headers.first(name: TrickleHeaders.latest.rawName).flatMap({ Int($0) })
+                ?? Int(String(buffer: body).trimmingWhitespace())
+        else { return .unknown }
+        return .value(latest)
     }
 }

@@ -161,6 +161,13 @@ struct TrickleRequestHandler: Sendable {
         if let existing = self.registry.channel(named: name) {
             channel = existing
         } else if self.configuration.autocreate {
+            // A stale publisher's POST (seq > 0, e.g. a preconnect still in flight) must not resurrect a channel
+            // deleted moments ago: it hears that the channel is closed. A new stream starts at 0 (or -1).
+            if seq > 0, self.registry.channelForReading(named: name) != nil {
+                try await self.respondClosed(writer, closeConnection: true)
+                connection.close(promise: nil)
+                return
+            }
             channel = self.registry.channel(named: name, creatingWith: request.headers[.contentType] ?? "", now: .now).channel
         } else {
             try await self.respond(writer, status: 404, reason: "Stream not found", closeConnection: true)

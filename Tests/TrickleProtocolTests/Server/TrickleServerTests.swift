@@ -89,7 +89,11 @@ struct TrickleServerTests {
             #expect(try await client.send(.GET, "\(base)/ch/0").body == "0\n")
             #expect(try await client.send(.GET, "\(base)/ch/1").header("Lp-Trickle-Closed") == "terminated")
             #expect(try await client.send(.GET, "\(base)/ch/next").status == 404)
-            #expect(try await client.send(.POST, "\(base)/ch/1", body: "x").status == 200)  // autocreate: a new channel
+            // A stale publisher's POST does not resurrect the deleted channel; a new stream from seq 0 does.
+            let stale = try await client.send(.POST, "\(base)/ch/1", body: "late")
+            #expect(stale.status == 200 && stale.header("Lp-Trickle-Closed") == "terminated")
+            #expect(server.channelCount == 0)
+            #expect(try await client.send(.POST, "\(base)/ch/0", body: "x").status == 200)  // autocreate: a new channel
             #expect(try await client.send(.GET, "\(base)/ch/-2").body == "x")
             #expect(try await client.send(.DELETE, "\(base)/ch").status == 200)
             #expect(try await client.send(.DELETE, "\(base)/ch").status == 400)
