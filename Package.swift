@@ -106,6 +106,15 @@ let package = Package(
             ]
         ),
         .testTarget(
+            name: "EndToEndTests",
+            dependencies: [
+                "TrickleProtocol",
+                "TrickleTestSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
             name: "TrickleProtocolTests",
             dependencies: [
                 "TrickleProtocol",
@@ -131,6 +140,7 @@ if Context.environment["TRICKLE_RELAY_BENCHMARKS"] != nil {
             name: "trickle-relay-bench",
             dependencies: [
                 "TrickleProtocol",
+                "RunnerRelay",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

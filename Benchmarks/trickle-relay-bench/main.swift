@@ -182,5 +182,8 @@ func benchmarkRelay() async throws {
 }
 
 let which = CommandLine.arguments.dropFirst().first ?? "all"
+let floodSeconds = CommandLine.arguments.dropFirst(2).first.flatMap(Int.init) ?? 30
 if which == "reader" || which == "all" { benchmarkReader() }
 if which == "relay" || which == "all" { try await benchmarkRelay() }
+if which == "emit" || which == "all" { try await benchmarkEmit() }
+if which == "flood" || which == "all" { try await benchmarkFlood(seconds: floodSeconds, factor: 10) }
