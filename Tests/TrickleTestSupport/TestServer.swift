@@ -3,6 +3,7 @@ public import Logging
 public import NIOCore
 public import NIOHTTP1
 public import TrickleProtocol
+import ServiceLifecycleTestKit
 
 /// A logger that drops everything: tests never touch the process-wide logging system.
 public let quietLogger = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
@@ -18,12 +19,26 @@ public func withTrickleServer<T: Sendable>(
     configuration.port = 0
     let server = TrickleServer(configuration: configuration, logger: quietLogger)
     return try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration()) { client in
+        try await withTestServer(server) { port in
+            let base = "http://127.0.0.1:\(port)\(configuration.basePath == "/" ? "" : configuration.basePath)"
+            return try await body(server, base.hasSuffix("/") ? String(base.dropLast()) : base, client)
+        }
+    }
+}
+
+/// Runs `server` while `body` runs, then shuts it down *gracefully* (it stops accepting before it goes, so a
+/// connection racing the shutdown is closed cleanly instead of being dropped mid-setup).
+public func withTestServer<T: Sendable>(
+    _ server: TrickleServer,
+    _ body: (Int) async throws -> T
+) async throws -> T {
+    try await testGracefulShutdown { trigger in
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await server.run() }
             let port = try await server.waitUntilListening()
-            let base = "http://127.0.0.1:\(port)\(configuration.basePath == "/" ? "" : configuration.basePath)"
-            let result = try await body(server, base.hasSuffix("/") ? String(base.dropLast()) : base, client)
-            group.cancelAll()
+            let result = try await body(port)
+            trigger.triggerGracefulShutdown()
+            try await group.waitForAll()
             return result
         }
     }

@@ -20,11 +20,15 @@ func withAgent(
     let settings = configuration
     try await withTrickleServer { (server, trickleBase, client) async throws in
         let agent = try RunnerAgent(configuration: settings, httpClient: client, logger: quietLogger)
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await agent.run() }
-            let port = try await agent.waitUntilListening()
-            try await body(agent, "http://127.0.0.1:\(port)", trickleBase, client, server)
-            group.cancelAll()
+        // Shut the agent down gracefully, as SIGTERM would: it stops accepting before it goes.
+        try await testGracefulShutdown { trigger in
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await agent.run() }
+                let port = try await agent.waitUntilListening()
+                try await body(agent, "http://127.0.0.1:\(port)", trickleBase, client, server)
+                trigger.triggerGracefulShutdown()
+                try await group.waitForAll()
+            }
         }
     }
 }

@@ -16,13 +16,7 @@ private func withServer<T: Sendable>(
 ) async throws -> T {
     let server = TrickleServer(configuration: .init(host: "127.0.0.1", port: port), logger: quietLogger)
     if let channel { server.createChannel(named: channel) }
-    return try await withThrowingTaskGroup(of: Void.self) { group in
-        group.addTask { try await server.run() }
-        _ = try await server.waitUntilListening()
-        let result = try await body(server)
-        group.cancelAll()
-        return result
-    }
+    return try await withTestServer(server) { _ in try await body(server) }
 }
 
 /// A loopback port nothing listens on right now (a server bound it and went away).
