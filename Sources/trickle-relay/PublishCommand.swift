@@ -35,11 +35,7 @@ struct PublishCommand: AsyncParsableCommand {
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
-        do {
-            _ = try TrickleChannelURL(self.url)
-        } catch {
-            throw ValidationError(error.message)
-        }
+        try validateChannelURL(self.url)
         guard self.segmentWindow > 0 else { throw ValidationError("--segment-window must be positive, got \(self.segmentWindow)") }
         guard self.maxSegmentBytes > 1 else { throw ValidationError("--max-segment-bytes must be > 1, got \(self.maxSegmentBytes)") }
     }
@@ -99,5 +95,14 @@ struct PublishCommand: AsyncParsableCommand {
             )
         }
         if refused > 0 { throw ExitCode(2) }
+    }
+}
+
+/// Fails argument validation with the URL parser's explanation (tokens redacted).
+func validateChannelURL(_ url: String) throws {
+    do {
+        _ = try TrickleChannelURL(url)
+    } catch {
+        throw ValidationError(error.message)
     }
 }

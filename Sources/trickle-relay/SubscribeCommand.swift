@@ -35,11 +35,7 @@ struct SubscribeCommand: AsyncParsableCommand {
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
-        do {
-            _ = try TrickleChannelURL(self.url)
-        } catch {
-            throw ValidationError(error.message)
-        }
+        try validateChannelURL(self.url)
         guard self.startPosition != nil else {
             throw ValidationError("--start must be latest, next or a seq number ≥ 0, got \(self.start)")
         }

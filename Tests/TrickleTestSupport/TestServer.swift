@@ -1,6 +1,6 @@
 public import AsyncHTTPClient
 public import Logging
-public import NIOCore
+import NIOCore
 public import NIOHTTP1
 public import TrickleProtocol
 import ServiceLifecycleTestKit

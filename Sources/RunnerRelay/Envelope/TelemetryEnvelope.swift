@@ -118,14 +118,7 @@ public enum TelemetryEnvelope {
 
     /// Validates `event` as one JSON object and minifies it.
     static func validatedMinified(_ event: ByteBuffer) throws(Failure) -> ByteBuffer {
-        let kind: Result<JSONScanner.ValueKind, JSONSyntaxError> = event.withUnsafeReadableBytes { bytes in
-            do throws(JSONSyntaxError) {
-                return .success(try JSONScanner.validate(bytes))
-            } catch {
-                return .failure(error)
-            }
-        }
-        switch kind {
+        switch JSONScanner.kind(of: event) {
         case .success(.object): return JSONMinifier.minify(event)
         case .success(let other): throw Failure(reason: "a telemetry event must be a JSON object, got \(other)")
         case .failure(let error): throw Failure(reason: "not valid JSON: \(error)")

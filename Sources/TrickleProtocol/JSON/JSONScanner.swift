@@ -1,3 +1,5 @@
+public import NIOCore
+
 /// A strict (RFC 8259) JSON validator that works on raw bytes and never builds Foundation objects.
 ///
 /// The events channel routes on a couple of top-level keys and forwards everything else verbatim, so the hot
@@ -47,6 +49,17 @@ public enum JSONScanner {
     public static func validate(_ bytes: UnsafeRawBufferPointer) throws(JSONSyntaxError) -> ValueKind {
         var parser = JSONByteParser(bytes)
         return try parser.parseDocument(reportMembers: false) { _, _ in }
+    }
+
+    /// Validates a buffer as exactly one JSON value; the result carries the top-level kind or the syntax error.
+    public static func kind(of buffer: ByteBuffer) -> Result<ValueKind, JSONSyntaxError> {
+        buffer.withUnsafeReadableBytes { bytes in
+            do throws(JSONSyntaxError) {
+                return .success(try Self.validate(bytes))
+            } catch {
+                return .failure(error)
+            }
+        }
     }
 
     /// Validates `bytes` as one JSON value and reports every member of the top-level object.

@@ -133,14 +133,7 @@ public final class JSONLWriter: Service, Sendable {
     }
 
     static func validate(_ line: ByteBuffer) throws(JSONLWriterError) {
-        let outcome: Result<JSONScanner.ValueKind, JSONSyntaxError> = line.withUnsafeReadableBytes { bytes in
-            do throws(JSONSyntaxError) {
-                return .success(try JSONScanner.validate(bytes))
-            } catch {
-                return .failure(error)
-            }
-        }
-        switch outcome {
+        switch JSONScanner.kind(of: line) {
         case .success(.object):
             if line.readableBytesView.contains(0x0A) {
                 throw JSONLWriterError(.containsNewline, "a JSONL line must not contain a newline byte")
