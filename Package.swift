@@ -60,6 +60,7 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "DequeModule", package: "swift-collections"),
@@ -107,6 +108,18 @@ let package = Package(
             ]
         ),
         .testTarget(
+            name: "ClientEgressTests",
+            dependencies: [
+                "ClientEgress",
+                "TrickleProtocol",
+                "RunnerRelay",
+                "TrickleTestSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
             name: "EndToEndTests",
             dependencies: [
                 "TrickleProtocol",
@@ -142,6 +155,7 @@ if Context.environment["TRICKLE_RELAY_BENCHMARKS"] != nil {
             dependencies: [
                 "TrickleProtocol",
                 "RunnerRelay",
+                "ClientEgress",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -186,4 +186,5 @@ let floodSeconds = CommandLine.arguments.dropFirst(2).first.flatMap(Int.init) ??
 if which == "reader" || which == "all" { benchmarkReader() }
 if which == "relay" || which == "all" { try await benchmarkRelay() }
 if which == "emit" || which == "all" { try await benchmarkEmit() }
+if which == "dispatcher" || which == "all" { try await benchmarkDispatcher() }
 if which == "flood" || which == "all" { try await benchmarkFlood(seconds: floodSeconds, factor: 10) }

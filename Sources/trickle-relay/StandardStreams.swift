@@ -56,6 +56,10 @@ enum StandardOutput {
 /// Writes a line to standard error (messages for people; never payloads).
 enum StandardError {
     static func write(_ text: String) {
-        FileHandle.standardError.write(Data((text + "\n").utf8))
+        self.writeRaw(text + "\n")
+    }
+
+    static func writeRaw(_ text: String) {
+        FileHandle.standardError.write(Data(text.utf8))
     }
 }

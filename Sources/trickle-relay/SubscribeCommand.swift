@@ -41,11 +41,14 @@ struct SubscribeCommand: AsyncParsableCommand {
         }
     }
 
-    var startPosition: TrickleSubscriber.StartPosition? {
-        switch self.start {
+    var startPosition: TrickleSubscriber.StartPosition? { Self.startPosition(self.start) }
+
+    /// Parses `latest`, `next` or a seq number ≥ 0.
+    static func startPosition(_ text: String) -> TrickleSubscriber.StartPosition? {
+        switch text {
         case "latest": return .latest
         case "next": return .next
-        default: return Int(self.start).flatMap { $0 >= 0 ? .seq($0) : nil }
+        default: return Int(text).flatMap { $0 >= 0 ? .seq($0) : nil }
         }
     }
 

@@ -12,6 +12,6 @@ struct TrickleRelayCommand: AsyncParsableCommand {
             Start a local trickle server:
               trickle-relay serve
             """,
-        subcommands: [ServeCommand.self, RunnerCommand.self, PublishCommand.self, SubscribeCommand.self]
+        subcommands: [ServeCommand.self, RunnerCommand.self, ClientCommand.self, PublishCommand.self, SubscribeCommand.self]
     )
 }

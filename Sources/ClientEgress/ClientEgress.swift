@@ -1,1 +1,0 @@
-// The client-side egress (issue #5).

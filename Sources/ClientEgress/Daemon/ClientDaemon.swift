@@ -1,0 +1,48 @@
+public import AsyncHTTPClient
+public import Logging
+public import ServiceLifecycle
+public import TrickleProtocol
+
+/// The client side of a session: subscribes to the events channel, dispatches every line (telemetry to the
+/// egress sink, the rest to local consumers), and rides out server restarts (the subscriber retries with
+/// back-off). Ends when the channel ends (`Lp-Trickle-Closed` or 404) or on graceful shutdown, then flushes
+/// and shuts the sink down.
+public final class ClientDaemon: Service, Sendable {
+    public let dispatcher: EventDispatcher
+    private let reader: JSONLReader
+    private let sink: any EgressSink
+    private let logger: Logger
+    private let end = OneShotSignal<TrickleSubscriber.EndOfStream?>()
+
+    public init(
+        eventsURL: TrickleChannelURL,
+        httpClient: HTTPClient,
+        reader configuration: JSONLReader.Configuration = .init(),
+        sink: any EgressSink,
+        logger: Logger,
+        localConsumer: @escaping @Sendable (EventDispatcher.LocalEvent) async -> Void = { _ in }
+    ) {
+        self.reader = JSONLReader(url: eventsURL, httpClient: httpClient, configuration: configuration, logger: logger)
+        self.dispatcher = EventDispatcher(sink: sink, logger: logger, localConsumer: localConsumer)
+        self.sink = sink
+        self.logger = logger
+    }
+
+    /// How the channel ended; `nil` when the daemon was stopped first.
+    public var endOfStream: TrickleSubscriber.EndOfStream? { self.end.value ?? nil }
+
+    /// The subscriber's counters.
+    public var subscriberStats: TrickleSubscriber.Stats { self.reader.subscriber.stats }
+
+    public func run() async throws {
+        do {
+            let end = try await cancelWhenGracefulShutdown { try await self.dispatcher.run(reader: self.reader) }
+            self.end.fulfill(end)
+            self.logger.info("events channel ended", metadata: ["trickle.end": "\(end)"])
+        } catch is CancellationError {
+            self.end.fulfill(nil)
+        }
+        try? await self.sink.forceFlush()
+        await self.sink.shutdown()
+    }
+}

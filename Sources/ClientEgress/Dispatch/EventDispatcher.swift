@@ -1,0 +1,209 @@
+public import Logging
+public import NIOCore
+import Synchronization
+public import TrickleProtocol
+
+/// Routes every line of an events channel by its top-level `type`, found without decoding the line:
+/// `telemetry` → the raw bytes of the `event` value go to the ``EgressSink``, byte-exact; every other type →
+/// local consumers. Bad lines are counted and reported, and the stream goes on (DESIGN.md "Bad input").
+public final class EventDispatcher: Sendable {
+    /// A non-telemetry line for local consumers (stdout JSONL, the SSE stream, a callback).
+    public struct LocalEvent: Sendable {
+        /// The top-level `type` (escapes as written), or `nil` when the object has none.
+        public var type: String?
+        /// The whole line, as received.
+        public var line: ByteBuffer
+    }
+
+    private let sink: any EgressSink
+    private let localConsumer: @Sendable (LocalEvent) async -> Void
+    private let logger: Logger
+    private let counters = Mutex(Counters())
+
+    /// Creates a dispatcher.
+    ///
+    /// - Parameters:
+    ///   - sink: Where telemetry envelopes go.
+    ///   - logger: Diagnostics (seq, line, reason; never payloads).
+    ///   - localConsumer: Receives every non-telemetry object line, in order.
+    public init(
+        sink: any EgressSink,
+        logger: Logger,
+        localConsumer: @escaping @Sendable (LocalEvent) async -> Void = { _ in }
+    ) {
+        self.sink = sink
+        self.logger = logger
+        self.localConsumer = localConsumer
+    }
+
+    /// The counters so far.
+    public var stats: Counters { self.counters.withLock { $0 } }
+
+    /// Reads a channel to its end, dispatching as lines arrive.
+    public func run(reader: JSONLReader) async throws -> TrickleSubscriber.EndOfStream {
+        try await reader.run { item in
+            switch item {
+            case .line(let line):
+                await self.dispatch([line])
+            case .diagnostic(let diagnostic):
+                self.count(diagnostic)
+            case .gap(let from, let to):
+                self.counters.withLock { $0.segmentsLost += to - from }
+                self.logger.warning("segments lost before they were read", metadata: ["trickle.from": "\(from)", "trickle.to": "\(to)"])
+            }
+        }
+    }
+
+    /// Dispatches a byte stream of JSONL (a file, stdin, a captured segment) to its end.
+    ///
+    /// - Parameters:
+    ///   - source: A name for diagnostics (a file name).
+    ///   - maximumLineBytes: Lines longer than this are skipped and counted. Default 5 MiB.
+    public func run(
+        bytes: some AsyncSequence<ByteBuffer, any Error>,
+        source: String,
+        maximumLineBytes: Int = 5 * 1024 * 1024
+    ) async throws {
+        var parser = JSONLSegmentParser(
+            source: source,
+            seq: -1,
+            maximumSegmentBytes: .max,
+            maximumLineBytes: maximumLineBytes,
+            validatesObjects: false  // the dispatcher's own scan validates, in the same pass that routes
+        )
+        var items: [JSONLSegmentParser.Item] = []
+        for try await chunk in bytes {
+            parser.feed(chunk, into: &items)
+            await self.dispatch(items)
+            items.removeAll(keepingCapacity: true)
+        }
+        parser.finishSegment(into: &items)
+        await self.dispatch(items)
+    }
+
+    private func dispatch(_ items: [JSONLSegmentParser.Item]) async {
+        var lines: [JSONLLine] = []
+        lines.reserveCapacity(items.count)
+        for item in items {
+            switch item {
+            case .line(let line): lines.append(line)
+            case .diagnostic(let diagnostic): self.count(diagnostic)
+            }
+        }
+        await self.dispatch(lines)
+    }
+
+    /// Routes lines; telemetry of one call goes to the sink as one batch.
+    public func dispatch(_ lines: [JSONLLine]) async {
+        var batch: [TelemetryRecord] = []
+        var local: [LocalEvent] = []
+        var delta = Counters()
+        for line in lines {
+            delta.lines += 1
+            switch Self.route(line.bytes) {
+            case .telemetry(let envelope):
+                delta.telemetry += 1
+                delta.byType["telemetry", default: 0] += 1
+                if let dataType = EnvelopeFields(envelope).type { delta.byDataType[dataType, default: 0] += 1 }
+                batch.append(TelemetryRecord(envelope: envelope, seq: line.seq, lineNumber: line.lineNumber))
+            case .local(let type):
+                delta.byType[type ?? "(none)", default: 0] += 1
+                local.append(LocalEvent(type: type, line: line.bytes))
+            case .malformed(let reason):
+                delta.malformed += 1
+                self.logger.info("malformed line skipped", metadata: ["trickle.seq": "\(line.seq)", "line": "\(line.lineNumber)", "reason": "\(reason)"])
+            case .nonObject:
+                delta.nonObject += 1
+                self.logger.info("non-object line skipped", metadata: ["trickle.seq": "\(line.seq)", "line": "\(line.lineNumber)"])
+            case .telemetryWithoutObjectEvent:
+                delta.telemetryWithoutObjectEvent += 1
+                self.logger.info("telemetry line without an object event skipped", metadata: ["trickle.seq": "\(line.seq)", "line": "\(line.lineNumber)"])
+            }
+        }
+        if !batch.isEmpty {
+            do {
+                try await self.sink.export(batch)
+            } catch {
+                delta.sinkFailures += 1
+                self.logger.warning("egress sink failed a batch", metadata: ["sink.records": "\(batch.count)", "error": "\(error)"])
+            }
+        }
+        self.counters.withLock { $0.add(delta) }
+        for event in local { await self.localConsumer(event) }
+    }
+
+    private func count(_ diagnostic: JSONLDiagnostic) {
+        self.counters.withLock { counters in
+            counters.lines += diagnostic.lineNumber == nil ? 0 : 1
+            switch diagnostic.reason {
+            case .lineTooLarge, .segmentTooLarge: counters.oversize += 1
+            case .notAnObject: counters.nonObject += 1
+            default: counters.malformed += 1
+            }
+        }
+        self.logger.info(
+            "input skipped",
+            metadata: [
+                "reason": "\(diagnostic.reason)", "trickle.seq": "\(diagnostic.seq)", "line": "\(diagnostic.lineNumber.map(String.init) ?? "-")",
+            ]
+        )
+    }
+
+    // MARK: Routing
+
+    enum Route {
+        case telemetry(ByteBuffer)
+        case local(type: String?)
+        case malformed(String)
+        case nonObject
+        case telemetryWithoutObjectEvent
+    }
+
+    /// Finds the top-level `type` (and, for telemetry, the `event` value's bytes) in one validating pass.
+    static func route(_ line: ByteBuffer) -> Route {
+        var type: Range<Int>?
+        var event: JSONScanner.Member?
+        let result: Result<JSONScanner.ValueKind, JSONSyntaxError> = line.withUnsafeReadableBytes { bytes in
+            do throws(JSONSyntaxError) {
+                return .success(
+                    try JSONScanner.scan(bytes) { key, member in
+                        if key.count == 4, key.elementsEqual("type".utf8), member.kind == .string { type = member.range }
+                        if key.count == 5, key.elementsEqual("event".utf8) { event = member }
+                    }
+                )
+            } catch {
+                return .failure(error)
+            }
+        }
+        switch result {
+        case .failure(let error): return .malformed(error.description)
+        case .success(let kind) where kind != .object: return .nonObject
+        case .success: break
+        }
+        guard let type else { return .local(type: nil) }
+        let isTelemetry = line.withUnsafeReadableBytes { bytes in
+            UnsafeRawBufferPointer(rebasing: bytes[type]).elementsEqual("\"telemetry\"".utf8)
+        }
+        guard isTelemetry else {
+            let name = line.getString(at: line.readerIndex + type.lowerBound + 1, length: type.count - 2) ?? ""
+            return .local(type: name)
+        }
+        guard let event, event.kind == .object else { return .telemetryWithoutObjectEvent }
+        return .telemetry(line.getSlice(at: line.readerIndex + event.range.lowerBound, length: event.range.count)!)
+    }
+}
+
+extension EventDispatcher.Counters {
+    mutating func add(_ other: Self) {
+        self.lines += other.lines
+        self.telemetry += other.telemetry
+        for (type, count) in other.byType { self.byType[type, default: 0] += count }
+        for (type, count) in other.byDataType { self.byDataType[type, default: 0] += count }
+        self.malformed += other.malformed
+        self.nonObject += other.nonObject
+        self.telemetryWithoutObjectEvent += other.telemetryWithoutObjectEvent
+        self.oversize += other.oversize
+        self.sinkFailures += other.sinkFailures
+        self.segmentsLost += other.segmentsLost
+    }
+}

@@ -1,0 +1,108 @@
+import ClientEgress
+import Logging
+import NIOCore
+import Synchronization
+import Testing
+import TrickleProtocol
+import TrickleTestSupport
+
+/// Keeps every envelope it is given.
+final class RecordingSink: EgressSink {
+    private let records = Mutex<[String]>([])
+    var envelopes: [String] { self.records.withLock { $0 } }
+
+    func export(_ records: some Collection<TelemetryRecord> & Sendable) async throws {
+        let texts = records.map { String(buffer: $0.envelope) }
+        self.records.withLock { $0.append(contentsOf: texts) }
+    }
+
+    func forceFlush() async throws {}
+    func shutdown() async {}
+}
+
+/// A byte stream from an array of chunks.
+struct Chunks: AsyncSequence, Sendable {
+    typealias Element = ByteBuffer
+    let chunks: [ByteBuffer]
+
+    struct AsyncIterator: AsyncIteratorProtocol {
+        var remaining: ArraySlice<ByteBuffer>
+        mutating func next() async throws -> ByteBuffer? { self.remaining.popFirst() }
+    }
+
+    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(remaining: self.chunks[...]) }
+}
+
+@Suite("EventDispatcher")
+struct EventDispatcherTests {
+    @Test("routes telemetry to the sink byte-exact and everything else to local consumers, counting bad lines")
+    func routing() async throws {
+        let sink = RecordingSink()
+        let local = Recorder<String>()
+        let dispatcher = EventDispatcher(sink: sink, logger: quietLogger) { local.append(String(buffer: $0.line)) }
+        let input = """
+            {"type":"runner_ready","runner_job_id":null}
+            {"event" : {"z":1,"a":[1.0e3,"\\u00e9",{"n":[[]]}],"data":{"type":"x"}} ,"type":"telemetry"}
+            {"type":"telemetry","event":[1]}
+            {"type":"telemetry"}
+            [1,2]
+            {broken
+            {"no_type":true}
+
+            """
+        try await dispatcher.run(bytes: Chunks(chunks: [ByteBuffer(string: input)]), source: "test")
+        #expect(sink.envelopes == [#"{"z":1,"a":[1.0e3,"\u00e9",{"n":[[]]}],"data":{"type":"x"}}"#])
+        #expect(local.values == [#"{"type":"runner_ready","runner_job_id":null}"#, #"{"no_type":true}"#])
+        let stats = dispatcher.stats
+        #expect(stats.telemetry == 1)
+        #expect(stats.telemetryWithoutObjectEvent == 2)
+        #expect(stats.nonObject == 1)
+        #expect(stats.malformed == 1)
+        #expect(stats.byType["runner_ready"] == 1)
+        #expect(stats.byDataType["x"] == 1)
+    }
+
+    @Test("the log sink names type, id and session, never the payload")
+    func logLine() {
+        let envelope = #"{"id":"abc","type":"stream_trace","timestamp":"1","data":{"secret":"x","type":"pipeline_loaded","session_id":"s-1"}}"#
+        #expect(LogSink.line(for: ByteBuffer(string: envelope)) == "TELEMETRY type=pipeline_loaded id=abc session=s-1 relayed_via=trickle")
+    }
+
+    @Test("fuzz: 10,000 random and mutated lines cannot crash it, and every valid line after garbage is dispatched")
+    func fuzz() async throws {
+        let sink = RecordingSink()
+        let dispatcher = EventDispatcher(sink: sink, logger: quietLogger)
+        var generator = SystemRandomNumberGenerator()
+        let valid = Array(#"{"type":"telemetry","event":{"id":"i","type":"stream_trace","timestamp":"1","data":{"type":"t","v":[1,{"k":"é"}]}}}"#.utf8)
+        var chunks: [ByteBuffer] = []
+        for n in 0..<10_000 {
+            var garbage: [UInt8]
+            if n % 2 == 0 {
+                garbage = (0..<Int.random(in: 0...300, using: &generator)).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            } else {
+                garbage = valid
+                for _ in 0..<Int.random(in: 1...4, using: &generator) {
+                    let index = Int.random(in: 0..<garbage.count, using: &generator)
+                    switch Int.random(in: 0..<3, using: &generator) {
+                    case 0: garbage[index] = UInt8.random(in: 0...255, using: &generator)
+                    case 1: garbage.remove(at: index)
+                    default: garbage.insert(UInt8.random(in: 0...255, using: &generator), at: index)
+                    }
+                }
+            }
+            var chunk = ByteBuffer(bytes: garbage)
+            chunk.writeString("\n" + #"{"type":"telemetry","event":{"type":"marker","n":\#(n)}}"# + "\n")
+            // Split at a random point: lines also arrive across chunk boundaries.
+            let cut = Int.random(in: 0...chunk.readableBytes, using: &generator)
+            chunks.append(chunk.getSlice(at: 0, length: cut)!)
+            chunks.append(chunk.getSlice(at: cut, length: chunk.readableBytes - cut)!)
+        }
+        try await dispatcher.run(bytes: Chunks(chunks: chunks), source: "fuzz", maximumLineBytes: 64 * 1024)
+        let markers = sink.envelopes.filter { $0.hasPrefix(#"{"type":"marker""#) }
+        #expect(markers.count == 10_000)
+        #expect(markers == (0..<10_000).map { #"{"type":"marker","n":\#($0)}"# })
+        let stats = dispatcher.stats
+        #expect(stats.telemetry >= 10_000)
+        #expect(stats.malformed + stats.nonObject + stats.telemetryWithoutObjectEvent > 0)
+    }
+}
