@@ -9,9 +9,12 @@ struct TrickleRelayCommand: AsyncParsableCommand {
             TrickleRelay carries telemetry from a cloud GPU runner to the user's machine over the session's \
             trickle events channel (JSON Lines over Livepeer's segmented HTTP pub/sub protocol).
 
+            See it work (server, runner agent and client in one process):
+              trickle-relay demo --duration 10
+
             Start a local trickle server:
               trickle-relay serve
             """,
-        subcommands: [ServeCommand.self, RunnerCommand.self, ClientCommand.self, PublishCommand.self, SubscribeCommand.self]
+        subcommands: [DemoCommand.self, ServeCommand.self, RunnerCommand.self, ClientCommand.self, PublishCommand.self, SubscribeCommand.self]
     )
 }

@@ -88,3 +88,21 @@ struct RunnerProcessTests {
         #expect(!message.contains("secret"))
     }
 }
+
+@Suite("trickle-relay demo", .timeLimit(.minutes(1)))
+struct DemoProcessTests {
+    @Test("the demo runs server, runner and client in one process and ends with relayed = delivered")
+    func demo() async throws {
+        let process = Process()
+        process.executableURL = try trickleRelayExecutable()
+        process.arguments = ["demo", "--duration", "2", "--rate", "100"]
+        let errors = Pipe()
+        process.standardError = errors
+        process.standardOutput = FileHandle.nullDevice
+        let exited = try launch(process)
+        let output = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(await exited.wait() == 0)
+        #expect(output.contains("relayed = delivered"), "\(output)")
+        #expect(output.contains("latency p50"))
+    }
+}

@@ -34,6 +34,18 @@ public struct EnvelopeFields: Sendable, Hashable {
         self.sessionID = session
     }
 
+    /// The envelope's `timestamp` (Unix ms, a decimal string) as a number, if present and numeric.
+    public static func timestamp(of envelope: ByteBuffer) -> Int64? {
+        var value: Int64?
+        envelope.withUnsafeReadableBytes { bytes in
+            _ = try? JSONScanner.scan(bytes) { key, member in
+                guard key.elementsEqual("timestamp".utf8), member.kind == .string else { return }
+                value = Int64(Self.stringContent(bytes, member.range))
+            }
+        }
+        return value
+    }
+
     private static func stringContent(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> String {
         String(decoding: UnsafeRawBufferPointer(rebasing: bytes[(range.lowerBound + 1)..<(range.upperBound - 1)]), as: UTF8.self)
     }
