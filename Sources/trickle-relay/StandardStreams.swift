@@ -2,25 +2,28 @@ import Foundation
 import NIOCore
 import NIOPosix
 
-/// Reads standard input as `ByteBuffer` chunks without blocking the concurrency pool: each `read(2)` runs on
-/// NIO's blocking thread pool, so pipes, files and terminals all work.
+/// Reads a file descriptor (standard input by default) as `ByteBuffer` chunks without blocking the
+/// concurrency pool: each `read(2)` runs on NIO's blocking thread pool, so pipes, files and terminals all work.
 struct StandardInputChunks: AsyncSequence {
     typealias Element = ByteBuffer
 
+    var descriptor: Int32 = 0
     var chunkSize = 64 * 1024
 
     struct AsyncIterator: AsyncIteratorProtocol {
+        let descriptor: Int32
         let chunkSize: Int
         var ended = false
 
         mutating func next() async throws -> ByteBuffer? {
             guard !self.ended else { return nil }
             let size = self.chunkSize
+            let descriptor = self.descriptor
             let chunk: ByteBuffer? = try await NIOThreadPool.singleton.runIfActive {
                 var buffer = ByteBufferAllocator().buffer(capacity: size)
                 let count = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { pointer in
                     while true {
-                        let result = read(0, pointer.baseAddress, pointer.count)
+                        let result = read(descriptor, pointer.baseAddress, pointer.count)
                         if result >= 0 { return result }
                         if errno != EINTR { return 0 }
                     }
@@ -33,7 +36,7 @@ struct StandardInputChunks: AsyncSequence {
     }
 
     func makeAsyncIterator() -> AsyncIterator {
-        AsyncIterator(chunkSize: self.chunkSize)
+        AsyncIterator(descriptor: self.descriptor, chunkSize: self.chunkSize)
     }
 }
 

@@ -15,6 +15,6 @@ struct TrickleRelayCommand: AsyncParsableCommand {
             Start a local trickle server:
               trickle-relay serve
             """,
-        subcommands: [DemoCommand.self, ServeCommand.self, RunnerCommand.self, ClientCommand.self, PublishCommand.self, SubscribeCommand.self]
+        subcommands: [DemoCommand.self, ServeCommand.self, RunnerCommand.self, ClientCommand.self, ReplayCommand.self, PublishCommand.self, SubscribeCommand.self]
     )
 }

@@ -106,3 +106,70 @@ struct DemoProcessTests {
         #expect(output.contains("latency p50"))
     }
 }
+
+/// The repository's fixtures folder.
+func fixturesDirectory() -> URL {
+    URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("fixtures")
+}
+
+@Suite("trickle-relay replay", .timeLimit(.minutes(1)))
+struct ReplayProcessTests {
+    private func replay(_ arguments: [String]) async throws -> (status: Int32, output: String, errors: String) {
+        let process = Process()
+        process.executableURL = try trickleRelayExecutable()
+        process.arguments = ["replay"] + arguments
+        process.currentDirectoryURL = fixturesDirectory()
+        let output = Pipe()
+        let errors = Pipe()
+        process.standardOutput = output
+        process.standardError = errors
+        let exited = try launch(process)
+        let out = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let err = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        return (await exited.wait() ?? -1, out, err)
+    }
+
+    private func summary(_ json: String) throws -> [String: Any] {
+        try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
+    }
+
+    @Test("every fixture replays with the expected summary")
+    func fixtures() async throws {
+        let recorded = try await self.replay(["--summary", "json", "--sink", "null", "recorded-session.jsonl"])
+        #expect(recorded.status == 0)
+        let clean = try self.summary(recorded.output)
+        #expect(clean["lines"] as? Int == 18)
+        #expect(clean["telemetry"] as? Int == 11)
+        #expect((clean["byDataType"] as? [String: Int])?["stream_heartbeat"] == 2)
+        #expect((clean["problems"] as? [Any])?.isEmpty == true)
+        #expect((clean["duplicateIDs"] as? [Any])?.isEmpty == true)
+
+        let split = try await self.replay(["--summary", "json", "--sink", "null", "split-session/segment-0.jsonl", "split-session/segment-1.jsonl"])
+        let splitSummary = try self.summary(split.output)
+        #expect(splitSummary["telemetry"] as? Int == 11)
+        #expect(splitSummary["lines"] as? Int == 18)
+
+        let bad = try await self.replay(["--summary", "json", "--sink", "null", "malformed-session.jsonl"])
+        #expect(bad.status == 0)
+        let badSummary = try self.summary(bad.output)
+        let problems = try #require(badSummary["problems"] as? [[String: Any]])
+        #expect(problems.map { "\($0["file"]!):\($0["line"]!) \($0["reason"]!)" } == [
+            "malformed-session.jsonl:3 malformed_json",
+            "malformed-session.jsonl:4 malformed_json",
+            "malformed-session.jsonl:5 not_an_object",
+            "malformed-session.jsonl:6 telemetry_without_object_event",
+            "malformed-session.jsonl:9 malformed_json",
+        ])
+        #expect(badSummary["duplicateIDs"] as? [String] == ["5d0b8f0e-1111-4c1e-9d0a-000000000002"])
+        #expect(badSummary["telemetry"] as? Int == 3)
+    }
+
+    @Test("--strict stops at the first malformed line, names it, and exits 3; a missing file exits 4")
+    func strict() async throws {
+        let result = try await self.replay(["--strict", "--sink", "null", "malformed-session.jsonl"])
+        #expect(result.status == 3)
+        #expect(result.errors.contains("malformed-session.jsonl:3: malformed_json"))
+        #expect(try await self.replay(["--sink", "null", "no-such-file.jsonl"]).status == 4)
+    }
+}

@@ -7,6 +7,18 @@ public import TrickleProtocol
 /// `telemetry` → the raw bytes of the `event` value go to the ``EgressSink``, byte-exact; every other type →
 /// local consumers. Bad lines are counted and reported, and the stream goes on (DESIGN.md "Bad input").
 public final class EventDispatcher: Sendable {
+    /// A line that was skipped, for callers that report them (never its payload).
+    public struct Problem: Sendable, Hashable {
+        /// The segment (`-1` for a file).
+        public var seq: Int
+        /// The line number, when the problem is about a line.
+        public var lineNumber: Int?
+        /// `malformed_json`, `not_an_object`, `telemetry_without_object_event`, `line_too_large`, …
+        public var reason: String
+        /// Details, e.g. the JSON syntax error.
+        public var detail: String
+    }
+
     /// A non-telemetry line for local consumers (stdout JSONL, the SSE stream, a callback).
     public struct LocalEvent: Sendable {
         /// The top-level `type` (escapes as written), or `nil` when the object has none.
@@ -17,6 +29,8 @@ public final class EventDispatcher: Sendable {
 
     private let sink: any EgressSink
     private let localConsumer: @Sendable (LocalEvent) async -> Void
+    private let onProblem: @Sendable (Problem) -> Void
+    private let types: Set<String>?
     private let logger: Logger
     private let counters = Mutex(Counters())
 
@@ -25,14 +39,20 @@ public final class EventDispatcher: Sendable {
     /// - Parameters:
     ///   - sink: Where telemetry envelopes go.
     ///   - logger: Diagnostics (seq, line, reason; never payloads).
+    ///   - types: When given, only lines whose top-level `type` is in the set are dispatched (others are counted).
+    ///   - onProblem: Called for every skipped line or segment.
     ///   - localConsumer: Receives every non-telemetry object line, in order.
     public init(
         sink: any EgressSink,
         logger: Logger,
+        types: Set<String>? = nil,
+        onProblem: @escaping @Sendable (Problem) -> Void = { _ in },
         localConsumer: @escaping @Sendable (LocalEvent) async -> Void = { _ in }
     ) {
         self.sink = sink
         self.logger = logger
+        self.types = types
+        self.onProblem = onProblem
         self.localConsumer = localConsumer
     }
 
@@ -100,7 +120,17 @@ public final class EventDispatcher: Sendable {
         var delta = Counters()
         for line in lines {
             delta.lines += 1
-            switch Self.route(line.bytes) {
+            let route = Self.route(line.bytes)
+            if let types = self.types {
+                switch route {
+                case .telemetry where !types.contains("telemetry"), .local(type: nil):
+                    continue
+                case .local(let type?) where !types.contains(type):
+                    continue
+                default: break
+                }
+            }
+            switch route {
             case .telemetry(let envelope):
                 delta.telemetry += 1
                 delta.byType["telemetry", default: 0] += 1
@@ -111,12 +141,17 @@ public final class EventDispatcher: Sendable {
                 local.append(LocalEvent(type: type, line: line.bytes))
             case .malformed(let reason):
                 delta.malformed += 1
+                self.onProblem(Problem(seq: line.seq, lineNumber: line.lineNumber, reason: "malformed_json", detail: reason))
                 self.logger.info("malformed line skipped", metadata: ["trickle.seq": "\(line.seq)", "line": "\(line.lineNumber)", "reason": "\(reason)"])
             case .nonObject:
                 delta.nonObject += 1
+                self.onProblem(Problem(seq: line.seq, lineNumber: line.lineNumber, reason: "not_an_object", detail: ""))
                 self.logger.info("non-object line skipped", metadata: ["trickle.seq": "\(line.seq)", "line": "\(line.lineNumber)"])
             case .telemetryWithoutObjectEvent:
                 delta.telemetryWithoutObjectEvent += 1
+                self.onProblem(
+                    Problem(seq: line.seq, lineNumber: line.lineNumber, reason: "telemetry_without_object_event", detail: "")
+                )
                 self.logger.info("telemetry line without an object event skipped", metadata: ["trickle.seq": "\(line.seq)", "line": "\(line.lineNumber)"])
             }
         }
@@ -133,6 +168,9 @@ public final class EventDispatcher: Sendable {
     }
 
     private func count(_ diagnostic: JSONLDiagnostic) {
+        self.onProblem(
+            Problem(seq: diagnostic.seq, lineNumber: diagnostic.lineNumber, reason: "\(diagnostic.reason)", detail: diagnostic.detail)
+        )
         self.counters.withLock { counters in
             counters.lines += diagnostic.lineNumber == nil ? 0 : 1
             switch diagnostic.reason {

@@ -1,0 +1,83 @@
+import NIOCore
+import Synchronization
+
+/// What a replay saw: events per type and per `data.type`, problems with file:line, duplicate envelope ids,
+/// and the time span the envelopes cover.
+public struct ReplaySummary: Sendable, Codable, Hashable {
+    /// One skipped line or segment, located.
+    public struct Problem: Sendable, Codable, Hashable {
+        public var file: String
+        public var line: Int?
+        public var reason: String
+        public var detail: String
+
+        public init(file: String, line: Int?, reason: String, detail: String) {
+            self.file = file
+            self.line = line
+            self.reason = reason
+            self.detail = detail
+        }
+    }
+
+    public var files: [String] = []
+    public var lines = 0
+    public var telemetry = 0
+    public var byType: [String: Int] = [:]
+    public var byDataType: [String: Int] = [:]
+    public var malformed = 0
+    public var nonObject = 0
+    public var telemetryWithoutObjectEvent = 0
+    public var oversize = 0
+    public var problems: [Problem] = []
+    public var duplicateIDs: [String] = []
+    /// Unix ms of the earliest and latest envelope timestamps.
+    public var firstTimestamp: Int64?
+    public var lastTimestamp: Int64?
+
+    public init() {}
+
+    /// The covered time span in milliseconds (0 without timestamps).
+    public var spanMilliseconds: Int64 {
+        guard let first = self.firstTimestamp, let last = self.lastTimestamp else { return 0 }
+        return last - first
+    }
+}
+
+/// Wraps a sink: forwards every envelope and notes ids (to find duplicates) and timestamps (the time span).
+public final class ReplayObservingSink: EgressSink {
+    private struct State {
+        var seen: Set<String> = []
+        var duplicates: [String] = []
+        var first: Int64?
+        var last: Int64?
+    }
+
+    private let inner: any EgressSink
+    private let state = Mutex(State())
+
+    public init(forwardingTo inner: any EgressSink) {
+        self.inner = inner
+    }
+
+    /// Duplicate ids (each listed once per repeat) and the timestamp range.
+    public var observations: (duplicates: [String], first: Int64?, last: Int64?) {
+        self.state.withLock { ($0.duplicates, $0.first, $0.last) }
+    }
+
+    public func export(_ records: some Collection<TelemetryRecord> & Sendable) async throws {
+        let fields = records.map { (EnvelopeFields($0.envelope).id, EnvelopeFields.timestamp(of: $0.envelope)) }
+        self.state.withLock { state in
+            for (id, timestamp) in fields {
+                if let id, !state.seen.insert(id).inserted { state.duplicates.append(id) }
+                if let timestamp {
+                    state.first = min(state.first ?? timestamp, timestamp)
+                    state.last = max(state.last ?? timestamp, timestamp)
+                }
+            }
+        }
+        try await self.inner.export(records)
+    }
+
+    public func forceFlush() async throws { try await self.inner.forceFlush() }
+    public func shutdown() async { await self.inner.shutdown() }
+}
