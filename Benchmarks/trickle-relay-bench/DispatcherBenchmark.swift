@@ -1,4 +1,5 @@
 import ClientEgress
+import Foundation
 import NIOCore
 
 /// In-memory chunks as a byte stream.
@@ -12,7 +13,7 @@ struct MemoryChunks: AsyncSequence, Sendable {
         let chunkSize: Int
         mutating func next() async throws -> ByteBuffer? {
             guard self.remaining.readableBytes > 0 else { return nil }
-            return self.remaining.readSlice(length: min(self.chunkSize, self.remaining.readableBytes))
+            return self.remaining.readSlice(length: Swift.min(self.chunkSize, self.remaining.readableBytes))
         }
     }
 

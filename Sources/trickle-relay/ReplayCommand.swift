@@ -76,6 +76,7 @@ struct ReplayCommand: AsyncParsableCommand {
             sink: sink,
             logger: logger,
             types: self.types.map { Set($0.split(separator: ",").map { String($0.trimmingCharacters(in: .whitespaces)) }) },
+            countsDataTypes: true,
             onProblem: { problem in
                 let file = currentFile.withLock { $0 }
                 let located = ReplaySummary.Problem(file: file, line: problem.lineNumber, reason: problem.reason, detail: problem.detail)

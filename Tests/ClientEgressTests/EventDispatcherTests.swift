@@ -39,7 +39,12 @@ struct EventDispatcherTests {
     func routing() async throws {
         let sink = RecordingSink()
         let local = Recorder<String>()
-        let dispatcher = EventDispatcher(sink: sink, logger: quietLogger, localConsumer: { local.append(String(buffer: $0.line)) })
+        let dispatcher = EventDispatcher(
+            sink: sink,
+            logger: quietLogger,
+            countsDataTypes: true,
+            localConsumer: { local.append(String(buffer: $0.line)) }
+        )
         let input = """
             {"type":"runner_ready","runner_job_id":null}
             {"event" : {"z":1,"a":[1.0e3,"\\u00e9",{"n":[[]]}],"data":{"type":"x"}} ,"type":"telemetry"}

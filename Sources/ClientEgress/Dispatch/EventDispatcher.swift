@@ -31,6 +31,7 @@ public final class EventDispatcher: Sendable {
     private let localConsumer: @Sendable (LocalEvent) async -> Void
     private let onProblem: @Sendable (Problem) -> Void
     private let types: Set<String>?
+    private let countsDataTypes: Bool
     private let logger: Logger
     private let counters = Mutex(Counters())
 
@@ -40,18 +41,22 @@ public final class EventDispatcher: Sendable {
     ///   - sink: Where telemetry envelopes go.
     ///   - logger: Diagnostics (seq, line, reason; never payloads).
     ///   - types: When given, only lines whose top-level `type` is in the set are dispatched (others are counted).
+    ///   - countsDataTypes: Whether telemetry is also counted per `data.type` (a second, nested scan per
+    ///     envelope: replay summaries want it, the daemon's hot path does not). Default `false`.
     ///   - onProblem: Called for every skipped line or segment.
     ///   - localConsumer: Receives every non-telemetry object line, in order.
     public init(
         sink: any EgressSink,
         logger: Logger,
         types: Set<String>? = nil,
+        countsDataTypes: Bool = false,
         onProblem: @escaping @Sendable (Problem) -> Void = { _ in },
         localConsumer: @escaping @Sendable (LocalEvent) async -> Void = { _ in }
     ) {
         self.sink = sink
         self.logger = logger
         self.types = types
+        self.countsDataTypes = countsDataTypes
         self.onProblem = onProblem
         self.localConsumer = localConsumer
     }
@@ -134,7 +139,7 @@ public final class EventDispatcher: Sendable {
             case .telemetry(let envelope):
                 delta.telemetry += 1
                 delta.byType["telemetry", default: 0] += 1
-                if let dataType = EnvelopeFields(envelope).type { delta.byDataType[dataType, default: 0] += 1 }
+                if self.countsDataTypes, let dataType = EnvelopeFields(envelope).type { delta.byDataType[dataType, default: 0] += 1 }
                 batch.append(TelemetryRecord(envelope: envelope, seq: line.seq, lineNumber: line.lineNumber))
             case .local(let type):
                 delta.byType[type ?? "(none)", default: 0] += 1
