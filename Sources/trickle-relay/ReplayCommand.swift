@@ -1,6 +1,8 @@
 import ArgumentParser
 import ClientEgress
+import AsyncHTTPClient
 import Foundation
+import NIOCore
 import Logging
 import Synchronization
 import TrickleProtocol
@@ -15,6 +17,11 @@ struct ReplayCommand: AsyncParsableCommand {
             across files. Telemetry goes to the sink (default: the log sink on standard error); the summary \
             lists events per type and per data.type, every skipped line with file:line and reason, oversize \
             lines, duplicate envelope ids, and the time span the envelopes cover.
+
+            --speed realtime (or a factor such as 10) paces telemetry by the envelopes' own timestamps; the \
+            default, max, replays as fast as possible. --to URL republishes the recording's lines, unchanged, onto \
+            a live trickle channel instead (to reproduce a session against a client under debug). A progress \
+            line is shown on standard error when it is a terminal and the input is larger than 4 MB.
 
             Exit status: 0 replayed (skipped lines are reported, not fatal); 3 --strict and a bad line was \
             found (the first is named); 4 a file could not be read; 64 bad usage.
@@ -40,6 +47,12 @@ struct ReplayCommand: AsyncParsableCommand {
     @Flag(help: "Stop at the first malformed line, name it, and exit 3.")
     var strict = false
 
+    @Option(help: "Pace: max, realtime, or a speed-up factor (by the envelopes' timestamps).")
+    var speed = "max"
+
+    @Option(help: "Republish the recording onto this live channel (http(s)://HOST[:PORT]/CHANNEL) instead of a sink.")
+    var to: String?
+
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
@@ -50,12 +63,22 @@ struct ReplayCommand: AsyncParsableCommand {
         guard self.sink == "log" || self.sink == "null" || (self.sink.hasPrefix("file:") && self.sink.count > 5) else {
             throw ValidationError("--sink must be log, null or file:PATH, got \(self.sink)")
         }
+        guard ReplayPacer.Speed(self.speed) != nil else {
+            throw ValidationError("--speed must be max, realtime or a positive factor, got \(self.speed)")
+        }
+        if let to { try validateChannelURL(to) }
     }
 
     func run() async throws {
         var options = self.logging
         options.logLevel = options.logLevel ?? "warning"
         let logger = options.makeLogger(label: "trickle-relay.replay")
+        let speed = ReplayPacer.Speed(self.speed) ?? .max
+        let progress = ReplayProgress(files: self.files)
+        if let to {
+            try await self.republish(to: try TrickleChannelURL(to), speed: speed, progress: progress, logger: logger)
+            return
+        }
         let inner: any EgressSink
         switch self.sink {
         case "null": inner = NullSink()
@@ -68,7 +91,7 @@ struct ReplayCommand: AsyncParsableCommand {
                 throw ExitCode(4)
             }
         }
-        let sink = ReplayObservingSink(forwardingTo: inner)
+        let sink = ReplayObservingSink(forwardingTo: speed == .max ? inner : PacedSink(forwardingTo: inner, speed: speed))
         let problems = Mutex<[ReplaySummary.Problem]>([])
         let currentFile = Mutex("")
         let strict = self.strict
@@ -91,12 +114,13 @@ struct ReplayCommand: AsyncParsableCommand {
                 throw ExitCode(4)
             }
             defer { close(descriptor) }
-            try await dispatcher.run(bytes: StandardInputChunks(descriptor: descriptor), source: file)
+            try await dispatcher.run(bytes: progress.counting(StandardInputChunks(descriptor: descriptor)), source: file)
             if strict, let first = problems.withLock({ $0.first }) {
                 StandardError.write("\(first.file):\(first.line.map(String.init) ?? "-"): \(first.reason) \(first.detail)")
                 throw ExitCode(3)
             }
         }
+        progress.finish()
         await sink.shutdown()
         var summary = ReplaySummary()
         let counters = dispatcher.stats
@@ -123,6 +147,65 @@ struct ReplayCommand: AsyncParsableCommand {
         }
     }
 
+    /// `--to`: the recording's lines go, unchanged, onto a live channel.
+    func republish(to url: TrickleChannelURL, speed: ReplayPacer.Speed, progress: ReplayProgress, logger: Logger) async throws {
+        var written = 0
+        var refused = 0
+        try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration()) { client in
+            let writer = JSONLWriter(url: url, httpClient: client, configuration: .init(segmentWindow: .seconds(1)), logger: logger)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await writer.run() }
+                var pacer = ReplayPacer(speed: speed)
+                for file in self.files {
+                    let descriptor = open(file, O_RDONLY | O_CLOEXEC)
+                    guard descriptor >= 0 else {
+                        StandardError.write("trickle-relay replay: cannot read \(file): \(String(cString: strerror(errno)))")
+                        throw ExitCode(4)
+                    }
+                    defer { close(descriptor) }
+                    var framer = JSONLFramer(maximumLineBytes: 5 * 1024 * 1024)
+                    var frames: [JSONLFramer.Frame] = []
+                    for try await chunk in progress.counting(StandardInputChunks(descriptor: descriptor)) {
+                        framer.feed(chunk, into: &frames)
+                        for frame in frames {
+                            guard case .line(let line, let number, _) = frame else {
+                                refused += 1
+                                continue
+                            }
+                            try await pacer.wait(forTimestamp: Self.telemetryTimestamp(line))
+                            do {
+                                try await writer.write(line: line)
+                                written += 1
+                            } catch {
+                                refused += 1
+                                StandardError.write("\(file):\(number): not republished: \(error)")
+                            }
+                        }
+                        frames.removeAll(keepingCapacity: true)
+                    }
+                    framer.finish(into: &frames)  // a truncated last line is not republished
+                    refused += frames.count
+                }
+                try await writer.close()
+                try await group.waitForAll()
+            }
+        }
+        progress.finish()
+        StandardError.write("republished \(written) lines to \(url); \(refused) not republished")
+    }
+
+    /// The envelope timestamp of a `{"type":"telemetry","event":{…}}` line, for pacing.
+    static func telemetryTimestamp(_ line: ByteBuffer) -> Int64? {
+        var event: Range<Int>?
+        line.withUnsafeReadableBytes { bytes in
+            _ = try? JSONScanner.scan(bytes) { key, member in
+                if key.elementsEqual("event".utf8), member.kind == .object { event = member.range }
+            }
+        }
+        guard let event, let slice = line.getSlice(at: line.readerIndex + event.lowerBound, length: event.count) else { return nil }
+        return EnvelopeFields.timestamp(of: slice)
+    }
+
     static func text(_ summary: ReplaySummary) -> String {
         var text = "replayed \(summary.files.count) file(s): \(summary.lines) lines, \(summary.telemetry) telemetry\n"
         text += "by type: " + summary.byType.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ") + "\n"
@@ -134,5 +217,44 @@ struct ReplayCommand: AsyncParsableCommand {
         text += "duplicate ids: \(summary.duplicateIDs.isEmpty ? "none" : summary.duplicateIDs.joined(separator: ", "))\n"
         text += "time span: \(Double(summary.spanMilliseconds) / 1000) s\n"
         return text
+    }
+}
+
+/// A progress line on standard error, when it is a terminal and the input is larger than 4 MB.
+final class ReplayProgress: Sendable {
+    private let total: Int
+    private let isShown: Bool
+    private let state = Mutex((done: 0, lastShown: ContinuousClock.now))
+
+    init(files: [String]) {
+        let total = files.reduce(0) { sum, file in
+            var status = stat()
+            return sum + (stat(file, &status) == 0 ? Int(status.st_size) : 0)
+        }
+        self.total = total
+        self.isShown = isatty(2) == 1 && total > 4_000_000
+    }
+
+    /// Counts the bytes of `chunks` as they are read.
+    func counting<Chunks: AsyncSequence<ByteBuffer, any Error>>(_ chunks: Chunks) -> AsyncThrowingMapSequence<Chunks, ByteBuffer> {
+        chunks.map { chunk in
+            self.add(chunk.readableBytes)
+            return chunk
+        }
+    }
+
+    private func add(_ bytes: Int) {
+        guard self.isShown else { return }
+        let line: String? = self.state.withLock { state in
+            state.done += bytes
+            guard ContinuousClock.now - state.lastShown > .milliseconds(200) else { return nil }
+            state.lastShown = .now
+            return String(format: "\rreplay: %3.0f%% (%.0f of %.0f MB)", 100 * Double(state.done) / Double(max(self.total, 1)), Double(state.done) / 1e6, Double(self.total) / 1e6)
+        }
+        if let line { StandardError.writeRaw(line) }
+    }
+
+    func finish() {
+        if self.isShown { StandardError.writeRaw("\r\u{1B}[K") }
     }
 }

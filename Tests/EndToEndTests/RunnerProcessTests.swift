@@ -165,6 +165,26 @@ struct ReplayProcessTests {
         #expect(badSummary["telemetry"] as? Int == 3)
     }
 
+    @Test("--to republishes a recording's valid lines onto a live channel; --speed paces by envelope timestamps")
+    func republishAndPace() async throws {
+        try await withTrickleServer { (server, base, client) async throws in
+            server.createChannel(named: "again")
+            let result = try await self.replay(["--to", "\(base)/again", "malformed-session.jsonl"])
+            #expect(result.status == 0)
+            #expect(result.errors.contains("republished 5 lines"))
+            let seen = Recorder<String>()
+            let reader = JSONLReader(url: try TrickleChannelURL("\(base)/again"), httpClient: client, configuration: .init(subscriber: .init(start: .seq(0))), logger: quietLogger)
+            _ = try await reader.run { item in if case .line(let line) = item { seen.append(String(buffer: line.bytes)) } }
+            #expect(seen.values.count == 5)
+            #expect(seen.values.first == #"{"type":"runner_ready","runner_job_id":"job-bad"}"#)
+        }
+        // The recorded session spans 16.5 s of envelope time: at 20× it takes about 0.8 s, at max speed far less.
+        let started = ContinuousClock.now
+        #expect(try await self.replay(["--speed", "20", "--sink", "null", "recorded-session.jsonl"]).status == 0)
+        #expect(ContinuousClock.now - started >= .milliseconds(700))
+        #expect(try await self.replay(["--speed", "fast", "recorded-session.jsonl"]).status == 64)
+    }
+
     @Test("--strict stops at the first malformed line, names it, and exits 3; a missing file exits 4")
     func strict() async throws {
         let result = try await self.replay(["--strict", "--sink", "null", "malformed-session.jsonl"])
