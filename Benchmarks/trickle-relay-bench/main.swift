@@ -187,4 +187,5 @@ if which == "reader" || which == "all" { benchmarkReader() }
 if which == "relay" || which == "all" { try await benchmarkRelay() }
 if which == "emit" || which == "all" { try await benchmarkEmit() }
 if which == "dispatcher" || which == "all" { try await benchmarkDispatcher() }
+if which == "replay" || which == "all" { try await benchmarkReplay() }
 if which == "flood" || which == "all" { try await benchmarkFlood(seconds: floodSeconds, factor: 10) }

@@ -47,6 +47,9 @@ struct ReplayCommand: AsyncParsableCommand {
     @Flag(help: "Stop at the first malformed line, name it, and exit 3.")
     var strict = false
 
+    @Option(help: "Lines longer than this many bytes are skipped and reported as oversize.")
+    var maxLineBytes = 5 * 1024 * 1024
+
     @Option(help: "Pace: max, realtime, or a speed-up factor (by the envelopes' timestamps).")
     var speed = "max"
 
@@ -63,6 +66,7 @@ struct ReplayCommand: AsyncParsableCommand {
         guard self.sink == "log" || self.sink == "null" || (self.sink.hasPrefix("file:") && self.sink.count > 5) else {
             throw ValidationError("--sink must be log, null or file:PATH, got \(self.sink)")
         }
+        guard self.maxLineBytes > 0 else { throw ValidationError("--max-line-bytes must be positive, got \(self.maxLineBytes)") }
         guard ReplayPacer.Speed(self.speed) != nil else {
             throw ValidationError("--speed must be max, realtime or a positive factor, got \(self.speed)")
         }
@@ -114,7 +118,11 @@ struct ReplayCommand: AsyncParsableCommand {
                 throw ExitCode(4)
             }
             defer { close(descriptor) }
-            try await dispatcher.run(bytes: progress.counting(StandardInputChunks(descriptor: descriptor)), source: file)
+            try await dispatcher.run(
+                bytes: progress.counting(StandardInputChunks(descriptor: descriptor)),
+                source: file,
+                maximumLineBytes: self.maxLineBytes
+            )
             if strict, let first = problems.withLock({ $0.first }) {
                 StandardError.write("\(first.file):\(first.line.map(String.init) ?? "-"): \(first.reason) \(first.detail)")
                 throw ExitCode(3)
@@ -163,7 +171,7 @@ struct ReplayCommand: AsyncParsableCommand {
                         throw ExitCode(4)
                     }
                     defer { close(descriptor) }
-                    var framer = JSONLFramer(maximumLineBytes: 5 * 1024 * 1024)
+                    var framer = JSONLFramer(maximumLineBytes: self.maxLineBytes)
                     var frames: [JSONLFramer.Frame] = []
                     for try await chunk in progress.counting(StandardInputChunks(descriptor: descriptor)) {
                         framer.feed(chunk, into: &frames)

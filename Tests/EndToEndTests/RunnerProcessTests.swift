@@ -150,19 +150,27 @@ struct ReplayProcessTests {
         #expect(splitSummary["telemetry"] as? Int == 11)
         #expect(splitSummary["lines"] as? Int == 18)
 
-        let bad = try await self.replay(["--summary", "json", "--sink", "null", "malformed-session.jsonl"])
+        let bad = try await self.replay(["--summary", "json", "--sink", "null", "--max-line-bytes", "65536", "malformed-session.jsonl"])
         #expect(bad.status == 0)
         let badSummary = try self.summary(bad.output)
         let problems = try #require(badSummary["problems"] as? [[String: Any]])
-        #expect(problems.map { "\($0["file"]!):\($0["line"]!) \($0["reason"]!)" } == [
+        #expect(problems.map { "\($0["file"]!):\($0["line"] ?? "-") \($0["reason"]!)" } == [
             "malformed-session.jsonl:3 malformed_json",
             "malformed-session.jsonl:4 malformed_json",
             "malformed-session.jsonl:5 not_an_object",
             "malformed-session.jsonl:6 telemetry_without_object_event",
-            "malformed-session.jsonl:9 malformed_json",
+            "malformed-session.jsonl:7 line_too_large",
+            "malformed-session.jsonl:10 malformed_json",  // the unterminated, truncated last line
         ])
+        #expect(badSummary["oversize"] as? Int == 1)
         #expect(badSummary["duplicateIDs"] as? [String] == ["5d0b8f0e-1111-4c1e-9d0a-000000000002"])
         #expect(badSummary["telemetry"] as? Int == 3)
+
+        let dropped = try self.summary(try await self.replay(["--summary", "json", "--sink", "null", "dropped-session.jsonl"]).output)
+        #expect((dropped["byDataType"] as? [String: Int])?["telemetry_dropped"] == 2)
+        #expect(dropped["telemetry"] as? Int == 11)
+        #expect(dropped["spanMilliseconds"] == nil)  // computed, not stored: check the timestamps instead
+        #expect((dropped["lastTimestamp"] as? Int64 ?? 0) - (dropped["firstTimestamp"] as? Int64 ?? 0) == 1000)
     }
 
     @Test("--to republishes a recording's valid lines onto a live channel; --speed paces by envelope timestamps")
@@ -171,11 +179,11 @@ struct ReplayProcessTests {
             server.createChannel(named: "again")
             let result = try await self.replay(["--to", "\(base)/again", "malformed-session.jsonl"])
             #expect(result.status == 0)
-            #expect(result.errors.contains("republished 5 lines"))
+            #expect(result.errors.contains("republished 6 lines"))
             let seen = Recorder<String>()
             let reader = JSONLReader(url: try TrickleChannelURL("\(base)/again"), httpClient: client, configuration: .init(subscriber: .init(start: .seq(0))), logger: quietLogger)
             _ = try await reader.run { item in if case .line(let line) = item { seen.append(String(buffer: line.bytes)) } }
-            #expect(seen.values.count == 5)
+            #expect(seen.values.count == 6)
             #expect(seen.values.first == #"{"type":"runner_ready","runner_job_id":"job-bad"}"#)
         }
         // The recorded session spans 16.5 s of envelope time: at 20× it takes about 0.8 s, at max speed far less.
