@@ -1,0 +1,70 @@
+public import TrickleProtocol
+
+extension MetricsReporter {
+    /// Configuration of the HTTP metrics reporter.
+    public struct Configuration: Sendable {
+        /// The metrics endpoint, e.g. `https://api.example/v1/metrics` (env `TRICKLE_RELAY_METRICS_URL`,
+        /// or Scope's `DAYDREAM_METRICS_URL`).
+        public var url: String
+        /// `app` of every batch. Default `trickle-relay`.
+        public var app: String
+        /// `host` of every batch. Default this machine's host name.
+        public var host: String
+        /// Events per request at most. Default 500.
+        public var maximumBatchEvents: Int
+        /// Request body bytes at most (batches are split before sending, not after a 413). Default 1 MiB.
+        public var maximumBatchBytes: Int
+        /// A batch is sent at least this often while events wait. Default 2 s.
+        public var flushInterval: Duration
+        /// Back-off on network errors and 5xx. Default 1 s → 60 s with jitter.
+        public var retryBackoff: Backoff
+        /// Wait after a 429 without a usable `Retry-After`. Default 60 s.
+        public var defaultRetryAfter: Duration
+        /// Events held in memory at most; what cannot be held is counted and reported. Default 50,000.
+        public var maximumBufferedEvents: Int
+
+        public init(
+            url: String,
+            app: String = "trickle-relay",
+            host: String = MetricsReporter.hostName(),
+            maximumBatchEvents: Int = 500,
+            maximumBatchBytes: Int = 1024 * 1024,
+            flushInterval: Duration = .seconds(2),
+            retryBackoff: Backoff = Backoff(initial: .seconds(1), maximum: .seconds(60)),
+            defaultRetryAfter: Duration = .seconds(60),
+            maximumBufferedEvents: Int = 50_000
+        ) {
+            self.url = url
+            self.app = app
+            self.host = host
+            self.maximumBatchEvents = maximumBatchEvents
+            self.maximumBatchBytes = maximumBatchBytes
+            self.flushInterval = flushInterval
+            self.retryBackoff = retryBackoff
+            self.defaultRetryAfter = defaultRetryAfter
+            self.maximumBufferedEvents = maximumBufferedEvents
+        }
+    }
+
+    /// Counters of a reporter, as a value.
+    public struct Stats: Sendable, Hashable {
+        /// Events the endpoint accepted.
+        public var sent = 0
+        /// Requests that succeeded.
+        public var batches = 0
+        /// Requests repeated after a network error, 5xx, 429 or 413.
+        public var retries = 0
+        /// Events dropped because the endpoint answered 400 for their batch.
+        public var rejected = 0
+        /// Single events dropped because even alone they were too large (413).
+        public var tooLarge = 0
+        /// Events that could not be held (buffer full).
+        public var overflowed = 0
+        /// 401 answers (sending pauses until the key changes).
+        public var unauthorized = 0
+        /// Events waiting now.
+        public var buffered = 0
+
+        public init() {}
+    }
+}

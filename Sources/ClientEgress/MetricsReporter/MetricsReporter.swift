@@ -1,0 +1,304 @@
+public import AsyncHTTPClient
+import DequeModule
+import Foundation
+public import Logging
+import NIOCore
+import NIOHTTP1
+public import ServiceLifecycle
+import Synchronization
+import TrickleProtocol
+
+/// Sends relayed telemetry to an HTTP metrics API in batches:
+/// `{"app":…,"host":…,"events":[{"type":<data.type>,"data":<data>,"id":<id>,"timestamp":<timestamp>}]}`, built
+/// from the envelopes' raw bytes (`data` is never re-encoded), with a bearer key and an `Idempotency-Key` per
+/// batch.
+///
+/// At most ``Configuration/maximumBatchEvents`` events and ``Configuration/maximumBatchBytes`` per request; a
+/// batch goes out when full or every ``Configuration/flushInterval``. Network errors and 5xx back off with
+/// jitter (1 s → 60 s); 401 pauses sending — events keep buffering — until the key changes; 429 waits
+/// `Retry-After` (seconds or an HTTP date; 60 s without one); 413 halves the batch, and a single event still too
+/// large is dropped with its id logged; 400 drops that batch and logs why. Memory is bounded
+/// (``Configuration/maximumBufferedEvents``); what cannot be held is counted, never silently lost.
+public final class MetricsReporter: EgressSink, Service {
+    struct Pending {
+        var id: String
+        var body: ByteBuffer  // this event's `{"type":…,"data":…,"id":…,"timestamp":…}`
+    }
+
+    private struct State {
+        var buffer: Deque<Pending> = []
+        var stats = Stats()
+        var waiter: CheckedContinuation<Void, Never>?
+        var isShuttingDown = false
+    }
+
+    public let configuration: Configuration
+    private let httpClient: HTTPClient
+    private let apiKey: @Sendable () -> String?
+    private let logger: Logger
+    private let state = Mutex(State())
+
+    /// Creates a reporter.
+    /// - Parameter apiKey: Returns the current key (re-read on every attempt: a refreshed key file resumes a
+    ///   401 pause).
+    public init(configuration: Configuration, httpClient: HTTPClient, apiKey: @escaping @Sendable () -> String?, logger: Logger) {
+        self.configuration = configuration
+        self.httpClient = httpClient
+        self.apiKey = apiKey
+        self.logger = logger
+    }
+
+    /// This machine's host name.
+    public static func hostName() -> String {
+        ProcessInfo.processInfo.hostName
+    }
+
+    public var stats: Stats {
+        self.state.withLock { state in
+            var stats = state.stats
+            stats.buffered = state.buffer.count
+            return stats
+        }
+    }
+
+    // MARK: EgressSink
+
+    public func export(_ records: some Collection<TelemetryRecord> & Sendable) async throws {
+        let pending = records.compactMap(Self.eventBody)
+        let waiter: CheckedContinuation<Void, Never>? = self.state.withLock { state in
+            for event in pending {
+                if state.buffer.count >= self.configuration.maximumBufferedEvents {
+                    state.stats.overflowed += 1
+                    continue
+                }
+                state.buffer.append(event)
+            }
+            guard state.buffer.count >= self.configuration.maximumBatchEvents else { return nil }
+            defer { state.waiter = nil }
+            return state.waiter
+        }
+        waiter?.resume()
+    }
+
+    public func forceFlush() async throws {
+        let waiter = self.state.withLock { state in
+            defer { state.waiter = nil }
+            return state.waiter
+        }
+        waiter?.resume()
+    }
+
+    public func shutdown() async {
+        let waiter = self.state.withLock { state in
+            state.isShuttingDown = true
+            defer { state.waiter = nil }
+            return state.waiter
+        }
+        waiter?.resume()
+    }
+
+    // MARK: Sending
+
+    /// Sends batches until shutdown, then tries once more to empty the buffer.
+    public func run() async throws {
+        var failures = 0
+        var batchLimit = self.configuration.maximumBatchEvents
+        while true {
+            let (batch, shuttingDown) = self.nextBatch(limit: batchLimit)
+            if batch.isEmpty {
+                if shuttingDown { return }
+                await self.waitForWork()
+                continue
+            }
+            switch await self.send(batch) {
+            case .accepted:
+                failures = 0
+                batchLimit = self.configuration.maximumBatchEvents
+                self.remove(batch.count, counting: \.sent)
+                self.state.withLock { $0.stats.batches += 1 }
+            case .rejected(let reason):
+                self.logger.warning(
+                    "metrics endpoint rejected a batch; dropped",
+                    metadata: ["metrics.events": "\(batch.count)", "metrics.ids": "\(batch.map(\.id).joined(separator: ","))", "reason": "\(reason)"]
+                )
+                self.remove(batch.count, counting: \.rejected)
+            case .tooLarge:
+                if batch.count == 1 {
+                    self.logger.warning("event too large for the metrics endpoint; dropped", metadata: ["metrics.id": "\(batch[0].id)"])
+                    self.remove(1, counting: \.tooLarge)
+                } else {
+                    batchLimit = max(batch.count / 2, 1)
+                    self.state.withLock { $0.stats.retries += 1 }
+                }
+            case .unauthorized:
+                self.state.withLock { $0.stats.unauthorized += 1 }
+                let rejectedKey = self.apiKey()
+                self.logger.warning("metrics endpoint answered 401; sending paused until the API key changes")
+                while self.apiKey() == rejectedKey {
+                    if self.state.withLock({ $0.isShuttingDown }) { return }
+                    try await Task.sleep(for: min(self.configuration.flushInterval, .seconds(1)))
+                }
+            case .retryAfter(let delay):
+                self.state.withLock { $0.stats.retries += 1 }
+                try await Task.sleep(for: delay ?? self.configuration.defaultRetryAfter)
+            case .failed(let reason):
+                failures += 1
+                self.state.withLock { $0.stats.retries += 1 }
+                if shuttingDown && failures >= 3 {
+                    self.logger.warning("metrics endpoint unreachable at shutdown; buffered events lost", metadata: ["metrics.events": "\(self.stats.buffered)", "reason": "\(reason)"])
+                    return
+                }
+                try await Task.sleep(for: self.configuration.retryBackoff.delay(forAttempt: failures - 1))
+            }
+        }
+    }
+
+    private enum Outcome {
+        case accepted, rejected(String), tooLarge, unauthorized, retryAfter(Duration?), failed(String)
+    }
+
+    private func nextBatch(limit: Int) -> ([Pending], Bool) {
+        self.state.withLock { state in
+            var batch: [Pending] = []
+            var bytes = 64 + self.configuration.app.utf8.count + self.configuration.host.utf8.count
+            for event in state.buffer {
+                guard batch.count < limit, batch.isEmpty || bytes + event.body.readableBytes + 1 <= self.configuration.maximumBatchBytes else { break }
+                batch.append(event)
+                bytes += event.body.readableBytes + 1
+            }
+            return (batch, state.isShuttingDown)
+        }
+    }
+
+    private func remove(_ count: Int, counting counter: WritableKeyPath<Stats, Int>) {
+        self.state.withLock { state in
+            state.buffer.removeFirst(min(count, state.buffer.count))
+            state.stats[keyPath: counter] += count
+        }
+    }
+
+    private func waitForWork() async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.waitForSignal() }
+            group.addTask { try? await Task.sleep(for: self.configuration.flushInterval) }
+            _ = await group.next()
+            group.cancelAll()
+        }
+    }
+
+    /// Waits until a batch is full, a flush or shutdown is asked for, or the task is cancelled.
+    private func waitForSignal() async {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let ready = self.state.withLock { state -> Bool in
+                    if state.isShuttingDown || state.buffer.count >= self.configuration.maximumBatchEvents || Task.isCancelled {
+                        return true
+                    }
+                    state.waiter = continuation
+                    return false
+                }
+                if ready { continuation.resume() }
+            }
+        } onCancel: {
+            let waiter = self.state.withLock { state in
+                defer { state.waiter = nil }
+                return state.waiter
+            }
+            waiter?.resume()
+        }
+    }
+
+    private func send(_ batch: [Pending]) async -> Outcome {
+        var body = ByteBufferAllocator().buffer(capacity: batch.reduce(128) { $0 + $1.body.readableBytes + 1 })
+        body.writeString(#"{"app":"#)
+        body.writeString(Self.jsonString(self.configuration.app))
+        body.writeString(#","host":"#)
+        body.writeString(Self.jsonString(self.configuration.host))
+        body.writeString(#","events":["#)
+        for (index, event) in batch.enumerated() {
+            if index > 0 { body.writeString(",") }
+            body.writeImmutableBuffer(event.body)
+        }
+        body.writeString("]}")
+        var request = HTTPClientRequest(url: self.configuration.url)
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/json")
+        // The same events always carry the same key, so a retried batch is recognisable as one.
+        request.headers.add(name: "Idempotency-Key", value: "\(batch[0].id)+\(batch.count)")
+        if let key = self.apiKey() { request.headers.add(name: "Authorization", value: "Bearer \(key)") }
+        request.body = .bytes(body)
+        do {
+            let response = try await self.httpClient.execute(request, timeout: .seconds(30), logger: self.logger)
+            let answer = (try? await response.body.collect(upTo: 4096)).map { String(buffer: $0) } ?? ""
+            switch response.status.code {
+            case 200..<300: return .accepted
+            case 400: return .rejected(answer.trimmingCharacters(in: .whitespacesAndNewlines))
+            case 401, 403: return .unauthorized
+            case 413: return .tooLarge
+            case 429: return .retryAfter(response.headers.first(name: "Retry-After").flatMap(Self.retryAfter))
+            case 500..<600: return .failed("HTTP \(response.status.code)")
+            default: return .rejected("HTTP \(response.status.code): \(answer)")
+            }
+        } catch {
+            return .failed("\(error)")
+        }
+    }
+
+    /// Parses a `Retry-After` value (for tests of the HTTP-date form).
+    public static func retryAfterForTesting(_ value: String) -> Duration? { self.retryAfter(value) }
+
+    /// `Retry-After` as seconds or an HTTP date.
+    static func retryAfter(_ value: String) -> Duration? {
+        if let seconds = Int(value.trimmingCharacters(in: .whitespaces)), seconds >= 0 { return .seconds(seconds) }
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "GMT")
+        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
+        guard let date = formatter.date(from: value) else { return nil }
+        return .milliseconds(Int64(max(date.timeIntervalSinceNow, 0) * 1000))
+    }
+
+    /// `{"type":<data.type>,"data":<data>,"id":<id>,"timestamp":<timestamp>}` from the raw envelope.
+    static func eventBody(_ record: TelemetryRecord) -> Pending? {
+        let envelope = record.envelope
+        var id: Range<Int>?
+        var timestamp: Range<Int>?
+        var data: Range<Int>?
+        envelope.withUnsafeReadableBytes { bytes in
+            _ = try? JSONScanner.scan(bytes) { key, member in
+                if key.elementsEqual("id".utf8) { id = member.range }
+                if key.elementsEqual("timestamp".utf8) { timestamp = member.range }
+                if key.elementsEqual("data".utf8), member.kind == .object { data = member.range }
+            }
+        }
+        guard let id, let data else { return nil }
+        func slice(_ range: Range<Int>) -> ByteBuffer { envelope.getSlice(at: envelope.readerIndex + range.lowerBound, length: range.count)! }
+        var type: Range<Int>?
+        slice(data).withUnsafeReadableBytes { bytes in
+            _ = try? JSONScanner.scan(bytes) { key, member in
+                if key.elementsEqual("type".utf8) { type = member.range }
+            }
+        }
+        var body = ByteBufferAllocator().buffer(capacity: data.count + 128)
+        body.writeString(#"{"type":"#)
+        if let type {
+            body.writeImmutableBuffer(slice(data).getSlice(at: type.lowerBound, length: type.count)!)
+        } else {
+            body.writeString("null")
+        }
+        body.writeString(#","data":"#)
+        body.writeImmutableBuffer(slice(data))
+        body.writeString(#","id":"#)
+        body.writeImmutableBuffer(slice(id))
+        body.writeString(#","timestamp":"#)
+        if let timestamp { body.writeImmutableBuffer(slice(timestamp)) } else { body.writeString("null") }
+        body.writeString("}")
+        let idText = String(buffer: slice(id)).trimmingCharacters(in: CharacterSet(charactersIn: "\""))
+        return Pending(id: idText, body: body)
+    }
+
+    static func jsonString(_ text: String) -> String {
+        let escaped = text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+        return "\"\(escaped)\""
+    }
+}
