@@ -50,11 +50,7 @@ struct ClientCommand: AsyncParsableCommand {
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
-        do {
-            _ = try TrickleChannelURL(self.eventsURL)
-        } catch {
-            throw ValidationError("events URL must be http(s)://HOST[:PORT]/[BASE/]CHANNEL, got \(TrickleChannelURL.redacted(self.eventsURL))")
-        }
+        try validateEventsURL(self.eventsURL)
         if let sink {
             let isHTTP = sink.hasPrefix("http://") || sink.hasPrefix("https://")
             guard sink == "log" || sink == "null" || (sink.hasPrefix("file:") && sink.count > 5) || isHTTP else {

@@ -106,3 +106,12 @@ func validateChannelURL(_ url: String) throws {
         throw ValidationError(error.message)
     }
 }
+
+/// Fails argument validation for a session's events URL, naming the expected form (tokens redacted).
+func validateEventsURL(_ url: String) throws {
+    do {
+        _ = try TrickleChannelURL(url)
+    } catch {
+        throw ValidationError("events URL must be http(s)://HOST[:PORT]/[BASE/]CHANNEL, got \(TrickleChannelURL.redacted(url))")
+    }
+}

@@ -83,11 +83,7 @@ struct RunnerCommand: AsyncParsableCommand {
 
     func validate() throws {
         if let eventsURL {
-            do {
-                _ = try TrickleChannelURL(eventsURL)
-            } catch {
-                throw ValidationError("events URL must be http(s)://HOST[:PORT]/[BASE/]CHANNEL, got \(TrickleChannelURL.redacted(eventsURL))")
-            }
+            try validateEventsURL(eventsURL)
             guard let sessionID, !sessionID.isEmpty else { throw ValidationError("--events-url needs --session-id") }
         } else {
             guard self.listenAddress != nil else { throw ValidationError("--listen must be HOST:PORT, got \(self.listen)") }

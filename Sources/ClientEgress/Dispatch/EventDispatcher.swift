@@ -204,35 +204,16 @@ public final class EventDispatcher: Sendable {
 
     /// Finds the top-level `type` (and, for telemetry, the `event` value's bytes) in one validating pass.
     static func route(_ line: ByteBuffer) -> Route {
-        var type: Range<Int>?
-        var event: JSONScanner.Member?
-        let result: Result<JSONScanner.ValueKind, JSONSyntaxError> = line.withUnsafeReadableBytes { bytes in
-            do throws(JSONSyntaxError) {
-                return .success(
-                    try JSONScanner.scan(bytes) { key, member in
-                        if key.count == 4, key.elementsEqual("type".utf8), member.kind == .string { type = member.range }
-                        if key.count == 5, key.elementsEqual("event".utf8) { event = member }
-                    }
-                )
-            } catch {
-                return .failure(error)
-            }
-        }
-        switch result {
+        let fields: EventsLineFields
+        switch EventsLineFields.scan(line) {
         case .failure(let error): return .malformed(error.description)
-        case .success(let kind) where kind != .object: return .nonObject
-        case .success: break
+        case .success(let scanned) where scanned.kind != .object: return .nonObject
+        case .success(let scanned): fields = scanned
         }
-        guard let type else { return .local(type: nil) }
-        let isTelemetry = line.withUnsafeReadableBytes { bytes in
-            UnsafeRawBufferPointer(rebasing: bytes[type]).elementsEqual("\"telemetry\"".utf8)
-        }
-        guard isTelemetry else {
-            let name = line.getString(at: line.readerIndex + type.lowerBound + 1, length: type.count - 2) ?? ""
-            return .local(type: name)
-        }
-        guard let event, event.kind == .object else { return .telemetryWithoutObjectEvent }
-        return .telemetry(line.getSlice(at: line.readerIndex + event.range.lowerBound, length: event.range.count)!)
+        guard fields.typeRange != nil else { return .local(type: nil) }
+        guard fields.type(is: "telemetry", in: line) else { return .local(type: fields.type(in: line)) }
+        guard let event = fields.eventObject(in: line) else { return .telemetryWithoutObjectEvent }
+        return .telemetry(event)
     }
 }
 

@@ -16,43 +16,26 @@ public enum RunnerLine: Sendable {
 
     /// Classifies one line (without its newline).
     public init(_ line: ByteBuffer) {
-        var type: Range<Int>?
-        var event: JSONScanner.Member?
-        let kind: Result<JSONScanner.ValueKind, JSONSyntaxError> = line.withUnsafeReadableBytes { bytes in
-            do throws(JSONSyntaxError) {
-                return .success(
-                    try JSONScanner.scan(bytes) { key, member in
-                        if key.elementsEqual("type".utf8), member.kind == .string { type = member.range }
-                        if key.elementsEqual("event".utf8) { event = member }
-                    }
-                )
-            } catch {
-                return .failure(error)
-            }
-        }
-        switch kind {
+        let fields: EventsLineFields
+        switch EventsLineFields.scan(line) {
         case .failure(let error):
             self = .invalid(reason: "not valid JSON: \(error)")
             return
-        case .success(let kind) where kind != .object:
-            self = .invalid(reason: "expected a JSON object, got \(kind)")
+        case .success(let scanned) where scanned.kind != .object:
+            self = .invalid(reason: "expected a JSON object, got \(scanned.kind)")
             return
-        case .success:
-            break
+        case .success(let scanned):
+            fields = scanned
         }
-        let typeValue = type.map { range in
-            String(decoding: line.readableBytesView[(line.readerIndex + range.lowerBound)..<(line.readerIndex + range.upperBound)], as: UTF8.self)
-        }
-        switch typeValue {
-        case "\"telemetry\"":
-            guard let event, event.kind == .object else {
+        if fields.type(is: "telemetry", in: line) {
+            guard let event = fields.eventObject(in: line) else {
                 self = .invalid(reason: "a telemetry line needs an object \"event\"")
                 return
             }
-            self = .telemetry(line.getSlice(at: line.readerIndex + event.range.lowerBound, length: event.range.count)!)
-        case "\"stream_trace\"" where TelemetryEnvelope.isEnvelope(line):
+            self = .telemetry(event)
+        } else if fields.type(is: "stream_trace", in: line), TelemetryEnvelope.isEnvelope(line) {
             self = .telemetry(line)
-        default:
+        } else {
             self = .control(line)
         }
     }
