@@ -15,6 +15,16 @@ func trickleRelayExecutable() throws -> URL {
     return found
 }
 
+/// Reads a pipe to its end on a Dispatch thread: a blocking read must never hold one of the concurrency pool's
+/// few threads (on 2 cores that stalls every other test).
+func readAll(_ pipe: Pipe) async -> String {
+    await withCheckedContinuation { continuation in
+        DispatchQueue.global().async {
+            continuation.resume(returning: String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))
+        }
+    }
+}
+
 struct MissingExecutable: Error, CustomStringConvertible {
     let description: String
 }
@@ -82,7 +92,7 @@ struct RunnerProcessTests {
         process.standardError = errors
         process.standardOutput = FileHandle.nullDevice
         let status = try await launch(process).wait()
-        let message = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let message = await readAll(errors)
         #expect(status != 0)
         #expect(message.contains("events URL must be http(s)://"))
         #expect(!message.contains("secret"))
@@ -100,7 +110,7 @@ struct DemoProcessTests {
         process.standardError = errors
         process.standardOutput = FileHandle.nullDevice
         let exited = try launch(process)
-        let output = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let output = await readAll(errors)
         #expect(await exited.wait() == 0)
         #expect(output.contains("relayed = delivered"), "\(output)")
         #expect(output.contains("latency p50"))
@@ -125,9 +135,9 @@ struct ReplayProcessTests {
         process.standardOutput = output
         process.standardError = errors
         let exited = try launch(process)
-        let out = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        let err = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        return (await exited.wait() ?? -1, out, err)
+        async let out = readAll(output)
+        async let err = readAll(errors)
+        return (await exited.wait() ?? -1, await out, await err)
     }
 
     private func summary(_ json: String) throws -> [String: Any] {

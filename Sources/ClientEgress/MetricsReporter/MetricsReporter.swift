@@ -48,9 +48,11 @@ public final class MetricsReporter: EgressSink, Service {
         self.logger = logger
     }
 
-    /// This machine's host name.
+    /// This machine's host name (`gethostname`: no DNS lookup, which could block for seconds).
     public static func hostName() -> String {
-        ProcessInfo.processInfo.hostName
+        var name = [CChar](repeating: 0, count: 256)
+        guard gethostname(&name, name.count) == 0 else { return "unknown" }
+        return String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     public var stats: Stats {

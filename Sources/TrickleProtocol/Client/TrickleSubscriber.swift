@@ -56,7 +56,12 @@ public final class TrickleSubscriber: Sendable {
             case .failed(let reason):
                 try await self.failed(&failures, reason: reason)
             case .abandonedBeforeStart:
-                // Waited on a seq whose publisher moved on without ever writing it (a dead preconnect).
+                // Waited on a seq whose publisher moved on without ever writing it (a dead preconnect), or, when
+                // resuming an interrupted segment, on one whose publisher died: a started segment still ends.
+                if resumeOffset > 0 {
+                    self.statsBox.withLock { $0.segments += 1 }
+                    try await handle(.segmentEnded(seq: seq, .stalled(bytes: resumeOffset)))
+                }
                 failures = 0
                 resumeOffset = 0
                 seq += 1
@@ -136,7 +141,7 @@ public final class TrickleSubscriber: Sendable {
         skipping skip: Int,
         progress: Progress,
         _ handle: @escaping @Sendable (TrickleSubscriberEvent) async throws -> Void
-    ) async throws -> Attempt {
+    ) async throws -> Attempt? {
         var request = HTTPClientRequest(url: self.url.url(seq: seq))
         request.method = .GET
         let response: HTTPClientResponse
@@ -159,7 +164,9 @@ public final class TrickleSubscriber: Sendable {
         let servedSeq = headers.first(name: TrickleHeaders.seq.rawName).flatMap { Int($0) } ?? seq
         switch response.status.code {
         case 200:
-            return .segment(seq: servedSeq, try await self.consume(response, seq: servedSeq, skipping: skip, progress: progress, handle))
+            // nil: the watchdog abandoned the segment and supplies the outcome.
+            return try await self.consume(response, seq: servedSeq, skipping: skip, progress: progress, handle)
+                .map { .segment(seq: servedSeq, $0) }
         case 404:
             _ = try? await response.body.collect(upTo: 64 * 1024)
             return .notFound
@@ -214,20 +221,41 @@ public final class TrickleSubscriber: Sendable {
             var lastByteAt: ContinuousClock.Instant = .now
             var received = 0
             var bodyStarted = false
+            var isAbandoned = false
         }
 
         private let state = Mutex(State())
 
-        func note(bytes: Int) {
+        /// Notes bytes received; `false` once the watchdog abandoned the segment (the bytes are then dropped).
+        func note(bytes: Int) -> Bool {
             self.state.withLock {
+                guard !$0.isAbandoned else { return false }
                 $0.lastByteAt = .now
                 $0.received += bytes
+                return true
             }
         }
 
         func touch() { self.state.withLock { $0.lastByteAt = .now } }
 
-        func startBody() { self.state.withLock { $0.bodyStarted = true } }
+        /// Marks the body as started; `false` once the watchdog abandoned the segment.
+        func startBody() -> Bool {
+            self.state.withLock {
+                guard !$0.isAbandoned else { return false }
+                $0.bodyStarted = true
+                return true
+            }
+        }
+
+        /// Abandons the segment if no byte arrived since `lastByteAt`, atomically with the consumer's view:
+        /// returns whether its body had started and how much was received, or `nil` when bytes came meanwhile.
+        func abandon(ifIdleSince lastByteAt: ContinuousClock.Instant) -> (bodyStarted: Bool, received: Int)? {
+            self.state.withLock {
+                guard $0.lastByteAt == lastByteAt else { return nil }
+                $0.isAbandoned = true
+                return ($0.bodyStarted, $0.received)
+            }
+        }
 
         var snapshot: (lastByteAt: ContinuousClock.Instant, received: Int, bodyStarted: Bool) {
             self.state.withLock { ($0.lastByteAt, $0.received, $0.bodyStarted) }
@@ -240,16 +268,17 @@ public final class TrickleSubscriber: Sendable {
         skipping skip: Int,
         progress: Progress,
         _ handle: @escaping @Sendable (TrickleSubscriberEvent) async throws -> Void
-    ) async throws -> BodyEnd {
+    ) async throws -> BodyEnd? {
         let limit = self.configuration.maximumSegmentBytes
         var received = 0
         var delivered = skip
-        progress.startBody()
+        // Once the stall watchdog abandoned the segment, no event of it may follow (it reports the end itself).
+        guard progress.startBody() else { return nil }
         if skip == 0 { try await handle(.segmentStarted(seq: seq)) }
         do {
             for try await var chunk in response.body {
                 received += chunk.readableBytes
-                progress.note(bytes: chunk.readableBytes)
+                guard progress.note(bytes: chunk.readableBytes) else { return nil }
                 // After a resumed GET, the server replays from byte 0: drop what was handed over.
                 if received <= skip { continue }
                 if received - chunk.readableBytes < skip {
@@ -302,16 +331,18 @@ public final class TrickleSubscriber: Sendable {
                 // The channel is gone while we waited (and our GET was never released): end of stream.
                 return .notFound
             }
-            if case .value(let nextWrite) = nextWrite, nextWrite > seq + 1 {
+            if case .value(let nextWrite) = nextWrite, nextWrite > seq + 1,
+                let state = progress.abandon(ifIdleSince: snapshot.lastByteAt)
+            {
                 self.logger.debug(
                     "trickle segment stalled, abandoning",
                     metadata: ["trickle.seq": "\(seq)", "trickle.latest": "\(nextWrite)"]
                 )
                 self.statsBox.withLock {
                     $0.stalls += 1
-                    if snapshot.bodyStarted { $0.segments += 1 }
+                    if state.bodyStarted { $0.segments += 1 }
                 }
-                return snapshot.bodyStarted ? .segment(seq: seq, .ended(.stalled(bytes: snapshot.received))) : .abandonedBeforeStart
+                return state.bodyStarted ? .segment(seq: seq, .ended(.stalled(bytes: state.received))) : .abandonedBeforeStart
             }
             progress.touch()
         }
