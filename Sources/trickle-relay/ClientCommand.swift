@@ -17,18 +17,42 @@ struct ClientCommand: AsyncParsableCommand {
             Every {"type":"telemetry","event":<envelope>} line's envelope goes, byte for byte, to the sink; every \
             other event prints to standard output as JSONL (unless --quiet). Bad lines are counted, logged with \
             seq and line number, and skipped. The client rides out server restarts (retries with back-off) and \
-            ends cleanly, with a summary on standard error, when the channel ends (closed, or 404).
+            ends cleanly, with a summary on standard error, when the channel ends (closed, or 404). SIGTERM or \
+            SIGINT stop it at once: what reached the spool stays there for the next start. SIGHUP re-reads the \
+            API key.
 
             Sinks: log (one TELEMETRY line per envelope, on standard error), file:PATH (append the envelopes as \
             JSONL), http(s)://… (the HTTP metrics reporter: batches to that endpoint with a bearer key from \
             --api-key-file, TRICKLE_RELAY_METRICS_API_KEY or SCOPE_CLOUD_API_KEY), null (count only). Without \
             --sink: the metrics reporter when TRICKLE_RELAY_METRICS_URL (or DAYDREAM_METRICS_URL) and a key are \
-            set, else the log sink. Kafka, the disk spool and the SSE stream are not built yet.
+            set, else the log sink. (kafka:HOST:PORT is reserved; the Kafka sink is not part of this build, and \
+            KAFKA_BOOTSTRAP_SERVERS alone falls back to the log sink with a warning.)
 
-            Start positions: latest (replay the most recent segment, then follow), next, or a seq number.
+            Spool: the metrics sink writes through a disk spool (--spool-dir, default \
+            $XDG_STATE_HOME/trickle-relay/spool/<channel>, else ~/.local/state/…). An envelope counts as taken \
+            once it is in the spool; spool files are deleted only after the endpoint accepted everything in \
+            them, so a crash or kill -9 loses nothing that reached the spool. A restart resumes reading the \
+            channel just after the last spooled line (if the server still retains it; segments it no longer \
+            has are reported as lost) and delivers what is left. Delivery is at-least-once: a duplicate \
+            carries the same id.
 
-            Example:
+            Local endpoint (--listen, default 127.0.0.1:7071; "off" disables it): GET /telemetry/stream is a \
+            Server-Sent Events stream of every relayed envelope (id, event: telemetry, data), resumable with \
+            Last-Event-ID from the last --stream-ring envelopes, with a keep-alive comment every 15 s; GET \
+            /healthz; GET /metrics (Prometheus text). With a token (--stream-token-file or \
+            TRICKLE_RELAY_STREAM_TOKEN) every route but /healthz needs "Authorization: Bearer <token>" or \
+            ?jwt=<token>; a non-loopback --listen requires a token.
+
+            Start positions: latest (replay the most recent segment, then follow), next, or a seq number. A \
+            spool's resume position, when there is one, takes precedence.
+
+            Exit codes: 0 when the channel ended or the client was stopped; 2 for bad configuration.
+
+            Examples:
               trickle-relay client --events-url http://127.0.0.1:2939/sess-1-events --sink file:telemetry.jsonl
+              TRICKLE_RELAY_METRICS_API_KEY=… trickle-relay client --events-url http://127.0.0.1:2939/sess-1-events \\
+                  --sink https://metrics.example/v1/events
+              curl -N http://127.0.0.1:7071/telemetry/stream
             """
     )
 
@@ -38,7 +62,7 @@ struct ClientCommand: AsyncParsableCommand {
     @Option(help: "Where telemetry goes: log, file:PATH, http(s)://… (metrics reporter), or null. Default: from the environment.")
     var sink: String?
 
-    @Option(help: "File holding the metrics API key (re-read on every request, so a refreshed key resumes after a 401).")
+    @Option(help: "File holding the metrics API key (re-read on SIGHUP and every second while a 401 pauses sending).")
     var apiKeyFile: String?
 
     @Option(help: "Where to start reading: latest, next, or a seq number ≥ 0.")
@@ -47,21 +71,50 @@ struct ClientCommand: AsyncParsableCommand {
     @Flag(help: "Do not print non-telemetry events on standard output.")
     var quiet = false
 
+    @Option(help: "Spool directory (default: $XDG_STATE_HOME/trickle-relay/spool/<host>_<port>_<path>).")
+    var spoolDir: String?
+
+    @Flag(help: "Send without the disk spool (events buffered in memory are lost to a crash).")
+    var noSpool = false
+
+    @Option(help: "Most bytes the spool holds; past it new events are refused and counted.")
+    var spoolMaxBytes = 1 << 30
+
+    @Flag(help: "fsync the spool after every append (survives power loss, not only process crashes).")
+    var spoolFsync = false
+
+    @Option(help: "Local endpoint for /telemetry/stream, /healthz and /metrics: HOST:PORT, or off.")
+    var listen = "127.0.0.1:7071"
+
+    @Option(help: "File holding the token the local endpoint requires (env: TRICKLE_RELAY_STREAM_TOKEN).")
+    var streamTokenFile: String?
+
+    @Option(help: "Envelopes the SSE stream keeps for Last-Event-ID resumption.")
+    var streamRing = 10_000
+
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
         try validateEventsURL(self.eventsURL)
-        if let sink {
-            let isHTTP = sink.hasPrefix("http://") || sink.hasPrefix("https://")
-            guard sink == "log" || sink == "null" || (sink.hasPrefix("file:") && sink.count > 5) || isHTTP else {
-                throw ValidationError("--sink must be log, null, file:PATH or http(s)://… (kafka is not built yet), got \(sink)")
-            }
-            if isHTTP, self.apiKey() == nil {
-                throw ValidationError("the metrics sink needs an API key: --api-key-file, TRICKLE_RELAY_METRICS_API_KEY or SCOPE_CLOUD_API_KEY")
-            }
+        let specification = try self.sinkSpecification()
+        if case .kafka = specification, self.sink != nil {
+            throw ValidationError("the Kafka sink is not part of this build; use --sink http(s)://…, file:PATH, log or null")
+        }
+        if case .metrics = specification, self.apiKey() == nil {
+            throw ValidationError("the metrics sink needs an API key: --api-key-file, TRICKLE_RELAY_METRICS_API_KEY or SCOPE_CLOUD_API_KEY")
         }
         guard SubscribeCommand.startPosition(self.start) != nil else {
             throw ValidationError("--start must be latest, next or a seq number ≥ 0, got \(self.start)")
+        }
+        guard self.spoolMaxBytes >= 1 << 20 else { throw ValidationError("--spool-max-bytes must be at least 1 MiB (1048576)") }
+        guard self.streamRing >= 1 else { throw ValidationError("--stream-ring must be at least 1") }
+        if let (host, _) = try self.listenAddress() {
+            let loopback = host == "127.0.0.1" || host == "::1" || host == "localhost"
+            if !loopback, self.streamToken() == nil {
+                throw ValidationError(
+                    "--listen \(self.listen) is not loopback: set a token with --stream-token-file or TRICKLE_RELAY_STREAM_TOKEN"
+                )
+            }
         }
     }
 
@@ -73,24 +126,50 @@ struct ClientCommand: AsyncParsableCommand {
         return Environment.value("TRICKLE_RELAY_METRICS_API_KEY") ?? Environment.value("SCOPE_CLOUD_API_KEY")
     }
 
-    /// The sink named by --sink, or chosen from the environment (metrics reporter, else log).
-    var sinkSpecification: String {
-        if let sink { return sink }
-        if let url = Environment.value("TRICKLE_RELAY_METRICS_URL") ?? Environment.value("DAYDREAM_METRICS_URL"), self.apiKey() != nil {
-            return url
+    func streamToken() -> BearerToken? {
+        if let streamTokenFile {
+            let token = (try? String(contentsOfFile: streamTokenFile, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+            return token.flatMap { $0.isEmpty ? nil : BearerToken($0) }
         }
-        return "log"
+        return Environment.value("TRICKLE_RELAY_STREAM_TOKEN").map(BearerToken.init)
     }
 
-    func makeSink(client: HTTPClient, logger: Logger) throws -> any EgressSink {
-        let specification = self.sinkSpecification
+    /// `--listen` as host and port, or `nil` for `off`.
+    func listenAddress() throws -> (String, Int)? {
+        guard self.listen != "off" else { return nil }
+        guard let colon = self.listen.lastIndex(of: ":"), let port = Int(self.listen[self.listen.index(after: colon)...]), (0...65535).contains(port)
+        else {
+            throw ValidationError("--listen must be HOST:PORT (e.g. 127.0.0.1:7071) or off, got \(self.listen)")
+        }
+        let host = self.listen[..<colon].trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+        return (host.isEmpty ? "127.0.0.1" : host, port)
+    }
+
+    /// The sink named by --sink, or chosen from the environment.
+    func sinkSpecification() throws -> EgressSinkSpecification {
+        if let sink {
+            do { return try EgressSinkSpecification(parsing: sink) } catch { throw ValidationError(error.description) }
+        }
+        return .fromEnvironment(ProcessInfo.processInfo.environment, hasAPIKey: self.apiKey() != nil)
+    }
+
+    /// The spool directory for this channel: --spool-dir, else under the user's state directory.
+    func spoolDirectory(for url: TrickleChannelURL) -> String {
+        if let spoolDir { return spoolDir }
+        let state = Environment.value("XDG_STATE_HOME") ?? ((Environment.value("HOME") ?? "/tmp") + "/.local/state")
+        let withoutScheme = url.base.split(separator: "://", maxSplits: 1).last.map(String.init) ?? url.base
+        let key = withoutScheme.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "." ? $0 : "_" }
+        return state + "/trickle-relay/spool/" + String(key)
+    }
+
+    func makeSink(_ specification: EgressSinkSpecification, client: HTTPClient, logger: Logger) throws -> any EgressSink {
         switch specification {
-        case "null": return NullSink()
-        case "log": return LogSink { StandardError.writeRaw($0) }
-        case let url where url.hasPrefix("http://") || url.hasPrefix("https://"):
+        case .null: return NullSink()
+        case .log, .kafka: return LogSink { StandardError.writeRaw($0) }
+        case .metrics(let url):
             let command = self
             return MetricsReporter(configuration: .init(url: url), httpClient: client, apiKey: { command.apiKey() }, logger: logger)
-        default: return try FileSink(path: String(specification.dropFirst(5)))
+        case .file(let path): return try FileSink(path: path)
         }
     }
 
@@ -98,48 +177,115 @@ struct ClientCommand: AsyncParsableCommand {
         let logger = self.logging.makeLogger(label: "trickle-relay.client")
         let url = try TrickleChannelURL(self.eventsURL)
         let quiet = self.quiet
-        let start = SubscribeCommand.startPosition(self.start) ?? .latest
-        if Environment.value("KAFKA_BOOTSTRAP_SERVERS") != nil, self.sink == nil {
-            logger.warning("KAFKA_BOOTSTRAP_SERVERS is set but the Kafka sink is not built yet; using \(self.sinkSpecification)")
+        var specification = try self.sinkSpecification()
+        if case .kafka = specification {
+            logger.warning("KAFKA_BOOTSTRAP_SERVERS is set but the Kafka sink is not part of this build; using the log sink")
+            specification = .log
         }
-        let (end, counters) = try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration()) { client in
-            let sink: any EgressSink
+        let listenAddress = try self.listenAddress()
+        let outcome = try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration()) { client in
+            let base: any EgressSink
+            let spool: Spool?
             do {
-                sink = try self.makeSink(client: client, logger: logger)
+                base = try self.makeSink(specification, client: client, logger: logger)
+                let usesSpool = !self.noSpool && (specification.canFailRemotely || self.spoolDir != nil)
+                spool = usesSpool
+                    ? try Spool(
+                        configuration: .init(directory: self.spoolDirectory(for: url), maximumBytes: self.spoolMaxBytes, syncsEveryAppend: self.spoolFsync),
+                        logger: logger
+                    ) : nil
             } catch {
                 StandardError.write("trickle-relay client: \(error)")
                 throw ExitCode(2)
             }
+            let reporter = base as? MetricsReporter
             var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
-            if let reporter = sink as? MetricsReporter {
+            var primary = base
+            var spooledSink: SpooledSink?
+            if let spool {
+                let spooled = SpooledSink(spool: spool, downstream: base, logger: logger)
+                spooledSink = spooled
+                primary = spooled
+                services.append(.init(service: spooled, successTerminationBehavior: .gracefullyShutdownGroup))
+            } else if let reporter {
                 services.append(.init(service: reporter, successTerminationBehavior: .gracefullyShutdownGroup))
+            }
+            let stream = listenAddress.map { _ in TelemetryStream(capacity: self.streamRing) }
+            let sink: any EgressSink = stream.map { FanOutSink([primary, $0]) } ?? primary
+
+            var start = SubscribeCommand.startPosition(self.start) ?? .latest
+            var resumePoint: (seq: Int, line: Int)?
+            if let position = spool?.resumePosition {
+                start = .seq(position.seq)
+                resumePoint = (position.seq, position.line)
+                logger.info("resuming from the spool's read position", metadata: ["trickle.seq": "\(position.seq)", "line": "\(position.line)"])
             }
             let daemon = ClientDaemon(
                 eventsURL: url,
                 httpClient: client,
                 reader: .init(subscriber: .init(start: start)),
                 sink: sink,
-                logger: logger
+                logger: logger,
+                resumingAfter: resumePoint
             ) { event in
                 guard !quiet else { return }
                 var line = event.line
                 line.writeInteger(UInt8(ascii: "\n"))
                 StandardOutput.write(line)
             }
+            var endpoint: TelemetryStreamServer?
+            if let (host, port) = listenAddress, let stream {
+                let metrics = ClientMetrics(daemon: daemon, spooledSink: spooledSink, reporter: reporter, stream: stream)
+                let server = TelemetryStreamServer(
+                    configuration: .init(host: host, port: port, token: self.streamToken()),
+                    stream: stream,
+                    logger: logger,
+                    metrics: { metrics.render() }
+                )
+                endpoint = server
+                // First in the list: shut down last, after the daemon stopped feeding it.
+                services.insert(.init(service: server, successTerminationBehavior: .gracefullyShutdownGroup), at: 0)
+            }
             services.append(.init(service: daemon, successTerminationBehavior: .gracefullyShutdownGroup))
             let group = ServiceGroup(
-                configuration: .init(
-                    services: services,
-                    gracefulShutdownSignals: [.sigterm, .sigint],
-                    logger: logger
-                )
+                configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
             )
-            try await group.run()
-            return (daemon.endOfStream, daemon.dispatcher.stats)
+            let listeningEndpoint = endpoint
+            try await withThrowingTaskGroup(of: Void.self) { tasks in
+                tasks.addTask {
+                    guard let endpoint = listeningEndpoint, let port = try? await endpoint.waitUntilListening() else { return }
+                    StandardError.write("SSE stream: http://\(endpoint.configuration.host):\(port)/telemetry/stream")
+                }
+                tasks.addTask {
+                    for await _ in await UnixSignalsSequence(trapping: .sighup) {
+                        logger.info("SIGHUP: re-reading the API key")
+                        reporter?.reloadKey()
+                    }
+                }
+                do {
+                    try await group.run()
+                } catch {
+                    tasks.cancelAll()
+                    StandardError.write("trickle-relay client: \(error)")
+                    throw ExitCode(1)
+                }
+                tasks.cancelAll()
+            }
+            return (daemon.endOfStream, daemon.dispatcher.stats, spooledSink?.spool.stats, reporter?.stats)
         }
-        let ending = end.map { $0 == .closed ? "the channel was closed" : "the channel does not exist (404)" } ?? "stopped"
-        StandardError.write(
-            "client ended (\(ending)): \(counters.lines) lines, \(counters.telemetry) telemetry to the \(TrickleChannelURL.redacted(self.sinkSpecification)) sink, malformed \(counters.malformed), non-object \(counters.nonObject), telemetry without an object event \(counters.telemetryWithoutObjectEvent), oversize \(counters.oversize), sink failures \(counters.sinkFailures), segments lost \(counters.segmentsLost)"
-        )
+        let (end, counters, spoolStats, reporterStats) = outcome
+        let ending = end.map { $0 == TrickleSubscriber.EndOfStream.closed ? "the channel was closed" : "the channel does not exist (404)" } ?? "stopped"
+        var summary =
+            "client ended (\(ending)): \(counters.lines) lines, \(counters.telemetry) telemetry to the \(specification) sink, malformed \(counters.malformed), non-object \(counters.nonObject), telemetry without an object event \(counters.telemetryWithoutObjectEvent), oversize \(counters.oversize), sink failures \(counters.sinkFailures), segments lost \(counters.segmentsLost)"
+        if counters.skippedOnResume > 0 { summary += ", already spooled before the restart \(counters.skippedOnResume)" }
+        if let spoolStats {
+            summary +=
+                "; spool: appended \(spoolStats.appended), refused (full) \(spoolStats.overflowed), torn lines \(spoolStats.tornLines), corrupt lines \(spoolStats.corruptLines), left \(spoolStats.bytes) bytes"
+        }
+        if let reporterStats {
+            summary +=
+                "; endpoint: sent \(reporterStats.sent), rejected (400) \(reporterStats.rejected), too large \(reporterStats.tooLarge), overflowed \(reporterStats.overflowed), unsendable \(reporterStats.unsendable), waiting \(reporterStats.buffered)"
+        }
+        StandardError.write(summary)
     }
 }

@@ -6,13 +6,14 @@ public import TrickleProtocol
 /// The client side of a session: subscribes to the events channel, dispatches every line (telemetry to the
 /// egress sink, the rest to local consumers), and rides out server restarts (the subscriber retries with
 /// back-off). Ends when the channel ends (`Lp-Trickle-Closed` or 404) or on graceful shutdown, then flushes
-/// and shuts the sink down.
+/// (at the channel's end only) and shuts the sink down.
 public final class ClientDaemon: Service, Sendable {
     public let dispatcher: EventDispatcher
     private let reader: JSONLReader
     private let sink: any EgressSink
     private let logger: Logger
     private let end = OneShotSignal<TrickleSubscriber.EndOfStream?>()
+    private let resumePoint: (seq: Int, line: Int)?
 
     public init(
         eventsURL: TrickleChannelURL,
@@ -20,12 +21,14 @@ public final class ClientDaemon: Service, Sendable {
         reader configuration: JSONLReader.Configuration = .init(),
         sink: any EgressSink,
         logger: Logger,
+        resumingAfter resumePoint: (seq: Int, line: Int)? = nil,
         localConsumer: @escaping @Sendable (EventDispatcher.LocalEvent) async -> Void = { _ in }
     ) {
         self.reader = JSONLReader(url: eventsURL, httpClient: httpClient, configuration: configuration, logger: logger)
         self.dispatcher = EventDispatcher(sink: sink, logger: logger, localConsumer: localConsumer)
         self.sink = sink
         self.logger = logger
+        self.resumePoint = resumePoint
     }
 
     /// How the channel ended; `nil` when the daemon was stopped first.
@@ -36,13 +39,17 @@ public final class ClientDaemon: Service, Sendable {
 
     public func run() async throws {
         do {
-            let end = try await cancelWhenGracefulShutdown { try await self.dispatcher.run(reader: self.reader) }
+            let end = try await cancelWhenGracefulShutdown {
+                try await self.dispatcher.run(reader: self.reader, resumingAfter: self.resumePoint)
+            }
             self.end.fulfill(end)
             self.logger.info("events channel ended", metadata: ["trickle.end": "\(end)"])
         } catch is CancellationError {
             self.end.fulfill(nil)
         }
-        try? await self.sink.forceFlush()
+        // At the channel's end, deliver what is buffered; on SIGTERM (graceful shutdown) do not wait for a
+        // remote side: a spooled sink keeps the rest for the next start.
+        try? await cancelWhenGracefulShutdown { try await self.sink.forceFlush() }
         await self.sink.shutdown()
     }
 }

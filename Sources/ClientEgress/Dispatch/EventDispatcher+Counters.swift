@@ -21,6 +21,8 @@ extension EventDispatcher {
         public var sinkFailures = 0
         /// Segments lost before they were read (no longer retained by the server).
         public var segmentsLost = 0
+        /// Lines skipped after a restart because the spool already had them (at or before its resume position).
+        public var skippedOnResume = 0
 
         public init() {}
     }

@@ -65,10 +65,17 @@ public final class EventDispatcher: Sendable {
     public var stats: Counters { self.counters.withLock { $0 } }
 
     /// Reads a channel to its end, dispatching as lines arrive.
-    public func run(reader: JSONLReader) async throws -> TrickleSubscriber.EndOfStream {
+    ///
+    /// - Parameter resumePoint: Lines of segment `seq` up to and including line `line` were already handled
+    ///   (a restart resuming from its spool's position); they are skipped and counted.
+    public func run(reader: JSONLReader, resumingAfter resumePoint: (seq: Int, line: Int)? = nil) async throws -> TrickleSubscriber.EndOfStream {
         try await reader.run { item in
             switch item {
             case .line(let line):
+                if let resumePoint, line.seq == resumePoint.seq, line.lineNumber <= resumePoint.line {
+                    self.counters.withLock { $0.skippedOnResume += 1 }
+                    return
+                }
                 await self.dispatch([line])
             case .diagnostic(let diagnostic):
                 self.count(diagnostic)
@@ -229,5 +236,6 @@ extension EventDispatcher.Counters {
         self.oversize += other.oversize
         self.sinkFailures += other.sinkFailures
         self.segmentsLost += other.segmentsLost
+        self.skippedOnResume += other.skippedOnResume
     }
 }

@@ -60,6 +60,8 @@ extension MetricsReporter {
         public var tooLarge = 0
         /// Events that could not be held (buffer full).
         public var overflowed = 0
+        /// Envelopes without an `id` or an object `data`, which the API cannot take (logged by seq and line).
+        public var unsendable = 0
         /// 401 answers (sending pauses until the key changes).
         public var unauthorized = 0
         /// Events waiting now.

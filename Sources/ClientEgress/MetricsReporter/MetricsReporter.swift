@@ -19,8 +19,9 @@ import TrickleProtocol
 /// `Retry-After` (seconds or an HTTP date; 60 s without one); 413 halves the batch, and a single event still too
 /// large is dropped with its id logged; 400 drops that batch and logs why. Memory is bounded
 /// (``Configuration/maximumBufferedEvents``); what cannot be held is counted, never silently lost.
-public final class MetricsReporter: EgressSink, Service {
+public final class MetricsReporter: SettlingEgressSink, Service {
     struct Pending {
+        var ordinal = 0  // its place among every record exported
         var id: String
         var body: ByteBuffer  // this event's `{"type":…,"data":…,"id":…,"timestamp":…}`
     }
@@ -30,6 +31,8 @@ public final class MetricsReporter: EgressSink, Service {
         var stats = Stats()
         var waiter: CheckedContinuation<Void, Never>?
         var isShuttingDown = false
+        var exported = 0  // records given to `export`
+        var settlementHandler: (@Sendable (Int) -> Void)?
     }
 
     public let configuration: Configuration
@@ -37,6 +40,7 @@ public final class MetricsReporter: EgressSink, Service {
     private let apiKey: @Sendable () -> String?
     private let logger: Logger
     private let state = Mutex(State())
+    private let keyReload = GenerationSignal()
 
     /// Creates a reporter.
     /// - Parameter apiKey: Returns the current key (re-read on every attempt: a refreshed key file resumes a
@@ -66,21 +70,41 @@ public final class MetricsReporter: EgressSink, Service {
     // MARK: EgressSink
 
     public func export(_ records: some Collection<TelemetryRecord> & Sendable) async throws {
-        let pending = records.compactMap(Self.eventBody)
-        let waiter: CheckedContinuation<Void, Never>? = self.state.withLock { state in
+        let pending = records.map(Self.eventBody)
+        for (record, event) in zip(records, pending) where event == nil {
+            self.logger.warning(
+                "telemetry envelope without an id or an object data; not sent",
+                metadata: ["trickle.seq": "\(record.seq)", "line": "\(record.lineNumber)"]
+            )
+        }
+        let (waiter, settled): (CheckedContinuation<Void, Never>?, (@Sendable (Int) -> Void, Int)?) = self.state.withLock { state in
             for event in pending {
+                state.exported += 1
+                guard var event else {
+                    state.stats.unsendable += 1
+                    continue
+                }
                 if state.buffer.count >= self.configuration.maximumBufferedEvents {
                     state.stats.overflowed += 1
                     continue
                 }
+                event.ordinal = state.exported - 1
                 state.buffer.append(event)
             }
-            guard state.buffer.count >= self.configuration.maximumBatchEvents else { return nil }
+            let settled = state.settlementHandler.map { ($0, state.buffer.first?.ordinal ?? state.exported) }
+            guard state.buffer.count >= self.configuration.maximumBatchEvents else { return (nil, settled) }
             defer { state.waiter = nil }
-            return state.waiter
+            return (state.waiter, settled)
         }
+        if let (handler, count) = settled { handler(count) }
         waiter?.resume()
     }
+
+    public func onSettled(_ handler: @escaping @Sendable (Int) -> Void) {
+        self.state.withLock { $0.settlementHandler = handler }
+    }
+
+    public var maximumUnsettledRecords: Int { self.configuration.maximumBufferedEvents }
 
     public func forceFlush() async throws {
         let waiter = self.state.withLock { state in
@@ -90,7 +114,14 @@ public final class MetricsReporter: EgressSink, Service {
         waiter?.resume()
     }
 
+    /// Re-reads the key now (SIGHUP): a 401 pause ends at once if the key changed. (The key is also re-read
+    /// every second while paused, so a changed key file resumes sending without a signal.)
+    public func reloadKey() {
+        self.keyReload.advance()
+    }
+
     public func shutdown() async {
+        self.keyReload.advance()
         let waiter = self.state.withLock { state in
             state.isShuttingDown = true
             defer { state.waiter = nil }
@@ -138,8 +169,16 @@ public final class MetricsReporter: EgressSink, Service {
                 self.logger.warning("metrics endpoint answered 401; sending paused until the API key changes")
                 while self.apiKey() == rejectedKey {
                     if self.state.withLock({ $0.isShuttingDown }) { return }
-                    try await Task.sleep(for: min(self.configuration.flushInterval, .seconds(1)))
+                    let seen = self.keyReload.generation
+                    await withTaskGroup(of: Void.self) { group in
+                        group.addTask { await self.keyReload.wait(past: seen) }
+                        group.addTask { try? await Task.sleep(for: min(self.configuration.flushInterval, .seconds(1))) }
+                        _ = await group.next()
+                        group.cancelAll()
+                    }
+                    try Task.checkCancellation()
                 }
+                self.logger.info("API key changed; sending resumes")
             case .retryAfter(let delay):
                 self.state.withLock { $0.stats.retries += 1 }
                 try await Task.sleep(for: delay ?? self.configuration.defaultRetryAfter)
@@ -173,10 +212,12 @@ public final class MetricsReporter: EgressSink, Service {
     }
 
     private func remove(_ count: Int, counting counter: WritableKeyPath<Stats, Int>) {
-        self.state.withLock { state in
+        let settled = self.state.withLock { state in
             state.buffer.removeFirst(min(count, state.buffer.count))
             state.stats[keyPath: counter] += count
+            return state.settlementHandler.map { ($0, state.buffer.first?.ordinal ?? state.exported) }
         }
+        if let (handler, count) = settled { handler(count) }
     }
 
     private func waitForWork() async {

@@ -27,3 +27,14 @@ public protocol EgressSink: Sendable {
     /// Flushes and releases resources; no export follows.
     func shutdown() async
 }
+
+/// A sink whose ``EgressSink/export(_:)`` returns before the remote side has accepted the records (it buffers
+/// and sends later), and that reports when they are settled — accepted, or deliberately dropped and reported
+/// (a 400, an event too large to send). A ``SpooledSink`` deletes spool segments only behind settled records.
+public protocol SettlingEgressSink: EgressSink {
+    /// Installs `handler`, called with the number of records exported so far that are settled, in export
+    /// order (a record is settled only once every record exported before it is). Install before exporting.
+    func onSettled(_ handler: @escaping @Sendable (Int) -> Void)
+    /// Records exported and not settled yet that the sink holds at most (more are counted as overflow).
+    var maximumUnsettledRecords: Int { get }
+}

@@ -260,23 +260,21 @@ public final class RunnerAgent: Service, Sendable {
             totals = totals + session.relay.sink.stats
             segments += session.relay.writer.publisher.stats.segments
         }
-        var text = ""
-        func metric(_ name: String, _ type: String, _ help: String, _ value: Int) {
-            text += "# HELP trickle_relay_\(name) \(help)\n# TYPE trickle_relay_\(name) \(type)\ntrickle_relay_\(name) \(value)\n"
-        }
-        metric("sessions_active", "gauge", "Sessions being relayed.", live.count)
-        metric("telemetry_emitted_total", "counter", "Telemetry events handed to the agent while enabled.", totals.emitted)
-        metric("telemetry_relayed_total", "counter", "Telemetry events written onto events channels.", totals.relayed)
-        metric("telemetry_dropped_total", "counter", "Telemetry events dropped (oldest first) because a queue was full.", totals.dropped)
-        metric("telemetry_refused_total", "counter", "Telemetry events refused as larger than the line cap.", totals.refused)
-        metric("telemetry_invalid_total", "counter", "Telemetry events that were not a JSON object with a type.", totals.invalid)
-        metric("telemetry_disabled_total", "counter", "Telemetry events discarded because telemetry is off.", totals.disabled)
-        metric("control_events_total", "counter", "Control-path events written.", totals.controlWritten)
-        metric("bytes_written_total", "counter", "Bytes written onto events channels.", totals.bytesWritten)
-        metric("segments_total", "counter", "Segments completed on events channels.", segments)
-        metric("writer_errors_total", "counter", "Lines the events writers failed to publish.", totals.writerErrors)
-        metric("telemetry_queued", "gauge", "Telemetry events waiting in queues.", totals.queuedEvents)
-        return text
+        var text = PrometheusText()
+        func metric(_ name: String, _ type: PrometheusText.MetricType, _ help: String, _ value: Int) { text.add(name, type, help, value) }
+        metric("sessions_active", .gauge, "Sessions being relayed.", live.count)
+        metric("telemetry_emitted_total", .counter, "Telemetry events handed to the agent while enabled.", totals.emitted)
+        metric("telemetry_relayed_total", .counter, "Telemetry events written onto events channels.", totals.relayed)
+        metric("telemetry_dropped_total", .counter, "Telemetry events dropped (oldest first) because a queue was full.", totals.dropped)
+        metric("telemetry_refused_total", .counter, "Telemetry events refused as larger than the line cap.", totals.refused)
+        metric("telemetry_invalid_total", .counter, "Telemetry events that were not a JSON object with a type.", totals.invalid)
+        metric("telemetry_disabled_total", .counter, "Telemetry events discarded because telemetry is off.", totals.disabled)
+        metric("control_events_total", .counter, "Control-path events written.", totals.controlWritten)
+        metric("bytes_written_total", .counter, "Bytes written onto events channels.", totals.bytesWritten)
+        metric("segments_total", .counter, "Segments completed on events channels.", segments)
+        metric("writer_errors_total", .counter, "Lines the events writers failed to publish.", totals.writerErrors)
+        metric("telemetry_queued", .gauge, "Telemetry events waiting in queues.", totals.queuedEvents)
+        return text.text
     }
 
     // MARK: Responses

@@ -1,0 +1,59 @@
+import TrickleProtocol
+
+/// The client daemon's `GET /metrics` (Prometheus text): what it read, relayed, spooled, sent and streamed.
+public struct ClientMetrics: Sendable {
+    public let daemon: ClientDaemon
+    public let spooledSink: SpooledSink?
+    public let reporter: MetricsReporter?
+    public let stream: TelemetryStream?
+
+    public init(daemon: ClientDaemon, spooledSink: SpooledSink?, reporter: MetricsReporter?, stream: TelemetryStream?) {
+        self.daemon = daemon
+        self.spooledSink = spooledSink
+        self.reporter = reporter
+        self.stream = stream
+    }
+
+    /// The exposition now.
+    public func render() -> String {
+        var text = PrometheusText(prefix: "trickle_relay_client_")
+        let counters = self.daemon.dispatcher.stats
+        let subscriber = self.daemon.subscriberStats
+        text.add("lines_total", .counter, "Lines read from the events channel.", counters.lines)
+        text.add("telemetry_total", .counter, "Telemetry envelopes handed to the egress sink.", counters.telemetry)
+        text.add("malformed_lines_total", .counter, "Lines that were not valid JSON, skipped.", counters.malformed)
+        text.add("non_object_lines_total", .counter, "Valid JSON lines that were not objects, skipped.", counters.nonObject)
+        text.add("telemetry_without_object_event_total", .counter, "Telemetry lines without an object event, skipped.", counters.telemetryWithoutObjectEvent)
+        text.add("oversize_total", .counter, "Lines or segments over the cap, skipped.", counters.oversize)
+        text.add("sink_failures_total", .counter, "Batches the egress sink failed to take.", counters.sinkFailures)
+        text.add("segments_lost_total", .counter, "Segments no longer retained by the server when they were due.", counters.segmentsLost)
+        text.add("segments_read_total", .counter, "Segments read from the events channel.", subscriber.segments)
+        text.add("subscriber_retries_total", .counter, "Channel reads retried after network errors or 5xx.", subscriber.retries)
+        if let spool = self.spooledSink {
+            let stats = spool.spool.stats
+            text.add("spool_appended_total", .counter, "Envelopes written to the spool.", stats.appended)
+            text.add("spool_overflowed_total", .counter, "Envelopes refused because the spool was full.", stats.overflowed)
+            text.add("spool_torn_lines_total", .counter, "Torn last lines cut off after a crash.", stats.tornLines)
+            text.add("spool_corrupt_lines_total", .counter, "Spool lines that could not be read back.", stats.corruptLines)
+            text.add("spool_bytes", .gauge, "Bytes held in the spool.", stats.bytes)
+            text.add("spool_segments", .gauge, "Segment files held in the spool.", stats.segments)
+            text.add("spool_unsettled", .gauge, "Envelopes handed to the sink and not yet accepted.", spool.unsettledRecords)
+        }
+        if let reporter = self.reporter {
+            let stats = reporter.stats
+            text.add("metrics_sent_total", .counter, "Events the metrics endpoint accepted.", stats.sent)
+            text.add("metrics_batches_total", .counter, "Requests the metrics endpoint accepted.", stats.batches)
+            text.add("metrics_retries_total", .counter, "Requests repeated after errors, 429 or 413.", stats.retries)
+            text.add("metrics_rejected_total", .counter, "Events dropped because the endpoint answered 400.", stats.rejected)
+            text.add("metrics_too_large_total", .counter, "Single events dropped as too large (413).", stats.tooLarge)
+            text.add("metrics_overflowed_total", .counter, "Events the reporter could not hold.", stats.overflowed)
+            text.add("metrics_unsendable_total", .counter, "Envelopes without an id or object data.", stats.unsendable)
+            text.add("metrics_unauthorized_total", .counter, "401 answers.", stats.unauthorized)
+            text.add("metrics_buffered", .gauge, "Events waiting to be sent.", stats.buffered)
+        }
+        if let stream = self.stream {
+            text.add("stream_events_total", .counter, "Envelopes published on the SSE stream.", stream.latestID)
+        }
+        return text.text
+    }
+}

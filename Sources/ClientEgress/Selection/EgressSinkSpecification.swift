@@ -1,0 +1,83 @@
+/// Which egress sink a client installs: parsed from `--sink`, or chosen from the environment (issue #5's
+/// precedence: the HTTP metrics reporter when a URL and an API key are set, else Kafka when bootstrap servers
+/// are set, else the log sink).
+public enum EgressSinkSpecification: Sendable, Hashable, CustomStringConvertible {
+    /// One `TELEMETRY …` line per envelope.
+    case log
+    /// Count only.
+    case null
+    /// Append the envelopes to a file.
+    case file(path: String)
+    /// The HTTP metrics reporter, posting to this URL.
+    case metrics(url: String)
+    /// A Kafka producer for these bootstrap servers.
+    case kafka(bootstrapServers: [String])
+
+    /// Parses a `--sink` value: `log`, `null`, `file:PATH`, `http://…`/`https://…`, `kafka:HOST:PORT[,…]`.
+    public init(parsing text: String) throws(EgressSinkSpecificationError) {
+        switch text {
+        case "log": self = .log
+        case "null": self = .null
+        case _ where text.hasPrefix("file:"):
+            let path = String(text.dropFirst(5))
+            guard !path.isEmpty else { throw EgressSinkSpecificationError("--sink file: needs a path, e.g. file:telemetry.jsonl") }
+            self = .file(path: path)
+        case _ where text.hasPrefix("http://") || text.hasPrefix("https://"):
+            guard text.split(separator: "/", omittingEmptySubsequences: true).count >= 2 else {
+                throw EgressSinkSpecificationError("--sink \(text) has no host; use http(s)://HOST[:PORT]/PATH")
+            }
+            self = .metrics(url: text)
+        case _ where text.hasPrefix("kafka:"):
+            let servers = text.dropFirst(6).split(separator: ",").map(String.init)
+            guard !servers.isEmpty, servers.allSatisfy({ $0.contains(":") }) else {
+                throw EgressSinkSpecificationError("--sink kafka: needs HOST:PORT[,HOST:PORT…], got \(text)")
+            }
+            self = .kafka(bootstrapServers: servers)
+        default:
+            throw EgressSinkSpecificationError(
+                "--sink must be log, null, file:PATH, http(s)://… or kafka:HOST:PORT[,…], got \(text)"
+            )
+        }
+    }
+
+    /// The default from the environment: `TRICKLE_RELAY_METRICS_URL` (or `DAYDREAM_METRICS_URL`) with an API
+    /// key → the metrics reporter; else `KAFKA_BOOTSTRAP_SERVERS` → Kafka; else the log sink.
+    public static func fromEnvironment(_ environment: [String: String], hasAPIKey: Bool) -> Self {
+        func value(_ name: String) -> String? { environment[name].flatMap { $0.isEmpty ? nil : $0 } }
+        if hasAPIKey, let url = value("TRICKLE_RELAY_METRICS_URL") ?? value("DAYDREAM_METRICS_URL"),
+            let sink = try? Self(parsing: url), case .metrics = sink
+        {
+            return sink
+        }
+        if let servers = value("KAFKA_BOOTSTRAP_SERVERS"), let sink = try? Self(parsing: "kafka:" + servers) {
+            return sink
+        }
+        return .log
+    }
+
+    /// Whether the sink can fail on a remote side (and so writes through the disk spool by default).
+    public var canFailRemotely: Bool {
+        switch self {
+        case .metrics, .kafka: return true
+        case .log, .null, .file: return false
+        }
+    }
+
+    /// A description safe for logs (a URL's query is redacted).
+    public var description: String {
+        switch self {
+        case .log: return "log"
+        case .null: return "null"
+        case .file(let path): return "file:\(path)"
+        case .metrics(let url): return url.split(separator: "?", maxSplits: 1).first.map { $0 + (url.contains("?") ? "?…" : "") } ?? url
+        case .kafka(let servers): return "kafka:" + servers.joined(separator: ",")
+        }
+    }
+}
+
+/// A `--sink` value that cannot be used, and what to write instead.
+public struct EgressSinkSpecificationError: Error, Sendable, CustomStringConvertible {
+    public var description: String
+
+    public init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,425 @@
+import Foundation
+public import Logging
+import NIOCore
+import Synchronization
+import TrickleProtocol
+
+/// An append-only, segmented JSONL write-ahead log on disk, in front of a sink that can fail remotely.
+///
+/// A record is acknowledged to the dispatcher once ``append(_:)`` wrote it to the open segment file; the
+/// delivery side reads records back in order (``read(from:maximumRecords:)``) and, once the remote side
+/// accepted everything up to a cursor, ``acknowledge(through:)`` deletes the segment files behind it. After a
+/// crash or `kill -9` a new `Spool` on the same directory resumes: undelivered records are delivered again
+/// (at-least-once; a duplicate carries the same id), a torn last line is cut off and counted, and
+/// ``resumePosition`` says how far the channel had been read.
+///
+/// Files: `NNNNNNNNNNNNNNNN.jsonl` segments (see ``SpoolLine`` for the line format), `state.json` (delivered
+/// cursor and read position, replaced atomically), `lock` (one client per spool directory).
+public final class Spool: Sendable {
+    private struct Segment {
+        var index: Int
+        var bytes: Int
+    }
+
+    private struct State {
+        var segments: [Segment]  // oldest first; the last one is open for appending
+        var writeDescriptor: Int32
+        var totalBytes: Int
+        var lastAppended: ChannelPosition?
+        var delivered: Cursor
+        var stats = Stats()
+        var isClosed = false
+    }
+
+    private struct StateFile: Codable {
+        var deliveredSegment: Int
+        var deliveredOffset: Int
+        var readPosition: ChannelPosition?
+    }
+
+    public let configuration: Configuration
+    /// Where delivery starts: the first record not yet acknowledged.
+    public let deliveryStart: Cursor
+    /// The channel position of the last record that reached the spool before it was last closed (or crashed),
+    /// `nil` for a new spool. A restarted client resumes reading just after it.
+    public let resumePosition: ChannelPosition?
+    private let lockDescriptor: Int32
+    private let state: Mutex<State>
+    private let appended = GenerationSignal()
+    private let logger: Logger
+
+    /// Opens (creating if needed) the spool in `configuration.directory`, recovering from a crash.
+    /// - Throws: ``SpoolError`` when the directory cannot be used or another client holds it.
+    public init(configuration: Configuration, logger: Logger) throws(SpoolError) {
+        self.configuration = configuration
+        self.logger = logger
+        let directory = configuration.directory
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw SpoolError("cannot create the spool directory \(directory): \(error.localizedDescription); choose another with --spool-dir")
+        }
+        let lock = open(directory + "/lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard lock >= 0 else { throw SpoolError("cannot open \(directory)/lock: \(Self.lastError())") }
+        guard flock(lock, LOCK_EX | LOCK_NB) == 0 else {
+            Foundation.close(lock)
+            throw SpoolError("the spool \(directory) is in use by another client; give each client its own --spool-dir")
+        }
+        self.lockDescriptor = lock
+
+        let saved = Self.readStateFile(directory)
+        var stats = Stats()
+        var segments: [Segment] = []
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        for name in names where name.hasSuffix(".jsonl") {
+            guard let index = Int(name.dropLast(6)), let attributes = try? FileManager.default.attributesOfItem(atPath: directory + "/" + name),
+                let size = attributes[.size] as? Int
+            else { continue }
+            segments.append(Segment(index: index, bytes: size))
+        }
+        segments.sort { $0.index < $1.index }
+
+        // The last segment is the only one a crash can leave torn: cut it back to its last complete line.
+        var lastPosition: ChannelPosition?
+        // (Each run appends to segments of its own, and repairs the previous run's at start, so only the last
+        // non-empty segment can be torn.)
+        if let lastIndex = segments.lastIndex(where: { $0.bytes > 0 }) {
+            let last = segments[lastIndex]
+            let path = Self.path(directory, last.index)
+            let (kept, lastLine) = try Self.recoverTail(path: path, size: last.bytes)
+            if kept < last.bytes {
+                stats.tornLines += 1
+                logger.warning(
+                    "torn last line in the spool cut off (a crash mid-append)",
+                    metadata: ["spool.file": "\(path)", "spool.bytes_cut": "\(last.bytes - kept)"]
+                )
+                segments[lastIndex].bytes = kept
+            }
+            if let lastLine, let record = SpoolLine.read(lastLine) {
+                lastPosition = ChannelPosition(seq: record.seq, line: record.lineNumber)
+            }
+        }
+        self.resumePosition = [saved?.readPosition, lastPosition].compactMap { $0 }.max()
+
+        let deliveredCursor = saved.map { Cursor(segment: $0.deliveredSegment, offset: $0.deliveredOffset) }
+        if let cursor = deliveredCursor, let segment = segments.first(where: { $0.index == cursor.segment }) {
+            self.deliveryStart = Cursor(segment: cursor.segment, offset: min(cursor.offset, segment.bytes))
+        } else {
+            self.deliveryStart = Cursor(segment: segments.first?.index ?? 0, offset: 0)
+        }
+        // Delivered segments a crash left behind.
+        while let first = segments.first, first.index < self.deliveryStart.segment {
+            unlink(Self.path(directory, first.index))
+            segments.removeFirst()
+        }
+
+        // Appends always go to a fresh segment.
+        let nextIndex = max(segments.last.map { $0.index + 1 } ?? 0, (deliveredCursor?.segment ?? -1) + 1, self.deliveryStart.segment)
+        let descriptor = try Self.openForAppending(Self.path(directory, nextIndex))
+        segments.append(Segment(index: nextIndex, bytes: 0))
+        let total = segments.reduce(0) { $0 + $1.bytes }
+        stats.bytes = total
+        stats.segments = segments.count
+        self.state = Mutex(
+            State(
+                segments: segments,
+                writeDescriptor: descriptor,
+                totalBytes: total,
+                lastAppended: self.resumePosition,
+                delivered: self.deliveryStart,
+                stats: stats
+            )
+        )
+        if total > 0 || self.resumePosition != nil {
+            logger.info(
+                "spool resumed",
+                metadata: [
+                    "spool.dir": "\(directory)", "spool.bytes": "\(total)", "spool.segments": "\(segments.count - 1)",
+                    "spool.resume": "\(self.resumePosition.map(String.init(describing:)) ?? "-")",
+                ]
+            )
+        }
+    }
+
+    deinit {
+        self.close()
+    }
+
+    /// The counters so far.
+    public var stats: Stats { self.state.withLock { $0.stats } }
+
+    /// Just after the last record appended.
+    public var end: Cursor {
+        self.state.withLock { state in
+            let last = state.segments[state.segments.count - 1]
+            return Cursor(segment: last.index, offset: last.bytes)
+        }
+    }
+
+    /// How far deliveries were acknowledged.
+    public var acknowledged: Cursor { self.state.withLock { $0.delivered } }
+
+    // MARK: Appending
+
+    /// Writes `records` to the open segment, in order. A record that does not fit in
+    /// ``Configuration/maximumBytes`` is refused and counted (``Stats/overflowed``), as is everything after it in
+    /// the batch.
+    ///
+    /// - Returns: How many records (from the front) are now in the spool.
+    @discardableResult
+    public func append(_ records: some Collection<TelemetryRecord>) -> Int {
+        guard !records.isEmpty else { return 0 }
+        let result: (accepted: Int, overflowStarted: Bool, error: SpoolError?) = self.state.withLock { state in
+            guard !state.isClosed else {
+                state.stats.overflowed += records.count
+                return (0, false, SpoolError("the spool is closed"))
+            }
+            var buffer = ByteBufferAllocator().buffer(capacity: records.reduce(0) { $0 + SpoolLine.size(of: $1) })
+            var accepted = 0
+            var position = state.lastAppended
+            for record in records {
+                let before = buffer.writerIndex
+                SpoolLine.write(record, into: &buffer)
+                if state.totalBytes + buffer.writerIndex > self.configuration.maximumBytes {
+                    buffer.moveWriterIndex(to: before)
+                    break
+                }
+                accepted += 1
+                position = ChannelPosition(seq: record.seq, line: record.lineNumber)
+            }
+            let refused = records.count - accepted
+            let overflowStarted = refused > 0 && state.stats.overflowed == 0
+            state.stats.overflowed += refused
+            guard accepted > 0 else { return (0, overflowStarted, nil) }
+            do {
+                try Self.writeAll(buffer, to: state.writeDescriptor, sync: self.configuration.syncsEveryAppend)
+            } catch let error as SpoolError {
+                // Never leave a partial line in front of later appends.
+                ftruncate(state.writeDescriptor, off_t(state.segments[state.segments.count - 1].bytes))
+                state.stats.overflowed += accepted
+                return (0, overflowStarted, error)
+            } catch {
+                return (0, overflowStarted, SpoolError("\(error)"))
+            }
+            state.segments[state.segments.count - 1].bytes += buffer.readableBytes
+            state.totalBytes += buffer.readableBytes
+            state.lastAppended = position
+            state.stats.appended += accepted
+            state.stats.bytes = state.totalBytes
+            if state.segments[state.segments.count - 1].bytes >= self.configuration.segmentBytes {
+                self.rotate(&state)
+            }
+            return (accepted, overflowStarted, nil)
+        }
+        if let error = result.error {
+            self.logger.error("spool append failed; events refused", metadata: ["spool.dir": "\(self.configuration.directory)", "error": "\(error)"])
+        }
+        if result.overflowStarted {
+            self.logger.warning(
+                "spool full: new events are refused and counted until deliveries free space",
+                metadata: ["spool.dir": "\(self.configuration.directory)", "spool.maximum_bytes": "\(self.configuration.maximumBytes)"]
+            )
+        }
+        if result.accepted > 0 { self.appended.advance() }
+        return result.accepted
+    }
+
+    private func rotate(_ state: inout State) {
+        let next = state.segments[state.segments.count - 1].index + 1
+        do {
+            let descriptor = try Self.openForAppending(Self.path(self.configuration.directory, next))
+            Foundation.close(state.writeDescriptor)
+            state.writeDescriptor = descriptor
+            state.segments.append(Segment(index: next, bytes: 0))
+            state.stats.segments = state.segments.count
+        } catch {
+            // Keep appending to the current segment; it is only larger than planned.
+            self.logger.warning("spool segment rotation failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    // MARK: Reading
+
+    /// Reads up to `maximumRecords` records from `cursor`, in order, and the cursor after them. Returns no
+    /// records when the cursor is at the end of what was appended.
+    public func read(from cursor: Cursor, maximumRecords: Int) throws(SpoolError) -> (records: [TelemetryRecord], next: Cursor) {
+        var cursor = cursor
+        var records: [TelemetryRecord] = []
+        while records.count < maximumRecords {
+            let found: (index: Int, available: Int, isLast: Bool)? = self.state.withLock { state in
+                guard let position = state.segments.firstIndex(where: { $0.index >= cursor.segment }) else { return nil }
+                let segment = state.segments[position]
+                return (segment.index, segment.index == cursor.segment ? segment.bytes - cursor.offset : segment.bytes, position == state.segments.count - 1)
+            }
+            guard let found else { break }
+            if found.index != cursor.segment { cursor = Cursor(segment: found.index, offset: 0) }
+            if found.available <= 0 {
+                if found.isLast { break }
+                cursor = Cursor(segment: found.index + 1, offset: 0)
+                continue
+            }
+            // A spool line is at most a 5 MiB line plus its wrapper, so 8 MiB always holds one whole line.
+            let chunk = try self.readChunk(segment: found.index, offset: cursor.offset, length: min(found.available, 8 << 20))
+            let consumed = self.parse(chunk, into: &records, maximumRecords: maximumRecords)
+            guard consumed > 0 else {
+                // Appended lines always end with a newline, so this is a line we cannot read: skip the chunk.
+                self.state.withLock { $0.stats.corruptLines += 1 }
+                cursor.offset += chunk.readableBytes
+                continue
+            }
+            cursor.offset += consumed
+        }
+        let delivered = records.count
+        self.state.withLock { $0.stats.delivered += delivered }
+        return (records, cursor)
+    }
+
+    /// Splits `chunk` into records; returns the bytes consumed (whole lines only).
+    private func parse(_ chunk: ByteBuffer, into records: inout [TelemetryRecord], maximumRecords: Int) -> Int {
+        var consumed = 0
+        var corrupt = 0
+        chunk.withUnsafeReadableBytes { bytes in
+            while records.count < maximumRecords, consumed < bytes.count {
+                guard let newline = bytes[consumed...].firstIndex(of: UInt8(ascii: "\n")) else { break }
+                let line = chunk.getSlice(at: chunk.readerIndex + consumed, length: newline - consumed)!
+                if let record = SpoolLine.read(line) {
+                    records.append(record)
+                } else {
+                    corrupt += 1
+                }
+                consumed = newline + 1
+            }
+        }
+        if corrupt > 0 {
+            self.state.withLock { $0.stats.corruptLines += corrupt }
+            self.logger.warning("unreadable spool lines skipped", metadata: ["spool.lines": "\(corrupt)"])
+        }
+        return consumed
+    }
+
+    private func readChunk(segment: Int, offset: Int, length: Int) throws(SpoolError) -> ByteBuffer {
+        let path = Self.path(self.configuration.directory, segment)
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { throw SpoolError("cannot open \(path): \(Self.lastError())") }
+        defer { Foundation.close(descriptor) }
+        var buffer = ByteBufferAllocator().buffer(capacity: length)
+        var total = 0
+        while total < length {
+            let count = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: length - total) { bytes in
+                max(pread(descriptor, bytes.baseAddress!, length - total, off_t(offset + total)), 0)
+            }
+            if count == 0 { break }
+            total += count
+        }
+        return buffer
+    }
+
+    /// Waits until records are appended after the generation `seen` (from ``appendGeneration``), or the task
+    /// is cancelled.
+    public func waitForAppend(past seen: UInt64) async { await self.appended.wait(past: seen) }
+
+    /// Bumped by every append; pass it to ``waitForAppend(past:)``.
+    public var appendGeneration: UInt64 { self.appended.generation }
+
+    // MARK: Acknowledging
+
+    /// Everything before `cursor` was accepted by the remote side: deletes the segment files wholly behind it
+    /// and records the cursor, so a restart does not deliver them again.
+    public func acknowledge(through cursor: Cursor) {
+        self.state.withLock { state in
+            guard !state.isClosed, cursor > state.delivered else { return }
+            state.delivered = cursor
+            // Everything appended is delivered: close the open segment so it can go too.
+            if let last = state.segments.last, cursor.segment == last.index, cursor.offset >= last.bytes, last.bytes > 0 {
+                self.rotate(&state)
+            }
+            while state.segments.count > 1, let first = state.segments.first,
+                first.index < cursor.segment || (first.index == cursor.segment && cursor.offset >= first.bytes)
+            {
+                unlink(Self.path(self.configuration.directory, first.index))
+                state.segments.removeFirst()
+                state.totalBytes -= first.bytes
+                state.stats.segmentsDeleted += 1
+            }
+            // A cursor at the end of a deleted segment is the start of the next one.
+            state.delivered = max(state.delivered, Cursor(segment: state.segments[0].index, offset: 0))
+            state.stats.bytes = state.totalBytes
+            state.stats.segments = state.segments.count
+            self.writeStateFile(state)
+        }
+    }
+
+    /// Records the state and releases the directory. Appends after this are refused.
+    public func close() {
+        let descriptor: Int32? = self.state.withLock { state in
+            guard !state.isClosed else { return nil }
+            state.isClosed = true
+            self.writeStateFile(state)
+            if self.configuration.syncsEveryAppend { fsync(state.writeDescriptor) }
+            return state.writeDescriptor
+        }
+        guard let descriptor else { return }
+        Foundation.close(descriptor)
+        flock(self.lockDescriptor, LOCK_UN)
+        Foundation.close(self.lockDescriptor)
+    }
+
+    // MARK: Files
+
+    private func writeStateFile(_ state: State) {
+        let file = StateFile(deliveredSegment: state.delivered.segment, deliveredOffset: state.delivered.offset, readPosition: state.lastAppended)
+        guard let data = try? JSONEncoder().encode(file) else { return }
+        let path = self.configuration.directory + "/state.json"
+        let temporary = path + ".tmp"
+        guard FileManager.default.createFile(atPath: temporary, contents: data) else { return }
+        rename(temporary, path)
+    }
+
+    private static func readStateFile(_ directory: String) -> StateFile? {
+        guard let data = FileManager.default.contents(atPath: directory + "/state.json") else { return nil }
+        return try? JSONDecoder().decode(StateFile.self, from: data)
+    }
+
+    static func path(_ directory: String, _ index: Int) -> String {
+        let digits = String(index)
+        return directory + "/" + String(repeating: "0", count: max(16 - digits.count, 0)) + digits + ".jsonl"
+    }
+
+    private static func openForAppending(_ path: String) throws(SpoolError) -> Int32 {
+        let descriptor = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else { throw SpoolError("cannot open \(path) for appending: \(Self.lastError())") }
+        return descriptor
+    }
+
+    /// Cuts a torn tail off the file; returns the size kept and the last complete line.
+    private static func recoverTail(path: String, size: Int) throws(SpoolError) -> (Int, ByteBuffer?) {
+        guard let data = FileManager.default.contents(atPath: path) else { throw SpoolError("cannot read \(path): \(Self.lastError())") }
+        let bytes = [UInt8](data)
+        let end = bytes.lastIndex(of: UInt8(ascii: "\n")).map { $0 + 1 } ?? 0
+        if end < bytes.count, truncate(path, off_t(end)) != 0 {
+            throw SpoolError("cannot cut the torn tail of \(path): \(Self.lastError())")
+        }
+        guard end > 0 else { return (0, nil) }
+        let start = bytes[..<(end - 1)].lastIndex(of: UInt8(ascii: "\n")).map { $0 + 1 } ?? 0
+        return (end, ByteBuffer(bytes: bytes[start..<(end - 1)]))
+    }
+
+    private static func writeAll(_ buffer: ByteBuffer, to descriptor: Int32, sync: Bool) throws(SpoolError) {
+        let failure: SpoolError? = buffer.withUnsafeReadableBytes { bytes in
+            var offset = 0
+            while offset < bytes.count {
+                let written = write(descriptor, bytes.baseAddress! + offset, bytes.count - offset)
+                if written < 0 {
+                    if errno == EINTR { continue }
+                    return SpoolError("write failed: \(Self.lastError())")
+                }
+                offset += written
+            }
+            return nil
+        }
+        if let failure { throw failure }
+        if sync, fsync(descriptor) != 0 { throw SpoolError("fsync failed: \(Self.lastError())") }
+    }
+
+    private static func lastError() -> String { String(cString: strerror(errno)) }
+}

@@ -1,0 +1,206 @@
+import DequeModule
+public import Logging
+public import ServiceLifecycle
+import Synchronization
+public import TrickleProtocol
+
+/// Puts a ``Spool`` in front of a sink that can fail remotely (the metrics reporter, Kafka): ``export(_:)``
+/// returns once the records are on disk, and ``run()`` delivers them from the spool to the sink behind it,
+/// deleting spool segments only once that sink has settled (accepted, or dropped and reported) everything in
+/// them. A crash loses nothing that reached the spool; a restart delivers the rest (at-least-once).
+///
+/// If the sink behind is a `Service` (the metrics reporter), ``run()`` runs it too, and stops it after the
+/// last delivery: install the `SpooledSink` in the service group, not the sink behind it.
+public final class SpooledSink: EgressSink, Service {
+    private struct State {
+        var unsettled: Deque<(target: Int, cursor: Spool.Cursor)> = []
+        var exported = 0
+        var settled = 0
+        var deliveryFailures = 0
+        var hasStarted = false
+    }
+
+    /// The spool.
+    public let spool: Spool
+    /// Records handed to the sink behind per export. Default 500.
+    public let batchRecords: Int
+    private let downstream: any EgressSink
+    private let retryBackoff: Backoff
+    private let logger: Logger
+    private let state = Mutex(State())
+    private let progress = GenerationSignal()
+    private let stopRequested = OneShotSignal<Void>()
+    private let finished = OneShotSignal<Void>()
+
+    /// Creates a spooled sink delivering to `downstream`.
+    public init(
+        spool: Spool,
+        downstream: any EgressSink,
+        batchRecords: Int = 500,
+        retryBackoff: Backoff = Backoff(initial: .seconds(1), maximum: .seconds(60)),
+        logger: Logger
+    ) {
+        self.spool = spool
+        self.downstream = downstream
+        self.batchRecords = batchRecords
+        self.retryBackoff = retryBackoff
+        self.logger = logger
+    }
+
+    /// Records handed to the sink behind and not settled yet.
+    public var unsettledRecords: Int { self.state.withLock { $0.exported - $0.settled } }
+
+    /// Times the sink behind threw on a delivery (it is retried with back-off).
+    public var deliveryFailures: Int { self.state.withLock { $0.deliveryFailures } }
+
+    // MARK: EgressSink
+
+    /// Appends to the spool. Records the spool cannot take (full) are counted in its stats and reported there.
+    public func export(_ records: some Collection<TelemetryRecord> & Sendable) async throws {
+        self.spool.append(records)
+    }
+
+    /// Waits until everything in the spool was delivered and settled (or the task is cancelled).
+    public func forceFlush() async throws {
+        while !Task.isCancelled {
+            let seen = self.progress.generation
+            if self.spool.acknowledged >= self.spool.end || self.stopRequested.value != nil { return }
+            await self.progress.wait(past: seen)
+        }
+    }
+
+    /// Stops delivering (what is left stays in the spool for the next start), stops the sink behind, and
+    /// closes the spool.
+    public func shutdown() async {
+        self.stopRequested.fulfill(())
+        self.progress.advance()
+        let started = self.state.withLock { $0.hasStarted }
+        if started {
+            _ = await self.finished.wait()
+        } else {
+            await self.downstream.shutdown()
+            self.spool.close()
+        }
+    }
+
+    // MARK: Delivery
+
+    public func run() async throws {
+        self.state.withLock { $0.hasStarted = true }
+        defer { self.finished.fulfill(()) }
+        let settling = self.downstream as? any SettlingEgressSink
+        settling?.onSettled { [weak self] count in self?.settle(count) }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            if let service = self.downstream as? any Service {
+                group.addTask { try await service.run() }
+            }
+            await withGracefulShutdownHandler {
+                await self.deliver(window: settling.map { max($0.maximumUnsettledRecords / 2, 1) } ?? .max)
+            } onGracefulShutdown: {
+                self.stopRequested.fulfill(())
+                self.progress.advance()
+            }
+            await self.downstream.shutdown()
+            try await group.waitForAll()
+        }
+        self.spool.close()
+        let stats = self.spool.stats
+        self.logger.info(
+            "spool closed",
+            metadata: [
+                "spool.bytes": "\(stats.bytes)", "spool.delivered": "\(stats.delivered)", "spool.overflowed": "\(stats.overflowed)",
+                "spool.unsettled": "\(self.unsettledRecords)",
+            ]
+        )
+    }
+
+    /// Reads the spool in order and hands batches to the sink behind, keeping at most `window` unsettled.
+    private func deliver(window: Int) async {
+        var cursor = self.spool.deliveryStart
+        var failures = 0
+        while self.stopRequested.value == nil {
+            let appended = self.spool.appendGeneration
+            let settledGeneration = self.progress.generation
+            let room = window - self.unsettledRecords
+            guard room > 0 else {
+                await self.progress.wait(past: settledGeneration)
+                continue
+            }
+            let batch: (records: [TelemetryRecord], next: Spool.Cursor)
+            do {
+                batch = try self.spool.read(from: cursor, maximumRecords: min(room, self.batchRecords))
+            } catch {
+                self.logger.error("spool read failed; retrying", metadata: ["error": "\(error)"])
+                failures += 1
+                await self.pause(self.retryBackoff.delay(forAttempt: failures - 1))
+                continue
+            }
+            if batch.records.isEmpty {
+                if cursor > self.spool.acknowledged, !(self.downstream is any SettlingEgressSink) {
+                    self.spool.acknowledge(through: cursor)  // the unreadable lines skipped at the end
+                }
+                await self.waitForAppend(past: appended)
+                continue
+            }
+            do {
+                try await self.downstream.export(batch.records)
+                failures = 0
+            } catch {
+                failures += 1
+                self.state.withLock { $0.deliveryFailures += 1 }
+                self.logger.warning(
+                    "egress sink failed a delivery from the spool; retrying",
+                    metadata: ["sink.records": "\(batch.records.count)", "attempt": "\(failures)", "error": "\(error)"]
+                )
+                await self.pause(self.retryBackoff.delay(forAttempt: failures - 1))
+                continue
+            }
+            cursor = batch.next
+            if self.downstream is any SettlingEgressSink {
+                let count = batch.records.count
+                let settled = self.state.withLock { state in
+                    state.exported += count
+                    state.unsettled.append((state.exported, batch.next))
+                    return state.settled
+                }
+                self.settle(settled)
+            } else {
+                self.spool.acknowledge(through: batch.next)
+                self.progress.advance()
+            }
+        }
+    }
+
+    /// The sink behind settled its first `count` records: acknowledge the spool up to the last whole batch.
+    private func settle(_ count: Int) {
+        let cursor: Spool.Cursor? = self.state.withLock { state in
+            state.settled = max(state.settled, count)
+            var cursor: Spool.Cursor?
+            while let first = state.unsettled.first, first.target <= state.settled {
+                cursor = first.cursor
+                state.unsettled.removeFirst()
+            }
+            return cursor
+        }
+        if let cursor { self.spool.acknowledge(through: cursor) }
+        self.progress.advance()
+    }
+
+    private func waitForAppend(past generation: UInt64) async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.spool.waitForAppend(past: generation) }
+            group.addTask { _ = await self.stopRequested.wait() }
+            _ = await group.next()
+            group.cancelAll()
+        }
+    }
+
+    private func pause(_ delay: Duration) async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { try? await Task.sleep(for: delay) }
+            group.addTask { _ = await self.stopRequested.wait() }
+            _ = await group.next()
+            group.cancelAll()
+        }
+    }
+}

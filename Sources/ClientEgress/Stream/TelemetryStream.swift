@@ -1,0 +1,75 @@
+import DequeModule
+public import NIOCore
+import Synchronization
+public import TrickleProtocol
+
+/// The live feed behind the SSE endpoint: every relayed envelope with a monotonic id, the most recent ones
+/// kept in a ring so a reconnecting client resumes with `Last-Event-ID`. As an ``EgressSink`` it never fails
+/// and never blocks (the oldest entry leaves the ring when it is full).
+public final class TelemetryStream: EgressSink {
+    /// One envelope and its id (1, 2, 3… for this process).
+    public struct Event: Sendable {
+        public var id: Int
+        public var envelope: ByteBuffer
+    }
+
+    /// What a reader gets after an id.
+    public struct Slice: Sendable {
+        /// Events after the id asked for, oldest first.
+        public var events: [Event]
+        /// Events after that id that the ring no longer holds (a reader too far behind).
+        public var missed: Int
+    }
+
+    private struct State {
+        var ring: Deque<Event> = []
+        var nextID = 1
+    }
+
+    /// Envelopes held for resumption. Default 10,000.
+    public let capacity: Int
+    private let state = Mutex(State())
+    private let appended = GenerationSignal()
+
+    public init(capacity: Int = 10_000) {
+        self.capacity = max(capacity, 1)
+    }
+
+    /// The id of the latest envelope (0 before the first).
+    public var latestID: Int { self.state.withLock { $0.nextID - 1 } }
+
+    /// Bumped on every export; pass it to ``waitForEvents(past:)``.
+    public var generation: UInt64 { self.appended.generation }
+
+    /// Waits until something is exported after `generation`, or the task is cancelled.
+    public func waitForEvents(past generation: UInt64) async { await self.appended.wait(past: generation) }
+
+    /// Up to `limit` events after `id`. An id from the future (a client that saw an earlier run of this
+    /// process) is treated as "from now on".
+    public func events(after id: Int, limit: Int = 1_000) -> Slice {
+        self.state.withLock { state in
+            guard id < state.nextID - 1, let oldest = state.ring.first?.id else { return Slice(events: [], missed: 0) }
+            let first = max(id + 1, oldest)
+            let start = first - oldest
+            let end = min(start + limit, state.ring.count)
+            return Slice(events: Array(state.ring[start..<end]), missed: first - (id + 1))
+        }
+    }
+
+    // MARK: EgressSink
+
+    public func export(_ records: some Collection<TelemetryRecord> & Sendable) async throws {
+        guard !records.isEmpty else { return }
+        self.state.withLock { state in
+            for record in records {
+                state.ring.append(Event(id: state.nextID, envelope: record.envelope))
+                state.nextID += 1
+            }
+            if state.ring.count > self.capacity { state.ring.removeFirst(state.ring.count - self.capacity) }
+        }
+        self.appended.advance()
+    }
+
+    public func forceFlush() async throws {}
+    public func shutdown() async {}
+}

@@ -1,0 +1,158 @@
+import Hummingbird
+public import Logging
+import NIOCore
+import Foundation
+import HTTPTypes
+public import ServiceLifecycle
+public import TrickleProtocol
+
+/// The client daemon's local HTTP endpoint:
+///
+/// | route | what |
+/// | --- | --- |
+/// | `GET /telemetry/stream` | `text/event-stream`: every relayed envelope as `id: <n>`, `event: telemetry`, `data: <envelope>`; `Last-Event-ID` resumes from the ring; a `: keep-alive` comment every 15 s |
+/// | `GET /healthz` | liveness, never needs the token |
+/// | `GET /metrics` | Prometheus text |
+///
+/// With a token, every route but `/healthz` needs `Authorization: Bearer <token>` or `?jwt=<token>` (browsers'
+/// `EventSource` cannot set headers). The token never reaches a log line: connections are logged by path
+/// only, with how they authenticated.
+public final class TelemetryStreamServer: Service, Sendable {
+    /// Configuration of a ``TelemetryStreamServer``.
+    public struct Configuration: Sendable {
+        /// Listen address. Default `127.0.0.1` (loopback only).
+        public var host: String
+        /// Listen port; `0` picks a free one. Default 7071.
+        public var port: Int
+        /// The token readers must present; `nil` leaves the routes open (allowed on loopback only by the CLI).
+        public var token: BearerToken?
+        /// A comment is sent this often on an idle stream, so proxies and browsers keep it open. Default 15 s.
+        public var keepAliveInterval: Duration
+
+        public init(host: String = "127.0.0.1", port: Int = 7071, token: BearerToken? = nil, keepAliveInterval: Duration = .seconds(15)) {
+            self.host = host
+            self.port = port
+            self.token = token
+            self.keepAliveInterval = keepAliveInterval
+        }
+    }
+
+    public let configuration: Configuration
+    public let stream: TelemetryStream
+    private let metrics: @Sendable () -> String
+    private let logger: Logger
+    private let listening = OneShotSignal<Int>()
+    private let stopping = OneShotSignal<Void>()
+
+    /// Creates the endpoint; `metrics` renders `GET /metrics`.
+    public init(configuration: Configuration, stream: TelemetryStream, logger: Logger, metrics: @escaping @Sendable () -> String) {
+        self.configuration = configuration
+        self.stream = stream
+        self.metrics = metrics
+        self.logger = logger
+    }
+
+    /// Waits until the endpoint listens; returns its port.
+    public func waitUntilListening() async throws -> Int {
+        guard let port = await self.listening.wait() else { throw CancellationError() }
+        return port
+    }
+
+    public func run() async throws {
+        let application = Application(
+            router: self.makeRouter(),
+            configuration: .init(address: .hostname(self.configuration.host, port: self.configuration.port), serverName: nil),
+            onServerRunning: { channel in self.listening.fulfill(channel.localAddress?.port ?? 0) },
+            logger: self.logger
+        )
+        // Open streams never end by themselves: end them when shutdown begins, so the server can drain.
+        try await withGracefulShutdownHandler {
+            try await application.run()
+        } onGracefulShutdown: {
+            self.stopping.fulfill(())
+        }
+    }
+
+    private func makeRouter() -> Router<BasicRequestContext> {
+        let router = Router()
+        if let token = self.configuration.token { router.add(middleware: BearerTokenMiddleware(token: token, queryParameter: "jwt")) }
+        router.get("healthz") { _, _ in
+            Response(status: .ok, headers: [.contentType: "text/plain"], body: ResponseBody(byteBuffer: ByteBuffer(string: "ok\n")))
+        }
+        router.get("metrics") { _, _ in
+            Response(
+                status: .ok,
+                headers: [.contentType: "text/plain; version=0.0.4"],
+                body: ResponseBody(byteBuffer: ByteBuffer(string: self.metrics()))
+            )
+        }
+        router.get("telemetry/stream") { request, _ in
+            let lastEventID = request.headers[HTTPField.Name("Last-Event-ID")!].flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+            self.logger.info(
+                "SSE reader connected",
+                metadata: [
+                    "http.path": "\(request.uri.path)",
+                    "auth": "\(request.headers[.authorization] != nil ? "header" : request.uri.queryParameters["jwt"] != nil ? "query" : "none")",
+                    "sse.last_event_id": "\(lastEventID.map(String.init) ?? "-")",
+                ]
+            )
+            return Response(
+                status: .ok,
+                headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
+                body: ResponseBody { writer in
+                    try await self.serveStream(after: lastEventID ?? self.stream.latestID, writer: &writer)
+                    try await writer.finish(nil)
+                }
+            )
+        }
+        return router
+    }
+
+    /// Writes events after `id` as they come, with keep-alive comments, until shutdown or the reader leaves.
+    private func serveStream(after id: Int, writer: inout any ResponseBodyWriter) async throws {
+        var cursor = id
+        try await writer.write(ByteBuffer(string: "retry: 2000\n\n"))
+        while self.stopping.value == nil {
+            let generation = self.stream.generation
+            let slice = self.stream.events(after: cursor)
+            if slice.missed > 0 {
+                try await writer.write(ByteBuffer(string: ": \(slice.missed) events are no longer held and were skipped\n\n"))
+            }
+            if let last = slice.events.last {
+                var buffer = ByteBuffer()
+                buffer.reserveCapacity(slice.events.reduce(0) { $0 + $1.envelope.readableBytes + 48 })
+                for event in slice.events {
+                    buffer.writeString("id: \(event.id)\nevent: telemetry\ndata: ")
+                    buffer.writeImmutableBuffer(event.envelope)
+                    buffer.writeString("\n\n")
+                }
+                try await writer.write(buffer)
+                cursor = last.id
+                continue
+            }
+            let woke = await self.waitForEvents(past: generation)
+            if !woke, self.stopping.value == nil { try await writer.write(ByteBuffer(string: ": keep-alive\n\n")) }
+        }
+    }
+
+    /// Waits for new events, the keep-alive interval, or shutdown; `true` when events (or shutdown) came.
+    private func waitForEvents(past generation: UInt64) async -> Bool {
+        await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                await self.stream.waitForEvents(past: generation)
+                return true
+            }
+            group.addTask {
+                _ = await self.stopping.wait()
+                return true
+            }
+            group.addTask {
+                try? await Task.sleep(for: self.configuration.keepAliveInterval)
+                return false
+            }
+            let woke = await group.next() ?? false
+            group.cancelAll()
+            return woke
+        }
+    }
+}

@@ -1,0 +1,51 @@
+import Synchronization
+
+/// A counter that tasks can wait on: ``advance()`` bumps it and wakes every task waiting for a change.
+///
+/// A waiter passes the generation it last saw, so a change that happens between reading state and starting to
+/// wait is never missed. Cancelled waiters return at once.
+public final class GenerationSignal: Sendable {
+    private struct State {
+        var generation: UInt64 = 0
+        var waiters: [Int: CheckedContinuation<Void, Never>] = [:]
+        var nextWaiterID = 0
+    }
+
+    private let state = Mutex(State())
+
+    public init() {}
+
+    /// The current generation.
+    public var generation: UInt64 { self.state.withLock { $0.generation } }
+
+    /// Bumps the generation and wakes every waiter.
+    public func advance() {
+        let waiters = self.state.withLock { state in
+            state.generation &+= 1
+            defer { state.waiters = [:] }
+            return Array(state.waiters.values)
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Returns once the generation differs from `seen`, or when the task is cancelled.
+    public func wait(past seen: UInt64) async {
+        let id = self.state.withLock { state -> Int in
+            state.nextWaiterID += 1
+            return state.nextWaiterID
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let ready = self.state.withLock { state -> Bool in
+                    if state.generation != seen || Task.isCancelled { return true }
+                    state.waiters[id] = continuation
+                    return false
+                }
+                if ready { continuation.resume() }
+            }
+        } onCancel: {
+            let waiter = self.state.withLock { $0.waiters.removeValue(forKey: id) }
+            waiter?.resume()
+        }
+    }
+}

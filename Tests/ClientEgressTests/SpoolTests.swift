@@ -1,0 +1,206 @@
+import AsyncHTTPClient
+import ClientEgress
+import Foundation
+import HTTPTypes
+import Logging
+import NIOCore
+import Testing
+import TrickleProtocol
+import TrickleTestSupport
+
+private func record(_ id: Int, seq: Int = 0, size: Int = 0) -> TelemetryRecord {
+    let padding = String(repeating: "x", count: size)
+    return TelemetryRecord(
+        envelope: ByteBuffer(string: #"{"id":"s\#(id)","type":"stream_trace","data":{"type":"metric","v":1.0e3,"é":"\u00e9","p":"\#(padding)"}}"#),
+        seq: seq,
+        lineNumber: id + 1
+    )
+}
+
+private func withSpoolDirectory(_ body: (String) async throws -> Void) async throws {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("spool-test-\(UUID().uuidString)").path
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    try await body(directory)
+}
+
+private func segmentFiles(_ directory: String) -> [String] {
+    ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { $0.hasSuffix(".jsonl") }.sorted()
+}
+
+@Suite("Spool", .timeLimit(.minutes(1)))
+struct SpoolTests {
+    @Test("records read back byte-exact, in order, across segment files; acknowledged segments are deleted")
+    func appendReadAcknowledge() async throws {
+        try await withSpoolDirectory { directory in
+            let spool = try Spool(configuration: .init(directory: directory, segmentBytes: 1_000), logger: quietLogger)
+            let records = (0..<40).map { record($0) }
+            for chunk in stride(from: 0, to: 40, by: 4) { #expect(spool.append(records[chunk..<chunk + 4]) == 4) }
+            #expect(segmentFiles(directory).count > 3)
+
+            var cursor = spool.deliveryStart
+            var read: [TelemetryRecord] = []
+            while true {
+                let batch = try spool.read(from: cursor, maximumRecords: 7)
+                if batch.records.isEmpty { break }
+                read += batch.records
+                cursor = batch.next
+            }
+            #expect(read.map { String(buffer: $0.envelope) } == records.map { String(buffer: $0.envelope) })
+            #expect(read.map(\.lineNumber) == records.map(\.lineNumber))
+            spool.acknowledge(through: cursor)
+            #expect(segmentFiles(directory).count == 1)  // only a new, empty open segment is left
+            #expect(spool.stats.segmentsDeleted > 3)
+            #expect(spool.stats.bytes == 0)
+            spool.close()
+        }
+    }
+
+    @Test("a reopened spool resumes: unacknowledged records again, the read position, nothing acknowledged")
+    func reopen() async throws {
+        try await withSpoolDirectory { directory in
+            do {
+                let spool = try Spool(configuration: .init(directory: directory, segmentBytes: 600), logger: quietLogger)
+                spool.append((0..<10).map { record($0, seq: 7) })
+                let first = try spool.read(from: spool.deliveryStart, maximumRecords: 4)
+                spool.acknowledge(through: first.next)
+                spool.close()
+            }
+            let spool = try Spool(configuration: .init(directory: directory, segmentBytes: 600), logger: quietLogger)
+            #expect(spool.resumePosition == .init(seq: 7, line: 10))
+            let rest = try spool.read(from: spool.deliveryStart, maximumRecords: 100)
+            #expect(rest.records.map(\.lineNumber) == Array(5...10))
+            spool.close()
+        }
+    }
+
+    @Test("a torn last line (a crash mid-append) is cut off and counted; everything before it survives")
+    func tornLine() async throws {
+        try await withSpoolDirectory { directory in
+            do {
+                let spool = try Spool(configuration: .init(directory: directory), logger: quietLogger)
+                spool.append((0..<5).map { record($0, seq: 3) })
+                spool.close()
+            }
+            let last = directory + "/" + segmentFiles(directory).last!
+            let handle = try #require(FileHandle(forWritingAtPath: last))
+            handle.seekToEndOfFile()
+            handle.write(Data(#"{"seq":3,"line":6,"event":{"id":"s5","ty"#.utf8))
+            handle.closeFile()
+
+            let spool = try Spool(configuration: .init(directory: directory), logger: quietLogger)
+            #expect(spool.stats.tornLines == 1)
+            #expect(spool.resumePosition == .init(seq: 3, line: 5))
+            let all = try spool.read(from: spool.deliveryStart, maximumRecords: 100)
+            #expect(all.records.count == 5)
+            #expect(spool.stats.corruptLines == 0)
+            spool.append([record(9, seq: 4)])  // appends after a repair are readable
+            #expect(try spool.read(from: all.next, maximumRecords: 10).records.map(\.lineNumber) == [10])
+            spool.close()
+        }
+    }
+
+    @Test("a corrupt line in the middle is skipped and counted, the lines around it are read")
+    func corruptLine() async throws {
+        try await withSpoolDirectory { directory in
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            try Data((#"{"seq":1,"line":1,"event":{"id":"a"}}"# + "\n" + "garbage\n" + #"{"seq":1,"line":3,"event":{"id":"b"}}"# + "\n").utf8)
+                .write(to: URL(fileURLWithPath: directory + "/0000000000000000.jsonl"))
+            let spool = try Spool(configuration: .init(directory: directory), logger: quietLogger)
+            let all = try spool.read(from: spool.deliveryStart, maximumRecords: 10)
+            #expect(all.records.map { String(buffer: $0.envelope) } == [#"{"id":"a"}"#, #"{"id":"b"}"#])
+            #expect(spool.stats.corruptLines == 1)
+            spool.close()
+        }
+    }
+
+    @Test("the size bound refuses new records and counts them")
+    func bounded() async throws {
+        try await withSpoolDirectory { directory in
+            let spool = try Spool(configuration: .init(directory: directory, maximumBytes: 2_000), logger: quietLogger)
+            let accepted = spool.append((0..<50).map { record($0, size: 20) })
+            #expect(accepted > 0 && accepted < 50)
+            #expect(spool.stats.overflowed == 50 - accepted)
+            #expect(spool.stats.bytes <= 2_000)
+            let all = try spool.read(from: spool.deliveryStart, maximumRecords: 100)
+            spool.acknowledge(through: all.next)
+            #expect(spool.append([record(99)]) == 1)  // delivered space is free again
+            spool.close()
+        }
+    }
+
+    @Test("one client per spool directory")
+    func locked() async throws {
+        try await withSpoolDirectory { directory in
+            let spool = try Spool(configuration: .init(directory: directory), logger: quietLogger)
+            #expect(throws: SpoolError.self) { try Spool(configuration: .init(directory: directory), logger: quietLogger) }
+            spool.close()
+            let again = try Spool(configuration: .init(directory: directory), logger: quietLogger)
+            again.close()
+        }
+    }
+
+    @Test("SpooledSink → MetricsReporter: 500s are ridden out; segments are deleted only after the endpoint accepted them")
+    func spooledReporter() async throws {
+        let endpoint = ScriptedEndpoint { _, index in (index < 2 ? .internalServerError : .ok, [:]) }
+        try await withSpoolDirectory { directory in
+            try await endpoint.run { url in
+                try await HTTPClient.withHTTPClient { client in
+                    let reporter = MetricsReporter(
+                        configuration: .init(url: url, flushInterval: .milliseconds(20), retryBackoff: Backoff(initial: .milliseconds(10), maximum: .milliseconds(40))),
+                        httpClient: client,
+                        apiKey: { "k" },
+                        logger: quietLogger
+                    )
+                    let spool = try Spool(configuration: .init(directory: directory, segmentBytes: 2_000), logger: quietLogger)
+                    let sink = SpooledSink(spool: spool, downstream: reporter, batchRecords: 50, logger: quietLogger)
+                    try await withThrowingTaskGroup(of: Void.self) { group in
+                        group.addTask { try await sink.run() }
+                        try await sink.export((0..<300).map { record($0) })
+                        #expect(spool.stats.appended == 300)
+                        try await sink.forceFlush()
+                        #expect(Set(endpoint.acceptedIDs) == Set((0..<300).map { "s\($0)" }))
+                        #expect(spool.acknowledged == spool.end)
+                        #expect(segmentFiles(directory).count == 1)
+                        await sink.shutdown()
+                        try await group.waitForAll()
+                    }
+                }
+            }
+        }
+    }
+
+    @Test("SpooledSink: what the endpoint never accepted is delivered by the next start")
+    func undeliveredSurvivesRestart() async throws {
+        let accepting = ScriptedEndpoint { _, _ in (.ok, [:]) }
+        let failing = ScriptedEndpoint { _, _ in (.serviceUnavailable, [:]) }
+        try await withSpoolDirectory { directory in
+            func run(_ endpoint: ScriptedEndpoint, _ body: @escaping @Sendable (SpooledSink) async throws -> Void) async throws {
+                try await endpoint.run { url in
+                    try await HTTPClient.withHTTPClient { client in
+                        let reporter = MetricsReporter(
+                            configuration: .init(url: url, flushInterval: .milliseconds(20), retryBackoff: Backoff(initial: .milliseconds(10), maximum: .milliseconds(20))),
+                            httpClient: client,
+                            apiKey: { "k" },
+                            logger: quietLogger
+                        )
+                        let sink = SpooledSink(spool: try Spool(configuration: .init(directory: directory), logger: quietLogger), downstream: reporter, logger: quietLogger)
+                        try await withThrowingTaskGroup(of: Void.self) { group in
+                            group.addTask { try await sink.run() }
+                            try await body(sink)
+                            await sink.shutdown()
+                            try await group.waitForAll()
+                        }
+                    }
+                }
+            }
+            try await run(failing) { sink in
+                try await sink.export((0..<20).map { record($0) })
+                try await waitUntil("a failed attempt") { failing.requests.count >= 1 }
+            }
+            try await run(accepting) { sink in
+                try await sink.forceFlush()
+            }
+            #expect(Set(accepting.acceptedIDs) == Set((0..<20).map { "s\($0)" }))
+        }
+    }
+}

@@ -1,0 +1,66 @@
+import Foundation
+public import HTTPTypes
+import Hummingbird
+import NIOCore
+import ServiceLifecycleTestKit
+import Synchronization
+import TrickleProtocol
+
+/// A local metrics endpoint that answers by a script and records what it accepted.
+public final class ScriptedEndpoint: Sendable {
+    public struct Request: Sendable {
+        public var authorization: String?
+        public var idempotencyKey: String?
+        public var ids: [String]
+        public var body: String
+    }
+
+    public typealias Rule = @Sendable (Request, Int) -> (status: HTTPResponse.Status, headers: HTTPFields)
+
+    private let rule: Rule
+    private let log = Mutex<[(Request, HTTPResponse.Status)]>([])
+
+    public init(rule: @escaping Rule) {
+        self.rule = rule
+    }
+
+    /// Ids of events in batches the endpoint accepted (2xx), in order.
+    public var acceptedIDs: [String] { self.log.withLock { $0.filter { (200..<300).contains($0.1.code) }.flatMap(\.0.ids) } }
+    public var requests: [(Request, HTTPResponse.Status)] { self.log.withLock { $0 } }
+
+    public func run(_ body: @Sendable (String) async throws -> Void) async throws {
+        let router = Router()
+        router.post("v1/metrics") { request, _ -> Response in
+            let bytes = try await request.body.collect(upTo: 16 * 1024 * 1024)
+            let text = String(buffer: bytes)
+            let object = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any]
+            let ids = (object?["events"] as? [[String: Any]])?.compactMap { $0["id"] as? String } ?? []
+            let recorded = Request(
+                authorization: request.headers[.authorization],
+                idempotencyKey: request.headers[HTTPField.Name("Idempotency-Key")!],
+                ids: ids,
+                body: text
+            )
+            let index = self.log.withLock { $0.count }
+            let (status, headers) = self.rule(recorded, index)
+            self.log.withLock { $0.append((recorded, status)) }
+            return Response(status: status, headers: headers)
+        }
+        let listening = OneShotSignal<Int>()
+        let application = Application(
+            router: router,
+            configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+            onServerRunning: { listening.fulfill($0.localAddress?.port ?? 0) },
+            logger: quietLogger
+        )
+        try await testGracefulShutdown { trigger in
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await application.run() }
+                let port = await listening.wait() ?? 0
+                try await body("http://127.0.0.1:\(port)/v1/metrics")
+                trigger.triggerGracefulShutdown()
+                try await group.waitForAll()
+            }
+        }
+    }
+}
