@@ -17,21 +17,31 @@ struct DemoCommand: AsyncParsableCommand {
         abstract: "Run a trickle server, a runner agent and a client daemon in one process and watch telemetry flow.",
         discussion: """
             Everything listens on ephemeral loopback ports; nothing needs configuring. The runner side emits \
-            synthetic telemetry at --rate events per second (plus a runner_ready control event); the client side \
-            counts what reaches its sink and how long it took. A status line every second shows relayed, \
+            synthetic telemetry at --rate events per second (plus a runner_ready control event), or, with \
+            --fixture, the lines of a recorded runner session (e.g. fixtures/clean-session.jsonl) in a loop at \
+            --rate lines per second, exactly as a runner app would write them on the agent's stdin. The client \
+            side counts what reaches its sink and how long it took. A status line every second shows relayed, \
             dropped, delivered and latency p50/p99 (ms); the summary at the end should show relayed = delivered \
-            on an unloaded machine. Exit status 0 when nothing was lost.
+            on an unloaded machine. With --sse the client also serves its live SSE stream on a loopback port and \
+            prints the URL (open it in a browser, or curl -N it). Exit status 0 when nothing was lost, 1 otherwise.
 
-            Example:
+            Examples:
               trickle-relay demo --duration 10
+              trickle-relay demo --fixture fixtures/clean-session.jsonl --rate 50 --sse --duration 60
             """
     )
 
     @Option(help: "Seconds to run.")
     var duration: Double = 10
 
-    @Option(help: "Synthetic telemetry events per second.")
+    @Option(help: "Synthetic telemetry events (or, with --fixture, fixture lines) per second.")
     var rate = 200
+
+    @Option(help: "A recorded runner session (JSONL, one event per line) to feed in a loop instead of synthetic events.")
+    var fixture: String?
+
+    @Flag(help: "Serve the client's SSE stream (GET /telemetry/stream) on a loopback port and print its URL.")
+    var sse = false
 
     @OptionGroup var logging: LoggingOptions
 
@@ -40,18 +50,51 @@ struct DemoCommand: AsyncParsableCommand {
         guard self.rate > 0 else { throw ValidationError("--rate must be positive, got \(self.rate)") }
     }
 
+    /// The fixture's lines, or `nil` for synthetic load.
+    func fixtureLines() throws -> [ByteBuffer]? {
+        guard let fixture else { return nil }
+        guard let data = FileManager.default.contents(atPath: fixture) else {
+            throw ValidationError("cannot read the fixture \(fixture); pass a JSONL file such as fixtures/clean-session.jsonl")
+        }
+        let lines = data.split(separator: UInt8(ascii: "\n")).filter { !$0.isEmpty }.map { ByteBuffer(bytes: $0) }
+        guard !lines.isEmpty else { throw ValidationError("the fixture \(fixture) has no lines") }
+        return lines
+    }
+
     func run() async throws {
+        let lines = try self.fixtureLines()
         var options = self.logging
         options.logLevel = options.logLevel ?? "warning"
         let logger = options.makeLogger(label: "trickle-relay.demo")
         let server = TrickleServer(configuration: .init(port: 0), logger: logger)
         let sink = LatencySink()
         let outcome = try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration()) { client in
-            let driver = DemoDriver(server: server, client: client, sink: sink, duration: self.duration, rate: self.rate, logger: logger)
-            // When the driver is done, the group shuts the server down gracefully.
+            let stream = self.sse ? TelemetryStream() : nil
+            let driver = DemoDriver(
+                server: server,
+                client: client,
+                sink: sink,
+                stream: stream,
+                duration: self.duration,
+                rate: self.rate,
+                fixture: lines,
+                logger: logger
+            )
+            var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: server)]
+            if let stream {
+                let endpoint = TelemetryStreamServer(configuration: .init(port: 0), stream: stream, logger: logger) {
+                    driver.metricsText()
+                }
+                services.append(.init(service: endpoint))
+                Task {
+                    guard let port = try? await endpoint.waitUntilListening() else { return }
+                    StandardError.write("SSE stream: http://127.0.0.1:\(port)/telemetry/stream   (metrics: http://127.0.0.1:\(port)/metrics)")
+                }
+            }
+            // When the driver is done, the group shuts the servers down gracefully.
             let group = ServiceGroup(
                 configuration: .init(
-                    services: [.init(service: server), .init(service: driver, successTerminationBehavior: .gracefullyShutdownGroup)],
+                    services: services + [.init(service: driver, successTerminationBehavior: .gracefullyShutdownGroup)],
                     gracefulShutdownSignals: [.sigterm, .sigint],
                     logger: logger
                 )
@@ -66,7 +109,7 @@ struct DemoCommand: AsyncParsableCommand {
             """
             summary: emitted \(summary.sink.emitted) telemetry events; relayed \(summary.sink.relayed) (\(summary.segments) segments); \
             dropped \(summary.sink.dropped); delivered \(snapshot.delivered) to the client sink \
-            (+\(counters.byType["runner_ready"] ?? 0) runner_ready to local consumers); \
+            (+\(counters.byType.filter { $0.key != "telemetry" }.values.reduce(0, +)) control events to local consumers); \
             latency p50 \(snapshot.p50) ms, p99 \(snapshot.p99) ms; \
             \(summary.sink.relayed == snapshot.delivered ? "relayed = delivered" : "LOST \(summary.sink.relayed - snapshot.delivered)")
             """
@@ -83,19 +126,39 @@ struct DemoCommand: AsyncParsableCommand {
 final class DemoDriver: Service, CustomStringConvertible {
     let server: TrickleServer
     let sink: LatencySink
+    let stream: TelemetryStream?
     let duration: Double
     let rate: Int
+    let fixture: [ByteBuffer]?
     let logger: Logger
     let client: HTTPClient
     let outcome = Mutex<(SessionRelay.Summary, EventDispatcher.Counters)?>(nil)
+    private let daemon = Mutex<ClientDaemon?>(nil)
 
-    init(server: TrickleServer, client: HTTPClient, sink: LatencySink, duration: Double, rate: Int, logger: Logger) {
+    init(
+        server: TrickleServer,
+        client: HTTPClient,
+        sink: LatencySink,
+        stream: TelemetryStream?,
+        duration: Double,
+        rate: Int,
+        fixture: [ByteBuffer]?,
+        logger: Logger
+    ) {
         self.server = server
         self.client = client
         self.sink = sink
+        self.stream = stream
         self.duration = duration
         self.rate = rate
+        self.fixture = fixture
         self.logger = logger
+    }
+
+    /// The client's metrics, for the demo's `GET /metrics`.
+    func metricsText() -> String {
+        guard let daemon = self.daemon.withLock({ $0 }) else { return "" }
+        return ClientMetrics(daemon: daemon, spooledSink: nil, reporter: nil, stream: self.stream).render()
     }
 
     var description: String { "DemoDriver" }
@@ -115,7 +178,9 @@ final class DemoDriver: Service, CustomStringConvertible {
             httpClient: client,
             logger: self.logger
         )
-        let daemon = ClientDaemon(eventsURL: url, httpClient: client, reader: .init(subscriber: .init(start: .seq(0))), sink: self.sink, logger: self.logger)
+        let sink: any EgressSink = self.stream.map { FanOutSink([self.sink, $0]) } ?? self.sink
+        let daemon = ClientDaemon(eventsURL: url, httpClient: client, reader: .init(subscriber: .init(start: .seq(0))), sink: sink, logger: self.logger)
+        self.daemon.withLock { $0 = daemon }
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await daemon.run() }
             group.addTask { try await relay.run() }
@@ -127,7 +192,15 @@ final class DemoDriver: Service, CustomStringConvertible {
                 let elapsed = ContinuousClock.now - start
                 let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
                 while emitted < Int(Double(self.rate) * seconds) {
-                    relay.sink.emit(#"{"type":"stream_heartbeat","mode":"demo","n":\#(emitted),"fps_in":30.0,"fps_out":29.9}"#)
+                    if let fixture = self.fixture {
+                        switch RunnerLine(fixture[emitted % fixture.count]) {
+                        case .telemetry(let event): relay.sink.emit(event)
+                        case .control(let control): await relay.sink.sendControl(control)
+                        case .invalid: break  // a malformed fixture line: the runner would report and skip it too
+                        }
+                    } else {
+                        relay.sink.emit(#"{"type":"stream_heartbeat","mode":"demo","n":\#(emitted),"fps_in":30.0,"fps_out":29.9}"#)
+                    }
                     emitted += 1
                 }
                 if ContinuousClock.now >= nextStatus {
@@ -153,6 +226,9 @@ final class LatencySink: EgressSink {
     }
 
     private let state = Mutex((delivered: 0, latencies: [Int64]()))
+    /// Envelopes stamped before this (recorded envelopes a fixture replays as they are) carry their recording
+    /// time, not their send time: they are delivered and counted, but not in the latency figures.
+    private let startMilliseconds = Int64(Date().timeIntervalSince1970 * 1000) - 1_000
 
     var snapshot: Snapshot {
         self.state.withLock { state in
@@ -165,7 +241,10 @@ final class LatencySink: EgressSink {
 
     func export(_ records: some Collection<TelemetryRecord> & Sendable) async throws {
         let now = Int64(Date().timeIntervalSince1970 * 1000)
-        let latencies = records.compactMap { record in EnvelopeFields.timestamp(of: record.envelope).map { now - $0 } }
+        let start = self.startMilliseconds
+        let latencies = records.compactMap { record in
+            EnvelopeFields.timestamp(of: record.envelope).flatMap { $0 >= start ? now - $0 : nil }
+        }
         self.state.withLock { state in
             state.delivered += records.count
             state.latencies.append(contentsOf: latencies)

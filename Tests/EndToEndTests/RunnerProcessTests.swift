@@ -115,6 +115,24 @@ struct DemoProcessTests {
         #expect(output.contains("relayed = delivered"), "\(output)")
         #expect(output.contains("latency p50"))
     }
+
+    @Test("the demo feeds a recorded fixture and serves its SSE stream on a printed loopback URL")
+    func demoFixtureSSE() async throws {
+        let process = Process()
+        process.executableURL = try trickleRelayExecutable()
+        process.arguments = [
+            "demo", "--duration", "2", "--rate", "100", "--sse", "--fixture", fixturesDirectory().appendingPathComponent("clean-session.jsonl").path,
+        ]
+        let errors = Pipe()
+        process.standardError = errors
+        process.standardOutput = FileHandle.nullDevice
+        let exited = try launch(process)
+        let output = await readAll(errors)
+        #expect(await exited.wait() == 0, "\(output)")
+        #expect(output.contains("SSE stream: http://127.0.0.1:"), "\(output)")
+        #expect(output.contains("relayed = delivered"), "\(output)")
+        #expect(output.contains("control events to local consumers"))
+    }
 }
 
 /// The repository's fixtures folder.

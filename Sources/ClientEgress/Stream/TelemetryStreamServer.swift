@@ -96,11 +96,13 @@ public final class TelemetryStreamServer: Service, Sendable {
                     "sse.last_event_id": "\(lastEventID.map(String.init) ?? "-")",
                 ]
             )
+            // Decided before the head goes out: a reader that saw the head gets every event exported after it.
+            let start = lastEventID ?? self.stream.latestID
             return Response(
                 status: .ok,
                 headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
                 body: ResponseBody { writer in
-                    try await self.serveStream(after: lastEventID ?? self.stream.latestID, writer: &writer)
+                    try await self.serveStream(after: start, writer: &writer)
                     try await writer.finish(nil)
                 }
             )

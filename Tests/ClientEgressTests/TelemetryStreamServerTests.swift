@@ -1,0 +1,190 @@
+import AsyncHTTPClient
+import ClientEgress
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import ServiceLifecycleTestKit
+import Testing
+import TrickleProtocol
+import TrickleTestSupport
+
+private func envelope(_ n: Int) -> TelemetryRecord {
+    TelemetryRecord(envelope: ByteBuffer(string: #"{"id":"e\#(n)","type":"stream_trace","data":{"type":"metric","v":1.0e3,"s":"\u00e9"}}"#), seq: 0, lineNumber: n)
+}
+
+private struct ServerEvent: Equatable {
+    var id: Int
+    var data: String
+}
+
+/// Runs a stream server on an ephemeral loopback port while `body` runs.
+private func withStreamServer(
+    token: String? = "sse-secret",
+    capacity: Int = 10_000,
+    keepAlive: Duration = .seconds(15),
+    logger: Logger = quietLogger,
+    _ body: @Sendable (TelemetryStream, String, HTTPClient) async throws -> Void
+) async throws {
+    let stream = TelemetryStream(capacity: capacity)
+    let server = TelemetryStreamServer(
+        configuration: .init(host: "127.0.0.1", port: 0, token: token.map(BearerToken.init), keepAliveInterval: keepAlive),
+        stream: stream,
+        logger: logger,
+        metrics: { "trickle_relay_client_stream_events_total \(stream.latestID)\n" }
+    )
+    try await testGracefulShutdown { trigger in
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await server.run() }
+            let port = try await server.waitUntilListening()
+            try await HTTPClient.withHTTPClient { client in
+                try await body(stream, "http://127.0.0.1:\(port)", client)
+            }
+            trigger.triggerGracefulShutdown()
+            try await group.waitForAll()
+        }
+    }
+}
+
+/// Opens the SSE stream and reads until `until` holds for what arrived (events and raw text), or 10 s pass.
+private func readStream(
+    _ client: HTTPClient,
+    _ url: String,
+    headers: [(String, String)] = [],
+    until: @escaping @Sendable ([ServerEvent], String) -> Bool,
+    whileOpen: @escaping @Sendable () async throws -> Void = {}
+) async throws -> (status: UInt, events: [ServerEvent], text: String) {
+    var request = HTTPClientRequest(url: url)
+    for (name, value) in headers { request.headers.add(name: name, value: value) }
+    let response = try await client.execute(request, timeout: .seconds(10))
+    guard response.status == .ok else { return (response.status.code, [], "") }
+    return try await withThrowingTaskGroup(of: ([ServerEvent], String)?.self) { group in
+        group.addTask {
+            var text = ""
+            for try await chunk in response.body {
+                text += String(buffer: chunk)
+                let events = parse(text)
+                if until(events, text) { return (events, text) }
+            }
+            return (parse(text), text)
+        }
+        group.addTask {
+            try await whileOpen()
+            try await Task.sleep(for: .seconds(10))
+            return nil
+        }
+        defer { group.cancelAll() }
+        guard let result = try await group.next() ?? nil else { throw TimedOut() }
+        return (200, result.0, result.1)
+    }
+}
+
+private struct TimedOut: Error {}
+
+/// Parses SSE text into events (id + data), ignoring comments.
+private func parse(_ text: String) -> [ServerEvent] {
+    var events: [ServerEvent] = []
+    for block in text.components(separatedBy: "\n\n") where block.contains("event: telemetry") {
+        var id: Int?
+        var data: String?
+        for line in block.split(separator: "\n") {
+            if line.hasPrefix("id: ") { id = Int(line.dropFirst(4)) }
+            if line.hasPrefix("data: ") { data = String(line.dropFirst(6)) }
+        }
+        if let id, let data { events.append(ServerEvent(id: id, data: data)) }
+    }
+    return events
+}
+
+@Suite("SSE stream, /healthz and /metrics", .timeLimit(.minutes(1)))
+struct TelemetryStreamServerTests {
+    @Test("Last-Event-ID resumes with exactly the missed events, then new ones arrive live, byte-exact")
+    func resume() async throws {
+        try await withStreamServer { stream, base, client in
+            try await stream.export((1...5).map(envelope))
+            let result = try await readStream(
+                client,
+                "\(base)/telemetry/stream",
+                headers: [("Authorization", "Bearer sse-secret"), ("Last-Event-ID", "2")],
+                until: { events, _ in events.count >= 5 },
+                whileOpen: {
+                    try await waitUntil("a reader") { stream.latestID == 5 }
+                    try await stream.export([envelope(6), envelope(7)])
+                }
+            )
+            #expect(result.events.map(\.id) == [3, 4, 5, 6, 7])
+            #expect(result.events.map(\.data) == (3...7).map { String(buffer: envelope($0).envelope) })
+        }
+    }
+
+    @Test("a new reader without Last-Event-ID gets events from now on; ?jwt= authenticates (EventSource)")
+    func fromNowWithQueryToken() async throws {
+        try await withStreamServer { stream, base, client in
+            try await stream.export((1...3).map(envelope))
+            let result = try await readStream(
+                client,
+                "\(base)/telemetry/stream?jwt=sse-secret",
+                until: { events, _ in !events.isEmpty },
+                whileOpen: { try await stream.export([envelope(4)]) }
+            )
+            #expect(result.events.map(\.id) == [4])
+        }
+    }
+
+    @Test("a reader further behind than the ring is told how many it missed")
+    func tooFarBehind() async throws {
+        try await withStreamServer(capacity: 3) { stream, base, client in
+            try await stream.export((1...6).map(envelope))
+            let result = try await readStream(
+                client,
+                "\(base)/telemetry/stream",
+                headers: [("Authorization", "Bearer sse-secret"), ("Last-Event-ID", "1")],
+                until: { events, _ in events.count >= 3 }
+            )
+            #expect(result.events.map(\.id) == [4, 5, 6])
+            #expect(result.text.contains(": 2 events are no longer held"))
+        }
+    }
+
+    @Test("an idle stream gets keep-alive comments")
+    func keepAlive() async throws {
+        try await withStreamServer(keepAlive: .milliseconds(100)) { _, base, client in
+            let result = try await readStream(
+                client,
+                "\(base)/telemetry/stream",
+                headers: [("Authorization", "Bearer sse-secret")],
+                until: { _, text in text.components(separatedBy: ": keep-alive").count >= 3 }
+            )
+            #expect(result.events.isEmpty)
+        }
+    }
+
+    @Test("wrong or missing token → 401 on the stream and /metrics; /healthz is open; the token never reaches a log")
+    func authentication() async throws {
+        let logs = CapturedLogs()
+        try await withStreamServer(logger: logs.logger()) { stream, base, client in
+            for (path, headers) in [
+                ("/telemetry/stream", [("Authorization", "Bearer wrong")]), ("/telemetry/stream?jwt=wrong", []), ("/telemetry/stream", []),
+                ("/metrics", []),
+            ] {
+                #expect(try await readStream(client, base + path, headers: headers, until: { _, _ in true }).status == 401, "\(path)")
+            }
+            let health = try await client.execute(HTTPClientRequest(url: "\(base)/healthz"), timeout: .seconds(5))
+            #expect(health.status == .ok)
+            var metrics = HTTPClientRequest(url: "\(base)/metrics")
+            metrics.headers.add(name: "Authorization", value: "Bearer sse-secret")
+            let answer = try await client.execute(metrics, timeout: .seconds(5))
+            #expect(answer.status == .ok)
+            #expect(String(buffer: try await answer.body.collect(upTo: 1 << 16)).contains("stream_events_total"))
+            try await stream.export([envelope(1)])
+            _ = try await readStream(
+                client,
+                "\(base)/telemetry/stream?jwt=sse-secret",
+                headers: [("Last-Event-ID", "0")],
+                until: { events, _ in !events.isEmpty }
+            )
+        }
+        #expect(logs.lines.contains { $0.contains("SSE reader connected") && $0.contains("auth=query") })
+        #expect(!logs.lines.contains { $0.contains("sse-secret") })
+    }
+}
