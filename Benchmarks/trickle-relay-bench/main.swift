@@ -188,4 +188,9 @@ if which == "relay" || which == "all" { try await benchmarkRelay() }
 if which == "emit" || which == "all" { try await benchmarkEmit() }
 if which == "dispatcher" || which == "all" { try await benchmarkDispatcher() }
 if which == "replay" || which == "all" { try await benchmarkReplay() }
+if which == "latency100k" { try await benchmarkLatency(rate: 100_000, seconds: 10) }
+if which == "latency" || which == "all" {
+    try await benchmarkLatency(rate: 1_000, seconds: 10)
+    try await benchmarkLatency(rate: 100_000, seconds: 10)
+}
 if which == "flood" || which == "all" { try await benchmarkFlood(seconds: floodSeconds, factor: 10) }

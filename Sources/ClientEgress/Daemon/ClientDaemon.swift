@@ -24,6 +24,8 @@ public final class ClientDaemon: Service, Sendable {
         resumingAfter resumePoint: (seq: Int, line: Int)? = nil,
         localConsumer: @escaping @Sendable (EventDispatcher.LocalEvent) async -> Void = { _ in }
     ) {
+        var configuration = configuration
+        configuration.validatesLines = false  // the dispatcher validates each line in the scan that routes it
         self.reader = JSONLReader(url: eventsURL, httpClient: httpClient, configuration: configuration, logger: logger)
         self.dispatcher = EventDispatcher(sink: sink, logger: logger, localConsumer: localConsumer)
         self.sink = sink

@@ -69,20 +69,27 @@ public final class EventDispatcher: Sendable {
     /// - Parameter resumePoint: Lines of segment `seq` up to and including line `line` were already handled
     ///   (a restart resuming from its spool's position); they are skipped and counted.
     public func run(reader: JSONLReader, resumingAfter resumePoint: (seq: Int, line: Int)? = nil) async throws -> TrickleSubscriber.EndOfStream {
-        try await reader.run { item in
-            switch item {
-            case .line(let line):
-                if let resumePoint, line.seq == resumePoint.seq, line.lineNumber <= resumePoint.line {
-                    self.counters.withLock { $0.skippedOnResume += 1 }
-                    return
+        try await reader.runBatches { items in
+            var lines: [JSONLLine] = []
+            lines.reserveCapacity(items.count)
+            for item in items {
+                switch item {
+                case .line(let line):
+                    if let resumePoint, line.seq == resumePoint.seq, line.lineNumber <= resumePoint.line {
+                        self.counters.withLock { $0.skippedOnResume += 1 }
+                        continue
+                    }
+                    lines.append(line)
+                case .diagnostic(let diagnostic):
+                    await self.dispatch(lines)  // keep the order of lines and diagnostics
+                    lines.removeAll(keepingCapacity: true)
+                    self.count(diagnostic)
+                case .gap(let from, let to):
+                    self.counters.withLock { $0.segmentsLost += to - from }
+                    self.logger.warning("segments lost before they were read", metadata: ["trickle.from": "\(from)", "trickle.to": "\(to)"])
                 }
-                await self.dispatch([line])
-            case .diagnostic(let diagnostic):
-                self.count(diagnostic)
-            case .gap(let from, let to):
-                self.counters.withLock { $0.segmentsLost += to - from }
-                self.logger.warning("segments lost before they were read", metadata: ["trickle.from": "\(from)", "trickle.to": "\(to)"])
             }
+            await self.dispatch(lines)
         }
     }
 
@@ -127,6 +134,7 @@ public final class EventDispatcher: Sendable {
 
     /// Routes lines; telemetry of one call goes to the sink as one batch.
     public func dispatch(_ lines: [JSONLLine]) async {
+        guard !lines.isEmpty else { return }
         var batch: [TelemetryRecord] = []
         var local: [LocalEvent] = []
         var delta = Counters()

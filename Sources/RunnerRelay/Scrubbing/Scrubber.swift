@@ -49,7 +49,10 @@ public struct Scrubber: Sendable {
     /// - Returns: The scrubbed document (the same bytes when nothing was found) and the number of redactions.
     public func scrub(json buffer: ByteBuffer) -> (ByteBuffer, redactions: Int) {
         var redactions = 0
+        let threshold = min(self.configuration.secretThreshold, 20)
         let (result, _) = JSONStringRewriter.rewriteStringValues(buffer) { raw in
+            // Most strings (types, ids, numbers as text) cannot hold anything: decide before copying them.
+            guard Self.mightContainSomething(raw, threshold: threshold) else { return nil }
             let (scrubbed, count) = self.scrub(raw: Array(raw))
             redactions += count
             return count > 0 ? scrubbed : nil
@@ -76,7 +79,7 @@ public struct Scrubber: Sendable {
     }
 
     /// A cheap pre-check: short strings without `@`, `.`, `:`, `/`, `\` or long runs cannot hold anything.
-    private static func mightContainSomething(_ bytes: [UInt8], threshold: Int) -> Bool {
+    private static func mightContainSomething(_ bytes: some Sequence<UInt8>, threshold: Int) -> Bool {
         var run = 0
         for byte in bytes {
             switch byte {
@@ -93,13 +96,17 @@ public struct Scrubber: Sendable {
         return false
     }
 
+    // The prefixes as they appear *raw* in JSON: a Windows backslash is written `\\`.
+    private static let homePrefixes: [[UInt8]] = [
+        Array("/home/".utf8), Array("/Users/".utf8), Array(":\\\\Users\\\\".utf8), Array(":\\\\users\\\\".utf8),
+    ]
+
     private static func marker(_ kind: Kind) -> [UInt8] { Array("[REDACTED:\(kind.rawValue)]".utf8) }
 
     // MARK: Home directories
 
     private func scrubHomePaths(_ bytes: [UInt8], count: inout Int) -> [UInt8] {
-        // The prefixes as they appear *raw* in JSON: a Windows backslash is written `\\`.
-        let prefixes: [[UInt8]] = [Array("/home/".utf8), Array("/Users/".utf8), Array(":\\\\Users\\\\".utf8), Array(":\\\\users\\\\".utf8)]
+        let prefixes = Self.homePrefixes
         var output: [UInt8] = []
         var index = 0
         var copied = 0

@@ -40,7 +40,7 @@ public final class TrickleEventsSink: Service, Sendable {
     /// What the drain takes in one go.
     private enum Work {
         case control(ByteBuffer)
-        case telemetry(QueuedEvent)
+        case telemetry([QueuedEvent])
         case dropReport(dropped: Int, bytes: Int, refused: Int, windowMillis: Int64)
         case idle(reportDue: Bool)
         case finished
@@ -187,8 +187,8 @@ public final class TrickleEventsSink: Service, Sendable {
             switch self.nextWork() {
             case .control(let line):
                 await self.write(line, as: .control)
-            case .telemetry(let event):
-                if let line = self.prepare(event) { await self.write(line, as: .telemetry) }
+            case .telemetry(let events):
+                await self.write(telemetry: events.compactMap(self.prepare))
             case .dropReport(let dropped, let bytes, let refused, let window):
                 await self.writeDropReport(dropped: dropped, bytes: bytes, refused: refused, windowMillis: window)
             case .idle(let reportDue):
@@ -223,9 +223,16 @@ public final class TrickleEventsSink: Service, Sendable {
                 state.reportWindowStart = nowMillis
                 return (work, [])
             }
-            if let event = state.telemetry.popFirst() {
-                state.queuedBytes -= event.bytes.readableBytes
-                return (.telemetry(event), [])
+            if !state.telemetry.isEmpty {
+                // Everything queued (up to a batch) goes out in one writer call: per-line calls cap the drain
+                // at tens of thousands of events a second.
+                var batch: [QueuedEvent] = []
+                batch.reserveCapacity(min(state.telemetry.count, Self.drainBatch))
+                while batch.count < Self.drainBatch, let event = state.telemetry.popFirst() {
+                    state.queuedBytes -= event.bytes.readableBytes
+                    batch.append(event)
+                }
+                return (.telemetry(batch), [])
             }
             if state.isFinishing { return (.finished, []) }
             return (.idle(reportDue: pendingReport), [])
@@ -326,6 +333,35 @@ public final class TrickleEventsSink: Service, Sendable {
             self.logger.debug("line over the cap refused", metadata: ["line.bytes": "\(line.readableBytes)"])
         } catch {
             self.state.withLock { $0.stats.writerErrors += 1 }
+            self.logger.debug("events writer failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Telemetry events taken off the queue per writer call at most.
+    static let drainBatch = 512
+
+    private func write(telemetry lines: [ByteBuffer]) async {
+        guard !lines.isEmpty else { return }
+        do throws(JSONLWriterError) {
+            let rejected = try await self.writer.write(lines: lines)
+            var rejectedBytes = 0
+            var refused = 0
+            for (index, error) in rejected {
+                rejectedBytes += lines[index].readableBytes + 1
+                if error.code == .lineTooLarge { refused += 1 }
+            }
+            let written = lines.count - rejected.count
+            let bytes = lines.reduce(0) { $0 + $1.readableBytes + 1 } - rejectedBytes
+            self.state.withLock { state in
+                state.stats.relayed += written
+                state.stats.bytesWritten += bytes
+                state.stats.refused += refused
+                state.refusedSinceReport += refused
+                state.stats.writerErrors += rejected.count - refused
+            }
+            if refused > 0 { self.logger.debug("lines over the cap refused", metadata: ["lines": "\(refused)"]) }
+        } catch {
+            self.state.withLock { $0.stats.writerErrors += lines.count }
             self.logger.debug("events writer failed", metadata: ["error": "\(error)"])
         }
     }

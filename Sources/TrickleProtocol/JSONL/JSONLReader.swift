@@ -28,17 +28,22 @@ public struct JSONLReader: Sendable {
         /// The subscriber's settings (start position, stall timeout, retries). Its segment limit is set to
         /// ``maximumSegmentBytes``.
         public var subscriber: TrickleSubscriber.Configuration
+        /// Whether every line is checked to be a strict JSON object (default). A consumer that validates in its
+        /// own pass over each line (the client's dispatcher) turns this off and saves a scan per line.
+        public var validatesLines: Bool
 
         /// Creates a configuration; every parameter has the documented default.
-        public init(maximumSegmentBytes: Int = 5 * 1024 * 1024, subscriber: TrickleSubscriber.Configuration = .init()) {
+        public init(maximumSegmentBytes: Int = 5 * 1024 * 1024, subscriber: TrickleSubscriber.Configuration = .init(), validatesLines: Bool = true) {
             self.maximumSegmentBytes = maximumSegmentBytes
             self.subscriber = subscriber
+            self.validatesLines = validatesLines
         }
     }
 
     /// The subscriber underneath (for its stats).
     public let subscriber: TrickleSubscriber
     private let maximumSegmentBytes: Int
+    private let validatesLines: Bool
 
     /// Creates a reader for the channel at `url`.
     public init(url: TrickleChannelURL, httpClient: HTTPClient, configuration: Configuration = .init(), logger: Logger) {
@@ -51,17 +56,29 @@ public struct JSONLReader: Sendable {
             logger: logger
         )
         self.maximumSegmentBytes = configuration.maximumSegmentBytes
+        self.validatesLines = configuration.validatesLines
     }
 
     /// Reads until end of stream, handing every item to `handle` in order.
     ///
     /// - Returns: Why the stream ended.
     public func run(_ handle: @escaping @Sendable (Item) async throws -> Void) async throws -> TrickleSubscriber.EndOfStream {
+        try await self.runBatches { items in
+            for item in items { try await handle(item) }
+        }
+    }
+
+    /// Reads until end of stream, handing the items of each chunk that arrives to `handle` at once, in order
+    /// (one call per network read rather than per line: what a consumer keeping up with a busy channel wants).
+    ///
+    /// - Returns: Why the stream ended.
+    public func runBatches(_ handle: @escaping @Sendable ([Item]) async throws -> Void) async throws -> TrickleSubscriber.EndOfStream {
         let parser = Mutex(
             JSONLSegmentParser(
                 source: self.subscriber.url.channelName,
                 seq: -1,
-                maximumSegmentBytes: self.maximumSegmentBytes
+                maximumSegmentBytes: self.maximumSegmentBytes,
+                validatesObjects: self.validatesLines
             )
         )
         return try await self.subscriber.run { event in
@@ -79,14 +96,17 @@ public struct JSONLReader: Sendable {
                     parser.finishSegment(into: &items)
                 }
             case .gap(let from, let to):
-                try await handle(.gap(from: from, to: to))
+                try await handle([.gap(from: from, to: to)])
             }
-            for item in items {
-                switch item {
-                case .line(let line): try await handle(.line(line))
-                case .diagnostic(let diagnostic): try await handle(.diagnostic(diagnostic))
+            guard !items.isEmpty else { return }
+            try await handle(
+                items.map { item in
+                    switch item {
+                    case .line(let line): return .line(line)
+                    case .diagnostic(let diagnostic): return .diagnostic(diagnostic)
+                    }
                 }
-            }
+            )
         }
     }
 }

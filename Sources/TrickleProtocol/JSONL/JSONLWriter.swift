@@ -82,16 +82,47 @@ public final class JSONLWriter: Service, Sendable {
     /// - Throws: ``JSONLWriterError`` — `.lineTooLarge`, `.invalidJSON`, `.notAnObject`, `.containsNewline`
     ///   (nothing written), `.closed`, `.publishFailed`.
     public func write(line: ByteBuffer) async throws(JSONLWriterError) {
-        let size = line.readableBytes + 1
-        guard size <= self.configuration.maximumSegmentBytes else {
-            throw JSONLWriterError(
-                .lineTooLarge,
-                "line of \(size) bytes (with its newline) exceeds the \(self.configuration.maximumSegmentBytes)-byte segment cap"
-            )
-        }
-        try Self.validate(line)
+        try self.check(line)
         var framed = line
         framed.writeInteger(UInt8(ascii: "\n"))
+        try await self.publish(framed)
+    }
+
+    /// Writes several lines at once (one upload write per up to 256 KiB instead of one per line: the way to keep
+    /// up with tens of thousands of lines a second). Each line is checked as ``write(line:)`` checks it; a line
+    /// that fails is skipped and reported in the result, the others are written in order. Segments still rotate
+    /// only between lines.
+    ///
+    /// - Returns: The lines that were not written (index into `lines`, and why).
+    /// - Throws: ``JSONLWriterError`` `.closed` or `.publishFailed` — then none of the lines from the failed
+    ///   chunk on can be assumed written.
+    @discardableResult
+    public func write(lines: [ByteBuffer]) async throws(JSONLWriterError) -> [(index: Int, error: JSONLWriterError)] {
+        var rejected: [(index: Int, error: JSONLWriterError)] = []
+        let chunkLimit = min(256 * 1024, self.configuration.maximumSegmentBytes)
+        var chunk = ByteBuffer()
+        for (index, line) in lines.enumerated() {
+            let size = line.readableBytes + 1
+            do throws(JSONLWriterError) {
+                try self.check(line)
+            } catch {
+                rejected.append((index, error))
+                continue
+            }
+            if chunk.readableBytes > 0, chunk.readableBytes + size > chunkLimit {
+                try await self.publish(chunk)
+                chunk.clear()
+            }
+            if chunk.capacity == 0 { chunk.reserveCapacity(min(chunkLimit, max(size, 64 * 1024))) }
+            chunk.writeImmutableBuffer(line)
+            chunk.writeInteger(UInt8(ascii: "\n"))
+        }
+        if chunk.readableBytes > 0 { try await self.publish(chunk) }
+        return rejected
+    }
+
+    /// Publishes whole framed lines (never more than a segment holds).
+    private func publish(_ framed: ByteBuffer) async throws(JSONLWriterError) {
         do {
             try await self.publisher.write(framed, maximumSegmentBytes: self.configuration.maximumSegmentBytes)
         } catch {
@@ -130,6 +161,18 @@ public final class JSONLWriter: Service, Sendable {
             try await Task.sleep(for: tick)
             await self.publisher.finishSegment(ifOpenFor: self.configuration.segmentWindow)
         }
+    }
+
+    /// A line fits a segment (with its newline) and is one strict JSON object without a newline.
+    private func check(_ line: ByteBuffer) throws(JSONLWriterError) {
+        let size = line.readableBytes + 1
+        guard size <= self.configuration.maximumSegmentBytes else {
+            throw JSONLWriterError(
+                .lineTooLarge,
+                "line of \(size) bytes (with its newline) exceeds the \(self.configuration.maximumSegmentBytes)-byte segment cap"
+            )
+        }
+        try Self.validate(line)
     }
 
     static func validate(_ line: ByteBuffer) throws(JSONLWriterError) {

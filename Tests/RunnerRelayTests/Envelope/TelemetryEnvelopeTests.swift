@@ -63,4 +63,15 @@ struct TelemetryEnvelopeTests {
         let id = try #require(parsed?["id"] as? String)
         #expect(UUID(uuidString: id) != nil && id == id.lowercased())
     }
+
+    @Test("ids are lowercase UUID v4 (version and variant bits set), and distinct")
+    func ids() {
+        let ids = (0..<1_000).map { _ in TelemetryEnvelope.makeID() }
+        #expect(Set(ids).count == 1_000)
+        for id in ids {
+            let characters = Array(id)
+            #expect(UUID(uuidString: id) != nil && id == id.lowercased() && id.count == 36)
+            #expect(characters[14] == "4" && "89ab".contains(characters[19]), "\(id)")
+        }
+    }
 }
