@@ -45,14 +45,17 @@ struct FileChunks: AsyncSequence, Sendable {
     let path: String
 
     struct AsyncIterator: AsyncIteratorProtocol {
-        let handle: FileHandle?
+        let descriptor: Int32
         mutating func next() async throws -> ByteBuffer? {
-            guard let data = try self.handle?.read(upToCount: 1 << 20), !data.isEmpty else { return nil }
-            return ByteBuffer(bytes: data)
+            guard self.descriptor >= 0 else { return nil }
+            var buffer = ByteBufferAllocator().buffer(capacity: 1 << 20)
+            let count = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: 1 << 20) { Swift.max(read(self.descriptor, $0.baseAddress, 1 << 20), 0) }
+            if count == 0 { close(self.descriptor) }
+            return count == 0 ? nil : buffer
         }
     }
 
-    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(handle: FileHandle(forReadingAtPath: self.path)) }
+    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(descriptor: open(self.path, O_RDONLY)) }
 }
 
 /// `replay` of a 1 GB recording into NullSink: the dispatcher fed from disk, with resident memory sampled.

@@ -119,7 +119,7 @@ struct ReplayCommand: AsyncParsableCommand {
             }
             defer { close(descriptor) }
             try await dispatcher.run(
-                bytes: progress.counting(StandardInputChunks(descriptor: descriptor)),
+                bytes: progress.counting(StandardInputChunks(descriptor: descriptor, chunkSize: 1 << 20)),
                 source: file,
                 maximumLineBytes: self.maxLineBytes
             )
@@ -173,7 +173,7 @@ struct ReplayCommand: AsyncParsableCommand {
                     defer { close(descriptor) }
                     var framer = JSONLFramer(maximumLineBytes: self.maxLineBytes)
                     var frames: [JSONLFramer.Frame] = []
-                    for try await chunk in progress.counting(StandardInputChunks(descriptor: descriptor)) {
+                    for try await chunk in progress.counting(StandardInputChunks(descriptor: descriptor, chunkSize: 1 << 20)) {
                         framer.feed(chunk, into: &frames)
                         for frame in frames {
                             guard case .line(let line, let number, _) = frame else {

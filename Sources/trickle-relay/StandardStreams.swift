@@ -14,24 +14,37 @@ struct StandardInputChunks: AsyncSequence {
         let descriptor: Int32
         let chunkSize: Int
         var ended = false
+        /// The next chunk, already being read while the consumer works on the current one.
+        var prefetch: Task<ByteBuffer?, any Error>?
 
         mutating func next() async throws -> ByteBuffer? {
             guard !self.ended else { return nil }
+            let chunk = try await (self.prefetch ?? self.startRead()).value
+            self.prefetch = nil
+            if chunk == nil {
+                self.ended = true
+            } else {
+                self.prefetch = self.startRead()
+            }
+            return chunk
+        }
+
+        private func startRead() -> Task<ByteBuffer?, any Error> {
             let size = self.chunkSize
             let descriptor = self.descriptor
-            let chunk: ByteBuffer? = try await NIOThreadPool.singleton.runIfActive {
-                var buffer = ByteBufferAllocator().buffer(capacity: size)
-                let count = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { pointer in
-                    while true {
-                        let result = read(descriptor, pointer.baseAddress, pointer.count)
-                        if result >= 0 { return result }
-                        if errno != EINTR { return 0 }
+            return Task {
+                try await NIOThreadPool.singleton.runIfActive {
+                    var buffer = ByteBufferAllocator().buffer(capacity: size)
+                    let count = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { pointer in
+                        while true {
+                            let result = read(descriptor, pointer.baseAddress, pointer.count)
+                            if result >= 0 { return result }
+                            if errno != EINTR { return 0 }
+                        }
                     }
+                    return count == 0 ? nil : buffer
                 }
-                return count == 0 ? nil : buffer
             }
-            if chunk == nil { self.ended = true }
-            return chunk
         }
     }
 

@@ -138,6 +138,7 @@ public final class EventDispatcher: Sendable {
         var batch: [TelemetryRecord] = []
         var local: [LocalEvent] = []
         var delta = Counters()
+        var dataTypes: [ByteBuffer: Int] = [:]  // keyed by slices: no string per event
         for line in lines {
             delta.lines += 1
             let route = Self.route(line.bytes)
@@ -154,7 +155,7 @@ public final class EventDispatcher: Sendable {
             case .telemetry(let envelope):
                 delta.telemetry += 1
                 delta.byType["telemetry", default: 0] += 1
-                if self.countsDataTypes, let dataType = EnvelopeFields(envelope).type { delta.byDataType[dataType, default: 0] += 1 }
+                if self.countsDataTypes, let dataType = EnvelopeFields.dataType(of: envelope) { dataTypes[dataType, default: 0] += 1 }
                 batch.append(TelemetryRecord(envelope: envelope, seq: line.seq, lineNumber: line.lineNumber))
             case .local(let type):
                 delta.byType[type ?? "(none)", default: 0] += 1
@@ -183,6 +184,7 @@ public final class EventDispatcher: Sendable {
                 self.logger.warning("egress sink failed a batch", metadata: ["sink.records": "\(batch.count)", "error": "\(error)"])
             }
         }
+        for (dataType, count) in dataTypes { delta.byDataType[String(buffer: dataType), default: 0] += count }
         self.counters.withLock { $0.add(delta) }
         for event in local { await self.localConsumer(event) }
     }

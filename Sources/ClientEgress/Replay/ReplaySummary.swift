@@ -46,7 +46,7 @@ public struct ReplaySummary: Sendable, Codable, Hashable {
 /// Wraps a sink: forwards every envelope and notes ids (to find duplicates) and timestamps (the time span).
 public final class ReplayObservingSink: EgressSink {
     private struct State {
-        var seen: Set<String> = []
+        var seen: Set<UInt64> = []
         var duplicates: [String] = []
         var first: Int64?
         var last: Int64?
@@ -65,10 +65,12 @@ public final class ReplayObservingSink: EgressSink {
     }
 
     public func export(_ records: some Collection<TelemetryRecord> & Sendable) async throws {
-        let fields = records.map { (EnvelopeFields($0.envelope).id, EnvelopeFields.timestamp(of: $0.envelope)) }
+        let fields = records.map { (EnvelopeFields.stringBytes("id", of: $0.envelope), EnvelopeFields.timestamp(of: $0.envelope)) }
         self.state.withLock { state in
             for (id, timestamp) in fields {
-                if let id, !state.seen.insert(id).inserted { state.duplicates.append(id) }
+                // Ids are remembered as 64-bit fingerprints (FNV-1a), not strings: a gigabyte recording stays at
+                // a few bytes per event. (Two different ids colliding is a one-in-10^7 chance at a million ids.)
+                if let id, !state.seen.insert(Self.fingerprint(id)).inserted { state.duplicates.append(String(buffer: id)) }
                 if let timestamp {
                     state.first = min(state.first ?? timestamp, timestamp)
                     state.last = max(state.last ?? timestamp, timestamp)
@@ -76,6 +78,14 @@ public final class ReplayObservingSink: EgressSink {
             }
         }
         try await self.inner.export(records)
+    }
+
+    static func fingerprint(_ bytes: ByteBuffer) -> UInt64 {
+        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+        for byte in bytes.readableBytesView {
+            hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01B3
+        }
+        return hash
     }
 
     public func forceFlush() async throws { try await self.inner.forceFlush() }

@@ -186,14 +186,6 @@ public enum TelemetryEnvelope {
         return hasID && isStreamTrace && hasTimestamp && hasData
     }
 
-    /// Validates `event` as one JSON object and minifies it.
-    static func validatedMinified(_ event: ByteBuffer) throws(Failure) -> ByteBuffer {
-        switch JSONScanner.kind(of: event) {
-        case .success(.object): return JSONMinifier.minify(event)
-        case .success(let other): throw Failure(reason: "a telemetry event must be a JSON object, got \(other)")
-        case .failure(let error): throw Failure(reason: "not valid JSON: \(error)")
-        }
-    }
 }
 
 extension ByteBuffer {

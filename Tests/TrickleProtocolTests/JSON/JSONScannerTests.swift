@@ -1,3 +1,4 @@
+import NIOCore
 import Testing
 @testable import TrickleProtocol
 
@@ -76,5 +77,24 @@ struct JSONScannerTests {
         #expect(found["type"] == #""telemetry""#)
         #expect(found["n"] == "1.0e3")
         #expect(found.count == 3)
+    }
+
+    @Test("strings: quotes, escapes, control characters and UTF-8 found at every position of the 8-byte fast path")
+    func stringsAtEveryOffset() {
+        func kind(_ text: String) -> Result<JSONScanner.ValueKind, JSONSyntaxError> {
+            JSONScanner.kind(of: ByteBuffer(string: text))
+        }
+        for offset in 0..<20 {
+            let pad = String(repeating: "a", count: offset)
+            let tail = String(repeating: "b", count: 20 - offset)
+            #expect((try? kind(#"{"k":"\#(pad)\"\#(tail)"}"#).get()) == .object, "escaped quote at \(offset)")
+            #expect((try? kind(#"{"k":"\#(pad)\\\#(tail)"}"#).get()) == .object, "escaped backslash at \(offset)")
+            #expect((try? kind(#"{"k":"\#(pad)é€😀\#(tail)"}"#).get()) == .object, "UTF-8 at \(offset)")
+            #expect((try? kind("{\"k\":\"\(pad)\u{01}\(tail)\"}").get()) == nil, "control character at \(offset)")
+            #expect((try? kind("{\"k\":\"\(pad)\t\(tail)\"}").get()) == nil, "raw tab at \(offset)")
+            #expect((try? kind(#"{"k":"\#(pad)"\#(tail)"}"#).get()) == nil, "early quote at \(offset)")
+            #expect((try? kind(#"{"k":"\#(pad)\x\#(tail)"}"#).get()) == nil, "bad escape at \(offset)")
+            #expect((try? kind(#"{"k":"\#(pad)"#).get()) == nil, "unterminated at \(offset)")
+        }
     }
 }

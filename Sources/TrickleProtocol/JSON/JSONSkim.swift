@@ -1,0 +1,98 @@
+/// Finds members of a JSON object that is **already known to be valid** (it passed a ``JSONScanner`` scan),
+/// without validating again: a byte skim that only tracks strings and nesting. Several times faster than a
+/// validating scan; on invalid input it returns `nil` or a wrong range, never crashes.
+public enum JSONSkim {
+    /// The byte range of the value of the top-level member `name` (raw bytes; a string keeps its quotes).
+    public static func member(_ name: StaticString, in bytes: UnsafeRawBufferPointer) -> Range<Int>? {
+        let key = UnsafeRawBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount)
+        var index = Self.skipWhitespace(bytes, 0)
+        guard index < bytes.count, bytes[index] == UInt8(ascii: "{") else { return nil }
+        index += 1
+        while true {
+            index = Self.skipWhitespace(bytes, index)
+            guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { return nil }
+            let keyStart = index + 1
+            guard let keyEnd = Self.stringEnd(bytes, index) else { return nil }
+            index = Self.skipWhitespace(bytes, keyEnd)
+            guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { return nil }
+            let valueStart = Self.skipWhitespace(bytes, index + 1)
+            guard let valueEnd = Self.valueEnd(bytes, valueStart) else { return nil }
+            if keyEnd - 1 - keyStart == key.count, UnsafeRawBufferPointer(rebasing: bytes[keyStart..<(keyEnd - 1)]).elementsEqual(key) {
+                return valueStart..<valueEnd
+            }
+            index = Self.skipWhitespace(bytes, valueEnd)
+            guard index < bytes.count, bytes[index] == UInt8(ascii: ",") else { return nil }
+            index += 1
+        }
+    }
+
+    /// The index just past the string starting (with its quote) at `start`.
+    static func stringEnd(_ bytes: UnsafeRawBufferPointer, _ start: Int) -> Int? {
+        var index = start + 1
+        if let base = bytes.baseAddress {
+            // Eight bytes at a time while none is a quote or a backslash.
+            while index + 8 <= bytes.count {
+                let word = base.loadUnaligned(fromByteOffset: index, as: UInt64.self)
+                let quotes = word ^ 0x2222_2222_2222_2222
+                let backslashes = word ^ 0x5C5C_5C5C_5C5C_5C5C
+                let hits = ((quotes &- 0x0101_0101_0101_0101) & ~quotes) | ((backslashes &- 0x0101_0101_0101_0101) & ~backslashes)
+                if hits & 0x8080_8080_8080_8080 != 0 { break }
+                index += 8
+            }
+        }
+        while index < bytes.count {
+            switch bytes[index] {
+            case UInt8(ascii: "\""): return index + 1
+            case UInt8(ascii: "\\"): index += 2
+            default: index += 1
+            }
+        }
+        return nil
+    }
+
+    /// The index just past the value starting at `start`.
+    static func valueEnd(_ bytes: UnsafeRawBufferPointer, _ start: Int) -> Int? {
+        guard start < bytes.count else { return nil }
+        switch bytes[start] {
+        case UInt8(ascii: "\""):
+            return Self.stringEnd(bytes, start)
+        case UInt8(ascii: "{"), UInt8(ascii: "["):
+            var depth = 0
+            var index = start
+            while index < bytes.count {
+                switch bytes[index] {
+                case UInt8(ascii: "\""):
+                    guard let end = Self.stringEnd(bytes, index) else { return nil }
+                    index = end
+                    continue
+                case UInt8(ascii: "{"), UInt8(ascii: "["):
+                    depth += 1
+                case UInt8(ascii: "}"), UInt8(ascii: "]"):
+                    depth -= 1
+                    if depth == 0 { return index + 1 }
+                default:
+                    break
+                }
+                index += 1
+            }
+            return nil
+        default:
+            var index = start
+            while index < bytes.count {
+                switch bytes[index] {
+                case UInt8(ascii: ","), UInt8(ascii: "}"), UInt8(ascii: "]"), 0x20, 0x09, 0x0A, 0x0D: return index
+                default: index += 1
+                }
+            }
+            return index
+        }
+    }
+
+    static func skipWhitespace(_ bytes: UnsafeRawBufferPointer, _ start: Int) -> Int {
+        var index = start
+        while index < bytes.count, bytes[index] == 0x20 || bytes[index] == 0x09 || bytes[index] == 0x0A || bytes[index] == 0x0D {
+            index += 1
+        }
+        return index
+    }
+}

@@ -1,0 +1,32 @@
+import Testing
+import TrickleProtocol
+
+@Suite("JSONSkim")
+struct JSONSkimTests {
+    private func member(_ name: StaticString, _ text: String) -> String? {
+        let bytes = Array(text.utf8)
+        return bytes.withUnsafeBytes { raw in
+            JSONSkim.member(name, in: raw).map { String(decoding: raw[$0], as: UTF8.self) }
+        }
+    }
+
+    @Test("finds top-level members past nested objects, arrays, escapes and whitespace")
+    func members() {
+        let text = #" { "a" : {"type":"inner","x":[1,{"type":"deeper"}]}, "s":"q\"}{][\\", "type" : "outer" , "n":-1.5e3,"t":true}"#
+        #expect(member("type", text) == #""outer""#)
+        #expect(member("a", text) == #"{"type":"inner","x":[1,{"type":"deeper"}]}"#)
+        #expect(member("s", text) == #""q\"}{][\\""#)
+        #expect(member("n", text) == "-1.5e3")
+        #expect(member("t", text) == "true")
+        #expect(member("missing", text) == nil)
+        #expect(member("typ", text) == nil)
+    }
+
+    @Test("not an object, or cut short: nil, no crash")
+    func invalid() {
+        #expect(member("a", "[1,2]") == nil)
+        #expect(member("a", "") == nil)
+        #expect(member("b", #"{"a":"unterminated"#) == nil)
+        #expect(member("b", #"{"a":{"x":1"#) == nil)
+    }
+}
