@@ -125,8 +125,12 @@ public final class EventDispatcher: Sendable {
         lines.reserveCapacity(items.count)
         for item in items {
             switch item {
-            case .line(let line): lines.append(line)
-            case .diagnostic(let diagnostic): self.count(diagnostic)
+            case .line(let line):
+                lines.append(line)
+            case .diagnostic(let diagnostic):
+                await self.dispatch(lines)  // keep the order of lines and diagnostics
+                lines.removeAll(keepingCapacity: true)
+                self.count(diagnostic)
             }
         }
         await self.dispatch(lines)
