@@ -46,7 +46,9 @@ struct ClientCommand: AsyncParsableCommand {
             Start positions: latest (replay the most recent segment, then follow), next, or a seq number. A \
             spool's resume position, when there is one, takes precedence.
 
-            Exit codes: 0 when the channel ended or the client was stopped; 2 for bad configuration.
+            Exit codes: 0 when the channel ended or the client was stopped; 64 for bad flags; 2 when the sink \
+            or the spool cannot be set up (unwritable file or directory, spool in use by another client); 1 when \
+            the client fails while running (e.g. an explicit --listen address is taken).
 
             Examples:
               trickle-relay client --events-url http://127.0.0.1:2939/sess-1-events --sink file:telemetry.jsonl
@@ -83,8 +85,8 @@ struct ClientCommand: AsyncParsableCommand {
     @Flag(help: "fsync the spool after every append (survives power loss, not only process crashes).")
     var spoolFsync = false
 
-    @Option(help: "Local endpoint for /telemetry/stream, /healthz and /metrics: HOST:PORT, or off.")
-    var listen = "127.0.0.1:7071"
+    @Option(help: "Local endpoint for /telemetry/stream, /healthz and /metrics: HOST:PORT, or off. (default: 127.0.0.1:7071; if that port is taken, the client runs without the endpoint and says so)")
+    var listen: String?
 
     @Option(help: "File holding the token the local endpoint requires (env: TRICKLE_RELAY_STREAM_TOKEN).")
     var streamTokenFile: String?
@@ -112,7 +114,7 @@ struct ClientCommand: AsyncParsableCommand {
             let loopback = host == "127.0.0.1" || host == "::1" || host == "localhost"
             if !loopback, self.streamToken() == nil {
                 throw ValidationError(
-                    "--listen \(self.listen) is not loopback: set a token with --stream-token-file or TRICKLE_RELAY_STREAM_TOKEN"
+                    "--listen \(self.listen ?? "") is not loopback: set a token with --stream-token-file or TRICKLE_RELAY_STREAM_TOKEN"
                 )
             }
         }
@@ -136,12 +138,13 @@ struct ClientCommand: AsyncParsableCommand {
 
     /// `--listen` as host and port, or `nil` for `off`.
     func listenAddress() throws -> (String, Int)? {
-        guard self.listen != "off" else { return nil }
-        guard let colon = self.listen.lastIndex(of: ":"), let port = Int(self.listen[self.listen.index(after: colon)...]), (0...65535).contains(port)
+        let listen = self.listen ?? "127.0.0.1:7071"
+        guard listen != "off" else { return nil }
+        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65535).contains(port)
         else {
-            throw ValidationError("--listen must be HOST:PORT (e.g. 127.0.0.1:7071) or off, got \(self.listen)")
+            throw ValidationError("--listen must be HOST:PORT (e.g. 127.0.0.1:7071) or off, got \(listen)")
         }
-        let host = self.listen[..<colon].trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+        let host = listen[..<colon].trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
         return (host.isEmpty ? "127.0.0.1" : host, port)
     }
 
@@ -237,7 +240,7 @@ struct ClientCommand: AsyncParsableCommand {
             if let (host, port) = listenAddress, let stream {
                 let metrics = ClientMetrics(daemon: daemon, spooledSink: spooledSink, reporter: reporter, stream: stream)
                 let server = TelemetryStreamServer(
-                    configuration: .init(host: host, port: port, token: self.streamToken()),
+                    configuration: .init(host: host, port: port, token: self.streamToken(), isOptional: self.listen == nil),
                     stream: stream,
                     logger: logger,
                     metrics: { metrics.render() }
@@ -253,7 +256,7 @@ struct ClientCommand: AsyncParsableCommand {
             let listeningEndpoint = endpoint
             try await withThrowingTaskGroup(of: Void.self) { tasks in
                 tasks.addTask {
-                    guard let endpoint = listeningEndpoint, let port = try? await endpoint.waitUntilListening() else { return }
+                    guard let endpoint = listeningEndpoint, let port = try? await endpoint.waitUntilListening(), port >= 0 else { return }
                     StandardError.write("SSE stream: http://\(endpoint.configuration.host):\(port)/telemetry/stream")
                 }
                 tasks.addTask {

@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import HTTPTypes
 import NIOCore
+import NIOHTTP1
 import Testing
 import TrickleProtocol
 import TrickleTestSupport
@@ -84,5 +85,84 @@ struct ClientProcessTests {
                 }
             }
         }
+    }
+}
+
+/// Collects a pipe's lines as they arrive (on a Dispatch thread), so a test can wait for one.
+private func collectLines(_ pipe: Pipe, into lines: Recorder<String>) {
+    DispatchQueue.global().async {
+        var pending = Data()
+        while true {
+            let data = pipe.fileHandleForReading.availableData
+            if data.isEmpty { break }
+            pending.append(data)
+            while let newline = pending.firstIndex(of: 0x0A) {
+                lines.append(String(decoding: pending[pending.startIndex..<newline], as: UTF8.self))
+                pending.removeSubrange(pending.startIndex...newline)
+            }
+        }
+    }
+}
+
+@Suite("trickle-relay client's local endpoint", .timeLimit(.minutes(1)))
+struct ClientEndpointProcessTests {
+    @Test("--listen serves /healthz, token-guarded /metrics and the SSE stream; SIGHUP re-reads the key; SIGTERM exits 0")
+    func endpoint() async throws {
+        let tokenFile = FileManager.default.temporaryDirectory.appendingPathComponent("stream-token-\(UUID().uuidString)").path
+        try Data("endpoint-secret\n".utf8).write(to: URL(fileURLWithPath: tokenFile))
+        defer { try? FileManager.default.removeItem(atPath: tokenFile) }
+        try await withTrickleServer { (server, base, client) async throws in
+            server.createChannel(named: "endpoint-events")
+            let process = Process()
+            process.executableURL = try trickleRelayExecutable()
+            process.arguments = [
+                "client", "--events-url", "\(base)/endpoint-events", "--sink", "null", "--listen", "127.0.0.1:0",
+                "--stream-token-file", tokenFile, "--quiet", "--log-level", "info",
+            ]
+            let errors = Pipe()
+            process.standardError = errors
+            process.standardOutput = FileHandle.nullDevice
+            let lines = Recorder<String>()
+            collectLines(errors, into: lines)
+            let exited = try launch(process)
+            try await lines.wait("the stream URL") { $0.contains { $0.hasPrefix("SSE stream: ") } }
+            let streamURL = String(try #require(lines.values.first { $0.hasPrefix("SSE stream: ") }).dropFirst("SSE stream: ".count))
+            let endpoint = String(streamURL.dropLast("/telemetry/stream".count))
+
+            let health = try await client.execute(HTTPClientRequest(url: endpoint + "/healthz"), timeout: .seconds(5))
+            #expect(health.status == .ok)
+            let refused = try await client.execute(HTTPClientRequest(url: endpoint + "/metrics"), timeout: .seconds(5))
+            #expect(refused.status == .unauthorized)
+            var metrics = HTTPClientRequest(url: endpoint + "/metrics")
+            metrics.headers.add(name: "Authorization", value: "Bearer endpoint-secret")
+            let answer = try await client.execute(metrics, timeout: .seconds(5))
+            #expect(answer.status == .ok)
+            #expect(String(buffer: try await answer.body.collect(upTo: 1 << 20)).contains("trickle_relay_client_lines_total"))
+
+            kill(process.processIdentifier, SIGHUP)
+            try await lines.wait("the SIGHUP log line") { $0.contains { $0.contains("SIGHUP") } }
+            #expect(try await client.execute(HTTPClientRequest(url: endpoint + "/healthz"), timeout: .seconds(5)).status == .ok)
+
+            kill(process.processIdentifier, SIGTERM)
+            #expect(await exited.wait() == 0)
+            #expect(!lines.values.contains { $0.contains("endpoint-secret") })
+        }
+    }
+
+    @Test("a non-loopback --listen without a token is refused at startup")
+    func nonLoopbackNeedsToken() async throws {
+        let process = Process()
+        process.executableURL = try trickleRelayExecutable()
+        process.arguments = ["client", "--events-url", "http://127.0.0.1:9/x", "--listen", "0.0.0.0:7071"]
+        var environment = ProcessInfo.processInfo.environment
+        environment["TRICKLE_RELAY_STREAM_TOKEN"] = nil
+        process.environment = environment
+        let errors = Pipe()
+        process.standardError = errors
+        process.standardOutput = FileHandle.nullDevice
+        let status = try await launch(process).wait()
+        let message = await readAll(errors)
+        #expect(status == 64)
+        #expect(message.contains("is not loopback"), "\(message)")
     }
 }

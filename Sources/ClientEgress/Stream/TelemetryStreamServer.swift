@@ -28,12 +28,22 @@ public final class TelemetryStreamServer: Service, Sendable {
         public var token: BearerToken?
         /// A comment is sent this often on an idle stream, so proxies and browsers keep it open. Default 15 s.
         public var keepAliveInterval: Duration
+        /// When the address cannot be bound (a second client on the default port), log a warning and run
+        /// without the endpoint instead of failing. Default `false`.
+        public var isOptional: Bool
 
-        public init(host: String = "127.0.0.1", port: Int = 7071, token: BearerToken? = nil, keepAliveInterval: Duration = .seconds(15)) {
+        public init(
+            host: String = "127.0.0.1",
+            port: Int = 7071,
+            token: BearerToken? = nil,
+            keepAliveInterval: Duration = .seconds(15),
+            isOptional: Bool = false
+        ) {
             self.host = host
             self.port = port
             self.token = token
             self.keepAliveInterval = keepAliveInterval
+            self.isOptional = isOptional
         }
     }
 
@@ -52,7 +62,7 @@ public final class TelemetryStreamServer: Service, Sendable {
         self.logger = logger
     }
 
-    /// Waits until the endpoint listens; returns its port.
+    /// Waits until the endpoint listens; returns its port (`-1` when an optional endpoint could not listen).
     public func waitUntilListening() async throws -> Int {
         guard let port = await self.listening.wait() else { throw CancellationError() }
         return port
@@ -66,10 +76,19 @@ public final class TelemetryStreamServer: Service, Sendable {
             logger: self.logger
         )
         // Open streams never end by themselves: end them when shutdown begins, so the server can drain.
-        try await withGracefulShutdownHandler {
-            try await application.run()
-        } onGracefulShutdown: {
-            self.stopping.fulfill(())
+        do {
+            try await withGracefulShutdownHandler {
+                try await application.run()
+            } onGracefulShutdown: {
+                self.stopping.fulfill(())
+            }
+        } catch where self.configuration.isOptional && self.listening.value == nil {
+            self.logger.warning(
+                "the local endpoint cannot listen; running without the SSE stream and /metrics (pass --listen HOST:PORT to choose another address)",
+                metadata: ["listen": "\(self.configuration.host):\(self.configuration.port)", "error": "\(error)"]
+            )
+            self.listening.fulfill(-1)
+            try? await gracefulShutdown()
         }
     }
 
