@@ -3,6 +3,7 @@ import ClientEgress
 import Foundation
 import NIOCore
 import RunnerRelay
+import ServiceLifecycle
 import Synchronization
 import TrickleProtocol
 
@@ -68,8 +69,20 @@ func benchmarkLatency(rate: Int, seconds: Int) async throws {
     let path = FileManager.default.temporaryDirectory.appendingPathComponent("latency-\(rate)-\(UUID().uuidString).jsonl").path
     defer { try? FileManager.default.removeItem(atPath: path) }
     try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration()) { client in
+        // The server stops gracefully at the end: cancelling it under live connections trips NIO's
+        // "NIOAsyncWriter deinited without finish()" precondition.
+        let serverGroup = ServiceGroup(services: [server], logger: logger)
+        try await withThrowingTaskGroup(of: Void.self) { outer in
+            outer.addTask { try await serverGroup.run() }
+            try await measureLatency(server: server, client: client, path: path, rate: rate, seconds: seconds)
+            await serverGroup.triggerGracefulShutdown()
+            try await outer.waitForAll()
+        }
+    }
+}
+
+private func measureLatency(server: TrickleServer, client: HTTPClient, path: String, rate: Int, seconds: Int) async throws {
         try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await server.run() }
             let port = try await server.waitUntilListening()
             server.createChannel(named: "latency")
             let url = try TrickleChannelURL("http://127.0.0.1:\(port)/latency")
@@ -118,7 +131,6 @@ func benchmarkLatency(rate: Int, seconds: Int) async throws {
                 )
             )
             relay.finish()
-            group.cancelAll()
+            try await group.waitForAll()  // the relay closes the channel; the client then ends too
         }
-    }
 }
