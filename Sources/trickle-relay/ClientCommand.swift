@@ -203,15 +203,16 @@ struct ClientCommand: AsyncParsableCommand {
             }
             let reporter = base as? MetricsReporter
             var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+            var sinkServices: [any Service] = []  // run and stopped by the daemon, after its last dispatch
             var primary = base
             var spooledSink: SpooledSink?
             if let spool {
                 let spooled = SpooledSink(spool: spool, downstream: base, logger: logger)
                 spooledSink = spooled
                 primary = spooled
-                services.append(.init(service: spooled, successTerminationBehavior: .gracefullyShutdownGroup))
+                sinkServices.append(spooled)
             } else if let reporter {
-                services.append(.init(service: reporter, successTerminationBehavior: .gracefullyShutdownGroup))
+                sinkServices.append(reporter)
             }
             let stream = listenAddress.map { _ in TelemetryStream(capacity: self.streamRing) }
             let sink: any EgressSink = stream.map { FanOutSink([primary, $0]) } ?? primary
@@ -229,7 +230,8 @@ struct ClientCommand: AsyncParsableCommand {
                 reader: .init(subscriber: .init(start: start)),
                 sink: sink,
                 logger: logger,
-                resumingAfter: resumePoint
+                resumingAfter: resumePoint,
+                sinkServices: sinkServices
             ) { event in
                 guard !quiet else { return }
                 var line = event.line

@@ -111,3 +111,30 @@ struct EventDispatcherTests {
         #expect(stats.malformed + stats.nonObject + stats.telemetryWithoutObjectEvent > 0)
     }
 }
+
+@Suite("EventDispatcher resuming after a spool position", .timeLimit(.minutes(1)))
+struct EventDispatcherResumeTests {
+    @Test("skips only the already-spooled lines of the segment it resumes in, and counts them")
+    func resume() async throws {
+        try await withTrickleServer { (server, base, client) async throws in
+            server.createChannel(named: "resume-events")
+            let url = try TrickleChannelURL("\(base)/resume-events")
+            let writer = JSONLWriter(url: url, httpClient: client, logger: quietLogger)
+            let sink = RecordingSink()
+            let dispatcher = EventDispatcher(sink: sink, logger: quietLogger)
+            let reader = JSONLReader(url: url, httpClient: client, configuration: .init(subscriber: .init(start: .seq(0))), logger: quietLogger)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await writer.run() }
+                for n in 1...5 { try await writer.write(line: ByteBuffer(string: #"{"type":"telemetry","event":{"id":"s0-\#(n)"}}"#)) }
+                await writer.flush()
+                for n in 1...3 { try await writer.write(line: ByteBuffer(string: #"{"type":"telemetry","event":{"id":"s1-\#(n)"}}"#)) }
+                try await writer.close()
+                let end = try await dispatcher.run(reader: reader, resumingAfter: (seq: 0, line: 3))
+                #expect(end == .closed || end == .notFound)
+                try await group.waitForAll()
+            }
+            #expect(sink.envelopes == [#"{"id":"s0-4"}"#, #"{"id":"s0-5"}"#, #"{"id":"s1-1"}"#, #"{"id":"s1-2"}"#, #"{"id":"s1-3"}"#])
+            #expect(dispatcher.stats.skippedOnResume == 3)
+        }
+    }
+}

@@ -16,7 +16,7 @@ private func telemetryLine(_ n: Int) -> ByteBuffer {
 @Suite("trickle-relay client as a process", .timeLimit(.minutes(2)))
 struct ClientProcessTests {
     /// Starts `trickle-relay client` against `eventsURL` with the metrics sink and a spool in `spoolDirectory`.
-    private func startClient(eventsURL: String, metricsURL: String, spoolDirectory: String) throws -> (Process, OneShotSignal<Int32>, Pipe) {
+    func startClient(eventsURL: String, metricsURL: String, spoolDirectory: String) throws -> (Process, OneShotSignal<Int32>, Pipe) {
         let process = Process()
         process.executableURL = try trickleRelayExecutable()
         process.arguments = [
@@ -84,6 +84,47 @@ struct ClientProcessTests {
                     #expect(accepted.count == 3_500)
                 }
             }
+        }
+    }
+}
+
+extension ClientProcessTests {
+    @Test("SIGTERM while the endpoint fails: exits 0 at once, the events wait in the spool, the next start delivers them")
+    func sigtermKeepsTheSpool() async throws {
+        let spoolDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("sigterm-spool-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: spoolDirectory) }
+        let failing = ScriptedEndpoint { _, _ in (.serviceUnavailable, [:]) }
+        let accepting = ScriptedEndpoint { _, _ in (.ok, [:]) }
+        try await withTrickleServer { (server, base, client) async throws in
+            server.createChannel(named: "sigterm-events")
+            let eventsURL = "\(base)/sigterm-events"
+            let writer = JSONLWriter(url: try TrickleChannelURL(eventsURL), httpClient: client, logger: quietLogger)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await writer.run() }
+                try await failing.run { metricsURL in
+                    let (process, exited, errors) = try self.startClient(eventsURL: eventsURL, metricsURL: metricsURL, spoolDirectory: spoolDirectory)
+                    for n in 0..<300 { try await writer.write(line: telemetryLine(n)) }
+                    await writer.flush()
+                    try await waitUntil(timeout: .seconds(30), "a failed delivery") { !failing.requests.isEmpty }
+                    let signalled = ContinuousClock.now
+                    kill(process.processIdentifier, SIGTERM)
+                    let status = await exited.wait()
+                    let output = await readAll(errors)
+                    #expect(status == 0, "\(output)")
+                    #expect(ContinuousClock.now - signalled < .seconds(5), "SIGTERM must not wait for a failing endpoint")
+                    #expect(output.contains("spool: appended 300"), "\(output)")
+                }
+                #expect(failing.acceptedIDs.isEmpty)
+                try await accepting.run { metricsURL in
+                    let (_, exited, errors) = try self.startClient(eventsURL: eventsURL, metricsURL: metricsURL, spoolDirectory: spoolDirectory)
+                    try await writer.close()
+                    let status = await exited.wait()
+                    let output = await readAll(errors)
+                    #expect(status == 0, "\(output)")
+                }
+                try await group.waitForAll()
+            }
+            #expect(Set(accepting.acceptedIDs) == Set((0..<300).map { "c\($0)" }))
         }
     }
 }

@@ -7,6 +7,11 @@ public import TrickleProtocol
 /// egress sink, the rest to local consumers), and rides out server restarts (the subscriber retries with
 /// back-off). Ends when the channel ends (`Lp-Trickle-Closed` or 404) or on graceful shutdown, then flushes
 /// (at the channel's end only) and shuts the sink down.
+///
+/// A sink that runs work of its own (the metrics reporter's sending loop, a spool's delivery loop) is passed as
+/// one of `sinkServices`: the daemon runs it beside the dispatcher and stops it through the sink's `shutdown()`
+/// after the last dispatch — so the sink never stops while lines are still being handed to it, and a service
+/// group sees one service, the daemon, finish.
 public final class ClientDaemon: Service, Sendable {
     public let dispatcher: EventDispatcher
     private let reader: JSONLReader
@@ -14,6 +19,7 @@ public final class ClientDaemon: Service, Sendable {
     private let logger: Logger
     private let end = OneShotSignal<TrickleSubscriber.EndOfStream?>()
     private let resumePoint: (seq: Int, line: Int)?
+    private let sinkServices: [any Service]
 
     public init(
         eventsURL: TrickleChannelURL,
@@ -22,6 +28,7 @@ public final class ClientDaemon: Service, Sendable {
         sink: any EgressSink,
         logger: Logger,
         resumingAfter resumePoint: (seq: Int, line: Int)? = nil,
+        sinkServices: [any Service] = [],
         localConsumer: @escaping @Sendable (EventDispatcher.LocalEvent) async -> Void = { _ in }
     ) {
         var configuration = configuration
@@ -31,6 +38,7 @@ public final class ClientDaemon: Service, Sendable {
         self.sink = sink
         self.logger = logger
         self.resumePoint = resumePoint
+        self.sinkServices = sinkServices
     }
 
     /// How the channel ended; `nil` when the daemon was stopped first.
@@ -40,18 +48,24 @@ public final class ClientDaemon: Service, Sendable {
     public var subscriberStats: TrickleSubscriber.Stats { self.reader.subscriber.stats }
 
     public func run() async throws {
-        do {
-            let end = try await cancelWhenGracefulShutdown {
-                try await self.dispatcher.run(reader: self.reader, resumingAfter: self.resumePoint)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for service in self.sinkServices {
+                group.addTask { try await service.run() }
             }
-            self.end.fulfill(end)
-            self.logger.info("events channel ended", metadata: ["trickle.end": "\(end)"])
-        } catch is CancellationError {
-            self.end.fulfill(nil)
+            do {
+                let end = try await cancelWhenGracefulShutdown {
+                    try await self.dispatcher.run(reader: self.reader, resumingAfter: self.resumePoint)
+                }
+                self.end.fulfill(end)
+                self.logger.info("events channel ended", metadata: ["trickle.end": "\(end)"])
+            } catch is CancellationError {
+                self.end.fulfill(nil)
+            }
+            // At the channel's end, deliver what is buffered; on SIGTERM (graceful shutdown) do not wait for a
+            // remote side: a spooled sink keeps the rest for the next start.
+            try? await cancelWhenGracefulShutdown { try await self.sink.forceFlush() }
+            await self.sink.shutdown()
+            try await group.waitForAll()
         }
-        // At the channel's end, deliver what is buffered; on SIGTERM (graceful shutdown) do not wait for a
-        // remote side: a spooled sink keeps the rest for the next start.
-        try? await cancelWhenGracefulShutdown { try await self.sink.forceFlush() }
-        await self.sink.shutdown()
     }
 }

@@ -69,13 +69,24 @@ public final class EventDispatcher: Sendable {
     /// - Parameter resumePoint: Lines of segment `seq` up to and including line `line` were already handled
     ///   (a restart resuming from its spool's position); they are skipped and counted.
     public func run(reader: JSONLReader, resumingAfter resumePoint: (seq: Int, line: Int)? = nil) async throws -> TrickleSubscriber.EndOfStream {
-        try await reader.runBatches { items in
+        // Only the segment the reader resumes in is skipped into: once another segment shows up (the channel
+        // moved on, or was recreated and counts from 0 again), nothing more is skipped.
+        let resuming = Mutex(resumePoint)
+        return try await reader.runBatches { items in
             var lines: [JSONLLine] = []
             lines.reserveCapacity(items.count)
             for item in items {
                 switch item {
                 case .line(let line):
-                    if let resumePoint, line.seq == resumePoint.seq, line.lineNumber <= resumePoint.line {
+                    let skip = resuming.withLock { point -> Bool in
+                        guard let resume = point else { return false }
+                        guard line.seq == resume.seq else {
+                            point = nil
+                            return false
+                        }
+                        return line.lineNumber <= resume.line
+                    }
+                    if skip {
                         self.counters.withLock { $0.skippedOnResume += 1 }
                         continue
                     }

@@ -10,7 +10,8 @@ public import TrickleProtocol
 /// them. A crash loses nothing that reached the spool; a restart delivers the rest (at-least-once).
 ///
 /// If the sink behind is a `Service` (the metrics reporter), ``run()`` runs it too, and stops it after the
-/// last delivery: install the `SpooledSink` in the service group, not the sink behind it.
+/// last delivery. ``run()`` returns after ``shutdown()``: hand the `SpooledSink` to a ``ClientDaemon`` as a sink
+/// service (it calls `shutdown()` after its last dispatch), not the sink behind it.
 public final class SpooledSink: EgressSink, Service {
     private struct State {
         var unsettled: Deque<(target: Int, cursor: Spool.Cursor)> = []
@@ -69,8 +70,8 @@ public final class SpooledSink: EgressSink, Service {
         }
     }
 
-    /// Stops delivering (what is left stays in the spool for the next start), stops the sink behind, and
-    /// closes the spool.
+    /// Stops delivering (what is left stays in the spool for the next start), stops the sink behind at once
+    /// (a settling sink is not asked to flush: its records are in the spool), and closes the spool.
     public func shutdown() async {
         self.stopRequested.fulfill(())
         self.progress.advance()
@@ -94,14 +95,21 @@ public final class SpooledSink: EgressSink, Service {
             if let service = self.downstream as? any Service {
                 group.addTask { try await service.run() }
             }
-            await withGracefulShutdownHandler {
-                await self.deliver(window: settling.map { max($0.maximumUnsettledRecords / 2, 1) } ?? .max)
-            } onGracefulShutdown: {
-                self.stopRequested.fulfill(())
-                self.progress.advance()
+            // Delivery stops on `shutdown()` only (not on graceful shutdown): the owner calls it after its last
+            // export, so nothing is appended to a closed spool.
+            await self.deliver(window: settling.map { max($0.maximumUnsettledRecords / 2, 1) } ?? .max)
+            if settling != nil {
+                // Whatever the sink behind still holds is in the spool too: stop it now rather than let it retry
+                // a failing endpoint for seconds (a request cut short is delivered again by the next start).
+                group.cancelAll()
             }
             await self.downstream.shutdown()
-            try await group.waitForAll()
+            do {
+                try await group.waitForAll()
+            } catch is CancellationError {
+            } catch {
+                self.logger.warning("the sink behind the spool ended with an error", metadata: ["error": "\(error)"])
+            }
         }
         self.spool.close()
         let stats = self.spool.stats
