@@ -132,6 +132,7 @@ let package = Package(
             dependencies: [
                 "TrickleProtocol",
                 "TrickleTestSupport",
+                "trickle-relay",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),

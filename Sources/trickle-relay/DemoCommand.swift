@@ -16,10 +16,12 @@ struct DemoCommand: AsyncParsableCommand {
         commandName: "demo",
         abstract: "Run a trickle server, a runner agent and a client daemon in one process and watch telemetry flow.",
         discussion: """
-            Everything listens on ephemeral loopback ports; nothing needs configuring. The runner side emits \
-            synthetic telemetry at --rate events per second (plus a runner_ready control event), or, with \
-            --fixture, the lines of a recorded runner session (e.g. fixtures/clean-session.jsonl) in a loop at \
-            --rate lines per second, exactly as a runner app would write them on the agent's stdin. The client \
+            Everything listens on ephemeral loopback ports; nothing needs configuring. The runner side feeds a \
+            recorded runner session in a loop — built in (a copy of fixtures/clean-session.jsonl: runner_ready, \
+            logs, notifications, stream_started, lifecycle, metric, error and heartbeat telemetry), or the file \
+            given with --fixture — exactly as a runner app would write it on the agent's stdin, at 100 lines per \
+            second or --rate. With --rate and no --fixture it emits synthetic heartbeat telemetry at that rate \
+            instead (plus a runner_ready control event): the way to load it. The client \
             side counts what reaches its sink and how long it took. A status line every second shows relayed, \
             dropped, delivered and latency p50/p99 (ms); the summary at the end should show relayed = delivered \
             on an unloaded machine. With --sse the client also serves its live SSE stream on a loopback port and \
@@ -34,10 +36,10 @@ struct DemoCommand: AsyncParsableCommand {
     @Option(help: "Seconds to run.")
     var duration: Double = 10
 
-    @Option(help: "Synthetic telemetry events (or, with --fixture, fixture lines) per second.")
-    var rate = 200
+    @Option(help: "Lines per second of the recorded session (default 100); without --fixture, synthetic telemetry events per second instead.")
+    var rate: Int?
 
-    @Option(help: "A recorded runner session (JSONL, one event per line) to feed in a loop instead of synthetic events.")
+    @Option(help: "A recorded runner session (JSONL, one event per line) to feed in a loop instead of the built-in one.")
     var fixture: String?
 
     @Flag(help: "Serve the client's SSE stream (GET /telemetry/stream) on a loopback port and print its URL.")
@@ -47,17 +49,24 @@ struct DemoCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard self.duration > 0 else { throw ValidationError("--duration must be positive, got \(self.duration)") }
-        guard self.rate > 0 else { throw ValidationError("--rate must be positive, got \(self.rate)") }
+        if let rate, rate <= 0 { throw ValidationError("--rate must be positive, got \(rate)") }
     }
 
-    /// The fixture's lines, or `nil` for synthetic load.
+    /// The session's lines (the built-in one unless --fixture), or `nil` for synthetic load (--rate alone).
     func fixtureLines() throws -> [ByteBuffer]? {
-        guard let fixture else { return nil }
-        guard let data = FileManager.default.contents(atPath: fixture) else {
-            throw ValidationError("cannot read the fixture \(fixture); pass a JSONL file such as fixtures/clean-session.jsonl")
+        let data: Data
+        if let fixture {
+            guard let contents = FileManager.default.contents(atPath: fixture) else {
+                throw ValidationError("cannot read the fixture \(fixture); pass a JSONL file such as fixtures/clean-session.jsonl")
+            }
+            data = contents
+        } else if self.rate != nil {
+            return nil
+        } else {
+            data = Data(DemoSession.jsonl.utf8)
         }
         let lines = data.split(separator: UInt8(ascii: "\n")).filter { !$0.isEmpty }.map { ByteBuffer(bytes: $0) }
-        guard !lines.isEmpty else { throw ValidationError("the fixture \(fixture) has no lines") }
+        guard !lines.isEmpty else { throw ValidationError("the fixture \(fixture ?? "") has no lines") }
         return lines
     }
 
@@ -76,7 +85,7 @@ struct DemoCommand: AsyncParsableCommand {
                 sink: sink,
                 stream: stream,
                 duration: self.duration,
-                rate: self.rate,
+                rate: self.rate ?? (lines == nil ? 200 : 100),
                 fixture: lines,
                 logger: logger
             )
@@ -184,7 +193,9 @@ final class DemoDriver: Service, CustomStringConvertible {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await daemon.run() }
             group.addTask { try await relay.run() }
-            await relay.sink.sendControl(ByteBuffer(string: #"{"type":"runner_ready","runner_job_id":"demo"}"#))
+            if self.fixture == nil {  // a recorded session brings its own runner_ready
+                await relay.sink.sendControl(ByteBuffer(string: #"{"type":"runner_ready","runner_job_id":"demo"}"#))
+            }
             let start = ContinuousClock.now
             var emitted = 0
             var nextStatus = start + .seconds(1)

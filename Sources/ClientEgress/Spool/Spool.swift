@@ -333,10 +333,11 @@ public final class Spool: Sendable {
             if let last = state.segments.last, cursor.segment == last.index, cursor.offset >= last.bytes, last.bytes > 0 {
                 self.rotate(&state)
             }
+            var deletable: [Int] = []
             while state.segments.count > 1, let first = state.segments.first,
                 first.index < cursor.segment || (first.index == cursor.segment && cursor.offset >= first.bytes)
             {
-                unlink(Self.path(self.configuration.directory, first.index))
+                deletable.append(first.index)
                 state.segments.removeFirst()
                 state.totalBytes -= first.bytes
                 state.stats.segmentsDeleted += 1
@@ -345,7 +346,10 @@ public final class Spool: Sendable {
             state.delivered = max(state.delivered, Cursor(segment: state.segments[0].index, offset: 0))
             state.stats.bytes = state.totalBytes
             state.stats.segments = state.segments.count
+            // The state (with the read position) is on disk before any segment goes: a crash in between leaves
+            // delivered segments behind (the next start deletes them), never a lost position.
             self.writeStateFile(state)
+            for index in deletable { unlink(Self.path(self.configuration.directory, index)) }
         }
     }
 
