@@ -76,6 +76,9 @@ struct RunnerCommand: AsyncParsableCommand {
     @Option(help: "Seconds the final flush may take at the end of the session.")
     var flushTimeout: Double = 5
 
+    @Option(help: "Seconds to wait after the last segment is sent before deleting the channel, so readers behind a real orchestrator (which forgets a deleted channel at once) can fetch the tail. 0 deletes at once.")
+    var closeLinger: Double = 1
+
     @Option(help: "Seconds between relay_heartbeat events.")
     var heartbeatInterval: Double = 30
 
@@ -93,6 +96,9 @@ struct RunnerCommand: AsyncParsableCommand {
             throw ValidationError("--telemetry must be on or off, got \(telemetry)")
         }
         guard self.maxQueueEvents > 0, self.maxQueueBytes > 0 else { throw ValidationError("queue bounds must be positive") }
+        guard self.closeLinger >= 0, self.closeLinger < self.flushTimeout else {
+            throw ValidationError("--close-linger must be at least 0 and shorter than --flush-timeout (\(self.flushTimeout) s), got \(self.closeLinger)")
+        }
         guard self.segmentWindow > 0, self.flushTimeout > 0, self.heartbeatInterval > 0 else {
             throw ValidationError("--segment-window, --flush-timeout and --heartbeat-interval must be positive")
         }
@@ -118,7 +124,8 @@ struct RunnerCommand: AsyncParsableCommand {
             maximumQueuedEvents: self.maxQueueEvents,
             maximumQueuedBytes: self.maxQueueBytes
         )
-        let writer = JSONLWriter.Configuration(segmentWindow: .milliseconds(Int64(self.segmentWindow * 1000)))
+        var writer = JSONLWriter.Configuration(segmentWindow: .milliseconds(Int64(self.segmentWindow * 1000)))
+        writer.publisher.lingerBeforeDelete = .milliseconds(Int64(self.closeLinger * 1000))
         guard let eventsURL else {
             try await self.runAgent(sinkDefaults: sinkDefaults, writer: writer, logger: logger, processStart: processStart)
             return

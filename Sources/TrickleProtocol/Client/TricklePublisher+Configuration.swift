@@ -24,6 +24,10 @@ extension TricklePublisher {
         /// Whether ``TricklePublisher/close()`` deletes the channel so that readers see end of stream, like the
         /// SDK's writer. Default `true`.
         public var deletesChannelOnClose: Bool
+        /// How long ``TricklePublisher/close()`` waits, after the last segment is on the server, before deleting
+        /// the channel. go-livepeer forgets a deleted channel at once, so a reader still fetching the last
+        /// segment would get 404 and lose its tail; a short linger lets it finish. Default zero.
+        public var lingerBeforeDelete: Duration
 
         /// Creates a configuration; every parameter has the documented default.
         public init(
@@ -32,7 +36,8 @@ extension TricklePublisher {
             maximumBufferedBytes: Int = 1024 * 1024,
             retryBackoff: Backoff = Backoff(initial: .milliseconds(250), maximum: .seconds(5)),
             maximumConsecutiveFailures: Int = 8,
-            deletesChannelOnClose: Bool = true
+            deletesChannelOnClose: Bool = true,
+            lingerBeforeDelete: Duration = .zero
         ) {
             self.start = start
             self.mimeType = mimeType
@@ -40,6 +45,7 @@ extension TricklePublisher {
             self.retryBackoff = retryBackoff
             self.maximumConsecutiveFailures = maximumConsecutiveFailures
             self.deletesChannelOnClose = deletesChannelOnClose
+            self.lingerBeforeDelete = lingerBeforeDelete
         }
     }
 

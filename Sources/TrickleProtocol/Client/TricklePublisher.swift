@@ -157,6 +157,9 @@ public actor TricklePublisher: Service {
             self.preconnected = nil
         }
         if self.configuration.deletesChannelOnClose && self.terminalError == nil {
+            if self.configuration.lingerBeforeDelete > .zero {
+                try? await Task.sleep(for: self.configuration.lingerBeforeDelete)  // readers fetch the tail
+            }
             await self.deleteChannel()
         }
         self.uploadsContinuation.finish()
