@@ -188,6 +188,7 @@ if which == "relay" || which == "all" { try await benchmarkRelay() }
 if which == "emit" || which == "all" { try await benchmarkEmit() }
 if which == "dispatcher" || which == "all" { try await benchmarkDispatcher() }
 if which == "replay" || which == "all" { try await benchmarkReplay() }
+if which == "spool" || which == "all" { try benchmarkSpool() }
 if which == "latency1k" { try await benchmarkLatency(rate: 1_000, seconds: 10) }
 if which == "latency100k" { try await benchmarkLatency(rate: 100_000, seconds: 10) }
 if which == "latency" || which == "all" {

@@ -99,6 +99,26 @@ struct SpoolTests {
         }
     }
 
+    @Test("records longer than one read (256 KiB) are read back whole")
+    func longRecords() async throws {
+        try await withSpoolDirectory { directory in
+            let spool = try Spool(configuration: .init(directory: directory), logger: quietLogger)
+            let records = [record(0), record(1, size: 300_000), record(2), record(3, size: 1_000_000)]
+            spool.append(records)
+            var cursor = spool.deliveryStart
+            var read: [TelemetryRecord] = []
+            while true {
+                let batch = try spool.read(from: cursor, maximumRecords: 2)
+                if batch.records.isEmpty { break }
+                read += batch.records
+                cursor = batch.next
+            }
+            #expect(read.map { String(buffer: $0.envelope) } == records.map { String(buffer: $0.envelope) })
+            #expect(spool.stats.corruptLines == 0)
+            spool.close()
+        }
+    }
+
     @Test("a corrupt line in the middle is skipped and counted, the lines around it are read")
     func corruptLine() async throws {
         try await withSpoolDirectory { directory in

@@ -258,9 +258,15 @@ public final class Spool: Sendable {
                 cursor = Cursor(segment: found.index + 1, offset: 0)
                 continue
             }
-            // A spool line is at most a 5 MiB line plus its wrapper, so 8 MiB always holds one whole line.
-            let chunk = try self.readChunk(segment: found.index, offset: cursor.offset, length: min(found.available, 8 << 20))
-            let consumed = self.parse(chunk, into: &records, maximumRecords: maximumRecords)
+            // Read 256 KiB at a time (a batch of records, not the whole segment); a line longer than that gets a
+            // second read of up to 8 MiB, which always holds one (a spool line is at most a 5 MiB line plus its
+            // wrapper).
+            var chunk = try self.readChunk(segment: found.index, offset: cursor.offset, length: min(found.available, 256 << 10))
+            var consumed = self.parse(chunk, into: &records, maximumRecords: maximumRecords)
+            if consumed == 0, chunk.readableBytes < min(found.available, 8 << 20) {
+                chunk = try self.readChunk(segment: found.index, offset: cursor.offset, length: min(found.available, 8 << 20))
+                consumed = self.parse(chunk, into: &records, maximumRecords: maximumRecords)
+            }
             guard consumed > 0 else {
                 // Appended lines always end with a newline, so this is a line we cannot read: skip the chunk.
                 self.state.withLock { $0.stats.corruptLines += 1 }
