@@ -130,22 +130,7 @@ struct ReplayCommand: AsyncParsableCommand {
         }
         progress.finish()
         await sink.shutdown()
-        var summary = ReplaySummary()
-        let counters = dispatcher.stats
-        summary.files = self.files
-        summary.lines = counters.lines
-        summary.telemetry = counters.telemetry
-        summary.byType = counters.byType
-        summary.byDataType = counters.byDataType
-        summary.malformed = counters.malformed
-        summary.nonObject = counters.nonObject
-        summary.telemetryWithoutObjectEvent = counters.telemetryWithoutObjectEvent
-        summary.oversize = counters.oversize
-        summary.problems = problems.withLock { $0 }
-        let observations = sink.observations
-        summary.duplicateIDs = observations.duplicates
-        summary.firstTimestamp = observations.first
-        summary.lastTimestamp = observations.last
+        let summary = ReplaySummary(files: self.files, counters: dispatcher.stats, problems: problems.withLock { $0 }, observations: sink)
         if self.summary == "json" {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]

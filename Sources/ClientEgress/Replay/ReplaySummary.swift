@@ -36,6 +36,25 @@ public struct ReplaySummary: Sendable, Codable, Hashable {
 
     public init() {}
 
+    /// The summary of a finished replay: the dispatcher's counters, the problems it reported, and what the
+    /// observing sink saw (duplicate ids, time span).
+    public init(files: [String], counters: EventDispatcher.Counters, problems: [Problem], observations: ReplayObservingSink) {
+        self.files = files
+        self.lines = counters.lines
+        self.telemetry = counters.telemetry
+        self.byType = counters.byType
+        self.byDataType = counters.byDataType
+        self.malformed = counters.malformed
+        self.nonObject = counters.nonObject
+        self.telemetryWithoutObjectEvent = counters.telemetryWithoutObjectEvent
+        self.oversize = counters.oversize
+        self.problems = problems
+        let seen = observations.observations
+        self.duplicateIDs = seen.duplicates
+        self.firstTimestamp = seen.first
+        self.lastTimestamp = seen.last
+    }
+
     /// The covered time span in milliseconds (0 without timestamps).
     public var spanMilliseconds: Int64 {
         guard let first = self.firstTimestamp, let last = self.lastTimestamp else { return 0 }
