@@ -37,7 +37,8 @@ struct ClientCommand: AsyncParsableCommand {
             carries the same id.
 
             Local endpoint (--listen, default 127.0.0.1:7071; "off" disables it): GET /telemetry/stream is a \
-            Server-Sent Events stream of every relayed envelope (id, event: telemetry, data), resumable with \
+            Server-Sent Events stream of every relayed envelope (id, event: telemetry, data) and of the \
+            channel's other events (event: their type, data: the line), resumable with \
             Last-Event-ID from the last --stream-ring envelopes, with a keep-alive comment every 15 s; GET \
             /healthz; GET /metrics (Prometheus text). With a token (--stream-token-file or \
             TRICKLE_RELAY_STREAM_TOKEN) every route but /healthz needs "Authorization: Bearer <token>" or \
@@ -233,6 +234,7 @@ struct ClientCommand: AsyncParsableCommand {
                 resumingAfter: resumePoint,
                 sinkServices: sinkServices
             ) { event in
+                stream?.publish(event)
                 guard !quiet else { return }
                 var line = event.line
                 line.writeInteger(UInt8(ascii: "\n"))

@@ -188,7 +188,10 @@ final class DemoDriver: Service, CustomStringConvertible {
             logger: self.logger
         )
         let sink: any EgressSink = self.stream.map { FanOutSink([self.sink, $0]) } ?? self.sink
-        let daemon = ClientDaemon(eventsURL: url, httpClient: client, reader: .init(subscriber: .init(start: .seq(0))), sink: sink, logger: self.logger)
+        let stream = self.stream
+        let daemon = ClientDaemon(eventsURL: url, httpClient: client, reader: .init(subscriber: .init(start: .seq(0))), sink: sink, logger: self.logger) {
+            stream?.publish($0)
+        }
         self.daemon.withLock { $0 = daemon }
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await daemon.run() }

@@ -117,6 +117,23 @@ struct TelemetryStreamServerTests {
         }
     }
 
+    @Test("other events of the channel are published under their own type, in order with telemetry")
+    func localEvents() async throws {
+        try await withStreamServer { stream, base, client in
+            try await stream.export([envelope(1)])
+            stream.publish(EventDispatcher.LocalEvent(type: "runner_ready", line: ByteBuffer(string: #"{"type":"runner_ready","runner_job_id":"j"}"#)))
+            try await stream.export([envelope(3)])
+            let result = try await readStream(
+                client,
+                "\(base)/telemetry/stream",
+                headers: [("Authorization", "Bearer sse-secret"), ("Last-Event-ID", "0")],
+                until: { _, text in text.contains("id: 3\n") }
+            )
+            #expect(result.text.contains("id: 2\nevent: runner_ready\ndata: {\"type\":\"runner_ready\",\"runner_job_id\":\"j\"}\n\n"), "\(result.text)")
+            #expect(result.events.map(\.id) == [1, 3])
+        }
+    }
+
     @Test("a new reader without Last-Event-ID gets events from now on; ?jwt= authenticates (EventSource)")
     func fromNowWithQueryToken() async throws {
         try await withStreamServer { stream, base, client in

@@ -25,6 +25,11 @@ public final class EventDispatcher: Sendable {
         public var type: String?
         /// The whole line, as received.
         public var line: ByteBuffer
+
+        public init(type: String?, line: ByteBuffer) {
+            self.type = type
+            self.line = line
+        }
     }
 
     private let sink: any EgressSink

@@ -3,14 +3,18 @@ public import NIOCore
 import Synchronization
 public import TrickleProtocol
 
-/// The live feed behind the SSE endpoint: every relayed envelope with a monotonic id, the most recent ones
-/// kept in a ring so a reconnecting client resumes with `Last-Event-ID`. As an ``EgressSink`` it never fails
-/// and never blocks (the oldest entry leaves the ring when it is full).
+/// The live feed behind the SSE endpoint: every relayed envelope (event name `telemetry`) and every other event
+/// of the channel (named by its top-level `type`: `runner_ready`, `notification`…), each with a monotonic id;
+/// the most recent ones are kept in a ring so a reconnecting client resumes with `Last-Event-ID`. As an
+/// ``EgressSink`` it never fails and never blocks (the oldest entry leaves the ring when it is full).
 public final class TelemetryStream: EgressSink {
-    /// One envelope and its id (1, 2, 3… for this process).
+    /// One event and its id (1, 2, 3… for this process).
     public struct Event: Sendable {
         public var id: Int
-        public var envelope: ByteBuffer
+        /// The SSE event name: `telemetry`, or a local event's type.
+        public var name: String
+        /// The data: an envelope, or a local event's whole line.
+        public var data: ByteBuffer
     }
 
     /// What a reader gets after an id.
@@ -62,9 +66,20 @@ public final class TelemetryStream: EgressSink {
         guard !records.isEmpty else { return }
         self.state.withLock { state in
             for record in records {
-                state.ring.append(Event(id: state.nextID, envelope: record.envelope))
+                state.ring.append(Event(id: state.nextID, name: "telemetry", data: record.envelope))
                 state.nextID += 1
             }
+            if state.ring.count > self.capacity { state.ring.removeFirst(state.ring.count - self.capacity) }
+        }
+        self.appended.advance()
+    }
+
+    /// Publishes a non-telemetry event of the channel, named by its type (`event` when it has none).
+    public func publish(_ event: EventDispatcher.LocalEvent) {
+        let name = event.type.map { type in String(type.unicodeScalars.filter { $0.value > 0x20 && $0 != ":" }) } ?? "event"
+        self.state.withLock { state in
+            state.ring.append(Event(id: state.nextID, name: name.isEmpty ? "event" : name, data: event.line))
+            state.nextID += 1
             if state.ring.count > self.capacity { state.ring.removeFirst(state.ring.count - self.capacity) }
         }
         self.appended.advance()

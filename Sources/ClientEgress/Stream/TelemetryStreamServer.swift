@@ -10,7 +10,7 @@ public import TrickleProtocol
 ///
 /// | route | what |
 /// | --- | --- |
-/// | `GET /telemetry/stream` | `text/event-stream`: every relayed envelope as `id: <n>`, `event: telemetry`, `data: <envelope>`; `Last-Event-ID` resumes from the ring; a `: keep-alive` comment every 15 s |
+/// | `GET /telemetry/stream` | `text/event-stream`: every relayed envelope as `id: <n>`, `event: telemetry`, `data: <envelope>`, and every other event of the channel as `event: <its type>`, `data: <its line>`; `Last-Event-ID` resumes from the ring; a `: keep-alive` comment every 15 s |
 /// | `GET /healthz` | liveness, never needs the token |
 /// | `GET /metrics` | Prometheus text |
 ///
@@ -141,10 +141,10 @@ public final class TelemetryStreamServer: Service, Sendable {
             }
             if let last = slice.events.last {
                 var buffer = ByteBuffer()
-                buffer.reserveCapacity(slice.events.reduce(0) { $0 + $1.envelope.readableBytes + 48 })
+                buffer.reserveCapacity(slice.events.reduce(0) { $0 + $1.data.readableBytes + $1.name.utf8.count + 32 })
                 for event in slice.events {
-                    buffer.writeString("id: \(event.id)\nevent: telemetry\ndata: ")
-                    buffer.writeImmutableBuffer(event.envelope)
+                    buffer.writeString("id: \(event.id)\nevent: \(event.name)\ndata: ")
+                    buffer.writeImmutableBuffer(event.data)
                     buffer.writeString("\n\n")
                 }
                 try await writer.write(buffer)
