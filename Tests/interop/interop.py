@@ -170,6 +170,88 @@ async def recorded_session_through_runner(binary, base):
     )
 
 
+async def read_sse(session, url, headers, want):
+    """Reads a text/event-stream until `want(events)` holds; events are (id, name, data) tuples."""
+    events = []
+    async with session.get(url, headers=headers) as response:
+        assert response.status == 200, f"SSE answered {response.status}"
+        assert response.headers.get("Content-Type", "").startswith("text/event-stream")
+        fields = {}
+        async for raw in response.content:
+            line = raw.decode("utf-8").rstrip("\n")
+            if line == "":
+                if "data" in fields:
+                    events.append((int(fields.get("id", "0")), fields.get("event", "message"), fields["data"]))
+                    if want(events):
+                        return events
+                fields = {}
+            elif not line.startswith(":"):
+                name, _, value = line.partition(":")
+                fields[name] = value[1:] if value.startswith(" ") else value
+    return events
+
+
+async def python_writer_to_client_sse(binary, base):
+    """The SDK writes telemetry lines; `trickle-relay client` serves them as SSE, read here by aiohttp like a
+    browser's EventSource would (token in ?jwt=), then resumed with Last-Event-ID."""
+    url = f"{base}/sse-interop"
+    await create_channel(base, "sse-interop")
+    port = free_port()
+    environment = dict(os.environ, TRICKLE_RELAY_STREAM_TOKEN="interop-token")
+    client = await asyncio.create_subprocess_exec(
+        binary, "client", "--events-url", url, "--start", "0", "--sink", "null", "--listen", f"127.0.0.1:{port}",
+        "--quiet", "--log-level", "warning", env=environment,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    stream = f"http://127.0.0.1:{port}/telemetry/stream"
+    sent = [
+        {"id": f"sse-{n}", "type": "stream_trace", "timestamp": str(1763769600000 + n),
+         "data": {"type": "metric", "n": n, "text": "caf\u00e9 \U0001F389", "ratio": n / 7}}
+        for n in range(100)
+    ]
+    async with aiohttp.ClientSession() as session:
+        for _ in range(500):
+            try:
+                async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
+                    if response.status == 200:
+                        break
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.02)
+        async with session.get(stream) as response:
+            assert response.status == 401, f"no token: expected 401, got {response.status}"
+        writer = JSONLWriter(url, segment_interval=0.1)
+
+        async def write_all():
+            await writer.write({"type": "runner_ready", "runner_job_id": "interop"})
+            for event in sent:
+                await writer.write({"type": "telemetry", "event": event})
+
+        reading = asyncio.create_task(read_sse(
+            session, f"{stream}?jwt=interop-token", {"Last-Event-ID": "0"},
+            lambda events: sum(1 for e in events if e[1] == "telemetry") >= len(sent),
+        ))
+        await write_all()
+        events = await asyncio.wait_for(reading, timeout=60)
+        telemetry = [e for e in events if e[1] == "telemetry"]
+        assert [json.loads(e[2]) for e in telemetry] == sent, "telemetry values or order differ"
+        assert any(e[1] == "runner_ready" for e in events), "runner_ready was not streamed"
+        resume_after = telemetry[49][0]
+        resumed = await asyncio.wait_for(read_sse(
+            session, stream, {"Authorization": "Bearer interop-token", "Last-Event-ID": str(resume_after)},
+            lambda got: bool(got) and got[-1][0] == telemetry[-1][0],
+        ), timeout=60)
+        assert [e[0] for e in resumed] == [e[0] for e in telemetry[50:]], "Last-Event-ID did not resume exactly"
+        await writer.close()
+    _, err = await asyncio.wait_for(client.communicate(), timeout=60)
+    assert client.returncode == 0, f"client exited {client.returncode}: {err.decode()}"
+    assert "interop-token" not in err.decode(), "the token reached a log line"
+    return (
+        f"Python JSONLWriter -> trickle-relay client -> SSE (aiohttp, ?jwt=): {len(telemetry)}/{len(sent)} envelopes "
+        f"equal in value and order, runner_ready streamed, Last-Event-ID resumed the last {len(resumed)}"
+    )
+
+
 async def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--trickle-relay", required=True)
@@ -182,7 +264,9 @@ async def main():
     passed = failed = 0
     try:
         await wait_for_server(base)
-        for check in (python_writes_swift_reads, swift_writes_python_reads, recorded_session_through_runner):
+        for check in (
+            python_writes_swift_reads, swift_writes_python_reads, recorded_session_through_runner, python_writer_to_client_sse,
+        ):
             try:
                 print(f"PASS {await check(args.trickle_relay, base)}", flush=True)
                 passed += 1
