@@ -17,7 +17,8 @@ struct ClientCommand: AsyncParsableCommand {
             Every {"type":"telemetry","event":<envelope>} line's envelope goes, byte for byte, to the sink; every \
             other event prints to standard output as JSONL (unless --quiet). Bad lines are counted, logged with \
             seq and line number, and skipped. The client rides out server restarts (retries with back-off) and \
-            ends cleanly, with a summary on standard error, when the channel ends (closed, or 404). SIGTERM or \
+            ends cleanly, with a summary on standard error, when the channel ends (closed, or 404; with \
+            --wait-for-channel a channel that does not exist yet is waited for first). SIGTERM or \
             SIGINT stop it at once: what reached the spool stays there for the next start. SIGHUP re-reads the \
             API key.
 
@@ -74,6 +75,9 @@ struct ClientCommand: AsyncParsableCommand {
     @Flag(help: "Do not print non-telemetry events on standard output.")
     var quiet = false
 
+    @Option(help: "Seconds to wait for a channel that does not exist yet (a client started before the runner's first segment). 0 treats that 404 as the end at once.")
+    var waitForChannel: Double = 0
+
     @Option(help: "Spool directory (default: $XDG_STATE_HOME/trickle-relay/spool/<host>_<port>_<path>).")
     var spoolDir: String?
 
@@ -111,6 +115,7 @@ struct ClientCommand: AsyncParsableCommand {
         }
         guard self.spoolMaxBytes >= 1 << 20 else { throw ValidationError("--spool-max-bytes must be at least 1 MiB (1048576)") }
         guard self.streamRing >= 1 else { throw ValidationError("--stream-ring must be at least 1") }
+        guard self.waitForChannel >= 0 else { throw ValidationError("--wait-for-channel must be 0 or more seconds, got \(self.waitForChannel)") }
         if let (host, _) = try self.listenAddress() {
             let loopback = host == "127.0.0.1" || host == "::1" || host == "localhost"
             if !loopback, self.streamToken() == nil {
@@ -228,7 +233,12 @@ struct ClientCommand: AsyncParsableCommand {
             let daemon = ClientDaemon(
                 eventsURL: url,
                 httpClient: client,
-                reader: .init(subscriber: .init(start: start)),
+                reader: .init(
+                    subscriber: .init(
+                        start: start,
+                        channelWaitTimeout: self.waitForChannel > 0 ? .milliseconds(Int64(self.waitForChannel * 1000)) : nil
+                    )
+                ),
                 sink: sink,
                 logger: logger,
                 resumingAfter: resumePoint,

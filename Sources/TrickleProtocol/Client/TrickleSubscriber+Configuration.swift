@@ -41,6 +41,10 @@ extension TrickleSubscriber {
         /// Consecutive "ahead" answers after which the subscriber resyncs to the server's nextWrite (the
         /// channel was recreated or reset behind our back). Default 40 (10 s at the default delay).
         public var maximumAheadRetries: Int
+        /// How long a subscriber whose channel does not exist yet (404 before any other answer: it started
+        /// before the publisher's first POST) keeps asking before it treats the 404 as end of stream. Once the
+        /// channel has answered, a 404 always ends the stream. `nil` (default) does not wait.
+        public var channelWaitTimeout: Duration?
 
         /// Creates a configuration; every parameter has the documented default.
         public init(
@@ -50,7 +54,8 @@ extension TrickleSubscriber {
             retryBackoff: Backoff = Backoff(initial: .milliseconds(500), maximum: .seconds(5)),
             maximumConsecutiveFailures: Int? = nil,
             aheadRetryDelay: Duration = .milliseconds(250),
-            maximumAheadRetries: Int = 40
+            maximumAheadRetries: Int = 40,
+            channelWaitTimeout: Duration? = nil
         ) {
             self.start = start
             self.maximumSegmentBytes = maximumSegmentBytes
@@ -59,6 +64,7 @@ extension TrickleSubscriber {
             self.maximumConsecutiveFailures = maximumConsecutiveFailures
             self.aheadRetryDelay = aheadRetryDelay
             self.maximumAheadRetries = maximumAheadRetries
+            self.channelWaitTimeout = channelWaitTimeout
         }
     }
 

@@ -45,14 +45,26 @@ public final class TrickleSubscriber: Sendable {
         var resumeOffset = 0
         var failures = 0
         var aheadCount = 0
+        var channelAnswered = false
+        var waitingSince: ContinuousClock.Instant?
         while true {
             try Task.checkCancellation()
             self.statsBox.withLock { $0.attempts += 1 }
-            switch try await self.attempt(seq: seq, skipping: resumeOffset, handle) {
+            let attempt = try await self.attempt(seq: seq, skipping: resumeOffset, handle)
+            if case .notFound = attempt {} else { channelAnswered = true }
+            switch attempt {
             case .closed:
                 return .closed
             case .notFound:
-                return .notFound
+                // A channel that never answered may just not exist yet: wait for it, if asked to.
+                guard !channelAnswered, let timeout = self.configuration.channelWaitTimeout else { return .notFound }
+                let now = ContinuousClock.now
+                if waitingSince == nil {
+                    waitingSince = now
+                    self.logger.info("waiting for the events channel to be created", metadata: ["trickle.channel": "\(self.url)"])
+                }
+                guard now - waitingSince! < timeout else { return .notFound }
+                try await Task.sleep(for: self.configuration.aheadRetryDelay)
             case .failed(let reason):
                 try await self.failed(&failures, reason: reason)
             case .abandonedBeforeStart:

@@ -117,6 +117,32 @@ struct PublisherSubscriberTests {
         }
     }
 
+    @Test("a subscriber started before its channel exists: 404 ends it at once, unless it waits for the channel")
+    func waitForChannel() async throws {
+        try await withTrickleServer { (server, base, client) async throws in
+            let early = try self.subscriber("\(base)/not-yet", client, .init(start: .seq(0)))
+            #expect(try await early.run { _ in } == .notFound)
+
+            let waiting = try self.subscriber("\(base)/not-yet", client, .init(start: .seq(0), channelWaitTimeout: .seconds(20)))
+            let seen = Recorder<SeenEvent>()
+            try await withThrowingTaskGroup(of: TrickleSubscriber.EndOfStream.self) { group in
+                group.addTask { try await waiting.run { seen.append(SeenEvent($0)) } }
+                try await waitUntil("a few 404s") { waiting.stats.attempts >= 3 }
+                let publisher = try self.publisher("\(base)/not-yet", client, start: .seq(0))
+                group.addTask {
+                    try await publisher.run()
+                    return .closed
+                }
+                try await publisher.write(ByteBuffer(string: "late but here\n"))
+                try await seen.wait("the bytes") { $0.text == "late but here\n" }
+                try await publisher.close()
+                var ends: [TrickleSubscriber.EndOfStream] = []
+                for try await end in group { ends.append(end) }
+                #expect(ends.contains(.closed) || ends.contains(.notFound))
+            }
+        }
+    }
+
     @Test("two subscribers each get everything")
     func twoSubscribers() async throws {
         try await withTrickleServer { (server, base, client) async throws in
