@@ -63,6 +63,12 @@ public final class SpooledSink: EgressSink, Service {
 
     /// Waits until everything in the spool was delivered and settled (or the task is cancelled).
     public func forceFlush() async throws {
+        if self.spool.acknowledged < self.spool.end, self.stopRequested.value == nil {
+            self.logger.info(
+                "delivering what is left in the spool before stopping (SIGTERM stops now; the rest stays spooled)",
+                metadata: ["spool.bytes": "\(self.spool.stats.bytes)"]
+            )
+        }
         while !Task.isCancelled {
             let seen = self.progress.generation
             if self.spool.acknowledged >= self.spool.end || self.stopRequested.value != nil { return }
