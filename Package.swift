@@ -68,12 +68,25 @@ let package = Package(
                 .product(name: "HTTPTypes", package: "swift-http-types"),
             ]
         ),
+        .target(
+            name: "RelayDemo",
+            dependencies: [
+                "TrickleProtocol",
+                "RunnerRelay",
+                "ClientEgress",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
         .executableTarget(
             name: "trickle-relay",
             dependencies: [
                 "TrickleProtocol",
                 "RunnerRelay",
                 "ClientEgress",
+                "RelayDemo",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -132,7 +145,7 @@ let package = Package(
             dependencies: [
                 "TrickleProtocol",
                 "TrickleTestSupport",
-                "trickle-relay",
+                "RelayDemo",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),

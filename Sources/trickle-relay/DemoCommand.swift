@@ -1,6 +1,7 @@
 import ArgumentParser
 import AsyncHTTPClient
 import ClientEgress
+import RelayDemo
 import Foundation
 import Logging
 import NIOCore
@@ -88,7 +89,7 @@ struct DemoCommand: AsyncParsableCommand {
                 rate: self.rate ?? (lines == nil ? 200 : 100),
                 fixture: lines,
                 logger: logger
-            )
+            ) { StandardError.write($0) }
             var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: server)]
             if let stream {
                 let endpoint = TelemetryStreamServer(configuration: .init(port: 0), stream: stream, logger: logger) {
@@ -109,11 +110,11 @@ struct DemoCommand: AsyncParsableCommand {
                 )
             )
             try await group.run()
-            return driver.outcome.withLock { $0 }
+            return driver.outcome
         }
         guard let (summary, counters) = outcome else { throw ExitCode(1) }
         let snapshot = sink.snapshot
-        StandardError.write(Self.status(summary.sink, snapshot))
+        StandardError.write(DemoDriver.status(summary.sink, snapshot))
         StandardError.write(
             """
             summary: emitted \(summary.sink.emitted) telemetry events; relayed \(summary.sink.relayed) (\(summary.segments) segments); \
@@ -124,109 +125,5 @@ struct DemoCommand: AsyncParsableCommand {
             """
         )
         if summary.sink.relayed != snapshot.delivered || summary.sink.dropped > 0 { throw ExitCode(1) }
-    }
-
-    static func status(_ stats: TrickleEventsSink.Stats, _ delivered: LatencySink.Snapshot) -> String {
-        "relayed \(stats.relayed)  dropped \(stats.dropped)  delivered \(delivered.delivered)  latency p50 \(delivered.p50) ms  p99 \(delivered.p99) ms"
-    }
-}
-
-/// Runs the runner and client sides against the demo's server, feeding synthetic telemetry.
-final class DemoDriver: Service, CustomStringConvertible {
-    let server: TrickleServer
-    let sink: LatencySink
-    let stream: TelemetryStream?
-    let duration: Double
-    let rate: Int
-    let fixture: [ByteBuffer]?
-    let logger: Logger
-    let client: HTTPClient
-    let outcome = Mutex<(SessionRelay.Summary, EventDispatcher.Counters)?>(nil)
-    private let daemon = Mutex<ClientDaemon?>(nil)
-
-    init(
-        server: TrickleServer,
-        client: HTTPClient,
-        sink: LatencySink,
-        stream: TelemetryStream?,
-        duration: Double,
-        rate: Int,
-        fixture: [ByteBuffer]?,
-        logger: Logger
-    ) {
-        self.server = server
-        self.client = client
-        self.sink = sink
-        self.stream = stream
-        self.duration = duration
-        self.rate = rate
-        self.fixture = fixture
-        self.logger = logger
-    }
-
-    /// The client's metrics, for the demo's `GET /metrics`.
-    func metricsText() -> String {
-        guard let daemon = self.daemon.withLock({ $0 }) else { return "" }
-        return ClientMetrics(daemon: daemon, spooledSink: nil, reporter: nil, stream: self.stream).render()
-    }
-
-    var description: String { "DemoDriver" }
-
-    func run() async throws {
-        let client = self.client
-        let port = try await self.server.waitUntilListening()
-        self.server.createChannel(named: "demo-events")
-        let url = try TrickleChannelURL("http://127.0.0.1:\(port)/demo-events")
-        StandardError.write("trickle server on http://127.0.0.1:\(port)/  channel demo-events")
-        let relay = SessionRelay(
-            configuration: .init(
-                eventsURL: url,
-                sink: .init(identity: .init(sessionID: "demo-session", connectionID: "demo-connection")),
-                writer: .init(segmentWindow: .seconds(1))
-            ),
-            httpClient: client,
-            logger: self.logger
-        )
-        let sink: any EgressSink = self.stream.map { FanOutSink([self.sink, $0]) } ?? self.sink
-        let stream = self.stream
-        let daemon = ClientDaemon(eventsURL: url, httpClient: client, reader: .init(subscriber: .init(start: .seq(0))), sink: sink, logger: self.logger) {
-            stream?.publish($0)
-        }
-        self.daemon.withLock { $0 = daemon }
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await daemon.run() }
-            group.addTask { try await relay.run() }
-            if self.fixture == nil {  // a recorded session brings its own runner_ready
-                await relay.sink.sendControl(ByteBuffer(string: #"{"type":"runner_ready","runner_job_id":"demo"}"#))
-            }
-            let start = ContinuousClock.now
-            var emitted = 0
-            var nextStatus = start + .seconds(1)
-            while ContinuousClock.now - start < .milliseconds(Int64(self.duration * 1000)) {
-                let elapsed = ContinuousClock.now - start
-                let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-                while emitted < Int(Double(self.rate) * seconds) {
-                    if let fixture = self.fixture {
-                        switch RunnerLine(fixture[emitted % fixture.count]) {
-                        case .telemetry(let event): relay.sink.emit(event)
-                        case .control(let control): await relay.sink.sendControl(control)
-                        case .invalid: break  // a malformed fixture line: the runner would report and skip it too
-                        }
-                    } else {
-                        relay.sink.emit(#"{"type":"stream_heartbeat","mode":"demo","n":\#(emitted),"fps_in":30.0,"fps_out":29.9}"#)
-                    }
-                    emitted += 1
-                }
-                if ContinuousClock.now >= nextStatus {
-                    nextStatus = nextStatus + .seconds(1)
-                    StandardError.write(DemoCommand.status(relay.sink.stats, self.sink.snapshot))
-                }
-                try await Task.sleep(for: .milliseconds(10))
-            }
-            // The relay flushes and deletes the channel; the client then sees the end of stream.
-            relay.finish()
-            try await group.waitForAll()
-        }
-        self.outcome.withLock { $0 = (relay.summary, daemon.dispatcher.stats) }
     }
 }

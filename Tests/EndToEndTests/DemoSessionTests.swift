@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@testable import trickle_relay
+import RelayDemo
 
 @Suite("The demo's built-in session")
 struct DemoSessionTests {

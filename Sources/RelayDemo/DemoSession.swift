@@ -1,7 +1,7 @@
 /// The recorded runner session the demo feeds by default: a copy of `fixtures/clean-session.jsonl`, built in so
 /// that `trickle-relay demo` works from any directory. (A test keeps the two identical.)
-enum DemoSession {
-    static let jsonl = #"""
+public enum DemoSession {
+    public static let jsonl = #"""
 {"type":"runner_ready","runner_job_id":"job-7f3a"}
 {"type":"logs","lines":["2026-11-21 10:00:00,001 - scope.server - INFO - Starting pipeline manager","2026-11-21 10:00:00,120 - scope.server - INFO - CUDA device: NVIDIA H100 80GB HBM3"]}
 {"type":"telemetry","event":{"type":"session_created","user_id":"user-42","connection_info":{"gpu_type":"H100","fal_region":"us-east","fal_runner_id":"runner-9"}}}
