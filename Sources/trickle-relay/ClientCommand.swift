@@ -90,6 +90,9 @@ struct ClientCommand: AsyncParsableCommand {
     @Flag(help: "fsync the spool after every append (survives power loss, not only process crashes).")
     var spoolFsync = false
 
+    @Option(help: "When the file sink syncs to disk: never (leave it to the OS; a process crash loses nothing written) or batch (fsync after every batch; survives power loss).")
+    var fileSync = "never"
+
     @Option(help: "Local endpoint for /telemetry/stream, /healthz and /metrics: HOST:PORT, or off. (default: 127.0.0.1:7071; if that port is taken, the client runs without the endpoint and says so)")
     var listen: String?
 
@@ -115,6 +118,9 @@ struct ClientCommand: AsyncParsableCommand {
         }
         guard self.spoolMaxBytes >= 1 << 20 else { throw ValidationError("--spool-max-bytes must be at least 1 MiB (1048576)") }
         guard self.streamRing >= 1 else { throw ValidationError("--stream-ring must be at least 1") }
+        guard self.fileSync == "never" || self.fileSync == "batch" else {
+            throw ValidationError("--file-sync must be never or batch, got \(self.fileSync)")
+        }
         guard self.waitForChannel >= 0 else { throw ValidationError("--wait-for-channel must be 0 or more seconds, got \(self.waitForChannel)") }
         if let (host, _) = try self.listenAddress() {
             let loopback = host == "127.0.0.1" || host == "::1" || host == "localhost"
@@ -178,7 +184,7 @@ struct ClientCommand: AsyncParsableCommand {
         case .metrics(let url):
             let command = self
             return MetricsReporter(configuration: .init(url: url), httpClient: client, apiKey: { command.apiKey() }, logger: logger)
-        case .file(let path): return try FileSink(path: path)
+        case .file(let path): return try FileSink(path: path, syncPolicy: self.fileSync == "batch" ? .everyBatch : .never)
         }
     }
 
