@@ -122,9 +122,8 @@ struct ClientCommand: AsyncParsableCommand {
             throw ValidationError("--file-sync must be never or batch, got \(self.fileSync)")
         }
         guard self.waitForChannel >= 0 else { throw ValidationError("--wait-for-channel must be 0 or more seconds, got \(self.waitForChannel)") }
-        if let (host, _) = try self.listenAddress() {
-            let loopback = host == "127.0.0.1" || host == "::1" || host == "localhost"
-            if !loopback, self.streamToken() == nil {
+        if let address = try self.listenAddress() {
+            if !address.isLoopback, self.streamToken() == nil {
                 throw ValidationError(
                     "--listen \(self.listen ?? "") is not loopback: set a token with --stream-token-file or TRICKLE_RELAY_STREAM_TOKEN"
                 )
@@ -134,30 +133,22 @@ struct ClientCommand: AsyncParsableCommand {
 
     /// The API key, read now: the file if given, else the environment.
     func apiKey() -> String? {
-        if let apiKeyFile {
-            return (try? String(contentsOfFile: apiKeyFile, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
-        }
-        return Environment.value("TRICKLE_RELAY_METRICS_API_KEY") ?? Environment.value("SCOPE_CLOUD_API_KEY")
+        Environment.secret(file: self.apiKeyFile, variables: ["TRICKLE_RELAY_METRICS_API_KEY", "SCOPE_CLOUD_API_KEY"])
     }
 
     func streamToken() -> BearerToken? {
-        if let streamTokenFile {
-            let token = (try? String(contentsOfFile: streamTokenFile, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
-            return token.flatMap { $0.isEmpty ? nil : BearerToken($0) }
-        }
-        return Environment.value("TRICKLE_RELAY_STREAM_TOKEN").map(BearerToken.init)
+        Environment.secret(file: self.streamTokenFile, variables: ["TRICKLE_RELAY_STREAM_TOKEN"]).map(BearerToken.init)
     }
 
     /// `--listen` as host and port, or `nil` for `off`.
-    func listenAddress() throws -> (String, Int)? {
+    func listenAddress() throws -> ListenAddress? {
         let listen = self.listen ?? "127.0.0.1:7071"
         guard listen != "off" else { return nil }
-        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65535).contains(port)
-        else {
+        // A bare ":PORT" means loopback.
+        guard let address = ListenAddress(listen.hasPrefix(":") ? "127.0.0.1" + listen : listen) else {
             throw ValidationError("--listen must be HOST:PORT (e.g. 127.0.0.1:7071) or off, got \(listen)")
         }
-        let host = listen[..<colon].trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
-        return (host.isEmpty ? "127.0.0.1" : host, port)
+        return address
     }
 
     /// The sink named by --sink, or chosen from the environment.
@@ -257,10 +248,10 @@ struct ClientCommand: AsyncParsableCommand {
                 StandardOutput.write(line)
             }
             var endpoint: TelemetryStreamServer?
-            if let (host, port) = listenAddress, let stream {
+            if let address = listenAddress, let stream {
                 let metrics = ClientMetrics(daemon: daemon, spooledSink: spooledSink, reporter: reporter, stream: stream)
                 let server = TelemetryStreamServer(
-                    configuration: .init(host: host, port: port, token: self.streamToken(), isOptional: self.listen == nil),
+                    configuration: .init(host: address.host, port: address.port, token: self.streamToken(), isOptional: self.listen == nil),
                     stream: stream,
                     logger: logger,
                     metrics: { metrics.render() }

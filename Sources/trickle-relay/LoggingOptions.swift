@@ -24,18 +24,3 @@ struct LoggingOptions: ParsableArguments {
         return Logger(label: label)
     }
 }
-
-/// Reads the process environment.
-enum Environment {
-    static func value(_ name: String) -> String? {
-        guard let raw = getenv(name) else { return nil }
-        let value = String(cString: raw)
-        return value.isEmpty ? nil : value
-    }
-}
-
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif

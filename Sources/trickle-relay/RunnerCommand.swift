@@ -104,13 +104,7 @@ struct RunnerCommand: AsyncParsableCommand {
         }
     }
 
-    var listenAddress: (host: String, port: Int)? {
-        guard let colon = self.listen.lastIndex(of: ":"), let port = Int(self.listen[self.listen.index(after: colon)...]),
-            (0...65535).contains(port)
-        else { return nil }
-        let host = String(self.listen[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
-        return host.isEmpty ? nil : (host, port)
-    }
+    var listenAddress: ListenAddress? { ListenAddress(self.listen) }
 
     func run() async throws {
         let processStart = ContinuousClock.now

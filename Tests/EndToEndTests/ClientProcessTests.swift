@@ -192,17 +192,12 @@ struct ClientEndpointProcessTests {
 
     @Test("a non-loopback --listen without a token is refused at startup")
     func nonLoopbackNeedsToken() async throws {
-        let process = Process()
-        process.executableURL = try trickleRelayExecutable()
-        process.arguments = ["client", "--events-url", "http://127.0.0.1:9/x", "--listen", "0.0.0.0:7071"]
         var environment = ProcessInfo.processInfo.environment
         environment["TRICKLE_RELAY_STREAM_TOKEN"] = nil
-        process.environment = environment
-        let errors = Pipe()
-        process.standardError = errors
-        process.standardOutput = FileHandle.nullDevice
-        let status = try await launch(process).wait()
-        let message = await readAll(errors)
+        let (status, _, message) = try await runTrickleRelay(
+            ["client", "--events-url", "http://127.0.0.1:9/x", "--listen", "0.0.0.0:7071"],
+            environment: environment
+        )
         #expect(status == 64)
         #expect(message.contains("is not loopback"), "\(message)")
     }

@@ -29,6 +29,27 @@ struct MissingExecutable: Error, CustomStringConvertible {
     let description: String
 }
 
+/// Runs `trickle-relay ARGUMENTS…` to its end; returns its exit status, standard output and standard error.
+func runTrickleRelay(
+    _ arguments: [String],
+    in directory: URL? = nil,
+    environment: [String: String]? = nil
+) async throws -> (status: Int32, output: String, errors: String) {
+    let process = Process()
+    process.executableURL = try trickleRelayExecutable()
+    process.arguments = arguments
+    if let directory { process.currentDirectoryURL = directory }
+    if let environment { process.environment = environment }
+    let output = Pipe()
+    let errors = Pipe()
+    process.standardOutput = output
+    process.standardError = errors
+    let exited = try launch(process)
+    async let out = readAll(output)
+    async let err = readAll(errors)
+    return (await exited.wait() ?? -1, await out, await err)
+}
+
 /// Starts a child process; the returned signal carries its exit status (awaited without blocking a thread).
 func launch(_ process: Process) throws -> OneShotSignal<Int32> {
     let exited = OneShotSignal<Int32>()
@@ -85,14 +106,7 @@ struct RunnerProcessTests {
 
     @Test("a bad events URL is refused at startup with a clear error")
     func badURL() async throws {
-        let process = Process()
-        process.executableURL = try trickleRelayExecutable()
-        process.arguments = ["runner", "--events-url", "ws://host/events?jwt=secret", "--session-id", "x"]
-        let errors = Pipe()
-        process.standardError = errors
-        process.standardOutput = FileHandle.nullDevice
-        let status = try await launch(process).wait()
-        let message = await readAll(errors)
+        let (status, _, message) = try await runTrickleRelay(["runner", "--events-url", "ws://host/events?jwt=secret", "--session-id", "x"])
         #expect(status != 0)
         #expect(message.contains("events URL must be http(s)://"))
         #expect(!message.contains("secret"))
@@ -103,32 +117,18 @@ struct RunnerProcessTests {
 struct DemoProcessTests {
     @Test("the demo runs server, runner and client in one process and ends with relayed = delivered")
     func demo() async throws {
-        let process = Process()
-        process.executableURL = try trickleRelayExecutable()
-        process.arguments = ["demo", "--duration", "2", "--rate", "100"]
-        let errors = Pipe()
-        process.standardError = errors
-        process.standardOutput = FileHandle.nullDevice
-        let exited = try launch(process)
-        let output = await readAll(errors)
-        #expect(await exited.wait() == 0)
+        let (status, _, output) = try await runTrickleRelay(["demo", "--duration", "2", "--rate", "100"])
+        #expect(status == 0)
         #expect(output.contains("relayed = delivered"), "\(output)")
         #expect(output.contains("latency p50"))
     }
 
     @Test("the demo feeds a recorded fixture and serves its SSE stream on a printed loopback URL")
     func demoFixtureSSE() async throws {
-        let process = Process()
-        process.executableURL = try trickleRelayExecutable()
-        process.arguments = [
+        let (status, _, output) = try await runTrickleRelay([
             "demo", "--duration", "2", "--rate", "100", "--sse", "--fixture", fixturesDirectory().appendingPathComponent("clean-session.jsonl").path,
-        ]
-        let errors = Pipe()
-        process.standardError = errors
-        process.standardOutput = FileHandle.nullDevice
-        let exited = try launch(process)
-        let output = await readAll(errors)
-        #expect(await exited.wait() == 0, "\(output)")
+        ])
+        #expect(status == 0, "\(output)")
         #expect(output.contains("SSE stream: http://127.0.0.1:"), "\(output)")
         #expect(output.contains("relayed = delivered"), "\(output)")
         #expect(output.contains("control events to local consumers"))
@@ -144,18 +144,7 @@ func fixturesDirectory() -> URL {
 @Suite("trickle-relay replay", .timeLimit(.minutes(1)))
 struct ReplayProcessTests {
     private func replay(_ arguments: [String]) async throws -> (status: Int32, output: String, errors: String) {
-        let process = Process()
-        process.executableURL = try trickleRelayExecutable()
-        process.arguments = ["replay"] + arguments
-        process.currentDirectoryURL = fixturesDirectory()
-        let output = Pipe()
-        let errors = Pipe()
-        process.standardOutput = output
-        process.standardError = errors
-        let exited = try launch(process)
-        async let out = readAll(output)
-        async let err = readAll(errors)
-        return (await exited.wait() ?? -1, await out, await err)
+        try await runTrickleRelay(["replay"] + arguments, in: fixturesDirectory())
     }
 
     private func summary(_ json: String) throws -> [String: Any] {

@@ -170,12 +170,10 @@ public final class MetricsReporter: SettlingEgressSink, Service {
                 while self.apiKey() == rejectedKey {
                     if self.state.withLock({ $0.isShuttingDown }) { return }
                     let seen = self.keyReload.generation
-                    await withTaskGroup(of: Void.self) { group in
-                        group.addTask { await self.keyReload.wait(past: seen) }
-                        group.addTask { try? await Task.sleep(for: min(self.configuration.flushInterval, .seconds(1))) }
-                        _ = await group.next()
-                        group.cancelAll()
-                    }
+                    await untilFirst(
+                        { await self.keyReload.wait(past: seen) },
+                        { try? await Task.sleep(for: min(self.configuration.flushInterval, .seconds(1))) }
+                    )
                     try Task.checkCancellation()
                 }
                 self.logger.info("API key changed; sending resumes")
@@ -221,12 +219,7 @@ public final class MetricsReporter: SettlingEgressSink, Service {
     }
 
     private func waitForWork() async {
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { await self.waitForSignal() }
-            group.addTask { try? await Task.sleep(for: self.configuration.flushInterval) }
-            _ = await group.next()
-            group.cancelAll()
-        }
+        await untilFirst({ await self.waitForSignal() }, { try? await Task.sleep(for: self.configuration.flushInterval) })
     }
 
     /// Waits until a batch is full, a flush or shutdown is asked for, or the task is cancelled.
@@ -304,28 +297,22 @@ public final class MetricsReporter: SettlingEgressSink, Service {
     /// `{"type":<data.type>,"data":<data>,"id":<id>,"timestamp":<timestamp>}` from the raw envelope.
     static func eventBody(_ record: TelemetryRecord) -> Pending? {
         let envelope = record.envelope
-        var id: Range<Int>?
-        var timestamp: Range<Int>?
-        var data: Range<Int>?
-        envelope.withUnsafeReadableBytes { bytes in
-            _ = try? JSONScanner.scan(bytes) { key, member in
-                if key.elementsEqual("id".utf8) { id = member.range }
-                if key.elementsEqual("timestamp".utf8) { timestamp = member.range }
-                if key.elementsEqual("data".utf8), member.kind == .object { data = member.range }
+        // The dispatcher validated the envelope: skim it for the members, no second validating scan.
+        let ranges: (id: Range<Int>, timestamp: Range<Int>?, data: Range<Int>, type: Range<Int>?)? = envelope.withUnsafeReadableBytes { bytes in
+            guard let id = JSONSkim.member("id", in: bytes), let data = JSONSkim.member("data", in: bytes),
+                bytes[data.lowerBound] == UInt8(ascii: "{")
+            else { return nil }
+            let type = JSONSkim.member("type", in: UnsafeRawBufferPointer(rebasing: bytes[data])).map {
+                (data.lowerBound + $0.lowerBound)..<(data.lowerBound + $0.upperBound)
             }
+            return (id, JSONSkim.member("timestamp", in: bytes), data, type)
         }
-        guard let id, let data else { return nil }
+        guard let (id, timestamp, data, type) = ranges else { return nil }
         func slice(_ range: Range<Int>) -> ByteBuffer { envelope.getSlice(at: envelope.readerIndex + range.lowerBound, length: range.count)! }
-        var type: Range<Int>?
-        slice(data).withUnsafeReadableBytes { bytes in
-            _ = try? JSONScanner.scan(bytes) { key, member in
-                if key.elementsEqual("type".utf8) { type = member.range }
-            }
-        }
         var body = ByteBufferAllocator().buffer(capacity: data.count + 128)
         body.writeString(#"{"type":"#)
         if let type {
-            body.writeImmutableBuffer(slice(data).getSlice(at: type.lowerBound, length: type.count)!)
+            body.writeImmutableBuffer(slice(type))
         } else {
             body.writeString("null")
         }

@@ -15,11 +15,14 @@ public struct EnvelopeFields: Sendable, Hashable {
         var type: String?
         var session: String?
         envelope.withUnsafeReadableBytes { bytes in
-            id = Self.string("id", in: bytes)
-            guard let data = JSONSkim.member("data", in: bytes), bytes[data.lowerBound] == UInt8(ascii: "{") else { return }
+            func string(_ name: StaticString, in bytes: UnsafeRawBufferPointer) -> String? {
+                JSONSkim.stringContents(name, in: bytes).map { String(decoding: UnsafeRawBufferPointer(rebasing: bytes[$0]), as: UTF8.self) }
+            }
+            id = string("id", in: bytes)
+            guard let data = Self.dataRange(in: bytes) else { return }
             let object = UnsafeRawBufferPointer(rebasing: bytes[data])
-            type = Self.string("type", in: object)
-            session = Self.string("session_id", in: object)
+            type = string("type", in: object)
+            session = string("session_id", in: object)
         }
         self.id = id
         self.type = type
@@ -29,40 +32,28 @@ public struct EnvelopeFields: Sendable, Hashable {
     /// The bytes of the top-level string member `name` (contents, escapes as written), for an envelope known to
     /// be valid: no copy.
     public static func stringBytes(_ name: StaticString, of envelope: ByteBuffer) -> ByteBuffer? {
-        let range: Range<Int>? = envelope.withUnsafeReadableBytes { bytes in
-            guard let value = JSONSkim.member(name, in: bytes), value.count >= 2, bytes[value.lowerBound] == UInt8(ascii: "\"") else { return nil }
-            return (value.lowerBound + 1)..<(value.upperBound - 1)
-        }
-        return range.map { envelope.getSlice(at: envelope.readerIndex + $0.lowerBound, length: $0.count)! }
-    }
-
-    private static func string(_ name: StaticString, in bytes: UnsafeRawBufferPointer) -> String? {
-        guard let value = JSONSkim.member(name, in: bytes), value.count >= 2, bytes[value.lowerBound] == UInt8(ascii: "\"") else { return nil }
-        return Self.stringContent(bytes, value)
+        let range = envelope.withUnsafeReadableBytes { JSONSkim.stringContents(name, in: $0) }
+        return range.map { Self.slice(envelope, $0) }
     }
 
     /// The contents of `data.type` (escapes as written) as a slice of the envelope, for an envelope already
     /// known to be valid JSON: a skim, no validation and no copy (what per-type counting at 1 GB/s needs).
     public static func dataType(of envelope: ByteBuffer) -> ByteBuffer? {
         let range: Range<Int>? = envelope.withUnsafeReadableBytes { bytes in
-            guard let data = JSONSkim.member("data", in: bytes), bytes[data.lowerBound] == UInt8(ascii: "{") else { return nil }
-            let object = UnsafeRawBufferPointer(rebasing: bytes[data])
-            guard let type = JSONSkim.member("type", in: object), object[type.lowerBound] == UInt8(ascii: "\""), type.count >= 2 else {
-                return nil
-            }
-            return (data.lowerBound + type.lowerBound + 1)..<(data.lowerBound + type.upperBound - 1)
+            guard let data = Self.dataRange(in: bytes),
+                let type = JSONSkim.stringContents("type", in: UnsafeRawBufferPointer(rebasing: bytes[data]))
+            else { return nil }
+            return (data.lowerBound + type.lowerBound)..<(data.lowerBound + type.upperBound)
         }
-        return range.map { envelope.getSlice(at: envelope.readerIndex + $0.lowerBound, length: $0.count)! }
+        return range.map { Self.slice(envelope, $0) }
     }
 
     /// The envelope's `timestamp` (Unix ms, a decimal string) as a number, if present and numeric.
     public static func timestamp(of envelope: ByteBuffer) -> Int64? {
         envelope.withUnsafeReadableBytes { bytes -> Int64? in
-            guard let value = JSONSkim.member("timestamp", in: bytes), value.count >= 3, value.count <= 21,
-                bytes[value.lowerBound] == UInt8(ascii: "\"")
-            else { return nil }
+            guard let digits = JSONSkim.stringContents("timestamp", in: bytes), (1...19).contains(digits.count) else { return nil }
             var number: Int64 = 0
-            for byte in bytes[(value.lowerBound + 1)..<(value.upperBound - 1)] {
+            for byte in bytes[digits] {
                 guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return nil }
                 number = number &* 10 &+ Int64(byte - UInt8(ascii: "0"))
             }
@@ -70,7 +61,13 @@ public struct EnvelopeFields: Sendable, Hashable {
         }
     }
 
-    private static func stringContent(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> String {
-        String(decoding: UnsafeRawBufferPointer(rebasing: bytes[(range.lowerBound + 1)..<(range.upperBound - 1)]), as: UTF8.self)
+    /// The range of the `data` object.
+    private static func dataRange(in bytes: UnsafeRawBufferPointer) -> Range<Int>? {
+        guard let data = JSONSkim.member("data", in: bytes), bytes[data.lowerBound] == UInt8(ascii: "{") else { return nil }
+        return data
+    }
+
+    private static func slice(_ envelope: ByteBuffer, _ range: Range<Int>) -> ByteBuffer {
+        envelope.getSlice(at: envelope.readerIndex + range.lowerBound, length: range.count)!  // within the envelope
     }
 }

@@ -97,7 +97,7 @@ public final class SpooledSink: EgressSink, Service {
         defer { self.finished.fulfill(()) }
         let settling = self.downstream as? any SettlingEgressSink
         settling?.onSettled { [weak self] count in self?.settle(count) }
-        try await withThrowingTaskGroup(of: Void.self) { group in
+        await withThrowingTaskGroup(of: Void.self) { group in
             if let service = self.downstream as? any Service {
                 group.addTask { try await service.run() }
             }
@@ -201,20 +201,10 @@ public final class SpooledSink: EgressSink, Service {
     }
 
     private func waitForAppend(past generation: UInt64) async {
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { await self.spool.waitForAppend(past: generation) }
-            group.addTask { _ = await self.stopRequested.wait() }
-            _ = await group.next()
-            group.cancelAll()
-        }
+        await untilFirst({ await self.spool.waitForAppend(past: generation) }, { _ = await self.stopRequested.wait() })
     }
 
     private func pause(_ delay: Duration) async {
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { try? await Task.sleep(for: delay) }
-            group.addTask { _ = await self.stopRequested.wait() }
-            _ = await group.next()
-            group.cancelAll()
-        }
+        await untilFirst({ try? await Task.sleep(for: delay) }, { _ = await self.stopRequested.wait() })
     }
 }

@@ -1,7 +1,7 @@
 import DequeModule
 public import NIOCore
 import Synchronization
-public import TrickleProtocol
+import TrickleProtocol
 
 /// The live feed behind the SSE endpoint: every relayed envelope (event name `telemetry`) and every other event
 /// of the channel (named by its top-level `type`: `runner_ready`, `notification`…), each with a monotonic id;

@@ -51,12 +51,13 @@ public final class TelemetryStreamServer: Service, Sendable {
     public let stream: TelemetryStream
     private let metrics: @Sendable () -> String
     private let logger: Logger
-    private let listening = OneShotSignal<Int>()
+    private let listener: HTTPListener
     private let stopping = OneShotSignal<Void>()
 
     /// Creates the endpoint; `metrics` renders `GET /metrics`.
     public init(configuration: Configuration, stream: TelemetryStream, logger: Logger, metrics: @escaping @Sendable () -> String) {
         self.configuration = configuration
+        self.listener = HTTPListener(host: configuration.host, port: configuration.port)
         self.stream = stream
         self.metrics = metrics
         self.logger = logger
@@ -64,17 +65,11 @@ public final class TelemetryStreamServer: Service, Sendable {
 
     /// Waits until the endpoint listens; returns its port (`-1` when an optional endpoint could not listen).
     public func waitUntilListening() async throws -> Int {
-        guard let port = await self.listening.wait() else { throw CancellationError() }
-        return port
+        try await self.listener.waitUntilListening()
     }
 
     public func run() async throws {
-        let application = Application(
-            router: self.makeRouter(),
-            configuration: .init(address: .hostname(self.configuration.host, port: self.configuration.port), serverName: nil),
-            onServerRunning: { channel in self.listening.fulfill(channel.localAddress?.port ?? 0) },
-            logger: self.logger
-        )
+        let application = self.listener.application(router: self.makeRouter(), logger: self.logger)
         // Open streams never end by themselves: end them when shutdown begins, so the server can drain.
         do {
             try await withGracefulShutdownHandler {
@@ -82,12 +77,12 @@ public final class TelemetryStreamServer: Service, Sendable {
             } onGracefulShutdown: {
                 self.stopping.fulfill(())
             }
-        } catch where self.configuration.isOptional && self.listening.value == nil {
+        } catch where self.configuration.isOptional && !self.listener.isListening {
             self.logger.warning(
                 "the local endpoint cannot listen; running without the SSE stream and /metrics (pass --listen HOST:PORT to choose another address)",
                 metadata: ["listen": "\(self.configuration.host):\(self.configuration.port)", "error": "\(error)"]
             )
-            self.listening.fulfill(-1)
+            self.listener.giveUp()
             try? await gracefulShutdown()
         }
     }
@@ -158,22 +153,11 @@ public final class TelemetryStreamServer: Service, Sendable {
 
     /// Waits for new events, the keep-alive interval, or shutdown; `true` when events (or shutdown) came.
     private func waitForEvents(past generation: UInt64) async -> Bool {
-        await withTaskGroup(of: Bool.self) { group in
-            group.addTask {
-                await self.stream.waitForEvents(past: generation)
-                return true
-            }
-            group.addTask {
-                _ = await self.stopping.wait()
-                return true
-            }
-            group.addTask {
-                try? await Task.sleep(for: self.configuration.keepAliveInterval)
-                return false
-            }
-            let woke = await group.next() ?? false
-            group.cancelAll()
-            return woke
-        }
+        await untilFirst(
+            { await self.stream.waitForEvents(past: generation) },
+            { _ = await self.stopping.wait() },
+            { try? await Task.sleep(for: self.configuration.keepAliveInterval) }
+        )
+        return self.stream.generation != generation || self.stopping.value != nil
     }
 }

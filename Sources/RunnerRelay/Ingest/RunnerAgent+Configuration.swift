@@ -41,9 +41,7 @@ extension RunnerAgent {
         }
 
         /// Whether `host` only accepts connections from this machine.
-        public var isLoopback: Bool {
-            self.host == "127.0.0.1" || self.host == "localhost" || self.host == "::1" || self.host.hasPrefix("127.")
-        }
+        public var isLoopback: Bool { ListenAddress.isLoopback(self.host) }
     }
 
     /// Why the agent refuses to start.

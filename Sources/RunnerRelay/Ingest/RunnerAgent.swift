@@ -33,7 +33,7 @@ public final class RunnerAgent: Service, Sendable {
     private let finishedSegments = Mutex(0)
     private let starts: AsyncStream<ManagedSession>
     private let startsContinuation: AsyncStream<ManagedSession>.Continuation
-    private let listening = OneShotSignal<Int>()
+    private let listener: HTTPListener
     private let processStart: ContinuousClock.Instant
 
     /// Creates the agent.
@@ -50,6 +50,7 @@ public final class RunnerAgent: Service, Sendable {
             )
         }
         self.configuration = configuration
+        self.listener = HTTPListener(host: configuration.host, port: configuration.port)
         self.httpClient = httpClient
         self.logger = logger
         self.processStart = processStart
@@ -58,18 +59,12 @@ public final class RunnerAgent: Service, Sendable {
 
     /// Waits until the ingest API listens; returns its port.
     public func waitUntilListening() async throws -> Int {
-        guard let port = await self.listening.wait() else { throw CancellationError() }
-        return port
+        try await self.listener.waitUntilListening()
     }
 
     /// Runs the API and every session until graceful shutdown, which stops intake and flushes every session.
     public func run() async throws {
-        let application = Application(
-            router: self.makeRouter(),
-            configuration: .init(address: .hostname(self.configuration.host, port: self.configuration.port), serverName: nil),
-            onServerRunning: { channel in self.listening.fulfill(channel.localAddress?.port ?? 0) },
-            logger: self.logger
-        )
+        let application = self.listener.application(router: self.makeRouter(), logger: self.logger)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await application.run() }
             group.addTask {

@@ -245,12 +245,7 @@ public final class TrickleEventsSink: Service, Sendable {
         if reportDue {
             // Drops are waiting to be reported: wake up for the report even if nothing else arrives.
             let remaining = self.lastReportAt.withLock { $0 + self.configuration.dropReportInterval - .now }
-            await withTaskGroup(of: Void.self) { group in
-                group.addTask { await self.waitForSignal() }
-                group.addTask { try? await Task.sleep(for: max(remaining, .milliseconds(1))) }
-                _ = await group.next()
-                group.cancelAll()
-            }
+            await untilFirst({ await self.waitForSignal() }, { try? await Task.sleep(for: max(remaining, .milliseconds(1))) })
         } else {
             await self.waitForSignal()
         }

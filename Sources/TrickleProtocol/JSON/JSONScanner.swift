@@ -260,21 +260,8 @@ struct JSONByteParser {
         var hasEscapes = false
         let count = self.bytes.count
         while true {
-            // Fastest path: eight bytes at a time while none is a quote, a backslash or a control character
-            // (the usual SWAR tests for "has a byte equal to" and "has a byte less than"; a hit falls through to
-            // the byte loop, which decides exactly).
-            if let base = self.bytes.baseAddress {
-                while self.index + 8 <= count {
-                    let word = base.loadUnaligned(fromByteOffset: self.index, as: UInt64.self)
-                    let quotes = word ^ 0x2222_2222_2222_2222
-                    let backslashes = word ^ 0x5C5C_5C5C_5C5C_5C5C
-                    let hits =
-                        ((quotes &- 0x0101_0101_0101_0101) & ~quotes) | ((backslashes &- 0x0101_0101_0101_0101) & ~backslashes)
-                        | ((word &- 0x2020_2020_2020_2020) & ~word)
-                    if hits & 0x8080_8080_8080_8080 != 0 { break }
-                    self.index += 8
-                }
-            }
+            // Fastest path: eight bytes at a time while none can end or escape the string.
+            self.index = JSONStringWords.skipPlainWords(self.bytes, from: self.index)
             // Fast path: plain bytes are neither quote, backslash nor control characters.
             while self.index < count {
                 let byte = self.bytes[self.index]

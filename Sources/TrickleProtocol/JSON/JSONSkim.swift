@@ -26,20 +26,18 @@ public enum JSONSkim {
         }
     }
 
+    /// The byte range of the contents (between the quotes, escapes as written) of the top-level member `name`,
+    /// when it is a string.
+    public static func stringContents(_ name: StaticString, in bytes: UnsafeRawBufferPointer) -> Range<Int>? {
+        guard let value = Self.member(name, in: bytes), value.count >= 2, bytes[value.lowerBound] == UInt8(ascii: "\"") else {
+            return nil
+        }
+        return (value.lowerBound + 1)..<(value.upperBound - 1)
+    }
+
     /// The index just past the string starting (with its quote) at `start`.
     static func stringEnd(_ bytes: UnsafeRawBufferPointer, _ start: Int) -> Int? {
-        var index = start + 1
-        if let base = bytes.baseAddress {
-            // Eight bytes at a time while none is a quote or a backslash.
-            while index + 8 <= bytes.count {
-                let word = base.loadUnaligned(fromByteOffset: index, as: UInt64.self)
-                let quotes = word ^ 0x2222_2222_2222_2222
-                let backslashes = word ^ 0x5C5C_5C5C_5C5C_5C5C
-                let hits = ((quotes &- 0x0101_0101_0101_0101) & ~quotes) | ((backslashes &- 0x0101_0101_0101_0101) & ~backslashes)
-                if hits & 0x8080_8080_8080_8080 != 0 { break }
-                index += 8
-            }
-        }
+        var index = JSONStringWords.skipPlainWords(bytes, from: start + 1)
         while index < bytes.count {
             switch bytes[index] {
             case UInt8(ascii: "\""): return index + 1
