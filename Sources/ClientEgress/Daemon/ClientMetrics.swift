@@ -38,6 +38,7 @@ public struct ClientMetrics: Sendable {
             text.add("spool_bytes", .gauge, "Bytes held in the spool.", stats.bytes)
             text.add("spool_segments", .gauge, "Segment files held in the spool.", stats.segments)
             text.add("spool_unsettled", .gauge, "Envelopes handed to the sink and not yet accepted.", spool.unsettledRecords)
+            text.add("spool_delivery_failures_total", .counter, "Deliveries from the spool the sink threw on (retried).", spool.deliveryFailures)
         }
         if let reporter = self.reporter {
             let stats = reporter.stats
