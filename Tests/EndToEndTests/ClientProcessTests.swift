@@ -190,6 +190,30 @@ struct ClientEndpointProcessTests {
         }
     }
 
+    @Test("bad client flags are refused with exit 64 and a message that says what to write instead", arguments: [
+        (["--sink", "bogus"], "--sink must be log, null, file:PATH, http(s)://… or kafka:HOST:PORT[,…]"),
+        (["--sink", "kafka:broker:9092"], "the Kafka sink is not part of this build"),
+        (["--sink", "file:"], "--sink file: needs a path"),
+        (["--sink", "https://metrics.example/v1"], "the metrics sink needs an API key"),
+        (["--listen", "nonsense"], "--listen must be HOST:PORT"),
+        (["--file-sync", "sometimes"], "--file-sync must be never or batch"),
+        (["--wait-for-channel=-1"], "--wait-for-channel must be 0 or more seconds"),
+        (["--spool-max-bytes", "1000"], "--spool-max-bytes must be at least 1 MiB"),
+        (["--start", "yesterday"], "--start must be latest, next or a seq number"),
+    ])
+    func badFlags(arguments: [String], message: String) async throws {
+        var environment = ProcessInfo.processInfo.environment
+        for name in ["TRICKLE_RELAY_METRICS_API_KEY", "SCOPE_CLOUD_API_KEY", "TRICKLE_RELAY_METRICS_URL", "DAYDREAM_METRICS_URL"] {
+            environment[name] = nil
+        }
+        let (status, _, errors) = try await runTrickleRelay(
+            ["client", "--events-url", "http://127.0.0.1:9/x"] + arguments,
+            environment: environment
+        )
+        #expect(status == 64)
+        #expect(errors.contains(message), "\(errors)")
+    }
+
     @Test("a non-loopback --listen without a token is refused at startup")
     func nonLoopbackNeedsToken() async throws {
         var environment = ProcessInfo.processInfo.environment
