@@ -71,6 +71,9 @@ public final class DemoDriver: Service, CustomStringConvertible {
 
     public var description: String { "DemoDriver" }
 
+    /// How long the relay and the client get to flush after SIGTERM/SIGINT before they are cancelled.
+    public static let shutdownDeadline = Duration.milliseconds(1500)
+
     public func run() async throws {
         let client = self.client
         let port = try await self.server.waitUntilListening()
@@ -101,10 +104,13 @@ public final class DemoDriver: Service, CustomStringConvertible {
             let start = ContinuousClock.now
             var emitted = 0
             var nextStatus = start + .seconds(1)
-            while ContinuousClock.now - start < .milliseconds(Int64(self.duration * 1000)) {
+            // SIGTERM/SIGINT (the group's graceful shutdown) ends feeding at once; the relay then flushes.
+            while ContinuousClock.now - start < .milliseconds(Int64(self.duration * 1000)), !Task.isShuttingDownGracefully {
                 let elapsed = ContinuousClock.now - start
                 let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-                while emitted < Int(Double(self.rate) * seconds) {
+                // At most one second's worth per pass: a machine that fell behind catches up, never spins.
+                let due = min(Int(Double(self.rate) * seconds), emitted + self.rate)
+                while emitted < due, !Task.isShuttingDownGracefully {
                     if let fixture = self.fixture {
                         switch RunnerLine(fixture[emitted % fixture.count]) {
                         case .telemetry(let event): relay.sink.emit(event)
@@ -120,12 +126,30 @@ public final class DemoDriver: Service, CustomStringConvertible {
                     nextStatus = nextStatus + .seconds(1)
                     self.report(Self.status(relay.sink.stats, self.sink.snapshot))
                 }
-                try await Task.sleep(for: .milliseconds(10))
+                try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .milliseconds(10)) }
             }
-            // The relay flushes and deletes the channel; the client then sees the end of stream.
+            // The relay flushes and deletes the channel; the client then sees the end of stream. After a signal,
+            // both get `shutdownDeadline` to do so before they are cancelled (the process must end promptly).
             relay.finish()
-            try await group.waitForAll()
+            if Task.isShuttingDownGracefully {
+                group.addTask {
+                    try await Task.sleep(for: Self.shutdownDeadline)
+                    throw ShutdownDeadlinePassed()
+                }
+                do {
+                    var finished = 0
+                    while finished < 2, try await group.next() != nil { finished += 1 }
+                } catch is ShutdownDeadlinePassed {
+                    self.logger.warning("demo did not drain within the shutdown deadline; stopping")
+                }
+                group.cancelAll()
+            } else {
+                try await group.waitForAll()
+            }
         }
         self.result.withLock { $0 = (relay.summary, daemon.dispatcher.stats) }
     }
 }
+
+/// The demo's relay and client did not finish within ``DemoDriver/shutdownDeadline`` after a signal.
+private struct ShutdownDeadlinePassed: Error {}

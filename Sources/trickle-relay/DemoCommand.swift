@@ -26,7 +26,9 @@ struct DemoCommand: AsyncParsableCommand {
             side counts what reaches its sink and how long it took. A status line every second shows relayed, \
             dropped, delivered and latency p50/p99 (ms); the summary at the end should show relayed = delivered \
             on an unloaded machine. With --sse the client also serves its live SSE stream on a loopback port and \
-            prints the URL (open it in a browser, or curl -N it). Exit status 0 when nothing was lost, 1 otherwise.
+            prints the URL (open it in a browser, or curl -N it). SIGTERM or SIGINT stops feeding at once; the \
+            relay and the client get 1.5 s to drain, then the summary is printed. Exit status 0 when nothing was \
+            lost, 1 otherwise (also after a signal: the summary says what was relayed and delivered until then).
 
             Examples:
               trickle-relay demo --duration 10

@@ -2,6 +2,7 @@ import ArgumentParser
 import AsyncHTTPClient
 import Logging
 import NIOCore
+import Synchronization
 import TrickleProtocol
 
 /// `trickle-relay publish`: writes JSON Lines from standard input onto a trickle channel.
@@ -14,6 +15,9 @@ struct PublishCommand: AsyncParsableCommand {
             a line would push a segment past --max-segment-bytes. Lines that are not strict JSON objects, or \
             larger than the cap, are refused, counted and reported on standard error; the rest go on. At end \
             of input the open segment is sent and the channel is deleted, so readers see end of stream.
+
+            Exit status: 0 every line published; 2 some lines were refused; 64 bad usage; 130 stopped by SIGTERM \
+            or SIGINT (what was written is flushed for up to 1.5 s, then the summary is printed).
 
             Example:
               printf '{"type":"hello"}\\n' | trickle-relay publish --url http://127.0.0.1:2939/events
@@ -50,51 +54,76 @@ struct PublishCommand: AsyncParsableCommand {
             maximumSegmentBytes: self.maxSegmentBytes,
             publisher: publisherConfiguration
         )
-        var written = 0
-        var refused = 0
-        try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration()) { client in
+        let counts = Mutex((written: 0, refused: 0))
+        let maxSegmentBytes = self.maxSegmentBytes
+        let interrupted = try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration()) { client in
             let writer = JSONLWriter(url: url, httpClient: client, configuration: configuration, logger: logger)
-            try await withThrowingTaskGroup(of: Void.self) { group in
+            let interrupted = try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await writer.run() }
-                var framer = JSONLFramer(maximumLineBytes: self.maxSegmentBytes)
-                var frames: [JSONLFramer.Frame] = []
-                var input = StandardInputChunks().makeAsyncIterator()
-                var finished = false
-                while !finished {
-                    if let chunk = try await input.next() {
-                        framer.feed(chunk, into: &frames)
-                    } else {
-                        framer.finish(into: &frames)
-                        finished = true
+                // SIGTERM/SIGINT stop reading input; what was written is still flushed (within a deadline).
+                let interrupted = try await runInterruptibly(logger: logger) {
+                    try await withStandardInput { input in
+                        try await Self.feed(input, to: writer, maximumLineBytes: maxSegmentBytes, counts: counts)
                     }
-                    for frame in frames {
-                        switch frame {
-                        case .line(let line, let number, _):
-                            do throws(JSONLWriterError) {
-                                try await writer.write(line: line)
-                                written += 1
-                            } catch where error.code == .publishFailed || error.code == .closed {
-                                throw error
-                            } catch {
-                                refused += 1
-                                StandardError.write("line \(number): refused: \(error)")
-                            }
-                        case .oversizeLine(let number, let bytes):
-                            refused += 1
-                            StandardError.write("line \(number): refused: \(bytes) bytes exceed the \(self.maxSegmentBytes)-byte cap")
-                        }
-                    }
-                    frames.removeAll(keepingCapacity: true)
                 }
-                try await writer.close()
+                if interrupted {
+                    await untilFirst({ try? await writer.close() }, { try? await Task.sleep(for: .milliseconds(1500)) })
+                    group.cancelAll()
+                } else {
+                    try await writer.close()
+                }
                 try await group.waitForAll()
+                return interrupted
             }
             let stats = writer.publisher.stats
+            let total = counts.withLock { $0 }
             StandardError.write(
-                "published \(written) lines in \(stats.segments) segments (\(stats.bytes) bytes); refused \(refused); failed segments \(stats.failedSegments)"
+                "published \(total.written) lines in \(stats.segments) segments (\(stats.bytes) bytes); refused \(total.refused); failed segments \(stats.failedSegments)\(interrupted ? "; interrupted by a signal" : "")"
             )
+            return interrupted
         }
+        if interrupted { throw ExitCode(interruptedExitStatus) }
+        let refused = counts.withLock { $0.refused }
         if refused > 0 { throw ExitCode(2) }
+    }
+
+    /// Frames standard input into lines and writes them; refusals are counted and reported, not fatal.
+    static func feed(
+        _ input: some AsyncSequence<ByteBuffer, any Error>,
+        to writer: JSONLWriter,
+        maximumLineBytes: Int,
+        counts: borrowing Mutex<(written: Int, refused: Int)>
+    ) async throws {
+        var framer = JSONLFramer(maximumLineBytes: maximumLineBytes)
+        var frames: [JSONLFramer.Frame] = []
+        var iterator = input.makeAsyncIterator()
+        var finished = false
+        while !finished {
+            if let chunk = try await iterator.next() {
+                framer.feed(chunk, into: &frames)
+            } else {
+                framer.finish(into: &frames)
+                finished = true
+            }
+            for frame in frames {
+                switch frame {
+                case .line(let line, let number, _):
+                    do throws(JSONLWriterError) {
+                        try await writer.write(line: line)
+                        counts.withLock { $0.written += 1 }
+                    } catch where error.code == .publishFailed || error.code == .closed {
+                        throw error
+                    } catch {
+                        counts.withLock { $0.refused += 1 }
+                        StandardError.write("line \(number): refused: \(error)")
+                    }
+                case .oversizeLine(let number, let bytes):
+                    counts.withLock { $0.refused += 1 }
+                    StandardError.write("line \(number): refused: \(bytes) bytes exceed the \(maximumLineBytes)-byte cap")
+                }
+            }
+            frames.removeAll(keepingCapacity: true)
+        }
     }
 }
 

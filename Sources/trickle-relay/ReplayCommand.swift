@@ -24,10 +24,11 @@ struct ReplayCommand: AsyncParsableCommand {
             line is shown on standard error when it is a terminal and the input is larger than 4 MB.
 
             Exit status: 0 replayed (skipped lines are reported, not fatal); 3 --strict and a bad line was \
-            found (the first is named); 4 a file could not be read; 64 bad usage.
+            found (the first is named); 4 a file could not be read; 64 bad usage; 130 stopped by SIGTERM or \
+            SIGINT (the summary of what was replayed is printed first).
 
             Examples:
-              trickle-relay replay fixtures/clean-session.jsonl
+              trickle-relay replay fixtures/recorded-session.jsonl        # a recorded events channel
               trickle-relay replay --summary json --sink null capture/seg-*.jsonl
             """
     )
@@ -110,25 +111,31 @@ struct ReplayCommand: AsyncParsableCommand {
                 problems.withLock { $0.append(located) }
             }
         )
-        for file in self.files {
-            currentFile.withLock { $0 = file }
-            let descriptor = open(file, O_RDONLY | O_CLOEXEC)
-            guard descriptor >= 0 else {
-                StandardError.write("trickle-relay replay: cannot read \(file): \(String(cString: strerror(errno)))")
-                throw ExitCode(4)
-            }
-            defer { close(descriptor) }
-            try await dispatcher.run(
-                bytes: progress.counting(StandardInputChunks(descriptor: descriptor, chunkSize: 1 << 20)),
-                source: file,
-                maximumLineBytes: self.maxLineBytes
-            )
-            if strict, let first = problems.withLock({ $0.first }) {
-                StandardError.write("\(first.file):\(first.line.map(String.init) ?? "-"): \(first.reason) \(first.detail)")
-                throw ExitCode(3)
+        let files = self.files
+        let maxLineBytes = self.maxLineBytes
+        // SIGTERM/SIGINT stop the replay between chunks; the summary of what was replayed is still printed.
+        let interrupted = try await runInterruptibly(logger: logger) {
+            for file in files {
+                currentFile.withLock { $0 = file }
+                let descriptor = open(file, O_RDONLY | O_CLOEXEC)
+                guard descriptor >= 0 else {
+                    StandardError.write("trickle-relay replay: cannot read \(file): \(String(cString: strerror(errno)))")
+                    throw ExitCode(4)
+                }
+                defer { close(descriptor) }
+                try await dispatcher.run(
+                    bytes: progress.counting(StandardInputChunks(descriptor: descriptor, chunkSize: 1 << 20)),
+                    source: file,
+                    maximumLineBytes: maxLineBytes
+                )
+                if strict, let first = problems.withLock({ $0.first }) {
+                    StandardError.write("\(first.file):\(first.line.map(String.init) ?? "-"): \(first.reason) \(first.detail)")
+                    throw ExitCode(3)
+                }
             }
         }
         progress.finish()
+        if interrupted { StandardError.write("trickle-relay replay: interrupted by a signal; the summary covers what was replayed") }
         await sink.shutdown()
         let summary = ReplaySummary(files: self.files, counters: dispatcher.stats, problems: problems.withLock { $0 }, observations: sink)
         if self.summary == "json" {
@@ -138,6 +145,7 @@ struct ReplayCommand: AsyncParsableCommand {
         } else {
             StandardOutput.write(Self.text(summary))
         }
+        if interrupted { throw ExitCode(interruptedExitStatus) }
     }
 
     /// `--to`: the recording's lines go, unchanged, onto a live channel.

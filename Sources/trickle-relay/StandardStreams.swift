@@ -19,6 +19,11 @@ struct StandardInputChunks: AsyncSequence {
 
         mutating func next() async throws -> ByteBuffer? {
             guard !self.ended else { return nil }
+            if Task.isCancelled {
+                // SIGTERM/SIGINT: stop between chunks (a read in flight is short: regular files never block).
+                self.prefetch?.cancel()
+                throw CancellationError()
+            }
             let chunk = try await (self.prefetch ?? self.startRead()).value
             self.prefetch = nil
             if chunk == nil {

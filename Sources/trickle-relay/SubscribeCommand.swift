@@ -18,6 +18,8 @@ struct SubscribeCommand: AsyncParsableCommand {
             Start positions: latest (replay the most recent segment, then follow; the SDK's default), next \
             (only new segments), or a seq number.
 
+            Exit status: 0 the channel ended; 64 bad usage; 130 stopped by SIGTERM or SIGINT (summary printed).
+
             Example:
               trickle-relay subscribe --url http://127.0.0.1:2939/events --start next
             """
@@ -48,7 +50,7 @@ struct SubscribeCommand: AsyncParsableCommand {
         switch text {
         case "latest": return .latest
         case "next": return .next
-        default: return Int(text).flatMap { $0 >= 0 ? .seq($0) : nil }
+        default: return TrickleSeq.parseHeader(text).map { .seq($0) }
         }
     }
 
@@ -60,27 +62,41 @@ struct SubscribeCommand: AsyncParsableCommand {
             maximumSegmentBytes: self.maxSegmentBytes,
             subscriber: .init(start: self.startPosition ?? .latest)
         )
-        let end = try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration()) { client in
+        let end = Mutex<TrickleSubscriber.EndOfStream?>(nil)
+        let interrupted = try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration()) { client in
             let reader = JSONLReader(url: url, httpClient: client, configuration: configuration, logger: logger)
-            return try await reader.run { item in
-                switch item {
-                case .line(let line):
-                    var out = line.bytes
-                    out.writeInteger(UInt8(ascii: "\n"))
-                    StandardOutput.write(out)
-                    counts.withLock { $0.lines += 1 }
-                case .diagnostic(let diagnostic):
-                    StandardError.write("skipped: \(diagnostic)")
-                    counts.withLock { $0.diagnostics += 1 }
-                case .gap(let from, let to):
-                    StandardError.write("lost segments \(from)..<\(to) (no longer retained by the server)")
-                    counts.withLock { $0.gaps += to - from }
+            // SIGTERM/SIGINT end the subscription at once; the summary still goes out.
+            return try await runInterruptibly(logger: logger) {
+                let result = try await reader.run { item in
+                    switch item {
+                    case .line(let line):
+                        var out = line.bytes
+                        out.writeInteger(UInt8(ascii: "\n"))
+                        StandardOutput.write(out)
+                        counts.withLock { $0.lines += 1 }
+                    case .diagnostic(let diagnostic):
+                        StandardError.write("skipped: \(diagnostic)")
+                        counts.withLock { $0.diagnostics += 1 }
+                    case .gap(let from, let to):
+                        StandardError.write("lost segments \(from)..<\(to) (no longer retained by the server)")
+                        counts.withLock { $0.gaps += to - from }
+                    }
                 }
+                end.withLock { $0 = result }
             }
         }
         let total = counts.withLock { $0 }
         StandardError.write(
-            "end of stream (\(end == .closed ? "channel closed" : "channel not found")): \(total.lines) lines, \(total.diagnostics) skipped, \(total.gaps) segments lost"
+            "\(Self.describe(end.withLock { $0 }, interrupted: interrupted)): \(total.lines) lines, \(total.diagnostics) skipped, \(total.gaps) segments lost"
         )
+        if interrupted { throw ExitCode(interruptedExitStatus) }
+    }
+
+    static func describe(_ end: TrickleSubscriber.EndOfStream?, interrupted: Bool) -> String {
+        switch end {
+        case .closed: return "end of stream (channel closed)"
+        case .notFound: return "end of stream (channel not found)"
+        case nil: return interrupted ? "interrupted by a signal" : "ended"
+        }
     }
 }

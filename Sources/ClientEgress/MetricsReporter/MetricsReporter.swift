@@ -284,15 +284,27 @@ public final class MetricsReporter: SettlingEgressSink, Service {
     public static func retryAfterForTesting(_ value: String) -> Duration? { self.retryAfter(value) }
 
     /// `Retry-After` as seconds or an HTTP date.
+    ///
+    /// The value is the endpoint's word, not ours to trust: a wait longer than ``maximumRetryAfter`` is cut to it.
     static func retryAfter(_ value: String) -> Duration? {
-        if let seconds = Int(value.trimmingCharacters(in: .whitespaces)), seconds >= 0 { return .seconds(seconds) }
+        let trimmed = value.trimmingCharacters(in: .whitespaces)
+        guard !trimmed.isEmpty, trimmed.utf8.count <= 64 else { return nil }
+        if trimmed.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }) {
+            // Digits only: any count of them is a (possibly huge) number of seconds.
+            guard let seconds = Int(trimmed) else { return Self.maximumRetryAfter }
+            return min(.seconds(seconds), Self.maximumRetryAfter)
+        }
         let formatter = DateFormatter()
         formatter.locale = Locale(identifier: "en_US_POSIX")
         formatter.timeZone = TimeZone(identifier: "GMT")
         formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
         guard let date = formatter.date(from: value) else { return nil }
-        return .milliseconds(Int64(max(date.timeIntervalSinceNow, 0) * 1000))
+        let seconds = min(max(date.timeIntervalSinceNow, 0), Self.maximumRetryAfter / .seconds(1))
+        return .milliseconds(Int64(seconds * 1000))
     }
+
+    /// The longest `Retry-After` honoured: a longer one (or an absurd number) waits this long, then tries again.
+    static let maximumRetryAfter = Duration.seconds(600)
 
     /// `{"type":<data.type>,"data":<data>,"id":<id>,"timestamp":<timestamp>}` from the raw envelope.
     static func eventBody(_ record: TelemetryRecord) -> Pending? {

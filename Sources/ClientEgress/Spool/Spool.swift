@@ -72,7 +72,8 @@ public final class Spool: Sendable {
         var segments: [Segment] = []
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
         for name in names where name.hasSuffix(".jsonl") {
-            guard let index = Int(name.dropLast(6)), let attributes = try? FileManager.default.attributesOfItem(atPath: directory + "/" + name),
+            guard let index = Int(name.dropLast(6)), (0...Self.maximumSegmentIndex).contains(index),
+                let attributes = try? FileManager.default.attributesOfItem(atPath: directory + "/" + name),
                 let size = attributes[.size] as? Int
             else { continue }
             segments.append(Segment(index: index, bytes: size))
@@ -387,8 +388,18 @@ public final class Spool: Sendable {
 
     private static func readStateFile(_ directory: String) -> StateFile? {
         guard let data = FileManager.default.contents(atPath: directory + "/state.json") else { return nil }
-        return try? JSONDecoder().decode(StateFile.self, from: data)
+        guard let state = try? JSONDecoder().decode(StateFile.self, from: data) else { return nil }
+        // The file is input like any other: numbers a spool of ours never writes are refused, not added to.
+        let segments = 0...Self.maximumSegmentIndex
+        guard segments.contains(state.deliveredSegment), (0...Int(Int32.max)).contains(state.deliveredOffset) else { return nil }
+        if let position = state.readPosition {
+            guard TrickleSeq.isValid(position.seq), (0...Int(Int32.max)).contains(position.line) else { return nil }
+        }
+        return state
     }
+
+    /// The largest segment file index the spool reads or writes (a file named beyond it is not the spool's).
+    static let maximumSegmentIndex = 1 << 40
 
     static func path(_ directory: String, _ index: Int) -> String {
         let digits = String(index)

@@ -52,6 +52,8 @@ public final class TelemetryStream: EgressSink {
     /// process) is treated as "from now on".
     public func events(after id: Int, limit: Int = 1_000) -> Slice {
         self.state.withLock { state in
+            // A negative id (a caller's mistake; the server never passes one) reads as "from the start".
+            let id = max(id, 0)
             guard id < state.nextID - 1, let oldest = state.ring.first?.id else { return Slice(events: [], missed: 0) }
             let first = max(id + 1, oldest)
             let start = first - oldest

@@ -101,7 +101,7 @@ public final class TelemetryStreamServer: Service, Sendable {
             )
         }
         router.get("telemetry/stream") { request, _ in
-            let lastEventID = request.headers[HTTPField.Name("Last-Event-ID")!].flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+            let lastEventID = request.headers[HTTPField.Name("Last-Event-ID")!].flatMap(Self.parseLastEventID)
             self.logger.info(
                 "SSE reader connected",
                 metadata: [
@@ -160,4 +160,7 @@ public final class TelemetryStreamServer: Service, Sendable {
         )
         return self.stream.generation != generation || self.stopping.value != nil
     }
+
+    /// A `Last-Event-ID` is the reader's word: an id this stream could have given (0…2^53−1), else ignored.
+    static func parseLastEventID(_ value: String) -> Int? { TrickleSeq.parseHeader(value) }
 }

@@ -63,6 +63,8 @@ extension TricklePublisher {
         public var failedSegments = 0
         /// First POSTs sent with `Lp-Trickle-Reset`.
         public var resets = 0
+        /// Replies that broke the protocol (a nextWrite or seq out of range).
+        public var protocolErrors = 0
 
         public init() {}
     }

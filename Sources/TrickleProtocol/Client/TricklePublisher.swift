@@ -210,18 +210,23 @@ public actor TricklePublisher: Service {
     private func resolveStart() async -> (seq: Int, reset: Bool) {
         switch self.configuration.start {
         case .seq(let seq):
-            return (seq, false)
+            return (min(max(seq, 0), TrickleSeq.maximum), false)
         case .next:
             var request = HTTPClientRequest(url: self.url.url("/next"))
             request.method = .GET
             do {
                 let response = try await self.httpClient.execute(request, timeout: .seconds(10), logger: self.logger)
                 let body = try await response.body.collect(upTo: 1024)
-                if response.status == .ok,
-                    let latest = response.headers.first(name: TrickleHeaders.latest.rawName).flatMap({ Int($0) })
-                        ?? Int(String(buffer: body).trimmingWhitespace())
-                {
-                    return (latest, true)
+                if response.status == .ok {
+                    // Hostile like every reply (STYLE §6): a nextWrite out of range is a protocol error, not a seq.
+                    let text = response.headers.first(name: TrickleHeaders.latest.rawName) ?? String(buffer: body)
+                    if let latest = TrickleSeq.parseHeader(text) { return (latest, true) }
+                    self.statsBox.withLock { $0.protocolErrors += 1 }
+                    self.logger.warning(
+                        "trickle /next answered a nextWrite out of range; starting at seq 0",
+                        metadata: ["trickle.latest": "\(text.prefix(32))"]
+                    )
+                    return (0, true)
                 }
                 // 404: the channel does not exist yet (a POST may create it); 400: http-trickle has no /next.
                 self.logger.debug("trickle /next unavailable, starting at seq 0", metadata: ["http.status": "\(response.status.code)"])

@@ -14,7 +14,7 @@ extension TrickleSubscriber {
             switch self {
             case .latest: return -2
             case .next: return -1
-            case .seq(let seq): return seq
+            case .seq(let seq): return min(max(seq, 0), TrickleSeq.maximum)  // a library caller's seq is clamped
             }
         }
     }
@@ -86,6 +86,8 @@ extension TrickleSubscriber {
         public var stalls = 0
         /// Segments cut at ``Configuration/maximumSegmentBytes``.
         public var overLimitSegments = 0
+        /// Replies that broke the protocol (a seq header out of range, a segment we did not ask for); retried.
+        public var protocolErrors = 0
 
         public init() {}
     }

@@ -21,6 +21,8 @@ public final class TrickleSubscriber: Sendable {
     private let httpClient: HTTPClient
     private let logger: Logger
     private let statsBox = Mutex(Stats())
+    private let unreachable: FailureLog
+    private let protocolErrors: FailureLog
 
     /// Creates a subscriber; nothing is requested until ``run(_:)``.
     public init(url: TrickleChannelURL, httpClient: HTTPClient, configuration: Configuration = .init(), logger: Logger) {
@@ -30,6 +32,8 @@ public final class TrickleSubscriber: Sendable {
         var logger = logger
         logger[metadataKey: "trickle.channel"] = "\(url.channelName)"
         self.logger = logger
+        self.unreachable = FailureLog("trickle server not answering the subscriber", logger: logger)
+        self.protocolErrors = FailureLog("trickle server answers break the protocol", logger: logger)
     }
 
     /// The counters so far.
@@ -67,6 +71,12 @@ public final class TrickleSubscriber: Sendable {
                 try await Task.sleep(for: self.configuration.aheadRetryDelay)
             case .failed(let reason):
                 try await self.failed(&failures, reason: reason)
+            case .protocolError(let reason):
+                // A reply we cannot act on (a header out of range, a seq we did not ask for): counted, logged
+                // once, and retried with back-off like any other failure — never trusted, never a trap.
+                self.statsBox.withLock { $0.protocolErrors += 1 }
+                self.protocolErrors.failed(reason: reason, metadata: ["trickle.seq": "\(seq)"])
+                try await self.failed(&failures, reason: reason)
             case .abandonedBeforeStart:
                 // Waited on a seq whose publisher moved on without ever writing it (a dead preconnect), or, when
                 // resuming an interrupted segment, on one whose publisher died: a started segment still ends.
@@ -76,7 +86,7 @@ public final class TrickleSubscriber: Sendable {
                 }
                 failures = 0
                 resumeOffset = 0
-                seq += 1
+                seq += 1  // seq ≤ TrickleSeq.maximum: checked when it was parsed or configured
             case .segment(let servedSeq, .interrupted(let delivered)):
                 // Resume the same segment after the bytes already handed over.
                 if seq >= 0, servedSeq > seq { try await self.reportGap(from: seq, to: servedSeq, handle) }
@@ -123,6 +133,7 @@ public final class TrickleSubscriber: Sendable {
         case closed
         case notFound
         case failed(String)
+        case protocolError(String)
         case notRetained(seq: Int, latest: Int)
         case segment(seq: Int, BodyEnd)
         case abandonedBeforeStart
@@ -167,13 +178,31 @@ public final class TrickleSubscriber: Sendable {
             try Task.checkCancellation()
             return .failed("\(error)")
         }
+        self.unreachable.cleared()
         let headers = response.headers
         if headers.first(name: TrickleHeaders.closed.rawName) != nil {
             // A 200 carrying `Closed` is end of stream, never data (§10.1).
             _ = try? await response.body.collect(upTo: 64 * 1024)
             return .closed
         }
-        let servedSeq = headers.first(name: TrickleHeaders.seq.rawName).flatMap { Int($0) } ?? seq
+        // Every number in a reply is hostile (STYLE §6): parsed once, bounded, and checked against what we asked.
+        let servedSeq: Int
+        if let text = headers.first(name: TrickleHeaders.seq.rawName) {
+            guard let parsed = TrickleSeq.parseHeader(text) else {
+                _ = try? await response.body.collect(upTo: 64 * 1024)
+                return .protocolError("Lp-Trickle-Seq out of range or not a number on a \(response.status.code) reply")
+            }
+            servedSeq = parsed
+        } else if seq >= 0 || response.status.code != 200 {
+            servedSeq = seq
+        } else {
+            _ = try? await response.body.collect(upTo: 64 * 1024)
+            return .protocolError("a 200 reply to GET \(seq) without Lp-Trickle-Seq")
+        }
+        if seq >= 0, response.status.code == 200, servedSeq != seq {
+            _ = try? await response.body.collect(upTo: 64 * 1024)
+            return .protocolError("GET \(seq) was answered with segment \(servedSeq)")
+        }
         switch response.status.code {
         case 200:
             // nil: the watchdog abandoned the segment and supplies the outcome.
@@ -184,8 +213,8 @@ public final class TrickleSubscriber: Sendable {
             return .notFound
         case 470:  // TrickleHeaders.notRetainedStatus
             _ = try? await response.body.collect(upTo: 64 * 1024)
-            guard let latest = headers.first(name: TrickleHeaders.latest.rawName).flatMap({ Int($0) }) else {
-                return .failed("470 without Lp-Trickle-Latest")
+            guard let latest = headers.first(name: TrickleHeaders.latest.rawName).flatMap({ TrickleSeq.parseHeader($0) }) else {
+                return .protocolError("470 without a valid Lp-Trickle-Latest")
             }
             return .notRetained(seq: servedSeq, latest: latest)
         case 500..<600:
@@ -202,7 +231,7 @@ public final class TrickleSubscriber: Sendable {
 
     private func reportGap(from: Int, to: Int, _ handle: @Sendable (TrickleSubscriberEvent) async throws -> Void) async throws {
         guard to > from else { return }
-        self.statsBox.withLock { $0.gaps += to - from }
+        self.statsBox.withLock { $0.gaps = $0.gaps.addingReportingOverflow(to - from).overflow ? .max : $0.gaps + (to - from) }
         self.logger.debug("trickle subscriber skipped segments", metadata: ["trickle.from": "\(from)", "trickle.to": "\(to)"])
         try await handle(.gap(from: from, to: to))
     }
@@ -216,7 +245,7 @@ public final class TrickleSubscriber: Sendable {
             )
         }
         self.statsBox.withLock { $0.retries += 1 }
-        self.logger.debug("trickle GET failed, retrying", metadata: ["error": "\(reason)", "trickle.failures": "\(failures)"])
+        self.unreachable.failed(reason: reason)
         try await Task.sleep(for: self.configuration.retryBackoff.delay(forAttempt: failures - 1))
     }
 
@@ -374,8 +403,8 @@ public final class TrickleSubscriber: Sendable {
         else { return .unknown }
         if response.status == .notFound { return .notFound }
         guard response.status == .ok,
-            let latest = response.headers.first(name: TrickleHeaders.latest.rawName).flatMap({ Int($0) })
-                ?? Int(String(buffer: body).trimmingWhitespace())
+            let latest = response.headers.first(name: TrickleHeaders.latest.rawName).flatMap({ TrickleSeq.parseHeader($0) })
+                ?? TrickleSeq.parseHeader(String(buffer: body))
         else { return .unknown }
         return .value(latest)
     }

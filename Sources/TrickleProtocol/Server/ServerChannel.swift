@@ -114,6 +114,7 @@ final class ServerChannel: Sendable {
 
     /// The first byte of a POST to `seq` arrived: nextWrite moves to `seq + 1` (last first-byte wins, §1).
     func noteSegmentStarted(seq: Int, now: ContinuousClock.Instant) {
+        // `seq` is ≤ TrickleSeq.maximum (the router refuses more), so `seq + 1` cannot overflow.
         self.state.withLock { state in
             state.nextWrite = seq + 1
             state.lastSegmentStart = now

@@ -24,11 +24,13 @@ enum TrickleRoute: Equatable {
             let channel = String(parts[0])
             if parts[1] == "next" {
                 self = .next(channel)
-            } else if let seq = Int(parts[1]) {
-                // Both reference servers crash the request handler on seq ≤ -3 (§2): we answer 400 instead.
-                self = seq >= -2 ? .segment(channel, seq: seq) : .invalid(status: 400, reason: "seq must be ≥ -2")
             } else {
-                self = .invalid(status: 400, reason: "seq must be an integer")
+                // Both reference servers crash the request handler on seq ≤ -3 (§2) and overflow on seq = Int64.max:
+                // we answer 400 with the reason instead.
+                switch TrickleSeq.parsePath(parts[1]) {
+                case .success(let seq): self = .segment(channel, seq: seq)
+                case .failure(let error): self = .invalid(status: 400, reason: error.description)
+                }
             }
         default:
             self = .invalid(status: 404, reason: "expected {channel} or {channel}/{seq}")

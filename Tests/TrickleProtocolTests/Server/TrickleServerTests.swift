@@ -19,6 +19,26 @@ struct TrickleServerTests {
         }
     }
 
+    @Test("seqs the server cannot represent answer 400 with a reason on every method; the server lives on")
+    func hugeSeqs() async throws {
+        try await withTrickleServer { (_, base, client) async throws in
+            for seq in ["9223372036854775807", "9223372036854775806", "9007199254740992", "-9223372036854775808", "99999999999999999999"] {
+                for (method, body) in [(HTTPMethod.POST, "{\"a\":1}"), (.POST, ""), (.GET, nil), (.DELETE, nil)] as [(HTTPMethod, String?)] {
+                    let response = try await client.send(method, "\(base)/anych/\(seq)", body: body)
+                    #expect(response.status == 400, "\(method) \(seq)")
+                    #expect(response.body.contains("seq must be"), "\(method) \(seq): \(response.body)")
+                }
+            }
+            // The largest seq we accept works, including an empty body (nextWrite = seq + 1 must not overflow).
+            let top = TrickleSeq.maximum
+            #expect(try await client.send(.POST, "\(base)/anych/\(top)", body: "").status == 200)
+            #expect(try await client.send(.POST, "\(base)/other/\(top)", body: "{\"a\":1}\n").status == 200)
+            #expect(try await client.send(.GET, "\(base)/other/\(top)").body == "{\"a\":1}\n")
+            #expect(try await client.send(.GET, "\(base)/other/next").header("Lp-Trickle-Latest") == "\(top + 1)")
+            #expect(try await client.send(.POST, "\(base)/ch/0", body: "alive\n").status == 200)
+        }
+    }
+
     @Test("create with Expect-Content, /next, segment POST and GET with Lp-Trickle-Seq and Content-Type")
     func basicRoundTrip() async throws {
         try await withTrickleServer { (_, base, client) async throws in

@@ -1,0 +1,56 @@
+public import Logging
+import Synchronization
+
+/// Logs one failure state of a component through ``FailureState``: a warning when it starts, at most one line
+/// per interval while it lasts (with the count and the last reason), one line when it clears.
+///
+/// ```swift
+/// let unreachable = FailureLog("trickle server unreachable", logger: logger)
+/// unreachable.failed(reason: "\(error)")   // first call: warning; later calls: throttled
+/// unreachable.cleared()                    // info, once, with the count and the duration
+/// ```
+public final class FailureLog: Sendable {
+    /// The state's name, the constant part of every line (e.g. `metrics endpoint failing`).
+    public let name: String
+    private let logger: Logger
+    private let state: Mutex<FailureState>
+
+    /// Creates the log of one failure state.
+    public init(_ name: String, logger: Logger, interval: Duration = .seconds(30)) {
+        self.name = name
+        self.logger = logger
+        self.state = Mutex(FailureState(interval: interval))
+    }
+
+    /// Whether the failure state holds.
+    public var isFailing: Bool { self.state.withLock { $0.isFailing } }
+
+    /// Notes a failure; logs when the state starts and at most once per interval after.
+    ///
+    /// - Parameter reason: Why, for the log line (never a credential).
+    public func failed(reason: String, metadata: Logger.Metadata = [:], at now: ContinuousClock.Instant = .now) {
+        let action = self.state.withLock { $0.failed(at: now) }
+        var metadata = metadata
+        metadata["reason"] = "\(reason)"
+        switch action {
+        case .started:
+            self.logger.warning("\(self.name)", metadata: metadata)
+        case .ongoing(let failures, let duration):
+            metadata["failures"] = "\(failures)"
+            metadata["for_s"] = "\(duration.components.seconds)"
+            self.logger.warning("\(self.name) (still)", metadata: metadata)
+        case .none, .cleared:
+            break
+        }
+    }
+
+    /// Notes a success; logs once if a failure state held.
+    public func cleared(metadata: Logger.Metadata = [:], at now: ContinuousClock.Instant = .now) {
+        let action = self.state.withLock { $0.succeeded(at: now) }
+        guard case .cleared(let failures, let duration) = action else { return }
+        var metadata = metadata
+        metadata["failures"] = "\(failures)"
+        metadata["for_s"] = "\(duration.components.seconds)"
+        self.logger.info("\(self.name): recovered", metadata: metadata)
+    }
+}
