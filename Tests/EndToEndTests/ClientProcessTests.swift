@@ -130,7 +130,7 @@ extension ClientProcessTests {
 }
 
 /// Collects a pipe's lines as they arrive (on a Dispatch thread), so a test can wait for one.
-private func collectLines(_ pipe: Pipe, into lines: Recorder<String>) {
+func collectLines(_ pipe: Pipe, into lines: Recorder<String>) {
     DispatchQueue.global().async {
         var pending = Data()
         while true {
