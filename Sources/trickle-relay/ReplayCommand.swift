@@ -97,7 +97,7 @@ struct ReplayCommand: AsyncParsableCommand {
             }
         }
         let sink = ReplayObservingSink(forwardingTo: speed == .max ? inner : PacedSink(forwardingTo: inner, speed: speed))
-        let problems = Mutex<[ReplaySummary.Problem]>([])
+        let problems = ReplayProblems()
         let currentFile = Mutex("")
         let strict = self.strict
         let dispatcher = EventDispatcher(
@@ -108,7 +108,7 @@ struct ReplayCommand: AsyncParsableCommand {
             onProblem: { problem in
                 let file = currentFile.withLock { $0 }
                 let located = ReplaySummary.Problem(file: file, line: problem.lineNumber, reason: problem.reason, detail: problem.detail)
-                problems.withLock { $0.append(located) }
+                problems.add(located)
             }
         )
         let files = self.files
@@ -128,7 +128,7 @@ struct ReplayCommand: AsyncParsableCommand {
                     source: file,
                     maximumLineBytes: maxLineBytes
                 )
-                if strict, let first = problems.withLock({ $0.first }) {
+                if strict, let first = problems.first {
                     StandardError.write("\(first.file):\(first.line.map(String.init) ?? "-"): \(first.reason) \(first.detail)")
                     throw ExitCode(3)
                 }
@@ -137,7 +137,7 @@ struct ReplayCommand: AsyncParsableCommand {
         progress.finish()
         if interrupted { StandardError.write("trickle-relay replay: interrupted by a signal; the summary covers what was replayed") }
         await sink.shutdown()
-        let summary = ReplaySummary(files: self.files, counters: dispatcher.stats, problems: problems.withLock { $0 }, observations: sink)
+        let summary = ReplaySummary(files: self.files, counters: dispatcher.stats, problems: problems, observations: sink)
         if self.summary == "json" {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
@@ -207,15 +207,32 @@ struct ReplayCommand: AsyncParsableCommand {
         return EnvelopeFields.timestamp(of: slice)
     }
 
+    /// Problems listed in the text summary; the JSON summary lists more, and counts them all.
+    static let problemsShownInText = 20
+
     static func text(_ summary: ReplaySummary) -> String {
         var text = "replayed \(summary.files.count) file(s): \(summary.lines) lines, \(summary.telemetry) telemetry\n"
         text += "by type: " + summary.byType.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ") + "\n"
         text += "by data.type: " + summary.byDataType.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ") + "\n"
         text += "skipped: malformed \(summary.malformed), non-object \(summary.nonObject), telemetry without an object event \(summary.telemetryWithoutObjectEvent), oversize \(summary.oversize)\n"
-        for problem in summary.problems {
+        if !summary.problemsByReason.isEmpty {
+            text += "skipped by reason: " + summary.problemsByReason.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ") + "\n"
+        }
+        // The first few in full; a garbage file must not print a garbage-sized summary.
+        for problem in summary.problems.prefix(Self.problemsShownInText) {
             text += "  \(problem.file):\(problem.line.map(String.init) ?? "-"): \(problem.reason)\(problem.detail.isEmpty ? "" : " (\(problem.detail))")\n"
         }
-        text += "duplicate ids: \(summary.duplicateIDs.isEmpty ? "none" : summary.duplicateIDs.joined(separator: ", "))\n"
+        let unshown = summary.problems.count - min(summary.problems.count, Self.problemsShownInText) + summary.problemsNotListed
+        if unshown > 0 { text += "  … and \(unshown) more (--summary json lists the first \(ReplaySummary.maximumProblemsListed))\n" }
+        if summary.lines > 0, summary.malformed * 2 > summary.lines {
+            text += "hint: most lines are not JSON: input must be JSON Lines, one object per line (a pretty-printed file converts with `jq -c . FILE`)\n"
+        }
+        if summary.duplicates == 0 {
+            text += "duplicate ids: none\n"
+        } else {
+            let shown = summary.duplicateIDs.prefix(5).joined(separator: ", ")
+            text += "duplicate ids: \(summary.duplicates) repeats of \(summary.distinctDuplicatedIDs) distinct ids (first: \(shown)\(summary.distinctDuplicatedIDs > 5 ? ", …" : ""))\n"
+        }
         text += "time span: \(Double(summary.spanMilliseconds) / 1000) s\n"
         return text
     }

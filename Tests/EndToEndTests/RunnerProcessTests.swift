@@ -177,7 +177,7 @@ struct ReplayProcessTests {
             "malformed-session.jsonl:5 not_an_object",
             "malformed-session.jsonl:6 telemetry_without_object_event",
             "malformed-session.jsonl:7 line_too_large",
-            "malformed-session.jsonl:10 malformed_json",  // the unterminated, truncated last line
+            "malformed-session.jsonl:10 truncated_line",  // the unterminated last line: cut short, and said so
         ])
         #expect(badSummary["oversize"] as? Int == 1)
         #expect(badSummary["duplicateIDs"] as? [String] == ["5d0b8f0e-1111-4c1e-9d0a-000000000002"])

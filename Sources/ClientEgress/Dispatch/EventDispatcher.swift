@@ -13,7 +13,8 @@ public final class EventDispatcher: Sendable {
         public var seq: Int
         /// The line number, when the problem is about a line.
         public var lineNumber: Int?
-        /// `malformed_json`, `not_an_object`, `telemetry_without_object_event`, `line_too_large`, …
+        /// `malformed_json`, `invalid_utf8`, `not_an_object`, `telemetry_without_object_event`, `line_too_large`,
+        /// `truncated_line`, …
         public var reason: String
         /// Details, e.g. the JSON syntax error.
         public var detail: String
@@ -39,6 +40,7 @@ public final class EventDispatcher: Sendable {
     private let countsDataTypes: Bool
     private let logger: Logger
     private let counters = Mutex(Counters())
+    private let problemLog: ProblemLog
 
     /// Creates a dispatcher.
     ///
@@ -60,6 +62,7 @@ public final class EventDispatcher: Sendable {
     ) {
         self.sink = sink
         self.logger = logger
+        self.problemLog = ProblemLog(logger: logger)
         self.types = types
         self.countsDataTypes = countsDataTypes
         self.onProblem = onProblem
@@ -77,6 +80,7 @@ public final class EventDispatcher: Sendable {
         // Only the segment the reader resumes in is skipped into: once another segment shows up (the channel
         // moved on, or was recreated and counts from 0 again), nothing more is skipped.
         let resuming = Mutex(resumePoint)
+        defer { self.problemLog.flush() }
         return try await reader.runBatches { items in
             var lines: [JSONLLine] = []
             lines.reserveCapacity(items.count)
@@ -127,6 +131,7 @@ public final class EventDispatcher: Sendable {
             validatesObjects: false  // the dispatcher's own scan validates, in the same pass that routes
         )
         var items: [JSONLSegmentParser.Item] = []
+        defer { self.problemLog.flush() }
         for try await chunk in bytes {
             parser.feed(chunk, into: &items)
             await self.dispatch(items)
@@ -180,20 +185,17 @@ public final class EventDispatcher: Sendable {
             case .local(let type):
                 delta.byType[type ?? "(none)", default: 0] += 1
                 local.append(LocalEvent(type: type, line: line.bytes))
-            case .malformed(let reason):
+            case .malformed(let error):
                 delta.malformed += 1
-                self.onProblem(Problem(seq: line.seq, lineNumber: line.lineNumber, reason: "malformed_json", detail: reason))
-                self.logger.info("malformed line skipped", metadata: ["trickle.seq": "\(line.seq)", "line": "\(line.lineNumber)", "reason": "\(reason)"])
+                // Ill-formed UTF-8 is malformed JSON with a reason of its own: the one a strict endpoint gives.
+                let reason = error.isInvalidUTF8 ? "invalid_utf8" : "malformed_json"
+                self.skipped(Problem(seq: line.seq, lineNumber: line.lineNumber, reason: reason, detail: error.description))
             case .nonObject:
                 delta.nonObject += 1
-                self.onProblem(Problem(seq: line.seq, lineNumber: line.lineNumber, reason: "not_an_object", detail: ""))
-                self.logger.info("non-object line skipped", metadata: ["trickle.seq": "\(line.seq)", "line": "\(line.lineNumber)"])
+                self.skipped(Problem(seq: line.seq, lineNumber: line.lineNumber, reason: "not_an_object", detail: ""))
             case .telemetryWithoutObjectEvent:
                 delta.telemetryWithoutObjectEvent += 1
-                self.onProblem(
-                    Problem(seq: line.seq, lineNumber: line.lineNumber, reason: "telemetry_without_object_event", detail: "")
-                )
-                self.logger.info("telemetry line without an object event skipped", metadata: ["trickle.seq": "\(line.seq)", "line": "\(line.lineNumber)"])
+                self.skipped(Problem(seq: line.seq, lineNumber: line.lineNumber, reason: "telemetry_without_object_event", detail: ""))
             }
         }
         if !batch.isEmpty {
@@ -209,8 +211,22 @@ public final class EventDispatcher: Sendable {
         for event in local { await self.localConsumer(event) }
     }
 
+    /// Reports a skipped line: to `onProblem` always, to the log through the throttle (the first few of each
+    /// kind with their position, then counts per interval — never one line per bad line).
+    private func skipped(_ problem: Problem) {
+        self.onProblem(problem)
+        self.problemLog.report(
+            problem.reason,
+            "input skipped",
+            metadata: ["trickle.seq": "\(problem.seq)", "line": "\(problem.lineNumber.map(String.init) ?? "-")", "detail": "\(problem.detail)"]
+        )
+    }
+
+    /// Logs the last aggregated counts of skipped input (call when a run ends).
+    public func flushProblemLog() { self.problemLog.flush() }
+
     private func count(_ diagnostic: JSONLDiagnostic) {
-        self.onProblem(
+        self.skipped(
             Problem(seq: diagnostic.seq, lineNumber: diagnostic.lineNumber, reason: "\(diagnostic.reason)", detail: diagnostic.detail)
         )
         self.counters.withLock { counters in
@@ -221,12 +237,6 @@ public final class EventDispatcher: Sendable {
             default: counters.malformed += 1
             }
         }
-        self.logger.info(
-            "input skipped",
-            metadata: [
-                "reason": "\(diagnostic.reason)", "trickle.seq": "\(diagnostic.seq)", "line": "\(diagnostic.lineNumber.map(String.init) ?? "-")",
-            ]
-        )
     }
 
     // MARK: Routing
@@ -234,7 +244,7 @@ public final class EventDispatcher: Sendable {
     enum Route {
         case telemetry(ByteBuffer)
         case local(type: String?)
-        case malformed(String)
+        case malformed(JSONSyntaxError)
         case nonObject
         case telemetryWithoutObjectEvent
     }
@@ -243,7 +253,7 @@ public final class EventDispatcher: Sendable {
     static func route(_ line: ByteBuffer) -> Route {
         let fields: EventsLineFields
         switch EventsLineFields.scan(line) {
-        case .failure(let error): return .malformed(error.description)
+        case .failure(let error): return .malformed(error)
         case .success(let scanned) where scanned.kind != .object: return .nonObject
         case .success(let scanned): fields = scanned
         }

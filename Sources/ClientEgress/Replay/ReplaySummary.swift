@@ -28,17 +28,32 @@ public struct ReplaySummary: Sendable, Codable, Hashable {
     public var nonObject = 0
     public var telemetryWithoutObjectEvent = 0
     public var oversize = 0
+    /// The first ``maximumProblemsListed`` problems, in order; the rest are only counted.
     public var problems: [Problem] = []
+    /// Problems per reason, all of them.
+    public var problemsByReason: [String: Int] = [:]
+    /// Problems beyond the listed ones.
+    public var problemsNotListed = 0
+    /// Distinct duplicated envelope ids, the first ``maximumDuplicateIDsListed`` of them.
     public var duplicateIDs: [String] = []
+    /// Envelopes whose id was seen before (every repeat counts).
+    public var duplicates = 0
+    /// Distinct ids that were duplicated.
+    public var distinctDuplicatedIDs = 0
     /// Unix ms of the earliest and latest envelope timestamps.
     public var firstTimestamp: Int64?
     public var lastTimestamp: Int64?
+
+    /// How many problems a summary lists (a garbage file of any size gives a summary of bounded size).
+    public static let maximumProblemsListed = 1_000
+    /// How many distinct duplicated ids a summary lists.
+    public static let maximumDuplicateIDsListed = 100
 
     public init() {}
 
     /// The summary of a finished replay: the dispatcher's counters, the problems it reported, and what the
     /// observing sink saw (duplicate ids, time span).
-    public init(files: [String], counters: EventDispatcher.Counters, problems: [Problem], observations: ReplayObservingSink) {
+    public init(files: [String], counters: EventDispatcher.Counters, problems: ReplayProblems, observations: ReplayObservingSink) {
         self.files = files
         self.lines = counters.lines
         self.telemetry = counters.telemetry
@@ -48,9 +63,14 @@ public struct ReplaySummary: Sendable, Codable, Hashable {
         self.nonObject = counters.nonObject
         self.telemetryWithoutObjectEvent = counters.telemetryWithoutObjectEvent
         self.oversize = counters.oversize
-        self.problems = problems
+        let problems = problems.snapshot
+        self.problems = problems.listed
+        self.problemsByReason = problems.byReason
+        self.problemsNotListed = problems.notListed
         let seen = observations.observations
-        self.duplicateIDs = seen.duplicates
+        self.duplicateIDs = seen.duplicateIDs
+        self.duplicates = seen.duplicates
+        self.distinctDuplicatedIDs = seen.distinctDuplicatedIDs
         self.firstTimestamp = seen.first
         self.lastTimestamp = seen.last
     }
@@ -66,7 +86,9 @@ public struct ReplaySummary: Sendable, Codable, Hashable {
 public final class ReplayObservingSink: EgressSink {
     private struct State {
         var seen: Set<UInt64> = []
-        var duplicates: [String] = []
+        var duplicated: Set<UInt64> = []
+        var duplicateIDs: [String] = []
+        var duplicates = 0
         var first: Int64?
         var last: Int64?
     }
@@ -78,9 +100,9 @@ public final class ReplayObservingSink: EgressSink {
         self.inner = inner
     }
 
-    /// Duplicate ids (each listed once per repeat) and the timestamp range.
-    public var observations: (duplicates: [String], first: Int64?, last: Int64?) {
-        self.state.withLock { ($0.duplicates, $0.first, $0.last) }
+    /// Duplicates (the first distinct ids, how many repeats, how many distinct ids) and the timestamp range.
+    public var observations: (duplicateIDs: [String], duplicates: Int, distinctDuplicatedIDs: Int, first: Int64?, last: Int64?) {
+        self.state.withLock { ($0.duplicateIDs, $0.duplicates, $0.duplicated.count, $0.first, $0.last) }
     }
 
     public func export(_ records: some Collection<TelemetryRecord> & Sendable) async throws {
@@ -89,7 +111,15 @@ public final class ReplayObservingSink: EgressSink {
             for (id, timestamp) in fields {
                 // Ids are remembered as 64-bit fingerprints (FNV-1a), not strings: a gigabyte recording stays at
                 // a few bytes per event. (Two different ids colliding is a one-in-10^7 chance at a million ids.)
-                if let id, !state.seen.insert(Self.fingerprint(id)).inserted { state.duplicates.append(String(buffer: id)) }
+                if let id {
+                    let fingerprint = Self.fingerprint(id)
+                    if !state.seen.insert(fingerprint).inserted {
+                        state.duplicates += 1
+                        if state.duplicated.insert(fingerprint).inserted, state.duplicateIDs.count < ReplaySummary.maximumDuplicateIDsListed {
+                            state.duplicateIDs.append(String(buffer: id))
+                        }
+                    }
+                }
                 if let timestamp {
                     state.first = min(state.first ?? timestamp, timestamp)
                     state.last = max(state.last ?? timestamp, timestamp)
@@ -109,4 +139,30 @@ public final class ReplayObservingSink: EgressSink {
 
     public func forceFlush() async throws { try await self.inner.forceFlush() }
     public func shutdown() async { await self.inner.shutdown() }
+}
+
+/// The problems a replay reports, kept bounded: the first ``ReplaySummary/maximumProblemsListed`` in full,
+/// every one counted by reason.
+public final class ReplayProblems: Sendable {
+    private let state = Mutex((listed: [ReplaySummary.Problem](), byReason: [String: Int](), notListed: 0))
+
+    public init() {}
+
+    /// Notes one problem.
+    public func add(_ problem: ReplaySummary.Problem) {
+        self.state.withLock { state in
+            state.byReason[problem.reason, default: 0] += 1
+            if state.listed.count < ReplaySummary.maximumProblemsListed {
+                state.listed.append(problem)
+            } else {
+                state.notListed += 1
+            }
+        }
+    }
+
+    /// The first problem, if any.
+    public var first: ReplaySummary.Problem? { self.state.withLock { $0.listed.first } }
+
+    /// What was noted so far.
+    public var snapshot: (listed: [ReplaySummary.Problem], byReason: [String: Int], notListed: Int) { self.state.withLock { $0 } }
 }

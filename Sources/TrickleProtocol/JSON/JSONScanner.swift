@@ -8,7 +8,9 @@ public import NIOCore
 /// (TOOLCHAIN-NOTES "JSON on the hot path": decode only what you route on).
 ///
 /// Strictness: `NaN`, `Infinity`, leading zeros, trailing commas, comments, unescaped control characters and
-/// single quotes are all rejected. UTF-8 well-formedness of string contents is not checked.
+/// single quotes are all rejected. String contents must be well-formed UTF-8 (RFC 8259 §8.1; Unicode Table 3-7):
+/// overlong forms, surrogates (ED A0–BF), code points past U+10FFFF, stray continuation bytes and truncated
+/// sequences are reported as ``JSONSyntaxError/invalidUTF8Reason``, so a strict endpoint never receives them.
 ///
 /// ```swift
 /// let scan = try JSONScanner.scanObject(bytes) { key, value in
@@ -92,6 +94,12 @@ public struct JSONSyntaxError: Error, Sendable, Hashable, CustomStringConvertibl
     }
 
     public var description: String { "\(self.reason) at byte \(self.offset)" }
+
+    /// The reason given for ill-formed UTF-8 inside a string.
+    public static let invalidUTF8Reason = "invalid UTF-8 in a string"
+
+    /// Whether the error is ill-formed UTF-8 (reported under its own reason, `invalid_utf8`).
+    public var isInvalidUTF8: Bool { self.reason == Self.invalidUTF8Reason }
 }
 
 /// The recursive-descent parser behind ``JSONScanner``. Internal, but `@usableFromInline` so that the scan
@@ -261,10 +269,15 @@ struct JSONByteParser {
         let count = self.bytes.count
         while true {
             // Fastest path: eight bytes at a time while none can end or escape the string.
-            self.index = JSONStringWords.skipPlainWords(self.bytes, from: self.index)
-            // Fast path: plain bytes are neither quote, backslash nor control characters.
+            self.index = JSONStringWords.skipPlainWords(self.bytes, from: self.index, stopsAtNonASCII: true)
+            // Fast path: plain bytes are neither quote, backslash nor control characters; multi-byte UTF-8
+            // sequences are validated as they come.
             while self.index < count {
                 let byte = self.bytes[self.index]
+                if byte >= 0x80 {
+                    try self.skipUTF8Sequence(lead: byte)
+                    continue
+                }
                 if byte == 0x22 || byte == 0x5C || byte < 0x20 { break }
                 self.index += 1
             }
@@ -292,6 +305,51 @@ struct JSONByteParser {
                 throw self.error("invalid escape")
             }
         }
+    }
+
+    /// Skips one multi-byte UTF-8 sequence starting at `lead` (≥ 0x80), or throws if it is ill-formed
+    /// (Unicode Table 3-7: the second byte's range depends on the lead byte).
+    @inlinable
+    mutating func skipUTF8Sequence(lead: UInt8) throws(JSONSyntaxError) {
+        let length: Int
+        var secondLow: UInt8 = 0x80
+        var secondHigh: UInt8 = 0xBF
+        switch lead {
+        case 0xC2...0xDF: length = 2
+        case 0xE0:
+            length = 3
+            secondLow = 0xA0  // below: overlong
+        case 0xE1...0xEC, 0xEE...0xEF: length = 3
+        case 0xED:
+            length = 3
+            secondHigh = 0x9F  // above: UTF-16 surrogates
+        case 0xF0:
+            length = 4
+            secondLow = 0x90  // below: overlong
+        case 0xF1...0xF3: length = 4
+        case 0xF4:
+            length = 4
+            secondHigh = 0x8F  // above: past U+10FFFF
+        default:
+            // 0x80–0xC1 (a stray continuation byte or an overlong 2-byte lead) and 0xF5–0xFF never start a sequence.
+            throw JSONSyntaxError(offset: self.index, reason: JSONSyntaxError.invalidUTF8Reason)
+        }
+        let count = self.bytes.count
+        guard self.index + length <= count else {
+            throw JSONSyntaxError(offset: self.index, reason: JSONSyntaxError.invalidUTF8Reason)
+        }
+        let second = self.bytes[self.index + 1]
+        guard second >= secondLow && second <= secondHigh else {
+            throw JSONSyntaxError(offset: self.index, reason: JSONSyntaxError.invalidUTF8Reason)
+        }
+        var offset = 2
+        while offset < length {
+            guard self.bytes[self.index + offset] & 0xC0 == 0x80 else {
+                throw JSONSyntaxError(offset: self.index, reason: JSONSyntaxError.invalidUTF8Reason)
+            }
+            offset += 1
+        }
+        self.index += length
     }
 
     @inlinable

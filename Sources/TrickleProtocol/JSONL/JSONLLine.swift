@@ -26,6 +26,7 @@ public struct JSONLDiagnostic: Sendable, Hashable, CustomStringConvertible {
             case lineTooLarge = "line_too_large"
             case segmentTooLarge = "segment_too_large"
             case truncatedLine = "truncated_line"
+            case invalidUTF8 = "invalid_utf8"
         }
 
         private let base: Base
@@ -41,6 +42,8 @@ public struct JSONLDiagnostic: Sendable, Hashable, CustomStringConvertible {
         public static let segmentTooLarge = Reason(.segmentTooLarge)
         /// The segment ended in the middle of a line that is not valid JSON (cut short, §7).
         public static let truncatedLine = Reason(.truncatedLine)
+        /// The line is JSON but a string in it holds ill-formed UTF-8 (a strict endpoint would refuse it).
+        public static let invalidUTF8 = Reason(.invalidUTF8)
 
         /// A stable snake_case name, for summaries and metrics.
         public var description: String { self.base.rawValue }

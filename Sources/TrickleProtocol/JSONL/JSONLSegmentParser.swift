@@ -128,6 +128,9 @@ public struct JSONLSegmentParser: Sendable {
                     )
                 )
             case .line(let bytes, let number, let isTerminated):
+                // A whitespace-only line (e.g. a stray "\r") carries nothing, like an empty one: skipped silently
+                // (the SDK's reader errors on it, §8; we treat it as the blank line it is).
+                if Self.isBlank(bytes) { continue }
                 if let diagnostic = self.validate(bytes, number: number, isTerminated: isTerminated) {
                     items.append(.diagnostic(diagnostic))
                 } else {
@@ -138,11 +141,18 @@ public struct JSONLSegmentParser: Sendable {
         self.frames.removeAll(keepingCapacity: true)
     }
 
+    /// Whether a line holds only JSON whitespace (cheap: only a line that starts with whitespace is looked at).
+    static func isBlank(_ line: ByteBuffer) -> Bool {
+        guard let first = line.getInteger(at: line.readerIndex, as: UInt8.self), first == 0x20 || first == 0x09 || first == 0x0D
+        else { return false }
+        return line.readableBytesView.allSatisfy { $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }
+    }
+
     private func validate(_ line: ByteBuffer, number: Int, isTerminated: Bool) -> JSONLDiagnostic? {
-        guard self.validatesObjects else { return nil }
+        // Without object validation (the dispatcher validates in its own pass) only the segment's unterminated
+        // last line is checked here: only this parser knows it was cut short (§7), so it says "truncated".
+        guard self.validatesObjects || !isTerminated else { return nil }
         let result: Result<JSONScanner.ValueKind, JSONSyntaxError>? = line.withUnsafeReadableBytes { bytes in
-            // Whitespace-only lines (e.g. a stray "\r") carry nothing: skip them silently.
-            if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { return nil }
             do throws(JSONSyntaxError) {
                 return .success(try JSONScanner.validate(bytes))
             } catch {
@@ -152,6 +162,8 @@ public struct JSONLSegmentParser: Sendable {
         switch result {
         case nil, .success(.object):
             return nil
+        case .success where !self.validatesObjects:
+            return nil  // the dispatcher reports non-objects itself
         case .success(let kind):
             return JSONLDiagnostic(
                 reason: .notAnObject,
@@ -163,7 +175,7 @@ public struct JSONLSegmentParser: Sendable {
             )
         case .failure(let error):
             return JSONLDiagnostic(
-                reason: isTerminated ? .malformedJSON : .truncatedLine,
+                reason: !isTerminated ? .truncatedLine : error.isInvalidUTF8 ? .invalidUTF8 : .malformedJSON,
                 source: self.source,
                 seq: self.seq,
                 lineNumber: number,
