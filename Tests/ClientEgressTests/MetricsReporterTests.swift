@@ -93,22 +93,65 @@ struct MetricsReporterTests {
         }
         #expect(ContinuousClock.now - started >= .seconds(1))
         #expect(MetricsReporterTestsSupport.retryAfter("Wed, 21 Oct 2015 07:28:00 GMT") == .zero)
+        // An endpoint's absurd numbers are cut to the longest wait we honour (never a trap, never a hang).
+        #expect(MetricsReporterTestsSupport.retryAfter("9223372036854775807") == .seconds(600))
+        #expect(MetricsReporterTestsSupport.retryAfter("99999999999999999999999999") == .seconds(600))
+        #expect(MetricsReporterTestsSupport.retryAfter("Fri, 31 Dec 9999 23:59:59 GMT") == .seconds(600))
+        #expect(MetricsReporterTestsSupport.retryAfter("-5") == nil)
     }
 
-    @Test("413: batches are halved until they fit; a single event still too large is dropped with its id logged")
+    @Test("413: batches are halved until they fit; a single event still too large (≥ 64 KiB) is dropped with its id logged")
     func payloadTooLarge() async throws {
         let logs = CapturedLogs()
         let endpoint = ScriptedEndpoint { request, _ in
             (request.ids.count > 3 || request.body.contains("HUGE") ? .contentTooLarge : .ok, [:])
         }
         try await withReporter(endpoint, logger: logs.logger()) { reporter in
-            try await reporter.export((0..<10).map { envelope("b\($0)") } + [envelope("huge-1", #","blob":"HUGE""#)])
+            try await reporter.export((0..<10).map { envelope("b\($0)") } + [envelope("huge-1", #","blob":"HUGE\#(String(repeating: "x", count: 70_000))""#)])
             try await waitUntil("all but the huge event to land") { Set(endpoint.acceptedIDs).count == 10 && reporter.stats.tooLarge == 1 }
         }
         #expect(Set(endpoint.acceptedIDs) == Set((0..<10).map { "b\($0)" }))
         #expect(endpoint.requests.allSatisfy { $0.1 != .ok || $0.0.ids.count <= 3 })
         let dropped = logs.lines.filter { $0.contains("too large") }
         #expect(dropped.count == 1 && dropped[0].contains("metrics.id=huge-1"))
+    }
+
+    @Test("413 for one small event is the endpoint's misconfiguration: back off, keep every event, warn once; deliver when it recovers")
+    func payloadTooLargeForSmallEvents() async throws {
+        let logs = CapturedLogs()
+        let refusing = Atomic(true)
+        let endpoint = ScriptedEndpoint { _, _ in (refusing.load(ordering: .relaxed) ? .contentTooLarge : .ok, [:]) }
+        try await withReporter(endpoint, logger: logs.logger()) { reporter in
+            try await reporter.export((0..<5).map { envelope("s\($0)") })
+            // Halved down to one event, then backing off on it: many refusals, nothing dropped.
+            try await waitUntil("the reporter to retry single events") {
+                endpoint.requests.filter { $0.0.ids.count == 1 }.count >= 4
+            }
+            #expect(reporter.stats.tooLarge == 0)
+            #expect(reporter.stats.buffered == 5)
+            refusing.store(false, ordering: .relaxed)
+            try await waitUntil("every event to land") { Set(endpoint.acceptedIDs).count == 5 }
+        }
+        #expect(Set(endpoint.acceptedIDs) == Set((0..<5).map { "s\($0)" }))
+        let warnings = logs.lines.filter { $0.hasPrefix("warning") }
+        #expect(warnings.count == 1, "one warning when the failure starts, got \(warnings)")
+        #expect(warnings.first?.contains("check the endpoint's body size limit") == true)
+        #expect(logs.lines.filter { $0.contains("recovered") }.count == 1)
+    }
+
+    @Test("a failing endpoint is heard: one warning when it starts, none per retry, one line when it clears")
+    func failureStateLogging() async throws {
+        let logs = CapturedLogs()
+        let endpoint = ScriptedEndpoint { _, index in (index < 6 ? .serviceUnavailable : .ok, [:]) }
+        try await withReporter(endpoint, logger: logs.logger()) { reporter in
+            try await reporter.export([envelope("f1")])
+            try await waitUntil("f1") { endpoint.acceptedIDs == ["f1"] }
+        }
+        #expect(endpoint.requests.count == 7)
+        let warnings = logs.lines.filter { $0.hasPrefix("warning") }
+        #expect(warnings.count == 1 && warnings[0].contains("metrics endpoint failing") && warnings[0].contains("HTTP 503"), "\(warnings)")
+        let cleared = logs.lines.filter { $0.contains("recovered") }
+        #expect(cleared.count == 1 && cleared[0].contains("failures=6"), "\(cleared)")
     }
 
     @Test("400 drops exactly that batch and logs why and which ids")

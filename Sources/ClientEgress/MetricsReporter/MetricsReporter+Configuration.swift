@@ -22,6 +22,10 @@ extension MetricsReporter {
         public var defaultRetryAfter: Duration
         /// Events held in memory at most; what cannot be held is counted and reported. Default 50,000.
         public var maximumBufferedEvents: Int
+        /// The smallest event a `413` may drop as too large. An endpoint that refuses a batch of one event
+        /// smaller than this is misconfigured, not proof the event is too large: the reporter backs off and
+        /// keeps the event (logged as a failure state) instead of dropping events one by one. Default 64 KiB.
+        public var minimumTooLargeEventBytes: Int
 
         public init(
             url: String,
@@ -32,7 +36,8 @@ extension MetricsReporter {
             flushInterval: Duration = .seconds(2),
             retryBackoff: Backoff = Backoff(initial: .seconds(1), maximum: .seconds(60)),
             defaultRetryAfter: Duration = .seconds(60),
-            maximumBufferedEvents: Int = 50_000
+            maximumBufferedEvents: Int = 50_000,
+            minimumTooLargeEventBytes: Int = 64 * 1024
         ) {
             self.url = url
             self.app = app
@@ -43,6 +48,7 @@ extension MetricsReporter {
             self.retryBackoff = retryBackoff
             self.defaultRetryAfter = defaultRetryAfter
             self.maximumBufferedEvents = maximumBufferedEvents
+            self.minimumTooLargeEventBytes = minimumTooLargeEventBytes
         }
     }
 

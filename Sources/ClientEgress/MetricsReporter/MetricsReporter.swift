@@ -41,6 +41,7 @@ public final class MetricsReporter: SettlingEgressSink, Service {
     private let logger: Logger
     private let state = Mutex(State())
     private let keyReload = GenerationSignal()
+    private let failing: FailureLog
 
     /// Creates a reporter.
     /// - Parameter apiKey: Returns the current key (re-read on every attempt: a refreshed key file resumes a
@@ -50,6 +51,7 @@ public final class MetricsReporter: SettlingEgressSink, Service {
         self.httpClient = httpClient
         self.apiKey = apiKey
         self.logger = logger
+        self.failing = FailureLog("metrics endpoint failing; events kept and retried", logger: logger)
     }
 
     /// This machine's host name (`gethostname`: no DNS lookup, which could block for seconds).
@@ -145,6 +147,7 @@ public final class MetricsReporter: SettlingEgressSink, Service {
             }
             switch await self.send(batch) {
             case .accepted:
+                self.failing.cleared(metadata: ["metrics.events": "\(batch.count)"])
                 failures = 0
                 batchLimit = self.configuration.maximumBatchEvents
                 self.remove(batch.count, counting: \.sent)
@@ -156,9 +159,23 @@ public final class MetricsReporter: SettlingEgressSink, Service {
                 )
                 self.remove(batch.count, counting: \.rejected)
             case .tooLarge:
-                if batch.count == 1 {
-                    self.logger.warning("event too large for the metrics endpoint; dropped", metadata: ["metrics.id": "\(batch[0].id)"])
+                if batch.count == 1, batch[0].body.readableBytes >= self.configuration.minimumTooLargeEventBytes {
+                    self.logger.warning(
+                        "event too large for the metrics endpoint; dropped",
+                        metadata: ["metrics.id": "\(batch[0].id)", "metrics.bytes": "\(batch[0].body.readableBytes)"]
+                    )
                     self.remove(1, counting: \.tooLarge)
+                } else if batch.count == 1 {
+                    // A 413 for one small event: the endpoint's limit is misconfigured. Dropping would lose every
+                    // event one by one; back off and keep it until the endpoint takes it (or we are stopped).
+                    failures += 1
+                    self.state.withLock { $0.stats.retries += 1 }
+                    self.failing.failed(
+                        reason: "413 for a single event of \(batch[0].body.readableBytes) bytes: check the endpoint's body size limit",
+                        metadata: ["metrics.events.buffered": "\(self.stats.buffered)"]
+                    )
+                    if shuttingDown && failures >= 3 { return }
+                    try await Task.sleep(for: self.configuration.retryBackoff.delay(forAttempt: failures - 1))
                 } else {
                     batchLimit = max(batch.count / 2, 1)
                     self.state.withLock { $0.stats.retries += 1 }
@@ -179,10 +196,12 @@ public final class MetricsReporter: SettlingEgressSink, Service {
                 self.logger.info("API key changed; sending resumes")
             case .retryAfter(let delay):
                 self.state.withLock { $0.stats.retries += 1 }
+                self.failing.failed(reason: "429 Too Many Requests", metadata: ["metrics.retry_after_s": "\((delay ?? self.configuration.defaultRetryAfter).components.seconds)"])
                 try await Task.sleep(for: delay ?? self.configuration.defaultRetryAfter)
             case .failed(let reason):
                 failures += 1
                 self.state.withLock { $0.stats.retries += 1 }
+                self.failing.failed(reason: reason, metadata: ["metrics.events.buffered": "\(self.stats.buffered)"])
                 if shuttingDown && failures >= 3 {
                     self.logger.warning("metrics endpoint unreachable at shutdown; buffered events lost", metadata: ["metrics.events": "\(self.stats.buffered)", "reason": "\(reason)"])
                     return
