@@ -14,9 +14,21 @@ struct ServeCommand: AsyncParsableCommand {
             segment started more than 5 minutes ago is swept. With --no-autocreate the server behaves like an \
             orchestrator: only channels named with --channel exist, and POSTs to unknown channels get 404.
 
+            Memory is bounded: at most --max-channels live channels and --max-retained-bytes of segment bytes \
+            across all of them; past either bound a request is answered 503 with Retry-After and counted. \
+            GET /healthz answers "ok"; GET /metrics serves counters and gauges in the Prometheus text format.
+
+            With a token (--token-file FILE, or TRICKLE_RELAY_SERVER_TOKEN) publishing, deleting and /metrics \
+            need "Authorization: Bearer <token>" or ?token=<token> in the URL (so a runner or client passes it \
+            inside its events URL); --token-for-reads guards segment GETs too. A non-loopback --host without a \
+            token is refused: anyone on the network could publish into or delete your channels.
+
+            Exit status: 0 stopped by SIGTERM/SIGINT; 1 could not listen; 64 bad usage.
+
             Examples:
               trickle-relay serve
               trickle-relay serve --port 8935 --base-path /ai/trickle/ --no-autocreate --channel job-1-events
+              trickle-relay serve --host 0.0.0.0 --token-file /run/secrets/trickle-token
             """
     )
 
@@ -41,16 +53,48 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Seconds a channel may go without a new segment before it is swept.")
     var idleTimeout = 300
 
+    @Option(help: "Live channels at most; more are refused with 503.")
+    var maxChannels = 10_000
+
+    @Option(help: "Segment bytes held in memory at most, across all channels; more are refused with 503.")
+    var maxRetainedBytes = 1024 * 1024 * 1024
+
+    @Option(help: "A file holding the bearer token required to publish, delete and read /metrics (env TRICKLE_RELAY_SERVER_TOKEN).")
+    var tokenFile: String?
+
+    @Flag(help: "Require the token for segment GETs and /next too.")
+    var tokenForReads = false
+
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
         guard (0...65535).contains(self.port) else { throw ValidationError("--port must be 0…65535, got \(self.port)") }
         guard self.maxSegmentBytes > 0 else { throw ValidationError("--max-segment-bytes must be positive, got \(self.maxSegmentBytes)") }
-        guard self.idleTimeout > 0 else { throw ValidationError("--idle-timeout must be positive, got \(self.idleTimeout)") }
+        guard self.idleTimeout > 0, self.idleTimeout <= 86_400 * 365 else {
+            throw ValidationError("--idle-timeout must be 1…31536000 seconds, got \(self.idleTimeout)")
+        }
+        guard self.maxChannels > 0 else { throw ValidationError("--max-channels must be positive, got \(self.maxChannels)") }
+        guard self.maxRetainedBytes >= self.maxSegmentBytes || self.maxRetainedBytes >= 1024 * 1024 else {
+            throw ValidationError("--max-retained-bytes must be at least 1 MiB (1048576), got \(self.maxRetainedBytes)")
+        }
+        if let tokenFile, Environment.secret(file: tokenFile, variables: []) == nil {
+            throw ValidationError("--token-file \(tokenFile) cannot be read or is empty; put the token on its first line")
+        }
+        if self.tokenForReads && self.token == nil {
+            throw ValidationError("--token-for-reads needs a token: --token-file FILE or TRICKLE_RELAY_SERVER_TOKEN")
+        }
+        if !ListenAddress.isLoopback(self.host) && self.token == nil {
+            throw ValidationError(
+                "--host \(self.host) is not loopback: anyone who can reach it could publish into or delete channels; set a token with --token-file FILE (or TRICKLE_RELAY_SERVER_TOKEN)"
+            )
+        }
         if let bad = self.channels.first(where: { $0.isEmpty || $0.contains("/") }) {
             throw ValidationError("--channel must be one path segment (no '/'), got '\(bad)'")
         }
     }
+
+    /// The token, from --token-file or the environment (read once; never logged).
+    var token: String? { Environment.secret(file: self.tokenFile, variables: ["TRICKLE_RELAY_SERVER_TOKEN"]) }
 
     func run() async throws {
         let logger = self.logging.makeLogger(label: "trickle-relay.serve")
@@ -61,7 +105,11 @@ struct ServeCommand: AsyncParsableCommand {
                 basePath: self.basePath,
                 autocreate: self.autocreate,
                 maximumSegmentBytes: self.maxSegmentBytes,
-                idleChannelTimeout: .seconds(self.idleTimeout)
+                idleChannelTimeout: .seconds(self.idleTimeout),
+                maximumChannels: self.maxChannels,
+                maximumRetainedBytes: self.maxRetainedBytes,
+                token: self.token.map(BearerToken.init),
+                tokenRequiredForReads: self.tokenForReads
             ),
             logger: logger
         )

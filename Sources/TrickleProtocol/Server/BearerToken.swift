@@ -10,6 +10,14 @@ public struct BearerToken: Sendable, CustomStringConvertible {
 
     public var description: String { "<REDACTED>" }
 
+    /// The credentials of an `Authorization` header value with the `Bearer` scheme, matched case-insensitively
+    /// (RFC 7235 §2.1: "the name of the scheme is case-insensitive"); `nil` for another scheme.
+    public static func credentials(inAuthorization header: String) -> Substring? {
+        let value = header.drop { $0 == " " }
+        guard value.utf8.count > 7, value.prefix(7).lowercased() == "bearer " else { return nil }
+        return value.dropFirst(7).drop { $0 == " " }
+    }
+
     /// Compares a presented token in constant time (for equal lengths; the length itself is not secret).
     public func matches(_ presented: Substring) -> Bool {
         let bytes = Array(presented.utf8)
@@ -34,7 +42,7 @@ public struct BearerTokenMiddleware<Context: RequestContext>: RouterMiddleware {
 
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         if request.uri.path == "/healthz" { return try await next(request, context) }
-        if let header = request.headers[.authorization], header.hasPrefix("Bearer "), self.token.matches(header.dropFirst("Bearer ".count)) {
+        if let header = request.headers[.authorization], let presented = BearerToken.credentials(inAuthorization: header), self.token.matches(presented) {
             return try await next(request, context)
         }
         if let queryParameter, let presented = request.uri.queryParameters[queryParameter[...]], self.token.matches(presented) {

@@ -16,10 +16,14 @@ final class ChannelRegistry: Sendable {
     private let tombstones = Mutex<[String: Tombstone]>([:])
     private let ringSize: Int
     private let gracePeriod: Duration
+    private let maximumChannels: Int
+    let accounting: ServerAccounting
 
-    init(ringSize: Int, gracePeriod: Duration) {
+    init(ringSize: Int, gracePeriod: Duration, maximumChannels: Int = .max, accounting: ServerAccounting = .init(maximumRetainedBytes: .max)) {
         self.ringSize = ringSize
         self.gracePeriod = gracePeriod
+        self.maximumChannels = maximumChannels
+        self.accounting = accounting
     }
 
     /// A live channel.
@@ -40,19 +44,28 @@ final class ChannelRegistry: Sendable {
         }
     }
 
-    /// Returns the channel, creating it when missing. `created` tells which happened.
+    /// Returns the channel, creating it when missing. `created` tells which happened; `nil` when the channel is
+    /// missing and the channel bound is reached (only when `enforcingLimit`).
     func channel(
         named name: String,
         creatingWith mimeType: String,
-        now: ContinuousClock.Instant
-    ) -> (channel: ServerChannel, created: Bool) {
+        now: ContinuousClock.Instant,
+        enforcingLimit: Bool = true
+    ) -> (channel: ServerChannel, created: Bool)? {
         self.channels.withLock { channels in
             if let existing = channels[name] { return (existing, false) }
-            let channel = ServerChannel(name: name, mimeType: mimeType, ringSize: self.ringSize, now: now)
+            guard !enforcingLimit || channels.count < self.maximumChannels else { return nil }
+            let channel = ServerChannel(name: name, mimeType: mimeType, ringSize: self.ringSize, now: now, accounting: self.accounting)
             channels[name] = channel
             return (channel, true)
         }
     }
+
+    /// Deleted channels still readable in their grace period.
+    var tombstoneCount: Int { self.tombstones.withLock { $0.count } }
+
+    /// Every live channel (for metrics).
+    var allChannels: [ServerChannel] { self.channels.withLock { Array($0.values) } }
 
     /// Removes and closes a channel. Returns `false` if there was none.
     func remove(named name: String) -> Bool {
@@ -60,7 +73,13 @@ final class ChannelRegistry: Sendable {
         guard let removed else { return false }
         removed.close()
         if self.gracePeriod > .zero {
-            self.tombstones.withLock { $0[name] = Tombstone(channel: removed, deletedAt: .now) }
+            let now = ContinuousClock.now
+            self.tombstones.withLock { tombstones in
+                // Expired tombstones go now, not at the next sweep: a server cycling many channels holds at most
+                // one grace period's worth of deleted segments.
+                tombstones = tombstones.filter { now - $0.value.deletedAt < self.gracePeriod }
+                tombstones[name] = Tombstone(channel: removed, deletedAt: now)
+            }
         }
         return true
     }

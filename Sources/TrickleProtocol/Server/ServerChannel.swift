@@ -32,6 +32,7 @@ final class ServerChannel: Sendable {
     let name: String
     let mimeType: String
     private let state: Mutex<State>
+    private let accounting: ServerAccounting?
     private let readers = Atomic<Int>(0)
     private let writers = Atomic<Int>(0)
 
@@ -45,9 +46,10 @@ final class ServerChannel: Sendable {
     func writerStarted() { self.writers.add(1, ordering: .relaxed) }
     func writerEnded() { self.writers.subtract(1, ordering: .relaxed) }
 
-    init(name: String, mimeType: String, ringSize: Int, now: ContinuousClock.Instant) {
+    init(name: String, mimeType: String, ringSize: Int, now: ContinuousClock.Instant, accounting: ServerAccounting? = nil) {
         self.name = name
         self.mimeType = mimeType
+        self.accounting = accounting
         self.state = Mutex(State(ring: Array(repeating: nil, count: ringSize), lastSegmentStart: now))
     }
 
@@ -75,7 +77,7 @@ final class ServerChannel: Sendable {
             guard !state.isClosed else { return .closed }
             // GET on nextWrite waits on a pre-created placeholder; so does GET 1 on a fresh channel (§5).
             if seq == state.nextWrite || (seq == 1 && state.nextWrite == 0) {
-                let placeholder = ServerSegment(seq: seq)
+                let placeholder = ServerSegment(seq: seq, accounting: self.accounting)
                 evicted = state.ring[slot]
                 state.ring[slot] = placeholder
                 return .segment(placeholder, latestAtAccept: state.nextWrite)
@@ -106,7 +108,7 @@ final class ServerChannel: Sendable {
             }
             // A POST eviction also closes the evicted segment (§6).
             if let old = state.ring[slot] { toClose.append(old) }
-            let segment = ServerSegment(seq: seq)
+            let segment = ServerSegment(seq: seq, accounting: self.accounting)
             state.ring[slot] = segment
             return .segment(segment)
         }

@@ -37,11 +37,28 @@ final class ServerSegment: Sendable {
         }
     }
 
+    /// How ``append(_:)`` went.
+    enum AppendResult: Equatable {
+        case appended
+        /// The segment is closed; the bytes were dropped.
+        case closed
+        /// The server's retained-bytes bound would be passed; the bytes were dropped.
+        case overCapacity
+    }
+
     let seq: Int
     private let state = Mutex(State())
+    private let accounting: ServerAccounting?
 
-    init(seq: Int) {
+    init(seq: Int, accounting: ServerAccounting? = nil) {
         self.seq = seq
+        self.accounting = accounting
+    }
+
+    deinit {
+        // The bytes are freed with the segment: the last reader or the ring let go of it.
+        let bytes = self.state.withLock { $0.byteCount }
+        self.accounting?.release(bytes)
     }
 
     var snapshot: Snapshot {
@@ -50,17 +67,26 @@ final class ServerSegment: Sendable {
         }
     }
 
-    /// Appends bytes. Returns `false` (and drops them) when the segment is already closed.
-    func append(_ chunk: ByteBuffer) -> Bool {
-        let waiters: [CheckedContinuation<Void, Never>]? = self.state.withLock { state in
-            guard !state.isClosed else { return nil }
+    /// Appends bytes, reserving them against the server's retained-bytes bound.
+    func append(_ chunk: ByteBuffer) -> AppendResult {
+        let result: Result<[CheckedContinuation<Void, Never>], AppendFailure> = self.state.withLock { state in
+            guard !state.isClosed else { return .failure(.closed) }
+            if let accounting = self.accounting, !accounting.reserve(chunk.readableBytes) { return .failure(.overCapacity) }
             state.chunks.append(chunk)
             state.byteCount += chunk.readableBytes
-            return state.takeWaiters()
+            return .success(state.takeWaiters())
         }
-        guard let waiters else { return false }
-        for waiter in waiters { waiter.resume() }
-        return true
+        switch result {
+        case .success(let waiters):
+            for waiter in waiters { waiter.resume() }
+            return .appended
+        case .failure(.closed): return .closed
+        case .failure(.overCapacity): return .overCapacity
+        }
+    }
+
+    private enum AppendFailure: Error {
+        case closed, overCapacity
     }
 
     /// Ends the segment, waking every reader and a waiting writer. Idempotent.

@@ -10,19 +10,46 @@ struct TrickleRequestHandler: Sendable {
     let basePath: String
     let ingestGate: PauseGate
     let logger: Logger
+    let metrics: @Sendable () -> String
+
+    private var accounting: ServerAccounting { self.registry.accounting }
 
     /// How a segment POST's body ended.
     enum BodyOutcome: Sendable {
         case completed(bytes: Int)
         case tooLarge(bytes: Int)
+        case overCapacity
         case released
         case failed
     }
 
     func handle(_ request: Request, writer: consuming ResponseWriter, connection: any Channel) async {
         do {
-            switch TrickleRoute(path: request.head.path ?? "", basePath: self.basePath) {
+            let path = request.head.path ?? ""
+            // The process's own endpoints. GET on a channel path means nothing in the protocol (§2), so these
+            // two cannot shadow a channel of the same name.
+            if request.method == .get, let endpoint = Self.ownEndpoint(path) {
+                if endpoint == "/metrics", !self.isAuthorized(request) {
+                    self.accounting.count(.unauthorized)
+                    try await self.respondUnauthorized(writer)
+                    return
+                }
+                let body = endpoint == "/healthz" ? "ok" : self.metrics()
+                var fields = HTTPFields()
+                fields[.contentType] = endpoint == "/healthz" ? "text/plain; charset=utf-8" : "text/plain; version=0.0.4"
+                fields[.contentLength] = "\(body.utf8.count)"
+                try await writer.write(response: HTTPResponse(status: .ok, headerFields: fields), body: ResponseBody(byteBuffer: ByteBuffer(string: body)))
+                return
+            }
+            if self.configuration.token != nil, request.method != .get || self.configuration.tokenRequiredForReads, !self.isAuthorized(request) {
+                self.accounting.count(.unauthorized)
+                try await self.respondUnauthorized(writer, closeConnection: request.method == .post)
+                if request.method == .post { connection.close(promise: nil) }
+                return
+            }
+            switch TrickleRoute(path: path, basePath: self.basePath) {
             case .invalid(let status, let reason):
+                self.accounting.count(status == 400 ? .badRequest : .notFound)
                 try await self.respond(writer, status: status, reason: reason, closeConnection: request.method == .post)
                 if request.method == .post { connection.close(promise: nil) }
             case .channel(let name):
@@ -54,7 +81,10 @@ struct TrickleRequestHandler: Sendable {
                 return
             }
             let mime = request.headers[TrickleHeaders.expectContent] ?? ""
-            let (_, created) = self.registry.channel(named: name, creatingWith: mime, now: .now)
+            guard let (_, created) = self.registry.channel(named: name, creatingWith: mime, now: .now) else {
+                try await self.respondChannelLimit(writer)
+                return
+            }
             if created { self.logger.debug("trickle channel created", metadata: ["trickle.channel": "\(name)"]) }
             try await self.respond(writer, status: 200, reason: "")
         case .delete:
@@ -126,7 +156,9 @@ struct TrickleRequestHandler: Sendable {
             if segment.seq != latestAtAccept { fields[TrickleHeaders.latest] = "\(latestAtAccept)" }
             if !channel.mimeType.isEmpty { fields[.contentType] = channel.mimeType }
             if result.chunks.isEmpty && result.isClosed {
-                // An empty segment (deleted, reset, or an empty POST): go-livepeer answers 200 with no body.
+                // An empty segment (deleted, reset, or an empty POST): go-livepeer answers 200 with no body, and
+                // with Lp-Trickle-Latest (the SDK reads it to move on).
+                fields[TrickleHeaders.latest] = "\(channel.nextWrite)"
                 fields[.contentLength] = "0"
                 try await writer.writeResponse(HTTPResponse(status: .ok, headerFields: fields))
                 return
@@ -168,7 +200,12 @@ struct TrickleRequestHandler: Sendable {
                 connection.close(promise: nil)
                 return
             }
-            channel = self.registry.channel(named: name, creatingWith: request.headers[.contentType] ?? "", now: .now).channel
+            guard let created = self.registry.channel(named: name, creatingWith: request.headers[.contentType] ?? "", now: .now) else {
+                try await self.respondChannelLimit(writer, closeConnection: true)
+                connection.close(promise: nil)
+                return
+            }
+            channel = created.channel
         } else {
             try await self.respond(writer, status: 404, reason: "Stream not found", closeConnection: true)
             connection.close(promise: nil)
@@ -218,6 +255,7 @@ struct TrickleRequestHandler: Sendable {
             if segment.snapshot.isChannelClosed { fields[TrickleHeaders.closed] = TrickleHeaders.closedValue }
             try await self.respond(writer, status: 200, reason: "", fields: fields)
         case .tooLarge(let bytes):
+            self.accounting.count(.segmentTooLarge)
             self.logger.info(
                 "trickle segment over the byte limit",
                 metadata: ["trickle.channel": "\(name)", "trickle.seq": "\(segment.seq)", "trickle.bytes": "\(bytes)"]
@@ -226,6 +264,21 @@ struct TrickleRequestHandler: Sendable {
                 writer,
                 status: 413,
                 reason: "segment exceeds \(self.configuration.maximumSegmentBytes) bytes",
+                fields: fields,
+                closeConnection: true
+            )
+            connection.close(promise: nil)
+        case .overCapacity:
+            self.accounting.count(.retainedBytesLimit)
+            self.logger.warning(
+                "trickle server retained-bytes limit reached; segment refused",
+                metadata: ["trickle.channel": "\(name)", "trickle.seq": "\(segment.seq)", "trickle.limit": "\(self.accounting.maximumRetainedBytes)"]
+            )
+            fields[.retryAfter] = "5"
+            try await self.respond(
+                writer,
+                status: 503,
+                reason: "the server holds its maximum of \(self.accounting.maximumRetainedBytes) segment bytes; retry later",
                 fields: fields,
                 closeConnection: true
             )
@@ -251,15 +304,25 @@ struct TrickleRequestHandler: Sendable {
         do {
             for try await chunk in body where chunk.readableBytes > 0 {
                 await self.ingestGate.pass()
-                if total == 0 { channel.noteSegmentStarted(seq: segment.seq, now: .now) }
-                total += chunk.readableBytes
+                if total == 0 {
+                    channel.noteSegmentStarted(seq: segment.seq, now: .now)
+                    self.accounting.noteSegmentStarted()
+                }
+                total += chunk.readableBytes  // bounded: the check below ends the body past the segment limit
                 if total > self.configuration.maximumSegmentBytes {
                     outcome.fulfill(.tooLarge(bytes: total))
                     segment.close()
                     return
                 }
-                guard segment.append(chunk) else {
+                switch segment.append(chunk) {
+                case .appended:
+                    break
+                case .closed:
                     outcome.fulfill(.released)
+                    return
+                case .overCapacity:
+                    outcome.fulfill(.overCapacity)
+                    segment.close()
                     return
                 }
             }
@@ -283,6 +346,56 @@ struct TrickleRequestHandler: Sendable {
             group.cancelAll()
             return first
         }
+    }
+
+    // MARK: Authorization and bounds
+
+    /// `/healthz` or `/metrics` (query ignored), else `nil`.
+    static func ownEndpoint(_ path: String) -> String? {
+        let bare = path.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? path
+        return bare == "/healthz" || bare == "/metrics" ? bare : nil
+    }
+
+    /// Whether the request carries the server's token (always `true` without one): `Authorization: Bearer`
+    /// with the scheme in any case (RFC 7235 §2.1), or a `token=`/`jwt=` query parameter.
+    private func isAuthorized(_ request: Request) -> Bool {
+        guard let token = self.configuration.token else { return true }
+        if let header = request.headers[.authorization], let presented = BearerToken.credentials(inAuthorization: header) {
+            return token.matches(presented)
+        }
+        guard let path = request.head.path, let mark = path.firstIndex(of: "?") else { return false }
+        for parameter in path[path.index(after: mark)...].split(separator: "&") {
+            guard let equals = parameter.firstIndex(of: "=") else { continue }
+            let name = parameter[..<equals]
+            if name == "token" || name == "jwt", token.matches(parameter[parameter.index(after: equals)...]) { return true }
+        }
+        return false
+    }
+
+    private func respondUnauthorized(_ writer: consuming ResponseWriter, closeConnection: Bool = false) async throws {
+        var fields = HTTPFields()
+        fields[.wwwAuthenticate] = "Bearer"
+        try await self.respond(
+            writer,
+            status: 401,
+            reason: "missing or wrong token: send Authorization: Bearer <token> or ?token=<token>",
+            fields: fields,
+            closeConnection: closeConnection
+        )
+    }
+
+    private func respondChannelLimit(_ writer: consuming ResponseWriter, closeConnection: Bool = false) async throws {
+        self.accounting.count(.channelLimit)
+        self.logger.warning("trickle server channel limit reached; channel refused", metadata: ["trickle.limit": "\(self.configuration.maximumChannels)"])
+        var fields = HTTPFields()
+        fields[.retryAfter] = "5"
+        try await self.respond(
+            writer,
+            status: 503,
+            reason: "the server holds its maximum of \(self.configuration.maximumChannels) channels; retry later",
+            fields: fields,
+            closeConnection: closeConnection
+        )
     }
 
     // MARK: Responses

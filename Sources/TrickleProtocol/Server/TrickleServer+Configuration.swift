@@ -25,6 +25,17 @@ extension TrickleServer {
         /// segment behind the publisher's final DELETE still get the tail. Default 10 s; `.zero` forgets at
         /// once, like go-livepeer.
         public var deletedChannelGracePeriod: Duration
+        /// Live channels at most; creating one more answers `503` with `Retry-After`. Default 10,000.
+        public var maximumChannels: Int
+        /// Segment bytes held in memory at most, across every channel; a body that would pass it answers `503`
+        /// with `Retry-After` and ends its segment. Default 1 GiB.
+        public var maximumRetainedBytes: Int
+        /// When set, publishing (segment and channel `POST`), deleting and `/metrics` require
+        /// `Authorization: Bearer <token>` (scheme case-insensitive) or the token as a `token=` or `jwt=` query
+        /// parameter of the URL. Default `nil` (open: a loopback server for local use).
+        public var token: BearerToken?
+        /// Whether reads (`GET` of segments and `/next`) require the token too. Default `false`.
+        public var tokenRequiredForReads: Bool
 
         /// Creates a configuration; every parameter has the documented default.
         public init(
@@ -37,7 +48,11 @@ extension TrickleServer {
             interimResponseInterval: Duration = .seconds(10),
             idleSweepInterval: Duration = .seconds(60),
             idleChannelTimeout: Duration = .seconds(300),
-            deletedChannelGracePeriod: Duration = .seconds(10)
+            deletedChannelGracePeriod: Duration = .seconds(10),
+            maximumChannels: Int = 10_000,
+            maximumRetainedBytes: Int = 1024 * 1024 * 1024,
+            token: BearerToken? = nil,
+            tokenRequiredForReads: Bool = false
         ) {
             self.host = host
             self.port = port
@@ -49,6 +64,10 @@ extension TrickleServer {
             self.idleSweepInterval = idleSweepInterval
             self.idleChannelTimeout = idleChannelTimeout
             self.deletedChannelGracePeriod = deletedChannelGracePeriod
+            self.maximumChannels = maximumChannels
+            self.maximumRetainedBytes = maximumRetainedBytes
+            self.token = token
+            self.tokenRequiredForReads = tokenRequiredForReads
         }
 
         /// `basePath` with exactly one leading and one trailing slash.

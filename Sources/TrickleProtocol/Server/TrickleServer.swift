@@ -40,7 +40,9 @@ public final class TrickleServer: Service, Sendable {
         self.eventLoopGroup = eventLoopGroup
         self.registry = ChannelRegistry(
             ringSize: max(configuration.ringSize, 1),
-            gracePeriod: configuration.deletedChannelGracePeriod
+            gracePeriod: configuration.deletedChannelGracePeriod,
+            maximumChannels: max(configuration.maximumChannels, 0),
+            accounting: ServerAccounting(maximumRetainedBytes: max(configuration.maximumRetainedBytes, 0))
         )
     }
 
@@ -52,7 +54,8 @@ public final class TrickleServer: Service, Sendable {
             configuration: self.configuration,
             basePath: self.configuration.normalizedBasePath,
             ingestGate: self.ingestGate,
-            logger: self.logger
+            logger: self.logger,
+            metrics: { [weak self] in self?.metricsText() ?? "" }
         )
         let server = Server(
             childChannelSetup: HTTP1Channel(responder: { request, writer, channel in
@@ -102,7 +105,7 @@ public final class TrickleServer: Service, Sendable {
 
     /// Creates a channel (for servers run with `autocreate` off, like an orchestrator making a job's channels).
     public func createChannel(named name: String, mimeType: String = "application/jsonl") {
-        _ = self.registry.channel(named: name, creatingWith: mimeType, now: .now)
+        _ = self.registry.channel(named: name, creatingWith: mimeType, now: .now, enforcingLimit: false)
     }
 
     /// Deletes a channel as `DELETE {channel}` would; returns whether it existed.
@@ -120,6 +123,29 @@ public final class TrickleServer: Service, Sendable {
 
     /// The number of live channels.
     public var channelCount: Int { self.registry.count }
+
+    /// Segment bytes held in memory right now, across every channel.
+    public var retainedBytes: Int { self.registry.accounting.retainedBytes }
+
+    /// The server's metrics in the Prometheus text format (what `GET /metrics` serves).
+    public func metricsText() -> String {
+        let accounting = self.registry.accounting
+        let channels = self.registry.allChannels
+        var text = PrometheusText(prefix: "trickle_server_")
+        text.add("channels", .gauge, "Live channels.", channels.count)
+        text.add("channels_maximum", .gauge, "The live-channel bound (--max-channels).", self.configuration.maximumChannels)
+        text.add("deleted_channels_readable", .gauge, "Deleted channels still readable in their grace period.", self.registry.tombstoneCount)
+        text.add("retained_bytes", .gauge, "Segment bytes held in memory.", accounting.retainedBytes)
+        text.add("retained_bytes_maximum", .gauge, "The retained-bytes bound (--max-retained-bytes).", accounting.maximumRetainedBytes)
+        text.add("readers", .gauge, "Segment GETs being served.", channels.reduce(0) { $0 + $1.activeReaders })
+        text.add("writers", .gauge, "Segment POSTs in progress.", channels.reduce(0) { $0 + $1.activeWriters })
+        text.add("segments_total", .counter, "Segments that received a first byte.", accounting.segments)
+        text.add("received_bytes_total", .counter, "Segment body bytes received.", accounting.bytes)
+        for refusal in ServerAccounting.Refusal.allCases {
+            text.add("refused_\(refusal.label)_total", .counter, "Requests refused: \(refusal.label.split(separator: "_").joined(separator: " ")).", accounting.refused(refusal))
+        }
+        return text.text
+    }
 
     /// nextWrite of a channel, or `nil` when it does not exist.
     public func nextWrite(ofChannel name: String) -> Int? {
