@@ -32,6 +32,7 @@ let package = Package(
             name: "TrickleProtocol",
             dependencies: [
                 .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -47,6 +48,7 @@ let package = Package(
             dependencies: [
                 "TrickleProtocol",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -191,8 +193,13 @@ if Context.environment["TRICKLE_RELAY_BENCHMARKS"] != nil {
     )
 }
 
+// CI builds the project's own targets with warnings as errors (dependencies keep their warnings): set
+// TRICKLE_RELAY_STRICT=1, as `.ci/run` does.
+let strictSettings: [SwiftSetting] =
+    Context.environment["TRICKLE_RELAY_STRICT"] != nil ? [.unsafeFlags(["-warnings-as-errors"])] : []
+
 for target in package.targets {
     var settings = target.swiftSettings ?? []
-    settings.append(contentsOf: swiftSettings)
+    settings.append(contentsOf: swiftSettings + strictSettings)
     target.swiftSettings = settings
 }

@@ -233,7 +233,7 @@ struct ClientCommand: AsyncParsableCommand {
                 reader: .init(
                     subscriber: .init(
                         start: start,
-                        channelWaitTimeout: self.waitForChannel > 0 ? .milliseconds(Int64(self.waitForChannel * 1000)) : nil
+                        channelWaitTimeout: self.waitForChannel > 0 ? SecondsFlag.duration(self.waitForChannel) : nil
                     )
                 ),
                 sink: sink,

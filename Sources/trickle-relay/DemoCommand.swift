@@ -51,8 +51,8 @@ struct DemoCommand: AsyncParsableCommand {
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
-        guard self.duration > 0 else { throw ValidationError("--duration must be positive, got \(self.duration)") }
-        if let rate, rate <= 0 { throw ValidationError("--rate must be positive, got \(rate)") }
+        try SecondsFlag.check(self.duration, "--duration")
+        if let rate, !(1...10_000_000).contains(rate) { throw ValidationError("--rate must be 1…10000000 per second, got \(rate)") }
     }
 
     /// The session's lines (the built-in one unless --fixture), or `nil` for synthetic load (--rate alone).

@@ -40,7 +40,7 @@ struct PublishCommand: AsyncParsableCommand {
 
     func validate() throws {
         try validateChannelURL(self.url)
-        guard self.segmentWindow > 0 else { throw ValidationError("--segment-window must be positive, got \(self.segmentWindow)") }
+        try SecondsFlag.check(self.segmentWindow, "--segment-window")
         guard self.maxSegmentBytes > 1 else { throw ValidationError("--max-segment-bytes must be > 1, got \(self.maxSegmentBytes)") }
     }
 
@@ -50,7 +50,7 @@ struct PublishCommand: AsyncParsableCommand {
         var publisherConfiguration = TricklePublisher.Configuration(mimeType: "application/jsonl")
         publisherConfiguration.deletesChannelOnClose = !self.keepChannel
         let configuration = JSONLWriter.Configuration(
-            segmentWindow: .milliseconds(Int64(self.segmentWindow * 1000)),
+            segmentWindow: SecondsFlag.duration(self.segmentWindow),
             maximumSegmentBytes: self.maxSegmentBytes,
             publisher: publisherConfiguration
         )

@@ -49,8 +49,11 @@ struct RunnerCommand: AsyncParsableCommand {
     @Option(help: "Multi-session mode: HOST:PORT of the ingest API.")
     var listen = "127.0.0.1:7070"
 
-    @Option(help: "Multi-session mode: bearer token required by the ingest API (env TRICKLE_RELAY_TOKEN).")
+    @Option(help: "Multi-session mode: bearer token required by the ingest API (env TRICKLE_RELAY_TOKEN). Prefer --token-file: a token on the command line shows in ps.")
     var token: String?
+
+    @Option(help: "Multi-session mode: a file holding the ingest API's bearer token.")
+    var tokenFile: String?
 
     @Option(help: "The connection id stamped into envelopes that lack one.")
     var connectionID: String?
@@ -92,10 +95,21 @@ struct RunnerCommand: AsyncParsableCommand {
             guard self.listenAddress != nil else { throw ValidationError("--listen must be HOST:PORT, got \(self.listen)") }
             guard self.sessionID == nil else { throw ValidationError("--session-id goes with --events-url (single-session mode)") }
         }
+        if let token, token.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+            throw ValidationError("--token must not be empty (an empty token would let anyone in); use --token-file FILE")
+        }
+        if self.token != nil && self.tokenFile != nil { throw ValidationError("give --token or --token-file, not both") }
+        if let tokenFile, Environment.secret(file: tokenFile, variables: []) == nil {
+            throw ValidationError("--token-file \(tokenFile) cannot be read or is empty; put the token on its first line")
+        }
         if let telemetry, TelemetryConsent.parse(telemetry) == nil {
             throw ValidationError("--telemetry must be on or off, got \(telemetry)")
         }
         guard self.maxQueueEvents > 0, self.maxQueueBytes > 0 else { throw ValidationError("queue bounds must be positive") }
+        try SecondsFlag.check(self.segmentWindow, "--segment-window")
+        try SecondsFlag.check(self.flushTimeout, "--flush-timeout")
+        try SecondsFlag.check(self.heartbeatInterval, "--heartbeat-interval")
+        try SecondsFlag.check(self.closeLinger, "--close-linger", allowsZero: true)
         guard self.closeLinger >= 0, self.closeLinger < self.flushTimeout else {
             throw ValidationError("--close-linger must be at least 0 and shorter than --flush-timeout (\(self.flushTimeout) s), got \(self.closeLinger)")
         }
@@ -118,8 +132,8 @@ struct RunnerCommand: AsyncParsableCommand {
             maximumQueuedEvents: self.maxQueueEvents,
             maximumQueuedBytes: self.maxQueueBytes
         )
-        var writer = JSONLWriter.Configuration(segmentWindow: .milliseconds(Int64(self.segmentWindow * 1000)))
-        writer.publisher.lingerBeforeDelete = .milliseconds(Int64(self.closeLinger * 1000))
+        var writer = JSONLWriter.Configuration(segmentWindow: SecondsFlag.duration(self.segmentWindow))
+        writer.publisher.lingerBeforeDelete = SecondsFlag.duration(self.closeLinger)
         guard let eventsURL else {
             try await self.runAgent(sinkDefaults: sinkDefaults, writer: writer, logger: logger, processStart: processStart)
             return
@@ -129,7 +143,7 @@ struct RunnerCommand: AsyncParsableCommand {
             eventsURL: url,
             sink: sinkDefaults,
             writer: writer,
-            flushTimeout: .milliseconds(Int64(self.flushTimeout * 1000))
+            flushTimeout: SecondsFlag.duration(self.flushTimeout)
         )
         let summary = try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration()) { client in
             let relay = SessionRelay(configuration: configuration, httpClient: client, logger: logger)
@@ -141,7 +155,7 @@ struct RunnerCommand: AsyncParsableCommand {
                         .init(
                             service: RelaySelfTelemetry(
                                 relay: relay,
-                                heartbeatInterval: .milliseconds(Int64(self.heartbeatInterval * 1000)),
+                                heartbeatInterval: SecondsFlag.duration(self.heartbeatInterval),
                                 processStart: processStart
                             )
                         ),
@@ -173,7 +187,7 @@ extension RunnerCommand {
         processStart: ContinuousClock.Instant
     ) async throws {
         let address = self.listenAddress!  // checked in validate()
-        let token = (self.token ?? Environment.value("TRICKLE_RELAY_TOKEN")).map(BearerToken.init)
+        let token = (self.token ?? Environment.secret(file: self.tokenFile, variables: ["TRICKLE_RELAY_TOKEN"])).map(BearerToken.init)
         try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration()) { client in
             let agent: RunnerAgent
             do {
@@ -184,8 +198,8 @@ extension RunnerCommand {
                         token: token,
                         sinkDefaults: sinkDefaults,
                         writer: writer,
-                        flushTimeout: .milliseconds(Int64(self.flushTimeout * 1000)),
-                        heartbeatInterval: .milliseconds(Int64(self.heartbeatInterval * 1000))
+                        flushTimeout: SecondsFlag.duration(self.flushTimeout),
+                        heartbeatInterval: SecondsFlag.duration(self.heartbeatInterval)
                     ),
                     httpClient: client,
                     logger: logger,

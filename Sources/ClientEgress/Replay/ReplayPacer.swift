@@ -23,6 +23,10 @@ public struct ReplayPacer: Sendable {
     private var firstTimestamp: Int64?
     private var start: ContinuousClock.Instant?
 
+    /// The latest an event is ever scheduled after the first one: a recording's absurd timestamp does not
+    /// stall a replay for years.
+    static let maximumOffsetMilliseconds: Double = 86_400_000 * 365
+
     public init(speed: Speed) {
         self.speed = speed
     }
@@ -35,7 +39,9 @@ public struct ReplayPacer: Sendable {
             self.start = .now
             return
         }
-        let offset = Double(max(timestamp - first, 0)) / factor
+        // Timestamps come from the recording: checked arithmetic, and no wait beyond a day per event.
+        let (elapsed, overflow) = timestamp.subtractingReportingOverflow(first)
+        let offset = min(Double(overflow ? 0 : max(elapsed, 0)) / factor, Self.maximumOffsetMilliseconds)
         let due = start + .milliseconds(Int64(offset))
         if due > .now { try await Task.sleep(until: due, clock: .continuous) }
     }

@@ -78,7 +78,8 @@ public struct ReplaySummary: Sendable, Codable, Hashable {
     /// The covered time span in milliseconds (0 without timestamps).
     public var spanMilliseconds: Int64 {
         guard let first = self.firstTimestamp, let last = self.lastTimestamp else { return 0 }
-        return last - first
+        let (span, overflow) = last.subtractingReportingOverflow(first)
+        return overflow ? 0 : span
     }
 }
 

@@ -51,7 +51,7 @@ public struct EnvelopeFields: Sendable, Hashable {
     /// The envelope's `timestamp` (Unix ms, a decimal string) as a number, if present and numeric.
     public static func timestamp(of envelope: ByteBuffer) -> Int64? {
         envelope.withUnsafeReadableBytes { bytes -> Int64? in
-            guard let digits = JSONSkim.stringContents("timestamp", in: bytes), (1...19).contains(digits.count) else { return nil }
+            guard let digits = JSONSkim.stringContents("timestamp", in: bytes), (1...18).contains(digits.count) else { return nil }  // < 10^18: no overflow
             var number: Int64 = 0
             for byte in bytes[digits] {
                 guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return nil }

@@ -12,4 +12,23 @@ public struct SessionIdentity: Sendable, Hashable {
         self.connectionID = connectionID
         self.clientSource = clientSource
     }
+
+    /// The longest session id accepted.
+    public static let maximumSessionIDLength = 128
+
+    /// Why `id` cannot be a session id, or `nil` when it can: 1–128 characters of `A–Z a–z 0–9 . _ : -`.
+    ///
+    /// A session id is a path segment of the ingest API (`/v1/sessions/{id}`) and goes into every envelope: a
+    /// `/` made a session impossible to delete, and control characters would reach logs.
+    public static func problem(withSessionID id: String) -> String? {
+        guard !id.isEmpty else { return "session_id must not be empty" }
+        guard id.utf8.count <= Self.maximumSessionIDLength else {
+            return "session_id must be at most \(Self.maximumSessionIDLength) characters, got \(id.utf8.count)"
+        }
+        let allowed = id.utf8.allSatisfy { byte in
+            (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
+                || byte == UInt8(ascii: ".") || byte == UInt8(ascii: "_") || byte == UInt8(ascii: ":") || byte == UInt8(ascii: "-")
+        }
+        return allowed ? nil : "session_id may hold only letters, digits and . _ : - (it is a URL path segment)"
+    }
 }

@@ -19,6 +19,9 @@ extension RunnerAgent {
         public var heartbeatInterval: Duration
         /// Largest request body accepted (413 beyond). Default 5 MiB.
         public var maximumBodyBytes: Int
+        /// A connection that completes no request part for this long is closed: idle keep-alive connections,
+        /// and clients that send their headers byte by byte. Default 30 s.
+        public var connectionIdleTimeout: Duration
 
         public init(
             host: String = "127.0.0.1",
@@ -28,7 +31,8 @@ extension RunnerAgent {
             writer: JSONLWriter.Configuration = .init(),
             flushTimeout: Duration = .seconds(5),
             heartbeatInterval: Duration = .seconds(30),
-            maximumBodyBytes: Int = 5 * 1024 * 1024
+            maximumBodyBytes: Int = 5 * 1024 * 1024,
+            connectionIdleTimeout: Duration = .seconds(30)
         ) {
             self.host = host
             self.port = port
@@ -38,6 +42,7 @@ extension RunnerAgent {
             self.flushTimeout = flushTimeout
             self.heartbeatInterval = heartbeatInterval
             self.maximumBodyBytes = maximumBodyBytes
+            self.connectionIdleTimeout = connectionIdleTimeout
         }
 
         /// Whether `host` only accepts connections from this machine.

@@ -64,7 +64,11 @@ public final class RunnerAgent: Service, Sendable {
 
     /// Runs the API and every session until graceful shutdown, which stops intake and flushes every session.
     public func run() async throws {
-        let application = self.listener.application(router: self.makeRouter(), logger: self.logger)
+        let application = self.listener.application(
+            router: self.makeRouter(),
+            logger: self.logger,
+            idleTimeout: self.configuration.connectionIdleTimeout
+        )
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await application.run() }
             group.addTask {
@@ -145,8 +149,7 @@ public final class RunnerAgent: Service, Sendable {
             guard let session = self.sessions.withLock({ $0[id] }) else { return Self.unknownSession(id) }
             session.relay.finish()
             guard let summary = await session.done.wait() else { throw CancellationError() }
-            let body = (try? JSONEncoder().encode(summary)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
-            return Self.json(.ok, body)
+            return Self.json(.ok, Self.endedSessionBody(summary, eventsURL: session.relay.configuration.eventsURL))
         }
         router.post("v1/sessions/:id/telemetry") { request, context in
             try await self.ingest(request, sessionID: context.parameters.get("id") ?? "", control: false)
@@ -155,6 +158,31 @@ public final class RunnerAgent: Service, Sendable {
             try await self.ingest(request, sessionID: context.parameters.get("id") ?? "", control: true)
         }
         return router
+    }
+
+    /// The answer to `DELETE /v1/sessions/{id}`: the same snake_case shape as the `POST` that started it, plus
+    /// what the session relayed and lost.
+    static func endedSessionBody(_ summary: SessionRelay.Summary, eventsURL: TrickleChannelURL) -> String {
+        struct Body: Encodable {
+            let session_id: String
+            let events_url: String
+            let segments: Int
+            let failed_segments: Int
+            let flushed_in_time: Bool
+            let telemetry: TrickleEventsSink.Stats
+        }
+        let encoder = JSONEncoder()
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        encoder.outputFormatting = [.sortedKeys]
+        let body = Body(
+            session_id: summary.sessionID,
+            events_url: eventsURL.description,
+            segments: summary.segments,
+            failed_segments: summary.failedSegments,
+            flushed_in_time: summary.flushedInTime,
+            telemetry: summary.sink
+        )
+        return (try? encoder.encode(body)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
     }
 
     private func startSession(_ request: Request) async throws -> Response {
@@ -170,7 +198,7 @@ public final class RunnerAgent: Service, Sendable {
         } catch {
             return Self.error(.badRequest, "expected {\"session_id\":…,\"events_url\":…,\"connection_id\"?:…}")
         }
-        guard !parsed.session_id.isEmpty else { return Self.error(.badRequest, "session_id must not be empty") }
+        if let problem = SessionIdentity.problem(withSessionID: parsed.session_id) { return Self.error(.badRequest, problem) }
         let url: TrickleChannelURL
         do {
             url = try TrickleChannelURL(parsed.events_url)

@@ -29,9 +29,18 @@ public final class HTTPListener: Sendable {
     }
 
     /// The application serving `router` on the host and port, announcing its port once it listens.
-    public func application(router: Router<BasicRequestContext>, logger: Logger) -> some ApplicationProtocol {
+    ///
+    /// - Parameter idleTimeout: A connection that completes no request part for this long is closed: an idle
+    ///   keep-alive connection, or one that trickles its headers byte by byte (only whole parts count). A
+    ///   response being written (an SSE stream) is never cut. Default 30 s.
+    public func application(
+        router: Router<BasicRequestContext>,
+        logger: Logger,
+        idleTimeout: Duration = .seconds(30)
+    ) -> some ApplicationProtocol {
         Application(
             router: router,
+            server: .http1(configuration: .init(idleTimeout: .nanoseconds(Int64(idleTimeout.components.seconds) * 1_000_000_000 + idleTimeout.components.attoseconds / 1_000_000_000))),
             configuration: .init(address: .hostname(self.host, port: self.port), serverName: nil),
             onServerRunning: { channel in self.listening.fulfill(channel.localAddress?.port ?? 0) },
             logger: logger

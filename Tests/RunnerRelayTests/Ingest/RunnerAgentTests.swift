@@ -61,9 +61,14 @@ struct RunnerAgentTests {
                 try await seen.wait("the four lines") { $0.count(where: { !$0.contains("relay_ready") }) >= 4 }
                 let end = try await client.send(.DELETE, "\(api)/v1/sessions/s1")
                 #expect(end.status == 200)
-                let summary = try JSONDecoder().decode(SessionRelay.Summary.self, from: Data(end.body.utf8))
-                #expect(summary.sink.relayed == 4)  // three events and relay_ready
-                #expect(summary.sink.controlWritten == 1)
+                // The same snake_case shape as the POST that started it, plus what was relayed and lost.
+                let summary = try #require(try JSONSerialization.jsonObject(with: Data(end.body.utf8)) as? [String: Any])
+                #expect(summary["session_id"] as? String == "s1")
+                #expect(summary["events_url"] as? String == "\(trickle)/s1-events")
+                let sent = try #require(summary["telemetry"] as? [String: Any])
+                #expect(sent["relayed"] as? Int == 4)  // three events and relay_ready
+                #expect(sent["control_written"] as? Int == 1)
+                #expect(summary["flushed_in_time"] as? Bool == true)
                 try await group.waitForAll()  // the DELETE closed the channel: the reader ended
             }
             let metrics = try await client.send(.GET, "\(api)/metrics")
@@ -94,6 +99,31 @@ struct RunnerAgentTests {
         }
     }
 
+    @Test(
+        "session ids are path segments: a '/', spaces, control characters or 129+ characters are refused with 400",
+        arguments: ["a/b", "a b", "tab\tid", "", String(repeating: "x", count: 129), "é", "..%2F"]
+    )
+    func badSessionIDs(id: String) async throws {
+        try await withAgent { (_, api, trickle, client, _) async throws in
+            let body = try JSONSerialization.data(withJSONObject: ["session_id": id, "events_url": "\(trickle)/x-events"])
+            let response = try await client.send(.POST, "\(api)/v1/sessions", body: String(decoding: body, as: UTF8.self))
+            #expect(response.status == 400)
+            #expect(response.body.contains("session_id"))
+        }
+    }
+
+    @Test("a connection that sends no complete request within the idle timeout is closed (slow headers, idle keep-alive)")
+    func idleConnectionsClosed() async throws {
+        try await withAgent({ $0.connectionIdleTimeout = .milliseconds(300) }) { (_, api, _, _, _) async throws in
+            let port = Int(api.split(separator: ":").last!)!
+            // Half a request head, then nothing: the server must hang up on its own.
+            let closed = try await RawConnection.sendAndWaitForClose(port: port, bytes: "POST /v1/sessions HTTP/1.1\r\nHost: x\r\nContent-Le", timeout: .seconds(10))
+            #expect(closed, "the slow-header connection was still open after 10 s")
+            let idle = try await RawConnection.sendAndWaitForClose(port: port, bytes: "", timeout: .seconds(10))
+            #expect(idle, "the idle connection was still open after 10 s")
+        }
+    }
+
     @Test("a full control queue answers 503 with Retry-After; nothing accepted is lost")
     func controlBackPressure() async throws {
         try await withAgent({
@@ -119,8 +149,8 @@ struct RunnerAgentTests {
             #expect(sawBusy)
             server.resumeIngest()
             let end = try await client.send(.DELETE, "\(api)/v1/sessions/s3")
-            let summary = try JSONDecoder().decode(SessionRelay.Summary.self, from: Data(end.body.utf8))
-            #expect(summary.sink.controlWritten == accepted)
+            let summary = try #require(try JSONSerialization.jsonObject(with: Data(end.body.utf8)) as? [String: Any])
+            #expect((summary["telemetry"] as? [String: Any])?["control_written"] as? Int == accepted)
         }
     }
 
@@ -131,6 +161,10 @@ struct RunnerAgentTests {
             #expect(try await client.send(.GET, "\(api)/metrics").status == 401)
             #expect(try await client.send(.GET, "\(api)/metrics", headers: ["Authorization": "Bearer wrong"]).status == 401)
             #expect(try await client.send(.GET, "\(api)/metrics", headers: ["Authorization": "Bearer s3cret-token"]).status == 200)
+            // RFC 7235: the scheme is case-insensitive.
+            #expect(try await client.send(.GET, "\(api)/metrics", headers: ["Authorization": "bearer s3cret-token"]).status == 200)
+            #expect(try await client.send(.GET, "\(api)/metrics", headers: ["Authorization": "BEARER s3cret-token"]).status == 200)
+            #expect(try await client.send(.GET, "\(api)/metrics", headers: ["Authorization": "Basic s3cret-token"]).status == 401)
         }
         try await HTTPClient.withHTTPClient { client in
             #expect(throws: RunnerAgent.StartupError.self) {

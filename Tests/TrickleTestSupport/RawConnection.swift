@@ -1,0 +1,48 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A raw loopback TCP connection, for what an HTTP client will not do (half a request, then silence).
+public enum RawConnection {
+    /// Connects to 127.0.0.1:`port`, sends `bytes`, and waits (on a Dispatch thread, not the concurrency pool)
+    /// until the server closes the connection or `timeout` passes. Returns whether the server closed it.
+    public static func sendAndWaitForClose(port: Int, bytes: String, timeout: Duration) async throws -> Bool {
+        try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue.global().async {
+                let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+                guard descriptor >= 0 else {
+                    continuation.resume(throwing: POSIXError(.EIO))
+                    return
+                }
+                defer { close(descriptor) }
+                var address = sockaddr_in()
+                address.sin_family = sa_family_t(AF_INET)
+                address.sin_port = in_port_t(UInt16(port).bigEndian)
+                address.sin_addr.s_addr = inet_addr("127.0.0.1")
+                let connected = withUnsafePointer(to: &address) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+                }
+                guard connected == 0 else {
+                    continuation.resume(throwing: POSIXError(.ECONNREFUSED))
+                    return
+                }
+                if !bytes.isEmpty { _ = bytes.withCString { send(descriptor, $0, strlen($0), 0) } }
+                var waited = timeval(tv_sec: Int(timeout.components.seconds), tv_usec: 0)
+                setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &waited, socklen_t(MemoryLayout<timeval>.size))
+                var buffer = [UInt8](repeating: 0, count: 4096)
+                while true {
+                    let count = recv(descriptor, &buffer, buffer.count, 0)
+                    if count == 0 { break }  // orderly close by the server
+                    if count < 0 {
+                        // A timeout (EAGAIN) means the server kept the connection open; a reset means it closed it.
+                        continuation.resume(returning: errno == ECONNRESET)
+                        return
+                    }
+                }
+                continuation.resume(returning: true)
+            }
+        }
+    }
+}
