@@ -5,6 +5,7 @@ import Logging
 import NIOCore
 import RunnerRelay
 import ServiceLifecycle
+import Synchronization
 import TrickleProtocol
 import UnixSignals
 
@@ -145,13 +146,17 @@ struct RunnerCommand: AsyncParsableCommand {
             writer: writer,
             flushTimeout: SecondsFlag.duration(self.flushTimeout)
         )
+        let input = Mutex(LineIngest.Counts())
         let summary = try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration()) { client in
             let relay = SessionRelay(configuration: configuration, httpClient: client, logger: logger)
             let group = ServiceGroup(
                 configuration: .init(
                     services: [
                         .init(service: relay),
-                        .init(service: StandardInputPump(relay: relay, logger: logger), successTerminationBehavior: .gracefullyShutdownGroup),
+                        .init(
+                            service: StandardInputPump(relay: relay, logger: logger) { counts in input.withLock { $0 = counts } },
+                            successTerminationBehavior: .gracefullyShutdownGroup
+                        ),
                         .init(
                             service: RelaySelfTelemetry(
                                 relay: relay,
@@ -168,8 +173,9 @@ struct RunnerCommand: AsyncParsableCommand {
             return relay.summary
         }
         let sink = summary.sink
+        let lines = input.withLock { $0 }
         StandardError.write(
-            "session \(summary.sessionID): relayed \(sink.relayed) telemetry and \(sink.controlWritten) control events in \(summary.segments) segments; dropped \(sink.dropped), refused \(sink.refused), invalid \(sink.invalid), disabled \(sink.disabled), writer errors \(sink.writerErrors)\(summary.flushedInTime ? "" : "; the final flush ran out of time")"
+            "session \(summary.sessionID): relayed \(sink.relayed) telemetry and \(sink.controlWritten) control events in \(summary.segments) segments; dropped \(sink.dropped), refused \(sink.refused), invalid \(sink.invalid + lines.invalid + lines.oversize) (\(lines.invalid + lines.oversize) input lines skipped of \(lines.lines)), disabled \(sink.disabled), writer errors \(sink.writerErrors)\(summary.flushedInTime ? "" : "; the final flush ran out of time")"
         )
         if sink.writerErrors > 0 && sink.relayed + sink.controlWritten == 0 {
             StandardError.write("nothing could be published to \(url); is the trickle server up and the channel there?")
@@ -221,21 +227,30 @@ extension RunnerCommand {
 struct StandardInputPump: Service, CustomStringConvertible {
     let relay: SessionRelay
     let logger: Logger
+    /// Receives the input's counts when it ends (or is stopped).
+    let onEnd: @Sendable (LineIngest.Counts) -> Void
 
     var description: String { "StandardInputPump" }
 
     func run() async throws {
+        // Bad input is counted always and logged through a throttle: the first few of each kind with their line
+        // number, then one line per interval with the count (100 MB of noise is a handful of lines, not 400,000).
+        let problems = ProblemLog(logger: self.logger)
+        defer { problems.flush() }
+        let counted = Mutex(LineIngest.Counts())
+        defer { self.onEnd(counted.withLock { $0 }) }
         do {
             let counts = try await cancelWhenGracefulShutdown {
                 try await withStandardInput { input in
                     try await LineIngest().run(input, into: self.relay.sink) { problem in
-                        self.logger.warning(
-                            "input line skipped",
-                            metadata: ["line": "\(problem.lineNumber)", "reason": "\(problem.reason)"]
-                        )
+                        counted.withLock {
+                            if problem.kind == "line_too_large" { $0.oversize += 1 } else { $0.invalid += 1 }
+                        }
+                        problems.report(problem.kind, "input line skipped", metadata: ["line": "\(problem.lineNumber)", "detail": "\(problem.reason)"])
                     }
                 }
             }
+            counted.withLock { $0 = counts }
             self.logger.debug("input ended", metadata: ["lines": "\(counts.lines)", "invalid": "\(counts.invalid + counts.oversize)"])
         } catch is CancellationError {
             // SIGTERM while reading: stop here; the relay flushes what it has.

@@ -21,11 +21,15 @@ public final class ScriptedHTTPServer: Sendable {
         public var status: HTTPResponse.Status
         public var headers: HTTPFields
         public var body: String
+        /// Whether the request body is read before answering (`false`: answered as soon as the head arrives,
+        /// like a server refusing a POST before it consumed a byte).
+        public var readsBody: Bool
 
-        public init(_ status: HTTPResponse.Status, headers: HTTPFields = [:], body: String = "") {
+        public init(_ status: HTTPResponse.Status, headers: HTTPFields = [:], body: String = "", readsBody: Bool = true) {
             self.status = status
             self.headers = headers
             self.body = body
+            self.readsBody = readsBody
         }
     }
 
@@ -70,13 +74,17 @@ public final class ScriptedHTTPServer: Sendable {
     }
 
     private func answer(_ request: Hummingbird.Request) async throws -> Response {
-        let bytes = try await request.body.collect(upTo: 16 * 1024 * 1024)
-        let recorded = Request(method: request.method, path: request.uri.path, headers: request.headers, body: String(buffer: bytes))
+        // The script sees the head first (body ""): it decides whether the body is read at all.
+        var recorded = Request(method: request.method, path: request.uri.path, headers: request.headers, body: "")
         let index = self.log.withLock { log in
             log.append(recorded)
             return log.count - 1
         }
         let answer = self.script(recorded, index)
+        if answer.readsBody {
+            recorded.body = String(buffer: try await request.body.collect(upTo: 16 * 1024 * 1024))
+            self.log.withLock { $0[index] = recorded }
+        }
         var headers = answer.headers
         headers[.contentLength] = "\(answer.body.utf8.count)"
         return Response(status: answer.status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: answer.body)))

@@ -18,6 +18,8 @@ public struct LineIngest: Sendable {
     /// A bad input line, for the caller to report (never its payload).
     public struct Problem: Sendable {
         public var lineNumber: Int
+        /// A stable name of the kind of problem: `line_too_large` or `invalid_line` (for throttled logs).
+        public var kind: String
         public var reason: String
     }
 
@@ -56,7 +58,13 @@ public struct LineIngest: Sendable {
                 switch frame {
                 case .oversizeLine(let number, let bytes):
                     counts.oversize += 1
-                    onProblem(Problem(lineNumber: lineOffset + number, reason: "line of \(bytes) bytes exceeds the \(self.maximumLineBytes)-byte cap"))
+                    onProblem(
+                        Problem(
+                            lineNumber: lineOffset + number,
+                            kind: "line_too_large",
+                            reason: "line of \(bytes) bytes exceeds the \(self.maximumLineBytes)-byte cap"
+                        )
+                    )
                 case .line(let line, let number, _):
                     switch RunnerLine(line) {
                     case .telemetry(let event):
@@ -67,7 +75,7 @@ public struct LineIngest: Sendable {
                         await sink.sendControl(control)
                     case .invalid(let reason):
                         counts.invalid += 1
-                        onProblem(Problem(lineNumber: lineOffset + number, reason: reason))
+                        onProblem(Problem(lineNumber: lineOffset + number, kind: "invalid_line", reason: reason))
                     }
                 }
             }

@@ -6,7 +6,7 @@ public enum TrickleHTTPClient {
     /// A client configuration fit for trickle: **no read timeout** (a subscriber's GET legitimately waits at the
     /// live edge for as long as the publisher is quiet, and a publisher's POST streams for a whole segment
     /// window; AsyncHTTPClient's read timeout would cut both, TOOLCHAIN-NOTES), a 5 s connect timeout, and no
-    /// redirects. Stalls are detected by the protocol layer instead (``TrickleSubscriber``).
+    /// redirects, and no silent connection retries. Stalls are detected by the protocol layer instead (``TrickleSubscriber``).
     ///
     /// - Parameter connectTimeout: How long one connection attempt may take. Default 5 s.
     public static func configuration(connectTimeout: Duration = .seconds(5)) -> HTTPClient.Configuration {
@@ -15,6 +15,10 @@ public enum TrickleHTTPClient {
         configuration.redirectConfiguration = .disallow
         configuration.httpVersion = .http1Only
         configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 64
+        // A refused or failed connection fails its request at once: the publisher and subscriber retry with
+        // their own back-off and log the failure state. (AsyncHTTPClient's default keeps retrying the
+        // connection silently until the request's deadline — 24 h for a streaming request.)
+        configuration.connectionPool.retryConnectionEstablishment = false
         return configuration
     }
 

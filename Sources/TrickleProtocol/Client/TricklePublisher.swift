@@ -34,6 +34,7 @@ public actor TricklePublisher: Service {
     private nonisolated let httpClient: HTTPClient
     private nonisolated let logger: Logger
     private nonisolated let statsBox = Mutex(Stats())
+    private nonisolated let failing: FailureLog
     private nonisolated let uploads: AsyncStream<SegmentUpload>
     private nonisolated let uploadsContinuation: AsyncStream<SegmentUpload>.Continuation
 
@@ -62,6 +63,7 @@ public actor TricklePublisher: Service {
         var logger = logger
         logger[metadataKey: "trickle.channel"] = "\(url.channelName)"
         self.logger = logger
+        self.failing = FailureLog("trickle server not accepting segments", logger: logger)
         (self.uploads, self.uploadsContinuation) = AsyncStream.makeStream()
     }
 
@@ -238,7 +240,10 @@ public actor TricklePublisher: Service {
     }
 
     private func markTerminal(_ error: TrickleClientError) {
-        if self.terminalError == nil { self.terminalError = error }
+        if self.terminalError == nil {
+            self.terminalError = error
+            self.logger.warning("trickle publisher stopped: nothing more will be published", metadata: ["error": "\(error)"])
+        }
         self.current?.pipe.fail(error)
         self.preconnected?.pipe.fail(error)
     }
@@ -289,6 +294,7 @@ public actor TricklePublisher: Service {
                     $0.bytes += bytes
                     if upload.sendsReset { $0.resets += 1 }
                 }
+                self.failing.cleared(metadata: ["trickle.seq": "\(upload.seq)"])
                 upload.done.fulfill(.completed)
                 return
             case 200..<300:
@@ -328,7 +334,7 @@ public actor TricklePublisher: Service {
             upload.done.fulfill(.failed)
             return false
         }
-        self.logger.debug("trickle POST failed, retrying", metadata: ["trickle.seq": "\(upload.seq)", "error": "\(reason)"])
+        self.failing.failed(reason: reason, metadata: ["trickle.seq": "\(upload.seq)"])
         self.statsBox.withLock { $0.retries += 1 }
         do {
             try await Task.sleep(for: self.configuration.retryBackoff.delay(forAttempt: failures - 1))
@@ -340,7 +346,7 @@ public actor TricklePublisher: Service {
     }
 
     private nonisolated func segmentFailed(_ upload: SegmentUpload, reason: String) {
-        self.logger.debug("trickle segment upload failed", metadata: ["trickle.seq": "\(upload.seq)", "error": "\(reason)"])
+        self.failing.failed(reason: "segment \(upload.seq) failed part-way: \(reason)", metadata: ["trickle.seq": "\(upload.seq)"])
         self.statsBox.withLock { $0.failedSegments += 1 }
         upload.pipe.fail(TrickleClientError(.segmentFailed, "segment \(upload.seq) failed: \(reason)"))
         upload.done.fulfill(.failed)
