@@ -267,7 +267,7 @@ struct JSONByteParser {
         self.index += 1  // opening quote
         var hasEscapes = false
         let count = self.bytes.count
-        while true {
+        scanning: while true {
             // Fastest path: eight bytes at a time while none can end or escape the string.
             self.index = JSONStringWords.skipPlainWords(self.bytes, from: self.index, stopsAtNonASCII: true)
             // Fast path: plain bytes are neither quote, backslash nor control characters; multi-byte UTF-8
@@ -276,7 +276,7 @@ struct JSONByteParser {
                 let byte = self.bytes[self.index]
                 if byte >= 0x80 {
                     try self.skipUTF8Sequence(lead: byte)
-                    continue
+                    continue scanning  // back to 8 bytes at a time
                 }
                 if byte == 0x22 || byte == 0x5C || byte < 0x20 { break }
                 self.index += 1
