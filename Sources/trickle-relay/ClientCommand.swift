@@ -49,8 +49,9 @@ struct ClientCommand: AsyncParsableCommand {
             spool's resume position, when there is one, takes precedence.
 
             Exit codes: 0 when the channel ended or the client was stopped; 64 for bad flags; 2 when the sink \
-            or the spool cannot be set up (unwritable file or directory, spool in use by another client); 1 when \
-            the client fails while running (e.g. an explicit --listen address is taken).
+            or the spool cannot be set up (unwritable file or directory, spool in use by another client); 3 when \
+            the channel was never seen (404 before any data: a mistyped URL?); 1 when the client fails while \
+            running (e.g. an explicit --listen address is taken).
 
             Examples:
               trickle-relay client --events-url http://127.0.0.1:2939/sess-1-events --sink file:telemetry.jsonl
@@ -60,8 +61,11 @@ struct ClientCommand: AsyncParsableCommand {
             """
     )
 
-    @Option(help: "The session's events channel: http(s)://HOST[:PORT]/[BASE/]CHANNEL.")
-    var eventsURL: String
+    @Option(name: .customLong("events-url"), help: "The session's events channel: http(s)://HOST[:PORT]/[BASE/]CHANNEL.")
+    var eventsURLs: [String] = []
+
+    /// The one channel this client follows (validated: exactly one --events-url).
+    var eventsURL: String { self.eventsURLs.first ?? "" }
 
     @Option(help: "Where telemetry goes: log, file:PATH, http(s)://… (metrics reporter), or null. Default: from the environment.")
     var sink: String?
@@ -105,6 +109,15 @@ struct ClientCommand: AsyncParsableCommand {
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
+        // A missing --events-url is reported by run(): ArgumentParser reports validate()'s errors before
+        // unknown options, and "client --config x" must hear that --config is unknown.
+        guard !self.eventsURLs.isEmpty else { return }
+        guard self.eventsURLs.count == 1 else {
+            // Silently following one of them would lose the others' telemetry.
+            throw ValidationError(
+                "one client follows one channel: got \(self.eventsURLs.count) --events-url flags; start one client per channel (each with its own --spool-dir and --listen)"
+            )
+        }
         try validateEventsURL(self.eventsURL)
         let specification = try self.sinkSpecification()
         if case .kafka = specification, self.sink != nil {
@@ -121,7 +134,7 @@ struct ClientCommand: AsyncParsableCommand {
         guard self.fileSync == "never" || self.fileSync == "batch" else {
             throw ValidationError("--file-sync must be never or batch, got \(self.fileSync)")
         }
-        guard self.waitForChannel >= 0 else { throw ValidationError("--wait-for-channel must be 0 or more seconds, got \(self.waitForChannel)") }
+        try SecondsFlag.check(self.waitForChannel, "--wait-for-channel", allowsZero: true)
         if let address = try self.listenAddress() {
             if !address.isLoopback, self.streamToken() == nil {
                 throw ValidationError(
@@ -180,6 +193,7 @@ struct ClientCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        guard !self.eventsURLs.isEmpty else { throw ValidationError("Missing expected argument '--events-url <events-url>'") }
         let logger = self.logging.makeLogger(label: "trickle-relay.client")
         let url = try TrickleChannelURL(self.eventsURL)
         let quiet = self.quiet
@@ -301,5 +315,15 @@ struct ClientCommand: AsyncParsableCommand {
                 "; endpoint: sent \(reporterStats.sent), rejected (400) \(reporterStats.rejected), too large \(reporterStats.tooLarge), overflowed \(reporterStats.overflowed), unsendable \(reporterStats.unsendable), waiting \(reporterStats.buffered)"
         }
         StandardError.write(summary)
+        if end == .notFound, counters.lines == 0, counters.segmentsLost == 0 {
+            // 404 before any data: most likely a mistyped events URL, not a session that ended.
+            StandardError.write(
+                "trickle-relay client: the channel \(TrickleChannelURL.redacted(self.eventsURL)) was never seen (404 before any data): check the events URL, or wait for it with --wait-for-channel SECONDS"
+            )
+            throw ExitCode(Self.channelNeverSeenExitStatus)
+        }
     }
+
+    /// Exit status when the channel answered 404 before any data (README, "Exit codes").
+    static let channelNeverSeenExitStatus: Int32 = 3
 }

@@ -1,5 +1,8 @@
 import ArgumentParser
 
+/// The version `trickle-relay --version` prints.
+let trickleRelayVersion = "0.3.0"
+
 @main
 struct TrickleRelayCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -15,6 +18,7 @@ struct TrickleRelayCommand: AsyncParsableCommand {
             Start a local trickle server:
               trickle-relay serve
             """,
+        version: trickleRelayVersion,
         subcommands: [DemoCommand.self, ServeCommand.self, RunnerCommand.self, ClientCommand.self, ReplayCommand.self, PublishCommand.self, SubscribeCommand.self]
     )
 }

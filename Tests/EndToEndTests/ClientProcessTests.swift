@@ -197,9 +197,13 @@ struct ClientEndpointProcessTests {
         (["--sink", "https://metrics.example/v1"], "the metrics sink needs an API key"),
         (["--listen", "nonsense"], "--listen must be HOST:PORT"),
         (["--file-sync", "sometimes"], "--file-sync must be never or batch"),
-        (["--wait-for-channel=-1"], "--wait-for-channel must be 0 or more seconds"),
+        (["--wait-for-channel=-1"], "--wait-for-channel must be 0 to"),
         (["--spool-max-bytes", "1000"], "--spool-max-bytes must be at least 1 MiB"),
         (["--start", "yesterday"], "--start must be latest, next or a seq number"),
+        (["--start", "9223372036854775807"], "--start must be latest, next or a seq number"),
+        (["--events-url", "http://127.0.0.1:9/y"], "one client follows one channel: got 2 --events-url flags"),
+        (["--config", "x.toml"], "Unknown option '--config'"),
+        (["--wait-for-channel", "1e300"], "--wait-for-channel must be"),
     ])
     func badFlags(arguments: [String], message: String) async throws {
         var environment = ProcessInfo.processInfo.environment
@@ -212,6 +216,21 @@ struct ClientEndpointProcessTests {
         )
         #expect(status == 64)
         #expect(errors.contains(message), "\(errors)")
+    }
+
+    @Test("a channel that answers 404 before any data: exit 3 and a message naming the likely cause")
+    func neverSeenChannel() async throws {
+        try await withTrickleServer { (_, base, _) async throws in
+            let result = try await runTrickleRelay(["client", "--events-url", "\(base)/mistyped-events", "--listen", "off", "--sink", "null"])
+            #expect(result.status == 3)
+            #expect(result.errors.contains("was never seen (404 before any data)"), "\(result.errors)")
+        }
+    }
+
+    @Test("--version prints the version")
+    func version() async throws {
+        let result = try await runTrickleRelay(["--version"])
+        #expect(result.status == 0 && result.output.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ".").count == 3)
     }
 
     @Test("a non-loopback --listen without a token is refused at startup")
