@@ -175,9 +175,9 @@ struct RunnerCommand: AsyncParsableCommand {
         let sink = summary.sink
         let lines = input.withLock { $0 }
         StandardError.write(
-            "session \(summary.sessionID): relayed \(sink.relayed) telemetry and \(sink.controlWritten) control events in \(summary.segments) segments; dropped \(sink.dropped), refused \(sink.refused), invalid \(sink.invalid + lines.invalid + lines.oversize) (\(lines.invalid + lines.oversize) input lines skipped of \(lines.lines)), disabled \(sink.disabled), writer errors \(sink.writerErrors)\(summary.flushedInTime ? "" : "; the final flush ran out of time")"
+            "session \(summary.sessionID): relayed \(sink.relayed) telemetry (accepted by the server; \(sink.lost) lost in failed uploads) and \(sink.controlWritten) control events in \(summary.segments) segments; dropped \(sink.dropped), refused \(sink.refused), invalid \(sink.invalid + lines.invalid + lines.oversize) (\(lines.invalid + lines.oversize) input lines skipped of \(lines.lines)), disabled \(sink.disabled), writer errors \(sink.writerErrors)\(summary.flushedInTime ? "" : "; the final flush ran out of time")"
         )
-        if sink.writerErrors > 0 && sink.relayed + sink.controlWritten == 0 {
+        if (sink.writerErrors > 0 || sink.lost > 0) && sink.relayed + sink.controlWritten == 0 {
             StandardError.write("nothing could be published to \(url); is the trickle server up and the channel there?")
             throw ExitCode(1)
         }

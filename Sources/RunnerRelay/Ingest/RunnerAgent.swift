@@ -287,7 +287,9 @@ public final class RunnerAgent: Service, Sendable {
         func metric(_ name: String, _ type: PrometheusText.MetricType, _ help: String, _ value: Int) { text.add(name, type, help, value) }
         metric("sessions_active", .gauge, "Sessions being relayed.", live.count)
         metric("telemetry_emitted_total", .counter, "Telemetry events handed to the agent while enabled.", totals.emitted)
-        metric("telemetry_relayed_total", .counter, "Telemetry events written onto events channels.", totals.relayed)
+        metric("telemetry_relayed_total", .counter, "Telemetry events the trickle server accepted (their segment was acknowledged).", totals.relayed)
+        metric("telemetry_written_total", .counter, "Telemetry events handed to the events writers.", totals.written)
+        metric("telemetry_lost_total", .counter, "Telemetry events in segments whose upload failed (reported downstream as lost).", totals.lost)
         metric("telemetry_dropped_total", .counter, "Telemetry events dropped (oldest first) because a queue was full.", totals.dropped)
         metric("telemetry_refused_total", .counter, "Telemetry events refused as larger than the line cap.", totals.refused)
         metric("telemetry_invalid_total", .counter, "Telemetry events that were not a JSON object with a type.", totals.invalid)
@@ -325,7 +327,9 @@ extension TrickleEventsSink.Stats {
     static func + (lhs: Self, rhs: Self) -> Self {
         var sum = lhs
         sum.emitted += rhs.emitted
+        sum.written += rhs.written
         sum.relayed += rhs.relayed
+        sum.lost += rhs.lost
         sum.dropped += rhs.dropped
         sum.droppedBytes += rhs.droppedBytes
         sum.refused += rhs.refused

@@ -49,8 +49,13 @@ extension TrickleEventsSink {
     public struct Stats: Sendable, Hashable, Codable {
         /// Telemetry events handed to `emit` while enabled.
         public var emitted = 0
-        /// Telemetry events written onto the channel.
+        /// Telemetry events handed to the events writer (into a segment upload).
+        public var written = 0
+        /// Telemetry events the server accepted: their segment's upload ended with `200` after its last byte.
         public var relayed = 0
+        /// Telemetry events written into segments whose upload failed (server gone, connection cut): counted
+        /// here and reported downstream in the next `telemetry_dropped` envelope (`lost`).
+        public var lost = 0
         /// Telemetry events evicted (oldest first) because the queue was full.
         public var dropped = 0
         /// Bytes of the dropped events.

@@ -34,6 +34,7 @@ public final class TrickleEventsSink: Service, Sendable {
         var droppedSinceReport = 0
         var droppedBytesSinceReport = 0
         var refusedSinceReport = 0
+        var lostSinceReport = 0
         var reportWindowStart: Int64 = 0
     }
 
@@ -41,7 +42,7 @@ public final class TrickleEventsSink: Service, Sendable {
     private enum Work {
         case control(ByteBuffer)
         case telemetry([QueuedEvent])
-        case dropReport(dropped: Int, bytes: Int, refused: Int, windowMillis: Int64)
+        case dropReport(dropped: Int, bytes: Int, refused: Int, lost: Int, windowMillis: Int64)
         case idle(reportDue: Bool)
         case finished
     }
@@ -53,6 +54,7 @@ public final class TrickleEventsSink: Service, Sendable {
     private let logger: Logger
     private let state = Mutex(State())
     private let lastReportAt = Mutex<ContinuousClock.Instant>(.now)
+    private let refusedLog: ProblemLog
     /// Bytes a stamped envelope and its frame add to an event, at most (ids, timestamps, session fields).
     private let framingAllowance: Int
 
@@ -64,8 +66,22 @@ public final class TrickleEventsSink: Service, Sendable {
         var logger = logger
         logger[metadataKey: "session.id"] = "\(configuration.identity.sessionID)"
         self.logger = logger
+        self.refusedLog = ProblemLog(logger: logger)
         self.framingAllowance = 256 + configuration.identity.sessionID.utf8.count * 2
             + (configuration.identity.connectionID?.utf8.count ?? 0) * 2 + configuration.identity.clientSource.utf8.count * 2
+        // `relayed` means accepted by the server: each segment's telemetry lines are counted when its upload
+        // ends, into `relayed` (the server answered 200 after the last byte) or `lost` (the upload failed).
+        writer.publisher.onSegmentOutcome { [weak self] outcome in
+            guard outcome.units > 0, let self else { return }
+            self.state.withLock { state in
+                if outcome.accepted {
+                    state.stats.relayed += outcome.units
+                } else {
+                    state.stats.lost += outcome.units
+                    state.lostSinceReport += outcome.units
+                }
+            }
+        }
     }
 
     /// The counters so far.
@@ -189,8 +205,8 @@ public final class TrickleEventsSink: Service, Sendable {
                 await self.write(line, as: .control)
             case .telemetry(let events):
                 await self.write(telemetry: events.compactMap(self.prepare))
-            case .dropReport(let dropped, let bytes, let refused, let window):
-                await self.writeDropReport(dropped: dropped, bytes: bytes, refused: refused, windowMillis: window)
+            case .dropReport(let dropped, let bytes, let refused, let lost, let window):
+                await self.writeDropReport(dropped: dropped, bytes: bytes, refused: refused, lost: lost, windowMillis: window)
             case .idle(let reportDue):
                 await self.waitForWork(reportDue: reportDue)
             case .finished:
@@ -208,15 +224,17 @@ public final class TrickleEventsSink: Service, Sendable {
                 let waiter = state.controlWaiters.isEmpty ? [] : [state.controlWaiters.removeFirst()]
                 return (.control(line), waiter)
             }
-            let pendingReport = state.droppedSinceReport > 0 || state.refusedSinceReport > 0
+            let pendingReport = state.droppedSinceReport > 0 || state.refusedSinceReport > 0 || state.lostSinceReport > 0
             if pendingReport && (reportIntervalElapsed || (state.isFinishing && state.telemetry.isEmpty)) {
                 let nowMillis = Self.unixMillisecondsNow()
                 let work = Work.dropReport(
                     dropped: state.droppedSinceReport,
                     bytes: state.droppedBytesSinceReport,
                     refused: state.refusedSinceReport,
+                    lost: state.lostSinceReport,
                     windowMillis: nowMillis - state.reportWindowStart
                 )
+                state.lostSinceReport = 0
                 state.droppedSinceReport = 0
                 state.droppedBytesSinceReport = 0
                 state.refusedSinceReport = 0
@@ -311,11 +329,11 @@ public final class TrickleEventsSink: Service, Sendable {
 
     private func write(_ line: ByteBuffer, as kind: LineKind) async {
         do throws(JSONLWriterError) {
-            try await self.writer.write(line: line)
+            try await self.writer.write(line: line, countsUnit: kind == .telemetry)
             self.state.withLock { state in
                 switch kind {
                 case .control: state.stats.controlWritten += 1
-                case .telemetry: state.stats.relayed += 1
+                case .telemetry: state.stats.written += 1  // relayed once its segment is accepted
                 case .dropReport: state.stats.dropReports += 1
                 }
                 state.stats.bytesWritten += line.readableBytes + 1
@@ -325,7 +343,7 @@ public final class TrickleEventsSink: Service, Sendable {
                 state.stats.refused += 1
                 if kind == .telemetry { state.refusedSinceReport += 1 }
             }
-            self.logger.debug("line over the cap refused", metadata: ["line.bytes": "\(line.readableBytes)"])
+            self.refusedLog.report("line_too_large", "telemetry event refused: its line exceeds the segment cap", metadata: Self.describe(line))
         } catch {
             self.state.withLock { $0.stats.writerErrors += 1 }
             self.logger.debug("events writer failed", metadata: ["error": "\(error)"])
@@ -338,33 +356,39 @@ public final class TrickleEventsSink: Service, Sendable {
     private func write(telemetry lines: [ByteBuffer]) async {
         guard !lines.isEmpty else { return }
         do throws(JSONLWriterError) {
-            let rejected = try await self.writer.write(lines: lines)
+            let rejected = try await self.writer.write(lines: lines, countsUnits: true)
             var rejectedBytes = 0
             var refused = 0
             for (index, error) in rejected {
                 rejectedBytes += lines[index].readableBytes + 1
-                if error.code == .lineTooLarge { refused += 1 }
+                if error.code == .lineTooLarge {
+                    refused += 1
+                    self.refusedLog.report(
+                        "line_too_large",
+                        "telemetry event refused: its line exceeds the segment cap",
+                        metadata: Self.describe(lines[index])
+                    )
+                }
             }
             let written = lines.count - rejected.count
             let bytes = lines.reduce(0) { $0 + $1.readableBytes + 1 } - rejectedBytes
             self.state.withLock { state in
-                state.stats.relayed += written
+                state.stats.written += written  // relayed once their segment is accepted
                 state.stats.bytesWritten += bytes
                 state.stats.refused += refused
                 state.refusedSinceReport += refused
                 state.stats.writerErrors += rejected.count - refused
             }
-            if refused > 0 { self.logger.debug("lines over the cap refused", metadata: ["lines": "\(refused)"]) }
         } catch {
             self.state.withLock { $0.stats.writerErrors += lines.count }
             self.logger.debug("events writer failed", metadata: ["error": "\(error)"])
         }
     }
 
-    private func writeDropReport(dropped: Int, bytes: Int, refused: Int, windowMillis: Int64) async {
+    private func writeDropReport(dropped: Int, bytes: Int, refused: Int, lost: Int, windowMillis: Int64) async {
         self.lastReportAt.withLock { $0 = .now }
         let event = ByteBuffer(
-            string: #"{"type":"telemetry_dropped","dropped":\#(dropped),"dropped_bytes":\#(bytes),"refused":\#(refused),"window_ms":\#(windowMillis)}"#
+            string: #"{"type":"telemetry_dropped","dropped":\#(dropped),"dropped_bytes":\#(bytes),"refused":\#(refused),"lost":\#(lost),"window_ms":\#(windowMillis)}"#
         )
         guard
             let envelope = try? TelemetryEnvelope.make(
@@ -375,7 +399,7 @@ public final class TrickleEventsSink: Service, Sendable {
         else { return }
         self.logger.warning(
             "telemetry dropped",
-            metadata: ["sink.dropped": "\(dropped)", "sink.dropped_bytes": "\(bytes)", "sink.refused": "\(refused)"]
+            metadata: ["sink.dropped": "\(dropped)", "sink.dropped_bytes": "\(bytes)", "sink.refused": "\(refused)", "sink.lost": "\(lost)"]
         )
         await self.write(Self.frame(envelope), as: .dropReport)
     }
@@ -384,5 +408,24 @@ public final class TrickleEventsSink: Service, Sendable {
         var spec = timespec()
         clock_gettime(CLOCK_REALTIME, &spec)
         return Int64(spec.tv_sec) * 1000 + Int64(spec.tv_nsec) / 1_000_000
+    }
+
+    /// Which event a framed telemetry line carries, for a log line: its id, `data.type` and size (never payload).
+    static func describe(_ line: ByteBuffer) -> Logger.Metadata {
+        line.withUnsafeReadableBytes { bytes in
+            var metadata: Logger.Metadata = ["line.bytes": "\(bytes.count)"]
+            guard let event = JSONSkim.member("event", in: bytes) else { return metadata }
+            let envelope = UnsafeRawBufferPointer(rebasing: bytes[event])
+            if let id = JSONSkim.stringContents("id", in: envelope) {
+                metadata["event.id"] = "\(String(decoding: envelope[id].prefix(64), as: UTF8.self))"
+            }
+            if let data = JSONSkim.member("data", in: envelope),
+                let type = JSONSkim.stringContents("type", in: UnsafeRawBufferPointer(rebasing: envelope[data]))
+            {
+                let dataBytes = UnsafeRawBufferPointer(rebasing: envelope[data])
+                metadata["event.type"] = "\(String(decoding: dataBytes[type].prefix(64), as: UTF8.self))"
+            }
+            return metadata
+        }
     }
 }

@@ -1,4 +1,5 @@
 import NIOCore
+import Synchronization
 
 /// One segment POST of a ``TricklePublisher``: its seq, its streamed body, and how it ended.
 final class SegmentUpload: Sendable {
@@ -12,11 +13,31 @@ final class SegmentUpload: Sendable {
     let sendsReset: Bool
     let pipe: SegmentBodyPipe
     let done = OneShotSignal<Result>()
+    /// Units (e.g. telemetry lines) the writer counted into this segment, reported with its outcome.
+    private let units = Atomic<Int>(0)
+    private let onOutcome: (@Sendable (TricklePublisher.SegmentOutcome) -> Void)?
 
     /// - Parameter predecessor: The upload of the previous seq, if still in flight: this body waits for it.
-    init(seq: Int, sendsReset: Bool, maximumBufferedBytes: Int, predecessor: SegmentUpload?) {
+    init(
+        seq: Int,
+        sendsReset: Bool,
+        maximumBufferedBytes: Int,
+        predecessor: SegmentUpload?,
+        onOutcome: (@Sendable (TricklePublisher.SegmentOutcome) -> Void)? = nil
+    ) {
         self.seq = seq
         self.sendsReset = sendsReset
         self.pipe = SegmentBodyPipe(highWatermark: maximumBufferedBytes, predecessor: predecessor?.done)
+        self.onOutcome = onOutcome
+    }
+
+    /// Counts units into this segment (call after its bytes were appended).
+    func add(units count: Int) { self.units.wrappingAdd(count, ordering: .relaxed) }
+
+    /// Ends the upload once: wakes waiters and reports the outcome with the units it carried.
+    func complete(_ result: Result) {
+        guard self.done.fulfill(result) else { return }
+        let units = self.units.load(ordering: .relaxed)
+        self.onOutcome?(.init(seq: self.seq, accepted: result == .completed, units: units))
     }
 }

@@ -35,6 +35,7 @@ public actor TricklePublisher: Service {
     private nonisolated let logger: Logger
     private nonisolated let statsBox = Mutex(Stats())
     private nonisolated let failing: FailureLog
+    private nonisolated let outcomeHandler = Mutex<(@Sendable (SegmentOutcome) -> Void)?>(nil)
     private nonisolated let uploads: AsyncStream<SegmentUpload>
     private nonisolated let uploadsContinuation: AsyncStream<SegmentUpload>.Continuation
 
@@ -70,6 +71,22 @@ public actor TricklePublisher: Service {
     /// The counters so far.
     public nonisolated var stats: Stats { self.statsBox.withLock { $0 } }
 
+    /// How one segment's upload ended, with the units its writer counted into it (``write(_:maximumSegmentBytes:units:)``).
+    public struct SegmentOutcome: Sendable, Hashable {
+        /// The segment.
+        public var seq: Int
+        /// Whether the server acknowledged the whole segment (`200` after its last byte).
+        public var accepted: Bool
+        /// The units (e.g. lines) written into it.
+        public var units: Int
+    }
+
+    /// Calls `handler` once per segment when its upload ends, accepted or not: how a writer learns which of
+    /// its lines the server actually took. Set it before the first write.
+    public nonisolated func onSegmentOutcome(_ handler: @escaping @Sendable (SegmentOutcome) -> Void) {
+        self.outcomeHandler.withLock { $0 = handler }
+    }
+
     /// The bytes written into the segment currently open (0 when none is).
     public var currentSegmentBytes: Int { self.current == nil ? 0 : self.currentBytes }
 
@@ -95,7 +112,7 @@ public actor TricklePublisher: Service {
     ///     past this size (a segment may still exceed it when a single write is larger).
     /// - Throws: ``TrickleClientError`` — `.channelNotFound`, `.channelClosed`, `.retriesExhausted` (terminal),
     ///   or `.segmentFailed` when the segment failed after the bytes were handed over.
-    public func write(_ bytes: ByteBuffer, maximumSegmentBytes: Int? = nil) async throws(TrickleClientError) {
+    public func write(_ bytes: ByteBuffer, maximumSegmentBytes: Int? = nil, units: Int = 0) async throws(TrickleClientError) {
         if let terminalError { throw terminalError }
         guard !self.isClosed else { throw TrickleClientError(.channelClosed, "the publisher was closed") }
         if let maximumSegmentBytes, self.current != nil, self.currentBytes + bytes.readableBytes > maximumSegmentBytes {
@@ -115,6 +132,7 @@ public actor TricklePublisher: Service {
             }
         }
         self.currentBytes += bytes.readableBytes
+        if units > 0 { upload.add(units: units) }
         do {
             try await upload.pipe.waitForCapacity()
         } catch {
@@ -203,7 +221,8 @@ public actor TricklePublisher: Service {
             seq: seq,
             sendsReset: sendsReset,
             maximumBufferedBytes: self.configuration.maximumBufferedBytes,
-            predecessor: predecessor
+            predecessor: predecessor,
+            onOutcome: self.outcomeHandler.withLock { $0 }
         )
         self.uploadsContinuation.yield(upload)
         return upload
@@ -274,7 +293,7 @@ public actor TricklePublisher: Service {
                 if Task.isCancelled || upload.pipe.failure != nil {
                     // Cancelled, or aborted on purpose (close, terminal error): nothing to retry.
                     upload.pipe.fail(CancellationError())
-                    upload.done.fulfill(.failed)
+                    upload.complete(.failed)
                     return
                 }
                 if await self.shouldRetry(upload, failures: &failures, reason: "\(error)") { continue }
@@ -283,7 +302,7 @@ public actor TricklePublisher: Service {
             if channelClosed {
                 await self.markTerminal(TrickleClientError(.channelClosed, "the server closed the channel (Lp-Trickle-Closed)"))
                 upload.pipe.fail(TrickleClientError(.channelClosed, "channel closed"))
-                upload.done.fulfill(upload.pipe.isFinished && status == .ok ? .completed : .failed)
+                upload.complete(upload.pipe.isFinished && status == .ok ? .completed : .failed)
                 return
             }
             switch status.code {
@@ -295,7 +314,7 @@ public actor TricklePublisher: Service {
                     if upload.sendsReset { $0.resets += 1 }
                 }
                 self.failing.cleared(metadata: ["trickle.seq": "\(upload.seq)"])
-                upload.done.fulfill(.completed)
+                upload.complete(.completed)
                 return
             case 200..<300:
                 // Released before we finished the body: the seq was closed, reset or evicted by someone else.
@@ -305,7 +324,7 @@ public actor TricklePublisher: Service {
                 await self.markTerminal(
                     TrickleClientError(.channelNotFound, "the server answered 404 for \(self.url): the channel does not exist")
                 )
-                upload.done.fulfill(.failed)
+                upload.complete(.failed)
                 return
             case 500..<600:
                 if await self.shouldRetry(upload, failures: &failures, reason: "HTTP \(status.code)") { continue }
@@ -331,7 +350,7 @@ public actor TricklePublisher: Service {
                     "\(failures) consecutive failed POSTs to \(self.url) (last: \(reason)); is the trickle server up?"
                 )
             )
-            upload.done.fulfill(.failed)
+            upload.complete(.failed)
             return false
         }
         self.failing.failed(reason: reason, metadata: ["trickle.seq": "\(upload.seq)"])
@@ -339,7 +358,7 @@ public actor TricklePublisher: Service {
         do {
             try await Task.sleep(for: self.configuration.retryBackoff.delay(forAttempt: failures - 1))
         } catch {
-            upload.done.fulfill(.failed)
+            upload.complete(.failed)
             return false
         }
         return true
@@ -349,7 +368,7 @@ public actor TricklePublisher: Service {
         self.failing.failed(reason: "segment \(upload.seq) failed part-way: \(reason)", metadata: ["trickle.seq": "\(upload.seq)"])
         self.statsBox.withLock { $0.failedSegments += 1 }
         upload.pipe.fail(TrickleClientError(.segmentFailed, "segment \(upload.seq) failed: \(reason)"))
-        upload.done.fulfill(.failed)
+        upload.complete(.failed)
     }
 
     private func deleteChannel() async {

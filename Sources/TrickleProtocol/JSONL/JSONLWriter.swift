@@ -81,11 +81,13 @@ public final class JSONLWriter: Service, Sendable {
     ///
     /// - Throws: ``JSONLWriterError`` — `.lineTooLarge`, `.invalidJSON`, `.notAnObject`, `.containsNewline`
     ///   (nothing written), `.closed`, `.publishFailed`.
-    public func write(line: ByteBuffer) async throws(JSONLWriterError) {
+    ///
+    /// - Parameter countsUnit: Count the line as one unit of its segment (see ``write(lines:countsUnits:)``).
+    public func write(line: ByteBuffer, countsUnit: Bool = false) async throws(JSONLWriterError) {
         try self.check(line)
         var framed = line
         framed.writeInteger(UInt8(ascii: "\n"))
-        try await self.publish(framed)
+        try await self.publish(framed, units: countsUnit ? 1 : 0)
     }
 
     /// Writes several lines at once (one upload write per up to 256 KiB instead of one per line: the way to keep
@@ -96,11 +98,14 @@ public final class JSONLWriter: Service, Sendable {
     /// - Returns: The lines that were not written (index into `lines`, and why).
     /// - Throws: ``JSONLWriterError`` `.closed` or `.publishFailed` — then none of the lines from the failed
     ///   chunk on can be assumed written.
+    /// - Parameter countsUnits: Count each written line as one unit of its segment, reported in
+    ///   ``TricklePublisher/SegmentOutcome`` (so the caller learns which lines the server accepted).
     @discardableResult
-    public func write(lines: [ByteBuffer]) async throws(JSONLWriterError) -> [(index: Int, error: JSONLWriterError)] {
+    public func write(lines: [ByteBuffer], countsUnits: Bool = false) async throws(JSONLWriterError) -> [(index: Int, error: JSONLWriterError)] {
         var rejected: [(index: Int, error: JSONLWriterError)] = []
         let chunkLimit = min(256 * 1024, self.configuration.maximumSegmentBytes)
         var chunk = ByteBuffer()
+        var chunkLines = 0
         for (index, line) in lines.enumerated() {
             let size = line.readableBytes + 1
             do throws(JSONLWriterError) {
@@ -110,21 +115,23 @@ public final class JSONLWriter: Service, Sendable {
                 continue
             }
             if chunk.readableBytes > 0, chunk.readableBytes + size > chunkLimit {
-                try await self.publish(chunk)
+                try await self.publish(chunk, units: countsUnits ? chunkLines : 0)
                 chunk.clear()
+                chunkLines = 0
             }
             if chunk.capacity == 0 { chunk.reserveCapacity(min(chunkLimit, max(size, 64 * 1024))) }
             chunk.writeImmutableBuffer(line)
             chunk.writeInteger(UInt8(ascii: "\n"))
+            chunkLines += 1
         }
-        if chunk.readableBytes > 0 { try await self.publish(chunk) }
+        if chunk.readableBytes > 0 { try await self.publish(chunk, units: countsUnits ? chunkLines : 0) }
         return rejected
     }
 
     /// Publishes whole framed lines (never more than a segment holds).
-    private func publish(_ framed: ByteBuffer) async throws(JSONLWriterError) {
+    private func publish(_ framed: ByteBuffer, units: Int = 0) async throws(JSONLWriterError) {
         do {
-            try await self.publisher.write(framed, maximumSegmentBytes: self.configuration.maximumSegmentBytes)
+            try await self.publisher.write(framed, maximumSegmentBytes: self.configuration.maximumSegmentBytes, units: units)
         } catch {
             if error.code == .channelClosed, self.closeRequested.value != nil {
                 throw JSONLWriterError(.closed, "the writer was closed")

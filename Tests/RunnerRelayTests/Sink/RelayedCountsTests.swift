@@ -1,0 +1,61 @@
+import AsyncHTTPClient
+import HTTPTypes
+import NIOCore
+import Testing
+import TrickleProtocol
+import TrickleTestSupport
+@testable import RunnerRelay
+
+/// Issue #9 item 6: `relayed` means accepted by the server; events in uploads that failed are `lost`, counted
+/// and reported downstream, never counted as relayed.
+@Suite("TrickleEventsSink counts what the server accepted", .timeLimit(.minutes(1)))
+struct RelayedCountsTests {
+    @Test("a server that fails every segment after reading it: relayed 0, every written event lost and reported")
+    func failedUploads() async throws {
+        let server = ScriptedHTTPServer { request, _ in
+            // Reads each segment to its end, then answers 500: the upload failed after its bytes were sent.
+            request.path.hasSuffix("/next") ? .init(.ok, headers: [TrickleHeaders.latest: "0"], body: "0") : .init(.internalServerError)
+        }
+        try await server.run { base in
+            try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration()) { client in
+                var writer = JSONLWriter.Configuration(segmentWindow: .milliseconds(50))
+                writer.publisher.retryBackoff = Backoff(initial: .milliseconds(5), maximum: .milliseconds(10))
+                writer.publisher.deletesChannelOnClose = false
+                let relay = SessionRelay(
+                    configuration: .init(
+                        eventsURL: try TrickleChannelURL("\(base)/events"),
+                        sink: .init(identity: SessionIdentity(sessionID: "s"), isTelemetryEnabled: true),
+                        writer: writer,
+                        flushTimeout: .seconds(3)
+                    ),
+                    httpClient: client,
+                    logger: quietLogger
+                )
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask { try await relay.run() }
+                    for n in 0..<20 { relay.sink.emit(ByteBuffer(string: #"{"type":"metric","n":\#(n)}"#)) }
+                    try await waitUntil("the events to be written and their segment to fail") { relay.sink.stats.lost >= 20 }
+                    relay.finish()
+                    try await group.waitForAll()
+                }
+                let stats = relay.summary.sink
+                #expect(stats.relayed == 0, "nothing was accepted, nothing may count as relayed")
+                #expect(stats.lost >= 20)
+                // The loss was reported in a telemetry_dropped envelope (it could not be delivered either, but it
+                // was written: a server that comes back would carry it).
+                let reports = server.requests.filter { $0.body.contains("telemetry_dropped") && $0.body.contains("\"lost\":") }
+                #expect(!reports.isEmpty)
+            }
+        }
+    }
+
+    @Test("against a healthy server relayed = written once the session ended, and nothing is lost")
+    func healthy() async throws {
+        let (summary, lines) = try await withRelay(sink: { $0.isTelemetryEnabled = true }) { relay, _, seen in
+            for n in 0..<50 { relay.sink.emit(ByteBuffer(string: #"{"type":"metric","n":\#(n)}"#)) }
+            try await seen.wait("50 lines") { $0.count >= 50 }
+        }
+        #expect(summary.sink.written == 50 && summary.sink.relayed == 50 && summary.sink.lost == 0)
+        #expect(lines.count == 50)
+    }
+}
