@@ -194,6 +194,7 @@ struct SpoolTests {
         let accepting = ScriptedEndpoint { _, _ in (.ok, [:]) }
         let failing = ScriptedEndpoint { _, _ in (.serviceUnavailable, [:]) }
         try await withSpoolDirectory { directory in
+            let logs = CapturedLogs()
             func run(_ endpoint: ScriptedEndpoint, _ body: @escaping @Sendable (SpooledSink) async throws -> Void) async throws {
                 try await endpoint.run { url in
                     try await HTTPClient.withHTTPClient { client in
@@ -203,7 +204,7 @@ struct SpoolTests {
                             apiKey: { "k" },
                             logger: quietLogger
                         )
-                        let sink = SpooledSink(spool: try Spool(configuration: .init(directory: directory), logger: quietLogger), downstream: reporter, logger: quietLogger)
+                        let sink = SpooledSink(spool: try Spool(configuration: .init(directory: directory), logger: quietLogger), downstream: reporter, logger: logs.logger())
                         try await withThrowingTaskGroup(of: Void.self) { group in
                             group.addTask { try await sink.run() }
                             try await body(sink)
@@ -217,6 +218,9 @@ struct SpoolTests {
                 try await sink.export((0..<20).map { record($0) })
                 try await waitUntil("a failed attempt") { failing.requests.count >= 1 }
             }
+            // The closing line must not claim delivery of what the endpoint never accepted.
+            let closed = try #require(logs.lines.first { $0.contains("spool closed") })
+            #expect(closed.contains("spool.settled=0") && closed.contains("spool.unsettled=20"), "\(closed)")
             try await run(accepting) { sink in
                 try await sink.forceFlush()
             }

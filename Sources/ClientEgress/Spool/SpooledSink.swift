@@ -119,11 +119,15 @@ public final class SpooledSink: EgressSink, Service {
         }
         self.spool.close()
         let stats = self.spool.stats
+        // "Handed on" is what was read back and given to the sink; only "settled" records did reach their end
+        // (accepted, or deliberately dropped and logged). The rest stay in the spool for the next start.
+        let unsettled = self.unsettledRecords
         self.logger.info(
             "spool closed",
             metadata: [
-                "spool.bytes": "\(stats.bytes)", "spool.delivered": "\(stats.delivered)", "spool.overflowed": "\(stats.overflowed)",
-                "spool.unsettled": "\(self.unsettledRecords)",
+                "spool.bytes": "\(stats.bytes)", "spool.handed_on": "\(stats.delivered)",
+                "spool.settled": "\(max(stats.delivered - unsettled, 0))", "spool.unsettled": "\(unsettled)",
+                "spool.overflowed": "\(stats.overflowed)",
             ]
         )
     }
