@@ -7,8 +7,17 @@ import TrickleProtocol
 /// bearer tokens, JWTs, GitHub tokens (`ghp_`, `gho_`, `ghu_`, `ghs_`, `ghr_`, `github_pat_`), e-mail
 /// addresses, IPv4 and IPv6 addresses, home-directory paths (`/home/<user>`, `/Users/<user>`,
 /// `C:\Users\<user>`: the user part goes), long hex and mixed-case base62 secrets (≥ 32 characters), and base64
-/// blobs over ``Configuration/base64Threshold``. Keys, numbers, booleans and UUIDs pass untouched, and a value
-/// with nothing to scrub keeps its exact bytes.
+/// blobs over ``Configuration/base64Threshold``, Google API keys (`AIza…`), Hugging Face tokens (`hf_…`), Slack
+/// tokens (`xoxb-`, `xoxp-`, `xoxa-`, `xoxr-`, `xoxs-`, `xapp-`), PEM blocks (`-----BEGIN … KEY-----` to its
+/// `END`), credentials in `key=value` / `key: value` text and URL queries (`?token=…`, `password=…`,
+/// `aws_secret_access_key = …`), and the password of a URL's `user:password@`.
+///
+/// It is **key-aware** (``KeyClass``): a string under a member named like a credential (`password`, `secret`,
+/// `token`, `api_key`, `authorization`, `cookie`, `private_key`, …) is redacted whatever it holds; one under a
+/// member named like a digest or an id (`commit`, `sha`, `digest`, `hash`, `checksum`, `etag`, `trace_id`,
+/// `span_id`, `*_id`) is not taken for a secret for being long hex or base62. Loopback, private-range and
+/// link-local addresses are not personal data and pass. Keys, numbers, booleans and UUIDs pass untouched, and a
+/// value with nothing to scrub keeps its exact bytes.
 ///
 /// Detection is hand-written byte scanning (no regex engine): it runs on the drain side of
 /// ``TrickleEventsSink`` for every event.
@@ -37,6 +46,18 @@ public struct Scrubber: Sendable {
         case homePath = "home_path"
         case secret
         case base64
+        case credential
+        case privateKey = "private_key"
+    }
+
+    /// How a member's name bears on its value.
+    public enum KeyClass: Sendable, Equatable {
+        /// Named like a credential: the value is redacted whatever it holds.
+        case credential
+        /// Named like a digest or an id: long hex or base62 is not taken for a secret.
+        case identifier
+        /// Anything else: the value is scanned.
+        case neutral
     }
 
     public let configuration: Configuration
@@ -50,10 +71,17 @@ public struct Scrubber: Sendable {
     public func scrub(json buffer: ByteBuffer) -> (ByteBuffer, redactions: Int) {
         var redactions = 0
         let threshold = min(self.configuration.secretThreshold, 20)
-        let (result, _) = JSONStringRewriter.rewriteStringValues(buffer) { raw in
+        let (result, _) = JSONStringRewriter.rewriteStringValues(buffer) { key, raw in
+            let keyClass = key.map(Self.classify(key:)) ?? .neutral
+            if keyClass == .credential {
+                // A credential by name: nothing of it leaves, whatever it looks like (an empty one has nothing).
+                guard !raw.isEmpty, !Self.isMarker(raw) else { return nil }
+                redactions += 1
+                return Self.marker(.credential)
+            }
             // Most strings (types, ids, numbers as text) cannot hold anything: decide before copying them.
             guard Self.mightContainSomething(raw, threshold: threshold) else { return nil }
-            let (scrubbed, count) = self.scrub(raw: Array(raw))
+            let (scrubbed, count) = self.scrub(raw: Array(raw), identifierKey: keyClass == .identifier)
             redactions += count
             return count > 0 ? scrubbed : nil
         }
@@ -67,15 +95,46 @@ public struct Scrubber: Sendable {
     }
 
     /// Scrubs raw string content (JSON escapes as written). Returns the new bytes and how many redactions.
-    func scrub(raw input: [UInt8]) -> ([UInt8], Int) {
+    ///
+    /// - Parameter identifierKey: The value belongs to a member named like a digest or an id: long hex and
+    ///   base62 runs are kept.
+    func scrub(raw input: [UInt8], identifierKey: Bool = false) -> ([UInt8], Int) {
         guard Self.mightContainSomething(input, threshold: min(self.configuration.secretThreshold, 20)) else {
             return (input, 0)
         }
         var count = 0
-        var bytes = self.scrubHomePaths(input, count: &count)
+        // `\/` is `/` (some encoders escape every slash): paths and URLs are matched on the plain form. Only a
+        // value that was scrubbed is rewritten, so a clean one keeps its exact bytes.
+        var bytes = Self.unescapingSlashes(input)
+        bytes = self.scrubPEMBlocks(bytes, count: &count)
+        bytes = self.scrubHomePaths(bytes, count: &count)
         bytes = self.scrubBearer(bytes, count: &count)
-        bytes = self.scrubTokens(bytes, count: &count)
-        return (bytes, count)
+        bytes = self.scrubKeyValues(bytes, count: &count)
+        bytes = self.scrubURLPasswords(bytes, count: &count)
+        bytes = self.scrubTokens(bytes, count: &count, identifierKey: identifierKey)
+        return count > 0 ? (bytes, count) : (input, 0)
+    }
+
+    private static func unescapingSlashes(_ bytes: [UInt8]) -> [UInt8] {
+        guard bytes.contains(UInt8(ascii: "\\")) else { return bytes }
+        var output: [UInt8] = []
+        output.reserveCapacity(bytes.count)
+        var index = 0
+        while index < bytes.count {
+            if bytes[index] == UInt8(ascii: "\\"), index + 1 < bytes.count {
+                if bytes[index + 1] == UInt8(ascii: "/") {
+                    output.append(UInt8(ascii: "/"))
+                } else {
+                    output.append(bytes[index])
+                    output.append(bytes[index + 1])
+                }
+                index += 2
+                continue
+            }
+            output.append(bytes[index])
+            index += 1
+        }
+        return output
     }
 
     /// A cheap pre-check: short strings without `@`, `.`, `:`, `/`, `\` or long runs cannot hold anything.
@@ -84,7 +143,7 @@ public struct Scrubber: Sendable {
         for byte in bytes {
             switch byte {
             case UInt8(ascii: "@"), UInt8(ascii: "."), UInt8(ascii: ":"), UInt8(ascii: "/"), UInt8(ascii: "\\"),
-                UInt8(ascii: "_"), UInt8(ascii: "-"):
+                UInt8(ascii: "_"), UInt8(ascii: "-"), UInt8(ascii: "="):
                 return true
             case UInt8(ascii: " "):
                 run = 0
@@ -179,7 +238,7 @@ public struct Scrubber: Sendable {
     // MARK: Tokens
 
     /// Splits the content into tokens at separators and classifies each.
-    private func scrubTokens(_ bytes: [UInt8], count: inout Int) -> [UInt8] {
+    private func scrubTokens(_ bytes: [UInt8], count: inout Int, identifierKey: Bool) -> [UInt8] {
         var output: [UInt8] = []
         var copied = 0
         var index = 0
@@ -195,7 +254,9 @@ public struct Scrubber: Sendable {
             while tokenEnd > index, [UInt8(ascii: "."), UInt8(ascii: ":"), UInt8(ascii: "!")].contains(bytes[tokenEnd - 1]) {
                 tokenEnd -= 1
             }
-            if tokenEnd > index, let kind = self.classify(bytes[index..<tokenEnd]) {
+            if tokenEnd > index, let kind = self.classify(bytes[index..<tokenEnd]), !(identifierKey && (kind == .secret || kind == .base64)),
+                !Self.isMarker(bytes[index..<tokenEnd])
+            {
                 if kind == .base64 {
                     // Base64 padding was split off as a separator: it belongs to the blob.
                     while tokenEnd < bytes.count, bytes[tokenEnd] == UInt8(ascii: "=") { tokenEnd += 1 }
@@ -236,8 +297,11 @@ public struct Scrubber: Sendable {
         if let kind = Self.prefixedKind(token) { return kind }
         if Self.isEmail(token) { return .email }
         if Self.isJWT(token) { return .jwt }
-        if Self.isIPv4(token) || Self.isIPv6(token) { return .ip }
+        if Self.isIPv4(token) { return Self.isInternalIPv4(token) ? nil : .ip }
+        if Self.isIPv6(token) { return Self.isInternalIPv6(token) ? nil : .ip }
         if length >= self.configuration.secretThreshold {
+            // A git commit id (40 lowercase hex) is not a secret, nor personal data.
+            if length == 40, token.allSatisfy({ Self.isDigit($0) || ($0 &- 0x61) < 6 }) { return nil }
             if token.allSatisfy(Self.isHexDigit) { return .secret }
             if token.allSatisfy(Self.isAlphanumeric), token.contains(where: Self.isDigit), token.contains(where: Self.isLower),
                 token.contains(where: Self.isUpper)
@@ -254,8 +318,18 @@ public struct Scrubber: Sendable {
         for prefix in githubPrefixes where Self.hasPrefix(token, prefix) && token.count >= prefix.utf8.count + 16 {
             return .githubToken
         }
-        let keyPrefixes = ["sk-", "sk_live_", "sk_test_", "pk_live_", "rk_live_", "xoxb-", "xoxp-"]
+        let keyPrefixes = ["sk-", "sk_live_", "sk_test_", "pk_live_", "rk_live_", "xoxb-", "xoxp-", "xoxa-", "xoxr-", "xoxs-", "xapp-"]
         for prefix in keyPrefixes where Self.hasPrefix(token, prefix) && token.count >= prefix.utf8.count + 16 {
+            return .apiKey
+        }
+        // Google API keys: "AIza" and 35 more of [0-9A-Za-z_-].
+        if Self.hasPrefix(token, "AIza"), token.count == 39,
+            token.dropFirst(4).allSatisfy({ isAlphanumeric($0) || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-") })
+        {
+            return .apiKey
+        }
+        // Hugging Face tokens: "hf_" and 30+ letters and digits.
+        if Self.hasPrefix(token, "hf_"), token.count >= 33, token.dropFirst(3).allSatisfy(isAlphanumeric) {
             return .apiKey
         }
         if Self.hasPrefix(token, "AKIA"), token.count == 20, token.dropFirst(4).allSatisfy({ isUpper($0) || isDigit($0) }) {
@@ -323,6 +397,228 @@ public struct Scrubber: Sendable {
             }
         }
         return true
+    }
+
+    // MARK: Keys
+
+    /// Words of a member name that make it a credential (`client_secret`, `X-Api-Key`, `authToken`, `passwd`).
+    private static let credentialWords: Set<String> = [
+        "password", "passwd", "pwd", "passphrase", "secret", "token", "authorization", "cookie", "credential",
+        "credentials", "apikey", "privatekey", "accesskey", "secretkey", "sessionkey", "jwt", "bearer", "auth",
+    ]
+    /// Two-word credentials (`api_key`, `private_key`, `access_key`, `secret_key`, `set_cookie`).
+    private static let credentialPairs: Set<String> = ["api key", "private key", "access key", "secret key", "session key", "signing key"]
+    /// Words of a member name that make its value an identifier or a digest, not a secret.
+    private static let identifierWords: Set<String> = [
+        "commit", "sha", "sha1", "sha256", "digest", "hash", "checksum", "etag", "id", "ids", "uuid", "fingerprint", "revision",
+    ]
+
+    /// Classifies a member name (raw JSON bytes): split into words at `_`, `-`, `.`, spaces and lower-to-upper
+    /// case changes, compared case-insensitively. `tokens_per_second` and `tokenizer` are not `token`.
+    public static func classify(key raw: UnsafeRawBufferPointer) -> KeyClass {
+        guard raw.count <= 128 else { return .neutral }
+        var words: [String] = []
+        var word: [UInt8] = []
+        var previousLower = false
+        for byte in raw {
+            let separator = byte == UInt8(ascii: "_") || byte == UInt8(ascii: "-") || byte == UInt8(ascii: ".") || byte == UInt8(ascii: " ")
+            if separator || (previousLower && isUpper(byte)) {
+                if !word.isEmpty { words.append(String(decoding: word, as: UTF8.self)) }
+                word.removeAll(keepingCapacity: true)
+            }
+            if !separator { word.append(isUpper(byte) ? byte | 0x20 : byte) }
+            previousLower = isLower(byte) || isDigit(byte)
+        }
+        if !word.isEmpty { words.append(String(decoding: word, as: UTF8.self)) }
+        if words.contains(where: Self.credentialWords.contains) { return .credential }
+        for (first, second) in zip(words, words.dropFirst()) where Self.credentialPairs.contains("\(first) \(second)") {
+            return .credential
+        }
+        if let last = words.last, Self.identifierWords.contains(last) { return .identifier }
+        if words.contains(where: { ["commit", "sha", "digest", "checksum", "etag", "hash"].contains($0) }) { return .identifier }
+        return .neutral
+    }
+
+    /// Whether `bytes` already is one of our markers (a second pass must not re-redact it).
+    private static func isMarker(_ bytes: some Collection<UInt8>) -> Bool {
+        bytes.starts(with: "[REDACTED:".utf8)
+    }
+
+    // MARK: key=value credentials
+
+    /// `password=…`, `token: …`, `?api_key=…&`, `aws_secret_access_key = …`: the value after a credential-named
+    /// word and `=` or `:` goes, up to the next separator.
+    private func scrubKeyValues(_ bytes: [UInt8], count: inout Int) -> [UInt8] {
+        var output: [UInt8] = []
+        var copied = 0
+        var index = 0
+        while index < bytes.count {
+            let byte = bytes[index]
+            guard byte == UInt8(ascii: "=") || byte == UInt8(ascii: ":") else {
+                index += 1
+                continue
+            }
+            // The word before (letters, digits, _ and -), allowing one space before the sign.
+            var wordEnd = index
+            if wordEnd > 0, bytes[wordEnd - 1] == UInt8(ascii: " ") { wordEnd -= 1 }
+            var wordStart = wordEnd
+            while wordStart > 0, Self.isKeyCharacter(bytes[wordStart - 1]) { wordStart -= 1 }
+            guard wordEnd > wordStart, bytes[wordStart..<wordEnd].withUnsafeBytes({ Self.classify(key: $0) }) == .credential
+            else {
+                index += 1
+                continue
+            }
+            // The value: after the sign, optional spaces and an optional (escaped) quote, up to a separator.
+            var valueStart = index + 1
+            while valueStart < bytes.count, bytes[valueStart] == UInt8(ascii: " ") { valueStart += 1 }
+            if valueStart + 1 < bytes.count, bytes[valueStart] == UInt8(ascii: "\\"), bytes[valueStart + 1] == UInt8(ascii: "\"") {
+                valueStart += 2
+            } else if valueStart < bytes.count, bytes[valueStart] == UInt8(ascii: "'") {
+                valueStart += 1
+            }
+            // "Authorization: Bearer …" was handled by the bearer pass; "Basic <credentials>" keeps its scheme.
+            if Self.hasPrefixIgnoringCase(bytes, "bearer ", at: valueStart) {
+                index += 1
+                continue
+            }
+            if Self.hasPrefixIgnoringCase(bytes, "basic ", at: valueStart) { valueStart += 6 }
+            var valueEnd = valueStart
+            while valueEnd < bytes.count, !Self.endsCredentialValue(bytes, valueEnd) { valueEnd += 1 }
+            // "//" after ":" is a URL scheme (https://), a value of 1–2 characters is rarely a credential.
+            let value = bytes[valueStart..<valueEnd]
+            guard value.count >= 3, !value.starts(with: "//".utf8), !Self.isMarker(value) else {
+                index += 1
+                continue
+            }
+            output.append(contentsOf: bytes[copied..<valueStart])
+            output.append(contentsOf: Self.marker(.credential))
+            copied = valueEnd
+            count += 1
+            index = valueEnd
+        }
+        guard copied > 0 else { return bytes }
+        output.append(contentsOf: bytes[copied...])
+        return output
+    }
+
+    private static func isKeyCharacter(_ byte: UInt8) -> Bool {
+        isAlphanumeric(byte) || byte == UInt8(ascii: "_") || byte == UInt8(ascii: "-")
+    }
+
+    private static func endsCredentialValue(_ bytes: [UInt8], _ index: Int) -> Bool {
+        switch bytes[index] {
+        case UInt8(ascii: " "), UInt8(ascii: "&"), UInt8(ascii: ";"), UInt8(ascii: ","), UInt8(ascii: "'"), UInt8(ascii: ")"),
+            UInt8(ascii: "}"), UInt8(ascii: "]"), UInt8(ascii: ">"), UInt8(ascii: "#"):
+            return true
+        case UInt8(ascii: "\\"):
+            // An escaped quote or a \n ends it; an escaped slash does not.
+            return index + 1 < bytes.count && bytes[index + 1] != UInt8(ascii: "/")
+        default:
+            return false
+        }
+    }
+
+    // MARK: URL passwords
+
+    /// `scheme://user:password@host`: the password goes, the user and host stay.
+    private func scrubURLPasswords(_ bytes: [UInt8], count: inout Int) -> [UInt8] {
+        var output: [UInt8] = []
+        var copied = 0
+        var index = 0
+        while index + 3 < bytes.count {
+            guard bytes[index] == UInt8(ascii: ":"), Self.hasPrefix(bytes, Array("://".utf8), at: index) else {
+                index += 1
+                continue
+            }
+            var end = index + 3
+            while end < bytes.count, !Self.endsURLAuthority(bytes[end]) { end += 1 }
+            let authority = bytes[(index + 3)..<end]
+            if let at = authority.lastIndex(of: UInt8(ascii: "@")), let colon = authority[..<at].firstIndex(of: UInt8(ascii: ":")),
+                at > colon + 1, !Self.isMarker(bytes[(colon + 1)..<at])
+            {
+                output.append(contentsOf: bytes[copied...colon])
+                output.append(contentsOf: Self.marker(.credential))
+                copied = at
+                count += 1
+            }
+            index = end
+        }
+        guard copied > 0 else { return bytes }
+        output.append(contentsOf: bytes[copied...])
+        return output
+    }
+
+    private static func endsURLAuthority(_ byte: UInt8) -> Bool {
+        byte == UInt8(ascii: "/") || byte == UInt8(ascii: " ") || byte == UInt8(ascii: "?") || byte == UInt8(ascii: "#")
+            || byte == UInt8(ascii: "\\")
+    }
+
+    // MARK: PEM blocks
+
+    /// `-----BEGIN <label>-----` … `-----END <label>-----` (escaped newlines and all) becomes one marker; a block
+    /// cut short (no END) is redacted to the end of the string.
+    private func scrubPEMBlocks(_ bytes: [UInt8], count: inout Int) -> [UInt8] {
+        let begin = Array("-----BEGIN ".utf8)
+        let endMark = Array("-----END ".utf8)
+        var output: [UInt8] = []
+        var copied = 0
+        var index = 0
+        while index < bytes.count {
+            guard bytes[index] == UInt8(ascii: "-"), Self.hasPrefix(bytes, begin, at: index) else {
+                index += 1
+                continue
+            }
+            var end = bytes.count
+            var search = index + begin.count
+            while search < bytes.count {
+                if bytes[search] == UInt8(ascii: "-"), Self.hasPrefix(bytes, endMark, at: search) {
+                    // Past the END line's closing dashes.
+                    var close = search + endMark.count
+                    while close < bytes.count, bytes[close] != UInt8(ascii: "-") { close += 1 }
+                    while close < bytes.count, bytes[close] == UInt8(ascii: "-") { close += 1 }
+                    end = close
+                    break
+                }
+                search += 1
+            }
+            output.append(contentsOf: bytes[copied..<index])
+            output.append(contentsOf: Self.marker(.privateKey))
+            copied = end
+            count += 1
+            index = end
+        }
+        guard copied > 0 else { return bytes }
+        output.append(contentsOf: bytes[copied...])
+        return output
+    }
+
+    // MARK: Internal addresses
+
+    /// Loopback (127/8), private (10/8, 172.16/12, 192.168/16), link-local (169.254/16), CGNAT (100.64/10) and
+    /// 0.0.0.0: not personal data.
+    private static func isInternalIPv4(_ token: ArraySlice<UInt8>) -> Bool {
+        var address = token
+        if let colon = address.firstIndex(of: UInt8(ascii: ":")) { address = address[..<colon] }
+        if let slash = address.firstIndex(of: UInt8(ascii: "/")) { address = address[..<slash] }
+        let octets = address.split(separator: UInt8(ascii: ".")).map { Int(String(decoding: $0, as: UTF8.self)) ?? 0 }
+        guard octets.count == 4 else { return false }
+        switch (octets[0], octets[1]) {
+        case (127, _), (10, _), (0, _): return true
+        case (172, 16...31), (192, 168), (169, 254), (100, 64...127): return true
+        default: return false
+        }
+    }
+
+    /// `::1`, `::`, link-local `fe80::/10` and unique-local `fc00::/7`.
+    private static func isInternalIPv6(_ token: ArraySlice<UInt8>) -> Bool {
+        var address = token
+        if address.first == UInt8(ascii: "["), let close = address.firstIndex(of: UInt8(ascii: "]")) {
+            address = address[(address.startIndex + 1)..<close]
+        }
+        let text = String(decoding: address, as: UTF8.self).lowercased()
+        if text == "::1" || text == "::" { return true }
+        return text.hasPrefix("fe8") || text.hasPrefix("fe9") || text.hasPrefix("fea") || text.hasPrefix("feb") || text.hasPrefix("fc")
+            || text.hasPrefix("fd")
     }
 
     // MARK: Byte classes

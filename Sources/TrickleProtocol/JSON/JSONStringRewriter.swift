@@ -3,8 +3,9 @@ public import NIOCore
 /// Rewrites the string *values* of a JSON document (never its keys, numbers or literals) in one pass,
 /// copying every other byte unchanged.
 ///
-/// The rewriter sees each value's raw content (between the quotes, escapes as written) and may return a
-/// replacement raw content. The input must be valid, minified JSON (see ``JSONMinifier``).
+/// The rewriter sees each value's raw content (between the quotes, escapes as written) and the raw name of the
+/// member it belongs to — for a value inside an array, the member that holds the array; `nil` at the top level —
+/// and may return a replacement raw content. The input must be valid, minified JSON (see ``JSONMinifier``).
 public enum JSONStringRewriter {
     /// Rewrites string values.
     ///
@@ -14,12 +15,15 @@ public enum JSONStringRewriter {
     /// - Returns: The rewritten document and whether anything changed (the input itself when nothing did).
     public static func rewriteStringValues(
         _ buffer: ByteBuffer,
-        _ rewrite: (UnsafeRawBufferPointer) -> [UInt8]?
+        _ rewrite: (_ key: UnsafeRawBufferPointer?, _ raw: UnsafeRawBufferPointer) -> [UInt8]?
     ) -> (ByteBuffer, changed: Bool) {
         var output: ByteBuffer?
         buffer.withUnsafeReadableBytes { bytes in
             // containers: true = object, false = array; expectingKey is meaningful inside objects.
             var containers: [Bool] = []
+            // The member name each open container belongs to, and the name of the member being read.
+            var owners: [Range<Int>?] = []
+            var currentKey: Range<Int>?
             var expectingKey = false
             var copiedUpTo = 0
             var index = 0
@@ -27,14 +31,17 @@ public enum JSONStringRewriter {
                 let byte = bytes[index]
                 switch byte {
                 case UInt8(ascii: "{"):
+                    owners.append(containers.last == true ? currentKey : owners.last ?? nil)
                     containers.append(true)
                     expectingKey = true
                     index += 1
                 case UInt8(ascii: "["):
+                    owners.append(containers.last == true ? currentKey : owners.last ?? nil)
                     containers.append(false)
                     index += 1
                 case UInt8(ascii: "}"), UInt8(ascii: "]"):
                     containers.removeLast()
+                    currentKey = owners.popLast() ?? nil
                     index += 1
                 case UInt8(ascii: ","):
                     expectingKey = containers.last == true
@@ -54,7 +61,14 @@ public enum JSONStringRewriter {
                         end += 1
                     }
                     let isKey = containers.last == true && expectingKey
-                    if !isKey, let replacement = rewrite(UnsafeRawBufferPointer(rebasing: bytes[start..<end])) {
+                    if isKey { currentKey = start..<end }
+                    let owner = containers.last == true ? currentKey : (owners.last ?? nil)
+                    if !isKey,
+                        let replacement = rewrite(
+                            owner.map { UnsafeRawBufferPointer(rebasing: bytes[$0]) },
+                            UnsafeRawBufferPointer(rebasing: bytes[start..<end])
+                        )
+                    {
                         if output == nil { output = ByteBufferAllocator().buffer(capacity: bytes.count + 64) }
                         output!.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[copiedUpTo..<start]))
                         output!.writeBytes(replacement)
