@@ -104,6 +104,32 @@ struct RunnerProcessTests {
         }
     }
 
+    @Test("30,000 lines of noise on stdin: a handful of log lines, every one counted in the summary; valid lines still relayed")
+    func noiseIsCountedNotFlooded() async throws {
+        try await withTrickleServer { (server, base, _) async throws in
+            server.createChannel(named: "noise-events")
+            let file = FileManager.default.temporaryDirectory.appendingPathComponent("noise-\(UUID().uuidString).jsonl")
+            var text = ""
+            for n in 0..<30_000 { text += n % 3 == 0 ? "[\(n)]\n" : "garbage \(n) {\n" }
+            text += #"{"type":"telemetry","event":{"type":"metric","n":1}}"# + "\n"
+            try text.write(to: file, atomically: true, encoding: .utf8)
+            let process = Process()
+            process.executableURL = try trickleRelayExecutable()
+            process.arguments = ["runner", "--events-url", "\(base)/noise-events", "--session-id", "n", "--telemetry", "on", "--close-linger", "0"]
+            process.standardInput = try FileHandle(forReadingFrom: file)
+            let errors = Pipe()
+            process.standardError = errors
+            process.standardOutput = FileHandle.nullDevice
+            let exited = try launch(process)
+            let output = await readAll(errors)
+            #expect(await exited.wait() == 0)
+            let lines = output.split(separator: "\n")
+            #expect(lines.count < 40, "\(lines.count) lines of stderr for 30,000 bad lines")
+            #expect(output.contains("30000 input lines skipped of 30001"), "\(output.suffix(600))")
+            #expect(output.contains("relayed 2 telemetry"), "\(output.suffix(600))")  // the event and relay_ready
+        }
+    }
+
     @Test("a bad events URL is refused at startup with a clear error")
     func badURL() async throws {
         let (status, _, message) = try await runTrickleRelay(["runner", "--events-url", "ws://host/events?jwt=secret", "--session-id", "x"])
