@@ -82,6 +82,9 @@ struct ClientCommand: AsyncParsableCommand {
     @Option(help: "Seconds to wait for a channel that does not exist yet (a client started before the runner's first segment). 0 treats that 404 as the end at once.")
     var waitForChannel: Double = 0
 
+    @Option(help: "Seconds a 404 after data, without a clean close, is taken for a restarting trickle server: the client keeps asking (and resumes where it was) until the channel is back or this passes. 0 ends at that 404.")
+    var reconnectGrace: Double = 30
+
     @Option(help: "Spool directory (default: $XDG_STATE_HOME/trickle-relay/spool/<host>_<port>_<path>).")
     var spoolDir: String?
 
@@ -135,6 +138,7 @@ struct ClientCommand: AsyncParsableCommand {
             throw ValidationError("--file-sync must be never or batch, got \(self.fileSync)")
         }
         try SecondsFlag.check(self.waitForChannel, "--wait-for-channel", allowsZero: true)
+        try SecondsFlag.check(self.reconnectGrace, "--reconnect-grace", allowsZero: true)
         if let address = try self.listenAddress() {
             if !address.isLoopback, self.streamToken() == nil {
                 throw ValidationError(
@@ -247,7 +251,8 @@ struct ClientCommand: AsyncParsableCommand {
                 reader: .init(
                     subscriber: .init(
                         start: start,
-                        channelWaitTimeout: self.waitForChannel > 0 ? SecondsFlag.duration(self.waitForChannel) : nil
+                        channelWaitTimeout: self.waitForChannel > 0 ? SecondsFlag.duration(self.waitForChannel) : nil,
+                        reconnectGrace: SecondsFlag.duration(self.reconnectGrace)
                     )
                 ),
                 sink: sink,

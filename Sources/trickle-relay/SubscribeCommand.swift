@@ -34,10 +34,14 @@ struct SubscribeCommand: AsyncParsableCommand {
     @Option(help: "The per-segment cap in bytes; larger segments are cut and reported.")
     var maxSegmentBytes = 5 * 1024 * 1024
 
+    @Option(help: "Seconds a 404 after data, without a clean close, is taken for a restarting server (0: end at once).")
+    var reconnectGrace: Double = 30
+
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
         try validateChannelURL(self.url)
+        try SecondsFlag.check(self.reconnectGrace, "--reconnect-grace", allowsZero: true)
         guard self.startPosition != nil else {
             throw ValidationError("--start must be latest, next or a seq number ≥ 0, got \(self.start)")
         }
@@ -60,7 +64,7 @@ struct SubscribeCommand: AsyncParsableCommand {
         let counts = Mutex((lines: 0, diagnostics: 0, gaps: 0))
         let configuration = JSONLReader.Configuration(
             maximumSegmentBytes: self.maxSegmentBytes,
-            subscriber: .init(start: self.startPosition ?? .latest)
+            subscriber: .init(start: self.startPosition ?? .latest, reconnectGrace: SecondsFlag.duration(self.reconnectGrace))
         )
         let end = Mutex<TrickleSubscriber.EndOfStream?>(nil)
         let interrupted = try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration()) { client in

@@ -5,13 +5,18 @@ import Synchronization
 /// The streamed body of one segment POST: bytes appended by the publisher, pulled by the HTTP client.
 ///
 /// `append` is synchronous so that the order of bytes is fixed by the caller; `waitForCapacity` then applies
-/// back-pressure once more than `highWatermark` bytes wait to be sent. The pipe may be iterated again after a
-/// failed attempt as long as no byte was handed out yet (a retry of a preconnected POST).
+/// back-pressure once more than `highWatermark` bytes wait to be sent. The pipe keeps every byte of its segment
+/// (up to `retentionLimit`) until the upload is acknowledged, so a failed attempt can be repeated from the first
+/// byte (``rewind()``): a trickle server that restarted gets the whole segment again, not its tail.
 final class SegmentBodyPipe: AsyncSequence, Sendable {
     typealias Element = ByteBuffer
 
     private struct State {
+        /// Every chunk of the segment while it can still be re-sent; only the unsent ones once it cannot.
         var chunks: Deque<ByteBuffer> = []
+        /// Index in `chunks` of the next chunk to hand out.
+        var next = 0
+        var canRewind = true
         var bufferedBytes = 0
         var appendedBytes = 0
         var deliveredBytes = 0
@@ -24,14 +29,35 @@ final class SegmentBodyPipe: AsyncSequence, Sendable {
 
     private let state = Mutex(State())
     let highWatermark: Int
+    /// Bytes kept for a re-send at most; past it the segment can no longer be re-sent.
+    let retentionLimit: Int
     /// The previous segment's upload result: no byte of this body goes out before the previous segment is
     /// complete, so the server sees segments start in seq order even though they travel on separate
     /// connections (nextWrite follows the *last* first byte, `trickle-protocol.md` §1).
     private let predecessor: OneShotSignal<SegmentUpload.Result>?
 
-    init(highWatermark: Int, predecessor: OneShotSignal<SegmentUpload.Result>?) {
+    init(highWatermark: Int, retentionLimit: Int = 0, predecessor: OneShotSignal<SegmentUpload.Result>?) {
         self.highWatermark = highWatermark
+        self.retentionLimit = retentionLimit
         self.predecessor = predecessor
+    }
+
+    /// Whether every byte of the segment is still held, so that ``rewind()`` can repeat it.
+    var canRewind: Bool { self.state.withLock { $0.canRewind } }
+
+    /// Starts the body over from its first byte for a new attempt; `false` (nothing changes) when the segment
+    /// outgrew the retention limit. A consumer of the failed attempt still waiting is ended.
+    func rewind() -> Bool {
+        let (rewound, consumer): (Bool, CheckedContinuation<ByteBuffer?, Never>?) = self.state.withLock { state in
+            guard state.canRewind, state.failure == nil else { return (false, nil) }
+            state.next = 0
+            state.deliveredBytes = 0
+            state.bufferedBytes = state.appendedBytes
+            defer { state.consumer = nil }
+            return (true, state.consumer)
+        }
+        consumer?.resume(returning: nil)
+        return rewound
     }
 
     /// Bytes appended so far.
@@ -49,9 +75,19 @@ final class SegmentBodyPipe: AsyncSequence, Sendable {
             if let failure = state.failure { throw failure }
             precondition(!state.isFinished, "append after finish")
             state.appendedBytes += chunk.readableBytes
+            if state.canRewind && state.appendedBytes > self.retentionLimit {
+                // Too big to keep whole: from now on only unsent chunks are held, and a failure is final.
+                state.canRewind = false
+                state.chunks.removeFirst(state.next)
+                state.next = 0
+            }
             if let consumer = state.consumer {
                 state.consumer = nil
                 state.deliveredBytes += chunk.readableBytes
+                if state.canRewind {
+                    state.chunks.append(chunk)
+                    state.next = state.chunks.count
+                }
                 return consumer
             }
             state.chunks.append(chunk)
@@ -89,7 +125,7 @@ final class SegmentBodyPipe: AsyncSequence, Sendable {
         let consumer: CheckedContinuation<ByteBuffer?, Never>? = self.state.withLock { state in
             state.isFinished = true
             defer { state.consumer = nil }
-            return state.chunks.isEmpty ? state.consumer : nil
+            return state.next >= state.chunks.count ? state.consumer : nil
         }
         consumer?.resume(returning: nil)
     }
@@ -100,6 +136,8 @@ final class SegmentBodyPipe: AsyncSequence, Sendable {
         let (consumer, producers) = self.state.withLock { state in
             if state.failure == nil { state.failure = error }
             state.chunks.removeAll()
+            state.next = 0
+            state.canRewind = false
             state.bufferedBytes = 0
             defer {
                 state.consumer = nil
@@ -126,7 +164,13 @@ final class SegmentBodyPipe: AsyncSequence, Sendable {
                 }
                 let immediate: Immediate? = self.state.withLock { state in
                     if state.failure != nil || Task.isCancelled { return .end }
-                    if let chunk = state.chunks.popFirst() {
+                    if state.next < state.chunks.count {
+                        let chunk = state.chunks[state.next]
+                        if state.canRewind {
+                            state.next += 1
+                        } else {
+                            state.chunks.removeFirst()
+                        }
                         state.bufferedBytes -= chunk.readableBytes
                         state.deliveredBytes += chunk.readableBytes
                         var woken: [CheckedContinuation<Void, any Error>] = []
@@ -137,7 +181,9 @@ final class SegmentBodyPipe: AsyncSequence, Sendable {
                         return .chunk(chunk, woken)
                     }
                     if state.isFinished { return .end }
-                    precondition(state.consumer == nil, "SegmentBodyPipe has one consumer at a time")
+                    // A consumer of an attempt that failed may still be parked here: end it (rewind() does too).
+                    // (Resuming only schedules the other task: safe under the lock.)
+                    state.consumer?.resume(returning: nil)
                     state.consumer = continuation
                     return nil
                 }

@@ -22,12 +22,13 @@ final class SegmentUpload: Sendable {
         seq: Int,
         sendsReset: Bool,
         maximumBufferedBytes: Int,
+        retentionLimit: Int = 0,
         predecessor: SegmentUpload?,
         onOutcome: (@Sendable (TricklePublisher.SegmentOutcome) -> Void)? = nil
     ) {
         self.seq = seq
         self.sendsReset = sendsReset
-        self.pipe = SegmentBodyPipe(highWatermark: maximumBufferedBytes, predecessor: predecessor?.done)
+        self.pipe = SegmentBodyPipe(highWatermark: maximumBufferedBytes, retentionLimit: retentionLimit, predecessor: predecessor?.done)
         self.onOutcome = onOutcome
     }
 

@@ -28,6 +28,15 @@ extension TricklePublisher {
         /// the channel. go-livepeer forgets a deleted channel at once, so a reader still fetching the last
         /// segment would get 404 and lose its tail; a short linger lets it finish. Default zero.
         public var lingerBeforeDelete: Duration
+        /// A segment up to this size is kept whole until the server acknowledged it, so that an upload broken
+        /// part-way (the server restarted, the connection dropped, a 5xx) is sent again from its first byte under
+        /// the same seq instead of being lost. Larger segments fail for good on such a break. Default 8 MiB
+        /// (events segments are at most 5 MiB).
+        public var maximumResendBytes: Int
+        /// Whether a `404` for a segment (the channel is gone: a restarted server, a sweep) makes the publisher
+        /// create the channel again (`POST {channel}`) and re-send, where the server allows it. A server that
+        /// answers `404` to the create too (an orchestrator) ends the session: that is terminal. Default `true`.
+        public var recreatesChannel: Bool
 
         /// Creates a configuration; every parameter has the documented default.
         public init(
@@ -37,7 +46,9 @@ extension TricklePublisher {
             retryBackoff: Backoff = Backoff(initial: .milliseconds(250), maximum: .seconds(5)),
             maximumConsecutiveFailures: Int = 8,
             deletesChannelOnClose: Bool = true,
-            lingerBeforeDelete: Duration = .zero
+            lingerBeforeDelete: Duration = .zero,
+            maximumResendBytes: Int = 8 * 1024 * 1024,
+            recreatesChannel: Bool = true
         ) {
             self.start = start
             self.mimeType = mimeType
@@ -46,6 +57,8 @@ extension TricklePublisher {
             self.maximumConsecutiveFailures = maximumConsecutiveFailures
             self.deletesChannelOnClose = deletesChannelOnClose
             self.lingerBeforeDelete = lingerBeforeDelete
+            self.maximumResendBytes = maximumResendBytes
+            self.recreatesChannel = recreatesChannel
         }
     }
 
@@ -65,6 +78,10 @@ extension TricklePublisher {
         public var resets = 0
         /// Replies that broke the protocol (a nextWrite or seq out of range).
         public var protocolErrors = 0
+        /// Segments sent again from their first byte after an upload broke part-way.
+        public var resends = 0
+        /// Times the channel was created again after a `404` (a restarted server).
+        public var channelRecreations = 0
 
         public init() {}
     }

@@ -221,6 +221,7 @@ public actor TricklePublisher: Service {
             seq: seq,
             sendsReset: sendsReset,
             maximumBufferedBytes: self.configuration.maximumBufferedBytes,
+            retentionLimit: self.configuration.maximumResendBytes,
             predecessor: predecessor,
             onOutcome: self.outcomeHandler.withLock { $0 }
         )
@@ -321,6 +322,13 @@ public actor TricklePublisher: Service {
                 self.segmentFailed(upload, reason: "the server released the segment early")
                 return
             case 404:
+                // The channel is gone: a restarted server, or a sweep. Create it again where the server allows it
+                // (an orchestrator does not: then the session is over) and send the segment again.
+                if self.configuration.recreatesChannel, await self.recreateChannel(),
+                    await self.shouldRetry(upload, failures: &failures, reason: "HTTP 404 (channel re-created)")
+                {
+                    continue
+                }
                 await self.markTerminal(
                     TrickleClientError(.channelNotFound, "the server answered 404 for \(self.url): the channel does not exist")
                 )
@@ -336,12 +344,17 @@ public actor TricklePublisher: Service {
         }
     }
 
-    /// Decides whether a failed attempt is retried (only while no body byte was sent), sleeping the back-off.
+    /// Decides whether a failed attempt is retried, sleeping the back-off: always while no body byte was sent;
+    /// after bytes went out, by sending the whole segment again from its first byte (it is still held, up to
+    /// ``Configuration/maximumResendBytes``), so a server that lost it gets all of it.
     private nonisolated func shouldRetry(_ upload: SegmentUpload, failures: inout Int, reason: String) async -> Bool {
         failures += 1
-        guard upload.pipe.deliveredBytes == 0 else {
-            self.segmentFailed(upload, reason: reason)
-            return false
+        if upload.pipe.deliveredBytes > 0 {
+            guard upload.pipe.rewind() else {
+                self.segmentFailed(upload, reason: reason)
+                return false
+            }
+            self.statsBox.withLock { $0.resends += 1 }
         }
         guard failures < self.configuration.maximumConsecutiveFailures else {
             await self.markTerminal(
@@ -369,6 +382,19 @@ public actor TricklePublisher: Service {
         self.statsBox.withLock { $0.failedSegments += 1 }
         upload.pipe.fail(TrickleClientError(.segmentFailed, "segment \(upload.seq) failed: \(reason)"))
         upload.complete(.failed)
+    }
+
+    /// `POST {channel}`: creates the channel again after a `404`. Returns whether the server did.
+    private nonisolated func recreateChannel() async -> Bool {
+        var request = HTTPClientRequest(url: self.url.url())
+        request.method = .POST
+        request.headers.add(name: TrickleHeaders.expectContent.rawName, value: self.configuration.mimeType)
+        guard let response = try? await self.httpClient.execute(request, timeout: .seconds(10), logger: self.logger) else { return false }
+        _ = try? await response.body.collect(upTo: 64 * 1024)
+        guard (200..<300).contains(response.status.code) else { return false }
+        self.statsBox.withLock { $0.channelRecreations += 1 }
+        self.logger.warning("trickle channel was gone (404); created it again and re-sending", metadata: ["trickle.channel": "\(self.url)"])
+        return true
     }
 
     private func deleteChannel() async {

@@ -45,6 +45,11 @@ extension TrickleSubscriber {
         /// before the publisher's first POST) keeps asking before it treats the 404 as end of stream. Once the
         /// channel has answered, a 404 always ends the stream. `nil` (default) does not wait.
         public var channelWaitTimeout: Duration?
+        /// How long a `404` that follows data, without a clean close seen (`Lp-Trickle-Closed`), is taken for a
+        /// restarting server rather than the end: the subscriber keeps asking for the same seq (and resumes inside
+        /// the segment at the byte it reached) until the channel is back or this passes. `.zero` ends at once,
+        /// like the SDK. Default 30 s.
+        public var reconnectGrace: Duration
 
         /// Creates a configuration; every parameter has the documented default.
         public init(
@@ -55,7 +60,8 @@ extension TrickleSubscriber {
             maximumConsecutiveFailures: Int? = nil,
             aheadRetryDelay: Duration = .milliseconds(250),
             maximumAheadRetries: Int = 40,
-            channelWaitTimeout: Duration? = nil
+            channelWaitTimeout: Duration? = nil,
+            reconnectGrace: Duration = .seconds(30)
         ) {
             self.start = start
             self.maximumSegmentBytes = maximumSegmentBytes
@@ -65,6 +71,7 @@ extension TrickleSubscriber {
             self.aheadRetryDelay = aheadRetryDelay
             self.maximumAheadRetries = maximumAheadRetries
             self.channelWaitTimeout = channelWaitTimeout
+            self.reconnectGrace = reconnectGrace
         }
     }
 
@@ -88,6 +95,10 @@ extension TrickleSubscriber {
         public var overLimitSegments = 0
         /// Replies that broke the protocol (a seq header out of range, a segment we did not ask for); retried.
         public var protocolErrors = 0
+        /// Times the channel came back after a `404` or a lost server, within the reconnect grace.
+        public var reconnects = 0
+        /// Whether the stream ended because the reconnect grace ran out (the channel never came back).
+        public var reconnectGraceExpired = false
 
         public init() {}
     }

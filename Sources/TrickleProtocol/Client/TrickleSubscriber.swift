@@ -51,14 +51,50 @@ public final class TrickleSubscriber: Sendable {
         var aheadCount = 0
         var channelAnswered = false
         var waitingSince: ContinuousClock.Instant?
+        // Set while the channel is missing (404) or the server unreachable after it had answered: the grace
+        // period runs from here (§7: without a clean close, a 404 may be a restarting server).
+        var lostSince: ContinuousClock.Instant?
         while true {
             try Task.checkCancellation()
             self.statsBox.withLock { $0.attempts += 1 }
             let attempt = try await self.attempt(seq: seq, skipping: resumeOffset, handle)
-            if case .notFound = attempt {} else { channelAnswered = true }
+            switch attempt {
+            case .notFound, .failed: break
+            default:
+                channelAnswered = true
+                if let since = lostSince {
+                    lostSince = nil
+                    self.statsBox.withLock { $0.reconnects += 1 }
+                    self.logger.warning(
+                        "trickle channel is back; resuming",
+                        metadata: ["trickle.seq": "\(seq)", "trickle.offset": "\(resumeOffset)", "trickle.gone_ms": "\((ContinuousClock.now - since).components.seconds * 1000)"]
+                    )
+                }
+            }
             switch attempt {
             case .closed:
                 return .closed
+            case .notFound where channelAnswered:
+                // A 404 after data without a clean close: maybe a server restarting. Keep asking for the same seq
+                // (and offset) until the grace runs out; a clean close (Lp-Trickle-Closed) still ends at once.
+                let now = ContinuousClock.now
+                if lostSince == nil {
+                    lostSince = now
+                    if self.configuration.reconnectGrace > .zero {
+                        self.logger.warning(
+                            "trickle channel answered 404 without a clean close; waiting for it to come back",
+                            metadata: ["trickle.seq": "\(seq)", "trickle.grace_s": "\(self.configuration.reconnectGrace.components.seconds)"]
+                        )
+                    }
+                }
+                guard now - lostSince! < self.configuration.reconnectGrace else {
+                    if self.configuration.reconnectGrace > .zero {
+                        self.statsBox.withLock { $0.reconnectGraceExpired = true }
+                        self.logger.warning("trickle channel did not come back within the reconnect grace; ending", metadata: ["trickle.seq": "\(seq)"])
+                    }
+                    return .notFound
+                }
+                try await Task.sleep(for: min(self.configuration.retryBackoff.delay(forAttempt: 2), .seconds(1)))
             case .notFound:
                 // A channel that never answered may just not exist yet: wait for it, if asked to.
                 guard !channelAnswered, let timeout = self.configuration.channelWaitTimeout else { return .notFound }
@@ -102,10 +138,17 @@ public final class TrickleSubscriber: Sendable {
                 try await handle(.segmentEnded(seq: servedSeq, end))
             case .notRetained(let servedSeq, let latest):
                 failures = 0
-                resumeOffset = 0
+                // Leaving a segment we were inside (an interrupted one we were resuming): it still ends.
+                func leaveResumedSegment() async throws {
+                    guard resumeOffset > 0 else { return }
+                    self.statsBox.withLock { $0.segments += 1 }
+                    try await handle(.segmentEnded(seq: seq, .stalled(bytes: resumeOffset)))
+                    resumeOffset = 0
+                }
                 if latest > servedSeq {
                     // Fell behind: the seq was evicted. Jump to the live edge and report what was lost (§4).
                     aheadCount = 0
+                    try await leaveResumedSegment()
                     try await self.reportGap(from: servedSeq, to: latest, handle)
                     seq = latest
                 } else {
@@ -118,8 +161,10 @@ public final class TrickleSubscriber: Sendable {
                         )
                         self.statsBox.withLock { $0.resets += 1 }
                         aheadCount = 0
+                        try await leaveResumedSegment()
                         seq = latest
                     } else {
+                        // Waiting for the same seq (a restarted server not yet re-sent to): keep the offset.
                         seq = servedSeq
                         try await Task.sleep(for: self.configuration.aheadRetryDelay)
                     }

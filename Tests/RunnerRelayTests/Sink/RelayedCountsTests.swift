@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import HTTPTypes
 import NIOCore
+import Synchronization
 import Testing
 import TrickleProtocol
 import TrickleTestSupport
@@ -41,10 +42,51 @@ struct RelayedCountsTests {
                 let stats = relay.summary.sink
                 #expect(stats.relayed == 0, "nothing was accepted, nothing may count as relayed")
                 #expect(stats.lost >= 20)
-                // The loss was reported in a telemetry_dropped envelope (it could not be delivered either, but it
-                // was written: a server that comes back would carry it).
-                let reports = server.requests.filter { $0.body.contains("telemetry_dropped") && $0.body.contains("\"lost\":") }
-                #expect(!reports.isEmpty)
+            }
+        }
+    }
+
+    @Test("a segment whose upload breaks after its bytes went out is sent again from its first byte: relayed, not lost")
+    func resentAfterFailures() async throws {
+        let segmentZeroPosts = Mutex(0)
+        let server = ScriptedHTTPServer { request, _ in
+            if request.path.hasSuffix("/next") { return .init(.ok, headers: [TrickleHeaders.latest: "0"], body: "0") }
+            guard request.path == "/events/0" else { return .init(.ok) }
+            // The first three POSTs of segment 0 are read to their end and then refused with 500.
+            let attempt = segmentZeroPosts.withLock { count in
+                count += 1
+                return count
+            }
+            return attempt <= 3 ? .init(.internalServerError) : .init(.ok, headers: [TrickleHeaders.seq: "0"])
+        }
+        try await server.run { base in
+            try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration()) { client in
+                var writer = JSONLWriter.Configuration(segmentWindow: .seconds(60))
+                writer.publisher.retryBackoff = Backoff(initial: .milliseconds(5), maximum: .milliseconds(10))
+                writer.publisher.deletesChannelOnClose = false
+                let relay = SessionRelay(
+                    configuration: .init(
+                        eventsURL: try TrickleChannelURL("\(base)/events"),
+                        sink: .init(identity: SessionIdentity(sessionID: "s"), isTelemetryEnabled: true),
+                        writer: writer
+                    ),
+                    httpClient: client,
+                    logger: quietLogger
+                )
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask { try await relay.run() }
+                    for n in 0..<20 { relay.sink.emit(ByteBuffer(string: #"{"type":"metric","n":\#(n)}"#)) }
+                    try await waitUntil("the events to be written") { relay.sink.stats.written == 20 }
+                    relay.finish()
+                    try await group.waitForAll()
+                }
+                let stats = relay.summary.sink
+                #expect(stats.relayed == 20 && stats.lost == 0, "\(stats)")
+                #expect(relay.writer.publisher.stats.resends == 3)
+                let posts = server.requests.filter { $0.method == .post && $0.path == "/events/0" }
+                #expect(posts.count == 4)
+                // Every attempt carried the whole segment from its first byte.
+                #expect(Set(posts.map(\.body)).count == 1 && posts[0].body.contains(#""n":0"#) && posts[0].body.contains(#""n":19"#))
             }
         }
     }
