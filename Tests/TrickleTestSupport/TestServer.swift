@@ -44,6 +44,13 @@ public func withTestServer<T: Sendable>(
     }
 }
 
+/// A loopback port nothing listens on (bound, then released): for "the server is not there" and for a server
+/// process that must come back on the same port.
+public func unusedPort() async throws -> Int {
+    let server = TrickleServer(configuration: .init(host: "127.0.0.1", port: 0), logger: quietLogger)
+    return try await withTestServer(server) { $0 }
+}
+
 /// A plain HTTP exchange for asserting on raw server behaviour.
 public struct RawResponse: Sendable {
     public var status: Int

@@ -86,9 +86,3 @@ struct FailureLoggingTests {
         #expect(logs.lines.contains { $0.hasPrefix("warning") && $0.contains("publisher stopped") })
     }
 }
-
-/// A loopback port nothing listens on (bound, then released).
-func unusedPort() async throws -> Int {
-    let server = TrickleServer(configuration: .init(host: "127.0.0.1", port: 0), logger: quietLogger)
-    return try await withTestServer(server) { $0 }
-}

@@ -1,0 +1,98 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+import Testing
+import TrickleProtocol
+import TrickleTestSupport
+
+/// Issue #10: `serve` is SIGKILLed and restarted on the same port mid-stream while a runner relays numbered
+/// events to a client with a file sink. Nothing the runner still held may be lost; runner and client recover
+/// unattended.
+@Suite("A trickle server restart mid-stream", .timeLimit(.minutes(2)))
+struct ServerRestartProcessTests {
+    func startServe(port: Int) async throws -> (Process, OneShotSignal<Int32>) {
+        let process = Process()
+        process.executableURL = try trickleRelayExecutable()
+        process.arguments = ["serve", "--port", "\(port)", "--log-level", "error"]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        let exited = try launch(process)
+        try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration()) { client in
+            try await waitUntil("serve to listen on \(port)") {
+                (try? await client.send(.GET, "http://127.0.0.1:\(port)/healthz").status) == 200
+            }
+        }
+        return (process, exited)
+    }
+
+    @Test("SIGKILL and restart of serve while 3,000 events flow: every event reaches the file sink")
+    func restart() async throws {
+        let port = try await unusedPort()
+        let channel = "http://127.0.0.1:\(port)/restart-events"
+        var (serve, serveExited) = try await self.startServe(port: port)
+        let output = FileManager.default.temporaryDirectory.appendingPathComponent("restart-\(UUID().uuidString).jsonl").path
+
+        let client = Process()
+        client.executableURL = try trickleRelayExecutable()
+        client.arguments = ["client", "--events-url", channel, "--start", "0", "--sink", "file:\(output)", "--listen", "off", "--wait-for-channel", "30", "--quiet"]
+        client.standardOutput = FileHandle.nullDevice
+        let clientErrors = Pipe()
+        client.standardError = clientErrors
+        let clientLines = Recorder<String>()
+        collectLines(clientErrors, into: clientLines)
+        let clientExited = try launch(client)
+
+        let runner = Process()
+        runner.executableURL = try trickleRelayExecutable()
+        runner.arguments = ["runner", "--events-url", channel, "--session-id", "restart", "--telemetry", "on", "--segment-window", "1", "--close-linger", "0.5"]
+        var environment = ProcessInfo.processInfo.environment
+        environment["DO_NOT_TRACK"] = nil
+        environment["TRICKLE_RELAY_TELEMETRY"] = nil
+        runner.environment = environment
+        let input = Pipe()
+        runner.standardInput = input
+        runner.standardOutput = FileHandle.nullDevice
+        let runnerErrors = Pipe()
+        runner.standardError = runnerErrors
+        let runnerLines = Recorder<String>()
+        collectLines(runnerErrors, into: runnerLines)
+        let runnerExited = try launch(runner)
+
+        let total = 3_000
+        func feed(_ range: Range<Int>) async throws {
+            for n in range {
+                input.fileHandleForWriting.write(Data((#"{"type":"telemetry","event":{"type":"metric","seqno":\#(n)}}"# + "\n").utf8))
+                if n % 100 == 99 { try await Task.sleep(for: .milliseconds(50)) }  // ~2,000 events/s
+            }
+        }
+        try await feed(0..<1_000)
+        // The crash: no clean close, no goodbye.
+        kill(serve.processIdentifier, SIGKILL)
+        _ = await serveExited.wait()
+        try await feed(1_000..<1_500)  // written while the server is down: the runner must hold them
+        (serve, serveExited) = try await self.startServe(port: port)
+        try await feed(1_500..<total)
+        try input.fileHandleForWriting.close()
+
+        #expect(await runnerExited.wait() == 0, "\(runnerLines.values.suffix(5))")
+        #expect(await clientExited.wait() == 0, "\(clientLines.values.suffix(5))")
+        kill(serve.processIdentifier, SIGTERM)
+        _ = await serveExited.wait()
+
+        let text = try String(contentsOfFile: output, encoding: .utf8)
+        var seen: [Int: Int] = [:]
+        for line in text.split(separator: "\n") {
+            guard let range = line.range(of: #""seqno":"#) else { continue }
+            let digits = line[range.upperBound...].prefix { $0.isNumber }
+            if let n = Int(digits) { seen[n, default: 0] += 1 }
+        }
+        let missing = (0..<total).filter { seen[$0] == nil }
+        let duplicates = seen.values.reduce(0) { $0 + max($1 - 1, 0) }
+        #expect(missing.isEmpty, "\(missing.count) of \(total) missing, e.g. \(missing.prefix(10)); runner: \(runnerLines.values.suffix(3)); client: \(clientLines.values.suffix(3))")
+        #expect(duplicates == 0, "\(duplicates) duplicates")
+        // The crash was seen, and heard: the runner's publisher and the client's subscriber both logged it.
+        #expect(runnerLines.values.contains { $0.contains("trickle server not accepting segments") || $0.contains("created it again") }, "\(runnerLines.values)")
+        #expect(clientLines.values.contains { $0.contains("not answering") || $0.contains("without a clean close") }, "\(clientLines.values)")
+    }
+}
