@@ -82,13 +82,13 @@ func benchmarkFlood(seconds: Int, factor: Int) async throws {
             group.addTask { _ = try await reader.run { item in if case .line = item { read.add(1) } } }
 
             // Measure the drain rate first: 2 s of emitting as fast as the queue allows.
-            let before = relay.sink.stats.relayed
+            let before = relay.sink.stats.written
             let measureStart = ContinuousClock.now
             while ContinuousClock.now - measureStart < .seconds(2) {
                 for _ in 0..<1000 { relay.sink.emit(sampleEvent) }
                 await Task.yield()
             }
-            let drainRate = Double(relay.sink.stats.relayed - before) / 2
+            let drainRate = Double(relay.sink.stats.written - before) / 2
             let floodRate = drainRate * Double(factor)
             print(String(format: "drain rate (stamp + scrub + frame + publish): %.0f events/s; flooding at %.0f events/s for %d s", drainRate, floodRate, seconds))
             let baseline = residentMemory().current

@@ -33,7 +33,7 @@ struct ByteExactTests {
                 // One pretty-printed: only whitespace outside strings may go.
                 relay.sink.emit(envelopes[0].replacingOccurrences(of: #","timestamp""#, with: ",\n  \"timestamp\""))
                 relay.sink.emit(envelopes[1])
-                try await waitUntil("both relayed") { relay.sink.stats.relayed == 2 }
+                try await waitUntil("both written") { relay.sink.stats.written == 2 }
                 relay.finish()
                 try await group.waitForAll()
             }

@@ -12,7 +12,8 @@ import TrickleTestSupport
 struct HostileServerTests {
     static let quickRetries = TrickleSubscriber.Configuration(
         start: .seq(0),
-        retryBackoff: Backoff(initial: .milliseconds(5), maximum: .milliseconds(20))
+        retryBackoff: Backoff(initial: .milliseconds(5), maximum: .milliseconds(20)),
+        reconnectGrace: .zero  // the scripted 404 is the end here, not a restarting server
     )
 
     @Test(
