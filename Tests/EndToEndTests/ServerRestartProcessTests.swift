@@ -35,7 +35,7 @@ struct ServerRestartProcessTests {
 
         let client = Process()
         client.executableURL = try trickleRelayExecutable()
-        client.arguments = ["client", "--events-url", channel, "--start", "0", "--sink", "file:\(output)", "--listen", "off", "--wait-for-channel", "30", "--quiet"]
+        client.arguments = ["client", "--events-url", channel, "--start", "0", "--sink", "file:\(output)", "--listen", "off", "--wait-for-channel", "30", "--quiet", "--log-level", "debug"]
         client.standardOutput = FileHandle.nullDevice
         let clientErrors = Pipe()
         client.standardError = clientErrors
@@ -88,6 +88,11 @@ struct ServerRestartProcessTests {
             if let n = Int(digits) { seen[n, default: 0] += 1 }
         }
         let missing = (0..<total).filter { seen[$0] == nil }
+        if !missing.isEmpty {
+            try? clientLines.values.joined(separator: "\n").write(toFile: "/tmp/restart-client.log", atomically: true, encoding: .utf8)
+            try? runnerLines.values.joined(separator: "\n").write(toFile: "/tmp/restart-runner.log", atomically: true, encoding: .utf8)
+            try? FileManager.default.copyItem(atPath: output, toPath: "/tmp/restart-output-\(UUID().uuidString).jsonl")
+        }
         let duplicates = seen.values.reduce(0) { $0 + max($1 - 1, 0) }
         #expect(missing.isEmpty, "\(missing.count) of \(total) missing, e.g. \(missing.prefix(10)); runner: \(runnerLines.values.suffix(3)); client: \(clientLines.values.suffix(3))")
         #expect(duplicates == 0, "\(duplicates) duplicates")

@@ -17,6 +17,10 @@ final class SegmentBodyPipe: AsyncSequence, Sendable {
         /// Index in `chunks` of the next chunk to hand out.
         var next = 0
         var canRewind = true
+        /// The attempt whose request may pull bytes; iterators of earlier attempts get nothing more. (A failed
+        /// request's body may still be pulled for a moment after the next attempt started: a chunk handed to it
+        /// would be lost to the live request.)
+        var generation = 0
         var bufferedBytes = 0
         var appendedBytes = 0
         var deliveredBytes = 0
@@ -45,20 +49,26 @@ final class SegmentBodyPipe: AsyncSequence, Sendable {
     /// Whether every byte of the segment is still held, so that ``rewind()`` can repeat it.
     var canRewind: Bool { self.state.withLock { $0.canRewind } }
 
-    /// Starts the body over from its first byte for a new attempt; `false` (nothing changes) when the segment
-    /// outgrew the retention limit. A consumer of the failed attempt still waiting is ended.
+    /// Starts a new attempt: from the first byte of the segment when bytes already went out (`false`, nothing
+    /// changed, when they did and the segment outgrew the retention limit). Iterators of earlier attempts end.
     func rewind() -> Bool {
         let (rewound, consumer): (Bool, CheckedContinuation<ByteBuffer?, Never>?) = self.state.withLock { state in
-            guard state.canRewind, state.failure == nil else { return (false, nil) }
-            state.next = 0
+            guard state.failure == nil, state.deliveredBytes == 0 || state.canRewind else { return (false, nil) }
+            state.generation += 1
+            if state.canRewind {
+                state.next = 0
+                state.bufferedBytes = state.appendedBytes
+            }
             state.deliveredBytes = 0
-            state.bufferedBytes = state.appendedBytes
             defer { state.consumer = nil }
             return (true, state.consumer)
         }
         consumer?.resume(returning: nil)
         return rewound
     }
+
+    /// The current attempt (an iterator remembers the one it was made for).
+    private var generation: Int { self.state.withLock { $0.generation } }
 
     /// Bytes appended so far.
     var appendedBytes: Int { self.state.withLock { $0.appendedBytes } }
@@ -149,13 +159,13 @@ final class SegmentBodyPipe: AsyncSequence, Sendable {
         for producer in producers { producer.resume(throwing: error) }
     }
 
-    private func next() async throws -> ByteBuffer? {
-        let chunk = await self.nextChunk()
+    private func next(generation: Int) async throws -> ByteBuffer? {
+        let chunk = await self.nextChunk(generation: generation)
         if chunk == nil, let failure = self.failure { throw failure }
         return chunk
     }
 
-    private func nextChunk() async -> ByteBuffer? {
+    private func nextChunk(generation: Int) async -> ByteBuffer? {
         await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<ByteBuffer?, Never>) in
                 enum Immediate {
@@ -163,7 +173,7 @@ final class SegmentBodyPipe: AsyncSequence, Sendable {
                     case end
                 }
                 let immediate: Immediate? = self.state.withLock { state in
-                    if state.failure != nil || Task.isCancelled { return .end }
+                    if state.failure != nil || Task.isCancelled || generation != state.generation { return .end }
                     if state.next < state.chunks.count {
                         let chunk = state.chunks[state.next]
                         if state.canRewind {
@@ -181,9 +191,7 @@ final class SegmentBodyPipe: AsyncSequence, Sendable {
                         return .chunk(chunk, woken)
                     }
                     if state.isFinished { return .end }
-                    // A consumer of an attempt that failed may still be parked here: end it (rewind() does too).
-                    // (Resuming only schedules the other task: safe under the lock.)
-                    state.consumer?.resume(returning: nil)
+                    precondition(state.consumer == nil, "SegmentBodyPipe has one consumer per attempt")
                     state.consumer = continuation
                     return nil
                 }
@@ -208,6 +216,7 @@ final class SegmentBodyPipe: AsyncSequence, Sendable {
 
     struct AsyncIterator: AsyncIteratorProtocol {
         let pipe: SegmentBodyPipe
+        let generation: Int
         var waitedForPredecessor = false
 
         mutating func next() async throws -> ByteBuffer? {
@@ -215,11 +224,11 @@ final class SegmentBodyPipe: AsyncSequence, Sendable {
                 self.waitedForPredecessor = true
                 _ = await self.pipe.predecessor?.wait()
             }
-            return try await self.pipe.next()
+            return try await self.pipe.next(generation: self.generation)
         }
     }
 
     func makeAsyncIterator() -> AsyncIterator {
-        AsyncIterator(pipe: self)
+        AsyncIterator(pipe: self, generation: self.generation)
     }
 }

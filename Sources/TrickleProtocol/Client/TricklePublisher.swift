@@ -349,13 +349,14 @@ public actor TricklePublisher: Service {
     /// ``Configuration/maximumResendBytes``), so a server that lost it gets all of it.
     private nonisolated func shouldRetry(_ upload: SegmentUpload, failures: inout Int, reason: String) async -> Bool {
         failures += 1
-        if upload.pipe.deliveredBytes > 0 {
-            guard upload.pipe.rewind() else {
-                self.segmentFailed(upload, reason: reason)
-                return false
-            }
-            self.statsBox.withLock { $0.resends += 1 }
+        // Every retry is a new attempt: the failed request's body gets nothing more, and bytes that went out are
+        // sent again from the first.
+        let resending = upload.pipe.deliveredBytes > 0
+        guard upload.pipe.rewind() else {
+            self.segmentFailed(upload, reason: reason)
+            return false
         }
+        if resending { self.statsBox.withLock { $0.resends += 1 } }
         guard failures < self.configuration.maximumConsecutiveFailures else {
             await self.markTerminal(
                 TrickleClientError(

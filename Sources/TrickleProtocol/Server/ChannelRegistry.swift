@@ -99,6 +99,11 @@ final class ChannelRegistry: Sendable {
         return removed.map(\.name)
     }
 
+    /// Ends segments whose writer vanished more than `timeout` ago and was not replaced by a re-send.
+    func closeAbandonedSegments(olderThan timeout: Duration, now: ContinuousClock.Instant = .now) {
+        for channel in self.allChannels { channel.closeAbandonedSegments(olderThan: timeout, now: now) }
+    }
+
     /// Closes every channel (server shutdown).
     func closeAll() {
         let all = self.channels.withLock { channels in

@@ -115,12 +115,31 @@ final class ServerChannel: Sendable {
     }
 
     /// The first byte of a POST to `seq` arrived: nextWrite moves to `seq + 1` (last first-byte wins, §1).
+    ///
+    /// Earlier segments whose writer vanished part-way end now: the publisher moved on without re-sending them,
+    /// so their readers must not wait any longer.
     func noteSegmentStarted(seq: Int, now: ContinuousClock.Instant) {
         // `seq` is ≤ TrickleSeq.maximum (the router refuses more), so `seq + 1` cannot overflow.
-        self.state.withLock { state in
+        let abandoned: [ServerSegment] = self.state.withLock { state in
             state.nextWrite = seq + 1
             state.lastSegmentStart = now
+            return state.ring.compactMap { segment in
+                guard let segment, segment.seq < seq, segment.writerVanishedAt != nil else { return nil }
+                return segment
+            }
         }
+        for segment in abandoned { segment.close() }
+    }
+
+    /// Ends segments whose writer vanished longer than `timeout` ago with no re-send (a publisher that died).
+    func closeAbandonedSegments(olderThan timeout: Duration, now: ContinuousClock.Instant) {
+        let abandoned: [ServerSegment] = self.state.withLock { state in
+            state.ring.compactMap { segment in
+                guard let segment, let since = segment.writerVanishedAt, now - since >= timeout else { return nil }
+                return segment
+            }
+        }
+        for segment in abandoned { segment.close() }
     }
 
     /// A POST to `seq` ended with zero bytes: go-livepeer still moves nextWrite past it (§1).

@@ -26,6 +26,8 @@ final class ServerSegment: Sendable {
         var byteCount = 0
         var isClosed = false
         var isChannelClosed = false
+        /// When its writer vanished part-way (the segment stays open for a re-send to continue it).
+        var writerVanishedAt: ContinuousClock.Instant?
         var version = 0
         var waiters: [Int: CheckedContinuation<Void, Never>] = [:]
         var nextWaiterID = 0
@@ -87,6 +89,28 @@ final class ServerSegment: Sendable {
 
     private enum AppendFailure: Error {
         case closed, overCapacity
+    }
+
+    /// Notes that the POST writing this segment broke part-way. The segment stays open: a re-send of the same seq
+    /// continues it (see ``takeOverFromVanishedWriter()``), a later segment starting or a timeout ends it.
+    func markWriterVanished(at now: ContinuousClock.Instant = .now) {
+        self.state.withLock { state in
+            if !state.isClosed { state.writerVanishedAt = now }
+        }
+    }
+
+    /// When the writer vanished, if it did and no one took over since.
+    var writerVanishedAt: ContinuousClock.Instant? { self.state.withLock { $0.writerVanishedAt } }
+
+    /// A new POST of this seq takes the segment over from a writer that vanished: returns how many bytes the
+    /// segment already holds (the re-sent body repeats them from its first byte and they are skipped), or `nil`
+    /// when no writer vanished (then the POST appends as go-livepeer does).
+    func takeOverFromVanishedWriter() -> Int? {
+        self.state.withLock { state in
+            guard !state.isClosed, state.writerVanishedAt != nil else { return nil }
+            state.writerVanishedAt = nil
+            return state.byteCount
+        }
     }
 
     /// Ends the segment, waking every reader and a waiting writer. Idempotent.

@@ -230,8 +230,10 @@ struct TrickleRequestHandler: Sendable {
 
         channel.writerStarted()
         defer { channel.writerEnded() }
+        // A re-send of a segment whose writer vanished part-way: its first bytes repeat what the segment holds.
+        let alreadyHeld = segment.takeOverFromVanishedWriter() ?? 0
         let outcome = OneShotSignal<BodyOutcome>()
-        async let reading: Void = self.readBody(request.body, into: segment, of: channel, outcome: outcome)
+        async let reading: Void = self.readBody(request.body, into: segment, of: channel, skipping: alreadyHeld, outcome: outcome)
         while outcome.value == nil {
             let snapshot = segment.snapshot
             if snapshot.isClosed { break }
@@ -298,12 +300,22 @@ struct TrickleRequestHandler: Sendable {
         _ body: RequestBody,
         into segment: ServerSegment,
         of channel: ServerChannel,
+        skipping alreadyHeld: Int,
         outcome: OneShotSignal<BodyOutcome>
     ) async {
         var total = 0
+        var skipped = 0
         do {
-            for try await chunk in body where chunk.readableBytes > 0 {
+            for try await var chunk in body where chunk.readableBytes > 0 {
                 await self.ingestGate.pass()
+                if skipped < alreadyHeld {
+                    // The bytes the segment already holds from the vanished writer: not appended twice.
+                    let skip = min(alreadyHeld - skipped, chunk.readableBytes)
+                    chunk.moveReaderIndex(forwardBy: skip)
+                    skipped += skip
+                    total += skip
+                    if chunk.readableBytes == 0 { continue }
+                }
                 if total == 0 {
                     channel.noteSegmentStarted(seq: segment.seq, now: .now)
                     self.accounting.noteSegmentStarted()
@@ -328,9 +340,13 @@ struct TrickleRequestHandler: Sendable {
             }
             outcome.fulfill(.completed(bytes: total))
         } catch {
-            // go-livepeer leaves such a segment open, so its readers hang (§4, §10.5); we end it, and readers
-            // see a normal end, possibly with a truncated last line.
+            // The writer vanished part-way. go-livepeer leaves the segment open with no way forward, so its readers
+            // hang (§4, §10.5). Ours stays open for the writer's re-send of the same seq, which continues it where
+            // it broke (readers see no gap and no repeat); it ends when a later segment starts or after
+            // `interruptedSegmentTimeout` without a re-send.
             outcome.fulfill(.failed)
+            segment.markWriterVanished()
+            return
         }
         segment.close()
     }

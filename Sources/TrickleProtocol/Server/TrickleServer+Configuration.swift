@@ -25,6 +25,9 @@ extension TrickleServer {
         /// segment behind the publisher's final DELETE still get the tail. Default 10 s; `.zero` forgets at
         /// once, like go-livepeer.
         public var deletedChannelGracePeriod: Duration
+        /// How long a segment whose POST broke part-way stays open for a re-send of the same seq to continue
+        /// it, when no later segment starts first. Default 30 s.
+        public var interruptedSegmentTimeout: Duration
         /// Live channels at most; creating one more answers `503` with `Retry-After`. Default 10,000.
         public var maximumChannels: Int
         /// Segment bytes held in memory at most, across every channel; a body that would pass it answers `503`
@@ -52,7 +55,8 @@ extension TrickleServer {
             maximumChannels: Int = 10_000,
             maximumRetainedBytes: Int = 1024 * 1024 * 1024,
             token: BearerToken? = nil,
-            tokenRequiredForReads: Bool = false
+            tokenRequiredForReads: Bool = false,
+            interruptedSegmentTimeout: Duration = .seconds(30)
         ) {
             self.host = host
             self.port = port
@@ -68,6 +72,7 @@ extension TrickleServer {
             self.maximumRetainedBytes = maximumRetainedBytes
             self.token = token
             self.tokenRequiredForReads = tokenRequiredForReads
+            self.interruptedSegmentTimeout = interruptedSegmentTimeout
         }
 
         /// `basePath` with exactly one leading and one trailing slash.

@@ -75,6 +75,7 @@ public final class TrickleServer: Service, Sendable {
                     try await withThrowingDiscardingTaskGroup { group in
                         group.addTask { try await server.run() }
                         group.addTask { await cancelWhenGracefulShutdown { await self.sweepIdleChannels() } }
+                        group.addTask { await cancelWhenGracefulShutdown { await self.closeAbandonedSegments() } }
                     }
                 } onGracefulShutdown: {
                     self.registry.closeAll()
@@ -160,6 +161,19 @@ public final class TrickleServer: Service, Sendable {
     /// Segment POSTs in progress on a channel right now (preconnected or streaming); 0 if it does not exist.
     public func activeWriters(ofChannel name: String) -> Int {
         self.registry.channel(named: name)?.activeWriters ?? 0
+    }
+
+    /// Ends segments whose writer vanished and did not come back within the timeout.
+    private func closeAbandonedSegments() async {
+        let timeout = self.configuration.interruptedSegmentTimeout
+        while !Task.isCancelled {
+            do {
+                try await Task.sleep(for: max(timeout / 4, .milliseconds(10)))
+            } catch {
+                return
+            }
+            self.registry.closeAbandonedSegments(olderThan: timeout)
+        }
     }
 
     private func sweepIdleChannels() async {
