@@ -45,4 +45,33 @@ public enum RawConnection {
             }
         }
     }
+
+    /// Connects to 127.0.0.1:`port`, sends `bytes`, and closes the connection at once (a client that vanishes
+    /// part-way through a request). Returns when the bytes were handed to the kernel.
+    public static func sendAndClose(port: Int, bytes: String) async throws {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            DispatchQueue.global().async {
+                let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+                guard descriptor >= 0 else {
+                    continuation.resume(throwing: POSIXError(.EIO))
+                    return
+                }
+                var address = sockaddr_in()
+                address.sin_family = sa_family_t(AF_INET)
+                address.sin_port = in_port_t(UInt16(port).bigEndian)
+                address.sin_addr.s_addr = inet_addr("127.0.0.1")
+                let connected = withUnsafePointer(to: &address) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+                }
+                guard connected == 0 else {
+                    close(descriptor)
+                    continuation.resume(throwing: POSIXError(.ECONNREFUSED))
+                    return
+                }
+                _ = bytes.withCString { send(descriptor, $0, strlen($0), 0) }
+                close(descriptor)
+                continuation.resume()
+            }
+        }
+    }
 }

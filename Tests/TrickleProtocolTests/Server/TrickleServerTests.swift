@@ -39,6 +39,47 @@ struct TrickleServerTests {
         }
     }
 
+    @Test("a POST that breaks part-way leaves its segment open; the re-send of the seq continues it without repeat or gap")
+    func resendContinuesInterruptedSegment() async throws {
+        try await withTrickleServer { (server, base, client) async throws in
+            _ = try await client.send(.POST, "\(base)/ch")
+            let port = Int(base.split(separator: ":").last!)!
+            // Half a segment in one chunk, then the client vanishes.
+            let head = "POST /ch/0 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            let firstPart = "{\"n\":1}\n{\"n\":2}\n{\"n\""
+            try await RawConnection.sendAndClose(port: port, bytes: head + String(firstPart.utf8.count, radix: 16) + "\r\n" + firstPart + "\r\n")
+            try await waitUntil("the first part to arrive") { server.nextWrite(ofChannel: "ch") == 1 }
+            try await withThrowingTaskGroup(of: RawResponse.self) { group in
+                // A reader on the segment sees the first part, then waits: the segment is still open.
+                group.addTask { try await client.send(.GET, "\(base)/ch/0") }
+                try await waitUntil("the reader to wait") { server.activeReaders(ofChannel: "ch") == 1 }
+                // The publisher re-sends the whole segment from its first byte.
+                let resend = try await client.send(.POST, "\(base)/ch/0", body: "{\"n\":1}\n{\"n\":2}\n{\"n\":3}\n")
+                #expect(resend.status == 200)
+                let read = try #require(try await group.next())
+                #expect(read.body == "{\"n\":1}\n{\"n\":2}\n{\"n\":3}\n")
+            }
+        }
+    }
+
+    @Test("a segment whose writer vanished ends when a later segment starts (readers do not hang)")
+    func vanishedWriterEndsWhenPublisherMovesOn() async throws {
+        try await withTrickleServer { (server, base, client) async throws in
+            _ = try await client.send(.POST, "\(base)/ch")
+            let port = Int(base.split(separator: ":").last!)!
+            let head = "POST /ch/0 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            try await RawConnection.sendAndClose(port: port, bytes: head + "4\r\nabc\n\r\n")
+            try await waitUntil("the first part to arrive") { server.nextWrite(ofChannel: "ch") == 1 }
+            try await withThrowingTaskGroup(of: RawResponse.self) { group in
+                group.addTask { try await client.send(.GET, "\(base)/ch/0") }
+                try await waitUntil("the reader to wait") { server.activeReaders(ofChannel: "ch") == 1 }
+                #expect(try await client.send(.POST, "\(base)/ch/1", body: "next\n").status == 200)
+                let read = try #require(try await group.next())
+                #expect(read.body == "abc\n")
+            }
+        }
+    }
+
     @Test("create with Expect-Content, /next, segment POST and GET with Lp-Trickle-Seq and Content-Type")
     func basicRoundTrip() async throws {
         try await withTrickleServer { (_, base, client) async throws in
