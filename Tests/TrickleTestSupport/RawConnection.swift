@@ -4,11 +4,36 @@ import Foundation
 import Glibc
 #endif
 
-/// A raw loopback TCP connection, for what an HTTP client will not do (half a request, then silence).
+/// A raw loopback TCP connection, for what an HTTP client will not do (half a request, then silence or a hang-up).
+/// The blocking socket calls run on a Dispatch thread, never on the concurrency pool.
 public enum RawConnection {
-    /// Connects to 127.0.0.1:`port`, sends `bytes`, and waits (on a Dispatch thread, not the concurrency pool)
-    /// until the server closes the connection or `timeout` passes. Returns whether the server closed it.
+    /// Connects to 127.0.0.1:`port`, sends `bytes`, and waits until the server closes the connection or
+    /// `timeout` passes. Returns whether the server closed it.
     public static func sendAndWaitForClose(port: Int, bytes: String, timeout: Duration) async throws -> Bool {
+        try await self.withConnection(port: port, sending: bytes) { descriptor in
+            var waited = timeval(tv_sec: Int(timeout.components.seconds), tv_usec: 0)
+            setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &waited, socklen_t(MemoryLayout<timeval>.size))
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            while true {
+                let count = recv(descriptor, &buffer, buffer.count, 0)
+                if count == 0 { return true }  // orderly close by the server
+                // A timeout (EAGAIN) means the server kept the connection open; a reset means it closed it.
+                if count < 0 { return errno == ECONNRESET }
+            }
+        }
+    }
+
+    /// Connects to 127.0.0.1:`port`, sends `bytes`, and closes the connection at once (a client that vanishes
+    /// part-way through a request).
+    public static func sendAndClose(port: Int, bytes: String) async throws {
+        try await self.withConnection(port: port, sending: bytes) { _ in }
+    }
+
+    private static func withConnection<T: Sendable>(
+        port: Int,
+        sending bytes: String,
+        _ body: @escaping @Sendable (Int32) -> T
+    ) async throws -> T {
         try await withCheckedThrowingContinuation { continuation in
             DispatchQueue.global().async {
                 let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -29,48 +54,7 @@ public enum RawConnection {
                     return
                 }
                 if !bytes.isEmpty { _ = bytes.withCString { send(descriptor, $0, strlen($0), 0) } }
-                var waited = timeval(tv_sec: Int(timeout.components.seconds), tv_usec: 0)
-                setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &waited, socklen_t(MemoryLayout<timeval>.size))
-                var buffer = [UInt8](repeating: 0, count: 4096)
-                while true {
-                    let count = recv(descriptor, &buffer, buffer.count, 0)
-                    if count == 0 { break }  // orderly close by the server
-                    if count < 0 {
-                        // A timeout (EAGAIN) means the server kept the connection open; a reset means it closed it.
-                        continuation.resume(returning: errno == ECONNRESET)
-                        return
-                    }
-                }
-                continuation.resume(returning: true)
-            }
-        }
-    }
-
-    /// Connects to 127.0.0.1:`port`, sends `bytes`, and closes the connection at once (a client that vanishes
-    /// part-way through a request). Returns when the bytes were handed to the kernel.
-    public static func sendAndClose(port: Int, bytes: String) async throws {
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            DispatchQueue.global().async {
-                let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-                guard descriptor >= 0 else {
-                    continuation.resume(throwing: POSIXError(.EIO))
-                    return
-                }
-                var address = sockaddr_in()
-                address.sin_family = sa_family_t(AF_INET)
-                address.sin_port = in_port_t(UInt16(port).bigEndian)
-                address.sin_addr.s_addr = inet_addr("127.0.0.1")
-                let connected = withUnsafePointer(to: &address) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-                }
-                guard connected == 0 else {
-                    close(descriptor)
-                    continuation.resume(throwing: POSIXError(.ECONNREFUSED))
-                    return
-                }
-                _ = bytes.withCString { send(descriptor, $0, strlen($0), 0) }
-                close(descriptor)
-                continuation.resume()
+                continuation.resume(returning: body(descriptor))
             }
         }
     }

@@ -160,15 +160,14 @@ public struct Scrubber: Sendable {
         Array("/home/".utf8), Array("/Users/".utf8), Array(":\\\\Users\\\\".utf8), Array(":\\\\users\\\\".utf8),
     ]
 
-    private static func marker(_ kind: Kind) -> [UInt8] { Array("[REDACTED:\(kind.rawValue)]".utf8) }
+    static func marker(_ kind: Kind) -> [UInt8] { Array("[REDACTED:\(kind.rawValue)]".utf8) }
 
     // MARK: Home directories
 
     private func scrubHomePaths(_ bytes: [UInt8], count: inout Int) -> [UInt8] {
         let prefixes = Self.homePrefixes
-        var output: [UInt8] = []
+        var copy = RedactedCopy(bytes)
         var index = 0
-        var copied = 0
         while index < bytes.count {
             var matched: [UInt8]?
             for prefix in prefixes where Self.hasPrefix(bytes, prefix, at: index) {
@@ -187,15 +186,11 @@ public struct Scrubber: Sendable {
                 index += prefix.count
                 continue
             }
-            output.append(contentsOf: bytes[copied..<start])
-            output.append(contentsOf: Self.marker(.homePath))
-            copied = end
+            copy.replace(start..<end, with: .homePath)
             index = end
-            count += 1
         }
-        guard copied > 0 else { return bytes }
-        output.append(contentsOf: bytes[copied...])
-        return output
+        count += copy.count
+        return copy.result
     }
 
     private static func endsPathComponent(_ byte: UInt8) -> Bool {
@@ -206,9 +201,8 @@ public struct Scrubber: Sendable {
     // MARK: Bearer tokens
 
     private func scrubBearer(_ bytes: [UInt8], count: inout Int) -> [UInt8] {
-        var output: [UInt8] = []
+        var copy = RedactedCopy(bytes)
         var index = 0
-        var copied = 0
         while index + 7 < bytes.count {
             guard bytes[index] | 0x20 == UInt8(ascii: "b"), Self.hasPrefixIgnoringCase(bytes, "bearer ", at: index) else {
                 index += 1
@@ -218,16 +212,12 @@ public struct Scrubber: Sendable {
             var end = tokenStart
             while end < bytes.count, Self.isTokenCharacter(bytes[end]) { end += 1 }
             if end - tokenStart >= 8 {
-                output.append(contentsOf: bytes[copied..<tokenStart])
-                output.append(contentsOf: Self.marker(.bearer))
-                copied = end
-                count += 1
+                copy.replace(tokenStart..<end, with: .bearer)
             }
             index = max(end, index + 1)
         }
-        guard copied > 0 else { return bytes }
-        output.append(contentsOf: bytes[copied...])
-        return output
+        count += copy.count
+        return copy.result
     }
 
     private static func isTokenCharacter(_ byte: UInt8) -> Bool {
@@ -239,8 +229,7 @@ public struct Scrubber: Sendable {
 
     /// Splits the content into tokens at separators and classifies each.
     private func scrubTokens(_ bytes: [UInt8], count: inout Int, identifierKey: Bool) -> [UInt8] {
-        var output: [UInt8] = []
-        var copied = 0
+        var copy = RedactedCopy(bytes)
         var index = 0
         while index < bytes.count {
             if Self.isSeparator(bytes, index) {
@@ -262,16 +251,12 @@ public struct Scrubber: Sendable {
                     while tokenEnd < bytes.count, bytes[tokenEnd] == UInt8(ascii: "=") { tokenEnd += 1 }
                     end = max(end, tokenEnd)
                 }
-                output.append(contentsOf: bytes[copied..<index])
-                output.append(contentsOf: Self.marker(kind))
-                copied = tokenEnd
-                count += 1
+                copy.replace(index..<tokenEnd, with: kind)
             }
             index = end
         }
-        guard copied > 0 else { return bytes }
-        output.append(contentsOf: bytes[copied...])
-        return output
+        count += copy.count
+        return copy.result
     }
 
     private static func isSeparator(_ bytes: [UInt8], _ index: Int) -> Bool {
@@ -449,8 +434,7 @@ public struct Scrubber: Sendable {
     /// `password=…`, `token: …`, `?api_key=…&`, `aws_secret_access_key = …`: the value after a credential-named
     /// word and `=` or `:` goes, up to the next separator.
     private func scrubKeyValues(_ bytes: [UInt8], count: inout Int) -> [UInt8] {
-        var output: [UInt8] = []
-        var copied = 0
+        var copy = RedactedCopy(bytes)
         var index = 0
         while index < bytes.count {
             let byte = bytes[index]
@@ -490,15 +474,11 @@ public struct Scrubber: Sendable {
                 index += 1
                 continue
             }
-            output.append(contentsOf: bytes[copied..<valueStart])
-            output.append(contentsOf: Self.marker(.credential))
-            copied = valueEnd
-            count += 1
+            copy.replace(valueStart..<valueEnd, with: .credential)
             index = valueEnd
         }
-        guard copied > 0 else { return bytes }
-        output.append(contentsOf: bytes[copied...])
-        return output
+        count += copy.count
+        return copy.result
     }
 
     private static func isKeyCharacter(_ byte: UInt8) -> Bool {
@@ -522,8 +502,7 @@ public struct Scrubber: Sendable {
 
     /// `scheme://user:password@host`: the password goes, the user and host stay.
     private func scrubURLPasswords(_ bytes: [UInt8], count: inout Int) -> [UInt8] {
-        var output: [UInt8] = []
-        var copied = 0
+        var copy = RedactedCopy(bytes)
         var index = 0
         while index + 3 < bytes.count {
             guard bytes[index] == UInt8(ascii: ":"), Self.hasPrefix(bytes, Array("://".utf8), at: index) else {
@@ -536,16 +515,12 @@ public struct Scrubber: Sendable {
             if let at = authority.lastIndex(of: UInt8(ascii: "@")), let colon = authority[..<at].firstIndex(of: UInt8(ascii: ":")),
                 at > colon + 1, !Self.isMarker(bytes[(colon + 1)..<at])
             {
-                output.append(contentsOf: bytes[copied...colon])
-                output.append(contentsOf: Self.marker(.credential))
-                copied = at
-                count += 1
+                copy.replace((colon + 1)..<at, with: .credential)
             }
             index = end
         }
-        guard copied > 0 else { return bytes }
-        output.append(contentsOf: bytes[copied...])
-        return output
+        count += copy.count
+        return copy.result
     }
 
     private static func endsURLAuthority(_ byte: UInt8) -> Bool {
@@ -560,8 +535,7 @@ public struct Scrubber: Sendable {
     private func scrubPEMBlocks(_ bytes: [UInt8], count: inout Int) -> [UInt8] {
         let begin = Array("-----BEGIN ".utf8)
         let endMark = Array("-----END ".utf8)
-        var output: [UInt8] = []
-        var copied = 0
+        var copy = RedactedCopy(bytes)
         var index = 0
         while index < bytes.count {
             guard bytes[index] == UInt8(ascii: "-"), Self.hasPrefix(bytes, begin, at: index) else {
@@ -581,15 +555,11 @@ public struct Scrubber: Sendable {
                 }
                 search += 1
             }
-            output.append(contentsOf: bytes[copied..<index])
-            output.append(contentsOf: Self.marker(.privateKey))
-            copied = end
-            count += 1
+            copy.replace(index..<end, with: .privateKey)
             index = end
         }
-        guard copied > 0 else { return bytes }
-        output.append(contentsOf: bytes[copied...])
-        return output
+        count += copy.count
+        return copy.result
     }
 
     // MARK: Internal addresses
@@ -649,5 +619,33 @@ public struct Scrubber: Sendable {
     static func isBase64Character(_ byte: UInt8) -> Bool {
         isAlphanumeric(byte) || byte == UInt8(ascii: "+") || byte == UInt8(ascii: "/") || byte == UInt8(ascii: "=")
             || byte == UInt8(ascii: "-") || byte == UInt8(ascii: "_")
+    }
+}
+
+/// A copy of some bytes with non-overlapping ranges, in increasing order, replaced by redaction markers; the
+/// bytes themselves (no copy) when nothing was replaced.
+struct RedactedCopy {
+    private let bytes: [UInt8]
+    private var output: [UInt8] = []
+    private var copied = 0
+    /// Ranges replaced so far.
+    private(set) var count = 0
+
+    init(_ bytes: [UInt8]) {
+        self.bytes = bytes
+    }
+
+    /// Replaces `range` (at or after the end of the previous one) with the marker of `kind`.
+    mutating func replace(_ range: Range<Int>, with kind: Scrubber.Kind) {
+        self.output.append(contentsOf: self.bytes[self.copied..<range.lowerBound])
+        self.output.append(contentsOf: Scrubber.marker(kind))
+        self.copied = range.upperBound
+        self.count += 1
+    }
+
+    /// The bytes with every replacement made.
+    var result: [UInt8] {
+        guard self.count > 0 else { return self.bytes }
+        return self.output + self.bytes[self.copied...]
     }
 }
