@@ -1,0 +1,90 @@
+import Foundation
+
+/// The fault suite's oracle: what the runner was given (numbered events), what the egress received, and what the
+/// runner said it could not relay (the `telemetry_dropped` envelopes that reached the egress too).
+struct DeliveryOracle {
+    /// One scenario's result row.
+    struct Row: CustomStringConvertible {
+        var scenario: String
+        var events: Int
+        var faults: String
+        var delivered: Int
+        var duplicates: Int
+        var countedDrops: Int
+        var unexplained: Int
+        var peakRSS: [String: Int]
+
+        var description: String {
+            let memory = self.peakRSS.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value / 1_048_576) MiB" }.joined(separator: ", ")
+            return "| \(self.scenario) | \(self.events) | \(self.faults) | \(self.delivered) | \(self.duplicates) | \(self.countedDrops) | \(self.unexplained) | \(memory) |"
+        }
+    }
+
+    var emitted: Int
+    /// seqno → how many times it arrived.
+    private(set) var arrivals: [Int: Int] = [:]
+    private(set) var countedDrops = 0
+    private(set) var unparsable = 0
+
+    init(emitted: Int) {
+        self.emitted = emitted
+    }
+
+    /// Notes one envelope (one JSON object) as the egress received it.
+    mutating func receive(envelope text: Substring) {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
+            let data = object["data"] as? [String: Any]
+        else {
+            self.unparsable += 1
+            return
+        }
+        if data["type"] as? String == "telemetry_dropped" {
+            self.countedDrops += ["dropped", "refused", "lost"].reduce(0) { $0 + ((data[$1] as? Int) ?? 0) }
+        } else if let seqno = data["seqno"] as? Int {
+            self.arrivals[seqno, default: 0] += 1
+        }
+    }
+
+    /// Notes every line of a file sink's output.
+    mutating func receive(file path: String) throws {
+        for line in try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n") { self.receive(envelope: line) }
+    }
+
+    var delivered: Int { self.arrivals.count }
+    var duplicates: Int { self.arrivals.values.reduce(0) { $0 + $1 - 1 } }
+    var missing: [Int] { (0..<self.emitted).filter { self.arrivals[$0] == nil } }
+    /// Emitted events neither delivered nor counted as dropped: must be 0.
+    var unexplained: Int { max(self.emitted - self.delivered - self.countedDrops, 0) + self.unparsable }
+
+    func row(_ scenario: String, faults: String, peakRSS: [String: Int]) -> Row {
+        Row(
+            scenario: scenario,
+            events: self.emitted,
+            faults: faults,
+            delivered: self.delivered,
+            duplicates: self.duplicates,
+            countedDrops: self.countedDrops,
+            unexplained: self.unexplained,
+            peakRSS: peakRSS
+        )
+    }
+}
+
+/// The fault suite's profile: `TRICKLE_RELAY_FAULTS=short` (CI) or `long`; unset skips the suite.
+enum FaultProfile: String {
+    case short, long
+
+    static var current: Self? { ProcessInfo.processInfo.environment["TRICKLE_RELAY_FAULTS"].flatMap(Self.init(rawValue:)) }
+    static var isEnabled: Bool { self.current != nil }
+
+    /// Appends a result row to `TRICKLE_RELAY_FAULTS_REPORT` (default `.build/fault-suite.md`) and prints it.
+    static func report(_ row: DeliveryOracle.Row) {
+        print("FAULT-SUITE \(row)")
+        let path = ProcessInfo.processInfo.environment["TRICKLE_RELAY_FAULTS_REPORT"] ?? "/tmp/trickle-relay-fault-suite.md"
+        if let handle = FileHandle(forWritingAtPath: path) ?? (FileManager.default.createFile(atPath: path, contents: nil) ? FileHandle(forWritingAtPath: path) : nil) {
+            handle.seekToEndOfFile()
+            handle.write(Data("\(row)\n".utf8))
+            try? handle.close()
+        }
+    }
+}

@@ -1,0 +1,52 @@
+import Foundation
+import Synchronization
+import TrickleProtocol
+import TrickleTestSupport
+
+/// A `trickle-relay` child process of the fault suite: its standard error lines, and its peak resident memory
+/// sampled from `/proc` while it runs.
+final class FaultChild: Sendable {
+    let process: Process
+    let exited: OneShotSignal<Int32>
+    let lines = Recorder<String>()
+    private let peakRSS = Mutex(0)
+
+    init(_ arguments: [String], environment: [String: String] = [:], input: Pipe? = nil, output: Pipe? = nil) throws {
+        let process = Process()
+        process.executableURL = try trickleRelayExecutable()
+        process.arguments = arguments
+        var merged = ProcessInfo.processInfo.environment
+        for name in ["DO_NOT_TRACK", "TRICKLE_RELAY_TELEMETRY", "TRICKLE_RELAY_METRICS_API_KEY", "TRICKLE_RELAY_METRICS_URL"] { merged[name] = nil }
+        for (name, value) in environment { merged[name] = value }
+        process.environment = merged
+        process.standardInput = input ?? FileHandle.nullDevice
+        process.standardOutput = output ?? FileHandle.nullDevice
+        let errors = Pipe()
+        process.standardError = errors
+        self.process = process
+        collectLines(errors, into: self.lines)
+        self.exited = try launch(process)
+    }
+
+    var pid: Int32 { self.process.processIdentifier }
+    var peakRSSBytes: Int { self.peakRSS.withLock { $0 } }
+
+    /// Reads the current resident set size (VmRSS) and keeps the peak.
+    func sampleRSS() {
+        guard let status = try? String(contentsOfFile: "/proc/\(self.pid)/status", encoding: .utf8),
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+            let kilobytes = Int(line.split(separator: " ").dropFirst().first ?? "")
+        else { return }
+        self.peakRSS.withLock { $0 = max($0, kilobytes * 1024) }
+    }
+
+    func signal(_ number: Int32) { kill(self.pid, number) }
+}
+
+/// Samples the memory of `children` every 100 ms until cancelled (a measurement, not a synchronisation).
+func sampleMemory(of children: @escaping @Sendable () -> [FaultChild]) async {
+    while !Task.isCancelled {
+        for child in children() { child.sampleRSS() }
+        try? await Task.sleep(for: .milliseconds(100))
+    }
+}

@@ -1,0 +1,212 @@
+import AsyncHTTPClient
+import Foundation
+import HTTPTypes
+import NIOCore
+import NIOHTTP1
+import Synchronization
+import Testing
+import TrickleProtocol
+import TrickleTestSupport
+
+/// Issue #10's oracle-checked fault suite: the real `serve`, `runner` and `client` processes on loopback, numbered
+/// events in, the egress checked for conservation (every event delivered or counted as dropped), duplicates, and
+/// liveness after each fault. Gated: `TRICKLE_RELAY_FAULTS=short` (CI, a few minutes) or `long`; each scenario
+/// prints a `FAULT-SUITE | … |` row and appends it to `/tmp/trickle-relay-fault-suite.md`.
+@Suite("Fault suite", .enabled(if: FaultProfile.isEnabled), .timeLimit(.minutes(30)), .serialized)
+struct FaultSuiteTests {
+    let profile = FaultProfile.current ?? .short
+
+    // MARK: Helpers
+
+    func startServe(port: Int) async throws -> FaultChild {
+        let serve = try FaultChild(["serve", "--port", "\(port)", "--log-level", "error"])
+        try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration()) { client in
+            try await waitUntil(timeout: .seconds(30), "serve to listen on \(port)") {
+                (try? await client.send(.GET, "http://127.0.0.1:\(port)/healthz").status) == 200
+            }
+        }
+        return serve
+    }
+
+    func startRunner(channel: String, input: Pipe, extra: [String] = []) throws -> FaultChild {
+        try FaultChild(
+            ["runner", "--events-url", channel, "--session-id", "faults", "--telemetry", "on", "--segment-window", "1", "--close-linger", "0.5"]
+                + extra,
+            input: input
+        )
+    }
+
+    /// Writes numbered telemetry events `range` to the runner's stdin, `perTick` every 10 ms.
+    func feed(_ input: Pipe, _ range: Range<Int>, perTick: Int, control every: Int? = nil) async throws {
+        var batch = ""
+        for n in range {
+            batch += #"{"type":"telemetry","event":{"type":"metric","seqno":\#(n)}}"# + "\n"
+            if let every, n % every == 0 { batch += #"{"type":"notification","payload":{"control":\#(n)}}"# + "\n" }
+            if n % perTick == perTick - 1 {
+                input.fileHandleForWriting.write(Data(batch.utf8))
+                batch = ""
+                try await Task.sleep(for: .milliseconds(10))
+            }
+        }
+        input.fileHandleForWriting.write(Data(batch.utf8))
+    }
+
+    func temporaryPath(_ name: String) -> String {
+        FileManager.default.temporaryDirectory.appendingPathComponent("faults-\(name)-\(UUID().uuidString)").path
+    }
+
+    // MARK: Scenarios
+
+    @Test("soak: a steady stream runner → serve → client → file sink; no loss, no duplicates, memory flat")
+    func soak() async throws {
+        let total = self.profile == .long ? 1_000_000 : 20_000
+        let port = try await unusedPort()
+        let channel = "http://127.0.0.1:\(port)/soak-events"
+        let serve = try await self.startServe(port: port)
+        let output = self.temporaryPath("soak.jsonl")
+        let client = try FaultChild(["client", "--events-url", channel, "--start", "0", "--sink", "file:\(output)", "--listen", "off", "--quiet", "--wait-for-channel", "30"])
+        let input = Pipe()
+        // A queue deep enough for scheduling hiccups of a shared 2-core machine: at a steady rate nothing drops.
+        let runner = try self.startRunner(channel: channel, input: input, extra: ["--max-queue-events", "65536"])
+        let sampler = Task { await sampleMemory { [serve, client, runner] } }
+        try await self.feed(input, 0..<total, perTick: 40)  // ~4,000 events/s
+        try input.fileHandleForWriting.close()
+        #expect(await runner.exited.wait() == 0)
+        #expect(await client.exited.wait() == 0)
+        sampler.cancel()
+        serve.signal(SIGTERM)
+        _ = await serve.exited.wait()
+        var oracle = DeliveryOracle(emitted: total)
+        try oracle.receive(file: output)
+        FaultProfile.report(
+            oracle.row("soak", faults: "none", peakRSS: ["serve": serve.peakRSSBytes, "runner": runner.peakRSSBytes, "client": client.peakRSSBytes])
+        )
+        #expect(oracle.unexplained == 0, "missing \(oracle.missing.prefix(10))")
+        #expect(oracle.duplicates == 0)
+        #expect(oracle.delivered == total, "\(oracle.countedDrops) counted drops")
+    }
+
+    @Test("serve kill -9 and restart mid-stream, repeatedly: nothing the runner held is lost; both sides recover unattended")
+    func serverRestarts() async throws {
+        let (total, kills) = self.profile == .long ? (20_000, 5) : (6_000, 3)
+        let port = try await unusedPort()
+        let channel = "http://127.0.0.1:\(port)/restarts-events"
+        let servers = Mutex<[FaultChild]>([try await self.startServe(port: port)])
+        let output = self.temporaryPath("restarts.jsonl")
+        let client = try FaultChild(["client", "--events-url", channel, "--start", "0", "--sink", "file:\(output)", "--listen", "off", "--quiet", "--wait-for-channel", "30"])
+        let input = Pipe()
+        let runner = try self.startRunner(channel: channel, input: input)
+        let sampler = Task { await sampleMemory { servers.withLock { $0 } + [client, runner] } }
+        let slice = total / (kills + 1)
+        for round in 0...kills {
+            try await self.feed(input, (round * slice)..<((round + 1) * slice), perTick: 10)  // ~1,000 events/s
+            guard round < kills else { break }
+            let current = servers.withLock { $0.last! }
+            current.signal(SIGKILL)
+            _ = await current.exited.wait()
+            let restarted = try await self.startServe(port: port)
+            servers.withLock { $0.append(restarted) }
+        }
+        try input.fileHandleForWriting.close()
+        #expect(await runner.exited.wait() == 0, "\(runner.lines.values.suffix(3))")
+        #expect(await client.exited.wait() == 0, "\(client.lines.values.suffix(3))")
+        sampler.cancel()
+        let last = servers.withLock { $0.last! }
+        last.signal(SIGTERM)
+        _ = await last.exited.wait()
+        var oracle = DeliveryOracle(emitted: (kills + 1) * slice)
+        try oracle.receive(file: output)
+        let servePeak = servers.withLock { $0.map(\.peakRSSBytes).max() ?? 0 }
+        FaultProfile.report(
+            oracle.row("serve kill -9 + restart", faults: "\(kills) × kill -9", peakRSS: ["serve": servePeak, "runner": runner.peakRSSBytes, "client": client.peakRSSBytes])
+        )
+        #expect(oracle.unexplained == 0, "missing \(oracle.missing.prefix(10)); client: \(client.lines.values.suffix(3))")
+        #expect(oracle.duplicates == 0)
+    }
+
+    @Test("overload: the channel stalls while the runner is flooded; dropped = emitted − delivered exactly, control events all delivered")
+    func overload() async throws {
+        let total = self.profile == .long ? 400_000 : 40_000
+        let port = try await unusedPort()
+        let channel = "http://127.0.0.1:\(port)/overload-events"
+        let serve = try await self.startServe(port: port)
+        let output = self.temporaryPath("overload.jsonl")
+        let clientOutput = Pipe()
+        let controls = Recorder<String>()
+        collectLines(clientOutput, into: controls)
+        let client = try FaultChild(
+            ["client", "--events-url", channel, "--start", "0", "--sink", "file:\(output)", "--listen", "off", "--wait-for-channel", "30"],
+            output: clientOutput
+        )
+        let input = Pipe()
+        let runner = try self.startRunner(channel: channel, input: input, extra: ["--max-queue-events", "256"])
+        let sampler = Task { await sampleMemory { [serve, client, runner] } }
+        try await self.feed(input, 0..<(total / 4), perTick: 1_000, control: 1_000)
+        // The server stops reading (SIGSTOP): the runner's writer feels back-pressure while input keeps coming.
+        serve.signal(SIGSTOP)
+        try await self.feed(input, (total / 4)..<total, perTick: 5_000, control: 1_000)
+        try await Task.sleep(for: .seconds(1))  // the stall lasts a while: that is the fault being injected
+        serve.signal(SIGCONT)
+        try input.fileHandleForWriting.close()
+        #expect(await runner.exited.wait() == 0)
+        #expect(await client.exited.wait() == 0)
+        sampler.cancel()
+        serve.signal(SIGTERM)
+        _ = await serve.exited.wait()
+        var oracle = DeliveryOracle(emitted: total)
+        try oracle.receive(file: output)
+        FaultProfile.report(
+            oracle.row("overload (server stalled)", faults: "SIGSTOP 1 s, queue 256", peakRSS: ["serve": serve.peakRSSBytes, "runner": runner.peakRSSBytes, "client": client.peakRSSBytes])
+        )
+        #expect(oracle.unexplained == 0, "missing \(oracle.missing.prefix(10))")
+        #expect(oracle.delivered + oracle.countedDrops == total, "dropped must equal emitted − delivered exactly")
+        #expect(oracle.duplicates == 0)
+        let controlSeen = Set(controls.values.filter { $0.contains("\"control\":") })
+        #expect(controlSeen.count == total / 1_000, "control events are never dropped")
+    }
+
+    @Test("client kill -9 during delivery to an HTTP endpoint, restarted each time: nothing that reached the spool is lost")
+    func clientKills() async throws {
+        let (total, kills) = self.profile == .long ? (20_000, 20) : (4_000, 4)
+        let endpoint = ScriptedEndpoint { _, _ in (.ok, [:]) }
+        let spool = self.temporaryPath("spool")
+        try await endpoint.run { metricsURL in
+            let port = try await unusedPort()
+            let channel = "http://127.0.0.1:\(port)/kills-events"
+            let serve = try await self.startServe(port: port)
+            let arguments = ["client", "--events-url", channel, "--start", "0", "--sink", metricsURL, "--spool-dir", spool, "--listen", "off", "--quiet", "--wait-for-channel", "30"]
+            let key = ["TRICKLE_RELAY_METRICS_API_KEY": "fault-key"]
+            let input = Pipe()
+            // A larger ring: the events published while no client runs must still be on the server when one returns.
+            let runner = try self.startRunner(channel: channel, input: input)
+            var client = try FaultChild(arguments, environment: key)
+            let slice = total / (kills + 1)
+            var killed = 0
+            for round in 0...kills {
+                try await self.feed(input, (round * slice)..<((round + 1) * slice), perTick: 20)
+                guard round < kills else { break }
+                // Killed at a moment when deliveries are under way.
+                try await waitUntil(timeout: .seconds(30), "a delivery") { !endpoint.acceptedIDs.isEmpty }
+                client.signal(SIGKILL)
+                _ = await client.exited.wait()
+                killed += 1
+                client = try FaultChild(arguments, environment: key)
+            }
+            try input.fileHandleForWriting.close()
+            #expect(await runner.exited.wait() == 0)
+            #expect(await client.exited.wait() == 0, "\(client.lines.values.suffix(3))")
+            serve.signal(SIGTERM)
+            _ = await serve.exited.wait()
+            var oracle = DeliveryOracle(emitted: (kills + 1) * slice)
+            for (request, status) in endpoint.requests where (200..<300).contains(status.code) {
+                let body = try JSONSerialization.jsonObject(with: Data(request.body.utf8)) as? [String: Any]
+                for event in (body?["events"] as? [[String: Any]]) ?? [] {
+                    let data = try JSONSerialization.data(withJSONObject: event)
+                    oracle.receive(envelope: Substring(String(decoding: data, as: UTF8.self)))
+                }
+            }
+            FaultProfile.report(oracle.row("client kill -9 + restart (HTTP endpoint, spool)", faults: "\(killed) × kill -9", peakRSS: ["serve": 0]))
+            #expect(oracle.unexplained == 0, "missing \(oracle.missing.prefix(10))")
+        }
+    }
+}
