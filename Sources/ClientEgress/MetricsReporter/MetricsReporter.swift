@@ -138,6 +138,9 @@ public final class MetricsReporter: SettlingEgressSink, Service {
     public func run() async throws {
         var failures = 0
         var batchLimit = self.configuration.maximumBatchEvents
+        // After a 413 the batch size that worked is kept (re-sending full batches would meet a 413 each time: a
+        // retry storm); it is probed upwards again at most once a minute.
+        var lastTooLarge: ContinuousClock.Instant?
         while true {
             let (batch, shuttingDown) = self.nextBatch(limit: batchLimit)
             if batch.isEmpty {
@@ -149,7 +152,10 @@ public final class MetricsReporter: SettlingEgressSink, Service {
             case .accepted:
                 self.failing.cleared(metadata: ["metrics.events": "\(batch.count)"])
                 failures = 0
-                batchLimit = self.configuration.maximumBatchEvents
+                if let since = lastTooLarge, ContinuousClock.now - since >= .seconds(60) {
+                    batchLimit = min(batchLimit * 2, self.configuration.maximumBatchEvents)
+                    lastTooLarge = batchLimit < self.configuration.maximumBatchEvents ? .now : nil
+                }
                 self.remove(batch.count, counting: \.sent)
                 self.state.withLock { $0.stats.batches += 1 }
             case .rejected(let reason):
@@ -178,6 +184,7 @@ public final class MetricsReporter: SettlingEgressSink, Service {
                     try await Task.sleep(for: self.configuration.retryBackoff.delay(forAttempt: failures - 1))
                 } else {
                     batchLimit = max(batch.count / 2, 1)
+                    lastTooLarge = .now
                     self.state.withLock { $0.stats.retries += 1 }
                 }
             case .unauthorized:

@@ -209,4 +209,70 @@ struct FaultSuiteTests {
             #expect(oracle.unexplained == 0, "missing \(oracle.missing.prefix(10))")
         }
     }
+
+    @Test("an egress misbehaving on a schedule (500, 503, 429 Retry-After, 401 until the key is refreshed, 413 past 100 events): no loss, no retry storm")
+    func misbehavingEgress() async throws {
+        let total = self.profile == .long ? 20_000 : 3_000
+        let keyFile = self.temporaryPath("key")
+        try "key-1\n".write(toFile: keyFile, atomically: true, encoding: .utf8)
+        let scheduled = Mutex(0)
+        let endpoint = ScriptedEndpoint { request, _ in
+            let step = scheduled.withLock { step -> Int in
+                step += 1
+                return step
+            }
+            switch step {
+            case 1: return (.internalServerError, [:])
+            case 2: return (.serviceUnavailable, [:])
+            case 3: return (.tooManyRequests, [.retryAfter: "1"])
+            default:
+                if request.authorization != "Bearer key-2" { return (.unauthorized, [:]) }
+                if request.ids.count > 100 { return (.contentTooLarge, [:]) }
+                return (.ok, [:])
+            }
+        }
+        let spool = self.temporaryPath("spool")
+        try await endpoint.run { metricsURL in
+            let port = try await unusedPort()
+            let channel = "http://127.0.0.1:\(port)/egress-events"
+            let serve = try await self.startServe(port: port)
+            let client = try FaultChild(
+                ["client", "--events-url", channel, "--start", "0", "--sink", metricsURL, "--api-key-file", keyFile, "--spool-dir", spool, "--listen", "off", "--quiet", "--wait-for-channel", "30"]
+            )
+            let input = Pipe()
+            let runner = try self.startRunner(channel: channel, input: input)
+            try await self.feed(input, 0..<total, perTick: 20)
+            // The operator notices the 401 and refreshes the key file; the client picks it up by itself.
+            try await waitUntil(timeout: .seconds(30), "a 401") { endpoint.requests.contains { $0.1 == .unauthorized } }
+            try "key-2\n".write(toFile: keyFile, atomically: true, encoding: .utf8)
+            try input.fileHandleForWriting.close()
+            #expect(await runner.exited.wait() == 0)
+            try await waitUntil(timeout: .seconds(60), "every event to be accepted") {
+                Set(endpoint.acceptedIDs).count >= total + 1  // + relay_ready
+            }
+            client.signal(SIGTERM)
+            _ = await client.exited.wait()
+            serve.signal(SIGTERM)
+            _ = await serve.exited.wait()
+            var oracle = DeliveryOracle(emitted: total)
+            for (request, status) in endpoint.requests where (200..<300).contains(status.code) {
+                let body = try JSONSerialization.jsonObject(with: Data(request.body.utf8)) as? [String: Any]
+                for event in (body?["events"] as? [[String: Any]]) ?? [] {
+                    oracle.receive(envelope: Substring(String(decoding: try JSONSerialization.data(withJSONObject: event), as: UTF8.self)))
+                }
+            }
+            let refused = endpoint.requests.filter { !(200..<300).contains($0.1.code) }
+            let accepted = endpoint.requests.count - refused.count
+            FaultProfile.report(
+                oracle.row(
+                    "egress on a schedule (500, 503, 429, 401 + key refresh, 413 > 100 events)",
+                    faults: "\(refused.count) refusals / \(accepted) accepted requests",
+                    peakRSS: [:]
+                )
+            )
+            #expect(oracle.unexplained == 0, "missing \(oracle.missing.prefix(10))")
+            // No retry storm: every refusal is answered by back-off, a pause or a halved batch, never by hammering.
+            #expect(refused.count <= 12, "\(refused.map(\.1.code))")
+        }
+    }
 }
