@@ -41,6 +41,11 @@ final class FaultChild: Sendable {
     }
 
     func signal(_ number: Int32) { kill(self.pid, number) }
+
+    /// Kills the process if it still runs (a scenario that failed must not leave servers behind).
+    func stopIfRunning() {
+        if self.process.isRunning { kill(self.pid, SIGKILL) }
+    }
 }
 
 /// Samples the memory of `children` every 100 ms until cancelled (a measurement, not a synchronisation).
