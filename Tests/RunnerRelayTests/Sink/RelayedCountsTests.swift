@@ -68,7 +68,8 @@ struct RelayedCountsTests {
                     configuration: .init(
                         eventsURL: try TrickleChannelURL("\(base)/events"),
                         sink: .init(identity: SessionIdentity(sessionID: "s"), isTelemetryEnabled: true),
-                        writer: writer
+                        writer: writer,
+                        flushTimeout: .seconds(60)  // the re-sends must finish within the flush, however slow the machine
                     ),
                     httpClient: client,
                     logger: quietLogger
