@@ -11,53 +11,32 @@ import TrickleTestSupport
 /// unattended.
 @Suite("A trickle server restart mid-stream", .timeLimit(.minutes(2)))
 struct ServerRestartProcessTests {
-    func startServe(port: Int) async throws -> (Process, OneShotSignal<Int32>) {
-        let process = Process()
-        process.executableURL = try trickleRelayExecutable()
-        process.arguments = ["serve", "--port", "\(port)", "--log-level", "error"]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        let exited = try launch(process)
+    func startServe(port: Int) async throws -> FaultChild {
+        let serve = try FaultChild(["serve", "--port", "\(port)", "--log-level", "error"])
         try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration()) { client in
             try await waitUntil("serve to listen on \(port)") {
                 (try? await client.send(.GET, "http://127.0.0.1:\(port)/healthz").status) == 200
             }
         }
-        return (process, exited)
+        return serve
     }
 
     @Test("SIGKILL and restart of serve while 3,000 events flow: every event reaches the file sink")
     func restart() async throws {
         let port = try await unusedPort()
         let channel = "http://127.0.0.1:\(port)/restart-events"
-        var (serve, serveExited) = try await self.startServe(port: port)
+        var serve = try await self.startServe(port: port)
         let output = FileManager.default.temporaryDirectory.appendingPathComponent("restart-\(UUID().uuidString).jsonl").path
-
-        let client = Process()
-        client.executableURL = try trickleRelayExecutable()
-        client.arguments = ["client", "--events-url", channel, "--start", "0", "--sink", "file:\(output)", "--listen", "off", "--wait-for-channel", "30", "--quiet", "--log-level", "debug"]
-        client.standardOutput = FileHandle.nullDevice
-        let clientErrors = Pipe()
-        client.standardError = clientErrors
-        let clientLines = Recorder<String>()
-        collectLines(clientErrors, into: clientLines)
-        let clientExited = try launch(client)
-
-        let runner = Process()
-        runner.executableURL = try trickleRelayExecutable()
-        runner.arguments = ["runner", "--events-url", channel, "--session-id", "restart", "--telemetry", "on", "--segment-window", "1", "--close-linger", "0.5"]
-        var environment = ProcessInfo.processInfo.environment
-        environment["DO_NOT_TRACK"] = nil
-        environment["TRICKLE_RELAY_TELEMETRY"] = nil
-        runner.environment = environment
+        let client = try FaultChild(
+            ["client", "--events-url", channel, "--start", "0", "--sink", "file:\(output)", "--listen", "off", "--wait-for-channel", "30", "--quiet", "--log-level", "debug"]
+        )
         let input = Pipe()
-        runner.standardInput = input
-        runner.standardOutput = FileHandle.nullDevice
-        let runnerErrors = Pipe()
-        runner.standardError = runnerErrors
-        let runnerLines = Recorder<String>()
-        collectLines(runnerErrors, into: runnerLines)
-        let runnerExited = try launch(runner)
+        let runner = try FaultChild(
+            ["runner", "--events-url", channel, "--session-id", "restart", "--telemetry", "on", "--segment-window", "1", "--close-linger", "0.5"],
+            input: input
+        )
+        let clientLines = client.lines
+        let runnerLines = runner.lines
 
         let total = 3_000
         func feed(_ range: Range<Int>) async throws {
@@ -68,17 +47,17 @@ struct ServerRestartProcessTests {
         }
         try await feed(0..<1_000)
         // The crash: no clean close, no goodbye.
-        kill(serve.processIdentifier, SIGKILL)
-        _ = await serveExited.wait()
+        serve.signal(SIGKILL)
+        _ = await serve.exited.wait()
         try await feed(1_000..<1_500)  // written while the server is down: the runner must hold them
-        (serve, serveExited) = try await self.startServe(port: port)
+        serve = try await self.startServe(port: port)
         try await feed(1_500..<total)
         try input.fileHandleForWriting.close()
 
-        #expect(await runnerExited.wait() == 0, "\(runnerLines.values.suffix(5))")
-        #expect(await clientExited.wait() == 0, "\(clientLines.values.suffix(5))")
-        kill(serve.processIdentifier, SIGTERM)
-        _ = await serveExited.wait()
+        #expect(await runner.exited.wait() == 0, "\(runnerLines.values.suffix(5))")
+        #expect(await client.exited.wait() == 0, "\(clientLines.values.suffix(5))")
+        serve.signal(SIGTERM)
+        _ = await serve.exited.wait()
 
         let text = try String(contentsOfFile: output, encoding: .utf8)
         var seen: [Int: Int] = [:]

@@ -63,6 +63,17 @@ struct FaultSuiteTests {
         return oracle
     }
 
+    /// Ends the runner's input, expects runner and client to finish by themselves (exit 0: the runner flushes
+    /// and closes the channel, the client sees its end), then stops sampling and the server.
+    func endOfInput(_ input: Pipe, runner: FaultChild, client: FaultChild, serve: FaultChild, sampler: Task<Void, Never>) async throws {
+        try input.fileHandleForWriting.close()
+        #expect(await runner.exited.wait() == 0, "\(runner.lines.values.suffix(3))")
+        #expect(await client.exited.wait() == 0, "\(client.lines.values.suffix(3))")
+        sampler.cancel()
+        serve.signal(SIGTERM)
+        _ = await serve.exited.wait()
+    }
+
     func temporaryPath(_ name: String) -> String {
         FileManager.default.temporaryDirectory.appendingPathComponent("faults-\(name)-\(UUID().uuidString)").path
     }
@@ -83,12 +94,7 @@ struct FaultSuiteTests {
         defer { for child in [serve, client, runner] { child.stopIfRunning() } }
         let sampler = Task { await sampleMemory { [serve, client, runner] } }
         try await self.feed(input, 0..<total, perTick: 40)  // ~4,000 events/s
-        try input.fileHandleForWriting.close()
-        #expect(await runner.exited.wait() == 0)
-        #expect(await client.exited.wait() == 0)
-        sampler.cancel()
-        serve.signal(SIGTERM)
-        _ = await serve.exited.wait()
+        try await self.endOfInput(input, runner: runner, client: client, serve: serve, sampler: sampler)
         var oracle = DeliveryOracle(emitted: total)
         try oracle.receive(file: output)
         FaultProfile.report(
@@ -162,12 +168,7 @@ struct FaultSuiteTests {
         try await self.feed(input, (total / 4)..<total, perTick: 5_000, control: 1_000)
         try await Task.sleep(for: .seconds(1))  // the stall lasts a while: that is the fault being injected
         serve.signal(SIGCONT)
-        try input.fileHandleForWriting.close()
-        #expect(await runner.exited.wait() == 0)
-        #expect(await client.exited.wait() == 0)
-        sampler.cancel()
-        serve.signal(SIGTERM)
-        _ = await serve.exited.wait()
+        try await self.endOfInput(input, runner: runner, client: client, serve: serve, sampler: sampler)
         var oracle = DeliveryOracle(emitted: total)
         try oracle.receive(file: output)
         FaultProfile.report(

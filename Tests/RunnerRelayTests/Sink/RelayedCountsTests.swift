@@ -17,33 +17,15 @@ struct RelayedCountsTests {
             // Reads each segment to its end, then answers 500: the upload failed after its bytes were sent.
             request.path.hasSuffix("/next") ? .init(.ok, headers: [TrickleHeaders.latest: "0"], body: "0") : .init(.internalServerError)
         }
-        try await server.run { base in
-            try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration()) { client in
-                var writer = JSONLWriter.Configuration(segmentWindow: .milliseconds(50))
-                writer.publisher.retryBackoff = Backoff(initial: .milliseconds(5), maximum: .milliseconds(10))
-                writer.publisher.deletesChannelOnClose = false
-                let relay = SessionRelay(
-                    configuration: .init(
-                        eventsURL: try TrickleChannelURL("\(base)/events"),
-                        sink: .init(identity: SessionIdentity(sessionID: "s"), isTelemetryEnabled: true),
-                        writer: writer,
-                        flushTimeout: .seconds(3)
-                    ),
-                    httpClient: client,
-                    logger: quietLogger
-                )
-                try await withThrowingTaskGroup(of: Void.self) { group in
-                    group.addTask { try await relay.run() }
-                    for n in 0..<20 { relay.sink.emit(ByteBuffer(string: #"{"type":"metric","n":\#(n)}"#)) }
-                    try await waitUntil("the events to be written and their segment to fail") { relay.sink.stats.lost >= 20 }
-                    relay.finish()
-                    try await group.waitForAll()
-                }
-                let stats = relay.summary.sink
-                #expect(stats.relayed == 0, "nothing was accepted, nothing may count as relayed")
-                #expect(stats.lost >= 20)
-            }
-        }
+        let relay = try await relay20Events(
+            to: server,
+            segmentWindow: .milliseconds(50),
+            flushTimeout: .seconds(3),
+            until: "the events to be written and their segment to fail"
+        ) { $0.lost >= 20 }
+        let stats = relay.summary.sink
+        #expect(stats.relayed == 0, "nothing was accepted, nothing may count as relayed")
+        #expect(stats.lost >= 20)
     }
 
     @Test("a segment whose upload breaks after its bytes went out is sent again from its first byte: relayed, not lost")
@@ -59,37 +41,17 @@ struct RelayedCountsTests {
             }
             return attempt <= 3 ? .init(.internalServerError) : .init(.ok, headers: [TrickleHeaders.seq: "0"])
         }
-        try await server.run { base in
-            try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration()) { client in
-                var writer = JSONLWriter.Configuration(segmentWindow: .seconds(60))
-                writer.publisher.retryBackoff = Backoff(initial: .milliseconds(5), maximum: .milliseconds(10))
-                writer.publisher.deletesChannelOnClose = false
-                let relay = SessionRelay(
-                    configuration: .init(
-                        eventsURL: try TrickleChannelURL("\(base)/events"),
-                        sink: .init(identity: SessionIdentity(sessionID: "s"), isTelemetryEnabled: true),
-                        writer: writer,
-                        flushTimeout: .seconds(60)  // the re-sends must finish within the flush, however slow the machine
-                    ),
-                    httpClient: client,
-                    logger: quietLogger
-                )
-                try await withThrowingTaskGroup(of: Void.self) { group in
-                    group.addTask { try await relay.run() }
-                    for n in 0..<20 { relay.sink.emit(ByteBuffer(string: #"{"type":"metric","n":\#(n)}"#)) }
-                    try await waitUntil("the events to be written") { relay.sink.stats.written == 20 }
-                    relay.finish()
-                    try await group.waitForAll()
-                }
-                let stats = relay.summary.sink
-                #expect(stats.relayed == 20 && stats.lost == 0, "\(stats)")
-                #expect(relay.writer.publisher.stats.resends == 3)
-                let posts = server.requests.filter { $0.method == .post && $0.path == "/events/0" }
-                #expect(posts.count == 4)
-                // Every attempt carried the whole segment from its first byte.
-                #expect(Set(posts.map(\.body)).count == 1 && posts[0].body.contains(#""n":0"#) && posts[0].body.contains(#""n":19"#))
-            }
+        // The flush deadline covers the re-sends, however slow the machine.
+        let relay = try await relay20Events(to: server, segmentWindow: .seconds(60), flushTimeout: .seconds(60), until: "the events to be written") {
+            $0.written == 20
         }
+        let stats = relay.summary.sink
+        #expect(stats.relayed == 20 && stats.lost == 0, "\(stats)")
+        #expect(relay.writer.publisher.stats.resends == 3)
+        let posts = server.requests.filter { $0.method == .post && $0.path == "/events/0" }
+        #expect(posts.count == 4)
+        // Every attempt carried the whole segment from its first byte.
+        #expect(Set(posts.map(\.body)).count == 1 && posts[0].body.contains(#""n":0"#) && posts[0].body.contains(#""n":19"#))
     }
 
     @Test("against a healthy server relayed = written once the session ended, and nothing is lost")
@@ -100,5 +62,41 @@ struct RelayedCountsTests {
         }
         #expect(summary.sink.written == 50 && summary.sink.relayed == 50 && summary.sink.lost == 0)
         #expect(lines.count == 50)
+    }
+}
+
+/// Runs a session relay against `server` (quick retries, no channel DELETE): emits 20 numbered events, waits for
+/// `condition`, finishes the relay, and returns it.
+private func relay20Events(
+    to server: ScriptedHTTPServer,
+    segmentWindow: Duration,
+    flushTimeout: Duration,
+    until what: String,
+    _ condition: @escaping @Sendable (TrickleEventsSink.Stats) -> Bool
+) async throws -> SessionRelay {
+    try await server.run { base in
+        try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration()) { client in
+            var writer = JSONLWriter.Configuration(segmentWindow: segmentWindow)
+            writer.publisher.retryBackoff = Backoff(initial: .milliseconds(5), maximum: .milliseconds(10))
+            writer.publisher.deletesChannelOnClose = false
+            let relay = SessionRelay(
+                configuration: .init(
+                    eventsURL: try TrickleChannelURL("\(base)/events"),
+                    sink: .init(identity: SessionIdentity(sessionID: "s"), isTelemetryEnabled: true),
+                    writer: writer,
+                    flushTimeout: flushTimeout
+                ),
+                httpClient: client,
+                logger: quietLogger
+            )
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await relay.run() }
+                for n in 0..<20 { relay.sink.emit(ByteBuffer(string: #"{"type":"metric","n":\#(n)}"#)) }
+                try await waitUntil(what) { condition(relay.sink.stats) }
+                relay.finish()
+                try await group.waitForAll()
+            }
+            return relay
+        }
     }
 }
