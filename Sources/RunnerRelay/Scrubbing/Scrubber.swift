@@ -387,41 +387,74 @@ public struct Scrubber: Sendable {
     // MARK: Keys
 
     /// Words of a member name that make it a credential (`client_secret`, `X-Api-Key`, `authToken`, `passwd`).
-    private static let credentialWords: Set<String> = [
+    private static let credentialWords: [[UInt8]] = [
         "password", "passwd", "pwd", "passphrase", "secret", "token", "authorization", "cookie", "credential",
         "credentials", "apikey", "privatekey", "accesskey", "secretkey", "sessionkey", "jwt", "bearer", "auth",
-    ]
-    /// Two-word credentials (`api_key`, `private_key`, `access_key`, `secret_key`, `set_cookie`).
-    private static let credentialPairs: Set<String> = ["api key", "private key", "access key", "secret key", "session key", "signing key"]
-    /// Words of a member name that make its value an identifier or a digest, not a secret.
-    private static let identifierWords: Set<String> = [
+    ].map { Array($0.utf8) }
+    /// Two-word credentials (`api_key`, `private_key`, `access_key`, `secret_key`, `session_key`, `signing_key`):
+    /// first words; the second is always `key`.
+    private static let credentialPairFirsts: [[UInt8]] = ["api", "private", "access", "secret", "session", "signing"].map { Array($0.utf8) }
+    private static let keyWord = Array("key".utf8)
+    /// Words that make a value an identifier or a digest, not a secret, when the name ends with them.
+    private static let identifierWords: [[UInt8]] = [
         "commit", "sha", "sha1", "sha256", "digest", "hash", "checksum", "etag", "id", "ids", "uuid", "fingerprint", "revision",
-    ]
+    ].map { Array($0.utf8) }
+    /// Words that make a value an identifier or a digest wherever they stand in the name (`commit_url`).
+    private static let digestWords: [[UInt8]] = ["commit", "sha", "digest", "checksum", "etag", "hash"].map { Array($0.utf8) }
 
     /// Classifies a member name (raw JSON bytes): split into words at `_`, `-`, `.`, spaces and lower-to-upper
     /// case changes, compared case-insensitively. `tokens_per_second` and `tokenizer` are not `token`.
+    ///
+    /// Runs for every string value of every event on the runner's drain, so it allocates nothing: words are
+    /// ranges of the name, compared in place.
     public static func classify(key raw: UnsafeRawBufferPointer) -> KeyClass {
         guard raw.count <= 128 else { return .neutral }
-        var words: [String] = []
-        var word: [UInt8] = []
+        var result = KeyClass.neutral
+        var previous: Range<Int>?
+        var last: Range<Int>?
+        var start = 0
         var previousLower = false
-        for byte in raw {
+        func endWord(at end: Int) {
+            guard end > start, result != .credential else { return }
+            let word = start..<end
+            if Self.credentialWords.contains(where: { Self.equalsIgnoringCase(raw, word, $0) })
+                || (previous.map { first in
+                    Self.equalsIgnoringCase(raw, word, Self.keyWord)
+                        && Self.credentialPairFirsts.contains { Self.equalsIgnoringCase(raw, first, $0) }
+                } ?? false)
+            {
+                result = .credential
+                return
+            }
+            if Self.digestWords.contains(where: { Self.equalsIgnoringCase(raw, word, $0) }) { result = .identifier }
+            previous = word
+            last = word
+        }
+        for index in 0..<raw.count {
+            let byte = raw[index]
             let separator = byte == UInt8(ascii: "_") || byte == UInt8(ascii: "-") || byte == UInt8(ascii: ".") || byte == UInt8(ascii: " ")
             if separator || (previousLower && isUpper(byte)) {
-                if !word.isEmpty { words.append(String(decoding: word, as: UTF8.self)) }
-                word.removeAll(keepingCapacity: true)
+                endWord(at: index)
+                start = separator ? index + 1 : index
             }
-            if !separator { word.append(isUpper(byte) ? byte | 0x20 : byte) }
             previousLower = isLower(byte) || isDigit(byte)
         }
-        if !word.isEmpty { words.append(String(decoding: word, as: UTF8.self)) }
-        if words.contains(where: Self.credentialWords.contains) { return .credential }
-        for (first, second) in zip(words, words.dropFirst()) where Self.credentialPairs.contains("\(first) \(second)") {
-            return .credential
+        endWord(at: raw.count)
+        if result == .credential { return .credential }
+        if let last, Self.identifierWords.contains(where: { Self.equalsIgnoringCase(raw, last, $0) }) { return .identifier }
+        return result
+    }
+
+    /// Whether `bytes[range]` equals the lowercase `word`, ignoring ASCII case.
+    private static func equalsIgnoringCase(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, _ word: [UInt8]) -> Bool {
+        guard range.count == word.count else { return false }
+        var offset = 0
+        for index in range {
+            let byte = bytes[index]
+            if (isUpper(byte) ? byte | 0x20 : byte) != word[offset] { return false }
+            offset += 1
         }
-        if let last = words.last, Self.identifierWords.contains(last) { return .identifier }
-        if words.contains(where: { ["commit", "sha", "digest", "checksum", "etag", "hash"].contains($0) }) { return .identifier }
-        return .neutral
+        return true
     }
 
     /// Whether `bytes` already is one of our markers (a second pass must not re-redact it).
@@ -500,12 +533,16 @@ public struct Scrubber: Sendable {
 
     // MARK: URL passwords
 
+    private static let schemeSeparator = Array("://".utf8)
+    private static let pemBegin = Array("-----BEGIN ".utf8)
+    private static let pemEnd = Array("-----END ".utf8)
+
     /// `scheme://user:password@host`: the password goes, the user and host stay.
     private func scrubURLPasswords(_ bytes: [UInt8], count: inout Int) -> [UInt8] {
         var copy = RedactedCopy(bytes)
         var index = 0
         while index + 3 < bytes.count {
-            guard bytes[index] == UInt8(ascii: ":"), Self.hasPrefix(bytes, Array("://".utf8), at: index) else {
+            guard bytes[index] == UInt8(ascii: ":"), Self.hasPrefix(bytes, Self.schemeSeparator, at: index) else {
                 index += 1
                 continue
             }
@@ -533,8 +570,8 @@ public struct Scrubber: Sendable {
     /// `-----BEGIN <label>-----` … `-----END <label>-----` (escaped newlines and all) becomes one marker; a block
     /// cut short (no END) is redacted to the end of the string.
     private func scrubPEMBlocks(_ bytes: [UInt8], count: inout Int) -> [UInt8] {
-        let begin = Array("-----BEGIN ".utf8)
-        let endMark = Array("-----END ".utf8)
+        let begin = Self.pemBegin
+        let endMark = Self.pemEnd
         var copy = RedactedCopy(bytes)
         var index = 0
         while index < bytes.count {
