@@ -185,6 +185,7 @@ if Context.environment["TRICKLE_RELAY_BENCHMARKS"] != nil {
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -198,8 +199,37 @@ if Context.environment["TRICKLE_RELAY_BENCHMARKS"] != nil {
 let strictSettings: [SwiftSetting] =
     Context.environment["TRICKLE_RELAY_STRICT"] != nil ? [.unsafeFlags(["-warnings-as-errors"])] : []
 
+// ThreadSanitizer runs (`.ci/run`): `Mutex` becomes a lock TSan can see (Sources/TrickleProtocol/Support/SanitizerVisibleMutex.swift).
+let sanitizerSettings: [SwiftSetting] =
+    Context.environment["TRICKLE_RELAY_TSAN"] != nil ? [.define("TRICKLE_RELAY_TSAN")] : []
+
 for target in package.targets {
     var settings = target.swiftSettings ?? []
-    settings.append(contentsOf: swiftSettings + strictSettings)
+    settings.append(contentsOf: swiftSettings + strictSettings + sanitizerSettings)
     target.swiftSettings = settings
+}
+
+// The libFuzzer harness (Fuzz/run.sh): exists only when TRICKLE_RELAY_FUZZ is set. The code under test is built with
+// libFuzzer's coverage instrumentation and AddressSanitizer; its dependencies are not (they are not what is fuzzed).
+if Context.environment["TRICKLE_RELAY_FUZZ"] != nil {
+    let fuzzFlags: [SwiftSetting] = [.unsafeFlags(["-sanitize=fuzzer,address"])]
+    for target in package.targets where ["TrickleProtocol", "ClientEgress"].contains(target.name) {
+        target.swiftSettings = (target.swiftSettings ?? []) + fuzzFlags
+    }
+    package.targets.append(.target(name: "CLibFuzzer", path: "Fuzz/CLibFuzzer"))
+    package.targets.append(
+        .executableTarget(
+            name: "trickle-relay-fuzz",
+            dependencies: [
+                "CLibFuzzer",
+                "TrickleProtocol",
+                "ClientEgress",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Fuzz/trickle-relay-fuzz",
+            swiftSettings: swiftSettings + strictSettings + fuzzFlags,
+            linkerSettings: [.unsafeFlags(["-sanitize=fuzzer,address", "-use-ld=lld"])]
+        )
+    )
 }

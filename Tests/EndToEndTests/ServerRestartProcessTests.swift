@@ -32,7 +32,9 @@ struct ServerRestartProcessTests {
         )
         let input = Pipe()
         let runner = try FaultChild(
-            ["runner", "--events-url", channel, "--session-id", "restart", "--telemetry", "on", "--segment-window", "1", "--close-linger", "0.5"],
+            // A queue deep enough for a slow build (sanitizers) to hold what is written while the server is down:
+            // this test is about the restart, not about the queue overflowing (the fault suite's overload is).
+            ["runner", "--events-url", channel, "--session-id", "restart", "--telemetry", "on", "--segment-window", "1", "--close-linger", "0.5", "--max-queue-events", "65536"],
             input: input
         )
         let clientLines = client.lines

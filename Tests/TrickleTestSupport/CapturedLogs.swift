@@ -1,5 +1,8 @@
 public import Logging
 import Synchronization
+#if TRICKLE_RELAY_TSAN
+import TrickleProtocol  // SanitizerVisibleMutex
+#endif
 
 /// Captures log messages (with metadata) in memory, per test.
 public final class CapturedLogs: Sendable {

@@ -1,4 +1,7 @@
 import Synchronization
+#if TRICKLE_RELAY_TSAN
+import TrickleProtocol  // SanitizerVisibleMutex
+#endif
 
 /// Collects values from concurrent producers and lets a test wait until they satisfy a condition, with a
 /// deadline: no sleeps as synchronisation.

@@ -1,5 +1,8 @@
 import NIOCore
 import Synchronization
+#if TRICKLE_RELAY_TSAN
+import TrickleProtocol  // SanitizerVisibleMutex
+#endif
 
 /// What a replay saw: events per type and per `data.type`, problems with file:line, duplicate envelope ids,
 /// and the time span the envelopes cover.

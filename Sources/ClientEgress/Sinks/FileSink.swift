@@ -2,6 +2,9 @@ import Foundation
 import NIOCore
 import NIOPosix
 import Synchronization
+#if TRICKLE_RELAY_TSAN
+import TrickleProtocol  // SanitizerVisibleMutex
+#endif
 
 /// Appends each envelope's bytes and a newline to a file: the verbatim record of what was relayed.
 public final class FileSink: EgressSink {

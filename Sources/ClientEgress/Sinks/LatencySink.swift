@@ -1,5 +1,8 @@
 import Foundation
 import Synchronization
+#if TRICKLE_RELAY_TSAN
+import TrickleProtocol  // SanitizerVisibleMutex
+#endif
 
 /// Counts delivered envelopes and their latency: envelope `timestamp` (Unix ms, stamped on the runner) to
 /// arrival here, in whole milliseconds (the timestamp's resolution). Memory is fixed: a histogram of 1 ms buckets

@@ -1,5 +1,8 @@
 import NIOCore
 import Synchronization
+#if TRICKLE_RELAY_TSAN
+import TrickleProtocol  // SanitizerVisibleMutex
+#endif
 
 /// Counts what it is given and keeps nothing: for benchmarks.
 public final class NullSink: EgressSink {

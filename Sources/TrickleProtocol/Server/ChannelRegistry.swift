@@ -67,6 +67,17 @@ final class ChannelRegistry: Sendable {
     /// Every live channel (for metrics).
     var allChannels: [ServerChannel] { self.channels.withLock { Array($0.values) } }
 
+    /// Forgets deleted channels whose grace period is over (their segments are freed with them).
+    func purgeExpiredTombstones(now: ContinuousClock.Instant = .now) {
+        // The channels are released outside the lock: the last reference frees their segments.
+        let expired: [Tombstone] = self.tombstones.withLock { tombstones in
+            let expired = tombstones.values.filter { now - $0.deletedAt >= self.gracePeriod }
+            if !expired.isEmpty { tombstones = tombstones.filter { now - $0.value.deletedAt < self.gracePeriod } }
+            return expired
+        }
+        _ = expired
+    }
+
     /// Removes and closes a channel. Returns `false` if there was none.
     func remove(named name: String) -> Bool {
         let removed = self.channels.withLock { $0.removeValue(forKey: name) }
@@ -93,9 +104,7 @@ final class ChannelRegistry: Sendable {
             return stale
         }
         for channel in removed { channel.close() }
-        self.tombstones.withLock { tombstones in
-            tombstones = tombstones.filter { ContinuousClock.now - $0.value.deletedAt < self.gracePeriod }
-        }
+        self.purgeExpiredTombstones()
         return removed.map(\.name)
     }
 

@@ -75,7 +75,7 @@ public final class TrickleServer: Service, Sendable {
                     try await withThrowingDiscardingTaskGroup { group in
                         group.addTask { try await server.run() }
                         group.addTask { await cancelWhenGracefulShutdown { await self.sweepIdleChannels() } }
-                        group.addTask { await cancelWhenGracefulShutdown { await self.closeAbandonedSegments() } }
+                        group.addTask { await cancelWhenGracefulShutdown { await self.housekeeping() } }
                     }
                 } onGracefulShutdown: {
                     self.registry.closeAll()
@@ -128,6 +128,9 @@ public final class TrickleServer: Service, Sendable {
     /// Segment bytes held in memory right now, across every channel.
     public var retainedBytes: Int { self.registry.accounting.retainedBytes }
 
+    /// Deleted channels still readable in their grace period (their segments are held until it ends).
+    public var deletedChannelsReadable: Int { self.registry.tombstoneCount }
+
     /// The server's metrics in the Prometheus text format (what `GET /metrics` serves).
     public func metricsText() -> String {
         let accounting = self.registry.accounting
@@ -163,16 +166,21 @@ public final class TrickleServer: Service, Sendable {
         self.registry.channel(named: name)?.activeWriters ?? 0
     }
 
-    /// Ends segments whose writer vanished and did not come back within the timeout.
-    private func closeAbandonedSegments() async {
+    /// Ends segments whose writer vanished and did not come back within the timeout, and frees deleted channels
+    /// once their grace period is over (without waiting for the next delete or sweep: a server that cycles many
+    /// channels and then goes quiet must give their segments back).
+    private func housekeeping() async {
         let timeout = self.configuration.interruptedSegmentTimeout
+        let grace = self.configuration.deletedChannelGracePeriod
+        let interval = max(min(timeout / 4, grace > .zero ? grace / 2 : timeout / 4), .milliseconds(10))
         while !Task.isCancelled {
             do {
-                try await Task.sleep(for: max(timeout / 4, .milliseconds(10)))
+                try await Task.sleep(for: interval)
             } catch {
                 return
             }
             self.registry.closeAbandonedSegments(olderThan: timeout)
+            self.registry.purgeExpiredTombstones()
         }
     }
 

@@ -24,7 +24,15 @@ struct DeliveryOracle {
     /// seqno → how many times it arrived.
     private(set) var arrivals: [Int: Int] = [:]
     private(set) var countedDrops = 0
+    /// The part of ``countedDrops`` that is `lost`: events in uploads that failed without an acknowledgement. Some
+    /// of them may have reached the server before the failure, so they can be both counted and delivered.
+    private(set) var countedLost = 0
     private(set) var unparsable = 0
+    private var envelopeIDs: Set<String> = []
+    /// Envelopes that arrived more than once (same `id`), drop reports included.
+    private(set) var repeatedEnvelopes = 0
+    /// Each `telemetry_dropped` report as `dropped/refused/lost`, in arrival order (for a failure message).
+    private(set) var dropReports: [String] = []
 
     init(emitted: Int) {
         self.emitted = emitted
@@ -38,8 +46,16 @@ struct DeliveryOracle {
             self.unparsable += 1
             return
         }
+        if let id = object["id"] as? String, !self.envelopeIDs.insert(id).inserted {
+            // The same envelope twice (an at-least-once re-delivery): a consumer deduplicates by id.
+            self.repeatedEnvelopes += 1
+            if data["type"] as? String == "telemetry_dropped" { return }
+        }
         if data["type"] as? String == "telemetry_dropped" {
-            self.countedDrops += ["dropped", "refused", "lost"].reduce(0) { $0 + ((data[$1] as? Int) ?? 0) }
+            let counts = ["dropped", "refused", "lost"].map { (data[$0] as? Int) ?? 0 }
+            self.countedDrops += counts.reduce(0, +)
+            self.countedLost += counts[2]
+            self.dropReports.append(counts.map(String.init).joined(separator: "/"))
         } else if let seqno = data["seqno"] as? Int {
             self.arrivals[seqno, default: 0] += 1
         }
@@ -76,6 +92,13 @@ enum FaultProfile: String {
 
     static var current: Self? { ProcessInfo.processInfo.environment["TRICKLE_RELAY_FAULTS"].flatMap(Self.init(rawValue:)) }
     static var isEnabled: Bool { self.current != nil }
+
+    /// How many times slower than normal the events are fed: `TRICKLE_RELAY_FAULTS_PACE` (default 1). A sanitizer
+    /// build runs every process several times slower; CI's AddressSanitizer run feeds at a quarter of the rate so
+    /// the scenarios test faults, not a machine too slow for the normal rates.
+    static var pace: Int {
+        ProcessInfo.processInfo.environment["TRICKLE_RELAY_FAULTS_PACE"].flatMap(Int.init).map { min(max($0, 1), 100) } ?? 1
+    }
 
     /// Appends a result row to `TRICKLE_RELAY_FAULTS_REPORT` (default `.build/fault-suite.md`) and prints it.
     static func report(_ row: DeliveryOracle.Row) {

@@ -36,7 +36,7 @@ struct FaultSuiteTests {
         )
     }
 
-    /// Writes numbered telemetry events `range` to the runner's stdin, `perTick` every 10 ms.
+    /// Writes numbered telemetry events `range` to the runner's stdin, `perTick` every 10 ms (× the profile's pace).
     func feed(_ input: Pipe, _ range: Range<Int>, perTick: Int, control every: Int? = nil) async throws {
         var batch = ""
         for n in range {
@@ -45,7 +45,7 @@ struct FaultSuiteTests {
             if n % perTick == perTick - 1 {
                 input.fileHandleForWriting.write(Data(batch.utf8))
                 batch = ""
-                try await Task.sleep(for: .milliseconds(10))
+                try await Task.sleep(for: .milliseconds(10 * FaultProfile.pace))
             }
         }
         input.fileHandleForWriting.write(Data(batch.utf8))
@@ -175,7 +175,13 @@ struct FaultSuiteTests {
             oracle.row("overload (server stalled)", faults: "SIGSTOP 1 s, queue 256", peakRSS: ["serve": serve.peakRSSBytes, "runner": runner.peakRSSBytes, "client": client.peakRSSBytes])
         )
         #expect(oracle.unexplained == 0, "missing \(oracle.missing.prefix(10))")
-        #expect(oracle.delivered + oracle.countedDrops == total, "dropped must equal emitted − delivered exactly")
+        // Exact, except that events of an unacknowledged upload (`lost`) may have arrived too: they are the only
+        // events that may be both delivered and counted.
+        let accounted = oracle.delivered + oracle.countedDrops
+        #expect(
+            accounted >= total && accounted - oracle.countedLost <= total,
+            "dropped must equal emitted − delivered exactly; reports (dropped/refused/lost) \(oracle.dropReports), repeated envelopes \(oracle.repeatedEnvelopes); runner: \(runner.lines.values.filter { !$0.contains("telemetry dropped") }.suffix(12))"
+        )
         #expect(oracle.duplicates == 0)
         let controlSeen = Set(controls.values.filter { $0.contains("\"control\":") })
         #expect(controlSeen.count == total / 1_000, "control events are never dropped")
