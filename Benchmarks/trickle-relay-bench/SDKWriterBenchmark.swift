@@ -21,25 +21,9 @@ struct SDKWriterBenchmark {
     static func run(arguments: [String]) async throws {
         let rates = arguments.first.map { $0.split(separator: ",").compactMap { Int($0) } } ?? [1_000, 5_000, 20_000]
         let seconds = arguments.dropFirst().first.flatMap(Int.init) ?? 10
-        var server: Process?
-        let url: String
-        let pid: Int32
-        if arguments.count >= 4, let given = Int32(arguments[3]) {
-            url = arguments[2]
-            pid = given
-        } else {
-            let port = 29_000 + Int.random(in: 0..<1_000)
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("trickle-relay")
-            process.arguments = ["serve", "--port", "\(port)", "--log-level", "warning"]
-            try process.run()
-            server = process
-            url = "http://127.0.0.1:\(port)"
-            pid = process.processIdentifier
-            try await Self.waitForServer(url: url)
-        }
-        defer { server?.terminate() }
-        let benchmark = SDKWriterBenchmark(rates: rates, seconds: seconds, serverURL: url, serverPID: pid)
+        let server = try await BenchServer.startOrAttach(arguments: Array(arguments.dropFirst(2)))
+        defer { server.stop() }
+        let benchmark = SDKWriterBenchmark(rates: rates, seconds: seconds, serverURL: server.url, serverPID: server.pid)
         try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration()) { client in
             for rate in benchmark.rates {
                 try await benchmark.measure(rate: rate, client: client)
@@ -47,24 +31,7 @@ struct SDKWriterBenchmark {
         }
     }
 
-    static func waitForServer(url: String) async throws {
-        for _ in 0..<100 {
-            if let data = try? Data(contentsOf: URL(string: "\(url)/healthz")!), !data.isEmpty { return }
-            try await Task.sleep(for: .milliseconds(50))
-        }
-    }
-
-    /// The server's user + system CPU time so far.
-    func serverCPU() -> Duration {
-        guard let stat = try? String(contentsOfFile: "/proc/\(self.serverPID)/stat", encoding: .utf8),
-            let close = stat.lastIndex(of: ")")
-        else { return .zero }
-        let fields = stat[stat.index(after: close)...].split(separator: " ")
-        // After the command: state is field 3, utime field 14, stime field 15 (1-based in proc(5)).
-        guard fields.count > 12, let user = Int(fields[11]), let system = Int(fields[12]) else { return .zero }
-        let ticks = sysconf(Int32(_SC_CLK_TCK))
-        return .milliseconds((user + system) * 1_000 / ticks)
-    }
+    func serverCPU() -> Duration { BenchServer.cpuTime(pid: self.serverPID) }
 
     func measure(rate: Int, client: HTTPClient) async throws {
         let channel = "\(self.serverURL)/sdk-\(rate)-\(UInt32.random(in: 0...UInt32.max))"

@@ -1,6 +1,7 @@
 // Throughput benchmarks for TrickleProtocol. Build and run in release:
 //   TRICKLE_RELAY_BENCHMARKS=1 swift run -c release trickle-relay-bench [reader|relay|emit|dispatcher|replay|spool|latency|flood|all]
 //   … trickle-relay-bench sdkwriter [rates] [seconds] [url pid]   (the server under the SDK's one-chunk-per-line writes)
+//   … trickle-relay-bench cycles [count] [url pid]                  (server RSS across channel lifecycles)
 // Prints numbers; asserts nothing (targets live in the README and the issue notes).
 
 import AsyncHTTPClient
@@ -196,5 +197,6 @@ if which == "latency" || which == "all" {
     try await benchmarkLatency(rate: 1_000, seconds: 10)
     try await benchmarkLatency(rate: 100_000, seconds: 10)
 }
+if which == "cycles" { try await ChannelCyclesBenchmark.run(arguments: Array(CommandLine.arguments.dropFirst(2))) }
 if which == "sdkwriter" { try await SDKWriterBenchmark.run(arguments: Array(CommandLine.arguments.dropFirst(2))) }
 if which == "flood" || which == "all" { try await benchmarkFlood(seconds: floodSeconds, factor: 10) }

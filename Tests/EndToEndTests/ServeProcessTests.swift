@@ -14,6 +14,7 @@ struct ServeProcessTests {
             (["serve", "--max-channels", "0"], "--max-channels must be positive"),
             (["serve", "--idle-timeout", "99999999999"], "--idle-timeout must be"),
             (["serve", "--port", "70000"], "--port must be"),
+            (["serve", "--threads", "0"], "--threads must be 1…256"),
         ]
     )
     func badFlags(arguments: [String], message: String) async throws {

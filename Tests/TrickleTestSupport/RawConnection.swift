@@ -23,6 +23,18 @@ public enum RawConnection {
         }
     }
 
+    /// Connects to 127.0.0.1:`port`, sends `bytes`, and returns what the server sends first (one `recv`), or ""
+    /// when it sends nothing within `timeout`.
+    public static func sendAndReadReply(port: Int, bytes: String, timeout: Duration) async throws -> String {
+        try await self.withConnection(port: port, sending: bytes) { descriptor in
+            var waited = timeval(tv_sec: Int(timeout.components.seconds), tv_usec: 0)
+            setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &waited, socklen_t(MemoryLayout<timeval>.size))
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            let count = recv(descriptor, &buffer, buffer.count, 0)
+            return count > 0 ? String(decoding: buffer[..<count], as: UTF8.self) : ""
+        }
+    }
+
     /// Connects to 127.0.0.1:`port`, sends `bytes`, and closes the connection at once (a client that vanishes
     /// part-way through a request).
     public static func sendAndClose(port: Int, bytes: String) async throws {

@@ -25,6 +25,8 @@ final class ServerAccounting: Sendable {
     private let refusals = Mutex([Int](repeating: 0, count: Refusal.allCases.count))  // refusals are rare
     private let segmentsStarted = Atomic<Int>(0)
     private let bytesReceived = Atomic<Int>(0)
+    /// The most bytes held at once since the last ``takeReleasedSinceHighWater()``.
+    private let highWater = Atomic<Int>(0)
 
     init(maximumRetainedBytes: Int) {
         self.maximumRetainedBytes = maximumRetainedBytes
@@ -42,10 +44,20 @@ final class ServerAccounting: Sendable {
             let (exchanged, original) = self.retained.compareExchange(expected: current, desired: sum, ordering: .relaxed)
             if exchanged {
                 self.bytesReceived.wrappingAdd(count, ordering: .relaxed)
+                // Racy on purpose (a heuristic for when to give memory back): one load per chunk, a store only
+                // when the mark rises.
+                if sum > self.highWater.load(ordering: .relaxed) { self.highWater.store(sum, ordering: .relaxed) }
                 return true
             }
             current = original
         }
+    }
+
+    /// How far the held bytes fell below their high-water mark; resets the mark to what is held now.
+    func takeReleasedSinceHighWater() -> Int {
+        let now = self.retained.load(ordering: .relaxed)
+        let peak = self.highWater.exchange(now, ordering: .relaxed)
+        return max(peak - now, 0)
     }
 
     /// Releases bytes reserved earlier (a segment was freed).

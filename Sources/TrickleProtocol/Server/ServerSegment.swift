@@ -8,7 +8,10 @@ import Synchronization
 final class ServerSegment: Sendable {
     /// A snapshot of what a reader may consume after waiting.
     struct ReadResult {
-        var chunks: ArraySlice<ByteBuffer>
+        /// The new chunks, copied out of the segment (a slice would share its storage, and the next append would
+        /// then copy every chunk the segment holds: quadratic in chunks per segment, which the SDK's one chunk
+        /// per line makes tens of thousands).
+        var chunks: [ByteBuffer]
         var isClosed: Bool
         var isChannelClosed: Bool
     }
@@ -50,6 +53,8 @@ final class ServerSegment: Sendable {
 
     let seq: Int
     private let state = Mutex(State())
+    /// Fulfilled once, when the segment ends: what its writer waits on (not every appended chunk).
+    private let closed = OneShotSignal<Void>()
     private let accounting: ServerAccounting?
 
     init(seq: Int, accounting: ServerAccounting? = nil) {
@@ -122,6 +127,12 @@ final class ServerSegment: Sendable {
             return state.takeWaiters()
         }
         for waiter in waiters { waiter.resume() }
+        self.closed.fulfill(())
+    }
+
+    /// Waits until the segment ends (or the task is cancelled).
+    func waitUntilClosed() async {
+        _ = await self.closed.wait()
     }
 
     /// Waits until there are chunks at or after `index`, or the segment is closed.
@@ -133,7 +144,7 @@ final class ServerSegment: Sendable {
                 if index < state.chunks.count || state.isClosed {
                     return .success(
                         ReadResult(
-                            chunks: state.chunks[min(index, state.chunks.count)...],
+                            chunks: Array(state.chunks[min(index, state.chunks.count)...]),
                             isClosed: state.isClosed,
                             isChannelClosed: state.isChannelClosed
                         )

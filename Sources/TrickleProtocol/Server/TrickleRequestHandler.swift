@@ -230,6 +230,11 @@ struct TrickleRequestHandler: Sendable {
 
         channel.writerStarted()
         defer { channel.writerEnded() }
+        if request.headers[.expect]?.lowercased() == "100-continue" {
+            // curl (and other clients) ask before sending a body over 1 MiB, and without an answer wait a second
+            // per request before sending anyway.
+            try await writer.writeInformationalHead(HTTPResponse(status: .continue))
+        }
         // A re-send of a segment whose writer vanished part-way: its first bytes repeat what the segment holds.
         let alreadyHeld = segment.takeOverFromVanishedWriter() ?? 0
         let outcome = OneShotSignal<BodyOutcome>()
@@ -244,7 +249,10 @@ struct TrickleRequestHandler: Sendable {
                     try await writer.writeInformationalHead(HTTPResponse(status: .continue))
                 }
             } else {
-                await segment.waitForChange(after: snapshot.version)
+                // Bytes are flowing: nothing to do until the body ends or someone else ends the segment (reset,
+                // eviction, channel closed). Waking on every appended chunk would cost a task wake-up per chunk,
+                // and the SDK's writer sends one chunk per line.
+                await untilFirst({ _ = await outcome.wait() }, { await segment.waitUntilClosed() })
             }
         }
 

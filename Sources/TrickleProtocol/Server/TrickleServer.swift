@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 public import Logging
 import HummingbirdCore
 public import NIOCore
@@ -181,8 +184,29 @@ public final class TrickleServer: Service, Sendable {
             }
             self.registry.closeAbandonedSegments(olderThan: timeout)
             self.registry.purgeExpiredTombstones()
+            // Segments are freed as channels end, but glibc keeps freed memory in the heaps of the threads that
+            // allocated it: a server that once held a lot would keep that RSS for good (measured: 10 cycles of
+            // 20 × 4 MiB segments left 225 MB with nothing retained). Hand it back after a large drop.
+            if self.registry.accounting.takeReleasedSinceHighWater() >= Self.trimThreshold { Self.returnFreedMemory() }
         }
     }
+
+    /// Bytes that must have been freed since the last high-water mark before memory is handed back to the OS.
+    static let trimThreshold = 16 * 1024 * 1024
+
+    private static func returnFreedMemory() {
+        Self.mallocTrim?(0)
+    }
+
+    /// glibc's `malloc_trim` (not in Swift's Glibc module), looked up once; `nil` on another C library.
+    private static let mallocTrim: (@convention(c) (Int) -> Int32)? = {
+        #if canImport(Glibc)
+        guard let symbol = dlsym(nil, "malloc_trim") else { return nil }
+        return unsafeBitCast(symbol, to: (@convention(c) (Int) -> Int32).self)
+        #else
+        return nil
+        #endif
+    }()
 
     private func sweepIdleChannels() async {
         while !Task.isCancelled {

@@ -39,6 +39,18 @@ struct TrickleServerTests {
         }
     }
 
+    @Test("a POST with Expect: 100-continue (curl, for bodies over 1 MiB) hears 100 Continue before it sends the body")
+    func expectContinue() async throws {
+        try await withTrickleServer { (_, base, client) async throws in
+            let port = Int(base.split(separator: ":").last!)!
+            let head = "POST /ch/0 HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\nExpect: 100-continue\r\n\r\n"
+            // Without the interim answer the client waits (curl: a second per request) before sending anyway.
+            let reply = try await RawConnection.sendAndReadReply(port: port, bytes: head, timeout: .seconds(3))
+            #expect(reply.hasPrefix("HTTP/1.1 100"), "\(reply.debugDescription)")
+            #expect(try await client.send(.POST, "\(base)/ch/1", body: "{\"a\":1}\n", headers: ["Expect": "100-continue"]).status == 200)
+        }
+    }
+
     @Test("a POST that breaks part-way leaves its segment open; the re-send of the seq continues it without repeat or gap")
     func resendContinuesInterruptedSegment() async throws {
         try await withTrickleServer { (server, base, client) async throws in

@@ -1,0 +1,48 @@
+import Foundation
+
+/// A trickle server in its own process, for benchmarks that measure the server alone: `trickle-relay serve` from
+/// this binary's folder, or any server already running (`URL PID`: another implementation, side by side).
+struct BenchServer {
+    var url: String
+    var pid: Int32
+    var process: Process?
+
+    /// `[URL PID]` attaches to a running server; nothing starts `trickle-relay serve` on a free port.
+    static func startOrAttach(arguments: [String]) async throws -> BenchServer {
+        if arguments.count >= 2, let pid = Int32(arguments[1]) {
+            return BenchServer(url: arguments[0], pid: pid, process: nil)
+        }
+        let port = 29_000 + Int.random(in: 0..<1_000)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("trickle-relay")
+        process.arguments = ["serve", "--port", "\(port)", "--log-level", "warning"]
+        try process.run()
+        let server = BenchServer(url: "http://127.0.0.1:\(port)", pid: process.processIdentifier, process: process)
+        for _ in 0..<100 {
+            if let data = try? Data(contentsOf: URL(string: "\(server.url)/healthz")!), !data.isEmpty { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        return server
+    }
+
+    func stop() { self.process?.terminate() }
+
+    /// User + system CPU time of `pid` so far (`/proc/<pid>/stat`).
+    static func cpuTime(pid: Int32) -> Duration {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let close = stat.lastIndex(of: ")")
+        else { return .zero }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        // After the command: utime and stime are fields 14 and 15 of proc(5), here 12 and 13 (1-based).
+        guard fields.count > 12, let user = Int(fields[11]), let system = Int(fields[12]) else { return .zero }
+        return .milliseconds((user + system) * 1_000 / sysconf(Int32(_SC_CLK_TCK)))
+    }
+
+    /// Resident memory of `pid` in bytes (`/proc/<pid>/statm`).
+    static func residentBytes(pid: Int32) -> Int {
+        guard let statm = try? String(contentsOfFile: "/proc/\(pid)/statm", encoding: .utf8) else { return 0 }
+        let fields = statm.split(separator: " ")
+        guard fields.count > 1, let pages = Int(fields[1]) else { return 0 }
+        return pages * sysconf(Int32(_SC_PAGESIZE))
+    }
+}
