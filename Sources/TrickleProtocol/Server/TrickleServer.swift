@@ -195,7 +195,7 @@ public final class TrickleServer: Service, Sendable {
     static let trimThreshold = 16 * 1024 * 1024
 
     private static func returnFreedMemory() {
-        Self.mallocTrim?(0)
+        _ = Self.mallocTrim?(0)
     }
 
     /// glibc's `malloc_trim` (not in Swift's Glibc module), looked up once; `nil` on another C library.
