@@ -13,8 +13,13 @@ struct BenchServer {
             return BenchServer(url: arguments[0], pid: pid, process: nil)
         }
         let port = 29_000 + Int.random(in: 0..<1_000)
+        let executable = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("trickle-relay")
+        guard FileManager.default.isExecutableFile(atPath: executable.path) else {
+            print("no \(executable.path): build it first (TRICKLE_RELAY_BENCHMARKS=1 swift build -c release --product trickle-relay), or pass URL PID")
+            exit(64)
+        }
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("trickle-relay")
+        process.executableURL = executable
         process.arguments = ["serve", "--port", "\(port)", "--log-level", "warning"]
         try process.run()
         let server = BenchServer(url: "http://127.0.0.1:\(port)", pid: process.processIdentifier, process: process)
