@@ -81,4 +81,69 @@ struct ServerRestartProcessTests {
         #expect(runnerLines.values.contains { $0.contains("trickle server not accepting segments") || $0.contains("created it again") }, "\(runnerLines.values)")
         #expect(clientLines.values.contains { $0.contains("not answering") || $0.contains("without a clean close") }, "\(clientLines.values)")
     }
+
+    @Test(
+        "while a large segment waits to be re-sent, the runner keeps taking new events (its queue does not fill)",
+        .enabled(if: !sanitizerBuild, "a ThreadSanitizer build drains too slowly for the rates this needs")
+    )
+    func newEventsWhileResendPending() async throws {
+        let port = try await unusedPort()
+        let channel = "http://127.0.0.1:\(port)/pending-events"
+        var serve = try await self.startServe(port: port)
+        let output = FileManager.default.temporaryDirectory.appendingPathComponent("pending-\(UUID().uuidString).jsonl").path
+        let client = try FaultChild(
+            ["client", "--events-url", channel, "--start", "0", "--sink", "file:\(output)", "--listen", "off", "--wait-for-channel", "30", "--quiet"]
+        )
+        let input = Pipe()
+        // One long segment and the default queue (1,024 events).
+        let runner = try FaultChild(
+            ["runner", "--events-url", channel, "--session-id", "pending", "--telemetry", "on", "--segment-window", "60", "--close-linger", "0.5"],
+            input: input
+        )
+        defer { for child in [serve, client, runner] { child.stopIfRunning() } }
+        let padding = String(repeating: "some words ", count: 30)  // prose: a long run of one letter is scrubbed as a token
+        func feed(_ range: Range<Int>, perTick: Int) async throws {
+            var batch = ""
+            for n in range {
+                batch += #"{"type":"telemetry","event":{"type":"metric","seqno":\#(n),"pad":"\#(padding)"}}"# + "\n"
+                if n % perTick == perTick - 1 || n == range.upperBound - 1 {
+                    input.fileHandleForWriting.write(Data(batch.utf8))
+                    batch = ""
+                    try await Task.sleep(for: .milliseconds(10))
+                }
+            }
+        }
+        @Sendable func delivered() -> Int {
+            ((try? String(contentsOfFile: output, encoding: .utf8)) ?? "").split(separator: "\n").count
+        }
+        // ~1.5 MB in the open segment (1,000 events/s), more than the 1 MiB the publisher buffers unsent: all of it
+        // on the server.
+        try await feed(0..<3_000, perTick: 10)
+        try await waitUntil(timeout: .seconds(60), "the first 3,000 events at the client") { delivered() >= 3_000 }
+        serve.signal(SIGKILL)
+        _ = await serve.exited.wait()
+        try await runner.lines.wait(timeout: .seconds(30), "the runner to notice") {
+            $0.contains { $0.contains("trickle server not accepting segments") }
+        }
+        // More than the queue holds (1.5 s at 1,000/s), arriving while the segment waits to be re-sent: they must
+        // go into the new bytes of the segment, not pile up behind the re-send and push the oldest out of the queue.
+        try await feed(3_000..<4_500, perTick: 10)
+        serve = try await self.startServe(port: port)
+        try await feed(4_500..<5_000, perTick: 10)
+        try input.fileHandleForWriting.close()
+        #expect(await runner.exited.wait() == 0)
+        #expect(await client.exited.wait() == 0)
+        var oracle = DeliveryOracle(emitted: 5_000)
+        try oracle.receive(file: output)
+        #expect(oracle.countedDrops == 0, "the runner dropped events while the server was away: \(oracle.dropReports); \(runner.lines.values.suffix(3))")
+        #expect(oracle.unexplained == 0 && oracle.delivered == 5_000, "missing \(oracle.missing.prefix(10))")
+        #expect(oracle.duplicates == 0)
+    }
 }
+
+/// Whether this is a ThreadSanitizer build (`TRICKLE_RELAY_TSAN`, see Package.swift).
+#if TRICKLE_RELAY_TSAN
+let sanitizerBuild = true
+#else
+let sanitizerBuild = false
+#endif

@@ -21,9 +21,24 @@ final class SegmentBodyPipe: AsyncSequence, Sendable {
         /// request's body may still be pulled for a moment after the next attempt started: a chunk handed to it
         /// would be lost to the live request.)
         var generation = 0
-        var bufferedBytes = 0
         var appendedBytes = 0
+        /// Bytes handed out in the current attempt.
         var deliveredBytes = 0
+        /// Where in the segment the next chunk handed out starts (0 again after a rewind).
+        var offset = 0
+        /// The furthest any attempt got.
+        var furthestOffset = 0
+
+        /// Bytes appended and never handed out in any attempt: what back-pressure counts. Bytes held only for a
+        /// re-send do not count — `retentionLimit` bounds them — or a publisher would stop taking new lines for
+        /// as long as a restarting server is away.
+        var bufferedBytes: Int { self.appendedBytes - self.furthestOffset }
+
+        mutating func handedOut(_ count: Int) {
+            self.deliveredBytes += count
+            self.offset += count
+            self.furthestOffset = Swift.max(self.furthestOffset, self.offset)
+        }
         var isFinished = false
         var failure: (any Error)?
         var consumer: CheckedContinuation<ByteBuffer?, Never>?
@@ -57,7 +72,7 @@ final class SegmentBodyPipe: AsyncSequence, Sendable {
             state.generation += 1
             if state.canRewind {
                 state.next = 0
-                state.bufferedBytes = state.appendedBytes
+                state.offset = 0
             }
             state.deliveredBytes = 0
             defer { state.consumer = nil }
@@ -93,7 +108,7 @@ final class SegmentBodyPipe: AsyncSequence, Sendable {
             }
             if let consumer = state.consumer {
                 state.consumer = nil
-                state.deliveredBytes += chunk.readableBytes
+                state.handedOut(chunk.readableBytes)
                 if state.canRewind {
                     state.chunks.append(chunk)
                     state.next = state.chunks.count
@@ -101,7 +116,6 @@ final class SegmentBodyPipe: AsyncSequence, Sendable {
                 return consumer
             }
             state.chunks.append(chunk)
-            state.bufferedBytes += chunk.readableBytes
             return nil
         }
         consumer?.resume(returning: chunk)
@@ -148,7 +162,6 @@ final class SegmentBodyPipe: AsyncSequence, Sendable {
             state.chunks.removeAll()
             state.next = 0
             state.canRewind = false
-            state.bufferedBytes = 0
             defer {
                 state.consumer = nil
                 state.producers = [:]
@@ -181,8 +194,7 @@ final class SegmentBodyPipe: AsyncSequence, Sendable {
                         } else {
                             state.chunks.removeFirst()
                         }
-                        state.bufferedBytes -= chunk.readableBytes
-                        state.deliveredBytes += chunk.readableBytes
+                        state.handedOut(chunk.readableBytes)
                         var woken: [CheckedContinuation<Void, any Error>] = []
                         if state.bufferedBytes <= self.highWatermark {
                             woken = Array(state.producers.values)
