@@ -59,6 +59,7 @@ let package = Package(
             name: "ClientEgress",
             dependencies: [
                 "TrickleProtocol",
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -147,7 +147,7 @@ public final class DemoDriver: Service, CustomStringConvertible {
                 try await group.waitForAll()
             }
         }
-        self.result.withLock { $0 = (relay.summary, daemon.dispatcher.stats) }
+        self.result.withLock { $0 = (relay.summary, daemon.stats) }
     }
 }
 

@@ -4,68 +4,86 @@ import ClientEgress
 import Foundation
 import Logging
 import NIOCore
-import ServiceLifecycle
+import Synchronization
 import TrickleProtocol
 import UnixSignals
 
-/// `trickle-relay client`: the daemon on the user's machine.
+/// `trickle-relay client`: the daemon on the user's machine. It turns flags and the configuration file into a
+/// ``ClientApplication/Configuration`` and runs it; the pipeline itself lives in ClientEgress.
 struct ClientCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "client",
-        abstract: "Subscribe to a session's events channel and republish its telemetry to an egress sink.",
+        abstract: "Follow sessions' events channels and republish their telemetry to one egress sink.",
         discussion: """
             Every {"type":"telemetry","event":<envelope>} line's envelope goes, byte for byte, to the sink; every \
             other event prints to standard output as JSONL (unless --quiet). Bad lines are counted, logged with \
-            seq and line number, and skipped. The client rides out server restarts (retries with back-off) and \
-            ends cleanly, with a summary on standard error, when the channel ends (closed, or 404; with \
-            --wait-for-channel a channel that does not exist yet is waited for first). SIGTERM or \
-            SIGINT stop it at once: what reached the spool stays there for the next start. SIGHUP re-reads the \
-            API key.
+            seq and line number, and skipped. The client rides out server restarts (retries with back-off).
+
+            Channels: one daemon follows any number of them, named three ways, usable together: repeated \
+            --events-url flags; the "subscriptions" of a --config file; and the control API on the local \
+            endpoint (POST /v1/subscriptions {"events_url","session_id"?,"start"?} → 201 with its id; GET \
+            /v1/subscriptions lists each with its state and counters; DELETE /v1/subscriptions/ID stops one). \
+            Subscriptions added through the API are kept in subscriptions.json in the spool directory, so a \
+            restarted daemon (even after kill -9) follows them again, each from its own read position. A \
+            channel that ends (closed, or 404 after data) finishes its subscription. With only --events-url \
+            flags the client ends, with a summary on standard error, when its last channel ends (with \
+            --wait-for-channel a channel that does not exist yet is waited for first); with --config, API \
+            subscriptions or --keep-running it runs until stopped. SIGTERM or SIGINT stop it at once: what \
+            reached the spool stays there for the next start. SIGHUP re-reads the API key and the --config file \
+            (added and removed subscriptions take effect; a broken file is refused and the running \
+            configuration kept; sink, spool and listen changes need a restart).
 
             Sinks: log (one TELEMETRY line per envelope, on standard error), file:PATH (append the envelopes as \
             JSONL), http(s)://… (the HTTP metrics reporter: batches to that endpoint with a bearer key from \
             --api-key-file, TRICKLE_RELAY_METRICS_API_KEY or SCOPE_CLOUD_API_KEY), null (count only). Without \
             --sink: the metrics reporter when TRICKLE_RELAY_METRICS_URL (or DAYDREAM_METRICS_URL) and a key are \
             set, else the log sink. (kafka:HOST:PORT is reserved; the Kafka sink is not part of this build, and \
-            KAFKA_BOOTSTRAP_SERVERS alone falls back to the log sink with a warning.)
+            KAFKA_BOOTSTRAP_SERVERS alone falls back to the log sink with a warning.) All channels feed the one \
+            sink.
 
-            Spool: the metrics sink writes through a disk spool (--spool-dir, default \
-            $XDG_STATE_HOME/trickle-relay/spool/<channel>, else ~/.local/state/…). An envelope counts as taken \
-            once it is in the spool; spool files are deleted only after the endpoint accepted everything in \
-            them, so a crash or kill -9 loses nothing that reached the spool. A restart resumes reading the \
-            channel just after the last spooled line (if the server still retains it; segments it no longer \
-            has are reported as lost) and delivers what is left. Delivery is at-least-once: a duplicate \
+            Spool: the metrics sink writes through one disk spool for all channels (--spool-dir, default \
+            $XDG_STATE_HOME/trickle-relay/spool/<channel> for a single --events-url, else …/spool/daemon; \
+            ~/.local/state when XDG_STATE_HOME is unset). Its records remember their channel. An envelope \
+            counts as taken once it is in the spool; spool files are deleted only after the endpoint accepted \
+            everything in them, so a crash or kill -9 loses nothing that reached the spool. A restart resumes \
+            each channel just after its last spooled line (if the server still retains it; segments it no \
+            longer has are reported as lost) and delivers what is left. Delivery is at-least-once: a duplicate \
             carries the same id.
 
             Local endpoint (--listen, default 127.0.0.1:7071; "off" disables it): GET /telemetry/stream is a \
             Server-Sent Events stream of every relayed envelope (id, event: telemetry, data) and of the \
-            channel's other events (event: their type, data: the line), resumable with \
-            Last-Event-ID from the last --stream-ring envelopes, with a keep-alive comment every 15 s; GET \
-            /healthz; GET /metrics (Prometheus text). With a token (--stream-token-file or \
-            TRICKLE_RELAY_STREAM_TOKEN) every route but /healthz needs "Authorization: Bearer <token>" or \
-            ?jwt=<token>; a non-loopback --listen requires a token.
+            channels' other events (event: their type, data: the line), filtered with ?session=ID and \
+            ?type=NAME, resumable with Last-Event-ID from the last --stream-ring events, with a keep-alive \
+            comment every 15 s; GET /healthz; GET /metrics (Prometheus text, added up across channels); the \
+            control API above. With a token (--stream-token-file or TRICKLE_RELAY_STREAM_TOKEN) every route but \
+            /healthz needs "Authorization: Bearer <token>" or ?jwt=<token>; a non-loopback --listen requires a \
+            token.
 
             Start positions: latest (replay the most recent segment, then follow), next, or a seq number. A \
-            spool's resume position, when there is one, takes precedence.
+            spool's read position for the channel, when there is one, takes precedence.
 
-            Exit codes: 0 when the channel ended or the client was stopped; 64 for bad flags; 2 when the sink \
-            or the spool cannot be set up (unwritable file or directory, spool in use by another client); 3 when \
-            the channel was never seen (404 before any data: a mistyped URL?); 1 when the client fails while \
-            running (e.g. an explicit --listen address is taken).
+            Exit codes: 0 when the channels ended or the client was stopped; 64 for bad flags or a bad --config \
+            file (the message names the field); 2 when the sink or the spool cannot be set up (unwritable file \
+            or directory, spool in use by another client); 3 when every channel was never seen (404 before any \
+            data: a mistyped URL?); 1 when the client fails while running (e.g. an explicit --listen address is \
+            taken).
 
             Examples:
               trickle-relay client --events-url http://127.0.0.1:2939/sess-1-events --sink file:telemetry.jsonl
-              TRICKLE_RELAY_METRICS_API_KEY=… trickle-relay client --events-url http://127.0.0.1:2939/sess-1-events \\
-                  --sink https://metrics.example/v1/events
-              curl -N http://127.0.0.1:7071/telemetry/stream
+              trickle-relay client --config /etc/trickle-relay/client.json
+              curl -X POST http://127.0.0.1:7071/v1/subscriptions -d '{"events_url":"http://127.0.0.1:2939/sess-2-events"}'
+              curl -N 'http://127.0.0.1:7071/telemetry/stream?session=sess-2'
             """
     )
 
-    @Option(name: .customLong("events-url"), help: "The session's events channel: http(s)://HOST[:PORT]/[BASE/]CHANNEL.")
+    @Option(name: .customLong("events-url"), help: "An events channel to follow: http(s)://HOST[:PORT]/[BASE/]CHANNEL. Repeat for more.")
     var eventsURLs: [String] = []
 
-    /// The one channel this client follows (validated: exactly one --events-url).
-    var eventsURL: String { self.eventsURLs.first ?? "" }
+    @Option(name: .customLong("config"), help: "A JSON configuration file (sink, spool, listen, token files, subscriptions); re-read on SIGHUP. Flags win over it.")
+    var configFile: String?
+
+    @Flag(help: "Run until stopped, even when no channel is left (add channels through the control API).")
+    var keepRunning = false
 
     @Option(help: "Where telemetry goes: log, file:PATH, http(s)://… (metrics reporter), or null. Default: from the environment.")
     var sink: String?
@@ -73,93 +91,159 @@ struct ClientCommand: AsyncParsableCommand {
     @Option(help: "File holding the metrics API key (re-read on SIGHUP and every second while a 401 pauses sending).")
     var apiKeyFile: String?
 
-    @Option(help: "Where to start reading: latest, next, or a seq number ≥ 0.")
-    var start = "latest"
+    @Option(help: "Where --events-url channels start: latest, next, or a seq number ≥ 0.", transform: ClientCommand.parseStart)
+    var start: TrickleSubscriber.StartPosition = .latest
 
     @Flag(help: "Do not print non-telemetry events on standard output.")
     var quiet = false
 
-    @Option(help: "Seconds to wait for a channel that does not exist yet (a client started before the runner's first segment). 0 treats that 404 as the end at once.")
-    var waitForChannel: Double = 0
+    @Option(help: "Seconds to wait for a channel that does not exist yet (a client started before the runner's first segment). 0 treats that 404 as the end at once. (default: 0)")
+    var waitForChannel: Double?
 
-    @Option(help: "Seconds a 404 after data, without a clean close, is taken for a restarting trickle server: the client keeps asking (and resumes where it was) until the channel is back or this passes. 0 ends at that 404.")
-    var reconnectGrace: Double = 30
+    @Option(help: "Seconds a 404 after data, without a clean close, is taken for a restarting trickle server: the client keeps asking (and resumes where it was) until the channel is back or this passes. 0 ends at that 404. (default: 30)")
+    var reconnectGrace: Double?
 
-    @Option(help: "Spool directory (default: $XDG_STATE_HOME/trickle-relay/spool/<host>_<port>_<path>).")
+    @Option(help: "Spool directory (default: $XDG_STATE_HOME/trickle-relay/spool/<host>_<port>_<path>, or …/spool/daemon for several channels).")
     var spoolDir: String?
 
     @Flag(help: "Send without the disk spool (events buffered in memory are lost to a crash).")
     var noSpool = false
 
-    @Option(help: "Most bytes the spool holds; past it new events are refused and counted.")
-    var spoolMaxBytes = 1 << 30
+    @Option(help: "Most bytes the spool holds; past it new events are refused and counted. (default: 1073741824)")
+    var spoolMaxBytes: Int?
 
     @Flag(help: "fsync the spool after every append (survives power loss, not only process crashes).")
     var spoolFsync = false
 
     @Option(help: "When the file sink syncs to disk: never (leave it to the OS; a process crash loses nothing written) or batch (fsync after every batch; survives power loss).")
-    var fileSync = "never"
+    var fileSync: FileSyncFlag = .never
 
-    @Option(help: "Local endpoint for /telemetry/stream, /healthz and /metrics: HOST:PORT, or off. (default: 127.0.0.1:7071; if that port is taken, the client runs without the endpoint and says so)")
+    @Option(help: "Local endpoint for /telemetry/stream, /healthz, /metrics and /v1/subscriptions: HOST:PORT, or off. (default: 127.0.0.1:7071; if that port is taken, the client runs without the endpoint and says so)")
     var listen: String?
 
     @Option(help: "File holding the token the local endpoint requires (env: TRICKLE_RELAY_STREAM_TOKEN).")
     var streamTokenFile: String?
 
-    @Option(help: "Envelopes the SSE stream keeps for Last-Event-ID resumption.")
+    @Option(help: "Events the SSE stream keeps for Last-Event-ID resumption.")
     var streamRing = 10_000
 
     @OptionGroup var logging: LoggingOptions
 
+    /// `--file-sync`.
+    enum FileSyncFlag: String, ExpressibleByArgument, CaseIterable {
+        case never, batch
+
+        var policy: FileSink.SyncPolicy { self == .batch ? .everyBatch : .never }
+    }
+
+    static func parseStart(_ text: String) throws -> TrickleSubscriber.StartPosition {
+        guard let start = TrickleSubscriber.StartPosition(parsing: text) else {
+            throw ValidationError("--start must be latest, next or a seq number ≥ 0, got \(text)")
+        }
+        return start
+    }
+
+    // MARK: Flags and file, merged
+
+    /// The flags and the configuration file, merged (flags win) and checked.
+    struct Settings {
+        var file: ClientConfigurationFile?
+        var sink: EgressSinkSpecification
+        var apiKeyFile: String?
+        var subscriptions: [ChannelSubscription]
+        var listen: String?
+        var listenAddress: ListenAddress?
+        var streamTokenFile: String?
+        var spoolDirectory: String
+        var usesSpool: Bool
+        var spoolMaximumBytes: Int
+        var waitForChannel: Double
+        var reconnectGrace: Double
+    }
+
     func validate() throws {
-        // A missing --events-url is reported by run(): ArgumentParser reports validate()'s errors before
-        // unknown options, and "client --config x" must hear that --config is unknown.
-        guard !self.eventsURLs.isEmpty else { return }
-        guard self.eventsURLs.count == 1 else {
-            // Silently following one of them would lose the others' telemetry.
-            throw ValidationError(
-                "one client follows one channel: got \(self.eventsURLs.count) --events-url flags; start one client per channel (each with its own --spool-dir and --listen)"
-            )
+        _ = try self.settings()
+    }
+
+    /// Reads the configuration file (if any) and merges the flags over it; every problem is a usage error.
+    func settings() throws -> Settings {
+        let file: ClientConfigurationFile?
+        do {
+            file = try self.configFile.map { path throws(ClientConfigurationFileError) in try ClientConfigurationFile(path: path) }
+        } catch {
+            throw ValidationError(error.description)
         }
-        try validateEventsURL(self.eventsURL)
-        let specification = try self.sinkSpecification()
-        if case .kafka = specification, self.sink != nil {
-            throw ValidationError("the Kafka sink is not part of this build; use --sink http(s)://…, file:PATH, log or null")
+        var subscriptions: [ChannelSubscription] = []
+        for url in self.eventsURLs {
+            try validateEventsURL(url)
+            let subscription = try ChannelSubscription(eventsURL: TrickleChannelURL(url), start: self.start, origin: .flag)
+            guard !subscriptions.contains(where: { $0.id == subscription.id }) else {
+                throw ValidationError("--events-url \(TrickleChannelURL.redacted(url)) is given twice")
+            }
+            subscriptions.append(subscription)
         }
-        if case .metrics = specification, self.apiKey() == nil {
+        subscriptions += (file?.subscriptions ?? []).filter { configured in !subscriptions.contains { $0.id == configured.id } }
+
+        let apiKeyFile = self.apiKeyFile ?? file?.apiKeyFile
+        let sink: EgressSinkSpecification
+        if let text = self.sink {
+            do { sink = try EgressSinkSpecification(parsing: text) } catch { throw ValidationError("--\(error.description)") }
+            if case .kafka = sink { throw ValidationError("the Kafka sink is not part of this build; use --sink http(s)://…, file:PATH, log or null") }
+        } else if let configured = file?.sink {
+            if case .kafka = configured { throw ValidationError("configuration file \(self.configFile ?? ""): sink: the Kafka sink is not part of this build") }
+            sink = configured
+        } else {
+            sink = .fromEnvironment(ProcessInfo.processInfo.environment, hasAPIKey: Self.apiKey(file: apiKeyFile) != nil)
+        }
+        if case .metrics = sink, Self.apiKey(file: apiKeyFile) == nil {
             throw ValidationError("the metrics sink needs an API key: --api-key-file, TRICKLE_RELAY_METRICS_API_KEY or SCOPE_CLOUD_API_KEY")
         }
-        guard SubscribeCommand.startPosition(self.start) != nil else {
-            throw ValidationError("--start must be latest, next or a seq number ≥ 0, got \(self.start)")
-        }
-        guard self.spoolMaxBytes >= 1 << 20 else { throw ValidationError("--spool-max-bytes must be at least 1 MiB (1048576)") }
+        let spoolMaximumBytes = self.spoolMaxBytes ?? file?.spoolMaximumBytes ?? (1 << 30)
+        guard spoolMaximumBytes >= 1 << 20 else { throw ValidationError("--spool-max-bytes must be at least 1 MiB (1048576)") }
         guard self.streamRing >= 1 else { throw ValidationError("--stream-ring must be at least 1") }
-        guard self.fileSync == "never" || self.fileSync == "batch" else {
-            throw ValidationError("--file-sync must be never or batch, got \(self.fileSync)")
+        let waitForChannel = self.waitForChannel ?? file?.waitForChannel ?? 0
+        let reconnectGrace = self.reconnectGrace ?? file?.reconnectGrace ?? 30
+        try SecondsFlag.check(waitForChannel, "--wait-for-channel", allowsZero: true)
+        try SecondsFlag.check(reconnectGrace, "--reconnect-grace", allowsZero: true)
+
+        let listen = self.listen ?? file?.listen
+        let streamTokenFile = self.streamTokenFile ?? file?.streamTokenFile
+        let listenAddress = try Self.listenAddress(listen)
+        if let listenAddress, !listenAddress.isLoopback, Self.streamToken(file: streamTokenFile) == nil {
+            throw ValidationError("--listen \(listen ?? "") is not loopback: set a token with --stream-token-file or TRICKLE_RELAY_STREAM_TOKEN")
         }
-        try SecondsFlag.check(self.waitForChannel, "--wait-for-channel", allowsZero: true)
-        try SecondsFlag.check(self.reconnectGrace, "--reconnect-grace", allowsZero: true)
-        if let address = try self.listenAddress() {
-            if !address.isLoopback, self.streamToken() == nil {
-                throw ValidationError(
-                    "--listen \(self.listen ?? "") is not loopback: set a token with --stream-token-file or TRICKLE_RELAY_STREAM_TOKEN"
-                )
-            }
-        }
+        let spoolDirectory =
+            self.spoolDir ?? file?.spoolDirectory
+            ?? Self.defaultSpoolDirectory(single: self.configFile == nil && subscriptions.count == 1 ? subscriptions.first?.eventsURL : nil)
+        let usesSpool = !self.noSpool && (file?.spool ?? true) && (sink.canFailRemotely || self.spoolDir != nil || file?.spoolDirectory != nil)
+        return Settings(
+            file: file,
+            sink: sink,
+            apiKeyFile: apiKeyFile,
+            subscriptions: subscriptions,
+            listen: listen,
+            listenAddress: listenAddress,
+            streamTokenFile: streamTokenFile,
+            spoolDirectory: spoolDirectory,
+            usesSpool: usesSpool,
+            spoolMaximumBytes: spoolMaximumBytes,
+            waitForChannel: waitForChannel,
+            reconnectGrace: reconnectGrace
+        )
     }
 
     /// The API key, read now: the file if given, else the environment.
-    func apiKey() -> String? {
-        Environment.secret(file: self.apiKeyFile, variables: ["TRICKLE_RELAY_METRICS_API_KEY", "SCOPE_CLOUD_API_KEY"])
+    static func apiKey(file: String?) -> String? {
+        Environment.secret(file: file, variables: ["TRICKLE_RELAY_METRICS_API_KEY", "SCOPE_CLOUD_API_KEY"])
     }
 
-    func streamToken() -> BearerToken? {
-        Environment.secret(file: self.streamTokenFile, variables: ["TRICKLE_RELAY_STREAM_TOKEN"]).map(BearerToken.init)
+    static func streamToken(file: String?) -> BearerToken? {
+        Environment.secret(file: file, variables: ["TRICKLE_RELAY_STREAM_TOKEN"]).map(BearerToken.init)
     }
 
     /// `--listen` as host and port, or `nil` for `off`.
-    func listenAddress() throws -> ListenAddress? {
-        let listen = self.listen ?? "127.0.0.1:7071"
+    static func listenAddress(_ listen: String?) throws -> ListenAddress? {
+        let listen = listen ?? "127.0.0.1:7071"
         guard listen != "off" else { return nil }
         // A bare ":PORT" means loopback.
         guard let address = ListenAddress(listen.hasPrefix(":") ? "127.0.0.1" + listen : listen) else {
@@ -168,167 +252,170 @@ struct ClientCommand: AsyncParsableCommand {
         return address
     }
 
-    /// The sink named by --sink, or chosen from the environment.
-    func sinkSpecification() throws -> EgressSinkSpecification {
-        if let sink {
-            do { return try EgressSinkSpecification(parsing: sink) } catch { throw ValidationError(error.description) }
-        }
-        return .fromEnvironment(ProcessInfo.processInfo.environment, hasAPIKey: self.apiKey() != nil)
-    }
-
-    /// The spool directory for this channel: --spool-dir, else under the user's state directory.
-    func spoolDirectory(for url: TrickleChannelURL) -> String {
-        if let spoolDir { return spoolDir }
+    /// The default spool directory: one per channel for a one-channel client, else one for the daemon.
+    static func defaultSpoolDirectory(single url: TrickleChannelURL?) -> String {
         let state = Environment.value("XDG_STATE_HOME") ?? ((Environment.value("HOME") ?? "/tmp") + "/.local/state")
+        guard let url else { return state + "/trickle-relay/spool/daemon" }
         let withoutScheme = url.base.split(separator: "://", maxSplits: 1).last.map(String.init) ?? url.base
         let key = withoutScheme.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "." ? $0 : "_" }
         return state + "/trickle-relay/spool/" + String(key)
     }
 
-    func makeSink(_ specification: EgressSinkSpecification, client: HTTPClient, logger: Logger) throws -> any EgressSink {
-        switch specification {
-        case .null: return NullSink()
-        case .log, .kafka: return LogSink { StandardError.writeRaw($0) }
-        case .metrics(let url):
-            let command = self
-            return MetricsReporter(configuration: .init(url: url), httpClient: client, apiKey: { command.apiKey() }, logger: logger)
-        case .file(let path): return try FileSink(path: path, syncPolicy: self.fileSync == "batch" ? .everyBatch : .never)
-        }
-    }
+    // MARK: Running
 
     func run() async throws {
-        guard !self.eventsURLs.isEmpty else { throw ValidationError("Missing expected argument '--events-url <events-url>'") }
+        let settings = try self.settings()
         let logger = self.logging.makeLogger(label: "trickle-relay.client")
-        let url = try TrickleChannelURL(self.eventsURL)
-        let quiet = self.quiet
-        var specification = try self.sinkSpecification()
-        if case .kafka = specification {
-            logger.warning("KAFKA_BOOTSTRAP_SERVERS is set but the Kafka sink is not part of this build; using the log sink")
-            specification = .log
+        let runsUntilStopped = self.keepRunning || self.configFile != nil
+        guard !settings.subscriptions.isEmpty || runsUntilStopped || Self.hasPersistedSubscriptions(settings.spoolDirectory) else {
+            throw ValidationError("name a channel: --events-url URL (repeatable), or --config FILE; or --keep-running to add channels through the control API")
         }
-        let listenAddress = try self.listenAddress()
-        let outcome = try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration()) { client in
-            let base: any EgressSink
-            let spool: Spool?
+        var sink = settings.sink
+        if case .kafka = sink {
+            logger.warning("KAFKA_BOOTSTRAP_SERVERS is set but the Kafka sink is not part of this build; using the log sink")
+            sink = .log
+        }
+        // The key file may change on a reload: the reporter reads whichever is current.
+        let apiKeyFile = CurrentKeyFile(settings.apiKeyFile)
+        let quiet = self.quiet
+        let configuration = ClientApplication.Configuration(
+            sink: sink,
+            apiKey: { Self.apiKey(file: apiKeyFile.path) },
+            fileSync: self.fileSync.policy,
+            spool: settings.usesSpool
+                ? Spool.Configuration(directory: settings.spoolDirectory, maximumBytes: settings.spoolMaximumBytes, syncsEveryAppend: self.spoolFsync)
+                : nil,
+            stateDirectory: settings.spoolDirectory,
+            endpoint: settings.listenAddress.map {
+                .init(host: $0.host, port: $0.port, token: Self.streamToken(file: settings.streamTokenFile), isOptional: settings.listen == nil)
+            },
+            streamRing: self.streamRing,
+            subscriptions: settings.subscriptions,
+            reader: .init(
+                subscriber: .init(
+                    channelWaitTimeout: settings.waitForChannel > 0 ? SecondsFlag.duration(settings.waitForChannel) : nil,
+                    reconnectGrace: SecondsFlag.duration(settings.reconnectGrace)
+                )
+            ),
+            runsUntilStopped: runsUntilStopped
+        )
+        let summary = try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration(connectionsPerHost: 4096)) { client in
+            let application: ClientApplication
             do {
-                base = try self.makeSink(specification, client: client, logger: logger)
-                let usesSpool = !self.noSpool && (specification.canFailRemotely || self.spoolDir != nil)
-                spool = usesSpool
-                    ? try Spool(
-                        configuration: .init(directory: self.spoolDirectory(for: url), maximumBytes: self.spoolMaxBytes, syncsEveryAppend: self.spoolFsync),
-                        logger: logger
-                    ) : nil
+                application = try ClientApplication(configuration: configuration, httpClient: client, logger: logger) { _, event in
+                    guard !quiet else { return }
+                    var line = event.line
+                    line.writeInteger(UInt8(ascii: "\n"))
+                    StandardOutput.write(line)
+                }
             } catch {
                 StandardError.write("trickle-relay client: \(error)")
                 throw ExitCode(2)
             }
-            let reporter = base as? MetricsReporter
-            var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
-            var sinkServices: [any Service] = []  // run and stopped by the daemon, after its last dispatch
-            var primary = base
-            var spooledSink: SpooledSink?
-            if let spool {
-                let spooled = SpooledSink(spool: spool, downstream: base, logger: logger)
-                spooledSink = spooled
-                primary = spooled
-                sinkServices.append(spooled)
-            } else if let reporter {
-                sinkServices.append(reporter)
-            }
-            let stream = listenAddress.map { _ in TelemetryStream(capacity: self.streamRing) }
-            let sink: any EgressSink = stream.map { FanOutSink([primary, $0]) } ?? primary
-
-            var start = SubscribeCommand.startPosition(self.start) ?? .latest
-            var resumePoint: (seq: Int, line: Int)?
-            if let position = spool?.resumePosition {
-                start = .seq(position.seq)
-                resumePoint = (position.seq, position.line)
-                logger.info("resuming from the spool's read position", metadata: ["trickle.seq": "\(position.seq)", "line": "\(position.line)"])
-            }
-            let daemon = ClientDaemon(
-                eventsURL: url,
-                httpClient: client,
-                reader: .init(
-                    subscriber: .init(
-                        start: start,
-                        channelWaitTimeout: self.waitForChannel > 0 ? SecondsFlag.duration(self.waitForChannel) : nil,
-                        reconnectGrace: SecondsFlag.duration(self.reconnectGrace)
-                    )
-                ),
-                sink: sink,
-                logger: logger,
-                resumingAfter: resumePoint,
-                sinkServices: sinkServices
-            ) { event in
-                stream?.publish(event)
-                guard !quiet else { return }
-                var line = event.line
-                line.writeInteger(UInt8(ascii: "\n"))
-                StandardOutput.write(line)
-            }
-            var endpoint: TelemetryStreamServer?
-            if let address = listenAddress, let stream {
-                let metrics = ClientMetrics(daemon: daemon, spooledSink: spooledSink, reporter: reporter, stream: stream)
-                let server = TelemetryStreamServer(
-                    configuration: .init(host: address.host, port: address.port, token: self.streamToken(), isOptional: self.listen == nil),
-                    stream: stream,
-                    logger: logger,
-                    metrics: { metrics.render() }
-                )
-                endpoint = server
-                // First in the list: shut down last, after the daemon stopped feeding it.
-                services.insert(.init(service: server, successTerminationBehavior: .gracefullyShutdownGroup), at: 0)
-            }
-            services.append(.init(service: daemon, successTerminationBehavior: .gracefullyShutdownGroup))
-            let group = ServiceGroup(
-                configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
-            )
-            let listeningEndpoint = endpoint
-            try await withThrowingTaskGroup(of: Void.self) { tasks in
+            return try await withThrowingTaskGroup(of: Void.self) { tasks in
                 tasks.addTask {
-                    guard let endpoint = listeningEndpoint, let port = try? await endpoint.waitUntilListening(), port >= 0 else { return }
+                    guard let endpoint = application.endpoint, let port = try? await endpoint.waitUntilListening(), port >= 0 else { return }
                     StandardError.write("SSE stream: http://\(endpoint.configuration.host):\(port)/telemetry/stream")
                 }
                 tasks.addTask {
                     for await _ in await UnixSignalsSequence(trapping: .sighup) {
-                        logger.info("SIGHUP: re-reading the API key")
-                        reporter?.reloadKey()
+                        self.reload(application, running: settings, apiKeyFile: apiKeyFile, logger: logger)
                     }
                 }
+                defer { tasks.cancelAll() }
                 do {
-                    try await group.run()
+                    return try await application.run()
                 } catch {
-                    tasks.cancelAll()
                     StandardError.write("trickle-relay client: \(error)")
                     throw ExitCode(1)
                 }
-                tasks.cancelAll()
             }
-            return (daemon.endOfStream, daemon.dispatcher.stats, spooledSink?.spool.stats, reporter?.stats)
         }
-        let (end, counters, spoolStats, reporterStats) = outcome
-        let ending = end.map { $0 == TrickleSubscriber.EndOfStream.closed ? "the channel was closed" : "the channel does not exist (404)" } ?? "stopped"
-        var summary =
-            "client ended (\(ending)): \(counters.lines) lines, \(counters.telemetry) telemetry to the \(specification) sink, malformed \(counters.malformed), non-object \(counters.nonObject), telemetry without an object event \(counters.telemetryWithoutObjectEvent), oversize \(counters.oversize), sink failures \(counters.sinkFailures), segments lost \(counters.segmentsLost)"
-        if counters.skippedOnResume > 0 { summary += ", already spooled before the restart \(counters.skippedOnResume)" }
-        if let spoolStats {
-            summary +=
-                "; spool: appended \(spoolStats.appended), refused (full) \(spoolStats.overflowed), torn lines \(spoolStats.tornLines), corrupt lines \(spoolStats.corruptLines), left \(spoolStats.bytes) bytes"
+        if self.report(summary, sink: sink) { throw ExitCode(Self.channelNeverSeenExitStatus) }
+    }
+
+    /// SIGHUP: re-reads the API key and the configuration file; applies its subscriptions, keeps the running
+    /// configuration when the file is broken.
+    func reload(_ application: ClientApplication, running: Settings, apiKeyFile: CurrentKeyFile, logger: Logger) {
+        defer { application.reloadKey() }
+        guard let path = self.configFile else {
+            logger.info("SIGHUP: re-reading the API key")
+            return
         }
-        if let reporterStats {
-            summary +=
-                "; endpoint: sent \(reporterStats.sent), rejected (400) \(reporterStats.rejected), too large \(reporterStats.tooLarge), overflowed \(reporterStats.overflowed), unsendable \(reporterStats.unsendable), waiting \(reporterStats.buffered)"
+        let file: ClientConfigurationFile
+        do {
+            file = try ClientConfigurationFile(path: path)
+        } catch {
+            logger.warning("SIGHUP: the configuration file was refused; the running configuration stays", metadata: ["error": "\(error)"])
+            return
         }
-        StandardError.write(summary)
-        if end == .notFound, counters.lines == 0, counters.segmentsLost == 0 {
-            // 404 before any data: most likely a mistyped events URL, not a session that ended.
-            StandardError.write(
-                "trickle-relay client: the channel \(TrickleChannelURL.redacted(self.eventsURL)) was never seen (404 before any data): check the events URL, or wait for it with --wait-for-channel SECONDS"
-            )
-            throw ExitCode(Self.channelNeverSeenExitStatus)
+        if self.apiKeyFile == nil { apiKeyFile.path = file.apiKeyFile }
+        let flagged = Set(running.subscriptions.filter { $0.origin == .flag }.map(\.id))
+        let changes = application.daemon.replaceConfigured(with: file.subscriptions.filter { !flagged.contains($0.id) })
+        var ignored: [String] = []
+        if self.sink == nil, file.sink != running.file?.sink { ignored.append("sink") }
+        if self.spoolDir == nil, file.spoolDirectory != running.file?.spoolDirectory { ignored.append("spool_dir") }
+        if self.listen == nil, file.listen != running.file?.listen { ignored.append("listen") }
+        logger.info(
+            "SIGHUP: configuration reloaded",
+            metadata: [
+                "subscriptions.added": "\(changes.added.count)", "subscriptions.removed": "\(changes.removed.count)",
+                "subscriptions.refused": "\(changes.refused)",
+            ]
+        )
+        if !ignored.isEmpty {
+            logger.warning("SIGHUP: changed fields take effect at the next start", metadata: ["fields": "\(ignored.joined(separator: ","))"])
         }
     }
 
-    /// Exit status when the channel answered 404 before any data (README, "Exit codes").
+    static func hasPersistedSubscriptions(_ directory: String) -> Bool {
+        ((try? SubscriptionStore(directory: directory).load()) ?? []).isEmpty == false
+    }
+
+    /// Writes the closing summary on standard error; `true` when every channel was never seen (exit 3).
+    func report(_ summary: ClientApplication.Summary, sink: EgressSinkSpecification) -> Bool {
+        let counters = summary.counters
+        let ending: String
+        if summary.subscriptions.count > 1 {
+            let finished = summary.subscriptions.filter { $0.state == "finished" }.count
+            ending = "\(finished) of \(summary.subscriptions.count) channels ended"
+        } else {
+            ending = summary.end.map { $0 == TrickleSubscriber.EndOfStream.closed ? "the channel was closed" : "the channel does not exist (404)" } ?? "stopped"
+        }
+        var text =
+            "client ended (\(ending)): \(counters.lines) lines, \(counters.telemetry) telemetry to the \(sink) sink, malformed \(counters.malformed), non-object \(counters.nonObject), telemetry without an object event \(counters.telemetryWithoutObjectEvent), oversize \(counters.oversize), sink failures \(counters.sinkFailures), segments lost \(counters.segmentsLost)"
+        if counters.skippedOnResume > 0 { text += ", already spooled before the restart \(counters.skippedOnResume)" }
+        if let spool = summary.spool {
+            text +=
+                "; spool: appended \(spool.appended), refused (full) \(spool.overflowed), torn lines \(spool.tornLines), corrupt lines \(spool.corruptLines), state file failures \(spool.stateFileFailures), left \(spool.bytes) bytes"
+        }
+        if let reporter = summary.reporter {
+            text +=
+                "; endpoint: sent \(reporter.sent), rejected (400) \(reporter.rejected), too large \(reporter.tooLarge), overflowed \(reporter.overflowed), unsendable \(reporter.unsendable), waiting \(reporter.buffered)"
+        }
+        StandardError.write(text)
+        let neverSeen = summary.subscriptions.filter { $0.end == "not_found" && $0.lines == 0 && $0.gaps == 0 && $0.segments == 0 }
+        for subscription in neverSeen {
+            // 404 before any data: most likely a mistyped events URL, not a session that ended.
+            StandardError.write(
+                "trickle-relay client: the channel \(subscription.eventsURL) was never seen (404 before any data): check the events URL, or wait for it with --wait-for-channel SECONDS"
+            )
+        }
+        return !summary.subscriptions.isEmpty && neverSeen.count == summary.subscriptions.count && summary.end != nil
+    }
+
+    /// Exit status when every channel answered 404 before any data (README, "Exit codes").
     static let channelNeverSeenExitStatus: Int32 = 3
+}
+
+/// The API key file in use: a reload of the configuration file may name another.
+final class CurrentKeyFile: Sendable {
+    private let current: Mutex<String?>
+
+    init(_ path: String?) { self.current = Mutex(path) }
+
+    var path: String? {
+        get { self.current.withLock { $0 } }
+        set { self.current.withLock { $0 = newValue } }
+    }
 }

@@ -196,13 +196,14 @@ struct ClientEndpointProcessTests {
         (["--sink", "file:"], "--sink file: needs a path"),
         (["--sink", "https://metrics.example/v1"], "the metrics sink needs an API key"),
         (["--listen", "nonsense"], "--listen must be HOST:PORT"),
-        (["--file-sync", "sometimes"], "--file-sync must be never or batch"),
+        (["--file-sync", "sometimes"], "The value 'sometimes' is invalid for '--file-sync <file-sync>'"),
         (["--wait-for-channel=-1"], "--wait-for-channel must be 0 to"),
         (["--spool-max-bytes", "1000"], "--spool-max-bytes must be at least 1 MiB"),
         (["--start", "yesterday"], "--start must be latest, next or a seq number"),
         (["--start", "9223372036854775807"], "--start must be latest, next or a seq number"),
-        (["--events-url", "http://127.0.0.1:9/y"], "one client follows one channel: got 2 --events-url flags"),
-        (["--config", "x.toml"], "Unknown option '--config'"),
+        (["--events-url", "http://127.0.0.1:9/x"], "--events-url http://127.0.0.1:9/x is given twice"),
+        (["--events-url", "ftp://127.0.0.1:9/y"], "events URL must be http(s)://HOST[:PORT]/[BASE/]CHANNEL, got ftp://127.0.0.1:9/y"),
+        (["--config", "/nonexistent/client.json"], "configuration file /nonexistent/client.json: cannot read the file"),
         (["--wait-for-channel", "1e300"], "--wait-for-channel must be"),
     ])
     func badFlags(arguments: [String], message: String) async throws {

@@ -84,14 +84,15 @@ public final class Recorder<Value: Sendable>: Sendable {
 /// Polls `condition` until it holds or `timeout` passes: for state that offers no event to wait on.
 public func waitUntil(
     timeout: Duration = .seconds(20),
+    every interval: Duration = .milliseconds(5),
     _ what: String,
-    _ condition: @Sendable () async -> Bool
+    _ condition: @Sendable () async throws -> Bool
 ) async throws {
     let deadline = ContinuousClock.now + timeout
-    while !(await condition()) {
+    while !(try await condition()) {
         guard ContinuousClock.now < deadline else {
             throw Recorder<Int>.TimedOut(description: "timed out after \(timeout) waiting for \(what)")
         }
-        try await Task.sleep(for: .milliseconds(5))
+        try await Task.sleep(for: interval)
     }
 }

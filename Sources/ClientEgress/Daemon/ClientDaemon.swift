@@ -1,71 +1,373 @@
 public import AsyncHTTPClient
 public import Logging
 public import ServiceLifecycle
+import Synchronization
 public import TrickleProtocol
 
-/// The client side of a session: subscribes to the events channel, dispatches every line (telemetry to the
-/// egress sink, the rest to local consumers), and rides out server restarts (the subscriber retries with
-/// back-off). Ends when the channel ends (`Lp-Trickle-Closed` or 404) or on graceful shutdown, then flushes
-/// (at the channel's end only) and shuts the sink down.
+/// The client side: follows any number of events channels at once (one ``ChannelSubscription`` each, from
+/// flags, a configuration file or the control API), dispatches every line (telemetry to the one egress sink,
+/// the rest to local consumers), and rides out server restarts (each subscriber retries with back-off).
 ///
-/// A sink that runs work of its own (the metrics reporter's sending loop, a spool's delivery loop) is passed as
-/// one of `sinkServices`: the daemon runs it beside the dispatcher and stops it through the sink's `shutdown()`
-/// after the last dispatch — so the sink never stops while lines are still being handed to it, and a service
-/// group sees one service, the daemon, finish.
+/// All subscriptions feed one sink (a spooled metrics reporter, a file…), which the daemon runs as a service:
+/// it starts it first, and shuts it down after the last dispatch — so the sink never stops while lines are still
+/// being handed to it. A channel that ends (`Lp-Trickle-Closed`, or 404) finishes its subscription. With
+/// ``Configuration/runsUntilStopped`` the daemon runs until graceful shutdown; otherwise it ends when its last
+/// subscription ends (a one-channel client), flushing the sink first.
 public final class ClientDaemon: Service, Sendable {
-    public let dispatcher: EventDispatcher
-    private let reader: JSONLReader
-    private let sink: any EgressSink
-    private let logger: Logger
-    private let end = OneShotSignal<TrickleSubscriber.EndOfStream?>()
-    private let resumePoint: (seq: Int, line: Int)?
-    private let sinkServices: [any Service]
+    /// Configuration of a ``ClientDaemon``.
+    public struct Configuration: Sendable {
+        /// How every channel is read; each subscription's start position replaces `subscriber.start`.
+        public var reader: JSONLReader.Configuration
+        /// Run until stopped, even with no subscription left (a daemon with a control API or a configuration
+        /// file). Default `false`: end with the last subscription.
+        public var runsUntilStopped: Bool
+        /// Where subscriptions added through the API are persisted; `nil` keeps them in memory only.
+        public var store: SubscriptionStore?
+        /// Per subscription id, the spool's read position: a subscription resumes just after it the first
+        /// time it is followed (the spool's records up to it are delivered by the spool).
+        public var resumePositions: [String: Spool.ChannelPosition]
+        /// Finished subscriptions kept for listing; older ones leave the list (their counts stay in the totals).
+        /// Default 1,000.
+        public var finishedHistory: Int
+        /// Most subscriptions followed at once (more are refused). Default 10,000.
+        public var maximumSubscriptions: Int
 
+        public init(
+            reader: JSONLReader.Configuration = .init(),
+            runsUntilStopped: Bool = false,
+            store: SubscriptionStore? = nil,
+            resumePositions: [String: Spool.ChannelPosition] = [:],
+            finishedHistory: Int = 1_000,
+            maximumSubscriptions: Int = 10_000
+        ) {
+            self.reader = reader
+            self.runsUntilStopped = runsUntilStopped
+            self.store = store
+            self.resumePositions = resumePositions
+            self.finishedHistory = finishedHistory
+            self.maximumSubscriptions = maximumSubscriptions
+        }
+    }
+
+    private struct State {
+        var channels: [String: FollowedChannel] = [:]  // by id: running, then finished until they age out
+        var order: [String] = []  // ids in the order added
+        var running = 0
+        var resumePositions: [String: Spool.ChannelPosition]
+        var retired = EventDispatcher.Counters()
+        var retiredSubscriber = TrickleSubscriber.Stats()
+        var isStopping = false
+        var lastEnd: TrickleSubscriber.EndOfStream??
+    }
+
+    public let configuration: Configuration
+    /// The sink every subscription feeds.
+    public let sink: any EgressSink
+    private let httpClient: HTTPClient
+    private let stream: TelemetryStream?
+    private let logger: Logger
+    private let localConsumer: @Sendable (ChannelSubscription, EventDispatcher.LocalEvent) async -> Void
+    private let state: Mutex<State>
+    private let starts: AsyncStream<FollowedChannel>
+    private let startsContinuation: AsyncStream<FollowedChannel>.Continuation
+
+    /// Creates a daemon; add subscriptions with ``add(_:)`` (before or while it runs).
+    ///
+    /// - Parameters:
+    ///   - sink: The one egress sink (run and shut down by the daemon).
+    ///   - stream: The SSE feed, when the local endpoint is on: every subscription publishes to it, labelled.
+    ///   - localConsumer: Receives every non-telemetry line, with its subscription.
     public init(
+        configuration: Configuration,
+        httpClient: HTTPClient,
+        sink: any EgressSink,
+        stream: TelemetryStream? = nil,
+        logger: Logger,
+        localConsumer: @escaping @Sendable (ChannelSubscription, EventDispatcher.LocalEvent) async -> Void = { _, _ in }
+    ) {
+        self.configuration = configuration
+        self.httpClient = httpClient
+        self.sink = sink
+        self.stream = stream
+        self.logger = logger
+        self.localConsumer = localConsumer
+        self.state = Mutex(State(resumePositions: configuration.resumePositions))
+        (self.starts, self.startsContinuation) = AsyncStream.makeStream()
+    }
+
+    /// A daemon following one channel (its records carry no subscription id: a spool of its own).
+    public convenience init(
         eventsURL: TrickleChannelURL,
         httpClient: HTTPClient,
         reader configuration: JSONLReader.Configuration = .init(),
         sink: any EgressSink,
         logger: Logger,
         resumingAfter resumePoint: (seq: Int, line: Int)? = nil,
-        sinkServices: [any Service] = [],
         localConsumer: @escaping @Sendable (EventDispatcher.LocalEvent) async -> Void = { _ in }
     ) {
-        var configuration = configuration
-        configuration.validatesLines = false  // the dispatcher validates each line in the scan that routes it
-        self.reader = JSONLReader(url: eventsURL, httpClient: httpClient, configuration: configuration, logger: logger)
-        self.dispatcher = EventDispatcher(sink: sink, logger: logger, localConsumer: localConsumer)
-        self.sink = sink
-        self.logger = logger
-        self.resumePoint = resumePoint
-        self.sinkServices = sinkServices
+        self.init(
+            configuration: .init(
+                reader: configuration,
+                resumePositions: resumePoint.map { ["": Spool.ChannelPosition(seq: $0.seq, line: $0.line)] } ?? [:]
+            ),
+            httpClient: httpClient,
+            sink: sink,
+            logger: logger,
+            localConsumer: { _, event in await localConsumer(event) }
+        )
+        // A fixed, well-formed id: cannot fail. The empty id keeps the spool's single-channel line format.
+        if var subscription = try? ChannelSubscription(eventsURL: eventsURL, start: configuration.subscriber.start) {
+            subscription.id = ""
+            _ = try? self.add(subscription)
+        }
     }
 
-    /// How the channel ended; `nil` when the daemon was stopped first.
-    public var endOfStream: TrickleSubscriber.EndOfStream? { self.end.value ?? nil }
+    // MARK: Subscriptions
 
-    /// The subscriber's counters.
-    public var subscriberStats: TrickleSubscriber.Stats { self.reader.subscriber.stats }
+    /// Starts following `subscription`'s channel (at once if the daemon runs, else when it starts).
+    ///
+    /// - Throws: ``SubscriptionError``: `.duplicate` when the channel is followed already, `.unavailable` when
+    ///   the daemon is stopping, at its limit, or cannot persist an API subscription.
+    @discardableResult
+    public func add(_ subscription: ChannelSubscription) throws(SubscriptionError) -> SubscriptionSnapshot {
+        let result: Result<FollowedChannel, SubscriptionError> = self.state.withLock { state in
+            guard !state.isStopping else { return .failure(SubscriptionError(.unavailable, "the client is stopping")) }
+            if let existing = state.channels[subscription.id], existing.currentPhase == .running {
+                return .failure(
+                    SubscriptionError(.duplicate, "the channel \(subscription.eventsURL) is followed already (subscription \(subscription.id))")
+                )
+            }
+            guard state.running < self.configuration.maximumSubscriptions else {
+                return .failure(SubscriptionError(.unavailable, "the client follows \(state.running) channels, its limit"))
+            }
+            let channel = FollowedChannel(
+                subscription: subscription,
+                resumingAfter: state.resumePositions.removeValue(forKey: subscription.id),
+                reader: self.configuration.reader,
+                httpClient: self.httpClient,
+                sink: self.sink,
+                stream: self.stream,
+                logger: self.logger,
+                localConsumer: self.localConsumer
+            )
+            if let previous = state.channels.updateValue(channel, forKey: subscription.id) {
+                Self.retire(previous, into: &state)
+                state.order.removeAll { $0 == subscription.id }
+            }
+            state.order.append(subscription.id)
+            state.running += 1
+            return .success(channel)
+        }
+        let channel = try result.get()
+        if subscription.origin == .api {
+            do {
+                try self.persist()
+            } catch {
+                channel.stop()
+                throw error
+            }
+        }
+        self.logger.info(
+            "following an events channel",
+            metadata: ["subscription.id": "\(subscription.id)", "trickle.channel": "\(subscription.eventsURL)", "session.id": "\(subscription.sessionID)"]
+        )
+        self.startsContinuation.yield(channel)
+        return channel.snapshot()
+    }
+
+    /// Stops following subscription `id` and removes it from the list (and from the persisted ones).
+    ///
+    /// - Returns: Its last snapshot.
+    /// - Throws: ``SubscriptionError`` `.notFound`.
+    @discardableResult
+    public func remove(id: String) throws(SubscriptionError) -> SubscriptionSnapshot {
+        let removed: FollowedChannel? = self.state.withLock { state in
+            guard let channel = state.channels.removeValue(forKey: id) else { return nil }
+            state.order.removeAll { $0 == id }
+            Self.retire(channel, into: &state)
+            return channel
+        }
+        guard let removed else { throw SubscriptionError(.notFound, "no subscription \(id.prefix(80))") }
+        removed.stop()
+        if removed.subscription.origin == .api { try? self.persist() }
+        self.logger.info("stopped following an events channel", metadata: ["subscription.id": "\(id)"])
+        return removed.snapshot()
+    }
+
+    /// Makes the configuration file's subscriptions `subscriptions`: follows the new ones, stops those no
+    /// longer listed (a reload). Subscriptions from flags and the API are left alone.
+    ///
+    /// - Returns: The ids added and removed, and the refusals.
+    @discardableResult
+    public func replaceConfigured(with subscriptions: [ChannelSubscription]) -> (added: [String], removed: [String], refused: [String]) {
+        let wanted = Dictionary(subscriptions.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+        let current: [String] = self.state.withLock { state in
+            state.order.filter { id in
+                guard let channel = state.channels[id] else { return false }
+                return channel.subscription.origin == .config && channel.currentPhase == .running
+            }
+        }
+        var removed: [String] = []
+        for id in current where wanted[id] == nil {
+            if (try? self.remove(id: id)) != nil { removed.append(id) }
+        }
+        var added: [String] = []
+        var refused: [String] = []
+        for subscription in subscriptions where !current.contains(subscription.id) {
+            do {
+                try self.add(subscription)
+                added.append(subscription.id)
+            } catch {
+                refused.append("\(subscription.id): \(error)")
+            }
+        }
+        return (added, removed, refused)
+    }
+
+    /// Every listed subscription, in the order added.
+    public var subscriptions: [SubscriptionSnapshot] {
+        let channels = self.state.withLock { state in state.order.compactMap { state.channels[$0] } }
+        return channels.map { $0.snapshot() }
+    }
+
+    /// One subscription.
+    public func subscription(id: String) -> SubscriptionSnapshot? {
+        self.state.withLock { $0.channels[id] }?.snapshot()
+    }
+
+    /// Subscriptions per state (`waiting`, `following`, `finished`…).
+    public var subscriptionStates: [String: Int] {
+        var states: [String: Int] = [:]
+        for snapshot in self.subscriptions { states[snapshot.state, default: 0] += 1 }
+        return states
+    }
+
+    /// The counters of every subscription, past ones included, added up.
+    public var stats: EventDispatcher.Counters {
+        let (channels, retired) = self.state.withLock { state in (Array(state.channels.values), state.retired) }
+        var total = retired
+        for channel in channels { total.add(channel.dispatcher.stats) }
+        return total
+    }
+
+    /// The subscribers' counters, past ones included, added up.
+    public var subscriberStats: TrickleSubscriber.Stats {
+        let (channels, retired) = self.state.withLock { state in (Array(state.channels.values), state.retiredSubscriber) }
+        var total = retired
+        for channel in channels { total.add(channel.subscriberStats) }
+        return total
+    }
+
+    /// How the last channel to end ended; `nil` when the daemon was stopped first (or none ended).
+    public var endOfStream: TrickleSubscriber.EndOfStream? { self.state.withLock { $0.lastEnd ?? nil } }
+
+    // MARK: Running
 
     public func run() async throws {
         try await withThrowingTaskGroup(of: Void.self) { group in
-            for service in self.sinkServices {
-                group.addTask { try await service.run() }
+            group.addTask { try await self.sink.run() }
+            let stopped = await withGracefulShutdownHandler {
+                await self.followAll()
+            } onGracefulShutdown: {
+                self.stopAll()
             }
-            do {
-                let end = try await cancelWhenGracefulShutdown {
-                    try await self.dispatcher.run(reader: self.reader, resumingAfter: self.resumePoint)
-                }
-                self.end.fulfill(end)
-                self.logger.info("events channel ended", metadata: ["trickle.end": "\(end)"])
-            } catch is CancellationError {
-                self.end.fulfill(nil)
-            }
-            // At the channel's end, deliver what is buffered; on SIGTERM (graceful shutdown) do not wait for a
-            // remote side: a spooled sink keeps the rest for the next start.
-            try? await cancelWhenGracefulShutdown { try await self.sink.forceFlush() }
+            // When the channels ended, deliver what is buffered; on graceful shutdown do not wait for a remote
+            // side: a spooled sink keeps the rest for the next start.
+            if !stopped { try? await cancelWhenGracefulShutdown { try await self.sink.forceFlush() } }
             await self.sink.shutdown()
             try await group.waitForAll()
         }
+    }
+
+    /// Follows every subscription, added before or while running, until the daemon stops (`true`) or — when it
+    /// does not run until stopped — the last subscription ends (`false`).
+    private func followAll() async -> Bool {
+        let isIdle = self.state.withLock { $0.running == 0 }
+        if isIdle, !self.configuration.runsUntilStopped { self.startsContinuation.finish() }
+        await withDiscardingTaskGroup { group in
+            for await channel in self.starts {
+                group.addTask { await self.follow(channel) }
+            }
+        }
+        return self.state.withLock { $0.isStopping }
+    }
+
+    private func follow(_ channel: FollowedChannel) async {
+        let phase = await channel.run()
+        switch phase {
+        case .finished(let end):
+            self.logger.info("events channel ended", metadata: ["subscription.id": "\(channel.subscription.id)", "trickle.end": "\(end)"])
+        case .failed(let reason):
+            self.logger.error("following an events channel failed", metadata: ["subscription.id": "\(channel.subscription.id)", "error": "\(reason)"])
+        case .stopped, .running:
+            break
+        }
+        let isLast: Bool = self.state.withLock { state in
+            state.running -= 1
+            if case .finished(let end) = phase { state.lastEnd = .some(end) }
+            if case .stopped = phase, state.lastEnd == nil { state.lastEnd = .some(nil) }
+            self.trimHistory(&state)
+            return state.running == 0 && !self.configuration.runsUntilStopped
+        }
+        if channel.subscription.origin == .api, case .finished = phase {
+            // A finished channel is not followed again after a restart.
+            try? self.persist(excluding: channel.subscription.id)
+        }
+        if isLast { self.startsContinuation.finish() }
+    }
+
+    private func stopAll() {
+        let channels = self.state.withLock { state in
+            state.isStopping = true
+            return Array(state.channels.values)
+        }
+        self.startsContinuation.finish()
+        for channel in channels { channel.stop() }
+    }
+
+    /// Drops the oldest finished subscriptions beyond the history size (their counts go to the totals).
+    private func trimHistory(_ state: inout State) {
+        var finished = state.order.filter { state.channels[$0]?.currentPhase != .running }
+        while finished.count > self.configuration.finishedHistory, let oldest = finished.first {
+            finished.removeFirst()
+            if let channel = state.channels.removeValue(forKey: oldest) { Self.retire(channel, into: &state) }
+            state.order.removeAll { $0 == oldest }
+        }
+    }
+
+    private static func retire(_ channel: FollowedChannel, into state: inout State) {
+        state.retired.add(channel.dispatcher.stats)
+        state.retiredSubscriber.add(channel.subscriberStats)
+    }
+
+    private func persist(excluding id: String? = nil) throws(SubscriptionError) {
+        guard let store = self.configuration.store else { return }
+        let subscriptions: [ChannelSubscription] = self.state.withLock { state in
+            state.order.compactMap { state.channels[$0] }
+                .filter { $0.subscription.origin == .api && $0.subscription.id != id && $0.currentPhase == .running }
+                .map(\.subscription)
+        }
+        do {
+            try store.save(subscriptions)
+        } catch {
+            self.logger.error("cannot persist the API's subscriptions", metadata: ["error": "\(error)"])
+            throw error
+        }
+    }
+}
+
+extension TrickleSubscriber.Stats {
+    mutating func add(_ other: Self) {
+        self.attempts += other.attempts
+        self.retries += other.retries
+        self.segments += other.segments
+        self.bytes += other.bytes
+        self.gaps += other.gaps
+        self.resets += other.resets
+        self.stalls += other.stalls
+        self.overLimitSegments += other.overLimitSegments
+        self.protocolErrors += other.protocolErrors
+        self.reconnects += other.reconnects
+        self.reconnectGraceExpired = self.reconnectGraceExpired || other.reconnectGraceExpired
     }
 }

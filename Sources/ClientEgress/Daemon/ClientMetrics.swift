@@ -17,8 +17,14 @@ public struct ClientMetrics: Sendable {
     /// The exposition now.
     public func render() -> String {
         var text = PrometheusText(prefix: "trickle_relay_client_")
-        let counters = self.daemon.dispatcher.stats
+        // Added up across subscriptions: no label per session (bounded cardinality); per-subscription detail
+        // is in GET /v1/subscriptions.
+        let counters = self.daemon.stats
         let subscriber = self.daemon.subscriberStats
+        let states = self.daemon.subscriptionStates
+        for state in ["waiting", "following", "finished", "stopped", "failed"] {
+            text.add("subscriptions", .gauge, "Subscriptions by state.", states[state] ?? 0, labels: ["state": state])
+        }
         text.add("lines_total", .counter, "Lines read from the events channel.", counters.lines)
         text.add("telemetry_total", .counter, "Telemetry envelopes handed to the egress sink.", counters.telemetry)
         text.add("malformed_lines_total", .counter, "Lines that were not valid JSON, skipped.", counters.malformed)

@@ -23,6 +23,9 @@ extension EventDispatcher {
         public var segmentsLost = 0
         /// Lines skipped after a restart because the spool already had them (at or before its resume position).
         public var skippedOnResume = 0
+        /// The seq of the latest segment a line was read from (`nil` before the first; the highest, when
+        /// counters of several channels are added up).
+        public var lastSeq: Int?
 
         public init() {}
     }

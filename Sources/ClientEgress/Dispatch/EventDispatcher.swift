@@ -34,6 +34,7 @@ public final class EventDispatcher: Sendable {
     }
 
     private let sink: any EgressSink
+    private let subscription: String
     private let localConsumer: @Sendable (LocalEvent) async -> Void
     private let onProblem: @Sendable (Problem) -> Void
     private let types: Set<String>?
@@ -51,16 +52,19 @@ public final class EventDispatcher: Sendable {
     ///   - countsDataTypes: Whether telemetry is also counted per `data.type` (a second, nested scan per
     ///     envelope: replay summaries want it, the daemon's hot path does not). Default `false`.
     ///   - onProblem: Called for every skipped line or segment.
+    ///   - subscription: The subscription id stamped on every record (``TelemetryRecord/subscription``).
     ///   - localConsumer: Receives every non-telemetry object line, in order.
     public init(
         sink: any EgressSink,
         logger: Logger,
+        subscription: String = "",
         types: Set<String>? = nil,
         countsDataTypes: Bool = false,
         onProblem: @escaping @Sendable (Problem) -> Void = { _ in },
         localConsumer: @escaping @Sendable (LocalEvent) async -> Void = { _ in }
     ) {
         self.sink = sink
+        self.subscription = subscription
         self.logger = logger
         self.problemLog = ProblemLog(logger: logger)
         self.types = types
@@ -164,6 +168,7 @@ public final class EventDispatcher: Sendable {
         var local: [LocalEvent] = []
         var delta = Counters()
         var dataTypes: [ByteBuffer: Int] = [:]  // keyed by slices: no string per event
+        if let last = lines.last, last.seq >= 0 { delta.lastSeq = last.seq }
         for line in lines {
             delta.lines += 1
             let route = Self.route(line.bytes)
@@ -181,7 +186,7 @@ public final class EventDispatcher: Sendable {
                 delta.telemetry += 1
                 delta.byType["telemetry", default: 0] += 1
                 if self.countsDataTypes, let dataType = EnvelopeFields.dataType(of: envelope) { dataTypes[dataType, default: 0] += 1 }
-                batch.append(TelemetryRecord(envelope: envelope, seq: line.seq, lineNumber: line.lineNumber))
+                batch.append(TelemetryRecord(envelope: envelope, seq: line.seq, lineNumber: line.lineNumber, subscription: self.subscription))
             case .local(let type):
                 delta.byType[type ?? "(none)", default: 0] += 1
                 local.append(LocalEvent(type: type, line: line.bytes))
@@ -277,5 +282,6 @@ extension EventDispatcher.Counters {
         self.sinkFailures += other.sinkFailures
         self.segmentsLost += other.segmentsLost
         self.skippedOnResume += other.skippedOnResume
+        if let seq = other.lastSeq { self.lastSeq = max(self.lastSeq ?? seq, seq) }
     }
 }

@@ -4,7 +4,7 @@ import Foundation
 public import Logging
 import NIOCore
 import NIOHTTP1
-public import ServiceLifecycle
+import ServiceLifecycle
 import Synchronization
 import TrickleProtocol
 
@@ -19,7 +19,7 @@ import TrickleProtocol
 /// `Retry-After` (seconds or an HTTP date; 60 s without one); 413 halves the batch, and a single event still too
 /// large is dropped with its id logged; 400 drops that batch and logs why. Memory is bounded
 /// (``Configuration/maximumBufferedEvents``); what cannot be held is counted, never silently lost.
-public final class MetricsReporter: SettlingEgressSink, Service {
+public final class MetricsReporter: SettlingEgressSink {
     struct Pending {
         var ordinal = 0  // its place among every record exported
         var id: String

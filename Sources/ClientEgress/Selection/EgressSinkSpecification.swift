@@ -20,22 +20,22 @@ public enum EgressSinkSpecification: Sendable, Hashable, CustomStringConvertible
         case "null": self = .null
         case _ where text.hasPrefix("file:"):
             let path = String(text.dropFirst(5))
-            guard !path.isEmpty else { throw EgressSinkSpecificationError("--sink file: needs a path, e.g. file:telemetry.jsonl") }
+            guard !path.isEmpty else { throw EgressSinkSpecificationError("sink file: needs a path, e.g. file:telemetry.jsonl") }
             self = .file(path: path)
         case _ where text.hasPrefix("http://") || text.hasPrefix("https://"):
             guard text.split(separator: "/", omittingEmptySubsequences: true).count >= 2 else {
-                throw EgressSinkSpecificationError("--sink \(text) has no host; use http(s)://HOST[:PORT]/PATH")
+                throw EgressSinkSpecificationError("sink \(text) has no host; use http(s)://HOST[:PORT]/PATH")
             }
             self = .metrics(url: text)
         case _ where text.hasPrefix("kafka:"):
             let servers = text.dropFirst(6).split(separator: ",").map(String.init)
             guard !servers.isEmpty, servers.allSatisfy({ $0.contains(":") }) else {
-                throw EgressSinkSpecificationError("--sink kafka: needs HOST:PORT[,HOST:PORT…], got \(text)")
+                throw EgressSinkSpecificationError("sink kafka: needs HOST:PORT[,HOST:PORT…], got \(text)")
             }
             self = .kafka(bootstrapServers: servers)
         default:
             throw EgressSinkSpecificationError(
-                "--sink must be log, null, file:PATH, http(s)://… or kafka:HOST:PORT[,…], got \(text)"
+                "sink must be log, null, file:PATH, http(s)://… or kafka:HOST:PORT[,…], got \(text)"
             )
         }
     }
@@ -75,7 +75,7 @@ public enum EgressSinkSpecification: Sendable, Hashable, CustomStringConvertible
     }
 }
 
-/// A `--sink` value that cannot be used, and what to write instead.
+/// A sink value that cannot be used, and what to write instead.
 public struct EgressSinkSpecificationError: Error, Sendable, CustomStringConvertible {
     public var description: String
 

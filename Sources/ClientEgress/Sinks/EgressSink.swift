@@ -1,4 +1,5 @@
 public import NIOCore
+public import ServiceLifecycle
 
 /// One relayed telemetry envelope, exactly as the runner sent it.
 public struct TelemetryRecord: Sendable {
@@ -8,24 +9,39 @@ public struct TelemetryRecord: Sendable {
     public var seq: Int
     /// Its line number within the segment (or file).
     public var lineNumber: Int
+    /// The id of the subscription (the channel) it arrived on; empty when not from a daemon's subscription.
+    /// A spool keeps it, so read positions stay per channel.
+    public var subscription: String
 
-    public init(envelope: ByteBuffer, seq: Int, lineNumber: Int) {
+    public init(envelope: ByteBuffer, seq: Int, lineNumber: Int, subscription: String = "") {
         self.envelope = envelope
         self.seq = seq
         self.lineNumber = lineNumber
+        self.subscription = subscription
     }
 }
 
 /// Where relayed telemetry goes on the user's machine: a log, a file, an HTTP metrics API, Kafka…
 ///
 /// A sink receives envelopes in batches, in channel order, and must not alter their bytes.
-public protocol EgressSink: Sendable {
+///
+/// A sink is a `Service` (as swift-otel's exporters are): ``run()`` does its background work (a reporter's
+/// sending loop, a spool's delivery loop, a producer's poll loop) and returns after ``shutdown()``. Sinks with
+/// no background work keep the default, which returns at once. The owner (a ``ClientDaemon``) runs the sink,
+/// exports to it, and calls ``shutdown()`` after its last export — a sink is never stopped by a service
+/// group's graceful shutdown while lines are still being handed to it.
+public protocol EgressSink: Service {
     /// Takes a batch of envelopes. Throws when the batch could not be taken (the caller counts it).
     func export(_ records: some Collection<TelemetryRecord> & Sendable) async throws
     /// Pushes out anything buffered.
     func forceFlush() async throws
-    /// Flushes and releases resources; no export follows.
+    /// Flushes and releases resources; no export follows. ``run()`` returns after it.
     func shutdown() async
+}
+
+extension EgressSink {
+    /// No background work: returns at once.
+    public func run() async throws {}
 }
 
 /// A sink whose ``EgressSink/export(_:)`` returns before the remote side has accepted the records (it buffers

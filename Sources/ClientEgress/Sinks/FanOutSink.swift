@@ -7,6 +7,13 @@ public struct FanOutSink: EgressSink {
         self.sinks = sinks
     }
 
+    /// Runs every sink's background work; returns when all of them returned (after ``shutdown()``).
+    public func run() async throws {
+        try await withThrowingDiscardingTaskGroup { group in
+            for sink in self.sinks { group.addTask { try await sink.run() } }
+        }
+    }
+
     public func export(_ records: some Collection<TelemetryRecord> & Sendable) async throws {
         var failure: (any Error)?
         for sink in self.sinks {

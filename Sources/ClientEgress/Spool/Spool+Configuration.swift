@@ -68,6 +68,8 @@ extension Spool {
         public var bytes = 0
         /// Segment files held now.
         public var segments = 0
+        /// Times `state.json` could not be written (logged as a failure state).
+        public var stateFileFailures = 0
 
         public init() {}
     }

@@ -25,45 +25,53 @@ public final class Spool: Sendable {
         var segments: [Segment]  // oldest first; the last one is open for appending
         var writeDescriptor: Int32
         var totalBytes: Int
-        var lastAppended: ChannelPosition?
+        var lastAppended: [String: ChannelPosition]
         var delivered: Cursor
         var stats = Stats()
         var isClosed = false
+        var lastStateWrite: ContinuousClock.Instant?
     }
 
     private struct StateFile: Codable {
         var deliveredSegment: Int
         var deliveredOffset: Int
+        /// The read position of records without a subscription (a single-channel client).
         var readPosition: ChannelPosition?
+        /// The read position of every subscription, by id.
+        var readPositions: [String: ChannelPosition]?
     }
 
     public let configuration: Configuration
     /// Where delivery starts: the first record not yet acknowledged.
     public let deliveryStart: Cursor
-    /// The channel position of the last record that reached the spool before it was last closed (or crashed),
-    /// `nil` for a new spool. A restarted client resumes reading just after it.
-    public let resumePosition: ChannelPosition?
+    /// Per subscription id, the channel position of the last record that reached the spool before it was last
+    /// closed (or crashed); empty for a new spool. A restarted daemon resumes each channel just after it.
+    public let resumePositions: [String: ChannelPosition]
+    /// The resume position of records without a subscription id (a single-channel client), `nil` if none.
+    public var resumePosition: ChannelPosition? { self.resumePositions[""] }
     private let lockDescriptor: Int32
     private let state: Mutex<State>
     private let appended = GenerationSignal()
     private let logger: Logger
+    private let stateFileFailures: FailureLog
 
     /// Opens (creating if needed) the spool in `configuration.directory`, recovering from a crash.
     /// - Throws: ``SpoolError`` when the directory cannot be used or another client holds it.
     public init(configuration: Configuration, logger: Logger) throws(SpoolError) {
         self.configuration = configuration
         self.logger = logger
+        self.stateFileFailures = FailureLog("spool state file cannot be written (a restart may deliver again what was already sent)", logger: logger)
         let directory = configuration.directory
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         } catch {
-            throw SpoolError("cannot create the spool directory \(directory): \(error.localizedDescription); choose another with --spool-dir")
+            throw SpoolError("cannot create the spool directory \(directory): \(error.localizedDescription); choose another spool directory")
         }
         let lock = open(directory + "/lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard lock >= 0 else { throw SpoolError("cannot open \(directory)/lock: \(Self.lastError())") }
         guard flock(lock, LOCK_EX | LOCK_NB) == 0 else {
             Foundation.close(lock)
-            throw SpoolError("the spool \(directory) is in use by another client; give each client its own --spool-dir")
+            throw SpoolError("the spool \(directory) is in use by another client; stop that client, or give this one another spool directory")
         }
         self.lockDescriptor = lock
 
@@ -81,13 +89,12 @@ public final class Spool: Sendable {
         segments.sort { $0.index < $1.index }
 
         // The last segment is the only one a crash can leave torn: cut it back to its last complete line.
-        var lastPosition: ChannelPosition?
         // (Each run appends to segments of its own, and repairs the previous run's at start, so only the last
         // non-empty segment can be torn.)
         if let lastIndex = segments.lastIndex(where: { $0.bytes > 0 }) {
             let last = segments[lastIndex]
             let path = Self.path(directory, last.index)
-            let (kept, lastLine) = try Self.recoverTail(path: path, size: last.bytes)
+            let kept = try Self.recoverTail(path: path, size: last.bytes)
             if kept < last.bytes {
                 stats.tornLines += 1
                 logger.warning(
@@ -96,11 +103,17 @@ public final class Spool: Sendable {
                 )
                 segments[lastIndex].bytes = kept
             }
-            if let lastLine, let record = SpoolLine.read(lastLine) {
-                lastPosition = ChannelPosition(seq: record.seq, line: record.lineNumber)
-            }
         }
-        self.resumePosition = [saved?.readPosition, lastPosition].compactMap { $0 }.max()
+        // Read positions: the state file's (written at every acknowledgement and at close), then every record
+        // still in the spool (appended after that, up to a crash), the later of the two per subscription.
+        var scanned: [String: ChannelPosition] = [:]
+        for segment in segments where segment.bytes > 0 {
+            scanned.merge(Self.lastPositions(path: Self.path(directory, segment.index), size: segment.bytes)) { _, later in later }
+        }
+        var positions = saved?.readPositions ?? [:]
+        if let legacy = saved?.readPosition { positions[""] = legacy }
+        positions.merge(scanned) { saved, spooled in max(saved, spooled) }
+        self.resumePositions = positions
 
         let deliveredCursor = saved.map { Cursor(segment: $0.deliveredSegment, offset: $0.deliveredOffset) }
         if let cursor = deliveredCursor, let segment = segments.first(where: { $0.index == cursor.segment }) {
@@ -126,17 +139,17 @@ public final class Spool: Sendable {
                 segments: segments,
                 writeDescriptor: descriptor,
                 totalBytes: total,
-                lastAppended: self.resumePosition,
+                lastAppended: positions,
                 delivered: self.deliveryStart,
                 stats: stats
             )
         )
-        if total > 0 || self.resumePosition != nil {
+        if total > 0 || !positions.isEmpty {
             logger.info(
                 "spool resumed",
                 metadata: [
                     "spool.dir": "\(directory)", "spool.bytes": "\(total)", "spool.segments": "\(segments.count - 1)",
-                    "spool.resume": "\(self.resumePosition.map(String.init(describing:)) ?? "-")",
+                    "spool.channels": "\(positions.count)",
                 ]
             )
         }
@@ -177,7 +190,7 @@ public final class Spool: Sendable {
             }
             var buffer = ByteBufferAllocator().buffer(capacity: records.reduce(0) { $0 + SpoolLine.size(of: $1) })
             var accepted = 0
-            var position = state.lastAppended
+            var positions: [(String, ChannelPosition)] = []
             for record in records {
                 let before = buffer.writerIndex
                 SpoolLine.write(record, into: &buffer)
@@ -186,7 +199,7 @@ public final class Spool: Sendable {
                     break
                 }
                 accepted += 1
-                position = ChannelPosition(seq: record.seq, line: record.lineNumber)
+                positions.append((record.subscription, ChannelPosition(seq: record.seq, line: record.lineNumber)))
             }
             let refused = records.count - accepted
             let overflowStarted = refused > 0 && state.stats.overflowed == 0
@@ -204,7 +217,7 @@ public final class Spool: Sendable {
             }
             state.segments[state.segments.count - 1].bytes += buffer.readableBytes
             state.totalBytes += buffer.readableBytes
-            state.lastAppended = position
+            for (subscription, position) in positions { state.lastAppended[subscription] = position }
             state.stats.appended += accepted
             state.stats.bytes = state.totalBytes
             if state.segments[state.segments.count - 1].bytes >= self.configuration.segmentBytes {
@@ -353,9 +366,15 @@ public final class Spool: Sendable {
             state.delivered = max(state.delivered, Cursor(segment: state.segments[0].index, offset: 0))
             state.stats.bytes = state.totalBytes
             state.stats.segments = state.segments.count
-            // The state (with the read position) is on disk before any segment goes: a crash in between leaves
-            // delivered segments behind (the next start deletes them), never a lost position.
-            self.writeStateFile(state)
+            // The state (with the read positions) is on disk before any segment goes: a crash in between leaves
+            // delivered segments behind (the next start deletes them), never a lost position. Without a deletion
+            // it is written at most once a second (a stale delivered cursor only means a few duplicates after a
+            // crash; the positions of what is still in the spool are read back from the spool itself).
+            let now = ContinuousClock.now
+            if !deletable.isEmpty || state.lastStateWrite.map({ now - $0 >= .seconds(1) }) ?? true {
+                state.lastStateWrite = now
+                self.writeStateFile(&state)
+            }
             for index in deletable { unlink(Self.path(self.configuration.directory, index)) }
         }
     }
@@ -365,7 +384,7 @@ public final class Spool: Sendable {
         let descriptor: Int32? = self.state.withLock { state in
             guard !state.isClosed else { return nil }
             state.isClosed = true
-            self.writeStateFile(state)
+            self.writeStateFile(&state)
             if self.configuration.syncsEveryAppend { fsync(state.writeDescriptor) }
             return state.writeDescriptor
         }
@@ -377,13 +396,30 @@ public final class Spool: Sendable {
 
     // MARK: Files
 
-    private func writeStateFile(_ state: State) {
-        let file = StateFile(deliveredSegment: state.delivered.segment, deliveredOffset: state.delivered.offset, readPosition: state.lastAppended)
-        guard let data = try? JSONEncoder().encode(file) else { return }
+    /// Replaces `state.json` atomically; a failure is logged (once per interval while it lasts) and counted,
+    /// never ignored: without the file a restart delivers again what was already delivered.
+    private func writeStateFile(_ state: inout State) {
+        var positions = state.lastAppended
+        let legacy = positions.removeValue(forKey: "")
+        let file = StateFile(
+            deliveredSegment: state.delivered.segment,
+            deliveredOffset: state.delivered.offset,
+            readPosition: legacy,
+            readPositions: positions.isEmpty ? nil : positions
+        )
         let path = self.configuration.directory + "/state.json"
-        let temporary = path + ".tmp"
-        guard FileManager.default.createFile(atPath: temporary, contents: data) else { return }
-        rename(temporary, path)
+        do {
+            let data = try JSONEncoder().encode(file)
+            let temporary = path + ".tmp"
+            guard FileManager.default.createFile(atPath: temporary, contents: data, attributes: [.posixPermissions: 0o600]) else {
+                throw SpoolError("cannot write \(temporary): \(Self.lastError())")
+            }
+            guard rename(temporary, path) == 0 else { throw SpoolError("cannot rename \(temporary) to \(path): \(Self.lastError())") }
+            if self.stateFileFailures.isFailing { self.stateFileFailures.cleared() }
+        } catch {
+            state.stats.stateFileFailures += 1
+            self.stateFileFailures.failed(reason: "\(error)", metadata: ["spool.dir": "\(self.configuration.directory)"])
+        }
     }
 
     private static func readStateFile(_ directory: String) -> StateFile? {
@@ -392,8 +428,12 @@ public final class Spool: Sendable {
         // The file is input like any other: numbers a spool of ours never writes are refused, not added to.
         let segments = 0...Self.maximumSegmentIndex
         guard segments.contains(state.deliveredSegment), (0...Int(Int32.max)).contains(state.deliveredOffset) else { return nil }
-        if let position = state.readPosition {
-            guard TrickleSeq.isValid(position.seq), (0...Int(Int32.max)).contains(position.line) else { return nil }
+        func isValid(_ position: ChannelPosition) -> Bool { TrickleSeq.isValid(position.seq) && (0...Int(Int32.max)).contains(position.line) }
+        if let position = state.readPosition, !isValid(position) { return nil }
+        if let positions = state.readPositions {
+            guard positions.count <= 1_000_000,
+                positions.allSatisfy({ SubscriptionID.isValid($0.key) && isValid($0.value) })
+            else { return nil }
         }
         return state
     }
@@ -412,17 +452,32 @@ public final class Spool: Sendable {
         return descriptor
     }
 
-    /// Cuts a torn tail off the file; returns the size kept and the last complete line.
-    private static func recoverTail(path: String, size: Int) throws(SpoolError) -> (Int, ByteBuffer?) {
+    /// Cuts a torn tail off the file; returns the size kept.
+    private static func recoverTail(path: String, size: Int) throws(SpoolError) -> Int {
         guard let data = FileManager.default.contents(atPath: path) else { throw SpoolError("cannot read \(path): \(Self.lastError())") }
-        let bytes = [UInt8](data)
-        let end = bytes.lastIndex(of: UInt8(ascii: "\n")).map { $0 + 1 } ?? 0
-        if end < bytes.count, truncate(path, off_t(end)) != 0 {
+        let end = data.lastIndex(of: UInt8(ascii: "\n")).map { $0 - data.startIndex + 1 } ?? 0
+        if end < data.count, truncate(path, off_t(end)) != 0 {
             throw SpoolError("cannot cut the torn tail of \(path): \(Self.lastError())")
         }
-        guard end > 0 else { return (0, nil) }
-        let start = bytes[..<(end - 1)].lastIndex(of: UInt8(ascii: "\n")).map { $0 + 1 } ?? 0
-        return (end, ByteBuffer(bytes: bytes[start..<(end - 1)]))
+        return end
+    }
+
+    /// The channel position of the last record of every subscription in the first `size` bytes of a segment
+    /// file (unreadable lines are skipped here and counted when delivery reads them).
+    private static func lastPositions(path: String, size: Int) -> [String: ChannelPosition] {
+        guard let data = FileManager.default.contents(atPath: path) else { return [:] }
+        let buffer = ByteBuffer(bytes: data.prefix(size))
+        var positions: [String: ChannelPosition] = [:]
+        buffer.withUnsafeReadableBytes { bytes in
+            var start = 0
+            while start < bytes.count, let newline = bytes[start...].firstIndex(of: UInt8(ascii: "\n")) {
+                if let record = SpoolLine.read(buffer.getSlice(at: buffer.readerIndex + start, length: newline - start)!) {
+                    positions[record.subscription] = ChannelPosition(seq: record.seq, line: record.lineNumber)
+                }
+                start = newline + 1
+            }
+        }
+        return positions
     }
 
     private static func writeAll(_ buffer: ByteBuffer, to descriptor: Int32, sync: Bool) throws(SpoolError) {

@@ -1,6 +1,6 @@
 import DequeModule
 public import Logging
-public import ServiceLifecycle
+import ServiceLifecycle
 import Synchronization
 public import TrickleProtocol
 
@@ -9,10 +9,10 @@ public import TrickleProtocol
 /// deleting spool segments only once that sink has settled (accepted, or dropped and reported) everything in
 /// them. A crash loses nothing that reached the spool; a restart delivers the rest (at-least-once).
 ///
-/// If the sink behind is a `Service` (the metrics reporter), ``run()`` runs it too, and stops it after the
-/// last delivery. ``run()`` returns after ``shutdown()``: hand the `SpooledSink` to a ``ClientDaemon`` as a sink
-/// service (it calls `shutdown()` after its last dispatch), not the sink behind it.
-public final class SpooledSink: EgressSink, Service {
+/// ``run()`` runs the sink behind too (its sending loop), and stops it after the last delivery. ``run()``
+/// returns after ``shutdown()``: hand the `SpooledSink` to a ``ClientDaemon`` (it runs the sink and calls
+/// `shutdown()` after its last dispatch), not the sink behind it.
+public final class SpooledSink: EgressSink {
     private struct State {
         var unsettled: Deque<(target: Int, cursor: Spool.Cursor)> = []
         var exported = 0
@@ -98,9 +98,7 @@ public final class SpooledSink: EgressSink, Service {
         let settling = self.downstream as? any SettlingEgressSink
         settling?.onSettled { [weak self] count in self?.settle(count) }
         await withThrowingTaskGroup(of: Void.self) { group in
-            if let service = self.downstream as? any Service {
-                group.addTask { try await service.run() }
-            }
+            group.addTask { try await self.downstream.run() }
             // Delivery stops on `shutdown()` only (not on graceful shutdown): the owner calls it after its last
             // export, so nothing is appended to a closed spool.
             await self.deliver(window: settling.map { max($0.maximumUnsettledRecords / 2, 1) } ?? .max)

@@ -15,6 +15,9 @@ public final class TelemetryStream: EgressSink {
         public var name: String
         /// The data: an envelope, or a local event's whole line.
         public var data: ByteBuffer
+        /// The session label of the subscription it came from (`?session=` filters on it); `nil` when not
+        /// from a daemon's subscription.
+        public var session: String?
     }
 
     /// What a reader gets after an id.
@@ -65,10 +68,15 @@ public final class TelemetryStream: EgressSink {
     // MARK: EgressSink
 
     public func export(_ records: some Collection<TelemetryRecord> & Sendable) async throws {
+        self.publish(records, session: nil)
+    }
+
+    /// Publishes relayed envelopes (event name `telemetry`) labelled with their subscription's session.
+    public func publish(_ records: some Collection<TelemetryRecord>, session: String?) {
         guard !records.isEmpty else { return }
         self.state.withLock { state in
             for record in records {
-                state.ring.append(Event(id: state.nextID, name: "telemetry", data: record.envelope))
+                state.ring.append(Event(id: state.nextID, name: "telemetry", data: record.envelope, session: session))
                 state.nextID += 1
             }
             if state.ring.count > self.capacity { state.ring.removeFirst(state.ring.count - self.capacity) }
@@ -77,10 +85,10 @@ public final class TelemetryStream: EgressSink {
     }
 
     /// Publishes a non-telemetry event of the channel, named by its type (`event` when it has none).
-    public func publish(_ event: EventDispatcher.LocalEvent) {
+    public func publish(_ event: EventDispatcher.LocalEvent, session: String? = nil) {
         let name = event.type.map { type in String(type.unicodeScalars.filter { $0.value > 0x20 && $0 != ":" }) } ?? "event"
         self.state.withLock { state in
-            state.ring.append(Event(id: state.nextID, name: name.isEmpty ? "event" : name, data: event.line))
+            state.ring.append(Event(id: state.nextID, name: name.isEmpty ? "event" : name, data: event.line, session: session))
             state.nextID += 1
             if state.ring.count > self.capacity { state.ring.removeFirst(state.ring.count - self.capacity) }
         }

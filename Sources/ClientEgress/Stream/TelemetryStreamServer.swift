@@ -13,6 +13,7 @@ public import TrickleProtocol
 /// | `GET /telemetry/stream` | `text/event-stream`: every relayed envelope as `id: <n>`, `event: telemetry`, `data: <envelope>`, and every other event of the channel as `event: <its type>`, `data: <its line>`; `Last-Event-ID` resumes from the ring; a `: keep-alive` comment every 15 s |
 /// | `GET /healthz` | liveness, never needs the token |
 /// | `GET /metrics` | Prometheus text |
+/// | `/v1/subscriptions` | the daemon's control API (``SubscriptionRoutes``) |
 ///
 /// With a token, every route but `/healthz` needs `Authorization: Bearer <token>` or `?jwt=<token>` (browsers'
 /// `EventSource` cannot set headers). The token never reaches a log line: connections are logged by path
@@ -50,12 +51,21 @@ public final class TelemetryStreamServer: Service, Sendable {
     public let configuration: Configuration
     public let stream: TelemetryStream
     private let metrics: @Sendable () -> String
+    private let daemon: ClientDaemon?
     private let logger: Logger
     private let listener: HTTPListener
     private let stopping = OneShotSignal<Void>()
 
-    /// Creates the endpoint; `metrics` renders `GET /metrics`.
-    public init(configuration: Configuration, stream: TelemetryStream, logger: Logger, metrics: @escaping @Sendable () -> String) {
+    /// Creates the endpoint; `metrics` renders `GET /metrics`. With a `daemon`, the endpoint also serves its
+    /// control API (``SubscriptionRoutes``: `/v1/subscriptions`).
+    public init(
+        configuration: Configuration,
+        stream: TelemetryStream,
+        logger: Logger,
+        daemon: ClientDaemon? = nil,
+        metrics: @escaping @Sendable () -> String
+    ) {
+        self.daemon = daemon
         self.configuration = configuration
         self.listener = HTTPListener(host: configuration.host, port: configuration.port)
         self.stream = stream
@@ -100,6 +110,7 @@ public final class TelemetryStreamServer: Service, Sendable {
                 body: ResponseBody(byteBuffer: ByteBuffer(string: self.metrics()))
             )
         }
+        if let daemon = self.daemon { SubscriptionRoutes.add(to: router, daemon: daemon) }
         router.get("telemetry/stream") { request, _ in
             let lastEventID = request.headers[HTTPField.Name("Last-Event-ID")!].flatMap(Self.parseLastEventID)
             self.logger.info(
@@ -112,11 +123,12 @@ public final class TelemetryStreamServer: Service, Sendable {
             )
             // Decided before the head goes out: a reader that saw the head gets every event exported after it.
             let start = lastEventID ?? self.stream.latestID
+            let filter = StreamFilter(session: request.uri.queryParameters["session"].map(String.init), type: request.uri.queryParameters["type"].map(String.init))
             return Response(
                 status: .ok,
                 headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
                 body: ResponseBody { writer in
-                    try await self.serveStream(after: start, writer: &writer)
+                    try await self.serveStream(after: start, filter: filter, writer: &writer)
                     try await writer.finish(nil)
                 }
             )
@@ -124,8 +136,19 @@ public final class TelemetryStreamServer: Service, Sendable {
         return router
     }
 
+    /// What a reader asked to see: `?session=ID` (a subscription's session label) and `?type=NAME` (the event
+    /// name: `telemetry`, `runner_ready`…); either may be left out.
+    struct StreamFilter: Sendable {
+        var session: String?
+        var type: String?
+
+        func admits(_ event: TelemetryStream.Event) -> Bool {
+            (self.session == nil || event.session == self.session) && (self.type == nil || event.name == self.type)
+        }
+    }
+
     /// Writes events after `id` as they come, with keep-alive comments, until shutdown or the reader leaves.
-    private func serveStream(after id: Int, writer: inout any ResponseBodyWriter) async throws {
+    private func serveStream(after id: Int, filter: StreamFilter, writer: inout any ResponseBodyWriter) async throws {
         var cursor = id
         try await writer.write(ByteBuffer(string: "retry: 2000\n\n"))
         while self.stopping.value == nil {
@@ -135,15 +158,17 @@ public final class TelemetryStreamServer: Service, Sendable {
                 try await writer.write(ByteBuffer(string: ": \(slice.missed) events are no longer held and were skipped\n\n"))
             }
             if let last = slice.events.last {
+                let events = slice.events.filter(filter.admits)
+                cursor = last.id
+                guard !events.isEmpty else { continue }
                 var buffer = ByteBuffer()
-                buffer.reserveCapacity(slice.events.reduce(0) { $0 + $1.data.readableBytes + $1.name.utf8.count + 32 })
-                for event in slice.events {
+                buffer.reserveCapacity(events.reduce(0) { $0 + $1.data.readableBytes + $1.name.utf8.count + 32 })
+                for event in events {
                     buffer.writeString("id: \(event.id)\nevent: \(event.name)\ndata: ")
                     buffer.writeImmutableBuffer(event.data)
                     buffer.writeString("\n\n")
                 }
                 try await writer.write(buffer)
-                cursor = last.id
                 continue
             }
             let woke = await self.waitForEvents(past: generation)

@@ -8,13 +8,16 @@ public enum TrickleHTTPClient {
     /// window; AsyncHTTPClient's read timeout would cut both, TOOLCHAIN-NOTES), a 5 s connect timeout, and no
     /// redirects, and no silent connection retries. Stalls are detected by the protocol layer instead (``TrickleSubscriber``).
     ///
-    /// - Parameter connectTimeout: How long one connection attempt may take. Default 5 s.
-    public static func configuration(connectTimeout: Duration = .seconds(5)) -> HTTPClient.Configuration {
+    /// - Parameters:
+    ///   - connectTimeout: How long one connection attempt may take. Default 5 s.
+    ///   - connectionsPerHost: Connections kept open to one server at most; every subscriber waiting at a live
+    ///     edge holds one, so a daemon following many channels of one server needs as many. Default 64.
+    public static func configuration(connectTimeout: Duration = .seconds(5), connectionsPerHost: Int = 64) -> HTTPClient.Configuration {
         var configuration = HTTPClient.Configuration()
         configuration.timeout = .init(connect: .nanoseconds(Int64(connectTimeout.components.seconds) * 1_000_000_000 + connectTimeout.components.attoseconds / 1_000_000_000), read: nil)
         configuration.redirectConfiguration = .disallow
         configuration.httpVersion = .http1Only
-        configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 64
+        configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = max(connectionsPerHost, 1)
         // A refused or failed connection fails its request at once: the publisher and subscriber retry with
         // their own back-off and log the failure state. (AsyncHTTPClient's default keeps retrying the
         // connection silently until the request's deadline — 24 h for a streaming request.)

@@ -2,13 +2,33 @@ public import NIOCore
 
 extension TrickleSubscriber {
     /// Where a subscriber starts reading (`trickle-protocol.md` §5).
-    public enum StartPosition: Sendable, Hashable {
+    public enum StartPosition: Sendable, Hashable, CustomStringConvertible {
         /// `-2`: replay the most recent segment from byte 0, then follow (the SDK readers' default).
         case latest
         /// `-1`: wait for the next new segment; never replay.
         case next
         /// An explicit seq, e.g. a position recorded before a restart.
         case seq(Int)
+
+        /// Parses `latest`, `next` or a seq number (0…2^53−1); `nil` for anything else.
+        public init?(parsing text: String) {
+            switch text {
+            case "latest": self = .latest
+            case "next": self = .next
+            default:
+                guard let seq = TrickleSeq.parseHeader(text) else { return nil }
+                self = .seq(seq)
+            }
+        }
+
+        /// `latest`, `next` or the seq number: what ``init(parsing:)`` reads.
+        public var description: String {
+            switch self {
+            case .latest: return "latest"
+            case .next: return "next"
+            case .seq(let seq): return String(seq)
+            }
+        }
 
         var rawSeq: Int {
             switch self {

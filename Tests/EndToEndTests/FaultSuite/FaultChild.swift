@@ -1,3 +1,5 @@
+import AsyncHTTPClient
+import NIOHTTP1
 import Foundation
 import Synchronization
 import TrickleProtocol
@@ -28,6 +30,18 @@ final class FaultChild: Sendable {
         self.exited = try launch(process)
     }
 
+    /// Starts a child that serves HTTP and waits until `healthURL` answers 200.
+    static func started(_ arguments: [String], environment: [String: String] = [:], healthURL: String) async throws -> FaultChild {
+        let child = try FaultChild(arguments, environment: environment)
+        try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration()) { client in
+            try await waitUntil(timeout: .seconds(30), "\(arguments.first ?? "") to answer \(healthURL)") {
+                if !child.process.isRunning { throw ChildExited(arguments: arguments, lines: child.lines.values) }
+                return (try? await client.send(.GET, healthURL).status) == 200
+            }
+        }
+        return child
+    }
+
     var pid: Int32 { self.process.processIdentifier }
     var peakRSSBytes: Int { self.peakRSS.withLock { $0 } }
 
@@ -46,6 +60,13 @@ final class FaultChild: Sendable {
     func stopIfRunning() {
         if self.process.isRunning { kill(self.pid, SIGKILL) }
     }
+}
+
+/// A child that ended before it was ready.
+struct ChildExited: Error, CustomStringConvertible {
+    let arguments: [String]
+    let lines: [String]
+    var description: String { "trickle-relay \(self.arguments.joined(separator: " ")) exited early: \(self.lines.suffix(5).joined(separator: " | "))" }
 }
 
 /// Samples the memory of `children` every 100 ms until cancelled (a measurement, not a synchronisation).

@@ -19,13 +19,7 @@ struct FaultSuiteTests {
     // MARK: Helpers
 
     func startServe(port: Int) async throws -> FaultChild {
-        let serve = try FaultChild(["serve", "--port", "\(port)", "--log-level", "error"])
-        try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration()) { client in
-            try await waitUntil(timeout: .seconds(30), "serve to listen on \(port)") {
-                (try? await client.send(.GET, "http://127.0.0.1:\(port)/healthz").status) == 200
-            }
-        }
-        return serve
+        try await FaultChild.started(["serve", "--port", "\(port)", "--log-level", "error"], healthURL: "http://127.0.0.1:\(port)/healthz")
     }
 
     func startRunner(channel: String, input: Pipe, extra: [String] = []) throws -> FaultChild {

@@ -1,0 +1,190 @@
+public import AsyncHTTPClient
+import Foundation
+public import Logging
+import NIOCore
+import ServiceLifecycle
+public import TrickleProtocol
+import UnixSignals
+
+/// The whole client pipeline, built from one ``Configuration`` value: the egress sink (behind a disk spool
+/// when it can fail remotely), the ``ClientDaemon`` and its subscriptions, the local endpoint (SSE stream,
+/// `/metrics`, `/healthz`, the control API), run as one service group until the daemon ends or SIGTERM/SIGINT.
+/// The command line only turns flags and files into the configuration.
+public final class ClientApplication: Sendable {
+    /// Configuration of a ``ClientApplication``.
+    public struct Configuration: Sendable {
+        /// Where telemetry goes.
+        public var sink: EgressSinkSpecification
+        /// The metrics endpoint's API key, read when needed (a reload re-reads it).
+        public var apiKey: @Sendable () -> String?
+        /// When a file sink syncs to disk. Default ``FileSink/SyncPolicy/never``.
+        public var fileSync: FileSink.SyncPolicy
+        /// The disk spool in front of the sink; `nil` sends without one.
+        public var spool: Spool.Configuration?
+        /// Where the control API's subscriptions are persisted (`subscriptions.json`); usually the spool's
+        /// directory. `nil` keeps them in memory only.
+        public var stateDirectory: String?
+        /// The local endpoint; `nil` turns it off.
+        public var endpoint: TelemetryStreamServer.Configuration?
+        /// Envelopes the SSE stream keeps for `Last-Event-ID`. Default 10,000.
+        public var streamRing: Int
+        /// The subscriptions to follow from the start (flags and the configuration file).
+        public var subscriptions: [ChannelSubscription]
+        /// How channels are read (start positions come from each subscription).
+        public var reader: JSONLReader.Configuration
+        /// Run until stopped even with no subscription left. Default `false`.
+        public var runsUntilStopped: Bool
+
+        public init(
+            sink: EgressSinkSpecification,
+            apiKey: @escaping @Sendable () -> String? = { nil },
+            fileSync: FileSink.SyncPolicy = .never,
+            spool: Spool.Configuration? = nil,
+            stateDirectory: String? = nil,
+            endpoint: TelemetryStreamServer.Configuration? = nil,
+            streamRing: Int = 10_000,
+            subscriptions: [ChannelSubscription] = [],
+            reader: JSONLReader.Configuration = .init(),
+            runsUntilStopped: Bool = false
+        ) {
+            self.sink = sink
+            self.apiKey = apiKey
+            self.fileSync = fileSync
+            self.spool = spool
+            self.stateDirectory = stateDirectory
+            self.endpoint = endpoint
+            self.streamRing = streamRing
+            self.subscriptions = subscriptions
+            self.reader = reader
+            self.runsUntilStopped = runsUntilStopped
+        }
+    }
+
+    /// What a run did, for the closing summary.
+    public struct Summary: Sendable {
+        /// How the last channel to end ended; `nil` when stopped.
+        public var end: TrickleSubscriber.EndOfStream?
+        /// The dispatchers' counters, added up.
+        public var counters: EventDispatcher.Counters
+        public var spool: Spool.Stats?
+        public var reporter: MetricsReporter.Stats?
+        /// Every subscription still listed, with its counters.
+        public var subscriptions: [SubscriptionSnapshot]
+    }
+
+    /// Why the pipeline could not be set up (an unwritable file, a spool in use, a bad subscriptions file).
+    public struct SetupError: Error, Sendable, CustomStringConvertible {
+        public var description: String
+    }
+
+    public let configuration: Configuration
+    /// The daemon: add and remove subscriptions through it while running.
+    public let daemon: ClientDaemon
+    /// The local endpoint, when on.
+    public let endpoint: TelemetryStreamServer?
+    private let reporter: MetricsReporter?
+    private let spooledSink: SpooledSink?
+    private let logger: Logger
+
+    /// Builds the pipeline: opens the sink and the spool, loads the persisted API subscriptions, adds every
+    /// subscription.
+    ///
+    /// - Parameter localOutput: Receives every non-telemetry line, with its subscription.
+    /// - Throws: ``SetupError``.
+    public init(
+        configuration: Configuration,
+        httpClient: HTTPClient,
+        logger: Logger,
+        localOutput: @escaping @Sendable (ChannelSubscription, EventDispatcher.LocalEvent) async -> Void = { _, _ in }
+    ) throws(SetupError) {
+        self.configuration = configuration
+        self.logger = logger
+        let base: any EgressSink
+        let spool: Spool?
+        do {
+            base = try Self.makeSink(configuration, httpClient: httpClient, logger: logger)
+            spool = try configuration.spool.map { configuration throws(SpoolError) in try Spool(configuration: configuration, logger: logger) }
+        } catch {
+            throw SetupError(description: "\(error)")
+        }
+        self.reporter = base as? MetricsReporter
+        let spooledSink = spool.map { SpooledSink(spool: $0, downstream: base, logger: logger) }
+        self.spooledSink = spooledSink
+        let stream = configuration.endpoint.map { _ in TelemetryStream(capacity: configuration.streamRing) }
+        let store = configuration.stateDirectory.map(SubscriptionStore.init(directory:))
+        let persisted: [ChannelSubscription]
+        do {
+            persisted = try store?.load() ?? []
+        } catch {
+            spool?.close()
+            throw SetupError(description: "\(error)")
+        }
+        self.daemon = ClientDaemon(
+            configuration: .init(
+                reader: configuration.reader,
+                runsUntilStopped: configuration.runsUntilStopped || !persisted.isEmpty,
+                store: store,
+                resumePositions: spool?.resumePositions ?? [:]
+            ),
+            httpClient: httpClient,
+            sink: spooledSink ?? base,
+            stream: stream,
+            logger: logger,
+            localConsumer: localOutput
+        )
+        for subscription in configuration.subscriptions + persisted {
+            do {
+                try self.daemon.add(subscription)
+            } catch {
+                // The same channel named twice (a flag and the file): followed once.
+                logger.warning("subscription not added", metadata: ["subscription.id": "\(subscription.id)", "error": "\(error)"])
+            }
+        }
+        if let endpointConfiguration = configuration.endpoint, let stream {
+            let metrics = ClientMetrics(daemon: self.daemon, spooledSink: spooledSink, reporter: self.reporter, stream: stream)
+            self.endpoint = TelemetryStreamServer(
+                configuration: endpointConfiguration,
+                stream: stream,
+                logger: logger,
+                daemon: self.daemon,
+                metrics: { metrics.render() }
+            )
+        } else {
+            self.endpoint = nil
+        }
+    }
+
+    private static func makeSink(_ configuration: Configuration, httpClient: HTTPClient, logger: Logger) throws -> any EgressSink {
+        switch configuration.sink {
+        case .null: return NullSink()
+        case .log, .kafka: return LogSink { line in FileHandle.standardError.write(Data(line.utf8)) }
+        case .metrics(let url):
+            return MetricsReporter(configuration: .init(url: url), httpClient: httpClient, apiKey: configuration.apiKey, logger: logger)
+        case .file(let path): return try FileSink(path: path, syncPolicy: configuration.fileSync)
+        }
+    }
+
+    /// Re-reads the metrics API key now (SIGHUP).
+    public func reloadKey() { self.reporter?.reloadKey() }
+
+    /// Runs until the daemon ends (its last subscription, unless it runs until stopped) or SIGTERM/SIGINT.
+    ///
+    /// - Throws: What a service failed with (an explicit listen address that is taken…).
+    public func run() async throws -> Summary {
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        if let endpoint = self.endpoint {
+            // First in the list: shut down last, after the daemon stopped feeding it.
+            services.append(.init(service: endpoint, successTerminationBehavior: .gracefullyShutdownGroup))
+        }
+        services.append(.init(service: self.daemon, successTerminationBehavior: .gracefullyShutdownGroup))
+        let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: self.logger))
+        try await group.run()
+        return Summary(
+            end: self.daemon.endOfStream,
+            counters: self.daemon.stats,
+            spool: self.spooledSink?.spool.stats,
+            reporter: self.reporter?.stats,
+            subscriptions: self.daemon.subscriptions
+        )
+    }
+}

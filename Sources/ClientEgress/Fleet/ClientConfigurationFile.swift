@@ -1,0 +1,138 @@
+public import Foundation
+import TrickleProtocol
+
+/// The client's configuration file (`--config FILE`, re-read on SIGHUP): a JSON object, every field optional.
+///
+/// ```json
+/// {
+///   "sink": "https://metrics.example/v1/metrics",
+///   "api_key_file": "/etc/trickle-relay/metrics.key",
+///   "spool_dir": "/var/lib/trickle-relay/spool",
+///   "listen": "127.0.0.1:7071",
+///   "stream_token_file": "/etc/trickle-relay/stream.token",
+///   "wait_for_channel": 60,
+///   "reconnect_grace": 30,
+///   "subscriptions": [
+///     {"events_url": "https://orch.example/ai/trickle/abc-events", "session_id": "abc", "start": "latest"}
+///   ]
+/// }
+/// ```
+///
+/// Unknown fields are refused (a typo would otherwise be silently ignored). Flags given on the command line
+/// win over the file.
+public struct ClientConfigurationFile: Sendable {
+    public var sink: EgressSinkSpecification?
+    public var apiKeyFile: String?
+    public var spoolDirectory: String?
+    /// `"spool": false` sends without the disk spool.
+    public var spool: Bool?
+    public var spoolMaximumBytes: Int?
+    /// `HOST:PORT` or `off`.
+    public var listen: String?
+    public var streamTokenFile: String?
+    public var waitForChannel: Double?
+    public var reconnectGrace: Double?
+    public var subscriptions: [ChannelSubscription] = []
+
+    static let fields = [
+        "sink", "api_key_file", "spool_dir", "spool", "spool_max_bytes", "listen", "stream_token_file", "wait_for_channel", "reconnect_grace",
+        "subscriptions",
+    ]
+
+    /// Reads and checks the file at `path`.
+    ///
+    /// - Throws: ``ClientConfigurationFileError`` naming the file, the field and the reason.
+    public init(path: String) throws(ClientConfigurationFileError) {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ClientConfigurationFileError(path: path, field: nil, reason: "cannot read the file (\(String(cString: strerror(errno))))")
+        }
+        guard data.count <= 16 << 20 else { throw ClientConfigurationFileError(path: path, field: nil, reason: "larger than 16 MiB") }
+        try self.init(data: data, path: path)
+    }
+
+    /// Reads and checks a file's contents; `path` names it in errors.
+    public init(data: Data, path: String) throws(ClientConfigurationFileError) {
+        func fail(_ field: String?, _ reason: String) -> ClientConfigurationFileError {
+            ClientConfigurationFileError(path: path, field: field, reason: reason)
+        }
+        let decoded: Any
+        do {
+            decoded = try JSONSerialization.jsonObject(with: data)
+        } catch {
+            throw fail(nil, "not valid JSON (\((error as NSError).userInfo[NSDebugDescriptionErrorKey] as? String ?? "\(error)"))")
+        }
+        guard let object = decoded as? [String: Any] else { throw fail(nil, "must be a JSON object ({\"subscriptions\": [...], …})") }
+        if let unknown = object.keys.sorted().first(where: { !Self.fields.contains($0) }) {
+            throw fail(String(unknown.prefix(64)), "unknown field (known: \(Self.fields.joined(separator: ", ")))")
+        }
+        func string(_ name: String) throws(ClientConfigurationFileError) -> String? {
+            guard let value = object[name], !(value is NSNull) else { return nil }
+            guard let text = value as? String, !text.isEmpty else { throw fail(name, "must be a non-empty string") }
+            return text
+        }
+        func seconds(_ name: String) throws(ClientConfigurationFileError) -> Double? {
+            guard let value = object[name], !(value is NSNull) else { return nil }
+            guard !isJSONBoolean(value), let number = (value as? NSNumber)?.doubleValue, number.isFinite, number >= 0, number <= 31_536_000 else {
+                throw fail(name, "must be a number of seconds from 0 to 31536000")
+            }
+            return number
+        }
+        if let text = try string("sink") {
+            do {
+                self.sink = try EgressSinkSpecification(parsing: text)
+            } catch {
+                throw fail("sink", error.description)
+            }
+        }
+        self.apiKeyFile = try string("api_key_file")
+        self.spoolDirectory = try string("spool_dir")
+        if let value = object["spool"], !(value is NSNull) {
+            guard isJSONBoolean(value), let flag = value as? Bool else { throw fail("spool", "must be true or false") }
+            self.spool = flag
+        }
+        if let value = object["spool_max_bytes"], !(value is NSNull) {
+            guard !isJSONBoolean(value), let number = value as? NSNumber, let bytes = Int(exactly: number.doubleValue), bytes >= 1 << 20, bytes <= 1 << 50
+            else { throw fail("spool_max_bytes", "must be a whole number of bytes, at least 1048576 (1 MiB)") }
+            self.spoolMaximumBytes = bytes
+        }
+        if let listen = try string("listen") {
+            guard listen == "off" || ListenAddress(listen.hasPrefix(":") ? "127.0.0.1" + listen : listen) != nil else {
+                throw fail("listen", "must be HOST:PORT (e.g. 127.0.0.1:7071) or off, got \(listen.prefix(80))")
+            }
+            self.listen = listen
+        }
+        self.streamTokenFile = try string("stream_token_file")
+        self.waitForChannel = try seconds("wait_for_channel")
+        self.reconnectGrace = try seconds("reconnect_grace")
+        if let value = object["subscriptions"], !(value is NSNull) {
+            guard let entries = value as? [Any] else { throw fail("subscriptions", "must be an array of {\"events_url\": …} objects") }
+            var seen: [String: Int] = [:]
+            for (index, entry) in entries.enumerated() {
+                let subscription: ChannelSubscription
+                do {
+                    subscription = try SubscriptionRequest.subscription(from: entry, path: "subscriptions[\(index)]", origin: .config)
+                } catch {
+                    throw ClientConfigurationFileError(path: path, field: nil, reason: error.description)
+                }
+                if let first = seen[subscription.id] {
+                    throw fail("subscriptions[\(index)].events_url", "the same channel as subscriptions[\(first)]")
+                }
+                seen[subscription.id] = index
+                self.subscriptions.append(subscription)
+            }
+        }
+    }
+}
+
+/// A configuration file that cannot be used: which file, which field, why.
+public struct ClientConfigurationFileError: Error, Sendable, CustomStringConvertible {
+    public var path: String
+    /// The field (`subscriptions[2].events_url`), when the problem is in one.
+    public var field: String?
+    public var reason: String
+
+    public var description: String {
+        if let field { return "configuration file \(self.path): \(field): \(self.reason)" }
+        return "configuration file \(self.path): \(self.reason)"
+    }
+}

@@ -1,0 +1,158 @@
+import AsyncHTTPClient
+import Logging
+import Synchronization
+import TrickleProtocol
+
+/// One subscription at run time: its reader, its dispatcher (and so its own counters and read position), the
+/// sink it feeds (the daemon's one sink, with the SSE stream beside it), and its state.
+final class FollowedChannel: Sendable {
+    enum Phase: Sendable, Hashable {
+        case running
+        case finished(TrickleSubscriber.EndOfStream)
+        case stopped
+        case failed(String)
+    }
+
+    let subscription: ChannelSubscription
+    let dispatcher: EventDispatcher
+    private let reader: JSONLReader
+    private let resumePoint: (seq: Int, line: Int)?
+    private let phase = Mutex(Phase.running)
+    private let lastProblem = LatestProblem()
+    private let stopRequested = OneShotSignal<Void>()
+    let done = OneShotSignal<Phase>()
+
+    init(
+        subscription: ChannelSubscription,
+        resumingAfter position: Spool.ChannelPosition?,
+        reader configuration: JSONLReader.Configuration,
+        httpClient: HTTPClient,
+        sink: any EgressSink,
+        stream: TelemetryStream?,
+        logger: Logger,
+        localConsumer: @escaping @Sendable (ChannelSubscription, EventDispatcher.LocalEvent) async -> Void
+    ) {
+        var logger = logger
+        logger[metadataKey: "subscription.id"] = "\(subscription.id)"
+        var configuration = configuration
+        configuration.validatesLines = false  // the dispatcher validates each line in the scan that routes it
+        configuration.subscriber.start = position.map { .seq($0.seq) } ?? subscription.start
+        self.subscription = subscription
+        self.resumePoint = position.map { ($0.seq, $0.line) }
+        self.reader = JSONLReader(url: subscription.eventsURL, httpClient: httpClient, configuration: configuration, logger: logger)
+        let lastProblem = self.lastProblem
+        self.dispatcher = EventDispatcher(
+            sink: stream.map { ChannelTap(downstream: sink, stream: $0, session: subscription.sessionID) } ?? sink,
+            logger: logger,
+            subscription: subscription.id,
+            onProblem: { problem in lastProblem.note(problem) },
+            localConsumer: { event in
+                stream?.publish(event, session: subscription.sessionID)
+                await localConsumer(subscription, event)
+            }
+        )
+        if let position {
+            logger.info("resuming from the spool's read position", metadata: ["trickle.seq": "\(position.seq)", "line": "\(position.line)"])
+        }
+    }
+
+    var currentPhase: Phase { self.phase.withLock { $0 } }
+    var subscriberStats: TrickleSubscriber.Stats { self.reader.subscriber.stats }
+
+    /// Follows the channel until it ends, ``stop()`` is called, or the task is cancelled.
+    func run() async -> Phase {
+        let outcome: Phase
+        do {
+            let end = try await self.runUntilStopped()
+            outcome = end.map { .finished($0) } ?? .stopped
+        } catch is CancellationError {
+            outcome = .stopped
+        } catch {
+            outcome = .failed("\(error)")
+        }
+        self.phase.withLock { $0 = outcome }
+        self.done.fulfill(outcome)
+        return outcome
+    }
+
+    /// Stops following (what was dispatched stays dispatched).
+    func stop() { self.stopRequested.fulfill(()) }
+
+    private func runUntilStopped() async throws -> TrickleSubscriber.EndOfStream? {
+        try await withThrowingTaskGroup(of: TrickleSubscriber.EndOfStream?.self) { group in
+            group.addTask { try await self.dispatcher.run(reader: self.reader, resumingAfter: self.resumePoint) }
+            group.addTask {
+                _ = await self.stopRequested.wait()
+                return nil
+            }
+            defer { group.cancelAll() }
+            return try await group.next() ?? nil
+        }
+    }
+
+    /// What `GET /v1/subscriptions` shows of it.
+    func snapshot() -> SubscriptionSnapshot {
+        let counters = self.dispatcher.stats
+        let subscriber = self.reader.subscriber.stats
+        let state: String
+        var end: String?
+        switch self.currentPhase {
+        case .running: state = subscriber.segments > 0 || counters.lines > 0 ? "following" : "waiting"
+        case .finished(let how):
+            state = "finished"
+            end = how == .closed ? "closed" : "not_found"
+        case .stopped: state = "stopped"
+        case .failed(let reason):
+            state = "failed"
+            end = reason
+        }
+        return SubscriptionSnapshot(
+            id: self.subscription.id,
+            eventsURL: self.subscription.eventsURL.description,
+            sessionID: self.subscription.sessionID,
+            start: self.subscription.start.description,
+            origin: self.subscription.origin.rawValue,
+            state: state,
+            end: end,
+            segments: subscriber.segments,
+            lines: counters.lines,
+            events: counters.telemetry,
+            gaps: counters.segmentsLost,
+            lastSeq: counters.lastSeq,
+            malformed: counters.malformed + counters.nonObject + counters.telemetryWithoutObjectEvent,
+            oversize: counters.oversize,
+            retries: subscriber.retries,
+            reconnects: subscriber.reconnects,
+            skippedOnResume: counters.skippedOnResume,
+            lastProblem: self.lastProblem.text
+        )
+    }
+}
+
+/// Feeds the daemon's one sink and publishes the same records on the SSE stream, labelled with the
+/// subscription's session.
+struct ChannelTap: EgressSink {
+    let downstream: any EgressSink
+    let stream: TelemetryStream
+    let session: String
+
+    func export(_ records: some Collection<TelemetryRecord> & Sendable) async throws {
+        defer { self.stream.publish(records, session: self.session) }
+        try await self.downstream.export(records)
+    }
+
+    func forceFlush() async throws {}
+    func shutdown() async {}
+}
+
+/// The latest input a channel skipped, as a short text (reason and position, never payload).
+private final class LatestProblem: Sendable {
+    private let latest = Mutex<String?>(nil)
+
+    var text: String? { self.latest.withLock { $0 } }
+
+    func note(_ problem: EventDispatcher.Problem) {
+        let text = "\(problem.reason) at seq \(problem.seq) line \(problem.lineNumber.map(String.init) ?? "-")"
+        self.latest.withLock { $0 = text }
+    }
+}

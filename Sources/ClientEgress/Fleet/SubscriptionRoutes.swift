@@ -1,0 +1,76 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+
+/// The control API on the client's local endpoint:
+///
+/// | route | what |
+/// | --- | --- |
+/// | `POST /v1/subscriptions` | `{"events_url","session_id"?,"start"?}` → 201 with the subscription (its `id`); 400 naming the field; 409 when the channel is followed already |
+/// | `GET /v1/subscriptions` | `{"subscriptions":[…]}`: each one's state and counters |
+/// | `GET /v1/subscriptions/{id}` | one of them |
+/// | `DELETE /v1/subscriptions/{id}` | stop following it → 200 with its last counters; 404 when unknown |
+///
+/// The same token rules as the stream apply (the router's middleware).
+enum SubscriptionRoutes {
+    static let maximumBodyBytes = 64 * 1024
+
+    static func add(to router: Router<BasicRequestContext>, daemon: ClientDaemon) {
+        router.post("v1/subscriptions") { request, _ in
+            let body: ByteBuffer
+            do {
+                body = try await request.body.collect(upTo: self.maximumBodyBytes)
+            } catch {
+                return self.error(.contentTooLarge, "a subscription request is at most \(self.maximumBodyBytes) bytes")
+            }
+            do throws(SubscriptionError) {
+                let subscription = try SubscriptionRequest.subscription(fromBody: body.readableBytesView)
+                return self.json(.created, try daemon.add(subscription))
+            } catch {
+                return self.error(error)
+            }
+        }
+        router.get("v1/subscriptions") { _, _ in
+            struct List: Encodable { var subscriptions: [SubscriptionSnapshot] }
+            return self.json(.ok, List(subscriptions: daemon.subscriptions))
+        }
+        router.get("v1/subscriptions/:id") { _, context in
+            let id = context.parameters.get("id") ?? ""
+            guard let snapshot = daemon.subscription(id: id) else { return self.error(SubscriptionError(.notFound, "no subscription \(id.prefix(80))")) }
+            return self.json(.ok, snapshot)
+        }
+        router.delete("v1/subscriptions/:id") { _, context in
+            do throws(SubscriptionError) {
+                return self.json(.ok, try daemon.remove(id: context.parameters.get("id") ?? ""))
+            } catch {
+                return self.error(error)
+            }
+        }
+    }
+
+    private static func json(_ status: HTTPResponse.Status, _ value: some Encodable) -> Response {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let data = (try? encoder.encode(value)) ?? Data("{}".utf8)
+        var buffer = ByteBuffer(bytes: data)
+        buffer.writeString("\n")
+        return Response(status: status, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: buffer))
+    }
+
+    private static func error(_ error: SubscriptionError) -> Response {
+        let status: HTTPResponse.Status
+        switch error.code {
+        case .invalid: status = .badRequest
+        case .duplicate: status = .conflict
+        case .notFound: status = .notFound
+        case .unavailable: status = .serviceUnavailable
+        }
+        return self.error(status, error.description)
+    }
+
+    private static func error(_ status: HTTPResponse.Status, _ message: String) -> Response {
+        struct Body: Encodable { var error: String }
+        return self.json(status, Body(error: message))
+    }
+}

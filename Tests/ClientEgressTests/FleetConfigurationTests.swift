@@ -1,0 +1,114 @@
+import ClientEgress
+import Foundation
+import NIOCore
+import Testing
+import TrickleProtocol
+import TrickleTestSupport
+
+/// Issue #11's library parts: per-channel spool positions, the configuration file, subscription ids.
+@Suite("Fleet: spool per channel, configuration file, subscription ids", .timeLimit(.minutes(1)))
+struct FleetConfigurationTests {
+    private func record(_ subscription: String, seq: Int, line: Int) -> TelemetryRecord {
+        TelemetryRecord(
+            envelope: ByteBuffer(string: #"{"id":"\#(subscription)-\#(seq)-\#(line)","type":"stream_trace","data":{"type":"metric"}}"#),
+            seq: seq,
+            lineNumber: line,
+            subscription: subscription
+        )
+    }
+
+    @Test("records of several channels share one spool; after a crash each channel resumes from its own position")
+    func perChannelPositions() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fleet-spool-\(UUID().uuidString)").path
+        let crashed = directory + "-crashed"
+        defer {
+            try? FileManager.default.removeItem(atPath: directory)
+            try? FileManager.default.removeItem(atPath: crashed)
+        }
+        let spool = try Spool(configuration: .init(directory: directory, segmentBytes: 600), logger: quietLogger)
+        spool.append([record("a-events-1", seq: 3, line: 1), record("b-events-2", seq: 7, line: 4), record("a-events-1", seq: 3, line: 2)])
+        spool.append([record("b-events-2", seq: 8, line: 1), record("", seq: 11, line: 9)])
+        // Delivered and acknowledged up to here: their segment files go, the positions must not.
+        let first = try spool.read(from: spool.deliveryStart, maximumRecords: 100)
+        #expect(first.records.map(\.subscription) == ["a-events-1", "b-events-2", "a-events-1", "b-events-2", ""])
+        spool.acknowledge(through: first.next)
+        spool.append([record("c-events-3", seq: 0, line: 5)])
+        // A kill -9 now: the files as they are, without the close that writes the state.
+        try FileManager.default.copyItem(atPath: directory, toPath: crashed)
+        spool.close()
+
+        let reopened = try Spool(configuration: .init(directory: crashed), logger: quietLogger)
+        defer { reopened.close() }
+        #expect(reopened.resumePositions["a-events-1"] == .init(seq: 3, line: 2))
+        #expect(reopened.resumePositions["b-events-2"] == .init(seq: 8, line: 1))
+        #expect(reopened.resumePositions["c-events-3"] == .init(seq: 0, line: 5))
+        #expect(reopened.resumePosition == .init(seq: 11, line: 9))  // the single-channel format, still read
+        let left = try reopened.read(from: reopened.deliveryStart, maximumRecords: 100)
+        #expect(left.records.map { String(buffer: $0.envelope) } == [#"{"id":"c-events-3-0-5","type":"stream_trace","data":{"type":"metric"}}"#])
+        #expect(left.records.first?.subscription == "c-events-3")
+    }
+
+    @Test("a subscription's id is stable, path-safe, and the same with or without a jwt= token")
+    func subscriptionIDs() throws {
+        let plain = SubscriptionID.derived(from: try TrickleChannelURL("https://orch.example/ai/trickle/job-42-events"))
+        let withToken = SubscriptionID.derived(from: try TrickleChannelURL("https://orch.example/ai/trickle/job-42-events?jwt=secret"))
+        let otherHost = SubscriptionID.derived(from: try TrickleChannelURL("https://other.example/ai/trickle/job-42-events"))
+        #expect(plain == withToken)
+        #expect(plain != otherHost)
+        #expect(plain.hasPrefix("job-42-events-") && SubscriptionID.isValid(plain))
+        #expect(!plain.contains("secret"))
+        let odd = SubscriptionID.derived(from: try TrickleChannelURL("http://h/" + String(repeating: "ü/", count: 3) + "a b%2F"))
+        #expect(SubscriptionID.isValid(odd), "\(odd)")
+        #expect(!SubscriptionID.isValid("../x") && !SubscriptionID.isValid("") && !SubscriptionID.isValid(String(repeating: "a", count: 65)))
+    }
+
+    @Test("a good configuration file", arguments: [
+        #"{}"#,
+        #"{"sink":"null","listen":"off","spool":false,"wait_for_channel":0.5,"subscriptions":[]}"#,
+        #"{"sink":"file:/tmp/x.jsonl","spool_max_bytes":1048576,"subscriptions":[{"events_url":"http://h:1/a-events","session_id":"a","start":7},{"events_url":"http://h:1/b-events","start":"next"}]}"#,
+    ])
+    func goodFile(text: String) throws {
+        let file = try ClientConfigurationFile(data: Data(text.utf8), path: "client.json")
+        #expect(file.subscriptions.allSatisfy { $0.origin == .config })
+    }
+
+    @Test("a bad configuration file is refused with the field and the reason", arguments: [
+        (#"[1]"#, "must be a JSON object"),
+        (#"{"sink":"null""#, "not valid JSON"),
+        (#"{"sinks":"null"}"#, "sinks: unknown field"),
+        (#"{"sink":"bogus"}"#, "sink: sink must be log, null"),
+        (#"{"sink":5}"#, "sink: must be a non-empty string"),
+        (#"{"listen":"nowhere"}"#, "listen: must be HOST:PORT"),
+        (#"{"spool":"yes"}"#, "spool: must be true or false"),
+        (#"{"spool_max_bytes":12}"#, "spool_max_bytes: must be a whole number of bytes, at least 1048576"),
+        (#"{"spool_max_bytes":1e300}"#, "spool_max_bytes: must be a whole number"),
+        (#"{"wait_for_channel":-1}"#, "wait_for_channel: must be a number of seconds"),
+        (#"{"reconnect_grace":true}"#, "reconnect_grace: must be a number of seconds"),
+        (#"{"subscriptions":{"events_url":"http://h/a"}}"#, "subscriptions: must be an array"),
+        (#"{"subscriptions":["http://h/a"]}"#, "subscriptions[0] must be a JSON object"),
+        (#"{"subscriptions":[{"url":"http://h/a"}]}"#, "subscriptions[0].url: unknown field"),
+        (#"{"subscriptions":[{"session_id":"a"}]}"#, "subscriptions[0].events_url: missing"),
+        (#"{"subscriptions":[{"events_url":"ftp://h/a"}]}"#, "subscriptions[0].events_url: channel URL must be http(s)://"),
+        (#"{"subscriptions":[{"events_url":"http://h/a","start":"soon"}]}"#, "subscriptions[0].start: must be latest, next or a seq number"),
+        (#"{"subscriptions":[{"events_url":"http://h/a","start":-3}]}"#, "subscriptions[0].start: must be latest, next or a seq number"),
+        (#"{"subscriptions":[{"events_url":"http://h/a","start":true}]}"#, "subscriptions[0].start: must be"),
+        (#"{"subscriptions":[{"events_url":"http://h/a","session_id":""}]}"#, "subscriptions[0].session_id: session_id must be 1 to 128"),
+        (#"{"subscriptions":[{"events_url":"http://h/a"},{"events_url":"http://h/a?jwt=x"}]}"#, "subscriptions[1].events_url: the same channel as subscriptions[0]"),
+    ])
+    func badFile(text: String, message: String) throws {
+        #expect {
+            try ClientConfigurationFile(data: Data(text.utf8), path: "client.json")
+        } throws: { error in
+            "\(error)".hasPrefix("configuration file client.json: ") && "\(error)".contains(message)
+        }
+    }
+
+    @Test("a missing file names itself")
+    func missingFile() {
+        #expect {
+            try ClientConfigurationFile(path: "/nonexistent/client.json")
+        } throws: { error in
+            "\(error)".contains("/nonexistent/client.json: cannot read the file")
+        }
+    }
+}
