@@ -3,7 +3,7 @@ import Foundation
 import NIOCore
 
 /// Spool throughput: appending envelopes in dispatcher-sized batches, then reading them back and acknowledging.
-func benchmarkSpool() throws {
+func benchmarkSpool() async throws {
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("spool-bench-\(UUID().uuidString)").path
     defer { try? FileManager.default.removeItem(atPath: directory) }
     let spool = try Spool(configuration: .init(directory: directory, maximumBytes: 4 << 30), logger: logger)
@@ -12,21 +12,22 @@ func benchmarkSpool() throws {
     )
     let batch = (0..<500).map { TelemetryRecord(envelope: envelope, seq: 1, lineNumber: $0 + 1) }
     let batches = 2_000
-    let appended = ContinuousClock().measure {
-        for _ in 0..<batches { spool.append(batch) }
-    }
+    let clock = ContinuousClock()
+    var start = clock.now
+    for _ in 0..<batches { await spool.append(batch) }
+    let appended = clock.now - start
     let bytes = spool.stats.bytes
     var cursor = spool.deliveryStart
     var read = 0
-    let delivered = try ContinuousClock().measure {
-        while true {
-            let next = try spool.read(from: cursor, maximumRecords: 500)
-            if next.records.isEmpty { break }
-            read += next.records.count
-            cursor = next.next
-            spool.acknowledge(through: cursor)
-        }
+    start = clock.now
+    while true {
+        let next = try await spool.read(from: cursor, maximumRecords: 500)
+        if next.records.isEmpty { break }
+        read += next.records.count
+        cursor = next.next
+        await spool.acknowledge(through: cursor)
     }
+    let delivered = clock.now - start
     let events = batches * batch.count
     print(
         String(

@@ -2,6 +2,7 @@
 //   TRICKLE_RELAY_BENCHMARKS=1 swift run -c release trickle-relay-bench [reader|relay|emit|dispatcher|replay|spool|latency|flood|all]
 //   … trickle-relay-bench sdkwriter [rates] [seconds] [url pid]   (the server under the SDK's one-chunk-per-line writes)
 //   … trickle-relay-bench cycles [count] [url pid]                  (server RSS across channel lifecycles)
+//   … trickle-relay-bench fleet [channels rate seconds]             (one client daemon following many channels)
 // Prints numbers; asserts nothing (targets live in the README and the issue notes).
 
 import AsyncHTTPClient
@@ -190,7 +191,7 @@ if which == "relay" || which == "all" { try await benchmarkRelay() }
 if which == "emit" || which == "all" { try await benchmarkEmit() }
 if which == "dispatcher" || which == "all" { try await benchmarkDispatcher() }
 if which == "replay" || which == "all" { try await benchmarkReplay() }
-if which == "spool" || which == "all" { try benchmarkSpool() }
+if which == "spool" || which == "all" { try await benchmarkSpool() }
 if which == "latency1k" { try await benchmarkLatency(rate: 1_000, seconds: 10) }
 if which == "latency100k" { try await benchmarkLatency(rate: 100_000, seconds: 10) }
 if which == "latency" || which == "all" {
@@ -198,5 +199,6 @@ if which == "latency" || which == "all" {
     try await benchmarkLatency(rate: 100_000, seconds: 10)
 }
 if which == "cycles" { try await ChannelCyclesBenchmark.run(arguments: Array(CommandLine.arguments.dropFirst(2))) }
+if which == "fleet" { try await FleetBenchmark.run(arguments: Array(CommandLine.arguments.dropFirst(2))) }
 if which == "sdkwriter" { try await SDKWriterBenchmark.run(arguments: Array(CommandLine.arguments.dropFirst(2))) }
 if which == "flood" || which == "all" { try await benchmarkFlood(seconds: floodSeconds, factor: 10) }

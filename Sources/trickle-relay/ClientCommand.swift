@@ -265,6 +265,8 @@ struct ClientCommand: AsyncParsableCommand {
 
     func run() async throws {
         let settings = try self.settings()
+        // One socket per followed channel: a fleet needs more than the usual 1,024.
+        FileDescriptorLimit.raiseToMaximum()
         let logger = self.logging.makeLogger(label: "trickle-relay.client")
         let runsUntilStopped = self.keepRunning || self.configFile != nil
         guard !settings.subscriptions.isEmpty || runsUntilStopped || Self.hasPersistedSubscriptions(settings.spoolDirectory) else {

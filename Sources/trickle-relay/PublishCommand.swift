@@ -94,35 +94,22 @@ struct PublishCommand: AsyncParsableCommand {
         maximumLineBytes: Int,
         counts: borrowing Mutex<(written: Int, refused: Int)>
     ) async throws {
-        var framer = JSONLFramer(maximumLineBytes: maximumLineBytes)
-        var frames: [JSONLFramer.Frame] = []
-        var iterator = input.makeAsyncIterator()
-        var finished = false
-        while !finished {
-            if let chunk = try await iterator.next() {
-                framer.feed(chunk, into: &frames)
-            } else {
-                framer.finish(into: &frames)
-                finished = true
-            }
-            for frame in frames {
-                switch frame {
-                case .line(let line, let number, _):
-                    do throws(JSONLWriterError) {
-                        try await writer.write(line: line)
-                        counts.withLock { $0.written += 1 }
-                    } catch where error.code == .publishFailed || error.code == .closed {
-                        throw error
-                    } catch {
-                        counts.withLock { $0.refused += 1 }
-                        StandardError.write("line \(number): refused: \(error)")
-                    }
-                case .oversizeLine(let number, let bytes):
+        try await JSONLPump.forEachFrame(in: input, maximumLineBytes: maximumLineBytes) { frame in
+            switch frame {
+            case .line(let line, let number, _):
+                do throws(JSONLWriterError) {
+                    try await writer.write(line: line)
+                    counts.withLock { $0.written += 1 }
+                } catch where error.code == .publishFailed || error.code == .closed {
+                    throw error
+                } catch {
                     counts.withLock { $0.refused += 1 }
-                    StandardError.write("line \(number): refused: \(bytes) bytes exceed the \(maximumLineBytes)-byte cap")
+                    StandardError.write("line \(number): refused: \(error)")
                 }
+            case .oversizeLine(let number, let bytes):
+                counts.withLock { $0.refused += 1 }
+                StandardError.write("line \(number): refused: \(bytes) bytes exceed the \(maximumLineBytes)-byte cap")
             }
-            frames.removeAll(keepingCapacity: true)
         }
     }
 }

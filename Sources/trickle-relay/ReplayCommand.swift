@@ -40,7 +40,12 @@ struct ReplayCommand: AsyncParsableCommand {
     var sink = "log"
 
     @Option(help: "How to print the summary: text or json.")
-    var summary = "text"
+    var summary: SummaryFormat = .text
+
+    /// `--summary`.
+    enum SummaryFormat: String, ExpressibleByArgument, CaseIterable {
+        case text, json
+    }
 
     @Option(help: "Only dispatch these top-level types (comma-separated), e.g. telemetry,logs.")
     var types: String?
@@ -61,11 +66,9 @@ struct ReplayCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard !self.files.isEmpty else { throw ValidationError("name at least one FILE to replay") }
-        guard self.summary == "text" || self.summary == "json" else {
-            throw ValidationError("--summary must be text or json, got \(self.summary)")
-        }
-        guard self.sink == "log" || self.sink == "null" || (self.sink.hasPrefix("file:") && self.sink.count > 5) else {
-            throw ValidationError("--sink must be log, null or file:PATH, got \(self.sink)")
+        switch try? EgressSinkSpecification(parsing: self.sink) {
+        case .log, .null, .file: break
+        default: throw ValidationError("--sink must be log, null or file:PATH, got \(self.sink)")
         }
         guard self.maxLineBytes > 0 else { throw ValidationError("--max-line-bytes must be positive, got \(self.maxLineBytes)") }
         guard ReplayPacer.Speed(self.speed) != nil else {
@@ -85,16 +88,11 @@ struct ReplayCommand: AsyncParsableCommand {
             return
         }
         let inner: any EgressSink
-        switch self.sink {
-        case "null": inner = NullSink()
-        case "log": inner = LogSink { StandardError.writeRaw($0) }
-        default:
-            do {
-                inner = try FileSink(path: String(self.sink.dropFirst(5)))
-            } catch {
-                StandardError.write("trickle-relay replay: \(error)")
-                throw ExitCode(4)
-            }
+        do {
+            inner = try EgressSinkSpecification(parsing: self.sink).makeSink(httpClient: nil, logger: logger) { StandardError.writeRaw($0) }
+        } catch {
+            StandardError.write("trickle-relay replay: \(error)")
+            throw ExitCode(4)
         }
         let sink = ReplayObservingSink(forwardingTo: speed == .max ? inner : PacedSink(forwardingTo: inner, speed: speed))
         let problems = ReplayProblems()
@@ -138,7 +136,7 @@ struct ReplayCommand: AsyncParsableCommand {
         if interrupted { StandardError.write("trickle-relay replay: interrupted by a signal; the summary covers what was replayed") }
         await sink.shutdown()
         let summary = ReplaySummary(files: self.files, counters: dispatcher.stats, problems: problems, observations: sink)
-        if self.summary == "json" {
+        if self.summary == .json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
             StandardOutput.write(String(decoding: try encoder.encode(summary), as: UTF8.self) + "\n")
@@ -164,28 +162,22 @@ struct ReplayCommand: AsyncParsableCommand {
                         throw ExitCode(4)
                     }
                     defer { close(descriptor) }
-                    var framer = JSONLFramer(maximumLineBytes: self.maxLineBytes)
-                    var frames: [JSONLFramer.Frame] = []
-                    for try await chunk in progress.counting(StandardInputChunks(descriptor: descriptor, chunkSize: 1 << 20)) {
-                        framer.feed(chunk, into: &frames)
-                        for frame in frames {
-                            guard case .line(let line, let number, _) = frame else {
-                                refused += 1
-                                continue
-                            }
-                            try await pacer.wait(forTimestamp: Self.telemetryTimestamp(line))
-                            do {
-                                try await writer.write(line: line)
-                                written += 1
-                            } catch {
-                                refused += 1
-                                StandardError.write("\(file):\(number): not republished: \(error)")
-                            }
+                    let chunks = progress.counting(StandardInputChunks(descriptor: descriptor, chunkSize: 1 << 20))
+                    try await JSONLPump.forEachFrame(in: chunks, maximumLineBytes: self.maxLineBytes) { frame in
+                        // An oversize line, or a last line without its newline (maybe truncated), is not republished.
+                        guard case .line(let line, let number, isTerminated: true) = frame else {
+                            refused += 1
+                            return
                         }
-                        frames.removeAll(keepingCapacity: true)
+                        try await pacer.wait(forTimestamp: Self.telemetryTimestamp(line))
+                        do {
+                            try await writer.write(line: line)
+                            written += 1
+                        } catch {
+                            refused += 1
+                            StandardError.write("\(file):\(number): not republished: \(error)")
+                        }
                     }
-                    framer.finish(into: &frames)  // a truncated last line is not republished
-                    refused += frames.count
                 }
                 try await writer.close()
                 try await group.waitForAll()

@@ -105,6 +105,8 @@ struct ServeCommand: AsyncParsableCommand {
     var token: String? { Environment.secret(file: self.tokenFile, variables: ["TRICKLE_RELAY_SERVER_TOKEN"]) }
 
     func run() async throws {
+        // Every waiting reader and open upload holds a socket: thousands of channels need more than 1,024.
+        FileDescriptorLimit.raiseToMaximum()
         // The server's request handlers are Swift tasks and its sockets are NIO's: on separate thread pools every
         // body chunk (one per line under the SDK's writer) crosses threads several times, and the context
         // switches cost more than the work. Swift Concurrency's global jobs run on NIO's event loops instead, and

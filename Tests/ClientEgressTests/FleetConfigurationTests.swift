@@ -26,13 +26,13 @@ struct FleetConfigurationTests {
             try? FileManager.default.removeItem(atPath: crashed)
         }
         let spool = try Spool(configuration: .init(directory: directory, segmentBytes: 600), logger: quietLogger)
-        spool.append([record("a-events-1", seq: 3, line: 1), record("b-events-2", seq: 7, line: 4), record("a-events-1", seq: 3, line: 2)])
-        spool.append([record("b-events-2", seq: 8, line: 1), record("", seq: 11, line: 9)])
+        await spool.append([record("a-events-1", seq: 3, line: 1), record("b-events-2", seq: 7, line: 4), record("a-events-1", seq: 3, line: 2)])
+        await spool.append([record("b-events-2", seq: 8, line: 1), record("", seq: 11, line: 9)])
         // Delivered and acknowledged up to here: their segment files go, the positions must not.
-        let first = try spool.read(from: spool.deliveryStart, maximumRecords: 100)
+        let first = try await spool.read(from: spool.deliveryStart, maximumRecords: 100)
         #expect(first.records.map(\.subscription) == ["a-events-1", "b-events-2", "a-events-1", "b-events-2", ""])
-        spool.acknowledge(through: first.next)
-        spool.append([record("c-events-3", seq: 0, line: 5)])
+        await spool.acknowledge(through: first.next)
+        await spool.append([record("c-events-3", seq: 0, line: 5)])
         // A kill -9 now: the files as they are, without the close that writes the state.
         try FileManager.default.copyItem(atPath: directory, toPath: crashed)
         spool.close()
@@ -43,7 +43,7 @@ struct FleetConfigurationTests {
         #expect(reopened.resumePositions["b-events-2"] == .init(seq: 8, line: 1))
         #expect(reopened.resumePositions["c-events-3"] == .init(seq: 0, line: 5))
         #expect(reopened.resumePosition == .init(seq: 11, line: 9))  // the single-channel format, still read
-        let left = try reopened.read(from: reopened.deliveryStart, maximumRecords: 100)
+        let left = try await reopened.read(from: reopened.deliveryStart, maximumRecords: 100)
         #expect(left.records.map { String(buffer: $0.envelope) } == [#"{"id":"c-events-3-0-5","type":"stream_trace","data":{"type":"metric"}}"#])
         #expect(left.records.first?.subscription == "c-events-3")
     }

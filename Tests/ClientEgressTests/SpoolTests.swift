@@ -34,20 +34,20 @@ struct SpoolTests {
         try await withSpoolDirectory { directory in
             let spool = try Spool(configuration: .init(directory: directory, segmentBytes: 1_000), logger: quietLogger)
             let records = (0..<40).map { record($0) }
-            for chunk in stride(from: 0, to: 40, by: 4) { #expect(spool.append(records[chunk..<chunk + 4]) == 4) }
+            for chunk in stride(from: 0, to: 40, by: 4) { #expect(await spool.append(records[chunk..<chunk + 4]) == 4) }
             #expect(segmentFiles(directory).count > 3)
 
             var cursor = spool.deliveryStart
             var read: [TelemetryRecord] = []
             while true {
-                let batch = try spool.read(from: cursor, maximumRecords: 7)
+                let batch = try await spool.read(from: cursor, maximumRecords: 7)
                 if batch.records.isEmpty { break }
                 read += batch.records
                 cursor = batch.next
             }
             #expect(read.map { String(buffer: $0.envelope) } == records.map { String(buffer: $0.envelope) })
             #expect(read.map(\.lineNumber) == records.map(\.lineNumber))
-            spool.acknowledge(through: cursor)
+            await spool.acknowledge(through: cursor)
             #expect(segmentFiles(directory).count == 1)  // only a new, empty open segment is left
             #expect(spool.stats.segmentsDeleted > 3)
             #expect(spool.stats.bytes == 0)
@@ -60,14 +60,14 @@ struct SpoolTests {
         try await withSpoolDirectory { directory in
             do {
                 let spool = try Spool(configuration: .init(directory: directory, segmentBytes: 600), logger: quietLogger)
-                spool.append((0..<10).map { record($0, seq: 7) })
-                let first = try spool.read(from: spool.deliveryStart, maximumRecords: 4)
-                spool.acknowledge(through: first.next)
+                await spool.append((0..<10).map { record($0, seq: 7) })
+                let first = try await spool.read(from: spool.deliveryStart, maximumRecords: 4)
+                await spool.acknowledge(through: first.next)
                 spool.close()
             }
             let spool = try Spool(configuration: .init(directory: directory, segmentBytes: 600), logger: quietLogger)
             #expect(spool.resumePosition == .init(seq: 7, line: 10))
-            let rest = try spool.read(from: spool.deliveryStart, maximumRecords: 100)
+            let rest = try await spool.read(from: spool.deliveryStart, maximumRecords: 100)
             #expect(rest.records.map(\.lineNumber) == Array(5...10))
             spool.close()
         }
@@ -78,7 +78,7 @@ struct SpoolTests {
         try await withSpoolDirectory { directory in
             do {
                 let spool = try Spool(configuration: .init(directory: directory), logger: quietLogger)
-                spool.append((0..<5).map { record($0, seq: 3) })
+                await spool.append((0..<5).map { record($0, seq: 3) })
                 spool.close()
             }
             let last = directory + "/" + segmentFiles(directory).last!
@@ -90,11 +90,11 @@ struct SpoolTests {
             let spool = try Spool(configuration: .init(directory: directory), logger: quietLogger)
             #expect(spool.stats.tornLines == 1)
             #expect(spool.resumePosition == .init(seq: 3, line: 5))
-            let all = try spool.read(from: spool.deliveryStart, maximumRecords: 100)
+            let all = try await spool.read(from: spool.deliveryStart, maximumRecords: 100)
             #expect(all.records.count == 5)
             #expect(spool.stats.corruptLines == 0)
-            spool.append([record(9, seq: 4)])  // appends after a repair are readable
-            #expect(try spool.read(from: all.next, maximumRecords: 10).records.map(\.lineNumber) == [10])
+            await spool.append([record(9, seq: 4)])  // appends after a repair are readable
+            #expect(try await spool.read(from: all.next, maximumRecords: 10).records.map(\.lineNumber) == [10])
             spool.close()
         }
     }
@@ -104,11 +104,11 @@ struct SpoolTests {
         try await withSpoolDirectory { directory in
             let spool = try Spool(configuration: .init(directory: directory), logger: quietLogger)
             let records = [record(0), record(1, size: 300_000), record(2), record(3, size: 1_000_000)]
-            spool.append(records)
+            await spool.append(records)
             var cursor = spool.deliveryStart
             var read: [TelemetryRecord] = []
             while true {
-                let batch = try spool.read(from: cursor, maximumRecords: 2)
+                let batch = try await spool.read(from: cursor, maximumRecords: 2)
                 if batch.records.isEmpty { break }
                 read += batch.records
                 cursor = batch.next
@@ -126,7 +126,7 @@ struct SpoolTests {
             try Data((#"{"seq":1,"line":1,"event":{"id":"a"}}"# + "\n" + "garbage\n" + #"{"seq":1,"line":3,"event":{"id":"b"}}"# + "\n").utf8)
                 .write(to: URL(fileURLWithPath: directory + "/0000000000000000.jsonl"))
             let spool = try Spool(configuration: .init(directory: directory), logger: quietLogger)
-            let all = try spool.read(from: spool.deliveryStart, maximumRecords: 10)
+            let all = try await spool.read(from: spool.deliveryStart, maximumRecords: 10)
             #expect(all.records.map { String(buffer: $0.envelope) } == [#"{"id":"a"}"#, #"{"id":"b"}"#])
             #expect(spool.stats.corruptLines == 1)
             spool.close()
@@ -137,13 +137,13 @@ struct SpoolTests {
     func bounded() async throws {
         try await withSpoolDirectory { directory in
             let spool = try Spool(configuration: .init(directory: directory, maximumBytes: 2_000), logger: quietLogger)
-            let accepted = spool.append((0..<50).map { record($0, size: 20) })
+            let accepted = await spool.append((0..<50).map { record($0, size: 20) })
             #expect(accepted > 0 && accepted < 50)
             #expect(spool.stats.overflowed == 50 - accepted)
             #expect(spool.stats.bytes <= 2_000)
-            let all = try spool.read(from: spool.deliveryStart, maximumRecords: 100)
-            spool.acknowledge(through: all.next)
-            #expect(spool.append([record(99)]) == 1)  // delivered space is free again
+            let all = try await spool.read(from: spool.deliveryStart, maximumRecords: 100)
+            await spool.acknowledge(through: all.next)
+            #expect(await spool.append([record(99)]) == 1)  // delivered space is free again
             spool.close()
         }
     }

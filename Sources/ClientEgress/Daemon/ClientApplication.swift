@@ -34,6 +34,8 @@ public final class ClientApplication: Sendable {
         public var reader: JSONLReader.Configuration
         /// Run until stopped even with no subscription left. Default `false`.
         public var runsUntilStopped: Bool
+        /// Where the log sink writes. Default: standard error.
+        public var logOutput: @Sendable (String) -> Void
 
         public init(
             sink: EgressSinkSpecification,
@@ -45,8 +47,10 @@ public final class ClientApplication: Sendable {
             streamRing: Int = 10_000,
             subscriptions: [ChannelSubscription] = [],
             reader: JSONLReader.Configuration = .init(),
-            runsUntilStopped: Bool = false
+            runsUntilStopped: Bool = false,
+            logOutput: @escaping @Sendable (String) -> Void = ClientApplication.writeToStandardError
         ) {
+            self.logOutput = logOutput
             self.sink = sink
             self.apiKey = apiKey
             self.fileSync = fileSync
@@ -155,14 +159,19 @@ public final class ClientApplication: Sendable {
     }
 
     private static func makeSink(_ configuration: Configuration, httpClient: HTTPClient, logger: Logger) throws -> any EgressSink {
-        switch configuration.sink {
-        case .null: return NullSink()
-        case .log, .kafka: return LogSink { line in FileHandle.standardError.write(Data(line.utf8)) }
-        case .metrics(let url):
-            return MetricsReporter(configuration: .init(url: url), httpClient: httpClient, apiKey: configuration.apiKey, logger: logger)
-        case .file(let path): return try FileSink(path: path, syncPolicy: configuration.fileSync)
-        }
+        // The Kafka sink is not part of this build: a `kafka:` default from the environment logs instead.
+        let specification: EgressSinkSpecification = if case .kafka = configuration.sink { .log } else { configuration.sink }
+        return try specification.makeSink(
+            httpClient: httpClient,
+            apiKey: configuration.apiKey,
+            fileSync: configuration.fileSync,
+            logger: logger,
+            logOutput: configuration.logOutput
+        )
     }
+
+    /// The log sink's default output.
+    public static let writeToStandardError: @Sendable (String) -> Void = { FileHandle.standardError.write(Data($0.utf8)) }
 
     /// Re-reads the metrics API key now (SIGHUP).
     public func reloadKey() { self.reporter?.reloadKey() }

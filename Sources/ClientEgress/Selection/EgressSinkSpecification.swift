@@ -1,3 +1,6 @@
+public import AsyncHTTPClient
+public import Logging
+
 /// Which egress sink a client installs: parsed from `--sink`, or chosen from the environment (issue #5's
 /// precedence: the HTTP metrics reporter when a URL and an API key are set, else Kafka when bootstrap servers
 /// are set, else the log sink).
@@ -80,4 +83,34 @@ public struct EgressSinkSpecificationError: Error, Sendable, CustomStringConvert
     public var description: String
 
     public init(_ description: String) { self.description = description }
+}
+
+extension EgressSinkSpecification {
+    /// Opens the sink this names: the one place sinks are made.
+    ///
+    /// - Parameters:
+    ///   - httpClient: The client the metrics reporter sends with; without one, `.metrics` cannot be made.
+    ///   - apiKey: The metrics endpoint's key, read when needed.
+    ///   - fileSync: When a file sink syncs to disk.
+    ///   - logOutput: Where the log sink writes its lines (standard error, usually).
+    /// - Throws: ``EgressSinkSpecificationError`` (a sink this build or this caller cannot make), or the sink's
+    ///   own error (``FileSinkError``: the file cannot be opened).
+    public func makeSink(
+        httpClient: HTTPClient?,
+        apiKey: @escaping @Sendable () -> String? = { nil },
+        fileSync: FileSink.SyncPolicy = .never,
+        logger: Logger,
+        logOutput: @escaping @Sendable (String) -> Void
+    ) throws -> any EgressSink {
+        switch self {
+        case .null: return NullSink()
+        case .log: return LogSink(write: logOutput)
+        case .file(let path): return try FileSink(path: path, syncPolicy: fileSync)
+        case .metrics(let url):
+            guard let httpClient else { throw EgressSinkSpecificationError("the metrics sink cannot be used here; use log, null or file:PATH") }
+            return MetricsReporter(configuration: .init(url: url), httpClient: httpClient, apiKey: apiKey, logger: logger)
+        case .kafka:
+            throw EgressSinkSpecificationError("the Kafka sink is not part of this build; use http(s)://…, file:PATH, log or null")
+        }
+    }
 }

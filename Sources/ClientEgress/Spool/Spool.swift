@@ -1,6 +1,7 @@
 import Foundation
 public import Logging
 import NIOCore
+import NIOPosix
 import Synchronization
 import TrickleProtocol
 
@@ -21,15 +22,32 @@ public final class Spool: Sendable {
         var bytes: Int
     }
 
+    /// Appends waiting for the writer: their bytes, and what they move.
+    private struct PendingAppend {
+        var buffer: ByteBuffer
+        var records: Int
+        var positions: [(String, ChannelPosition)]
+        var ticket: UInt64
+    }
+
     private struct State {
         var segments: [Segment]  // oldest first; the last one is open for appending
         var writeDescriptor: Int32
+        /// Bytes on disk, plus bytes accepted and waiting for the writer (the bound counts both).
         var totalBytes: Int
+        var pending: [PendingAppend] = []
+        /// An append is writing (at most one at a time; the others hand it their bytes: a group commit).
+        var isWriting = false
+        var nextTicket: UInt64 = 1
+        /// Every append with a ticket at or below this is settled (written or refused).
+        var settledTicket: UInt64 = 0
+        var settleWaiters: [(ticket: UInt64, continuation: CheckedContinuation<Void, Never>)] = []
         var lastAppended: [String: ChannelPosition]
         var delivered: Cursor
         var stats = Stats()
         var isClosed = false
         var lastStateWrite: ContinuousClock.Instant?
+        var failedTickets: Set<UInt64> = []
     }
 
     private struct StateFile: Codable {
@@ -54,6 +72,7 @@ public final class Spool: Sendable {
     private let appended = GenerationSignal()
     private let logger: Logger
     private let stateFileFailures: FailureLog
+    private let stateFileLock = Mutex(())
 
     /// Opens (creating if needed) the spool in `configuration.directory`, recovering from a crash.
     /// - Throws: ``SpoolError`` when the directory cannot be used or another client holds it.
@@ -175,78 +194,168 @@ public final class Spool: Sendable {
 
     // MARK: Appending
 
-    /// Writes `records` to the open segment, in order. A record that does not fit in
+    /// Writes `records` to the open segment, in order, and returns once they are on disk (in the page cache, or
+    /// synced with ``Configuration/syncsEveryAppend``). A record that does not fit in
     /// ``Configuration/maximumBytes`` is refused and counted (``Stats/overflowed``), as is everything after it in
     /// the batch.
     ///
+    /// Concurrent appends (one per followed channel) are written together: the first becomes the writer and
+    /// writes every batch queued meanwhile in one `write`, on NIO's thread pool — never under the spool's lock,
+    /// never on a concurrency thread.
+    ///
     /// - Returns: How many records (from the front) are now in the spool.
     @discardableResult
-    public func append(_ records: some Collection<TelemetryRecord>) -> Int {
+    public func append(_ records: some Collection<TelemetryRecord>) async -> Int {
         guard !records.isEmpty else { return 0 }
-        let result: (accepted: Int, overflowStarted: Bool, error: SpoolError?) = self.state.withLock { state in
+        var buffer = ByteBufferAllocator().buffer(capacity: records.reduce(0) { $0 + SpoolLine.size(of: $1) })
+        var ends: [Int] = []
+        ends.reserveCapacity(records.count)
+        var positions: [(String, ChannelPosition)] = []
+        positions.reserveCapacity(records.count)
+        for record in records {
+            SpoolLine.write(record, into: &buffer)
+            ends.append(buffer.writerIndex)
+            positions.append((record.subscription, ChannelPosition(seq: record.seq, line: record.lineNumber)))
+        }
+        let queued: (ticket: UInt64, accepted: Int, writes: Bool, overflowStarted: Bool)? = self.state.withLock { state in
             guard !state.isClosed else {
                 state.stats.overflowed += records.count
-                return (0, false, SpoolError("the spool is closed"))
+                return nil
             }
-            var buffer = ByteBufferAllocator().buffer(capacity: records.reduce(0) { $0 + SpoolLine.size(of: $1) })
-            var accepted = 0
-            var positions: [(String, ChannelPosition)] = []
-            for record in records {
-                let before = buffer.writerIndex
-                SpoolLine.write(record, into: &buffer)
-                if state.totalBytes + buffer.writerIndex > self.configuration.maximumBytes {
-                    buffer.moveWriterIndex(to: before)
-                    break
-                }
-                accepted += 1
-                positions.append((record.subscription, ChannelPosition(seq: record.seq, line: record.lineNumber)))
-            }
+            // As many whole records as fit.
+            let room = self.configuration.maximumBytes - state.totalBytes
+            let accepted = ends.firstIndex { $0 > room } ?? ends.count
             let refused = records.count - accepted
             let overflowStarted = refused > 0 && state.stats.overflowed == 0
             state.stats.overflowed += refused
-            guard accepted > 0 else { return (0, overflowStarted, nil) }
-            do {
-                try Self.writeAll(buffer, to: state.writeDescriptor, sync: self.configuration.syncsEveryAppend)
-            } catch let error as SpoolError {
-                // Never leave a partial line in front of later appends.
-                ftruncate(state.writeDescriptor, off_t(state.segments[state.segments.count - 1].bytes))
-                state.stats.overflowed += accepted
-                return (0, overflowStarted, error)
-            } catch {
-                return (0, overflowStarted, SpoolError("\(error)"))
-            }
-            state.segments[state.segments.count - 1].bytes += buffer.readableBytes
-            state.totalBytes += buffer.readableBytes
-            for (subscription, position) in positions { state.lastAppended[subscription] = position }
-            state.stats.appended += accepted
-            state.stats.bytes = state.totalBytes
-            if state.segments[state.segments.count - 1].bytes >= self.configuration.segmentBytes {
-                self.rotate(&state)
-            }
-            return (accepted, overflowStarted, nil)
+            guard accepted > 0 else { return (0, 0, false, overflowStarted) }
+            let ticket = state.nextTicket
+            state.nextTicket += 1
+            let bytes = ends[accepted - 1]
+            state.totalBytes += bytes
+            state.pending.append(
+                PendingAppend(
+                    buffer: buffer.getSlice(at: buffer.readerIndex, length: bytes)!,
+                    records: accepted,
+                    positions: Array(positions.prefix(accepted)),
+                    ticket: ticket
+                )
+            )
+            let writes = !state.isWriting
+            state.isWriting = true
+            return (ticket, accepted, writes, overflowStarted)
         }
-        if let error = result.error {
-            self.logger.error("spool append failed; events refused", metadata: ["spool.dir": "\(self.configuration.directory)", "error": "\(error)"])
+        guard let queued else {
+            self.logger.error("spool append refused: the spool is closed", metadata: ["spool.dir": "\(self.configuration.directory)"])
+            return 0
         }
-        if result.overflowStarted {
+        if queued.overflowStarted {
             self.logger.warning(
                 "spool full: new events are refused and counted until deliveries free space",
                 metadata: ["spool.dir": "\(self.configuration.directory)", "spool.maximum_bytes": "\(self.configuration.maximumBytes)"]
             )
         }
-        if result.accepted > 0 { self.appended.advance() }
-        return result.accepted
+        guard queued.accepted > 0 else { return 0 }
+        if queued.writes { await self.writePending() }
+        await self.waitUntilSettled(queued.ticket)
+        return self.state.withLock { $0.failedTickets.remove(queued.ticket) == nil } ? queued.accepted : 0
     }
 
-    private func rotate(_ state: inout State) {
-        let next = state.segments[state.segments.count - 1].index + 1
+    /// The writer: writes what is pending, again and again, until nothing is; then hands the role back.
+    private func writePending() async {
+        while true {
+            let batch: (pending: [PendingAppend], descriptor: Int32)? = self.state.withLock { state in
+                guard !state.pending.isEmpty else {
+                    state.isWriting = false
+                    return nil
+                }
+                defer { state.pending.removeAll(keepingCapacity: true) }
+                return (state.pending, state.writeDescriptor)
+            }
+            guard let batch else { return }
+            var combined = batch.pending.count == 1 ? batch.pending[0].buffer : ByteBuffer()
+            if batch.pending.count > 1 {
+                combined.reserveCapacity(batch.pending.reduce(0) { $0 + $1.buffer.readableBytes })
+                for append in batch.pending { combined.writeImmutableBuffer(append.buffer) }
+            }
+            let data = combined
+            let sync = self.configuration.syncsEveryAppend
+            let failure: SpoolError?
+            do {
+                try await NIOThreadPool.singleton.runIfActive { try Self.writeAll(data, to: batch.descriptor, sync: sync) }
+                failure = nil
+            } catch let error as SpoolError {
+                failure = error
+            } catch {
+                failure = SpoolError("\(error)")
+            }
+            let tickets = batch.pending.map(\.ticket)
+            let (waiters, rotation): ([CheckedContinuation<Void, Never>], Int?) = self.state.withLock { state in
+                let bytes = data.readableBytes
+                let records = batch.pending.reduce(0) { $0 + $1.records }
+                if failure != nil {
+                    // Never leave a partial line in front of later appends.
+                    ftruncate(batch.descriptor, off_t(state.segments[state.segments.count - 1].bytes))
+                    state.totalBytes -= bytes
+                    state.stats.overflowed += records
+                    state.failedTickets.formUnion(tickets)
+                } else {
+                    state.segments[state.segments.count - 1].bytes += bytes
+                    for append in batch.pending {
+                        for (subscription, position) in append.positions { state.lastAppended[subscription] = position }
+                    }
+                    state.stats.appended += records
+                    state.stats.bytes = state.totalBytes
+                }
+                state.settledTicket = max(state.settledTicket, tickets.max() ?? 0)
+                let settled = state.settledTicket
+                let ready = state.settleWaiters.filter { $0.ticket <= settled }.map(\.continuation)
+                state.settleWaiters.removeAll { $0.ticket <= settled }
+                let last = state.segments[state.segments.count - 1]
+                return (ready, last.bytes >= self.configuration.segmentBytes ? last.index + 1 : nil)
+            }
+            if let failure {
+                self.logger.error("spool append failed; events refused", metadata: ["spool.dir": "\(self.configuration.directory)", "error": "\(failure)"])
+            }
+            if let next = rotation { await self.rotate(to: next) }
+            if failure == nil { self.appended.advance() }
+            for waiter in waiters { waiter.resume() }
+        }
+    }
+
+    private func waitUntilSettled(_ ticket: UInt64) async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let settled = self.state.withLock { state -> Bool in
+                guard state.settledTicket < ticket else { return true }
+                state.settleWaiters.append((ticket, continuation))
+                return false
+            }
+            if settled { continuation.resume() }
+        }
+    }
+
+    /// Starts segment file `index` (opened on the thread pool) and appends go there from now on.
+    private func rotate(to index: Int) async {
+        let path = Self.path(self.configuration.directory, index)
+        let opened: Result<Int32, SpoolError>
         do {
-            let descriptor = try Self.openForAppending(Self.path(self.configuration.directory, next))
-            Foundation.close(state.writeDescriptor)
-            state.writeDescriptor = descriptor
-            state.segments.append(Segment(index: next, bytes: 0))
-            state.stats.segments = state.segments.count
+            opened = .success(try await NIOThreadPool.singleton.runIfActive { try Self.openForAppending(path) })
+        } catch let error as SpoolError {
+            opened = .failure(error)
         } catch {
+            opened = .failure(SpoolError("\(error)"))
+        }
+        switch opened {
+        case .success(let descriptor):
+            let previous: Int32? = self.state.withLock { state in
+                guard !state.isClosed, state.segments[state.segments.count - 1].index == index - 1 else { return nil }
+                defer { state.writeDescriptor = descriptor }
+                state.segments.append(Segment(index: index, bytes: 0))
+                state.stats.segments = state.segments.count
+                return state.writeDescriptor
+            }
+            Foundation.close(previous ?? descriptor)
+        case .failure(let error):
             // Keep appending to the current segment; it is only larger than planned.
             self.logger.warning("spool segment rotation failed", metadata: ["error": "\(error)"])
         }
@@ -254,9 +363,20 @@ public final class Spool: Sendable {
 
     // MARK: Reading
 
-    /// Reads up to `maximumRecords` records from `cursor`, in order, and the cursor after them. Returns no
-    /// records when the cursor is at the end of what was appended.
-    public func read(from cursor: Cursor, maximumRecords: Int) throws(SpoolError) -> (records: [TelemetryRecord], next: Cursor) {
+    /// Reads up to `maximumRecords` records from `cursor`, in order, and the cursor after them (on NIO's thread
+    /// pool). Returns no records when the cursor is at the end of what was appended.
+    public func read(from cursor: Cursor, maximumRecords: Int) async throws(SpoolError) -> (records: [TelemetryRecord], next: Cursor) {
+        do {
+            return try await NIOThreadPool.singleton.runIfActive { try self.readNow(from: cursor, maximumRecords: maximumRecords) }
+        } catch let error as SpoolError {
+            throw error
+        } catch {
+            throw SpoolError("spool read failed: \(error)")
+        }
+    }
+
+    /// ``read(from:maximumRecords:)``, on the calling thread.
+    private func readNow(from cursor: Cursor, maximumRecords: Int) throws(SpoolError) -> (records: [TelemetryRecord], next: Cursor) {
         var cursor = cursor
         var records: [TelemetryRecord] = []
         while records.count < maximumRecords {
@@ -344,15 +464,29 @@ public final class Spool: Sendable {
     // MARK: Acknowledging
 
     /// Everything before `cursor` was accepted by the remote side: deletes the segment files wholly behind it
-    /// and records the cursor, so a restart does not deliver them again.
-    public func acknowledge(through cursor: Cursor) {
-        self.state.withLock { state in
-            guard !state.isClosed, cursor > state.delivered else { return }
-            state.delivered = cursor
-            // Everything appended is delivered: close the open segment so it can go too.
-            if let last = state.segments.last, cursor.segment == last.index, cursor.offset >= last.bytes, last.bytes > 0 {
-                self.rotate(&state)
+    /// and records the cursor, so a restart does not deliver them again. The files are written and deleted on
+    /// NIO's thread pool, outside the spool's lock.
+    public func acknowledge(through cursor: Cursor) async {
+        // Everything appended is delivered: close the open segment so it can go too (only while no append
+        // writes: the rotation takes the writer's role).
+        let rotation: Int? = self.state.withLock { state in
+            guard !state.isClosed, cursor > state.delivered, !state.isWriting, let last = state.segments.last,
+                cursor.segment == last.index, cursor.offset >= last.bytes, last.bytes > 0
+            else { return nil }
+            state.isWriting = true
+            return last.index + 1
+        }
+        if let rotation {
+            await self.rotate(to: rotation)
+            let appendsWaiting = self.state.withLock { state -> Bool in
+                if state.pending.isEmpty { state.isWriting = false }
+                return !state.pending.isEmpty
             }
+            if appendsWaiting { await self.writePending() }
+        }
+        let work: (file: StateFile?, deletable: [Int]) = self.state.withLock { state in
+            guard !state.isClosed, cursor > state.delivered else { return (nil, []) }
+            state.delivered = cursor
             var deletable: [Int] = []
             while state.segments.count > 1, let first = state.segments.first,
                 first.index < cursor.segment || (first.index == cursor.segment && cursor.offset >= first.bytes)
@@ -371,24 +505,34 @@ public final class Spool: Sendable {
             // it is written at most once a second (a stale delivered cursor only means a few duplicates after a
             // crash; the positions of what is still in the spool are read back from the spool itself).
             let now = ContinuousClock.now
-            if !deletable.isEmpty || state.lastStateWrite.map({ now - $0 >= .seconds(1) }) ?? true {
-                state.lastStateWrite = now
-                self.writeStateFile(&state)
-            }
-            for index in deletable { unlink(Self.path(self.configuration.directory, index)) }
+            guard !deletable.isEmpty || state.lastStateWrite.map({ now - $0 >= .seconds(1) }) ?? true else { return (nil, []) }
+            state.lastStateWrite = now
+            return (Self.stateFile(state), deletable)
+        }
+        guard let file = work.file else { return }
+        let directory = self.configuration.directory
+        let written = try? await NIOThreadPool.singleton.runIfActive { [self] in
+            let written = self.writeStateFile(file)
+            // Only behind a recorded state: a segment must never go before the position of its records is kept.
+            if written { for index in work.deletable { unlink(Self.path(directory, index)) } }
+            return written
+        }
+        if written != true {
+            // The segments stay; the next start deletes them once it has read their positions.
+            self.logger.debug("delivered spool segments kept until the state file is written", metadata: ["spool.segments": "\(work.deletable.count)"])
         }
     }
 
     /// Records the state and releases the directory. Appends after this are refused.
     public func close() {
-        let descriptor: Int32? = self.state.withLock { state in
+        let closing: (descriptor: Int32, file: StateFile)? = self.state.withLock { state in
             guard !state.isClosed else { return nil }
             state.isClosed = true
-            self.writeStateFile(&state)
-            if self.configuration.syncsEveryAppend { fsync(state.writeDescriptor) }
-            return state.writeDescriptor
+            return (state.writeDescriptor, Self.stateFile(state))
         }
-        guard let descriptor else { return }
+        guard let (descriptor, file) = closing else { return }
+        self.writeStateFile(file)
+        if self.configuration.syncsEveryAppend { fsync(descriptor) }
         Foundation.close(descriptor)
         flock(self.lockDescriptor, LOCK_UN)
         Foundation.close(self.lockDescriptor)
@@ -396,30 +540,45 @@ public final class Spool: Sendable {
 
     // MARK: Files
 
-    /// Replaces `state.json` atomically; a failure is logged (once per interval while it lasts) and counted,
-    /// never ignored: without the file a restart delivers again what was already delivered.
-    private func writeStateFile(_ state: inout State) {
+    private static func stateFile(_ state: State) -> StateFile {
         var positions = state.lastAppended
         let legacy = positions.removeValue(forKey: "")
-        let file = StateFile(
+        return StateFile(
             deliveredSegment: state.delivered.segment,
             deliveredOffset: state.delivered.offset,
             readPosition: legacy,
             readPositions: positions.isEmpty ? nil : positions
         )
+    }
+
+    /// Replaces `state.json` atomically (one writer at a time; never under the spool's lock). A failure is
+    /// logged (once per interval while it lasts) and counted, never ignored: without the file a restart delivers
+    /// again what was already delivered.
+    ///
+    /// - Returns: Whether the file was written.
+    @discardableResult
+    private func writeStateFile(_ file: StateFile) -> Bool {
         let path = self.configuration.directory + "/state.json"
-        do {
-            let data = try JSONEncoder().encode(file)
-            let temporary = path + ".tmp"
-            guard FileManager.default.createFile(atPath: temporary, contents: data, attributes: [.posixPermissions: 0o600]) else {
-                throw SpoolError("cannot write \(temporary): \(Self.lastError())")
+        let failure: (any Error)? = self.stateFileLock.withLock { _ in
+            do {
+                let data = try JSONEncoder().encode(file)
+                let temporary = path + ".tmp"
+                guard FileManager.default.createFile(atPath: temporary, contents: data, attributes: [.posixPermissions: 0o600]) else {
+                    throw SpoolError("cannot write \(temporary): \(Self.lastError())")
+                }
+                guard rename(temporary, path) == 0 else { throw SpoolError("cannot rename \(temporary) to \(path): \(Self.lastError())") }
+                return nil
+            } catch {
+                return error
             }
-            guard rename(temporary, path) == 0 else { throw SpoolError("cannot rename \(temporary) to \(path): \(Self.lastError())") }
-            if self.stateFileFailures.isFailing { self.stateFileFailures.cleared() }
-        } catch {
-            state.stats.stateFileFailures += 1
-            self.stateFileFailures.failed(reason: "\(error)", metadata: ["spool.dir": "\(self.configuration.directory)"])
         }
+        if let failure {
+            self.state.withLock { $0.stats.stateFileFailures += 1 }
+            self.stateFileFailures.failed(reason: "\(failure)", metadata: ["spool.dir": "\(self.configuration.directory)"])
+            return false
+        }
+        if self.stateFileFailures.isFailing { self.stateFileFailures.cleared() }
+        return true
     }
 
     private static func readStateFile(_ directory: String) -> StateFile? {

@@ -19,6 +19,9 @@ public final class SpooledSink: EgressSink {
         var settled = 0
         var deliveryFailures = 0
         var hasStarted = false
+        /// Settled up to here and not acknowledged to the spool yet (the delivery loop does it, off the sink's
+        /// callback: acknowledging writes and deletes files).
+        var acknowledgeThrough: Spool.Cursor?
     }
 
     /// The spool.
@@ -58,7 +61,7 @@ public final class SpooledSink: EgressSink {
 
     /// Appends to the spool. Records the spool cannot take (full) are counted in its stats and reported there.
     public func export(_ records: some Collection<TelemetryRecord> & Sendable) async throws {
-        self.spool.append(records)
+        await self.spool.append(records)
     }
 
     /// Waits until everything in the spool was delivered and settled (or the task is cancelled).
@@ -115,6 +118,7 @@ public final class SpooledSink: EgressSink {
                 self.logger.warning("the sink behind the spool ended with an error", metadata: ["error": "\(error)"])
             }
         }
+        await self.acknowledgeSettled()  // what the sink behind settled while it stopped
         self.spool.close()
         let stats = self.spool.stats
         // "Handed on" is what was read back and given to the sink; only "settled" records did reach their end
@@ -137,6 +141,7 @@ public final class SpooledSink: EgressSink {
         while self.stopRequested.value == nil {
             let appended = self.spool.appendGeneration
             let settledGeneration = self.progress.generation
+            await self.acknowledgeSettled()
             let room = window - self.unsettledRecords
             guard room > 0 else {
                 await self.progress.wait(past: settledGeneration)
@@ -144,7 +149,7 @@ public final class SpooledSink: EgressSink {
             }
             let batch: (records: [TelemetryRecord], next: Spool.Cursor)
             do {
-                batch = try self.spool.read(from: cursor, maximumRecords: min(room, self.batchRecords))
+                batch = try await self.spool.read(from: cursor, maximumRecords: min(room, self.batchRecords))
             } catch {
                 self.logger.error("spool read failed; retrying", metadata: ["error": "\(error)"])
                 failures += 1
@@ -153,9 +158,9 @@ public final class SpooledSink: EgressSink {
             }
             if batch.records.isEmpty {
                 if cursor > self.spool.acknowledged, !(self.downstream is any SettlingEgressSink) {
-                    self.spool.acknowledge(through: cursor)  // the unreadable lines skipped at the end
+                    await self.spool.acknowledge(through: cursor)  // the unreadable lines skipped at the end
                 }
-                await self.waitForAppend(past: appended)
+                await self.waitForAppend(past: appended, orProgressPast: settledGeneration)
                 continue
             }
             do {
@@ -181,13 +186,21 @@ public final class SpooledSink: EgressSink {
                 }
                 self.settle(settled)
             } else {
-                self.spool.acknowledge(through: batch.next)
+                await self.spool.acknowledge(through: batch.next)
                 self.progress.advance()
             }
         }
     }
 
-    /// The sink behind settled its first `count` records: acknowledge the spool up to the last whole batch.
+    /// Acknowledges to the spool what the sink behind settled since the last call.
+    private func acknowledgeSettled() async {
+        guard let cursor = self.state.withLock({ state in defer { state.acknowledgeThrough = nil }; return state.acknowledgeThrough }) else { return }
+        await self.spool.acknowledge(through: cursor)
+        self.progress.advance()
+    }
+
+    /// The sink behind settled its first `count` records: the spool is acknowledged up to the last whole batch
+    /// (by the delivery loop, woken here).
     private func settle(_ count: Int) {
         let cursor: Spool.Cursor? = self.state.withLock { state in
             state.settled = max(state.settled, count)
@@ -198,12 +211,16 @@ public final class SpooledSink: EgressSink {
             }
             return cursor
         }
-        if let cursor { self.spool.acknowledge(through: cursor) }
+        if let cursor { self.state.withLock { $0.acknowledgeThrough = max($0.acknowledgeThrough ?? cursor, cursor) } }
         self.progress.advance()
     }
 
-    private func waitForAppend(past generation: UInt64) async {
-        await untilFirst({ await self.spool.waitForAppend(past: generation) }, { _ = await self.stopRequested.wait() })
+    private func waitForAppend(past generation: UInt64, orProgressPast progress: UInt64) async {
+        await untilFirst(
+            { await self.spool.waitForAppend(past: generation) },
+            { await self.progress.wait(past: progress) },
+            { _ = await self.stopRequested.wait() }
+        )
     }
 
     private func pause(_ delay: Duration) async {

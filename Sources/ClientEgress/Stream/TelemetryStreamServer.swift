@@ -89,7 +89,7 @@ public final class TelemetryStreamServer: Service, Sendable {
             }
         } catch where self.configuration.isOptional && !self.listener.isListening {
             self.logger.warning(
-                "the local endpoint cannot listen; running without the SSE stream and /metrics (pass --listen HOST:PORT to choose another address)",
+                "the local endpoint cannot listen; running without the SSE stream and /metrics (choose another listen address)",
                 metadata: ["listen": "\(self.configuration.host):\(self.configuration.port)", "error": "\(error)"]
             )
             self.listener.giveUp()

@@ -41,46 +41,25 @@ public struct LineIngest: Sendable {
         onProblem: (Problem) -> Void = { _ in }
     ) async throws -> Counts {
         var counts = Counts()
-        var framer = JSONLFramer(maximumLineBytes: self.maximumLineBytes)
-        var frames: [JSONLFramer.Frame] = []
-        var lineOffset = 0
-        var iterator = input.makeAsyncIterator()
-        var ended = false
-        while !ended {
-            if let chunk = try await iterator.next() {
-                framer.feed(chunk, into: &frames)
-            } else {
-                framer.finish(into: &frames)
-                ended = true
-            }
-            for frame in frames {
-                counts.lines += 1
-                switch frame {
-                case .oversizeLine(let number, let bytes):
-                    counts.oversize += 1
-                    onProblem(
-                        Problem(
-                            lineNumber: lineOffset + number,
-                            kind: "line_too_large",
-                            reason: "line of \(bytes) bytes exceeds the \(self.maximumLineBytes)-byte cap"
-                        )
-                    )
-                case .line(let line, let number, _):
-                    switch RunnerLine(line) {
-                    case .telemetry(let event):
-                        counts.telemetry += 1
-                        sink.emit(event)
-                    case .control(let control):
-                        counts.control += 1
-                        await sink.sendControl(control)
-                    case .invalid(let reason):
-                        counts.invalid += 1
-                        onProblem(Problem(lineNumber: lineOffset + number, kind: "invalid_line", reason: reason))
-                    }
+        try await JSONLPump.forEachFrame(in: input, maximumLineBytes: self.maximumLineBytes) { frame in
+            counts.lines += 1
+            switch frame {
+            case .oversizeLine(let number, let bytes):
+                counts.oversize += 1
+                onProblem(Problem(lineNumber: number, kind: "line_too_large", reason: "line of \(bytes) bytes exceeds the \(self.maximumLineBytes)-byte cap"))
+            case .line(let line, let number, _):
+                switch RunnerLine(line) {
+                case .telemetry(let event):
+                    counts.telemetry += 1
+                    sink.emit(event)
+                case .control(let control):
+                    counts.control += 1
+                    await sink.sendControl(control)
+                case .invalid(let reason):
+                    counts.invalid += 1
+                    onProblem(Problem(lineNumber: number, kind: "invalid_line", reason: reason))
                 }
             }
-            frames.removeAll(keepingCapacity: true)
-            if ended { lineOffset = 0 }
         }
         return counts
     }

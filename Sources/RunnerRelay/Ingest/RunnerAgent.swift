@@ -46,7 +46,7 @@ public final class RunnerAgent: Service, Sendable {
     ) throws {
         guard configuration.isLoopback || configuration.token != nil else {
             throw StartupError(
-                description: "listening on \(configuration.host) exposes the ingest API beyond this machine: set a bearer token (--token or TRICKLE_RELAY_TOKEN), or listen on 127.0.0.1"
+                description: "listening on \(configuration.host) exposes the ingest API beyond this machine: configure a bearer token, or listen on 127.0.0.1"
             )
         }
         self.configuration = configuration

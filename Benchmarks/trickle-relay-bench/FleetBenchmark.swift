@@ -1,0 +1,241 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+import Synchronization
+import TrickleProtocol
+
+/// Issue #11's fleet benchmark: one `trickle-relay client` process follows many channels of one `trickle-relay
+/// serve` process, into a file sink. This process publishes numbered, time-stamped lines on every channel (one
+/// streaming POST per 10 s segment, one chunk per line, as the SDK writes), tails the client's output file, and
+/// prints events/s, loss, the daemon's CPU and peak RSS, p50/p99 from write to the file, and how long a request
+/// of another client (a GET of a retained segment) takes on the server, idle and under the fleet.
+///
+/// `fleet [channels] [rate per channel] [seconds]`; without arguments: 1,000 × 10/s for 30 s, then 100 × 1,000/s for 20 s.
+struct FleetBenchmark {
+    var channels: Int
+    var rate: Int
+    var seconds: Int
+
+    static func run(arguments: [String]) async throws {
+        let numbers = arguments.compactMap { Int($0) }
+        let runs =
+            numbers.count >= 3
+            ? [FleetBenchmark(channels: numbers[0], rate: numbers[1], seconds: numbers[2])]
+            : [FleetBenchmark(channels: 1_000, rate: 10, seconds: 30), FleetBenchmark(channels: 100, rate: 1_000, seconds: 20)]
+        for run in runs { try await run.measure() }
+    }
+
+    func measure() async throws {
+        let server = try await BenchServer.startOrAttach(arguments: [])
+        defer { server.stop() }
+        let tag = UInt32.random(in: 0...UInt32.max)
+        let channels = (0..<self.channels).map { "\(server.url)/fleet-\(tag)-\($0)-events" }
+        let output = FileManager.default.temporaryDirectory.appendingPathComponent("fleet-bench-\(tag).jsonl").path
+        let configPath = output + ".config.json"
+        let spool = output + ".spool"
+        defer {
+            for path in [output, configPath] { try? FileManager.default.removeItem(atPath: path) }
+            try? FileManager.default.removeItem(atPath: spool)
+        }
+        FileManager.default.createFile(atPath: output, contents: nil)
+
+        try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration(connectionsPerHost: 8_192)) { client in
+            // Channels exist before the client starts (it reads each from seq 0), and one more for the probe.
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for (index, channel) in (channels + ["\(server.url)/fleet-\(tag)-probe"]).enumerated() {
+                    group.addTask { try await Self.create(channel, client: client) }
+                    if index % 64 == 63 { try await group.waitForAll() }
+                }
+                try await group.waitForAll()
+            }
+            let probeURL = "\(server.url)/fleet-\(tag)-probe/0"
+            var probe = HTTPClientRequest(url: probeURL)
+            probe.method = .POST
+            probe.body = .bytes(ByteBuffer(string: #"{"type":"probe"}"# + "\n"))
+            _ = try await client.execute(probe, timeout: .seconds(5)).body.collect(upTo: 1024)
+            let idleProbe = try await Self.probe(probeURL, count: 50, client: client)
+
+            let subscriptions = channels.map { #"{"events_url":"\#($0)","start":0}"# }.joined(separator: ",")
+            try Data(#"{"sink":"file:\#(output)","spool":false,"spool_dir":"\#(spool)","listen":"off","subscriptions":[\#(subscriptions)]}"#.utf8)
+                .write(to: URL(fileURLWithPath: configPath))
+            let daemon = Process()
+            daemon.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("trickle-relay")
+            daemon.arguments = ["client", "--config", configPath, "--quiet", "--log-level", "warning"]
+            try daemon.run()
+            defer { daemon.terminate() }
+            // Let every subscription reach its live edge (a benchmark may settle; a test may not).
+            try await Task.sleep(for: .seconds(3))
+            let rssAtRest = BenchServer.residentBytes(pid: daemon.processIdentifier)
+
+            let total = self.channels * self.rate * self.seconds
+            let tail = FileTail(path: output, channels: self.channels, perChannel: self.rate * self.seconds)
+            let peakRSS = Peak()
+            let probeUnderLoad = LatencyLog()
+            let daemonCPUBefore = BenchServer.cpuTime(pid: daemon.processIdentifier)
+            let serverCPUBefore = BenchServer.cpuTime(pid: server.pid)
+            let clock = ContinuousClock()
+            let began = clock.now
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { await tail.follow() }
+                group.addTask {
+                    while !Task.isCancelled {
+                        peakRSS.note(BenchServer.residentBytes(pid: daemon.processIdentifier))
+                        probeUnderLoad.append(try await Self.probe(probeURL, count: 1, client: client))
+                        try await Task.sleep(for: .milliseconds(100))
+                    }
+                }
+                try await withThrowingDiscardingTaskGroup { writers in
+                    for (index, channel) in channels.enumerated() {
+                        writers.addTask {
+                            try await Self.publish(channel: channel, index: index, rate: self.rate, seconds: self.seconds, began: began, client: client)
+                        }
+                    }
+                }
+                let sendEnded = clock.now
+                // The daemon has until 10 s after the last write.
+                while tail.received < total, clock.now < sendEnded + .seconds(10) { try await Task.sleep(for: .milliseconds(20)) }
+                group.cancelAll()
+            }
+            let elapsed = clock.now - began
+            let daemonCPU = BenchServer.cpuTime(pid: daemon.processIdentifier) - daemonCPUBefore
+            let serverCPU = BenchServer.cpuTime(pid: server.pid) - serverCPUBefore
+            let latencies = tail.latencies.sorted()
+            let probes = probeUnderLoad.values.sorted()
+            print(
+                String(
+                    format:
+                        "fleet %5d channels × %5d/s for %d s: %d of %d events in the file (loss %d, duplicates %d), %.0f events/s; daemon CPU %.2f s = %.1f%% of one core, RSS %.1f MiB at rest, %.1f MiB peak; write→file p50 %.2f ms p99 %.2f ms; server CPU %.1f%%; other requests on the server p50/p99 %.2f/%.2f ms idle, %.2f/%.2f ms under the fleet",
+                    self.channels, self.rate, self.seconds, tail.received, total, total - tail.received, tail.duplicates,
+                    Double(tail.received) / elapsed.seconds, daemonCPU.seconds, 100 * daemonCPU.seconds / elapsed.seconds,
+                    Double(rssAtRest) / 1_048_576, Double(peakRSS.value) / 1_048_576,
+                    Self.percentile(latencies, 0.5), Self.percentile(latencies, 0.99), 100 * serverCPU.seconds / elapsed.seconds,
+                    Self.percentile(idleProbe, 0.5), Self.percentile(idleProbe, 0.99), Self.percentile(probes, 0.5), Self.percentile(probes, 0.99)
+                )
+            )
+        }
+    }
+
+    static func percentile(_ sorted: [UInt64], _ p: Double) -> Double {
+        sorted.isEmpty ? .nan : Double(sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]) / 1e6
+    }
+
+    static func create(_ channel: String, client: HTTPClient) async throws {
+        var create = HTTPClientRequest(url: channel)
+        create.method = .POST
+        create.headers.add(name: "Expect-Content", value: "application/jsonl")
+        _ = try await client.execute(create, timeout: .seconds(30)).body.collect(upTo: 1024)
+    }
+
+    /// Times `count` GETs of a retained segment: what any other client of the server sees.
+    static func probe(_ url: String, count: Int, client: HTTPClient) async throws -> [UInt64] {
+        var times: [UInt64] = []
+        for _ in 0..<count {
+            let start = monotonicNanoseconds()
+            _ = try await client.execute(HTTPClientRequest(url: url), timeout: .seconds(30)).body.collect(upTo: 1 << 20)
+            times.append(monotonicNanoseconds() - start)
+        }
+        return times
+    }
+
+    /// Publishes `rate × seconds` lines on one channel, paced, in 10 s segments (one streaming POST each).
+    static func publish(channel: String, index: Int, rate: Int, seconds: Int, began: ContinuousClock.Instant, client: HTTPClient) async throws {
+        let total = rate * seconds
+        let segmentLines = rate * 10
+        // Channels start spread over the first interval, as sessions do.
+        let offset = Duration.nanoseconds(Int64(index % 1_000) * 1_000_000_000 / Int64(max(rate, 1)) / 1_000)
+        var seq = 0
+        var sent = 0
+        while sent < total {
+            let lines = sent..<min(sent + segmentLines, total)
+            let (body, continuation) = AsyncStream<ByteBuffer>.makeStream()
+            var request = HTTPClientRequest(url: "\(channel)/\(seq)")
+            request.method = .POST
+            request.headers.add(name: "Content-Type", value: "application/jsonl")
+            request.body = .stream(body, length: .unknown)
+            async let response = client.execute(request, deadline: .now() + .seconds(120))
+            for n in lines {
+                let due = began + offset + .nanoseconds(Int64(n) * 1_000_000_000 / Int64(rate))
+                if due > .now { try await Task.sleep(until: due) }
+                let line = #"{"type":"telemetry","event":{"id":"f\#(index)-\#(n)","type":"stream_trace","data":{"type":"metric","n":\#(n),"t":\#(monotonicNanoseconds())}}}"# + "\n"
+                continuation.yield(ByteBuffer(string: line))
+            }
+            continuation.finish()
+            _ = try await response.body.collect(upTo: 1024)
+            sent = lines.upperBound
+            seq += 1
+        }
+    }
+}
+
+/// Follows the client's output file as it grows: counts each `f<channel>-<n>` id once (and the repeats), and
+/// notes each line's latency from its `"t":` stamp to the moment it was read.
+final class FileTail: Sendable {
+    private struct State {
+        var seen: [[Bool]]
+        var received = 0
+        var duplicates = 0
+        var latencies: [UInt64] = []
+    }
+
+    let path: String
+    private let state: Mutex<State>
+
+    init(path: String, channels: Int, perChannel: Int) {
+        self.path = path
+        self.state = Mutex(State(seen: Array(repeating: Array(repeating: false, count: perChannel), count: channels)))
+    }
+
+    var received: Int { self.state.withLock { $0.received } }
+    var duplicates: Int { self.state.withLock { $0.duplicates } }
+    var latencies: [UInt64] { self.state.withLock { $0.latencies } }
+
+    func follow() async {
+        guard let handle = FileHandle(forReadingAtPath: self.path) else { return }
+        var partial = ByteBuffer()
+        while !Task.isCancelled {
+            let data = handle.availableData
+            if data.isEmpty {
+                try? await Task.sleep(for: .milliseconds(1))
+                continue
+            }
+            let now = monotonicNanoseconds()
+            partial.writeBytes(data)
+            var ids: [(Int, Int)] = []
+            var latencies: [UInt64] = []
+            while let newline = partial.readableBytesView.firstIndex(of: UInt8(ascii: "\n")) {
+                let line = partial.readSlice(length: newline - partial.readerIndex + 1)!
+                if let sent = TimedFileSink.sentAt(line) { latencies.append(now &- sent) }
+                if let id = Self.id(line) { ids.append(id) }
+            }
+            partial.discardReadBytes()
+            self.state.withLock { state in
+                state.latencies.append(contentsOf: latencies)
+                for (channel, n) in ids where channel < state.seen.count && n < state.seen[channel].count {
+                    if state.seen[channel][n] {
+                        state.duplicates += 1
+                    } else {
+                        state.seen[channel][n] = true
+                        state.received += 1
+                    }
+                }
+            }
+        }
+    }
+
+    /// `(channel, n)` from `"id":"f<channel>-<n>"`.
+    static func id(_ line: ByteBuffer) -> (Int, Int)? {
+        let text = String(buffer: line)
+        guard let start = text.range(of: #""id":"f"#)?.upperBound, let end = text[start...].firstIndex(of: "\"") else { return nil }
+        let parts = text[start..<end].split(separator: "-")
+        guard parts.count == 2, let channel = Int(parts[0]), let n = Int(parts[1]) else { return nil }
+        return (channel, n)
+    }
+}
+
+/// The largest value noted.
+final class Peak: Sendable {
+    private let peak = Atomic<Int>(0)
+    func note(_ value: Int) { self.peak.max(value, ordering: .relaxed) }
+    var value: Int { self.peak.load(ordering: .relaxed) }
+}
