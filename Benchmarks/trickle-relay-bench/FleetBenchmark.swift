@@ -66,6 +66,9 @@ struct FleetBenchmark {
             defer { daemon.terminate() }
             // Let every subscription reach its live edge (a benchmark may settle; a test may not).
             try await Task.sleep(for: .seconds(3))
+            let restCPUBefore = BenchServer.cpuTime(pid: daemon.processIdentifier)
+            try await Task.sleep(for: .seconds(3))
+            let restCPU = BenchServer.cpuTime(pid: daemon.processIdentifier) - restCPUBefore
             let rssAtRest = BenchServer.residentBytes(pid: daemon.processIdentifier)
 
             let total = self.channels * self.rate * self.seconds
@@ -74,6 +77,7 @@ struct FleetBenchmark {
             let probeUnderLoad = LatencyLog()
             let daemonCPUBefore = BenchServer.cpuTime(pid: daemon.processIdentifier)
             let serverCPUBefore = BenchServer.cpuTime(pid: server.pid)
+            let benchCPUBefore = BenchServer.cpuTime(pid: getpid())
             let clock = ContinuousClock()
             let began = clock.now
             try await withThrowingTaskGroup(of: Void.self) { group in
@@ -100,16 +104,17 @@ struct FleetBenchmark {
             let elapsed = clock.now - began
             let daemonCPU = BenchServer.cpuTime(pid: daemon.processIdentifier) - daemonCPUBefore
             let serverCPU = BenchServer.cpuTime(pid: server.pid) - serverCPUBefore
+            let benchCPU = BenchServer.cpuTime(pid: getpid()) - benchCPUBefore
             let latencies = tail.latencies.sorted()
             let probes = probeUnderLoad.values.sorted()
             print(
                 String(
                     format:
-                        "fleet %5d channels × %5d/s for %d s: %d of %d events in the file (loss %d, duplicates %d), %.0f events/s; daemon CPU %.2f s = %.1f%% of one core, RSS %.1f MiB at rest, %.1f MiB peak; write→file p50 %.2f ms p99 %.2f ms; server CPU %.1f%%; other requests on the server p50/p99 %.2f/%.2f ms idle, %.2f/%.2f ms under the fleet",
+                        "fleet %5d channels × %5d/s for %d s: %d of %d events in the file (loss %d, duplicates %d), %.0f events/s; daemon CPU %.2f s = %.1f%% of one core (%.1f%% idle, before the first event), RSS %.1f MiB at rest, %.1f MiB peak; write→file p50 %.2f ms p99 %.2f ms; server CPU %.1f%%, publishers + tail (this process) %.1f%%; other requests on the server p50/p99 %.2f/%.2f ms idle, %.2f/%.2f ms under the fleet",
                     self.channels, self.rate, self.seconds, tail.received, total, total - tail.received, tail.duplicates,
-                    Double(tail.received) / elapsed.seconds, daemonCPU.seconds, 100 * daemonCPU.seconds / elapsed.seconds,
+                    Double(tail.received) / elapsed.seconds, daemonCPU.seconds, 100 * daemonCPU.seconds / elapsed.seconds, 100 * restCPU.seconds / 3,
                     Double(rssAtRest) / 1_048_576, Double(peakRSS.value) / 1_048_576,
-                    Self.percentile(latencies, 0.5), Self.percentile(latencies, 0.99), 100 * serverCPU.seconds / elapsed.seconds,
+                    Self.percentile(latencies, 0.5), Self.percentile(latencies, 0.99), 100 * serverCPU.seconds / elapsed.seconds, 100 * benchCPU.seconds / elapsed.seconds,
                     Self.percentile(idleProbe, 0.5), Self.percentile(idleProbe, 0.99), Self.percentile(probes, 0.5), Self.percentile(probes, 0.99)
                 )
             )
