@@ -50,7 +50,7 @@ public final class FileSink: EgressSink {
             try Self.append(data, to: descriptor, path: path)
             return
         }
-        try await NIOThreadPool.singleton.runIfActive {
+        try await BlockingIO.run {
             try Self.append(data, to: descriptor, path: path)
             if sync, fsync(descriptor) != 0 {
                 throw FileSinkError(description: "fsync of \(path) failed: \(String(cString: strerror(errno)))")
@@ -77,7 +77,7 @@ public final class FileSink: EgressSink {
 
     public func forceFlush() async throws {
         let descriptor = self.descriptor
-        try await NIOThreadPool.singleton.runIfActive { _ = fsync(descriptor) }
+        try await BlockingIO.run { _ = fsync(descriptor) }
     }
 
     public func shutdown() async {

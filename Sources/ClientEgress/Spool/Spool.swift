@@ -282,7 +282,7 @@ public final class Spool: Sendable {
             let sync = self.configuration.syncsEveryAppend
             let failure: SpoolError?
             do {
-                try await NIOThreadPool.singleton.runIfActive { try Self.writeAll(data, to: batch.descriptor, sync: sync) }
+                try await BlockingIO.run { try Self.writeAll(data, to: batch.descriptor, sync: sync) }
                 failure = nil
             } catch let error as SpoolError {
                 failure = error
@@ -339,7 +339,7 @@ public final class Spool: Sendable {
         let path = Self.path(self.configuration.directory, index)
         let opened: Result<Int32, SpoolError>
         do {
-            opened = .success(try await NIOThreadPool.singleton.runIfActive { try Self.openForAppending(path) })
+            opened = .success(try await BlockingIO.run { try Self.openForAppending(path) })
         } catch let error as SpoolError {
             opened = .failure(error)
         } catch {
@@ -367,7 +367,7 @@ public final class Spool: Sendable {
     /// pool). Returns no records when the cursor is at the end of what was appended.
     public func read(from cursor: Cursor, maximumRecords: Int) async throws(SpoolError) -> (records: [TelemetryRecord], next: Cursor) {
         do {
-            return try await NIOThreadPool.singleton.runIfActive { try self.readNow(from: cursor, maximumRecords: maximumRecords) }
+            return try await BlockingIO.run { try self.readNow(from: cursor, maximumRecords: maximumRecords) }
         } catch let error as SpoolError {
             throw error
         } catch {
@@ -511,7 +511,7 @@ public final class Spool: Sendable {
         }
         guard let file = work.file else { return }
         let directory = self.configuration.directory
-        let written = try? await NIOThreadPool.singleton.runIfActive { [self] in
+        let written = try? await BlockingIO.run { [self] in
             let written = self.writeStateFile(file)
             // Only behind a recorded state: a segment must never go before the position of its records is kept.
             if written { for index in work.deletable { unlink(Self.path(directory, index)) } }

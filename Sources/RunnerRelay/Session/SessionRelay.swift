@@ -14,7 +14,9 @@ public final class SessionRelay: Service, Sendable {
         public var sink: TrickleEventsSink.Configuration
         /// The writer's settings (segment window and cap).
         public var writer: JSONLWriter.Configuration
-        /// How long teardown may take to flush what is queued before the rest is given up. Default 5 s.
+        /// How long teardown may take to flush what is queued before the rest is given up; closing the channel
+        /// after it (the last segment, the linger, the DELETE) may take as long again, plus the linger.
+        /// Default 5 s.
         public var flushTimeout: Duration
 
         public init(
@@ -47,11 +49,14 @@ public final class SessionRelay: Service, Sendable {
     public let writer: JSONLWriter
     private let finishRequested = OneShotSignal<Void>()
     private let flushOutcome = OneShotSignal<Bool>()
+    private let closeEnded = OneShotSignal<Void>()
+    private let logger: Logger
 
     /// Creates a relay; nothing is sent until the first event.
     public init(configuration: Configuration, httpClient: HTTPClient, logger: Logger) {
         var logger = logger
         logger[metadataKey: "session.id"] = "\(configuration.sink.identity.sessionID)"
+        self.logger = logger
         var writerConfiguration = configuration.writer
         writerConfiguration.closesOnGracefulShutdown = false  // the relay flushes its queue first
         if writerConfiguration.publisher.mimeType == "application/octet-stream" {
@@ -67,30 +72,57 @@ public final class SessionRelay: Service, Sendable {
         self.sink = TrickleEventsSink(writer: self.writer, configuration: configuration.sink, logger: logger)
     }
 
-    /// Runs until ``finish()`` (or graceful shutdown) and the flush that follows.
+    /// Runs until ``finish()`` (or graceful shutdown) and the flush and close that follow.
     public func run() async throws {
         try await withGracefulShutdownHandler {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await self.writer.run() }
                 group.addTask {
                     try await self.sink.run()
-                    self.flushOutcome.fulfill(true)
-                    try await self.writer.close()
+                    if self.flushOutcome.fulfill(true) { await self.closeChannel() }
                 }
                 group.addTask {
                     guard await self.finishRequested.wait() != nil else { return }
                     try await Task.sleep(for: self.configuration.flushTimeout)
                     // The flush overran its deadline: give up what is still queued and close the channel.
-                    if self.flushOutcome.fulfill(false) { try await self.writer.close() }
+                    if self.flushOutcome.fulfill(false) { await self.closeChannel() }
                 }
-                // writer.run() returns once the writer is closed, by either path above.
-                try await group.next()
+                // The session ends once the channel was closed (the final segment sent and the DELETE answered,
+                // so readers see end of stream), the close gave up, or a part failed. Not when `writer.run()`
+                // or the flush deadline returns first: cancelling the rest then could cancel the DELETE in flight,
+                // and readers would wait at the live edge for a segment that never comes.
+                var failure: (any Error)?
+                while let result = await group.nextResult() {
+                    if case .failure(let error) = result, !(error is CancellationError) {
+                        failure = error
+                        break
+                    }
+                    if self.closeEnded.value != nil { break }
+                }
                 group.cancelAll()
-                while let _ = try? await group.next() {}
+                while await group.nextResult() != nil {}
+                if let failure { throw failure }
             }
         } onGracefulShutdown: {
             self.finish()
         }
+    }
+
+    /// Sends the last segment and deletes the channel (after the publisher's linger), within
+    /// ``Configuration/flushTimeout`` more (a server that fails every request must not hold the session open); a
+    /// failure is logged, and counted by the publisher.
+    private func closeChannel() async {
+        await untilFirst(
+            {
+                do {
+                    try await self.writer.close()
+                } catch {
+                    self.logger.warning("closing the events channel failed", metadata: ["error": "\(error)"])
+                }
+            },
+            { try? await Task.sleep(for: self.configuration.flushTimeout + self.configuration.writer.publisher.lingerBeforeDelete) }
+        )
+        self.closeEnded.fulfill(())
     }
 
     /// Starts teardown: intake stops, the queue is flushed within ``Configuration/flushTimeout``, the channel is
