@@ -55,10 +55,13 @@ let package = Package(
                 .product(name: "DequeModule", package: "swift-collections"),
             ]
         ),
+        // librdkafka bindings, loaded at run time (dlopen): no build-time dependency on the C library.
+        .target(name: "RdKafka"),
         .target(
             name: "ClientEgress",
             dependencies: [
                 "TrickleProtocol",
+                "RdKafka",
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -131,6 +134,7 @@ let package = Package(
             name: "ClientEgressTests",
             dependencies: [
                 "ClientEgress",
+                "RdKafka",
                 "TrickleProtocol",
                 "RunnerRelay",
                 "TrickleTestSupport",
@@ -147,6 +151,7 @@ let package = Package(
             name: "EndToEndTests",
             dependencies: [
                 "TrickleProtocol",
+                "RdKafka",
                 "TrickleTestSupport",
                 "RelayDemo",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -181,6 +186,7 @@ if Context.environment["TRICKLE_RELAY_BENCHMARKS"] != nil {
             name: "trickle-relay-bench",
             dependencies: [
                 "TrickleProtocol",
+                "RdKafka",
                 "RunnerRelay",
                 "ClientEgress",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

@@ -38,9 +38,10 @@ struct ClientCommand: AsyncParsableCommand {
             JSONL), http(s)://… (the HTTP metrics reporter: batches to that endpoint with a bearer key from \
             --api-key-file, TRICKLE_RELAY_METRICS_API_KEY or SCOPE_CLOUD_API_KEY), null (count only). Without \
             --sink: the metrics reporter when TRICKLE_RELAY_METRICS_URL (or DAYDREAM_METRICS_URL) and a key are \
-            set, else the log sink. (kafka:HOST:PORT is reserved; the Kafka sink is not part of this build, and \
-            KAFKA_BOOTSTRAP_SERVERS alone falls back to the log sink with a warning.) All channels feed the one \
-            sink.
+            set, else Kafka when KAFKA_BOOTSTRAP_SERVERS is, else the log sink (SCOPE_TELEMETRY_LOG_SINK=1 forces the \
+            log sink). kafka:HOST:PORT[,HOST:PORT…] publishes each envelope to --kafka-topic (KAFKA_TOPIC, default \
+            scope-events), key = its id, value = its bytes, acks=all, idempotent; it needs librdkafka at run time \
+            (Debian: apt-get install librdkafka1). All channels feed the one sink.
 
             Spool: the metrics sink writes through one disk spool for all channels (--spool-dir, default \
             $XDG_STATE_HOME/trickle-relay/spool/<channel> for a single --events-url, else …/spool/daemon; \
@@ -86,7 +87,7 @@ struct ClientCommand: AsyncParsableCommand {
     @Flag(help: "Run until stopped, even when no channel is left (add channels through the control API).")
     var keepRunning = false
 
-    @Option(help: "Where telemetry goes: log, file:PATH, http(s)://… (metrics reporter), or null. Default: from the environment.")
+    @Option(help: "Where telemetry goes: log, file:PATH, http(s)://… (metrics reporter), kafka:HOST:PORT[,…], or null. Default: from the environment.")
     var sink: String?
 
     @Option(help: "File holding the metrics API key (re-read on SIGHUP and every second while a 401 pauses sending).")
@@ -131,6 +132,15 @@ struct ClientCommand: AsyncParsableCommand {
     @Option(help: "Event-loop threads. 1 (the default) keeps a channel's chunks on one thread from socket to sink, the cheapest per event; raise it on a many-core host following many busy channels.")
     var threads = 1
 
+    @Option(help: "Kafka topic (env KAFKA_TOPIC). (default: scope-events)")
+    var kafkaTopic: String?
+
+    @Option(help: "Kafka compression.type: none, gzip, snappy, lz4 or zstd. (default: lz4)")
+    var kafkaCompression: String?
+
+    @Option(help: "A librdkafka property for the Kafka sink, KEY=VALUE (repeatable; e.g. ssl.ca.location=/etc/ssl/ca.pem). SASL PLAIN over SASL_SSL is set up from KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD.")
+    var kafkaOption: [String] = []
+
     @OptionGroup var logging: LoggingOptions
 
     /// `--file-sync`.
@@ -163,6 +173,7 @@ struct ClientCommand: AsyncParsableCommand {
         var spoolMaximumBytes: Int
         var waitForChannel: Double
         var reconnectGrace: Double
+        var kafka: KafkaSink.Configuration
     }
 
     func validate() throws {
@@ -193,9 +204,7 @@ struct ClientCommand: AsyncParsableCommand {
         let sink: EgressSinkSpecification
         if let text = self.sink {
             do { sink = try EgressSinkSpecification(parsing: text) } catch { throw ValidationError("--\(error.description)") }
-            if case .kafka = sink { throw ValidationError("the Kafka sink is not part of this build; use --sink http(s)://…, file:PATH, log or null") }
         } else if let configured = file?.sink {
-            if case .kafka = configured { throw ValidationError("configuration file \(self.configFile ?? ""): sink: the Kafka sink is not part of this build") }
             sink = configured
         } else {
             sink = .fromEnvironment(ProcessInfo.processInfo.environment, hasAPIKey: Self.apiKey(file: apiKeyFile) != nil)
@@ -211,6 +220,21 @@ struct ClientCommand: AsyncParsableCommand {
         try SecondsFlag.check(waitForChannel, "--wait-for-channel", allowsZero: true)
         try SecondsFlag.check(reconnectGrace, "--reconnect-grace", allowsZero: true)
 
+        var kafka = KafkaSink.Configuration(bootstrapServers: [])
+        kafka.topic = self.kafkaTopic ?? file?.kafkaTopic ?? Environment.value("KAFKA_TOPIC") ?? kafka.topic
+        kafka.compression = self.kafkaCompression ?? file?.kafkaCompression ?? kafka.compression
+        guard ["none", "gzip", "snappy", "lz4", "zstd"].contains(kafka.compression) else {
+            throw ValidationError("--kafka-compression must be none, gzip, snappy, lz4 or zstd, got \(kafka.compression)")
+        }
+        kafka.saslUsername = Environment.value("KAFKA_SASL_USERNAME")
+        kafka.saslPassword = Environment.value("KAFKA_SASL_PASSWORD")
+        kafka.properties = file?.kafkaOptions ?? []
+        for option in self.kafkaOption {
+            guard let equals = option.firstIndex(of: "="), equals != option.startIndex else {
+                throw ValidationError("--kafka-option must be KEY=VALUE (a librdkafka property), got \(option.prefix(60))")
+            }
+            kafka.properties.append((String(option[..<equals]), String(option[option.index(after: equals)...])))
+        }
         let listen = self.listen ?? file?.listen
         let streamTokenFile = self.streamTokenFile ?? file?.streamTokenFile
         let listenAddress = try Self.listenAddress(listen)
@@ -233,7 +257,8 @@ struct ClientCommand: AsyncParsableCommand {
             usesSpool: usesSpool,
             spoolMaximumBytes: spoolMaximumBytes,
             waitForChannel: waitForChannel,
-            reconnectGrace: reconnectGrace
+            reconnectGrace: reconnectGrace,
+            kafka: kafka
         )
     }
 
@@ -281,11 +306,7 @@ struct ClientCommand: AsyncParsableCommand {
         guard !settings.subscriptions.isEmpty || runsUntilStopped || Self.hasPersistedSubscriptions(settings.spoolDirectory) else {
             throw ValidationError("name a channel: --events-url URL (repeatable), or --config FILE; or --keep-running to add channels through the control API")
         }
-        var sink = settings.sink
-        if case .kafka = sink {
-            logger.warning("KAFKA_BOOTSTRAP_SERVERS is set but the Kafka sink is not part of this build; using the log sink")
-            sink = .log
-        }
+        let sink = settings.sink
         // The key file may change on a reload: the reporter reads whichever is current.
         let apiKeyFile = CurrentKeyFile(settings.apiKeyFile)
         let quiet = self.quiet
@@ -293,6 +314,7 @@ struct ClientCommand: AsyncParsableCommand {
             sink: sink,
             apiKey: { Self.apiKey(file: apiKeyFile.path) },
             fileSync: self.fileSync.policy,
+            kafka: settings.kafka,
             spool: settings.usesSpool
                 ? Spool.Configuration(directory: settings.spoolDirectory, maximumBytes: settings.spoolMaximumBytes, syncsEveryAppend: self.spoolFsync)
                 : nil,
@@ -403,6 +425,10 @@ struct ClientCommand: AsyncParsableCommand {
         if let reporter = summary.reporter {
             text +=
                 "; endpoint: sent \(reporter.sent), rejected (400) \(reporter.rejected), too large \(reporter.tooLarge), overflowed \(reporter.overflowed), unsendable \(reporter.unsendable), waiting \(reporter.buffered)"
+        }
+        if let kafka = summary.kafka {
+            text +=
+                "; kafka: acknowledged \(kafka.acknowledged), produced \(kafka.produced), retried \(kafka.retried), in flight (left in the spool) \(kafka.inFlight), errors \(kafka.errors.isEmpty ? "none" : kafka.errors.map { "\($0.key) \($0.value)" }.sorted().joined(separator: ", "))"
         }
         StandardError.write(text)
         let neverSeen = summary.subscriptions.filter { $0.end == "not_found" && $0.lines == 0 && $0.gaps == 0 && $0.segments == 0 }

@@ -211,7 +211,8 @@ struct ClientEndpointProcessTests {
 
     @Test("bad client flags are refused with exit 64 and a message that says what to write instead", arguments: [
         (["--sink", "bogus"], "--sink must be log, null, file:PATH, http(s)://… or kafka:HOST:PORT[,…]"),
-        (["--sink", "kafka:broker:9092"], "the Kafka sink is not part of this build"),
+        (["--kafka-option", "acks"], "--kafka-option must be KEY=VALUE"),
+        (["--kafka-compression", "brotli"], "--kafka-compression must be none, gzip, snappy, lz4 or zstd"),
         (["--sink", "file:"], "--sink file: needs a path"),
         (["--sink", "https://metrics.example/v1"], "the metrics sink needs an API key"),
         (["--listen", "nonsense"], "--listen must be HOST:PORT"),

@@ -19,6 +19,9 @@ public final class ClientApplication: Sendable {
         public var apiKey: @Sendable () -> String?
         /// When a file sink syncs to disk. Default ``FileSink/SyncPolicy/never``.
         public var fileSync: FileSink.SyncPolicy
+        /// The Kafka sink's settings (topic, compression, credentials, properties); its brokers come from the
+        /// sink specification.
+        public var kafka: KafkaSink.Configuration
         /// The disk spool in front of the sink; `nil` sends without one.
         public var spool: Spool.Configuration?
         /// Where the control API's subscriptions are persisted (`subscriptions.json`); usually the spool's
@@ -41,6 +44,7 @@ public final class ClientApplication: Sendable {
             sink: EgressSinkSpecification,
             apiKey: @escaping @Sendable () -> String? = { nil },
             fileSync: FileSink.SyncPolicy = .never,
+            kafka: KafkaSink.Configuration = .init(bootstrapServers: []),
             spool: Spool.Configuration? = nil,
             stateDirectory: String? = nil,
             endpoint: TelemetryStreamServer.Configuration? = nil,
@@ -54,6 +58,7 @@ public final class ClientApplication: Sendable {
             self.sink = sink
             self.apiKey = apiKey
             self.fileSync = fileSync
+            self.kafka = kafka
             self.spool = spool
             self.stateDirectory = stateDirectory
             self.endpoint = endpoint
@@ -72,6 +77,7 @@ public final class ClientApplication: Sendable {
         public var counters: EventDispatcher.Counters
         public var spool: Spool.Stats?
         public var reporter: MetricsReporter.Stats?
+        public var kafka: KafkaSink.Stats?
         /// Every subscription still listed, with its counters.
         public var subscriptions: [SubscriptionSnapshot]
     }
@@ -87,6 +93,7 @@ public final class ClientApplication: Sendable {
     /// The local endpoint, when on.
     public let endpoint: TelemetryStreamServer?
     private let reporter: MetricsReporter?
+    private let kafkaSink: KafkaSink?
     private let spooledSink: SpooledSink?
     private let logger: Logger
 
@@ -112,6 +119,7 @@ public final class ClientApplication: Sendable {
             throw SetupError(description: "\(error)")
         }
         self.reporter = base as? MetricsReporter
+        self.kafkaSink = base as? KafkaSink
         let spooledSink = spool.map { SpooledSink(spool: $0, downstream: base, logger: logger) }
         self.spooledSink = spooledSink
         let stream = configuration.endpoint.map { _ in TelemetryStream(capacity: configuration.streamRing) }
@@ -145,7 +153,7 @@ public final class ClientApplication: Sendable {
             }
         }
         if let endpointConfiguration = configuration.endpoint, let stream {
-            let metrics = ClientMetrics(daemon: self.daemon, spooledSink: spooledSink, reporter: self.reporter, stream: stream)
+            let metrics = ClientMetrics(daemon: self.daemon, spooledSink: spooledSink, reporter: self.reporter, kafka: self.kafkaSink, stream: stream)
             self.endpoint = TelemetryStreamServer(
                 configuration: endpointConfiguration,
                 stream: stream,
@@ -159,12 +167,11 @@ public final class ClientApplication: Sendable {
     }
 
     private static func makeSink(_ configuration: Configuration, httpClient: HTTPClient, logger: Logger) throws -> any EgressSink {
-        // The Kafka sink is not part of this build: a `kafka:` default from the environment logs instead.
-        let specification: EgressSinkSpecification = if case .kafka = configuration.sink { .log } else { configuration.sink }
-        return try specification.makeSink(
+        try configuration.sink.makeSink(
             httpClient: httpClient,
             apiKey: configuration.apiKey,
             fileSync: configuration.fileSync,
+            kafka: configuration.kafka,
             logger: logger,
             logOutput: configuration.logOutput
         )
@@ -193,6 +200,7 @@ public final class ClientApplication: Sendable {
             counters: self.daemon.stats,
             spool: self.spooledSink?.spool.stats,
             reporter: self.reporter?.stats,
+            kafka: self.kafkaSink?.stats,
             subscriptions: self.daemon.subscriptions
         )
     }

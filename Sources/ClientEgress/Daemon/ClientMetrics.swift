@@ -5,12 +5,14 @@ public struct ClientMetrics: Sendable {
     public let daemon: ClientDaemon
     public let spooledSink: SpooledSink?
     public let reporter: MetricsReporter?
+    public let kafka: KafkaSink?
     public let stream: TelemetryStream?
 
-    public init(daemon: ClientDaemon, spooledSink: SpooledSink?, reporter: MetricsReporter?, stream: TelemetryStream?) {
+    public init(daemon: ClientDaemon, spooledSink: SpooledSink?, reporter: MetricsReporter?, kafka: KafkaSink? = nil, stream: TelemetryStream?) {
         self.daemon = daemon
         self.spooledSink = spooledSink
         self.reporter = reporter
+        self.kafka = kafka
         self.stream = stream
     }
 
@@ -57,6 +59,17 @@ public struct ClientMetrics: Sendable {
             text.add("metrics_unsendable_total", .counter, "Envelopes without an id or object data.", stats.unsendable)
             text.add("metrics_unauthorized_total", .counter, "401 answers.", stats.unauthorized)
             text.add("metrics_buffered", .gauge, "Events waiting to be sent.", stats.buffered)
+        }
+        if let kafka = self.kafka {
+            let stats = kafka.stats
+            text.add("kafka_produced_total", .counter, "Messages handed to librdkafka (retries included).", stats.produced)
+            text.add("kafka_acknowledged_total", .counter, "Messages the brokers acknowledged.", stats.acknowledged)
+            text.add("kafka_retried_total", .counter, "Messages produced again after a failed delivery.", stats.retried)
+            text.add("kafka_queue_full_total", .counter, "Times librdkafka's local queue was full (back-pressure).", stats.queueFull)
+            text.add("kafka_in_flight", .gauge, "Messages exported and not yet acknowledged.", stats.inFlight)
+            for (name, count) in stats.errors.sorted(by: { $0.key < $1.key }) {
+                text.add("kafka_errors_total", .counter, "Failed deliveries by librdkafka error.", count, labels: ["error": name])
+            }
         }
         if let stream = self.stream {
             text.add("stream_events_total", .counter, "Envelopes published on the SSE stream.", stream.latestID)

@@ -32,11 +32,15 @@ public struct ClientConfigurationFile: Sendable {
     public var streamTokenFile: String?
     public var waitForChannel: Double?
     public var reconnectGrace: Double?
+    /// `kafka_topic`, `kafka_compression`, `kafka_options` (an object of librdkafka properties, strings).
+    public var kafkaTopic: String?
+    public var kafkaCompression: String?
+    public var kafkaOptions: [(String, String)]?
     public var subscriptions: [ChannelSubscription] = []
 
     static let fields = [
         "sink", "api_key_file", "spool_dir", "spool", "spool_max_bytes", "listen", "stream_token_file", "wait_for_channel", "reconnect_grace",
-        "subscriptions",
+        "kafka_topic", "kafka_compression", "kafka_options", "subscriptions",
     ]
 
     /// Reads and checks the file at `path`.
@@ -104,6 +108,17 @@ public struct ClientConfigurationFile: Sendable {
         self.streamTokenFile = try string("stream_token_file")
         self.waitForChannel = try seconds("wait_for_channel")
         self.reconnectGrace = try seconds("reconnect_grace")
+        self.kafkaTopic = try string("kafka_topic")
+        self.kafkaCompression = try string("kafka_compression")
+        if let value = object["kafka_options"], !(value is NSNull) {
+            guard let options = value as? [String: Any] else { throw fail("kafka_options", "must be an object of librdkafka properties, e.g. {\"ssl.ca.location\": \"/etc/ssl/ca.pem\"}") }
+            var pairs: [(String, String)] = []
+            for key in options.keys.sorted() {
+                guard let text = options[key] as? String else { throw fail("kafka_options.\(key.prefix(64))", "must be a string") }
+                pairs.append((key, text))
+            }
+            self.kafkaOptions = pairs
+        }
         if let value = object["subscriptions"], !(value is NSNull) {
             guard let entries = value as? [Any] else { throw fail("subscriptions", "must be an array of {\"events_url\": …} objects") }
             var seen: [String: Int] = [:]

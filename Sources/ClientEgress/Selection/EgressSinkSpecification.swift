@@ -43,10 +43,13 @@ public enum EgressSinkSpecification: Sendable, Hashable, CustomStringConvertible
         }
     }
 
-    /// The default from the environment: `TRICKLE_RELAY_METRICS_URL` (or `DAYDREAM_METRICS_URL`) with an API
-    /// key → the metrics reporter; else `KAFKA_BOOTSTRAP_SERVERS` → Kafka; else the log sink.
+    /// The default from the environment: `SCOPE_TELEMETRY_LOG_SINK=1` → the log sink; `TRICKLE_RELAY_METRICS_URL`
+    /// (or `DAYDREAM_METRICS_URL`) with an API key → the metrics reporter; else `KAFKA_BOOTSTRAP_SERVERS` → Kafka;
+    /// else the log sink (Scope's precedence).
     public static func fromEnvironment(_ environment: [String: String], hasAPIKey: Bool) -> Self {
         func value(_ name: String) -> String? { environment[name].flatMap { $0.isEmpty ? nil : $0 } }
+        // Scope's switch for its log sink wins over everything.
+        if value("SCOPE_TELEMETRY_LOG_SINK") == "1" { return .log }
         if hasAPIKey, let url = value("TRICKLE_RELAY_METRICS_URL") ?? value("DAYDREAM_METRICS_URL"),
             let sink = try? Self(parsing: url), case .metrics = sink
         {
@@ -93,12 +96,13 @@ extension EgressSinkSpecification {
     ///   - apiKey: The metrics endpoint's key, read when needed.
     ///   - fileSync: When a file sink syncs to disk.
     ///   - logOutput: Where the log sink writes its lines (standard error, usually).
-    /// - Throws: ``EgressSinkSpecificationError`` (a sink this build or this caller cannot make), or the sink's
-    ///   own error (``FileSinkError``: the file cannot be opened).
+    /// - Throws: ``EgressSinkSpecificationError`` (a sink this caller cannot make), or the sink's own error
+    ///   (``FileSinkError``: the file cannot be opened; `KafkaError`: librdkafka is missing or refused a property).
     public func makeSink(
         httpClient: HTTPClient?,
         apiKey: @escaping @Sendable () -> String? = { nil },
         fileSync: FileSink.SyncPolicy = .never,
+        kafka: KafkaSink.Configuration = .init(bootstrapServers: []),
         logger: Logger,
         logOutput: @escaping @Sendable (String) -> Void
     ) throws -> any EgressSink {
@@ -109,8 +113,10 @@ extension EgressSinkSpecification {
         case .metrics(let url):
             guard let httpClient else { throw EgressSinkSpecificationError("the metrics sink cannot be used here; use log, null or file:PATH") }
             return MetricsReporter(configuration: .init(url: url), httpClient: httpClient, apiKey: apiKey, logger: logger)
-        case .kafka:
-            throw EgressSinkSpecificationError("the Kafka sink is not part of this build; use http(s)://…, file:PATH, log or null")
+        case .kafka(let servers):
+            var configuration = kafka
+            configuration.bootstrapServers = servers
+            return try KafkaSink(configuration: configuration, logger: logger)
         }
     }
 }
