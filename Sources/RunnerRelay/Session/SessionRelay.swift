@@ -15,8 +15,8 @@ public final class SessionRelay: Service, Sendable {
         /// The writer's settings (segment window and cap).
         public var writer: JSONLWriter.Configuration
         /// How long teardown may take to flush what is queued before the rest is given up; closing the channel
-        /// after it (the last segment, the linger, the DELETE) may take as long again, plus the linger.
-        /// Default 5 s.
+        /// after it (the last segment, the linger, the DELETE) may take as long again (at least 5 s) plus the
+        /// linger. Default 5 s.
         public var flushTimeout: Duration
 
         public init(
@@ -108,9 +108,10 @@ public final class SessionRelay: Service, Sendable {
         }
     }
 
-    /// Sends the last segment and deletes the channel (after the publisher's linger), within
-    /// ``Configuration/flushTimeout`` more (a server that fails every request must not hold the session open); a
-    /// failure is logged, and counted by the publisher.
+    /// Sends the last segment and deletes the channel (after the publisher's linger), within the linger plus
+    /// ``Configuration/flushTimeout`` (at least 5 s: a loaded machine must still get its DELETE out, and a server
+    /// that fails every request must not hold the session open); a failure is logged, and counted by the
+    /// publisher.
     private func closeChannel() async {
         await untilFirst(
             {
@@ -120,7 +121,7 @@ public final class SessionRelay: Service, Sendable {
                     self.logger.warning("closing the events channel failed", metadata: ["error": "\(error)"])
                 }
             },
-            { try? await Task.sleep(for: self.configuration.flushTimeout + self.configuration.writer.publisher.lingerBeforeDelete) }
+            { try? await Task.sleep(for: max(self.configuration.flushTimeout, .seconds(5)) + self.configuration.writer.publisher.lingerBeforeDelete) }
         )
         self.closeEnded.fulfill(())
     }
