@@ -134,6 +134,32 @@ struct TelemetryStreamServerTests {
         }
     }
 
+    @Test("?session= and ?type= filter the stream: one session's envelopes, or one event type, ids unchanged")
+    func filters() async throws {
+        try await withStreamServer { stream, base, client in
+            stream.publish([envelope(1)], session: "a")
+            stream.publish([envelope(2)], session: "b")
+            stream.publish(EventDispatcher.LocalEvent(type: "runner_ready", line: ByteBuffer(string: #"{"type":"runner_ready"}"#)), session: "a")
+            stream.publish([envelope(4)], session: "a")
+            let sessionA = try await readStream(
+                client,
+                "\(base)/telemetry/stream?session=a&jwt=sse-secret",
+                headers: [("Last-Event-ID", "0")],
+                until: { events, text in text.contains("id: 4\n") }
+            )
+            #expect(sessionA.text.contains("id: 3\nevent: runner_ready"), "\(sessionA.text)")
+            #expect(sessionA.events.map(\.id) == [1, 4])
+            let telemetryOfA = try await readStream(
+                client,
+                "\(base)/telemetry/stream?session=a&type=telemetry&jwt=sse-secret",
+                headers: [("Last-Event-ID", "0")],
+                until: { events, _ in events.count >= 2 }
+            )
+            #expect(telemetryOfA.events.map(\.id) == [1, 4])
+            #expect(!telemetryOfA.text.contains("runner_ready") && !telemetryOfA.text.contains("id: 2\n"))
+        }
+    }
+
     @Test("a new reader without Last-Event-ID gets events from now on; ?jwt= authenticates (EventSource)")
     func fromNowWithQueryToken() async throws {
         try await withStreamServer { stream, base, client in
