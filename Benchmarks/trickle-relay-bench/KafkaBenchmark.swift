@@ -10,10 +10,11 @@ import Synchronization
 enum KafkaBenchmark {
     static func run(arguments: [String]) async throws {
         let events = arguments.first.flatMap(Int.init) ?? 500_000
+        let compression = arguments.dropFirst().first ?? "lz4"
         let records = (0..<events).map { n in
             TelemetryRecord(envelope: self.envelope(n), seq: n / 1_000, lineNumber: n % 1_000 + 1)
         }
-        try await self.throughputThroughSpool(records)
+        try await self.throughputThroughSpool(records, compression: compression)
         try await self.latency(count: 50_000, rate: 10_000)
     }
 
@@ -24,13 +25,16 @@ enum KafkaBenchmark {
         )
     }
 
-    static func throughputThroughSpool(_ records: [TelemetryRecord]) async throws {
+    static func throughputThroughSpool(_ records: [TelemetryRecord], compression: String) async throws {
         let cluster = try KafkaMockCluster(brokers: 3)
         _ = cluster.createTopic("bench", partitions: 6, replicationFactor: 3)
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("kafka-bench-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let spool = try Spool(configuration: .init(directory: directory, maximumBytes: 8 << 30), logger: logger)
-        let kafka = try KafkaSink(configuration: .init(bootstrapServers: [cluster.bootstrapServers], topic: "bench"), logger: logger)
+        let kafka = try KafkaSink(
+            configuration: .init(bootstrapServers: [cluster.bootstrapServers], topic: "bench", compression: compression),
+            logger: logger
+        )
         let sink = SpooledSink(spool: spool, downstream: kafka, logger: logger)
         let clock = ContinuousClock()
         let start = clock.now
@@ -44,8 +48,8 @@ enum KafkaBenchmark {
             let stats = kafka.stats
             print(
                 String(
-                    format: "kafka through the spool: %d events (~1 KB) in %.2f s = %.0f events/s, %.0f MB/s; acknowledged %d, retried %d, queue full %d times; spool left %d bytes",
-                    records.count, elapsed.seconds, Double(records.count) / elapsed.seconds,
+                    format: "kafka through the spool (%@): %d events (~1 KB) in %.2f s = %.0f events/s, %.0f MB/s; acknowledged %d, retried %d, queue full %d times; spool left %d bytes",
+                    compression, records.count, elapsed.seconds, Double(records.count) / elapsed.seconds,
                     Double(records.reduce(0) { $0 + $1.envelope.readableBytes }) / 1e6 / elapsed.seconds,
                     stats.acknowledged, stats.retried, stats.queueFull, spool.stats.bytes
                 )
