@@ -24,6 +24,9 @@ struct DeliveryOracle {
     /// seqno → how many times it arrived.
     private(set) var arrivals: [Int: Int] = [:]
     private(set) var countedDrops = 0
+    /// The runner's own telemetry (`relay_ready`, `relay_heartbeat`) that arrived: it shares the queue with the
+    /// numbered events, so under overload it can be among the dropped too.
+    private(set) var selfTelemetryDelivered = 0
     /// The part of ``countedDrops`` that is `lost`: events in uploads that failed without an acknowledgement. Some
     /// of them may have reached the server before the failure, so they can be both counted and delivered.
     private(set) var countedLost = 0
@@ -58,6 +61,8 @@ struct DeliveryOracle {
             self.dropReports.append(counts.map(String.init).joined(separator: "/"))
         } else if let seqno = data["seqno"] as? Int {
             self.arrivals[seqno, default: 0] += 1
+        } else if let type = data["type"] as? String, type == "relay_ready" || type == "relay_heartbeat" {
+            self.selfTelemetryDelivered += 1
         }
     }
 
