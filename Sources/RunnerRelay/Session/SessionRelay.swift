@@ -79,13 +79,15 @@ public final class SessionRelay: Service, Sendable {
                 group.addTask { try await self.writer.run() }
                 group.addTask {
                     try await self.sink.run()
-                    if self.flushOutcome.fulfill(true) { await self.closeChannel() }
+                    if self.flushOutcome.fulfill(true) { await self.closeChannel(bounded: true) }
                 }
                 group.addTask {
                     guard await self.finishRequested.wait() != nil else { return }
                     try await Task.sleep(for: self.configuration.flushTimeout)
                     // The flush overran its deadline: give up what is still queued and close the channel.
-                    if self.flushOutcome.fulfill(false) { await self.closeChannel() }
+                    // The close is not bounded here (as before): the writer is still re-sending to a server that is
+                    // away (restarting), and cutting it short would lose its segment without a count.
+                    if self.flushOutcome.fulfill(false) { await self.closeChannel(bounded: false) }
                 }
                 // The session ends once the channel was closed (the final segment sent and the DELETE answered,
                 // so readers see end of stream), the close gave up, or a part failed. Not when `writer.run()`
@@ -112,17 +114,19 @@ public final class SessionRelay: Service, Sendable {
     /// ``Configuration/flushTimeout`` (at least 5 s: a loaded machine must still get its DELETE out, and a server
     /// that fails every request must not hold the session open); a failure is logged, and counted by the
     /// publisher.
-    private func closeChannel() async {
-        await untilFirst(
-            {
-                do {
-                    try await self.writer.close()
-                } catch {
-                    self.logger.warning("closing the events channel failed", metadata: ["error": "\(error)"])
-                }
-            },
-            { try? await Task.sleep(for: max(self.configuration.flushTimeout, .seconds(5)) + self.configuration.writer.publisher.lingerBeforeDelete) }
-        )
+    private func closeChannel(bounded: Bool) async {
+        let close: @Sendable () async -> Void = {
+            do {
+                try await self.writer.close()
+            } catch {
+                self.logger.warning("closing the events channel failed", metadata: ["error": "\(error)"])
+            }
+        }
+        if bounded {
+            await untilFirst(close, { try? await Task.sleep(for: max(self.configuration.flushTimeout, .seconds(5)) + self.configuration.writer.publisher.lingerBeforeDelete) })
+        } else {
+            await close()
+        }
         self.closeEnded.fulfill(())
     }
 
