@@ -153,20 +153,9 @@ struct FleetBenchmark {
         var sent = 0
         while sent < total {
             let lines = sent..<min(sent + segmentLines, total)
-            let (body, continuation) = AsyncStream<ByteBuffer>.makeStream()
-            var request = HTTPClientRequest(url: "\(channel)/\(seq)")
-            request.method = .POST
-            request.headers.add(name: "Content-Type", value: "application/jsonl")
-            request.body = .stream(body, length: .unknown)
-            async let response = client.execute(request, deadline: .now() + .seconds(120))
-            for n in lines {
-                let due = began + offset + .nanoseconds(Int64(n) * 1_000_000_000 / Int64(rate))
-                if due > .now { try await Task.sleep(until: due) }
-                let line = #"{"type":"telemetry","event":{"id":"f\#(index)-\#(n)","type":"stream_trace","data":{"type":"metric","n":\#(n),"t":\#(monotonicNanoseconds())}}}"# + "\n"
-                continuation.yield(ByteBuffer(string: line))
+            try await SDKWriterBenchmark.postPaced(channel: channel, seq: seq, lines: lines, rate: rate, began: began + offset, client: client) { n in
+                #"{"type":"telemetry","event":{"id":"f\#(index)-\#(n)","type":"stream_trace","data":{"type":"metric","n":\#(n),"t":\#(monotonicNanoseconds())}}}"#
             }
-            continuation.finish()
-            _ = try await response.body.collect(upTo: 1024)
             sent = lines.upperBound
             seq += 1
         }

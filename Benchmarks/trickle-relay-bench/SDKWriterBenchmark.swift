@@ -84,19 +84,33 @@ struct SDKWriterBenchmark {
 
     /// One segment: a streaming POST with one chunk per line, paced at `rate`.
     static func post(channel: String, seq: Int, lines: Range<Int>, rate: Int, began: ContinuousClock.Instant, client: HTTPClient) async throws {
+        let padding = String(repeating: "p", count: 200)
+        try await self.postPaced(channel: channel, seq: seq, lines: lines, rate: rate, began: began, client: client) { n in
+            #"{"type":"telemetry","event":{"id":"sdk-\#(n)","type":"stream_trace","data":{"type":"metric","n":\#(n),"t":\#(monotonicNanoseconds()),"pad":"\#(padding)"}}}"#
+        }
+    }
+
+    /// Segment `seq` as one streaming POST, one chunk per line (`line(n)` and a newline), line n due at n / `rate`
+    /// seconds after `began`: the SDK writer's pattern, shared by the `sdkwriter` and `fleet` benchmarks.
+    static func postPaced(
+        channel: String,
+        seq: Int,
+        lines: Range<Int>,
+        rate: Int,
+        began: ContinuousClock.Instant,
+        client: HTTPClient,
+        line: (Int) -> String
+    ) async throws {
         let (body, continuation) = AsyncStream<ByteBuffer>.makeStream()
         var request = HTTPClientRequest(url: "\(channel)/\(seq)")
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/jsonl")
         request.body = .stream(body, length: .unknown)
         async let response = client.execute(request, deadline: .now() + .seconds(120))
-        let padding = String(repeating: "p", count: 200)
         for n in lines {
-            // Paced: line n is due at n / rate seconds after the start.
             let due = began + .nanoseconds(Int64(n) * 1_000_000_000 / Int64(rate))
             if due > .now { try await Task.sleep(until: due) }
-            let line = #"{"type":"telemetry","event":{"id":"sdk-\#(n)","type":"stream_trace","data":{"type":"metric","n":\#(n),"t":\#(monotonicNanoseconds()),"pad":"\#(padding)"}}}"# + "\n"
-            continuation.yield(ByteBuffer(string: line))
+            continuation.yield(ByteBuffer(string: line(n) + "\n"))
         }
         continuation.finish()
         _ = try await response.body.collect(upTo: 1024)
