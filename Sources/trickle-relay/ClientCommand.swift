@@ -1,4 +1,5 @@
 import ArgumentParser
+import RelayTracing
 import AsyncHTTPClient
 import ClientEgress
 import Foundation
@@ -41,9 +42,12 @@ struct ClientCommand: AsyncParsableCommand {
             set, else Kafka when KAFKA_BOOTSTRAP_SERVERS is, else the log sink (SCOPE_TELEMETRY_LOG_SINK=1 forces the \
             log sink). kafka:HOST:PORT[,HOST:PORT…] publishes each envelope to --kafka-topic (KAFKA_TOPIC, default \
             scope-events), key = its id, value = its bytes, acks=all, idempotent; it needs librdkafka at run time \
-            (Debian: apt-get install librdkafka1). All channels feed the one sink.
+            (Debian: apt-get install librdkafka1). otlp:https://HOST[:PORT][/PATH] exports each envelope as an \
+            OTLP/HTTP (JSON) log record to an OpenTelemetry receiver (no path: /v1/logs; http:// only to \
+            127.0.0.1): body = the envelope, attributes data.type, session_id, connection_id, event.id and the \
+            trace context; headers from TRICKLE_RELAY_OTLP_LOGS_HEADERS (key=value,…). All channels feed the one sink.
 
-            Spool: the metrics sink writes through one disk spool for all channels (--spool-dir, default \
+            Spool: the remote sinks (metrics, Kafka, OTLP) write through one disk spool for all channels (--spool-dir, default \
             $XDG_STATE_HOME/trickle-relay/spool/<channel> for a single --events-url, else …/spool/daemon; \
             ~/.local/state when XDG_STATE_HOME is unset). Its records remember their channel. An envelope \
             counts as taken once it is in the spool; spool files are deleted only after the endpoint accepted \
@@ -86,6 +90,9 @@ struct ClientCommand: AsyncParsableCommand {
 
     @Flag(help: "Run until stopped, even when no channel is left (add channels through the control API).")
     var keepRunning = false
+
+    @OptionGroup(title: "Tracing (the relay's own spans over OTLP/HTTP; env TRICKLE_RELAY_OTLP_TRACES_ENDPOINT…)")
+    var tracingOptions: TracingOptions
 
     @Option(help: "Where telemetry goes: log, file:PATH, http(s)://… (metrics reporter), kafka:HOST:PORT[,…], or null. Default: from the environment.")
     var sink: String?
@@ -174,11 +181,13 @@ struct ClientCommand: AsyncParsableCommand {
         var waitForChannel: Double
         var reconnectGrace: Double
         var kafka: KafkaSink.Configuration
+        var otlp: OTLPLogOptions
     }
 
     func validate() throws {
         guard (1...256).contains(self.threads) else { throw ValidationError("--threads must be 1…256, got \(self.threads)") }
         _ = try self.settings()
+        _ = try self.tracingOptions.configuration(role: "client")
     }
 
     /// Reads the configuration file (if any) and merges the flags over it; every problem is a usage error.
@@ -258,8 +267,19 @@ struct ClientCommand: AsyncParsableCommand {
             spoolMaximumBytes: spoolMaximumBytes,
             waitForChannel: waitForChannel,
             reconnectGrace: reconnectGrace,
-            kafka: kafka
+            kafka: kafka,
+            otlp: try Self.otlpOptions()
         )
+    }
+
+    /// The OTLP log sink's headers, from `TRICKLE_RELAY_OTLP_LOGS_HEADERS` (`key=value,…`, percent-encoded
+    /// values, as OpenTelemetry's `OTEL_EXPORTER_OTLP_HEADERS`).
+    static func otlpOptions() throws -> OTLPLogOptions {
+        var options = OTLPLogOptions()
+        if let text = Environment.value("TRICKLE_RELAY_OTLP_LOGS_HEADERS") {
+            do { options.headers = try OTLPEndpoint.headers(parsing: text, what: "TRICKLE_RELAY_OTLP_LOGS_HEADERS") } catch { throw ValidationError(error.description) }
+        }
+        return options
     }
 
     /// The API key, read now: the file if given, else the environment.
@@ -306,6 +326,7 @@ struct ClientCommand: AsyncParsableCommand {
         guard !settings.subscriptions.isEmpty || runsUntilStopped || Self.hasPersistedSubscriptions(settings.spoolDirectory) else {
             throw ValidationError("name a channel: --events-url URL (repeatable), or --config FILE; or --keep-running to add channels through the control API")
         }
+        let tracing = try self.tracingOptions.makeTracing(role: "client", logger: logger)
         let sink = settings.sink
         // The key file may change on a reload: the reporter reads whichever is current.
         let apiKeyFile = CurrentKeyFile(settings.apiKeyFile)
@@ -330,9 +351,12 @@ struct ClientCommand: AsyncParsableCommand {
                     reconnectGrace: SecondsFlag.duration(settings.reconnectGrace)
                 )
             ),
-            runsUntilStopped: runsUntilStopped
+            runsUntilStopped: runsUntilStopped,
+            otlp: settings.otlp,
+            tracing: DeliveryTracing(tracer: tracing?.tracer)
         )
-        let summary = try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration(connectionsPerHost: 4096)) { client in
+        let summary = try await RelayTracing.running(tracing, logger: logger) {
+          try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration(connectionsPerHost: 4096)) { client in
             let application: ClientApplication
             do {
                 application = try ClientApplication(configuration: configuration, httpClient: client, logger: logger) { _, event in
@@ -363,6 +387,7 @@ struct ClientCommand: AsyncParsableCommand {
                     throw ExitCode(1)
                 }
             }
+          }
         }
         if self.report(summary, sink: sink) { throw ExitCode(Self.channelNeverSeenExitStatus) }
     }

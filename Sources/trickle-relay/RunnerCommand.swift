@@ -1,4 +1,5 @@
 import ArgumentParser
+import RelayTracing
 import AsyncHTTPClient
 import Foundation
 import Logging
@@ -88,6 +89,9 @@ struct RunnerCommand: AsyncParsableCommand {
 
     @OptionGroup var logging: LoggingOptions
 
+    @OptionGroup(title: "Tracing (the relay's own spans over OTLP/HTTP; env TRICKLE_RELAY_OTLP_TRACES_ENDPOINT…)")
+    var tracingOptions: TracingOptions
+
     func validate() throws {
         if let eventsURL {
             try validateEventsURL(eventsURL)
@@ -117,6 +121,7 @@ struct RunnerCommand: AsyncParsableCommand {
         guard self.segmentWindow > 0, self.flushTimeout > 0, self.heartbeatInterval > 0 else {
             throw ValidationError("--segment-window, --flush-timeout and --heartbeat-interval must be positive")
         }
+        _ = try self.tracingOptions.configuration(role: "runner")
     }
 
     var listenAddress: ListenAddress? { ListenAddress(self.listen) }
@@ -126,17 +131,21 @@ struct RunnerCommand: AsyncParsableCommand {
         let logger = self.logging.makeLogger(label: "trickle-relay.runner")
         let consent = TelemetryConsent(flag: self.telemetry.flatMap(TelemetryConsent.parse), environment: ProcessInfo.processInfo.environment)
         logger.info("telemetry consent", metadata: ["telemetry.enabled": "\(consent.isEnabled)", "telemetry.reason": "\(consent.reason)"])
-        let sinkDefaults = TrickleEventsSink.Configuration(
+        let tracing = try self.tracingOptions.makeTracing(role: "runner", logger: logger)
+        var sinkDefaults = TrickleEventsSink.Configuration(
             identity: SessionIdentity(sessionID: self.sessionID ?? "", connectionID: self.connectionID, clientSource: self.clientSource),
             isTelemetryEnabled: consent.isEnabled,
             scrubs: !self.noScrub,
             maximumQueuedEvents: self.maxQueueEvents,
             maximumQueuedBytes: self.maxQueueBytes
         )
+        sinkDefaults.tracer = tracing?.tracer
         var writer = JSONLWriter.Configuration(segmentWindow: SecondsFlag.duration(self.segmentWindow))
         writer.publisher.lingerBeforeDelete = SecondsFlag.duration(self.closeLinger)
         guard let eventsURL else {
-            try await self.runAgent(sinkDefaults: sinkDefaults, writer: writer, logger: logger, processStart: processStart)
+            try await RelayTracing.running(tracing, logger: logger) { [sinkDefaults, writer] in
+                try await self.runAgent(sinkDefaults: sinkDefaults, writer: writer, logger: logger, processStart: processStart)
+            }
             return
         }
         let url = try TrickleChannelURL(eventsURL)
@@ -147,7 +156,8 @@ struct RunnerCommand: AsyncParsableCommand {
             flushTimeout: SecondsFlag.duration(self.flushTimeout)
         )
         let input = Mutex(LineIngest.Counts())
-        let summary = try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration()) { client in
+        let summary = try await RelayTracing.running(tracing, logger: logger) {
+          try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration()) { client in
             let relay = SessionRelay(configuration: configuration, httpClient: client, logger: logger)
             let group = ServiceGroup(
                 configuration: .init(
@@ -171,11 +181,12 @@ struct RunnerCommand: AsyncParsableCommand {
             )
             try await group.run()
             return relay.summary
+          }
         }
         let sink = summary.sink
         let lines = input.withLock { $0 }
         StandardError.write(
-            "session \(summary.sessionID): relayed \(sink.relayed) telemetry (accepted by the server; \(sink.lost) lost in failed uploads) and \(sink.controlWritten) control events in \(summary.segments) segments; dropped \(sink.dropped), refused \(sink.refused), invalid \(sink.invalid + lines.invalid + lines.oversize) (\(lines.invalid + lines.oversize) input lines skipped of \(lines.lines)), disabled \(sink.disabled), writer errors \(sink.writerErrors)\(summary.flushedInTime ? "" : "; the final flush ran out of time")"
+            "session \(summary.sessionID): relayed \(sink.relayed) telemetry (accepted by the server; \(sink.lost) lost in failed uploads) and \(sink.controlWritten) control events in \(summary.segments) segments; dropped \(sink.dropped), refused \(sink.refused), invalid \(sink.invalid + lines.invalid + lines.oversize) (\(lines.invalid + lines.oversize) input lines skipped of \(lines.lines)), disabled \(sink.disabled), writer errors \(sink.writerErrors)\(sink.traceContextInvalid > 0 ? ", malformed trace context values dropped \(sink.traceContextInvalid)" : "")\(summary.flushedInTime ? "" : "; the final flush ran out of time")"
         )
         if (sink.writerErrors > 0 || sink.lost > 0) && sink.relayed + sink.controlWritten == 0 {
             StandardError.write("nothing could be published to \(url); is the trickle server up and the channel there?")

@@ -210,7 +210,9 @@ struct ClientEndpointProcessTests {
     }
 
     @Test("bad client flags are refused with exit 64 and a message that says what to write instead", arguments: [
-        (["--sink", "bogus"], "--sink must be log, null, file:PATH, http(s)://… or kafka:HOST:PORT[,…]"),
+        (["--sink", "bogus"], "--sink must be log, null, file:PATH, http(s)://…, kafka:HOST:PORT[,…] or otlp:https://…"),
+        (["--sink", "otlp:http://10.0.0.1:4318"], "is http:// to another machine: use https://"),
+        (["--sink", "otlp:nonsense"], "--sink otlp: must be an http(s)://HOST[:PORT][/PATH] URL"),
         (["--kafka-option", "acks"], "--kafka-option must be KEY=VALUE"),
         (["--kafka-compression", "brotli"], "--kafka-compression must be none, gzip, snappy, lz4 or zstd"),
         (["--sink", "file:"], "--sink file: needs a path"),
@@ -237,6 +239,29 @@ struct ClientEndpointProcessTests {
         )
         #expect(status == 64)
         #expect(errors.contains(message), "\(errors)")
+    }
+
+    @Test("a cleartext traces endpoint on another machine, or a bad header list, is refused at startup with what to do")
+    func badTracingEnvironment() async throws {
+        let cases: [([String: String], String)] = [
+            (["TRICKLE_RELAY_OTLP_TRACES_ENDPOINT": "http://collector.example:4318"], "is http:// to another machine: use https://"),
+            (["TRICKLE_RELAY_OTLP_TRACES_ENDPOINT": "https://collector.example", "TRICKLE_RELAY_OTLP_TRACES_HEADERS": "s3cr3t"], "must be key=value"),
+            (["TRICKLE_RELAY_OTLP_TRACES_ENDPOINT": "https://collector.example", "TRICKLE_RELAY_OTLP_TRACES_SAMPLER": "sometimes"], "TRICKLE_RELAY_OTLP_TRACES_SAMPLER must be"),
+            (["TRICKLE_RELAY_OTLP_LOGS_HEADERS": "=x"], "TRICKLE_RELAY_OTLP_LOGS_HEADERS must be key=value"),
+            ([:], "--otel-global needs a traces endpoint"),
+        ]
+        for (variables, message) in cases {
+            var environment = ProcessInfo.processInfo.environment
+            environment.merge(variables) { $1 }
+            let global = variables.isEmpty ? ["--otel-global"] : []
+            for command in [["client", "--events-url", "http://127.0.0.1:9/x", "--sink", "null"], ["runner", "--events-url", "http://127.0.0.1:9/x-events", "--session-id", "s"]]
+            where !(command[0] == "runner" && variables["TRICKLE_RELAY_OTLP_LOGS_HEADERS"] != nil) {
+                let (status, _, errors) = try await runTrickleRelay(command + global, environment: environment)
+                #expect(status == 64, "\(command[0]) \(variables)")
+                #expect(errors.contains(message), "\(errors)")
+                #expect(!errors.contains("s3cr3t"))
+            }
+        }
     }
 
     @Test("a channel that answers 404 before any data: exit 3 and a message naming the likely cause")

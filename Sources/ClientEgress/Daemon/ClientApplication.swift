@@ -39,6 +39,10 @@ public final class ClientApplication: Sendable {
         public var runsUntilStopped: Bool
         /// Where the log sink writes. Default: standard error.
         public var logOutput: @Sendable (String) -> Void
+        /// The OTLP log sink's headers and resource.
+        public var otlp: OTLPLogOptions
+        /// How deliveries are traced (the relay's own tracer, or off).
+        public var tracing: DeliveryTracing
 
         public init(
             sink: EgressSinkSpecification,
@@ -52,8 +56,12 @@ public final class ClientApplication: Sendable {
             subscriptions: [ChannelSubscription] = [],
             reader: JSONLReader.Configuration = .init(),
             runsUntilStopped: Bool = false,
+            otlp: OTLPLogOptions = .init(),
+            tracing: DeliveryTracing = .off,
             logOutput: @escaping @Sendable (String) -> Void = ClientApplication.writeToStandardError
         ) {
+            self.otlp = otlp
+            self.tracing = tracing
             self.logOutput = logOutput
             self.sink = sink
             self.apiKey = apiKey
@@ -120,7 +128,7 @@ public final class ClientApplication: Sendable {
         }
         self.reporter = base as? MetricsReporter
         self.kafkaSink = base as? KafkaSink
-        let spooledSink = spool.map { SpooledSink(spool: $0, downstream: base, logger: logger) }
+        let spooledSink = spool.map { SpooledSink(spool: $0, downstream: base, tracing: configuration.tracing, logger: logger) }
         self.spooledSink = spooledSink
         let stream = configuration.endpoint.map { _ in TelemetryStream(capacity: configuration.streamRing) }
         let store = configuration.stateDirectory.map(SubscriptionStore.init(directory:))
@@ -172,6 +180,8 @@ public final class ClientApplication: Sendable {
             apiKey: configuration.apiKey,
             fileSync: configuration.fileSync,
             kafka: configuration.kafka,
+            otlp: configuration.otlp,
+            tracing: configuration.tracing,
             logger: logger,
             logOutput: configuration.logOutput
         )

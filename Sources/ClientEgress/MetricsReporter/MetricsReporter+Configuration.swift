@@ -26,9 +26,16 @@ extension MetricsReporter {
         /// smaller than this is misconfigured, not proof the event is too large: the reporter backs off and
         /// keeps the event (logged as a failure state) instead of dropping events one by one. Default 64 KiB.
         public var minimumTooLargeEventBytes: Int
+        /// What the requests look like: the metrics API's batches, or OTLP/HTTP log exports. Default
+        /// ``Format/metricsAPI``.
+        public var format: Format
+        /// More request headers (an OTLP receiver's `x-api-key`, a tenant header…). Never logged.
+        public var headers: [(String, String)]
 
         public init(
             url: String,
+            format: Format = .metricsAPI,
+            headers: [(String, String)] = [],
             app: String = "trickle-relay",
             host: String = MetricsReporter.hostName(),
             maximumBatchEvents: Int = 500,
@@ -49,6 +56,32 @@ extension MetricsReporter {
             self.defaultRetryAfter = defaultRetryAfter
             self.maximumBufferedEvents = maximumBufferedEvents
             self.minimumTooLargeEventBytes = minimumTooLargeEventBytes
+            self.format = format
+            self.headers = headers
+        }
+    }
+
+    /// The shape of the reporter's requests.
+    public enum Format: Sendable {
+        /// `{"app","host","events":[{type,data,id,timestamp}]}` to a `/v1/metrics`-style API.
+        case metricsAPI
+        /// OTLP/HTTP JSON `ExportLogsServiceRequest`s to a `/v1/logs` receiver: one log record per envelope, the
+        /// envelope as its body (``OTLPLogEncoding``), under a resource with `service.name` and these attributes.
+        case otlpLogs(serviceName: String, resourceAttributes: [(String, String)])
+
+        /// What the endpoint is called in log lines.
+        public var endpointName: String {
+            switch self {
+            case .metricsAPI: return "metrics endpoint"
+            case .otlpLogs: return "OTLP logs endpoint"
+            }
+        }
+
+        var deliverySpanName: String {
+            switch self {
+            case .metricsAPI: return "trickle_relay.metrics.deliver"
+            case .otlpLogs: return "trickle_relay.otlp_logs.deliver"
+            }
         }
     }
 

@@ -23,7 +23,9 @@ public final class MetricsReporter: SettlingEgressSink {
     struct Pending {
         var ordinal = 0  // its place among every record exported
         var id: String
-        var body: ByteBuffer  // this event's `{"type":…,"data":…,"id":…,"timestamp":…}`
+        var body: ByteBuffer  // this event's `{"type":…,"data":…,"id":…,"timestamp":…}` (or its OTLP log record)
+        var traceparent: String? = nil  // the envelope's `data.traceparent`, when it carries one
+        var tracestate: String? = nil
     }
 
     private struct State {
@@ -42,16 +44,25 @@ public final class MetricsReporter: SettlingEgressSink {
     private let state = Mutex(State())
     private let keyReload = GenerationSignal()
     private let failing: FailureLog
+    private let tracing: DeliveryTracing
 
     /// Creates a reporter.
     /// - Parameter apiKey: Returns the current key (re-read on every attempt: a refreshed key file resumes a
     ///   401 pause).
-    public init(configuration: Configuration, httpClient: HTTPClient, apiKey: @escaping @Sendable () -> String?, logger: Logger) {
+    ///   - tracing: Traces each request as a delivery span (child of, or linked to, the events' trace context).
+    public init(
+        configuration: Configuration,
+        httpClient: HTTPClient,
+        apiKey: @escaping @Sendable () -> String?,
+        tracing: DeliveryTracing = .off,
+        logger: Logger
+    ) {
         self.configuration = configuration
+        self.tracing = tracing
         self.httpClient = httpClient
         self.apiKey = apiKey
         self.logger = logger
-        self.failing = FailureLog("metrics endpoint failing; events kept and retried", logger: logger)
+        self.failing = FailureLog("\(configuration.format.endpointName) failing; events kept and retried", logger: logger)
     }
 
     /// This machine's host name (`gethostname`: no DNS lookup, which could block for seconds).
@@ -72,7 +83,8 @@ public final class MetricsReporter: SettlingEgressSink {
     // MARK: EgressSink
 
     public func export(_ records: some Collection<TelemetryRecord> & Sendable) async throws {
-        let pending = records.map(Self.eventBody)
+        let format = self.configuration.format
+        let pending = records.map { Self.eventBody($0, format: format) }
         for (record, event) in zip(records, pending) where event == nil {
             self.logger.warning(
                 "telemetry envelope without an id or an object data; not sent",
@@ -270,21 +282,45 @@ public final class MetricsReporter: SettlingEgressSink {
         }
     }
 
-    private func send(_ batch: [Pending]) async -> Outcome {
-        var body = ByteBufferAllocator().buffer(capacity: batch.reduce(128) { $0 + $1.body.readableBytes + 1 })
-        body.writeString(#"{"app":"#)
-        body.writeString(Self.jsonString(self.configuration.app))
-        body.writeString(#","host":"#)
-        body.writeString(Self.jsonString(self.configuration.host))
-        body.writeString(#","events":["#)
-        for (index, event) in batch.enumerated() {
-            if index > 0 { body.writeString(",") }
-            body.writeImmutableBuffer(event.body)
+    private func requestBody(_ batch: [Pending]) -> ByteBuffer {
+        switch self.configuration.format {
+        case .otlpLogs(let serviceName, let resourceAttributes):
+            return OTLPLogEncoding.request(records: batch.lazy.map(\.body), serviceName: serviceName, resourceAttributes: resourceAttributes)
+        case .metricsAPI:
+            var body = ByteBufferAllocator().buffer(capacity: batch.reduce(128) { $0 + $1.body.readableBytes + 1 })
+            body.writeString(#"{"app":"#)
+            body.writeString(Self.jsonString(self.configuration.app))
+            body.writeString(#","host":"#)
+            body.writeString(Self.jsonString(self.configuration.host))
+            body.writeString(#","events":["#)
+            for (index, event) in batch.enumerated() {
+                if index > 0 { body.writeString(",") }
+                body.writeImmutableBuffer(event.body)
+            }
+            body.writeString("]}")
+            return body
         }
-        body.writeString("]}")
+    }
+
+    private func send(_ batch: [Pending]) async -> Outcome {
+        let parents = batch.lazy.compactMap { event in event.traceparent.map { DeliveryTracing.Headers(traceparent: $0, tracestate: event.tracestate) } }
+        return await self.tracing.withSpan(self.configuration.format.deliverySpanName, parents: parents, attributes: ["trickle_relay.events": batch.count]) { context in
+            await self.send(batch, traceContext: context)
+        }
+    }
+
+    private func send(_ batch: [Pending], traceContext: DeliveryTracing.Headers?) async -> Outcome {
+        let body = self.requestBody(batch)
         var request = HTTPClientRequest(url: self.configuration.url)
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
+        for (name, value) in self.configuration.headers { request.headers.add(name: name, value: value) }
+        // The batch's W3C trace context: its events' own when they share one parent; a delivery span's (a child
+        // of it, or linking several) when the relay traces.
+        if let context = traceContext {
+            request.headers.add(name: "traceparent", value: context.traceparent)
+            if let tracestate = context.tracestate { request.headers.add(name: "tracestate", value: tracestate) }
+        }
         // The same events always carry the same key, so a retried batch is recognisable as one.
         request.headers.add(name: "Idempotency-Key", value: "\(batch[0].id)+\(batch.count)")
         if let key = self.apiKey() { request.headers.add(name: "Authorization", value: "Bearer \(key)") }
@@ -293,7 +329,14 @@ public final class MetricsReporter: SettlingEgressSink {
             let response = try await self.httpClient.execute(request, timeout: .seconds(30), logger: self.logger)
             let answer = (try? await response.body.collect(upTo: 4096)).map { String(buffer: $0) } ?? ""
             switch response.status.code {
-            case 200..<300: return .accepted
+            case 200..<300:
+                if case .otlpLogs = self.configuration.format, let rejected = OTLPLogEncoding.rejectedRecords(inResponse: answer), rejected > 0 {
+                    // OTLP's partial success: the receiver took the request but refused some records; it is final
+                    // (the spec says not to retry), so it is counted and logged, not retried.
+                    self.state.withLock { $0.stats.rejected += rejected }
+                    self.logger.warning("OTLP receiver rejected log records of a batch", metadata: ["otlp.rejected": "\(rejected)", "metrics.events": "\(batch.count)"])
+                }
+                return .accepted
             case 400: return .rejected(answer.trimmingCharacters(in: .whitespacesAndNewlines))
             case 401, 403: return .unauthorized
             case 413: return .tooLarge
@@ -333,8 +376,12 @@ public final class MetricsReporter: SettlingEgressSink {
     static let maximumRetryAfter = Duration.seconds(600)
 
     /// `{"type":<data.type>,"data":<data>,"id":<id>,"timestamp":<timestamp>}` from the raw envelope.
-    static func eventBody(_ record: TelemetryRecord) -> Pending? {
+    static func eventBody(_ record: TelemetryRecord, format: Format = .metricsAPI) -> Pending? {
         let envelope = record.envelope
+        if case .otlpLogs = format {
+            guard let (body, fields) = OTLPLogEncoding.record(for: envelope, observedNanos: WallClock.unixNanoseconds()) else { return nil }
+            return Pending(id: fields.id ?? "", body: body, traceparent: fields.traceparent, tracestate: fields.tracestate)
+        }
         // The dispatcher validated the envelope: skim it for the members, no second validating scan.
         let ranges: (id: Range<Int>, timestamp: Range<Int>?, data: Range<Int>, type: Range<Int>?)? = envelope.withUnsafeReadableBytes { bytes in
             guard let id = JSONSkim.member("id", in: bytes), let data = JSONSkim.member("data", in: bytes),
@@ -362,7 +409,8 @@ public final class MetricsReporter: SettlingEgressSink {
         if let timestamp { body.writeImmutableBuffer(slice(timestamp)) } else { body.writeString("null") }
         body.writeString("}")
         let idText = String(buffer: slice(id)).trimmingCharacters(in: CharacterSet(charactersIn: "\""))
-        return Pending(id: idText, body: body)
+        let trace = EnvelopeFields(including: envelope)
+        return Pending(id: idText, body: body, traceparent: trace.traceparent, tracestate: trace.tracestate)
     }
 
     static func jsonString(_ text: String) -> String {

@@ -1,5 +1,6 @@
 public import AsyncHTTPClient
 public import Logging
+public import TrickleProtocol
 
 /// Which egress sink a client installs: parsed from `--sink`, or chosen from the environment (issue #5's
 /// precedence: the HTTP metrics reporter when a URL and an API key are set, else Kafka when bootstrap servers
@@ -15,8 +16,11 @@ public enum EgressSinkSpecification: Sendable, Hashable, CustomStringConvertible
     case metrics(url: String)
     /// A Kafka producer for these bootstrap servers.
     case kafka(bootstrapServers: [String])
+    /// OTLP/HTTP log export to an OpenTelemetry receiver (a Collector's `/v1/logs`).
+    case otlp(endpoint: OTLPEndpoint)
 
-    /// Parses a `--sink` value: `log`, `null`, `file:PATH`, `http://…`/`https://…`, `kafka:HOST:PORT[,…]`.
+    /// Parses a `--sink` value: `log`, `null`, `file:PATH`, `http://…`/`https://…`, `kafka:HOST:PORT[,…]`,
+    /// `otlp:https://…` (`http://` only to this machine; no path means `/v1/logs`).
     public init(parsing text: String) throws(EgressSinkSpecificationError) {
         switch text {
         case "log": self = .log
@@ -36,9 +40,15 @@ public enum EgressSinkSpecification: Sendable, Hashable, CustomStringConvertible
                 throw EgressSinkSpecificationError("sink kafka: needs HOST:PORT[,HOST:PORT…], got \(text)")
             }
             self = .kafka(bootstrapServers: servers)
+        case _ where text.hasPrefix("otlp:"):
+            do {
+                self = .otlp(endpoint: try OTLPEndpoint(parsing: String(text.dropFirst(5)), signalPath: "/v1/logs", what: "sink otlp:"))
+            } catch {
+                throw EgressSinkSpecificationError(error.description)
+            }
         default:
             throw EgressSinkSpecificationError(
-                "sink must be log, null, file:PATH, http(s)://… or kafka:HOST:PORT[,…], got \(text)"
+                "sink must be log, null, file:PATH, http(s)://…, kafka:HOST:PORT[,…] or otlp:https://…, got \(OTLPEndpoint(redacting: text))"
             )
         }
     }
@@ -64,7 +74,7 @@ public enum EgressSinkSpecification: Sendable, Hashable, CustomStringConvertible
     /// Whether the sink can fail on a remote side (and so writes through the disk spool by default).
     public var canFailRemotely: Bool {
         switch self {
-        case .metrics, .kafka: return true
+        case .metrics, .kafka, .otlp: return true
         case .log, .null, .file: return false
         }
     }
@@ -77,6 +87,7 @@ public enum EgressSinkSpecification: Sendable, Hashable, CustomStringConvertible
         case .file(let path): return "file:\(path)"
         case .metrics(let url): return url.split(separator: "?", maxSplits: 1).first.map { $0 + (url.contains("?") ? "?…" : "") } ?? url
         case .kafka(let servers): return "kafka:" + servers.joined(separator: ",")
+        case .otlp(let endpoint): return "otlp:\(endpoint)"
         }
     }
 }
@@ -103,6 +114,8 @@ extension EgressSinkSpecification {
         apiKey: @escaping @Sendable () -> String? = { nil },
         fileSync: FileSink.SyncPolicy = .never,
         kafka: KafkaSink.Configuration = .init(bootstrapServers: []),
+        otlp: OTLPLogOptions = .init(),
+        tracing: DeliveryTracing = .off,
         logger: Logger,
         logOutput: @escaping @Sendable (String) -> Void
     ) throws -> any EgressSink {
@@ -112,11 +125,36 @@ extension EgressSinkSpecification {
         case .file(let path): return try FileSink(path: path, syncPolicy: fileSync)
         case .metrics(let url):
             guard let httpClient else { throw EgressSinkSpecificationError("the metrics sink cannot be used here; use log, null or file:PATH") }
-            return MetricsReporter(configuration: .init(url: url), httpClient: httpClient, apiKey: apiKey, logger: logger)
+            return MetricsReporter(configuration: .init(url: url), httpClient: httpClient, apiKey: apiKey, tracing: tracing, logger: logger)
+        case .otlp(let endpoint):
+            guard let httpClient else { throw EgressSinkSpecificationError("the OTLP sink cannot be used here; use log, null or file:PATH") }
+            let configuration = MetricsReporter.Configuration(
+                url: endpoint.url,
+                format: .otlpLogs(serviceName: otlp.serviceName, resourceAttributes: otlp.resourceAttributes),
+                headers: otlp.headers
+            )
+            // The metrics API key, when one is configured, goes as a bearer header here too.
+            return MetricsReporter(configuration: configuration, httpClient: httpClient, apiKey: apiKey, tracing: tracing, logger: logger)
         case .kafka(let servers):
             var configuration = kafka
             configuration.bootstrapServers = servers
             return try KafkaSink(configuration: configuration, logger: logger)
         }
+    }
+}
+
+/// Settings of the OTLP log sink beyond its URL.
+public struct OTLPLogOptions: Sendable {
+    /// Request headers (`TRICKLE_RELAY_OTLP_LOGS_HEADERS`, OpenTelemetry's `key=value,…` form). Never logged.
+    public var headers: [(String, String)]
+    /// The resource's `service.name`. Default `trickle-relay-client`.
+    public var serviceName: String
+    /// More resource attributes (`host.name` by default).
+    public var resourceAttributes: [(String, String)]
+
+    public init(headers: [(String, String)] = [], serviceName: String = "trickle-relay-client", resourceAttributes: [(String, String)] = [("host.name", MetricsReporter.hostName())]) {
+        self.headers = headers
+        self.serviceName = serviceName
+        self.resourceAttributes = resourceAttributes
     }
 }

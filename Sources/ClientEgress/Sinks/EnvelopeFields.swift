@@ -7,6 +7,28 @@ public struct EnvelopeFields: Sendable, Hashable {
     public var id: String?
     public var type: String?
     public var sessionID: String?
+    /// `timestamp`, `data.connection_id`, `data.traceparent` and `data.tracestate`: read only by
+    /// ``init(including:)`` (a sink that correlates with traces).
+    public var timestamp: String?
+    public var connectionID: String?
+    public var traceparent: String?
+    public var tracestate: String?
+
+    /// Reads every field above, the trace context included.
+    public init(including envelope: ByteBuffer) {
+        self.init(envelope)
+        envelope.withUnsafeReadableBytes { bytes in
+            func string(_ name: StaticString, in bytes: UnsafeRawBufferPointer) -> String? {
+                JSONSkim.stringContents(name, in: bytes).map { String(decoding: UnsafeRawBufferPointer(rebasing: bytes[$0]), as: UTF8.self) }
+            }
+            self.timestamp = string("timestamp", in: bytes)
+            guard let data = Self.dataRange(in: bytes) else { return }
+            let object = UnsafeRawBufferPointer(rebasing: bytes[data])
+            self.connectionID = string("connection_id", in: object)
+            self.traceparent = string("traceparent", in: object)
+            self.tracestate = string("tracestate", in: object)
+        }
+    }
 
     /// Reads the fields of one envelope; missing or non-string fields are `nil`. The envelope is expected to be
     /// valid JSON (every envelope a sink gets was validated by the dispatcher): it is skimmed, not re-validated.
@@ -62,7 +84,7 @@ public struct EnvelopeFields: Sendable, Hashable {
     }
 
     /// The range of the `data` object.
-    private static func dataRange(in bytes: UnsafeRawBufferPointer) -> Range<Int>? {
+    static func dataRange(in bytes: UnsafeRawBufferPointer) -> Range<Int>? {
         guard let data = JSONSkim.member("data", in: bytes), bytes[data.lowerBound] == UInt8(ascii: "{") else { return nil }
         return data
     }

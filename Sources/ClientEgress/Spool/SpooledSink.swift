@@ -35,6 +35,7 @@ public final class SpooledSink: EgressSink {
     private let progress = GenerationSignal()
     private let stopRequested = OneShotSignal<Void>()
     private let finished = OneShotSignal<Void>()
+    private let tracing: DeliveryTracing
 
     /// Creates a spooled sink delivering to `downstream`.
     public init(
@@ -42,8 +43,10 @@ public final class SpooledSink: EgressSink {
         downstream: any EgressSink,
         batchRecords: Int = 500,
         retryBackoff: Backoff = Backoff(initial: .seconds(1), maximum: .seconds(60)),
+        tracing: DeliveryTracing = .off,
         logger: Logger
     ) {
+        self.tracing = tracing
         self.spool = spool
         self.downstream = downstream
         self.batchRecords = batchRecords
@@ -61,7 +64,10 @@ public final class SpooledSink: EgressSink {
 
     /// Appends to the spool. Records the spool cannot take (full) are counted in its stats and reported there.
     public func export(_ records: some Collection<TelemetryRecord> & Sendable) async throws {
-        await self.spool.append(records)
+        // One span per appended batch (the relay's own work: `trickle_relay.spool.write`).
+        await self.tracing.withSpan("trickle_relay.spool.write", attributes: ["trickle_relay.events": records.count]) {
+            await self.spool.append(records)
+        }
     }
 
     /// Waits until everything in the spool was delivered and settled (or the task is cancelled).

@@ -43,10 +43,28 @@ public enum TelemetryEnvelope {
         timestampMillis: Int64,
         id: String? = nil
     ) throws(Failure) -> ByteBuffer {
-        let id = id ?? Self.makeID()
+        var invalid = 0
+        return try self.make(event: event, identity: identity, timestampMillis: timestampMillis, id: id, traceContext: nil, invalidTraceValues: &invalid)
+    }
+
+    /// Returns the envelope for `event`, carrying a W3C trace context in its `data` (`traceparent`,
+    /// `tracestate`).
+    ///
+    /// The event's own `traceparent`/`tracestate` members (a bare event's, or a full envelope's `data`'s) are
+    /// checked with ``TraceContextHeaders/validate(traceparent:tracestate:)``: valid ones stay byte for byte,
+    /// malformed ones are removed (never forwarded) and counted in `invalidTraceValues`. When the event has no
+    /// valid `traceparent` of its own, `traceContext` (from the ingest request's headers, already checked) is
+    /// added to `data`.
+    public static func make(
+        event: ByteBuffer,
+        identity: SessionIdentity,
+        timestampMillis: Int64,
+        id: String? = nil,
+        traceContext: TraceContextHeaders?,
+        invalidTraceValues: inout Int
+    ) throws(Failure) -> ByteBuffer {
         let minified = JSONMinifier.minify(event)
         // One validating scan gives the members (key and value ranges) too.
-        typealias Member = (key: Range<Int>, range: Range<Int>, kind: JSONScanner.ValueKind)
         var members: [Member] = []
         let scanned: Result<JSONScanner.ValueKind, JSONSyntaxError> = minified.withUnsafeReadableBytes { bytes in
             let base = bytes.baseAddress
@@ -79,13 +97,15 @@ public enum TelemetryEnvelope {
             minified.getSlice(at: minified.readerIndex + range.lowerBound, length: range.count)!  // within the buffer
         }
         if let type = member("type"), type.kind == .string, bytesEqual(type.range, "\"stream_trace\""),
-            member("id")?.kind == .string, member("timestamp") != nil, member("data")?.kind == .object
+            member("id")?.kind == .string, member("timestamp") != nil, let data = member("data"), data.kind == .object
         {
-            return minified  // already an envelope: stamped once, upstream
+            // Already an envelope: stamped once, upstream. Only its trace context members may change.
+            return Self.checkingTraceContext(ofEnvelope: minified, data: data.range, given: traceContext, invalid: &invalidTraceValues)
         }
         guard let type = member("type"), type.kind == .string else {
             throw Failure(reason: "a telemetry event needs a string \"type\"")
         }
+        let id = id ?? Self.makeID()
         let timestamp = String(timestampMillis)
         var envelope = ByteBufferAllocator().buffer(capacity: minified.readableBytes + 256)
         envelope.writeString(#"{"id":"#)
@@ -111,14 +131,58 @@ public enum TelemetryEnvelope {
             envelope.writeString(#","connection_id":"#)
             envelope.writeJSONString(connectionID)
         }
-        for member in members where !bytesEqual(member.key, "type") {
+        let trace = TraceMembers(members, in: minified, given: traceContext)
+        invalidTraceValues += trace.invalidValues
+        for member in members where !bytesEqual(member.key, "type") && !trace.drops(member) {
             envelope.writeString(",\"")
             envelope.writeImmutableBuffer(raw(member.key))
             envelope.writeString("\":")
             envelope.writeImmutableBuffer(raw(member.range))
         }
+        trace.writeAdded(into: &envelope)
         envelope.writeString("}}")
         return envelope
+    }
+
+    typealias Member = (key: Range<Int>, range: Range<Int>, kind: JSONScanner.ValueKind)
+
+    /// A full envelope whose `data` (at `dataRange` of `envelope`) has its trace context members checked: the
+    /// same bytes when there is nothing to drop or add, else the envelope with `data` rebuilt.
+    private static func checkingTraceContext(
+        ofEnvelope envelope: ByteBuffer,
+        data dataRange: Range<Int>,
+        given: TraceContextHeaders?,
+        invalid: inout Int
+    ) -> ByteBuffer {
+        var members: [Member] = []
+        envelope.withUnsafeReadableBytes { bytes in
+            let data = UnsafeRawBufferPointer(rebasing: bytes[dataRange])
+            let base = data.baseAddress
+            _ = try? JSONScanner.scan(data) { key, member in
+                let offset = key.baseAddress.flatMap { pointer in base.map { pointer - $0 } } ?? 0
+                members.append((dataRange.lowerBound + offset..<dataRange.lowerBound + offset + key.count, (dataRange.lowerBound + member.range.lowerBound)..<(dataRange.lowerBound + member.range.upperBound), member.kind))
+            }
+        }
+        let trace = TraceMembers(members, in: envelope, given: given)
+        invalid += trace.invalidValues
+        guard trace.changes else { return envelope }
+        func raw(_ range: Range<Int>) -> ByteBuffer { envelope.getSlice(at: envelope.readerIndex + range.lowerBound, length: range.count)! }
+        var rebuilt = ByteBufferAllocator().buffer(capacity: envelope.readableBytes + 128)
+        rebuilt.writeImmutableBuffer(raw(0..<dataRange.lowerBound))
+        rebuilt.writeString("{")
+        var first = true
+        for member in members where !trace.drops(member) {
+            if !first { rebuilt.writeString(",") }
+            first = false
+            rebuilt.writeString("\"")
+            rebuilt.writeImmutableBuffer(raw(member.key))
+            rebuilt.writeString("\":")
+            rebuilt.writeImmutableBuffer(raw(member.range))
+        }
+        trace.writeAdded(into: &rebuilt, leadingComma: !first)
+        rebuilt.writeString("}")
+        rebuilt.writeImmutableBuffer(raw(dataRange.upperBound..<envelope.readableBytes))
+        return rebuilt
     }
 
     /// A fresh envelope id: a lowercase UUID v4, like Python's `str(uuid.uuid4())`.

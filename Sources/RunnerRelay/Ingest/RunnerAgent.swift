@@ -1,5 +1,6 @@
 public import AsyncHTTPClient
 import Foundation
+import HTTPTypes
 import Hummingbird
 public import Logging
 import NIOCore
@@ -260,7 +261,13 @@ public final class RunnerAgent: Service, Sendable {
         }
         guard !lines.isEmpty else { return Self.error(.badRequest, "the body holds no JSON object") }
         if !control {
-            for line in lines { session.relay.sink.emit(line) }
+            // The request's W3C trace context applies to every event in it that has no valid one of its own.
+            let trace = TraceContextHeaders.validate(
+                traceparent: Self.singleHeader("traceparent", of: request),
+                tracestate: Self.singleHeader("tracestate", of: request)
+            )
+            session.relay.sink.countInvalidTraceContext(trace.invalidValues)
+            for line in lines { session.relay.sink.emit(line, traceContext: trace.context) }
             return Self.json(.accepted, #"{"accepted":\#(lines.count)}"#)
         }
         for (index, line) in lines.enumerated() where !session.relay.sink.trySendControl(line) {
@@ -271,6 +278,18 @@ public final class RunnerAgent: Service, Sendable {
             )
         }
         return Self.json(.accepted, #"{"accepted":\#(lines.count)}"#)
+    }
+
+    /// A header's value; several `traceparent` headers are malformed (the spec allows one), and several
+    /// `tracestate` headers are one list joined with commas.
+    private static func singleHeader(_ name: String, of request: Request) -> String? {
+        guard let field = HTTPField.Name(name) else { return nil }
+        let values = request.headers[values: field]
+        switch values.count {
+        case 0: return nil
+        case 1: return values[0]
+        default: return name == "tracestate" ? values.joined(separator: ",") : "\(values.count) traceparent headers"
+        }
     }
 
     // MARK: Metrics
@@ -294,6 +313,7 @@ public final class RunnerAgent: Service, Sendable {
         metric("telemetry_refused_total", .counter, "Telemetry events refused as larger than the line cap.", totals.refused)
         metric("telemetry_invalid_total", .counter, "Telemetry events that were not a JSON object with a type.", totals.invalid)
         metric("telemetry_disabled_total", .counter, "Telemetry events discarded because telemetry is off.", totals.disabled)
+        metric("trace_context_invalid_total", .counter, "W3C traceparent/tracestate values dropped as malformed (never forwarded).", totals.traceContextInvalid)
         metric("control_events_total", .counter, "Control-path events written.", totals.controlWritten)
         metric("bytes_written_total", .counter, "Bytes written onto events channels.", totals.bytesWritten)
         metric("segments_total", .counter, "Segments completed on events channels.", segments)
@@ -336,6 +356,7 @@ extension TrickleEventsSink.Stats {
         sum.invalid += rhs.invalid
         sum.disabled += rhs.disabled
         sum.redactions += rhs.redactions
+        sum.traceContextInvalid += rhs.traceContextInvalid
         sum.controlWritten += rhs.controlWritten
         sum.bytesWritten += rhs.bytesWritten
         sum.writerErrors += rhs.writerErrors

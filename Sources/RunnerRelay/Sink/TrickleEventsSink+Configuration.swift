@@ -1,3 +1,5 @@
+public import Tracing
+
 extension TrickleEventsSink {
     /// Configuration of a ``TrickleEventsSink``.
     public struct Configuration: Sendable {
@@ -20,6 +22,9 @@ extension TrickleEventsSink {
         public var controlQueueCapacity: Int
         /// How often, at most, a `telemetry_dropped` report is relayed while drops happen. Default 1 s.
         public var dropReportInterval: Duration
+        /// The relay's own tracer: each segment upload becomes a `trickle_relay.segment.publish` span. `nil`
+        /// (the default) traces nothing.
+        public var tracer: (any Tracer)? = nil
 
         /// Creates a configuration; every parameter but the identity has the documented default.
         public init(
@@ -68,6 +73,8 @@ extension TrickleEventsSink {
         public var disabled = 0
         /// Strings redacted by the scrubber.
         public var redactions = 0
+        /// W3C trace context values (`traceparent`, `tracestate`) dropped as malformed: never forwarded.
+        public var traceContextInvalid = 0
         /// Control-path lines written.
         public var controlWritten = 0
         /// Bytes written onto the channel (framed lines with their newline).

@@ -4,6 +4,7 @@ public import Logging
 public import NIOCore
 public import ServiceLifecycle
 import Synchronization
+import Tracing
 public import TrickleProtocol
 
 /// The runner-side telemetry sink: `emit` from any thread or task, never blocking, never throwing; a bounded
@@ -21,6 +22,7 @@ public final class TrickleEventsSink: Service, Sendable {
     private struct QueuedEvent {
         var bytes: ByteBuffer
         var timestampMillis: Int64
+        var traceContext: TraceContextHeaders? = nil
     }
 
     private struct State {
@@ -71,7 +73,9 @@ public final class TrickleEventsSink: Service, Sendable {
             + (configuration.identity.connectionID?.utf8.count ?? 0) * 2 + configuration.identity.clientSource.utf8.count * 2
         // `relayed` means accepted by the server: each segment's telemetry lines are counted when its upload
         // ends, into `relayed` (the server answered 200 after the last byte) or `lost` (the upload failed).
+        let tracer = configuration.tracer
         writer.publisher.onSegmentOutcome { [weak self] outcome in
+            if let tracer { Self.traceUpload(outcome, tracer: tracer) }
             guard outcome.units > 0, let self else { return }
             self.state.withLock { state in
                 if outcome.accepted {
@@ -82,6 +86,20 @@ public final class TrickleEventsSink: Service, Sendable {
                 }
             }
         }
+    }
+
+    /// A span for one segment's upload, from when it was opened to its outcome (the relay's own tracer).
+    private static func traceUpload(_ outcome: TricklePublisher.SegmentOutcome, tracer: any Tracer) {
+        let span = tracer.startSpan(
+            "trickle_relay.segment.publish",
+            context: .topLevel,
+            ofKind: .producer,
+            at: DefaultTracerClock.Timestamp(nanosecondsSinceEpoch: outcome.openedAtNanos)
+        )
+        span.attributes["trickle.seq"] = outcome.seq
+        span.attributes["trickle_relay.events"] = outcome.units
+        if !outcome.accepted { span.setStatus(SpanStatus(code: .error, message: "the segment's upload failed")) }
+        span.end()
     }
 
     /// The counters so far.
@@ -102,6 +120,13 @@ public final class TrickleEventsSink: Service, Sendable {
     /// an event too large for the line cap is refused (and counted); when telemetry is disabled it is counted
     /// and discarded.
     public func emit(_ event: ByteBuffer) {
+        self.emit(event, traceContext: nil)
+    }
+
+    /// Queues one telemetry event with the W3C trace context it was handed over with (e.g. the ingest request's
+    /// `traceparent` header, already validated): the envelope carries it in `data` unless the event has a valid
+    /// context of its own.
+    public func emit(_ event: ByteBuffer, traceContext: TraceContextHeaders?) {
         let timestamp = Self.unixMillisecondsNow()
         let size = event.readableBytes
         let waiter: CheckedContinuation<Void, Never>? = self.state.withLock { state in
@@ -120,7 +145,7 @@ public final class TrickleEventsSink: Service, Sendable {
                 state.refusedSinceReport += 1
                 return nil
             }
-            state.telemetry.append(QueuedEvent(bytes: event, timestampMillis: timestamp))
+            state.telemetry.append(QueuedEvent(bytes: event, timestampMillis: timestamp, traceContext: traceContext))
             state.queuedBytes += size
             while state.telemetry.count > self.configuration.maximumQueuedEvents
                 || state.queuedBytes > self.configuration.maximumQueuedBytes
@@ -136,6 +161,13 @@ public final class TrickleEventsSink: Service, Sendable {
             return state.drainWaiter
         }
         waiter?.resume()
+    }
+
+    /// Counts trace context values dropped as malformed before they reached ``emit(_:traceContext:)`` (an
+    /// ingest request's bad `traceparent` header).
+    public func countInvalidTraceContext(_ values: Int) {
+        guard values > 0 else { return }
+        self.state.withLock { $0.stats.traceContextInvalid += values }
     }
 
     /// Queues one telemetry event given as text.
@@ -299,11 +331,17 @@ public final class TrickleEventsSink: Service, Sendable {
     /// Stamps, scrubs and frames one event; `nil` when it is not a valid event (counted).
     private func prepare(_ event: QueuedEvent) -> ByteBuffer? {
         var envelope: ByteBuffer
+        var invalidTraceValues = 0
+        defer {
+            if invalidTraceValues > 0 { self.state.withLock { $0.stats.traceContextInvalid += invalidTraceValues } }
+        }
         do {
             envelope = try TelemetryEnvelope.make(
                 event: event.bytes,
                 identity: self.configuration.identity,
-                timestampMillis: event.timestampMillis
+                timestampMillis: event.timestampMillis,
+                traceContext: event.traceContext,
+                invalidTraceValues: &invalidTraceValues
             )
         } catch {
             self.state.withLock { $0.stats.invalid += 1 }

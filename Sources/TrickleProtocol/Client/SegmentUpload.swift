@@ -16,6 +16,8 @@ final class SegmentUpload: Sendable {
     /// Units (e.g. telemetry lines) the writer counted into this segment, reported with its outcome.
     private let units = Atomic<Int>(0)
     private let onOutcome: (@Sendable (TricklePublisher.SegmentOutcome) -> Void)?
+    /// When the segment was opened (Unix ns), for a trace span of its upload.
+    private let openedAtNanos = WallClock.unixNanoseconds()
 
     /// - Parameter predecessor: The upload of the previous seq, if still in flight: this body waits for it.
     init(
@@ -39,6 +41,6 @@ final class SegmentUpload: Sendable {
     func complete(_ result: Result) {
         guard self.done.fulfill(result) else { return }
         let units = self.units.load(ordering: .relaxed)
-        self.onOutcome?(.init(seq: self.seq, accepted: result == .completed, units: units))
+        self.onOutcome?(.init(seq: self.seq, accepted: result == .completed, units: units, openedAtNanos: self.openedAtNanos))
     }
 }

@@ -22,6 +22,10 @@ public enum TrickleHTTPClient {
         // their own back-off and log the failure state. (AsyncHTTPClient's default keeps retrying the
         // connection silently until the request's deadline — 24 h for a streaming request.)
         configuration.connectionPool.retryConnectionEstablishment = false
+        // AsyncHTTPClient traces with the process-global tracer unless told otherwise: the relay's requests must
+        // not appear in an embedding application's traces (the relay traces its own work with its own tracer,
+        // and sets `traceparent` itself where a request continues an event's trace).
+        configuration.tracing.tracer = nil
         return configuration
     }
 

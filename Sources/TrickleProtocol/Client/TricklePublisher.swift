@@ -79,6 +79,8 @@ public actor TricklePublisher: Service {
         public var accepted: Bool
         /// The units (e.g. lines) written into it.
         public var units: Int
+        /// When the segment was opened, in Unix nanoseconds (its upload ended now).
+        public var openedAtNanos: UInt64 = 0
     }
 
     /// Calls `handler` once per segment when its upload ends, accepted or not: how a writer learns which of

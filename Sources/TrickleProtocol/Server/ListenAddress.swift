@@ -19,8 +19,16 @@ public struct ListenAddress: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// Whether `host` is this machine only (127.0.0.0/8, `::1`, `localhost`).
+    ///
+    /// Only literal addresses count (and the name `localhost`): `127.example.com` is a name anyone can point
+    /// anywhere, not a loopback address.
     public static func isLoopback(_ host: String) -> Bool {
-        host == "localhost" || host == "::1" || host.hasPrefix("127.")
+        if host == "localhost" || host == "::1" || host == "[::1]" { return true }
+        let octets = host.split(separator: ".", omittingEmptySubsequences: false)
+        guard octets.count == 4, octets[0] == "127" else { return false }
+        return octets.allSatisfy { octet in
+            !octet.isEmpty && octet.utf8.count <= 3 && octet.utf8.allSatisfy { $0 >= 0x30 && $0 <= 0x39 } && Int(octet)! <= 255
+        }
     }
 
     public var isLoopback: Bool { Self.isLoopback(self.host) }

@@ -45,7 +45,7 @@ struct TrickleServerTests {
             let port = Int(base.split(separator: ":").last!)!
             let head = "POST /ch/0 HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\nExpect: 100-continue\r\n\r\n"
             // Without the interim answer the client waits (curl: a second per request) before sending anyway.
-            let reply = try await RawConnection.sendAndReadReply(port: port, bytes: head, timeout: .seconds(3))
+            let reply = try await RawConnection.sendAndReadReply(port: port, bytes: head, timeout: .seconds(10))
             #expect(reply.hasPrefix("HTTP/1.1 100"), "\(reply.debugDescription)")
             #expect(try await client.send(.POST, "\(base)/ch/1", body: "{\"a\":1}\n", headers: ["Expect": "100-continue"]).status == 200)
         }

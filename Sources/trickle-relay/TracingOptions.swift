@@ -1,0 +1,41 @@
+import ArgumentParser
+import ClientEgress
+import Foundation
+import Logging
+import RelayTracing
+
+/// The relay's own OTLP tracing, configured from the environment (`TRICKLE_RELAY_OTLP_TRACES_ENDPOINT`…): off
+/// unless an endpoint is set.
+struct TracingOptions: ParsableArguments {
+    @Flag(
+        help: """
+            Also install the relay's tracer as the process-global one (InstrumentationSystem). Off by default: the \
+            relay's spans go only to TRICKLE_RELAY_OTLP_TRACES_ENDPOINT, through a tracer of its own.
+            """
+    )
+    var otelGlobal = false
+
+    /// The configuration for a process of `role`, checked at argument validation (a bad endpoint exits 64).
+    func configuration(role: String) throws -> RelayTracingConfiguration? {
+        do {
+            return try RelayTracingConfiguration.fromEnvironment(
+                ProcessInfo.processInfo.environment,
+                role: role,
+                hostName: MetricsReporter.hostName(),
+                installsGlobally: self.otelGlobal
+            )
+        } catch {
+            throw ValidationError(error.description)
+        }
+    }
+
+    /// The tracer for a process of `role`, or `nil` when tracing is off.
+    func makeTracing(role: String, logger: Logger) throws -> RelayTracing? {
+        guard let configuration = try self.configuration(role: role) else { return nil }
+        logger.info(
+            "relay tracing on",
+            metadata: ["otlp.endpoint": "\(configuration.endpoint)", "otlp.service_name": "\(configuration.serviceName)", "otlp.global": "\(configuration.installsGlobally)"]
+        )
+        return try RelayTracing(configuration: configuration, logger: logger)
+    }
+}

@@ -1,0 +1,220 @@
+import AsyncHTTPClient
+import ClientEgress
+import Foundation
+import HTTPTypes
+import InMemoryTracing
+import Instrumentation
+import Logging
+import NIOCore
+import RelayTracing
+import Synchronization
+import Testing
+import Tracing
+import TrickleProtocol
+import TrickleTestSupport
+
+private let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+private func envelope(_ id: String, traceparent: String? = nil) -> TelemetryRecord {
+    let trace = traceparent.map { #","traceparent":"\#($0)","tracestate":"vendor=a1""# } ?? ""
+    return TelemetryRecord(
+        envelope: ByteBuffer(
+            string: #"{"id":"\#(id)","type":"stream_trace","timestamp":"1763719200123","data":{"type":"pipeline_loaded","session_id":"s-1","connection_id":"c-1","note":"quote \" back\\slash é 🎉","n":1.50e3\#(trace)}}"#
+        ),
+        seq: 0,
+        lineNumber: 1
+    )
+}
+
+/// Runs an OTLP log sink (the reporter in its OTLP format) against `receiver` while `body` runs.
+private func withOTLPSink(
+    _ receiver: OTLPReceiver,
+    tracing: DeliveryTracing = .off,
+    _ body: @Sendable (MetricsReporter, String) async throws -> Void
+) async throws {
+    try await receiver.run { base in
+        try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration()) { client in
+            let specification = try EgressSinkSpecification(parsing: "otlp:\(base)")
+            let sink = try specification.makeSink(
+                httpClient: client,
+                otlp: OTLPLogOptions(headers: [("x-tenant", "t-7")], serviceName: "relay-test"),
+                tracing: tracing,
+                logger: quietLogger,
+                logOutput: { _ in }
+            )
+            let reporter = try #require(sink as? MetricsReporter)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await reporter.run() }
+                try await body(reporter, base)
+                await reporter.shutdown()
+                try await group.waitForAll()
+            }
+        }
+    }
+}
+
+@Suite("OTLP log sink and the relay's own tracing, against a real OTLP/HTTP receiver", .serialized, .timeLimit(.minutes(1)))
+struct OTLPSinkTests {
+    @Test("every envelope arrives once as a log record whose body is the envelope's bytes; 503s are ridden out")
+    func logRecords() async throws {
+        let receiver = OTLPReceiver { _, index in index < 3 ? .serviceUnavailable : .ok }
+        let records = (0..<20).map { envelope("e\($0)", traceparent: $0 == 0 ? parent : nil) }
+        let stats = Mutex(MetricsReporter.Stats())
+        try await withOTLPSink(receiver) { reporter, _ in
+            try await reporter.export(records)
+            try await reporter.forceFlush()
+            try await waitUntil("20 log records, settled") { receiver.logRecords.count >= 20 && reporter.stats.sent == 20 }
+            stats.withLock { $0 = reporter.stats }
+        }
+        let received = receiver.logRecords
+        #expect(received.count == 20)
+        #expect(received.map(\.body) == records.map { String(buffer: $0.envelope) })  // byte for byte, in order
+        let first = try #require(received.first)
+        #expect(first.attributes["data.type"] == "pipeline_loaded")
+        #expect(first.attributes["session_id"] == "s-1")
+        #expect(first.attributes["connection_id"] == "c-1")
+        #expect(first.attributes["event.id"] == "e0")
+        #expect(first.attributes["traceparent"] == parent)
+        #expect(first.attributes["tracestate"] == "vendor=a1")
+        #expect(first.traceID == "4bf92f3577b34da6a3ce929d0e0e4736")
+        #expect(first.spanID == "00f067aa0ba902b7")
+        #expect(first.timeUnixNano == "1763719200123000000")
+        #expect(received[1].traceID == nil)
+        let requests = receiver.requests
+        #expect(requests.prefix(3).allSatisfy { $0.status == .serviceUnavailable })
+        #expect(requests.allSatisfy { $0.path == "/v1/logs" && $0.contentType == "application/json" && $0.headers["x-tenant"] == "t-7" })
+        #expect(stats.withLock { $0.retries } == 3)
+        #expect(stats.withLock { $0.sent } == 20)
+    }
+
+    @Test("a batch whose events share one parent carries it as traceparent when the relay does not trace")
+    func traceparentWithoutTracer() async throws {
+        let receiver = OTLPReceiver()
+        try await withOTLPSink(receiver) { reporter, _ in
+            try await reporter.export([envelope("a", traceparent: parent), envelope("b"), envelope("c", traceparent: parent)])
+            try await reporter.forceFlush()
+            try await waitUntil("3 log records") { receiver.logRecords.count >= 3 }
+        }
+        #expect(receiver.requests.first?.traceparent == parent)
+    }
+
+    @Test("the delivery span is a child of the event's traceparent, exported to the relay's endpoint only, never to the global tracer")
+    func deliverySpans() async throws {
+        // An application's own global tracer: the relay must leave it alone.
+        let global = InMemoryTracer()
+        InstrumentationSystem.bootstrap(global)
+        let traces = OTLPReceiver()
+        let logs = OTLPReceiver()
+        let tracesBaseURL = Mutex("")
+        try await traces.run { tracesBase in
+            tracesBaseURL.withLock { $0 = tracesBase }
+            let configuration = RelayTracingConfiguration(
+                endpoint: try OTLPEndpoint(parsing: tracesBase, signalPath: "/v1/traces", what: "test"),
+                serviceName: "trickle-relay-client",
+                resourceAttributes: ["trickle_relay.role": "client"],
+                usesJSON: true,
+                exportInterval: .milliseconds(50)
+            )
+            let tracing = try RelayTracing(configuration: configuration, logger: quietLogger)
+            try await RelayTracing.running(tracing, logger: quietLogger) {
+                try await withOTLPSink(logs, tracing: DeliveryTracing(tracer: tracing.tracer)) { reporter, _ in
+                    try await reporter.export([envelope("one", traceparent: parent)])
+                    try await reporter.forceFlush()
+                    try await waitUntil("the log record") { logs.logRecords.count == 1 }
+                    // Several parents in one batch: the span links them.
+                    let other = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+                    try await reporter.export([envelope("two", traceparent: parent), envelope("three", traceparent: other)])
+                    try await reporter.forceFlush()
+                    try await waitUntil("the log records") { logs.logRecords.count == 3 }
+                }
+            }
+            try await waitUntil("the delivery spans") { traces.spans.filter { $0.name == "trickle_relay.otlp_logs.deliver" }.count >= 2 }
+        }
+        let deliveries = traces.spans.filter { $0.name == "trickle_relay.otlp_logs.deliver" }
+        let child = try #require(deliveries.first { $0.parentSpanID == "00f067aa0ba902b7" })
+        #expect(child.traceID == "4bf92f3577b34da6a3ce929d0e0e4736")
+        #expect(child.serviceName == "trickle-relay-client")
+        let linking = try #require(deliveries.first { $0.links.count == 2 })
+        #expect(Set(linking.links.map(\.spanID)) == ["00f067aa0ba902b7", "b7ad6b7169203331"])
+        // The request continued the delivery span's context, not the event's parent directly.
+        let sent = try #require(logs.requests.first?.traceparent)
+        #expect(sent.contains(child.spanID) && sent.contains("4bf92f3577b34da6a3ce929d0e0e4736"))
+        #expect(traces.requests.allSatisfy { $0.contentType == "application/json" })
+        // None of the relay's spans, and none of its requests to the sink, reached the application's tracer. (What
+        // may reach it is swift-otel's own exporter: its HTTP client takes AsyncHTTPClient's singleton
+        // configuration, which traces with the global tracer of the moment — its export POSTs to the relay's
+        // traces endpoint, not relay work.)
+        let leaked = (global.finishedSpans.map(\.operationName) + global.activeSpans.map(\.operationName))
+        #expect(!leaked.contains { $0.hasPrefix("trickle_relay") }, "\(leaked)")
+        // The relay's requests to the log sink were not traced there either: only the exporter's own POSTs to
+        // the traces endpoint are.
+        let foreign = global.finishedSpans.filter { span in
+            guard case .string(let url) = span.attributes["url.full"]?.toSpanAttribute() else { return true }
+            return !url.hasPrefix(tracesBaseURL.withLock { $0 } + "/v1/traces")
+        }
+        #expect(foreign.isEmpty, "\(foreign.map { "\($0.operationName) \($0.attributes)" })")
+    }
+
+    @Test("endpoints: http:// only to this machine, https:// anywhere, no path means the signal's")
+    func endpoints() throws {
+        #expect(throws: OTLPEndpoint.Failure.self) { try OTLPEndpoint(parsing: "http://collector.example:4318", signalPath: "/v1/logs", what: "x") }
+        #expect(throws: OTLPEndpoint.Failure.self) { try OTLPEndpoint(parsing: "http://127.evil.example:4318", signalPath: "/v1/logs", what: "x") }
+        #expect(throws: OTLPEndpoint.Failure.self) { try OTLPEndpoint(parsing: "ftp://127.0.0.1", signalPath: "/v1/logs", what: "x") }
+        #expect(throws: OTLPEndpoint.Failure.self) { try OTLPEndpoint(parsing: "nonsense", signalPath: "/v1/logs", what: "x") }
+        #expect(try OTLPEndpoint(parsing: "https://collector.example:4318", signalPath: "/v1/logs", what: "x").url == "https://collector.example:4318/v1/logs")
+        #expect(try OTLPEndpoint(parsing: "http://127.0.0.1:4318/custom/logs", signalPath: "/v1/logs", what: "x").url == "http://127.0.0.1:4318/custom/logs")
+        #expect(try OTLPEndpoint(parsing: "http://localhost:4318/", signalPath: "/v1/traces", what: "x").url == "http://localhost:4318/v1/traces")
+        do {
+            _ = try EgressSinkSpecification(parsing: "otlp:http://10.1.2.3:4318")
+            Issue.record("a cleartext non-loopback endpoint was accepted")
+        } catch {
+            #expect(error.description.contains("use https://"))
+        }
+        // Header lists: percent-decoded values, and a bad entry named without its (secret) value.
+        #expect(try OTLPEndpoint.headers(parsing: "api-key=abc%3D%3D, x-tenant=t1", what: "h").map { "\($0.0)=\($0.1)" } == ["api-key=abc==", "x-tenant=t1"])
+        do {
+            _ = try OTLPEndpoint.headers(parsing: "secretvalue-without-key", what: "h")
+            Issue.record("a malformed header list was accepted")
+        } catch {
+            #expect(error.description.contains("key=value"))
+        }
+    }
+
+    @Test("the relay's tracing configuration from the environment")
+    func tracingConfiguration() throws {
+        #expect(try RelayTracingConfiguration.fromEnvironment([:], role: "client", hostName: "h", installsGlobally: false) == nil)
+        #expect(throws: RelayTracingConfiguration.Failure.self) {
+            try RelayTracingConfiguration.fromEnvironment([:], role: "client", hostName: "h", installsGlobally: true)
+        }
+        #expect(throws: RelayTracingConfiguration.Failure.self) {
+            try RelayTracingConfiguration.fromEnvironment(["TRICKLE_RELAY_OTLP_TRACES_ENDPOINT": "http://collector:4318"], role: "client", hostName: "h", installsGlobally: false)
+        }
+        let configuration = try #require(
+            try RelayTracingConfiguration.fromEnvironment(
+                [
+                    "TRICKLE_RELAY_OTLP_TRACES_ENDPOINT": "https://collector:4318",
+                    "TRICKLE_RELAY_OTLP_TRACES_HEADERS": "authorization=Bearer%20t",
+                    "TRICKLE_RELAY_OTLP_RESOURCE_ATTRIBUTES": "deployment.environment=prod",
+                    "TRICKLE_RELAY_OTLP_TRACES_SAMPLER": "parentbased_traceidratio",
+                    "TRICKLE_RELAY_OTLP_TRACES_SAMPLER_ARG": "0.25",
+                ],
+                role: "runner",
+                hostName: "gpu-1",
+                installsGlobally: false
+            )
+        )
+        #expect(configuration.endpoint.url == "https://collector:4318/v1/traces")
+        #expect(configuration.serviceName == "trickle-relay-runner")
+        #expect(configuration.resourceAttributes == ["trickle_relay.role": "runner", "host.name": "gpu-1", "deployment.environment": "prod"])
+        #expect(configuration.sampler == .parentBasedTraceIDRatio(0.25))
+        #expect(configuration.headers.map(\.1) == ["Bearer t"])
+        #expect(throws: RelayTracingConfiguration.Failure.self) {
+            try RelayTracingConfiguration.fromEnvironment(
+                ["TRICKLE_RELAY_OTLP_TRACES_ENDPOINT": "https://c", "TRICKLE_RELAY_OTLP_TRACES_SAMPLER": "traceidratio", "TRICKLE_RELAY_OTLP_TRACES_SAMPLER_ARG": "7"],
+                role: "runner",
+                hostName: "h",
+                installsGlobally: false
+            )
+        }
+    }
+}

@@ -1,0 +1,98 @@
+import AsyncHTTPClient
+import Foundation
+import HTTPTypes
+import NIOHTTP1
+import Testing
+import TrickleProtocol
+import TrickleTestSupport
+
+/// Issue #13 across real processes: a `traceparent` handed to the runner's ingest API travels inside the
+/// envelopes, the client's OTLP log sink delivers every envelope through its spool while the receiver answers
+/// 503 for a while, and both relay processes export their own spans to the relay's traces endpoint.
+@Suite("Trace context and OTLP export across serve, runner and client", .timeLimit(.minutes(3)), .serialized)
+struct ObservabilityProcessTests {
+    @Test("ingest traceparent → envelope data → the client's delivery span is its child; every envelope a log record")
+    func traceAcrossTheRelay() async throws {
+        let parentSpan = "00f067aa0ba902b7"
+        let traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
+        let traceparent = "00-\(traceID)-\(parentSpan)-01"
+        let logs = OTLPReceiver { _, index in index < 2 ? .serviceUnavailable : .ok }
+        let traces = OTLPReceiver()
+        let spool = FileManager.default.temporaryDirectory.appendingPathComponent("otlp-spool-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: spool) }
+        try await traces.run { tracesBase in
+            try await logs.run { logsBase in
+                let tracing = [
+                    "TRICKLE_RELAY_OTLP_TRACES_ENDPOINT": tracesBase,
+                    "TRICKLE_RELAY_OTLP_TRACES_PROTOCOL": "http/json",
+                ]
+                let servePort = try await unusedPort()
+                let runnerPort = try await unusedPort()
+                let clientPort = try await unusedPort()
+                let serve = try await FaultChild.started(
+                    ["serve", "--port", "\(servePort)", "--log-level", "error"],
+                    healthURL: "http://127.0.0.1:\(servePort)/healthz"
+                )
+                defer { serve.stopIfRunning() }
+                let runner = try await FaultChild.started(
+                    ["runner", "--telemetry", "on", "--listen", "127.0.0.1:\(runnerPort)", "--segment-window", "1", "--log-level", "error"],
+                    environment: tracing,
+                    healthURL: "http://127.0.0.1:\(runnerPort)/healthz"
+                )
+                defer { runner.stopIfRunning() }
+                let channel = "http://127.0.0.1:\(servePort)/otel-s1-events"
+                let client = try await FaultChild.started(
+                    [
+                        "client", "--events-url", channel, "--start", "0", "--wait-for-channel", "60", "--sink", "otlp:\(logsBase)",
+                        "--spool-dir", spool.path, "--listen", "127.0.0.1:\(clientPort)", "--quiet", "--log-level", "error",
+                    ],
+                    environment: tracing,
+                    healthURL: "http://127.0.0.1:\(clientPort)/healthz"
+                )
+                defer { client.stopIfRunning() }
+                try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration()) { http in
+                    let started = try await http.send(.POST, "http://127.0.0.1:\(runnerPort)/v1/sessions", body: #"{"session_id":"s1","events_url":"\#(channel)"}"#)
+                    #expect(started.status == 201, "\(started.body)")
+                    let body = (0..<50).map { #"{"type":"metric","n":\#($0)}"# }.joined(separator: "\n")
+                    let bad = try await http.send(
+                        .POST, "http://127.0.0.1:\(runnerPort)/v1/sessions/s1/telemetry", body: #"{"type":"metric","n":-1}"#,
+                        headers: ["traceparent": "00-\(traceID.uppercased())-\(parentSpan)-01"]
+                    )
+                    #expect(bad.status == 202)
+                    let accepted = try await http.send(
+                        .POST, "http://127.0.0.1:\(runnerPort)/v1/sessions/s1/telemetry", body: body,
+                        headers: ["traceparent": traceparent, "tracestate": "vendor=a1"]
+                    )
+                    #expect(accepted.status == 202, "\(accepted.body)")
+                    try await waitUntil(timeout: .seconds(60), "51 metric log records") {
+                        logs.logRecords.filter { $0.attributes["data.type"] == "metric" }.count >= 51
+                    }
+                    let metrics = try await http.send(.GET, "http://127.0.0.1:\(runnerPort)/metrics")
+                    #expect(metrics.body.contains("trace_context_invalid_total 1"), "\(metrics.body)")
+                }
+                // SIGTERM: each process shuts its exporter down last, so the spans it still holds go out.
+                client.signal(SIGTERM)
+                runner.signal(SIGTERM)
+                let clientStatus = await client.exited.wait()
+                #expect(clientStatus == 0, "\(client.lines.values.suffix(10))")
+                let runnerStatus = await runner.exited.wait()
+                #expect(runnerStatus == 0, "\(runner.lines.values.suffix(10))")
+            }
+        }
+        let records = logs.logRecords.filter { $0.attributes["data.type"] == "metric" }
+        let numbers = records.compactMap { record -> Int? in
+            let object = (try? JSONSerialization.jsonObject(with: Data(record.body.utf8))) as? [String: Any]
+            return (object?["data"] as? [String: Any])?["n"] as? Int
+        }
+        #expect(Set(numbers) == Set(-1..<50))
+        let traced = records.filter { $0.attributes["traceparent"] != nil }
+        #expect(traced.count == 50)  // the upper-case traceparent was dropped, never forwarded
+        #expect(traced.allSatisfy { $0.attributes["traceparent"] == traceparent && $0.attributes["tracestate"] == "vendor=a1" && $0.traceID == traceID })
+        #expect(logs.requests.prefix(2).allSatisfy { $0.status == .serviceUnavailable })
+        let spans = traces.spans
+        let deliveries = spans.filter { $0.name == "trickle_relay.otlp_logs.deliver" && $0.traceID == traceID }
+        #expect(!deliveries.isEmpty, "\(spans.map(\.name))")
+        #expect(deliveries.contains { $0.parentSpanID == parentSpan && $0.serviceName == "trickle-relay-client" })
+        #expect(spans.contains { $0.name == "trickle_relay.segment.publish" && $0.serviceName == "trickle-relay-runner" })
+    }
+}
