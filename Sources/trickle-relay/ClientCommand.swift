@@ -327,11 +327,13 @@ struct ClientCommand: AsyncParsableCommand {
             throw ValidationError("name a channel: --events-url URL (repeatable), or --config FILE; or --keep-running to add channels through the control API")
         }
         let tracing = try self.tracingOptions.makeTracing(role: "client", logger: logger)
+        // Before any part of the pipeline creates its metric objects.
+        let exposition = ProcessMetrics.bootstrap()
         let sink = settings.sink
         // The key file may change on a reload: the reporter reads whichever is current.
         let apiKeyFile = CurrentKeyFile(settings.apiKeyFile)
         let quiet = self.quiet
-        let configuration = ClientApplication.Configuration(
+        var configuration = ClientApplication.Configuration(
             sink: sink,
             apiKey: { Self.apiKey(file: apiKeyFile.path) },
             fileSync: self.fileSync.policy,
@@ -355,11 +357,13 @@ struct ClientCommand: AsyncParsableCommand {
             otlp: settings.otlp,
             tracing: DeliveryTracing(tracer: tracing?.tracer)
         )
+        configuration.metricsExposition = exposition
+        let settled = configuration
         let summary = try await RelayTracing.running(tracing, logger: logger) {
           try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration(connectionsPerHost: 4096)) { client in
             let application: ClientApplication
             do {
-                application = try ClientApplication(configuration: configuration, httpClient: client, logger: logger) { _, event in
+                application = try ClientApplication(configuration: settled, httpClient: client, logger: logger) { _, event in
                     guard !quiet else { return }
                     var line = event.line
                     line.writeInteger(UInt8(ascii: "\n"))

@@ -132,6 +132,8 @@ struct RunnerCommand: AsyncParsableCommand {
         let consent = TelemetryConsent(flag: self.telemetry.flatMap(TelemetryConsent.parse), environment: ProcessInfo.processInfo.environment)
         logger.info("telemetry consent", metadata: ["telemetry.enabled": "\(consent.isEnabled)", "telemetry.reason": "\(consent.reason)"])
         let tracing = try self.tracingOptions.makeTracing(role: "runner", logger: logger)
+        // Before any part of the pipeline creates its metric objects.
+        let exposition = ProcessMetrics.bootstrap()
         var sinkDefaults = TrickleEventsSink.Configuration(
             identity: SessionIdentity(sessionID: self.sessionID ?? "", connectionID: self.connectionID, clientSource: self.clientSource),
             isTelemetryEnabled: consent.isEnabled,
@@ -144,7 +146,7 @@ struct RunnerCommand: AsyncParsableCommand {
         writer.publisher.lingerBeforeDelete = SecondsFlag.duration(self.closeLinger)
         guard let eventsURL else {
             try await RelayTracing.running(tracing, logger: logger) { [sinkDefaults, writer] in
-                try await self.runAgent(sinkDefaults: sinkDefaults, writer: writer, logger: logger, processStart: processStart)
+                try await self.runAgent(sinkDefaults: sinkDefaults, writer: writer, exposition: exposition, logger: logger, processStart: processStart)
             }
             return
         }
@@ -200,6 +202,7 @@ extension RunnerCommand {
     func runAgent(
         sinkDefaults: TrickleEventsSink.Configuration,
         writer: JSONLWriter.Configuration,
+        exposition: MetricsExposition,
         logger: Logger,
         processStart: ContinuousClock.Instant
     ) async throws {
@@ -207,17 +210,19 @@ extension RunnerCommand {
         let token = (self.token ?? Environment.secret(file: self.tokenFile, variables: ["TRICKLE_RELAY_TOKEN"])).map(BearerToken.init)
         try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration()) { client in
             let agent: RunnerAgent
+            var configuration = RunnerAgent.Configuration(
+                host: address.host,
+                port: address.port,
+                token: token,
+                sinkDefaults: sinkDefaults,
+                writer: writer,
+                flushTimeout: SecondsFlag.duration(self.flushTimeout),
+                heartbeatInterval: SecondsFlag.duration(self.heartbeatInterval)
+            )
+            configuration.metricsExposition = exposition
             do {
                 agent = try RunnerAgent(
-                    configuration: .init(
-                        host: address.host,
-                        port: address.port,
-                        token: token,
-                        sinkDefaults: sinkDefaults,
-                        writer: writer,
-                        flushTimeout: SecondsFlag.duration(self.flushTimeout),
-                        heartbeatInterval: SecondsFlag.duration(self.heartbeatInterval)
-                    ),
+                    configuration: configuration,
                     httpClient: client,
                     logger: logger,
                     processStart: processStart

@@ -116,8 +116,7 @@ struct ServeCommand: AsyncParsableCommand {
         NIOSingletons.groupLoopCountSuggestion = self.threads
         NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
         let logger = self.logging.makeLogger(label: "trickle-relay.serve")
-        let server = TrickleServer(
-            configuration: .init(
+        var configuration = TrickleServer.Configuration(
                 host: self.host,
                 port: self.port,
                 basePath: self.basePath,
@@ -128,9 +127,9 @@ struct ServeCommand: AsyncParsableCommand {
                 maximumRetainedBytes: self.maxRetainedBytes,
                 token: self.token.map(BearerToken.init),
                 tokenRequiredForReads: self.tokenForReads
-            ),
-            logger: logger
-        )
+            )
+        configuration.metricsExposition = ProcessMetrics.bootstrap()
+        let server = TrickleServer(configuration: configuration, logger: logger)
         for channel in self.channels { server.createChannel(named: channel) }
         let group = ServiceGroup(
             configuration: .init(

@@ -68,7 +68,18 @@ struct ObservabilityProcessTests {
                         logs.logRecords.filter { $0.attributes["data.type"] == "metric" }.count >= 51
                     }
                     let metrics = try await http.send(.GET, "http://127.0.0.1:\(runnerPort)/metrics")
-                    #expect(metrics.body.contains("trace_context_invalid_total 1"), "\(metrics.body)")
+                    #expect(metrics.body.contains("trickle_relay_trace_context_invalid_total 1"), "\(metrics.body)")
+                    // Each process's /metrics comes from swift-prometheus, with the latency histograms.
+                    #expect(metrics.body.contains("# TYPE trickle_relay_emit_to_relay_seconds histogram"))
+                    #expect(metrics.body.contains(#"trickle_relay_emit_to_relay_seconds_bucket{le="0.001"}"#))
+                    let clientMetrics = try await http.send(.GET, "http://127.0.0.1:\(clientPort)/metrics").body
+                    for name in ["trickle_relay_client_dispatch_to_sink_seconds", "trickle_relay_client_delivery_seconds"] {
+                        #expect(clientMetrics.contains("# TYPE \(name) histogram"), "\(clientMetrics)")
+                        #expect(!clientMetrics.contains("\(name)_count 0\n"), "\(name)")
+                    }
+                    #expect(clientMetrics.contains("trickle_relay_client_metrics_retries_total 2"), "\(clientMetrics)")
+                    let serverMetrics = try await http.send(.GET, "http://127.0.0.1:\(servePort)/metrics").body
+                    #expect(serverMetrics.contains("# TYPE trickle_server_channels gauge"), "\(serverMetrics)")
                 }
                 // SIGTERM: each process shuts its exporter down last, so the spans it still holds go out.
                 client.signal(SIGTERM)

@@ -252,6 +252,84 @@ async def python_writer_to_client_sse(binary, base):
     )
 
 
+async def scrape(session, url):
+    async with session.get(url) as response:
+        assert response.status == 200, f"{url}: {response.status}"
+        return await response.text()
+
+
+def families(text):
+    """Parses a Prometheus text exposition with the reference Python parser (prometheus_client)."""
+    from prometheus_client.parser import text_string_to_metric_families
+    return {family.name: family for family in text_string_to_metric_families(text)}
+
+
+async def metrics_parse_with_prometheus_client(binary, base):
+    """Each process's /metrics (served by swift-prometheus) parses with prometheus_client, and the latency
+    histograms are there with buckets, a count and a sum."""
+    url = f"{base}/metrics-interop-events"
+    await create_channel(base, "metrics-interop-events")
+    runner_port, client_port = free_port(), free_port()
+    environment = dict(os.environ, TRICKLE_RELAY_TELEMETRY="on")
+    environment.pop("DO_NOT_TRACK", None)
+    runner = await asyncio.create_subprocess_exec(
+        binary, "runner", "--listen", f"127.0.0.1:{runner_port}", "--segment-window", "1", "--log-level", "warning",
+        env=environment, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )
+    client = await asyncio.create_subprocess_exec(
+        binary, "client", "--events-url", url, "--start", "0", "--sink", "null", "--listen", f"127.0.0.1:{client_port}",
+        "--quiet", "--log-level", "warning", stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with aiohttp.ClientSession() as session:
+            for port in (runner_port, client_port):
+                for _ in range(500):
+                    try:
+                        async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
+                            if response.status == 200:
+                                break
+                    except aiohttp.ClientError:
+                        pass
+                    await asyncio.sleep(0.02)
+            api = f"http://127.0.0.1:{runner_port}"
+            async with session.post(f"{api}/v1/sessions", json={"session_id": "m1", "events_url": url}) as response:
+                assert response.status == 201, f"session: {response.status}"
+            body = "\n".join(json.dumps({"type": "metric", "n": n}) for n in range(100))
+            async with session.post(f"{api}/v1/sessions/m1/telemetry", data=body) as response:
+                assert response.status == 202, f"telemetry: {response.status}"
+            client_families = {}
+            for _ in range(500):
+                client_families = families(await scrape(session, f"http://127.0.0.1:{client_port}/metrics"))
+                telemetry = client_families.get("trickle_relay_client_telemetry")
+                if telemetry and telemetry.samples and telemetry.samples[0].value >= 100:
+                    break
+                await asyncio.sleep(0.02)
+            runner_families = families(await scrape(session, f"{api}/metrics"))
+            server_families = families(await scrape(session, f"{base}/metrics"))
+        checks = [
+            (runner_families, "trickle_relay_emit_to_relay_seconds"),
+            (client_families, "trickle_relay_client_dispatch_to_sink_seconds"),
+        ]
+        for found, name in checks:
+            family = found.get(name)
+            assert family is not None and family.type == "histogram", f"{name} missing or not a histogram"
+            count = [s.value for s in family.samples if s.name == name + "_count"]
+            buckets = [s for s in family.samples if s.name == name + "_bucket"]
+            assert count and count[0] > 0 and len(buckets) > 5, f"{name}: count {count}, {len(buckets)} buckets"
+        assert runner_families["trickle_relay_telemetry_emitted"].samples[0].value >= 100, "runner counter"
+        assert client_families["trickle_relay_client_telemetry"].samples[0].value >= 100, "client counter"
+        assert "trickle_server_channels" in server_families, "server gauge"
+        return (
+            f"/metrics of serve ({len(server_families)} families), runner ({len(runner_families)}) and client "
+            f"({len(client_families)}) parsed by prometheus_client; emit→relay and dispatch→sink histograms present"
+        )
+    finally:
+        for process in (runner, client):
+            if process.returncode is None:
+                process.terminate()
+                await process.wait()
+
+
 async def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--trickle-relay", required=True)
@@ -266,6 +344,7 @@ async def main():
         await wait_for_server(base)
         for check in (
             python_writes_swift_reads, swift_writes_python_reads, recorded_session_through_runner, python_writer_to_client_sse,
+            metrics_parse_with_prometheus_client,
         ):
             try:
                 print(f"PASS {await check(args.trickle_relay, base)}", flush=True)

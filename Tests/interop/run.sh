@@ -16,7 +16,7 @@ venv="${TRICKLE_RELAY_INTEROP_VENV:-$root/.build/interop-venv}"
 if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
 fi
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check "aiohttp>=3.9"
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check "aiohttp>=3.9" "prometheus_client>=0.20"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --ignore-requires-python "livepeer-gateway==1.0.0"
 
 swift build --product trickle-relay

@@ -43,6 +43,9 @@ public final class ClientApplication: Sendable {
         public var otlp: OTLPLogOptions
         /// How deliveries are traced (the relay's own tracer, or off).
         public var tracing: DeliveryTracing
+        /// How `GET /metrics` is answered: through swift-metrics and the executable's registry, or (`nil`, the
+        /// default) as the client's own Prometheus text.
+        public var metricsExposition: MetricsExposition? = nil
 
         public init(
             sink: EgressSinkSpecification,
@@ -167,7 +170,7 @@ public final class ClientApplication: Sendable {
                 stream: stream,
                 logger: logger,
                 daemon: self.daemon,
-                metrics: { metrics.render() }
+                metrics: { [exposition = configuration.metricsExposition] in MetricsExposition.body(for: metrics.snapshot(), exposition: exposition) }
             )
         } else {
             self.endpoint = nil

@@ -1,4 +1,4 @@
-import TrickleProtocol
+public import TrickleProtocol
 
 /// The client daemon's `GET /metrics` (Prometheus text): what it read, relayed, spooled, sent and streamed.
 public struct ClientMetrics: Sendable {
@@ -16,8 +16,11 @@ public struct ClientMetrics: Sendable {
         self.stream = stream
     }
 
-    /// The exposition now.
-    public func render() -> String {
+    /// The exposition now, as the client's own Prometheus text.
+    public func render() -> String { self.snapshot().text }
+
+    /// The counters now (for ``MetricsBridge`` or ``render()``).
+    public func snapshot() -> PrometheusText {
         var text = PrometheusText(prefix: "trickle_relay_client_")
         // Added up across subscriptions: no label per session (bounded cardinality); per-subscription detail
         // is in GET /v1/subscriptions.
@@ -74,6 +77,6 @@ public struct ClientMetrics: Sendable {
         if let stream = self.stream {
             text.add("stream_events_total", .counter, "Envelopes published on the SSE stream.", stream.latestID)
         }
-        return text.text
+        return text
     }
 }

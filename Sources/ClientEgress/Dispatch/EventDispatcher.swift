@@ -1,5 +1,6 @@
 public import Logging
 public import NIOCore
+import CoreMetrics
 import Synchronization
 public import TrickleProtocol
 
@@ -34,6 +35,8 @@ public final class EventDispatcher: Sendable {
     }
 
     private let sink: any EgressSink
+    /// `trickle_relay_client_dispatch_to_sink_seconds`, through swift-metrics: created once for the process.
+    private static let dispatchToSink = CoreMetrics.Timer(label: "trickle_relay_client_dispatch_to_sink_seconds")
     private let subscription: String
     private let localConsumer: @Sendable (LocalEvent) async -> Void
     private let onProblem: @Sendable (Problem) -> Void
@@ -164,6 +167,7 @@ public final class EventDispatcher: Sendable {
     /// Routes lines; telemetry of one call goes to the sink as one batch.
     public func dispatch(_ lines: [JSONLLine]) async {
         guard !lines.isEmpty else { return }
+        let started = ContinuousClock.now
         var batch: [TelemetryRecord] = []
         var local: [LocalEvent] = []
         var delta = Counters()
@@ -206,6 +210,9 @@ public final class EventDispatcher: Sendable {
         if !batch.isEmpty {
             do {
                 try await self.sink.export(batch)
+                // Read from the channel → taken by the sink (the spool, or the sink itself), per batch.
+                let elapsed = ContinuousClock.now - started
+                Self.dispatchToSink.recordNanoseconds(elapsed.components.seconds &* 1_000_000_000 &+ elapsed.components.attoseconds / 1_000_000_000)
             } catch {
                 delta.sinkFailures += 1
                 self.logger.warning("egress sink failed a batch", metadata: ["sink.records": "\(batch.count)", "error": "\(error)"])

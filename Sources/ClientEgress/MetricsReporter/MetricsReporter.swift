@@ -2,6 +2,7 @@ public import AsyncHTTPClient
 import DequeModule
 import Foundation
 public import Logging
+import CoreMetrics
 import NIOCore
 import NIOHTTP1
 import ServiceLifecycle
@@ -26,7 +27,11 @@ public final class MetricsReporter: SettlingEgressSink {
         var body: ByteBuffer  // this event's `{"type":…,"data":…,"id":…,"timestamp":…}` (or its OTLP log record)
         var traceparent: String? = nil  // the envelope's `data.traceparent`, when it carries one
         var tracestate: String? = nil
+        var exportedAt = ContinuousClock.now  // for the delivery latency
     }
+
+    /// `trickle_relay_client_delivery_seconds`: export → the endpoint accepted it, per event (swift-metrics).
+    private static let deliveryLatency = CoreMetrics.Timer(label: "trickle_relay_client_delivery_seconds")
 
     private struct State {
         var buffer: Deque<Pending> = []
@@ -170,6 +175,11 @@ public final class MetricsReporter: SettlingEgressSink {
                 }
                 self.remove(batch.count, counting: \.sent)
                 self.state.withLock { $0.stats.batches += 1 }
+                let now = ContinuousClock.now
+                for event in batch {
+                    let elapsed = now - event.exportedAt
+                    Self.deliveryLatency.recordNanoseconds(elapsed.components.seconds &* 1_000_000_000 &+ elapsed.components.attoseconds / 1_000_000_000)
+                }
             case .rejected(let reason):
                 self.logger.warning(
                     "metrics endpoint rejected a batch; dropped",

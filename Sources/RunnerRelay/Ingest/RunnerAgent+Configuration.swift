@@ -15,6 +15,9 @@ extension RunnerAgent {
         public var writer: JSONLWriter.Configuration
         /// How long a session's teardown may flush. Default 5 s.
         public var flushTimeout: Duration
+        /// How `GET /metrics` is answered: through swift-metrics and the executable's registry, or (`nil`, the
+        /// default) as the agent's own Prometheus text.
+        public var metricsExposition: MetricsExposition? = nil
         /// Interval of `relay_heartbeat`. Default 30 s.
         public var heartbeatInterval: Duration
         /// Largest request body accepted (413 beyond). Default 5 MiB.

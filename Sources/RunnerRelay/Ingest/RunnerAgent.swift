@@ -319,7 +319,7 @@ public final class RunnerAgent: Service, Sendable {
         metric("segments_total", .counter, "Segments completed on events channels.", segments)
         metric("writer_errors_total", .counter, "Lines the events writers failed to publish.", totals.writerErrors)
         metric("telemetry_queued", .gauge, "Telemetry events waiting in queues.", totals.queuedEvents)
-        return text.text
+        return MetricsExposition.body(for: text, exposition: self.configuration.metricsExposition)
     }
 
     // MARK: Responses

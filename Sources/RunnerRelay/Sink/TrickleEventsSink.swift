@@ -3,6 +3,7 @@ import Foundation
 public import Logging
 public import NIOCore
 public import ServiceLifecycle
+import CoreMetrics
 import Synchronization
 import Tracing
 public import TrickleProtocol
@@ -21,8 +22,10 @@ public import TrickleProtocol
 public final class TrickleEventsSink: Service, Sendable {
     private struct QueuedEvent {
         var bytes: ByteBuffer
-        var timestampMillis: Int64
+        var emittedAtNanos: UInt64  // the wall clock at `emit`
         var traceContext: TraceContextHeaders? = nil
+
+        var timestampMillis: Int64 { Int64(self.emittedAtNanos / 1_000_000) }
     }
 
     private struct State {
@@ -53,6 +56,8 @@ public final class TrickleEventsSink: Service, Sendable {
     public let configuration: Configuration
     private let writer: JSONLWriter
     private let scrubber: Scrubber
+    /// `trickle_relay_emit_to_relay_seconds`, through swift-metrics (whatever factory the process bootstrapped).
+    private let emitToRelay = CoreMetrics.Timer(label: "trickle_relay_emit_to_relay_seconds")
     private let logger: Logger
     private let state = Mutex(State())
     private let lastReportAt = Mutex<ContinuousClock.Instant>(.now)
@@ -127,7 +132,7 @@ public final class TrickleEventsSink: Service, Sendable {
     /// `traceparent` header, already validated): the envelope carries it in `data` unless the event has a valid
     /// context of its own.
     public func emit(_ event: ByteBuffer, traceContext: TraceContextHeaders?) {
-        let timestamp = Self.unixMillisecondsNow()
+        let timestamp = WallClock.unixNanoseconds()
         let size = event.readableBytes
         let waiter: CheckedContinuation<Void, Never>? = self.state.withLock { state in
             guard self.configuration.isTelemetryEnabled else {
@@ -145,7 +150,7 @@ public final class TrickleEventsSink: Service, Sendable {
                 state.refusedSinceReport += 1
                 return nil
             }
-            state.telemetry.append(QueuedEvent(bytes: event, timestampMillis: timestamp, traceContext: traceContext))
+            state.telemetry.append(QueuedEvent(bytes: event, emittedAtNanos: timestamp, traceContext: traceContext))
             state.queuedBytes += size
             while state.telemetry.count > self.configuration.maximumQueuedEvents
                 || state.queuedBytes > self.configuration.maximumQueuedBytes
@@ -237,6 +242,9 @@ public final class TrickleEventsSink: Service, Sendable {
                 await self.write(line, as: .control)
             case .telemetry(let events):
                 await self.write(telemetry: events.compactMap(self.prepare))
+                // Emit → written into the segment upload (which streams it to the server as it is written).
+                let now = WallClock.unixNanoseconds()
+                for event in events { self.emitToRelay.recordNanoseconds(Int64(clamping: now &- min(now, event.emittedAtNanos))) }
             case .dropReport(let dropped, let bytes, let refused, let lost, let window):
                 await self.writeDropReport(dropped: dropped, bytes: bytes, refused: refused, lost: lost, windowMillis: window)
             case .idle(let reportDue):

@@ -39,6 +39,9 @@ extension TrickleServer {
         public var token: BearerToken?
         /// Whether reads (`GET` of segments and `/next`) require the token too. Default `false`.
         public var tokenRequiredForReads: Bool
+        /// How `GET /metrics` is answered: through swift-metrics and the executable's registry, or (`nil`, the
+        /// default) as the server's own Prometheus text.
+        public var metricsExposition: MetricsExposition? = nil
 
         /// Creates a configuration; every parameter has the documented default.
         public init(

@@ -151,7 +151,7 @@ public final class TrickleServer: Service, Sendable {
         for refusal in ServerAccounting.Refusal.allCases {
             text.add("refused_\(refusal.label)_total", .counter, "Requests refused: \(refusal.label.split(separator: "_").joined(separator: " ")).", accounting.refused(refusal))
         }
-        return text.text
+        return MetricsExposition.body(for: text, exposition: self.configuration.metricsExposition)
     }
 
     /// nextWrite of a channel, or `nil` when it does not exist.

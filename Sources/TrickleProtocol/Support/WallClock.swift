@@ -1,15 +1,10 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
+import Foundation
 
 /// The wall clock as Unix time (what envelopes, OTLP records and trace spans carry).
 public enum WallClock {
-    /// Nanoseconds since 1970.
+    /// Nanoseconds since 1970 (to the microsecond or so: a `Double` of seconds underneath).
     public static func unixNanoseconds() -> UInt64 {
-        var spec = timespec()
-        clock_gettime(CLOCK_REALTIME, &spec)
-        return UInt64(spec.tv_sec) &* 1_000_000_000 &+ UInt64(spec.tv_nsec)
+        let seconds = Date().timeIntervalSince1970
+        return seconds > 0 ? UInt64(seconds * 1_000_000_000) : 0
     }
 }
