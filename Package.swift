@@ -219,6 +219,10 @@ if Context.environment["TRICKLE_RELAY_BENCHMARKS"] != nil {
         .executableTarget(
             name: "trickle-relay-bench",
             dependencies: [
+                "RelayTracing",
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 "TrickleProtocol",
                 "RdKafka",
                 "RunnerRelay",

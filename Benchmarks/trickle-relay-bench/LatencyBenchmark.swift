@@ -82,12 +82,17 @@ func benchmarkLatency(rate: Int, seconds: Int) async throws {
 }
 
 private func measureLatency(server: TrickleServer, client: HTTPClient, path: String, rate: Int, seconds: Int) async throws {
+    // With tracing on, spans go to a loopback port nobody listens on: built, batched and exported (refused).
+    let tracing = try ObservabilityModes.tracer(exportingTo: 9)
+    try await RelayTracing.running(tracing, logger: logger) {
         try await withThrowingTaskGroup(of: Void.self) { group in
             let port = try await server.waitUntilListening()
             server.createChannel(named: "latency")
             let url = try TrickleChannelURL("http://127.0.0.1:\(port)/latency")
+            var sinkConfiguration = TrickleEventsSink.Configuration(identity: .init(sessionID: "latency"), maximumQueuedEvents: 65_536)
+            sinkConfiguration.tracer = tracing?.tracer
             let relay = SessionRelay(
-                configuration: .init(eventsURL: url, sink: .init(identity: .init(sessionID: "latency"), maximumQueuedEvents: 65_536)),
+                configuration: .init(eventsURL: url, sink: sinkConfiguration),
                 httpClient: client,
                 logger: logger
             )
@@ -133,4 +138,5 @@ private func measureLatency(server: TrickleServer, client: HTTPClient, path: Str
             relay.finish()
             try await group.waitForAll()  // the relay closes the channel; the client then ends too
         }
+    }
 }

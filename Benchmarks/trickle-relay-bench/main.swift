@@ -186,6 +186,8 @@ func benchmarkRelay() async throws {
 }
 
 let which = CommandLine.arguments.dropFirst().first ?? "all"
+ObservabilityModes.bootstrapMetrics()
+print("observability: \(ObservabilityModes.description)")
 let floodSeconds = CommandLine.arguments.dropFirst(2).first.flatMap(Int.init) ?? 30
 if which == "reader" || which == "all" { benchmarkReader() }
 if which == "relay" || which == "all" { try await benchmarkRelay() }

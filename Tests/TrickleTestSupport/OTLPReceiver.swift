@@ -63,22 +63,7 @@ public final class OTLPReceiver: Sendable {
         let router = Router()
         router.post("v1/logs") { request, _ in try await self.handle(request, path: "/v1/logs") }
         router.post("v1/traces") { request, _ in try await self.handle(request, path: "/v1/traces") }
-        let listening = OneShotSignal<Int>()
-        let application = Application(
-            router: router,
-            configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-            onServerRunning: { listening.fulfill($0.localAddress?.port ?? 0) },
-            logger: quietLogger
-        )
-        try await testGracefulShutdown { trigger in
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { try await application.run() }
-                let port = await listening.wait() ?? 0
-                try await body("http://127.0.0.1:\(port)")
-                trigger.triggerGracefulShutdown()
-                try await group.waitForAll()
-            }
-        }
+        try await withLoopbackApplication(router) { port in try await body("http://127.0.0.1:\(port)") }
     }
 
     private func handle(_ request: Hummingbird.Request, path: String) async throws -> Response {

@@ -46,21 +46,6 @@ public final class ScriptedEndpoint: Sendable {
             self.log.withLock { $0.append((recorded, status)) }
             return Response(status: status, headers: headers)
         }
-        let listening = OneShotSignal<Int>()
-        let application = Application(
-            router: router,
-            configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-            onServerRunning: { listening.fulfill($0.localAddress?.port ?? 0) },
-            logger: quietLogger
-        )
-        try await testGracefulShutdown { trigger in
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { try await application.run() }
-                let port = await listening.wait() ?? 0
-                try await body("http://127.0.0.1:\(port)/v1/metrics")
-                trigger.triggerGracefulShutdown()
-                try await group.waitForAll()
-            }
-        }
+        try await withLoopbackApplication(router) { port in try await body("http://127.0.0.1:\(port)/v1/metrics") }
     }
 }

@@ -210,14 +210,7 @@ async def python_writer_to_client_sse(binary, base):
         for n in range(100)
     ]
     async with aiohttp.ClientSession() as session:
-        for _ in range(500):
-            try:
-                async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
-                    if response.status == 200:
-                        break
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.02)
+        await wait_healthy(session, port)
         async with session.get(stream) as response:
             assert response.status == 401, f"no token: expected 401, got {response.status}"
         writer = JSONLWriter(url, segment_interval=0.1)
@@ -252,6 +245,19 @@ async def python_writer_to_client_sse(binary, base):
     )
 
 
+async def wait_healthy(session, port):
+    """Waits until a process's local endpoint answers /healthz."""
+    for _ in range(500):
+        try:
+            async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
+                if response.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"nothing answered on port {port}")
+
+
 async def scrape(session, url):
     async with session.get(url) as response:
         assert response.status == 200, f"{url}: {response.status}"
@@ -283,14 +289,7 @@ async def metrics_parse_with_prometheus_client(binary, base):
     try:
         async with aiohttp.ClientSession() as session:
             for port in (runner_port, client_port):
-                for _ in range(500):
-                    try:
-                        async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
-                            if response.status == 200:
-                                break
-                    except aiohttp.ClientError:
-                        pass
-                    await asyncio.sleep(0.02)
+                await wait_healthy(session, port)
             api = f"http://127.0.0.1:{runner_port}"
             async with session.post(f"{api}/v1/sessions", json={"session_id": "m1", "events_url": url}) as response:
                 assert response.status == 201, f"session: {response.status}"

@@ -104,28 +104,8 @@ enum OTLPLogEncoding {
         return (parts[1], parts[2], flags)
     }
 
-    /// Writes `bytes` as a JSON string literal: `"` `\` and control characters escaped, everything else
-    /// (UTF-8 included) as it is.
+    /// Writes `bytes` as a JSON string literal (the bytes exactly, once decoded).
     static func writeJSONString(bytesOf bytes: ByteBuffer, into body: inout ByteBuffer) {
-        body.writeInteger(UInt8(ascii: "\""))
-        bytes.withUnsafeReadableBytes { raw in
-            var start = 0
-            for (index, byte) in raw.enumerated() where byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") || byte < 0x20 {
-                if index > start { body.writeBytes(UnsafeRawBufferPointer(rebasing: raw[start..<index])) }
-                switch byte {
-                case UInt8(ascii: "\""): body.writeString("\\\"")
-                case UInt8(ascii: "\\"): body.writeString("\\\\")
-                case 0x0A: body.writeString("\\n")
-                case 0x0D: body.writeString("\\r")
-                case 0x09: body.writeString("\\t")
-                default:
-                    let hex = String(byte, radix: 16)
-                    body.writeString("\\u" + String(repeating: "0", count: 4 - hex.count) + hex)
-                }
-                start = index + 1
-            }
-            if start < raw.count { body.writeBytes(UnsafeRawBufferPointer(rebasing: raw[start...])) }
-        }
-        body.writeInteger(UInt8(ascii: "\""))
+        bytes.withUnsafeReadableBytes { body.writeJSONStringLiteral($0) }
     }
 }

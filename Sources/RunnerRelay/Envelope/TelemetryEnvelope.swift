@@ -261,20 +261,7 @@ extension ByteBuffer {
             self.writeInteger(UInt8(ascii: "\""))
             return
         }
-        self.writeInteger(UInt8(ascii: "\""))
-        for byte in string.utf8 {
-            switch byte {
-            case UInt8(ascii: "\""): self.writeString("\\\"")
-            case UInt8(ascii: "\\"): self.writeString("\\\\")
-            case 0x0A: self.writeString("\\n")
-            case 0x0D: self.writeString("\\r")
-            case 0x09: self.writeString("\\t")
-            case 0..<0x20:
-                let hex = String(byte, radix: 16)
-                self.writeString("\\u" + String(repeating: "0", count: 4 - hex.count) + hex)
-            default: self.writeInteger(byte)
-            }
-        }
-        self.writeInteger(UInt8(ascii: "\""))
+        var string = string
+        string.withUTF8 { self.writeJSONStringLiteral(UnsafeRawBufferPointer($0)) }
     }
 }
