@@ -25,7 +25,7 @@ public struct RelayTracing: Sendable {
         var otel = OTel.Configuration.default
         otel.serviceName = configuration.serviceName
         otel.resourceAttributes = configuration.resourceAttributes
-        otel.diagnosticLogger = .custom(logger)
+        otel.diagnosticLogger = .custom(DiagnosticLogHandler.wrapping(logger))
         otel.logs.enabled = false
         otel.metrics.enabled = false
         otel.traces.enabled = true

@@ -11,6 +11,31 @@ import TrickleTestSupport
 /// 503 for a while, and both relay processes export their own spans to the relay's traces endpoint.
 @Suite("Trace context and OTLP export across serve, runner and client", .timeLimit(.minutes(3)), .serialized)
 struct ObservabilityProcessTests {
+    @Test("header values (tokens) of the traces exporter never reach a log line, even at trace level")
+    func headersNeverLogged() async throws {
+        let traces = OTLPReceiver()
+        try await traces.run { tracesBase in
+            let clientPort = try await unusedPort()
+            let client = try await FaultChild.started(
+                ["client", "--events-url", "http://127.0.0.1:9/none-events", "--sink", "null", "--listen", "127.0.0.1:\(clientPort)", "--log-level", "trace", "--wait-for-channel", "60"],
+                environment: [
+                    "TRICKLE_RELAY_OTLP_TRACES_ENDPOINT": tracesBase,
+                    "TRICKLE_RELAY_OTLP_TRACES_HEADERS": "x-token=s3cr3t-relay",
+                    // swift-otel applies (and logs) the standard variables too: their values must be redacted.
+                    "OTEL_EXPORTER_OTLP_TRACES_HEADERS": "authorization=Bearer%20s3cr3t-otel",
+                    "TRICKLE_RELAY_OTLP_LOGS_HEADERS": "authorization=Bearer%20s3cr3t-logs",
+                ],
+                healthURL: "http://127.0.0.1:\(clientPort)/healthz"
+            )
+            defer { client.stopIfRunning() }
+            try await client.lines.wait("the tracing line") { $0.contains { $0.contains("relay tracing on") } }
+            client.signal(SIGTERM)
+            #expect(await client.exited.wait() == 0)
+            let logged = client.lines.values.joined(separator: "\n")
+            #expect(!logged.contains("s3cr3t"), "\(logged)")
+        }
+    }
+
     @Test("ingest traceparent → envelope data → the client's delivery span is its child; every envelope a log record")
     func traceAcrossTheRelay() async throws {
         let parentSpan = "00f067aa0ba902b7"
@@ -105,5 +130,8 @@ struct ObservabilityProcessTests {
         #expect(!deliveries.isEmpty, "\(spans.map(\.name))")
         #expect(deliveries.contains { $0.parentSpanID == parentSpan && $0.serviceName == "trickle-relay-client" })
         #expect(spans.contains { $0.name == "trickle_relay.segment.publish" && $0.serviceName == "trickle-relay-runner" })
+        for name in ["trickle_relay.segment.read", "trickle_relay.dispatch", "trickle_relay.spool.write"] {
+            #expect(spans.contains { $0.name == name && $0.serviceName == "trickle-relay-client" }, "\(name): \(Set(spans.map(\.name)))")
+        }
     }
 }

@@ -147,7 +147,8 @@ public final class ClientApplication: Sendable {
                 reader: configuration.reader,
                 runsUntilStopped: configuration.runsUntilStopped || !persisted.isEmpty,
                 store: store,
-                resumePositions: spool?.resumePositions ?? [:]
+                resumePositions: spool?.resumePositions ?? [:],
+                tracing: configuration.tracing
             ),
             httpClient: httpClient,
             sink: spooledSink ?? base,

@@ -31,6 +31,9 @@ public final class ClientDaemon: Service, Sendable {
         public var finishedHistory: Int
         /// Most subscriptions followed at once (more are refused). Default 10,000.
         public var maximumSubscriptions: Int
+        /// The relay's own tracing: each segment read (`trickle_relay.segment.read`) and each batch handed to the
+        /// sink (`trickle_relay.dispatch`) becomes a span. Default off.
+        public var tracing: DeliveryTracing = .off
 
         public init(
             reader: JSONLReader.Configuration = .init(),
@@ -38,8 +41,10 @@ public final class ClientDaemon: Service, Sendable {
             store: SubscriptionStore? = nil,
             resumePositions: [String: Spool.ChannelPosition] = [:],
             finishedHistory: Int = 1_000,
-            maximumSubscriptions: Int = 10_000
+            maximumSubscriptions: Int = 10_000,
+            tracing: DeliveryTracing = .off
         ) {
+            self.tracing = tracing
             self.reader = reader
             self.runsUntilStopped = runsUntilStopped
             self.store = store
@@ -144,6 +149,7 @@ public final class ClientDaemon: Service, Sendable {
                 subscription: subscription,
                 resumingAfter: state.resumePositions.removeValue(forKey: subscription.id),
                 reader: self.configuration.reader,
+                tracing: self.configuration.tracing,
                 httpClient: self.httpClient,
                 sink: self.sink,
                 stream: self.stream,

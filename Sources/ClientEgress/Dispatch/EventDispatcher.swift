@@ -38,6 +38,7 @@ public final class EventDispatcher: Sendable {
     /// `trickle_relay_client_dispatch_to_sink_seconds`, through swift-metrics: created once for the process.
     private static let dispatchToSink = CoreMetrics.Timer(label: "trickle_relay_client_dispatch_to_sink_seconds")
     private let subscription: String
+    private let tracing: DeliveryTracing
     private let localConsumer: @Sendable (LocalEvent) async -> Void
     private let onProblem: @Sendable (Problem) -> Void
     private let types: Set<String>?
@@ -61,11 +62,13 @@ public final class EventDispatcher: Sendable {
         sink: any EgressSink,
         logger: Logger,
         subscription: String = "",
+        tracing: DeliveryTracing = .off,
         types: Set<String>? = nil,
         countsDataTypes: Bool = false,
         onProblem: @escaping @Sendable (Problem) -> Void = { _ in },
         localConsumer: @escaping @Sendable (LocalEvent) async -> Void = { _ in }
     ) {
+        self.tracing = tracing
         self.sink = sink
         self.subscription = subscription
         self.logger = logger
@@ -209,7 +212,13 @@ public final class EventDispatcher: Sendable {
         }
         if !batch.isEmpty {
             do {
-                try await self.sink.export(batch)
+                if self.tracing.tracer == nil {
+                    try await self.sink.export(batch)
+                } else {
+                    try await self.tracing.withSpan("trickle_relay.dispatch", attributes: ["trickle_relay.events": batch.count]) {
+                        try await self.sink.export(batch)
+                    }
+                }
                 // Read from the channel → taken by the sink (the spool, or the sink itself), per batch.
                 let elapsed = ContinuousClock.now - started
                 Self.dispatchToSink.recordNanoseconds(elapsed.components.seconds &* 1_000_000_000 &+ elapsed.components.attoseconds / 1_000_000_000)

@@ -26,6 +26,7 @@ final class FollowedChannel: Sendable {
         subscription: ChannelSubscription,
         resumingAfter position: Spool.ChannelPosition?,
         reader configuration: JSONLReader.Configuration,
+        tracing: DeliveryTracing = .off,
         httpClient: HTTPClient,
         sink: any EgressSink,
         stream: TelemetryStream?,
@@ -37,6 +38,10 @@ final class FollowedChannel: Sendable {
         var configuration = configuration
         configuration.validatesLines = false  // the dispatcher validates each line in the scan that routes it
         configuration.subscriber.start = position.map { .seq($0.seq) } ?? subscription.start
+        if let tracer = tracing.tracer {
+            let channel = subscription.eventsURL.channelName
+            configuration.onSegmentRead = { read in DeliveryTracing.traceSegmentRead(read, channel: channel, tracer: tracer) }
+        }
         self.subscription = subscription
         self.resumePoint = position.map { ($0.seq, $0.line) }
         self.reader = JSONLReader(url: subscription.eventsURL, httpClient: httpClient, configuration: configuration, logger: logger)
@@ -45,6 +50,7 @@ final class FollowedChannel: Sendable {
             sink: stream.map { ChannelTap(downstream: sink, stream: $0, session: subscription.sessionID) } ?? sink,
             logger: logger,
             subscription: subscription.id,
+            tracing: tracing,
             onProblem: { problem in lastProblem.note(problem) },
             localConsumer: { event in
                 stream?.publish(event, session: subscription.sessionID)

@@ -1,4 +1,5 @@
 public import Tracing
+import TrickleProtocol
 
 /// The W3C trace context of relayed envelopes, continued on the client: a sink's delivery is traced as a span
 /// that is a child of the envelopes' `data.traceparent` (when a batch shares one) or links to each of them
@@ -86,6 +87,23 @@ public struct DeliveryTracing: Sendable {
             span.recordError(error)
             throw error
         }
+    }
+}
+
+extension DeliveryTracing {
+    /// A `trickle_relay.segment.read` span for one segment read to its end, from its GET to its last byte.
+    static func traceSegmentRead(_ read: JSONLReader.SegmentRead, channel: String, tracer: any Tracer) {
+        let span = tracer.startSpan(
+            "trickle_relay.segment.read",
+            context: .topLevel,
+            ofKind: .consumer,
+            at: DefaultTracerClock.Timestamp(nanosecondsSinceEpoch: read.startedAtNanos)
+        )
+        span.attributes["trickle.seq"] = read.seq
+        span.attributes["trickle.channel"] = channel
+        span.attributes["trickle_relay.bytes"] = read.bytes
+        if !read.complete { span.setStatus(SpanStatus(code: .error, message: "the segment did not end cleanly")) }
+        span.end()
     }
 }
 

@@ -31,6 +31,8 @@ public struct JSONLReader: Sendable {
         /// Whether every line is checked to be a strict JSON object (default). A consumer that validates in its
         /// own pass over each line (the client's dispatcher) turns this off and saves a scan per line.
         public var validatesLines: Bool
+        /// Called once per segment when it has been read to its end (for a trace span of the read). Default `nil`.
+        public var onSegmentRead: (@Sendable (SegmentRead) -> Void)? = nil
 
         /// Creates a configuration; every parameter has the documented default.
         public init(maximumSegmentBytes: Int = 5 * 1024 * 1024, subscriber: TrickleSubscriber.Configuration = .init(), validatesLines: Bool = true) {
@@ -40,10 +42,22 @@ public struct JSONLReader: Sendable {
         }
     }
 
+    /// One segment read to its end.
+    public struct SegmentRead: Sendable {
+        public var seq: Int
+        /// Body bytes read.
+        public var bytes: Int
+        /// When its first byte was asked for (the GET), in Unix nanoseconds; it ended now.
+        public var startedAtNanos: UInt64
+        /// Whether it ended cleanly (not cut at the cap, abandoned or failed).
+        public var complete: Bool
+    }
+
     /// The subscriber underneath (for its stats).
     public let subscriber: TrickleSubscriber
     private let maximumSegmentBytes: Int
     private let validatesLines: Bool
+    private let onSegmentRead: (@Sendable (SegmentRead) -> Void)?
 
     /// Creates a reader for the channel at `url`.
     public init(url: TrickleChannelURL, httpClient: HTTPClient, configuration: Configuration = .init(), logger: Logger) {
@@ -57,6 +71,7 @@ public struct JSONLReader: Sendable {
         )
         self.maximumSegmentBytes = configuration.maximumSegmentBytes
         self.validatesLines = configuration.validatesLines
+        self.onSegmentRead = configuration.onSegmentRead
     }
 
     /// Reads until end of stream, handing every item to `handle` in order.
@@ -81,14 +96,24 @@ public struct JSONLReader: Sendable {
                 validatesObjects: self.validatesLines
             )
         )
+        let onSegmentRead = self.onSegmentRead
+        let current = Mutex<SegmentRead?>(nil)  // the segment being read, for `onSegmentRead`
         return try await self.subscriber.run { event in
             var items: [JSONLSegmentParser.Item] = []
             switch event {
             case .segmentStarted(let seq):
                 parser.withLock { $0.startSegment(seq: seq) }
+                if onSegmentRead != nil {
+                    current.withLock { $0 = SegmentRead(seq: seq, bytes: 0, startedAtNanos: WallClock.unixNanoseconds(), complete: false) }
+                }
             case .bytes(let chunk, _):
                 parser.withLock { $0.feed(chunk, into: &items) }
+                if onSegmentRead != nil { current.withLock { $0?.bytes += chunk.readableBytes } }
             case .segmentEnded(_, let end):
+                if let onSegmentRead, var read = current.withLock({ state in defer { state = nil }; return state }) {
+                    if case .complete = end { read.complete = true }
+                    onSegmentRead(read)
+                }
                 parser.withLock { parser in
                     if case .overLimit(let bytes) = end {
                         parser.noteSegmentOverLimit(bytes: bytes, into: &items)
