@@ -22,9 +22,11 @@ struct MemoryChunks: AsyncSequence, Sendable {
 
 func benchmarkDispatcher() async throws {
     let data = makeLines(totalBytes: 200 * 1024 * 1024)
+    // With tracing on, every dispatch call is a span of the relay's tracer (exported to a port nobody listens on).
+    let tracing = try ObservabilityModes.tracer(exportingTo: 9)
     for pass in 1...3 {
         let sink = NullSink()
-        let dispatcher = EventDispatcher(sink: sink, logger: logger)
+        let dispatcher = EventDispatcher(sink: sink, logger: logger, tracing: DeliveryTracing(tracer: tracing?.tracer))
         let elapsed = try await ContinuousClock().measure {
             try await dispatcher.run(bytes: MemoryChunks(data: data, chunkSize: 64 * 1024), source: "bench")
         }
