@@ -1,4 +1,4 @@
-public import Logging
+import Logging
 
 /// swift-otel's diagnostic logger for the relay: the relay's own log handler, with the values swift-otel logs
 /// when it applies an `OTEL_*` environment variable (`environment_value`, `previous_value`, `new_value`)

@@ -94,7 +94,7 @@ struct ClientCommand: AsyncParsableCommand {
     @OptionGroup(title: "Tracing (the relay's own spans over OTLP/HTTP; env TRICKLE_RELAY_OTLP_TRACES_ENDPOINT…)")
     var tracingOptions: TracingOptions
 
-    @Option(help: "Where telemetry goes: log, file:PATH, http(s)://… (metrics reporter), kafka:HOST:PORT[,…], or null. Default: from the environment.")
+    @Option(help: "Where telemetry goes: log, file:PATH, http(s)://… (metrics reporter), kafka:HOST:PORT[,…], otlp:https://… (OTLP/HTTP logs), or null. Default: from the environment.")
     var sink: String?
 
     @Option(help: "File holding the metrics API key (re-read on SIGHUP and every second while a 401 pauses sending).")

@@ -10,7 +10,11 @@ struct TracingOptions: ParsableArguments {
     @Flag(
         help: """
             Also install the relay's tracer as the process-global one (InstrumentationSystem). Off by default: the \
-            relay's spans go only to TRICKLE_RELAY_OTLP_TRACES_ENDPOINT, through a tracer of its own.
+            relay's spans go only to TRICKLE_RELAY_OTLP_TRACES_ENDPOINT (https://, or http:// on 127.0.0.1; no \
+            path means /v1/traces), through a tracer of its own. Also read: TRICKLE_RELAY_OTLP_TRACES_HEADERS \
+            (key=value,…), …_PROTOCOL (http/protobuf or http/json), …_SAMPLER (parentbased_always_on, always_on, \
+            always_off, traceidratio, parentbased_traceidratio) with …_SAMPLER_ARG, TRICKLE_RELAY_OTLP_SERVICE_NAME, \
+            TRICKLE_RELAY_OTLP_RESOURCE_ATTRIBUTES.
             """
     )
     var otelGlobal = false

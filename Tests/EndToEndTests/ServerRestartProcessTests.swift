@@ -119,7 +119,12 @@ struct ServerRestartProcessTests {
         // ~1.5 MB in the open segment (1,000 events/s), more than the 1 MiB the publisher buffers unsent: all of it
         // on the server.
         try await feed(0..<3_000, perTick: 10)
-        try await waitUntil(timeout: .seconds(60), "the first 3,000 events at the client") { delivered() >= 3_000 }
+        do {
+            try await waitUntil(timeout: .seconds(90), "the first 3,000 events at the client") { delivered() >= 3_000 }
+        } catch {
+            Issue.record("\(delivered()) of 3,000 delivered; runner: \(runner.lines.values.suffix(8)); client: \(client.lines.values.suffix(8)); serve: \(serve.lines.values.suffix(4))")
+            throw error
+        }
         serve.signal(SIGKILL)
         _ = await serve.exited.wait()
         try await runner.lines.wait(timeout: .seconds(30), "the runner to notice") {

@@ -11,7 +11,7 @@ import TrickleTestSupport
 struct SignalProcessTests {
     /// The promise is 2 s; unloaded, every command stops in well under 0.2 s (replay: ~0.06 s). The bound leaves
     /// room for a 2-core CI machine that runs the rest of the suite, child processes included, in parallel.
-    static let stopBound = 3.0
+    static let stopBound = 5.0
 
     /// Starts `trickle-relay arguments`, waits until `ready` holds for its standard error lines (or for the
     /// state `ready` checks), signals it, and returns its status, how long it took to exit, and its output.
