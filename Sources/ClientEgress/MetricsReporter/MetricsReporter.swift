@@ -419,8 +419,15 @@ public final class MetricsReporter: SettlingEgressSink {
         if let timestamp { body.writeImmutableBuffer(slice(timestamp)) } else { body.writeString("null") }
         body.writeString("}")
         let idText = String(buffer: slice(id)).trimmingCharacters(in: CharacterSet(charactersIn: "\""))
-        let trace = EnvelopeFields(including: envelope)
-        return Pending(id: idText, body: body, traceparent: trace.traceparent, tracestate: trace.tracestate)
+        // The trace context, if any, from the `data` already found (two skims of it, no second pass over the rest).
+        let (traceparent, tracestate): (String?, String?) = envelope.withUnsafeReadableBytes { bytes in
+            let object = UnsafeRawBufferPointer(rebasing: bytes[data])
+            func string(_ name: StaticString) -> String? {
+                JSONSkim.stringContents(name, in: object).map { String(decoding: UnsafeRawBufferPointer(rebasing: object[$0]), as: UTF8.self) }
+            }
+            return (string("traceparent"), string("tracestate"))
+        }
+        return Pending(id: idText, body: body, traceparent: traceparent, tracestate: tracestate)
     }
 
     static func jsonString(_ text: String) -> String {
