@@ -27,6 +27,15 @@ final class ServerChannel: Sendable {
         var ring: [ServerSegment?]
         var lastSegmentStart: ContinuousClock.Instant
         var isClosed = false
+
+        /// The lowest retained seq ≥ `seq` whose segment holds bytes, if any.
+        func firstRetainedSeqWithData(from seq: Int) -> Int? {
+            var first: Int?
+            for case let segment? in self.ring where segment.seq >= seq && segment.snapshot.byteCount > 0 {
+                if first.map({ segment.seq < $0 }) ?? true { first = segment.seq }
+            }
+            return first
+        }
     }
 
     let name: String
@@ -69,12 +78,25 @@ final class ServerChannel: Sendable {
             default: seq = requested
             }
             let slot = seq % state.ring.count
+            if state.isClosed {
+                // A closed channel still serves the segments it retained (see `close()`) while its grace period
+                // lasts. A reader asking for a seq it no longer holds (evicted before the close, or never written
+                // here: a server that restarted) is told where the retained tail starts — a `470` it counts as a
+                // gap — instead of `Closed`, which would end it silently short of the tail.
+                let tail = state.firstRetainedSeqWithData(from: seq)
+                if let segment = state.ring[slot], segment.seq == seq, tail == seq {
+                    return .segment(segment, latestAtAccept: state.nextWrite)
+                }
+                guard let tail else { return .closed }
+                if let segment = state.ring[slot], segment.seq == seq {
+                    // An empty segment before the tail (deleted seq, empty POST): served empty, read past.
+                    return .segment(segment, latestAtAccept: state.nextWrite)
+                }
+                return .notRetained(seq: seq, latest: tail)
+            }
             if let segment = state.ring[slot], segment.seq == seq {
-                // A closed channel still serves the segments it retained (see `close()`), but only with data.
-                if state.isClosed && segment.snapshot.byteCount == 0 { return .closed }
                 return .segment(segment, latestAtAccept: state.nextWrite)
             }
-            guard !state.isClosed else { return .closed }
             // GET on nextWrite waits on a pre-created placeholder; so does GET 1 on a fresh channel (§5).
             if seq == state.nextWrite || (seq == 1 && state.nextWrite == 0) {
                 let placeholder = ServerSegment(seq: seq, accounting: self.accounting)

@@ -173,6 +173,41 @@ struct TrickleServerTests {
         }
     }
 
+    @Test("a reader behind a deleted channel's retained tail hears 470 pointing at the tail, reads it and counts the gap — never a silent Closed")
+    func readerBehindDeletedChannel() async throws {
+        try await withTrickleServer(.init(ringSize: 5, deletedChannelGracePeriod: .seconds(30))) { (_, base, client) async throws in
+            for seq in 0..<8 { _ = try await client.send(.POST, "\(base)/ch/\(seq)", body: "\(seq)\n") }
+            _ = try await client.send(.DELETE, "\(base)/ch/7")  // already complete: stays as it is
+            #expect(try await client.send(.DELETE, "\(base)/ch").status == 200)
+            // Segments 3…7 are retained; 0…2 were evicted before the close.
+            let behind = try await client.send(.GET, "\(base)/ch/1")
+            #expect(behind.status == 470)
+            #expect(behind.header("Lp-Trickle-Latest") == "3")
+            #expect(try await client.send(.GET, "\(base)/ch/3").body == "3\n")
+            #expect(try await client.send(.GET, "\(base)/ch/8").header("Lp-Trickle-Closed") == "terminated")
+
+            let subscriber = TrickleSubscriber(
+                url: try TrickleChannelURL("\(base)/ch"),
+                httpClient: client,
+                configuration: .init(start: .seq(0)),
+                logger: quietLogger
+            )
+            let gaps = Recorder<Int>()
+            let bytes = Recorder<String>()
+            let end = try await subscriber.run { event in
+                switch event {
+                case .gap(let from, let to): gaps.append(to - from)
+                case .bytes(let buffer, _): bytes.append(String(buffer: buffer))
+                default: break
+                }
+            }
+            #expect(end == .closed)
+            #expect(gaps.values == [3])
+            #expect(bytes.values.joined() == "3\n4\n5\n6\n7\n")
+            #expect(subscriber.stats.gaps == 3)
+        }
+    }
+
     @Test("with no grace period a deleted channel is forgotten at once, like go-livepeer")
     func deleteWithoutGrace() async throws {
         try await withTrickleServer(.init(deletedChannelGracePeriod: .zero)) { (_, base, client) async throws in
