@@ -1,6 +1,7 @@
 import ClientEgress
 import Foundation
 import NIOCore
+import RelayTracing
 
 /// In-memory chunks as a byte stream.
 struct MemoryChunks: AsyncSequence, Sendable {

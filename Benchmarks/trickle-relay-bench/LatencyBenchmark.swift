@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import ClientEgress
 import Foundation
 import NIOCore
+import RelayTracing
 import RunnerRelay
 import ServiceLifecycle
 import Synchronization

@@ -2,12 +2,20 @@ import ClientEgress
 import Foundation
 import NIOCore
 import RdKafka
+import RelayTracing
 import Testing
+import TrickleProtocol
 import TrickleTestSupport
 
 private func envelope(_ n: Int, session: Int = 0) -> ByteBuffer {
     // Key order, number spelling and an escape that must survive byte for byte.
     ByteBuffer(string: #"{"id":"k-\#(session)-\#(n)","type":"stream_trace","timestamp":"1763769600\#(n)","data":{"type":"metric","n":\#(n),"v":1.50e3,"s":"caf\u00e9"}}"#)
+}
+
+/// An envelope whose `data` carries `traceparent`.
+private func traced(_ n: Int, _ traceparent: String) -> TelemetryRecord {
+    let text = #"{"id":"t-\#(n)","type":"stream_trace","timestamp":"1763769600000","data":{"type":"metric","traceparent":"\#(traceparent)"}}"#
+    return TelemetryRecord(envelope: ByteBuffer(string: text), seq: 0, lineNumber: n + 1)
 }
 
 @Suite(
@@ -71,6 +79,48 @@ struct KafkaSinkTests {
         let keys = messages.map(\.key)
         #expect(Set(keys).count == 2_000, "distinct ids")
         #expect(keys.count == 2_000, "duplicates: \(keys.count - Set(keys).count) (the idempotent producer should leave none)")
+    }
+
+    @Test("each exported batch is a delivery span, a child of its events' traceparent (or linking several), ended by the brokers' acknowledgements")
+    func deliverySpans() async throws {
+        let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        let other = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        let traces = OTLPReceiver()
+        let cluster = try KafkaMockCluster(brokers: 1)
+        #expect(cluster.createTopic("relay-traced", partitions: 1, replicationFactor: 1) == 0)
+        try await traces.run { tracesBase in
+            let configuration = RelayTracingConfiguration(
+                endpoint: try OTLPEndpoint(parsing: tracesBase, signalPath: "/v1/traces", what: "test"),
+                serviceName: "trickle-relay-client",
+                usesJSON: true,
+                exportInterval: .milliseconds(50)
+            )
+            let tracing = try RelayTracing(configuration: configuration, logger: quietLogger)
+            try await RelayTracing.running(tracing, logger: quietLogger) {
+                let sink = try KafkaSink(
+                    configuration: .init(bootstrapServers: [cluster.bootstrapServers], topic: "relay-traced"),
+                    logger: quietLogger,
+                    tracing: DeliveryTracing(tracer: tracing.tracer)
+                )
+                let settled = Recorder<Int>()
+                sink.onSettled { settled.append($0) }
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask { try await sink.run() }
+                    try await sink.export((0..<50).map { traced($0, parent) })
+                    try await sink.export((50..<60).map { traced($0, $0.isMultiple(of: 2) ? parent : other) })
+                    try await settled.wait(timeout: .seconds(60), "every record acknowledged") { $0.last == 60 }
+                    await sink.shutdown()
+                    try await group.waitForAll()
+                }
+            }
+            try await waitUntil("the delivery spans") { traces.spans.filter { $0.name == "trickle_relay.kafka.deliver" }.count >= 2 }
+        }
+        let deliveries = traces.spans.filter { $0.name == "trickle_relay.kafka.deliver" }
+        #expect(deliveries.count == 2)
+        let child = try #require(deliveries.first { $0.parentSpanID == "00f067aa0ba902b7" })
+        #expect(child.traceID == "4bf92f3577b34da6a3ce929d0e0e4736")
+        let linking = try #require(deliveries.first { $0.links.count == 2 })
+        #expect(Set(linking.links.map(\.spanID)) == ["00f067aa0ba902b7", "b7ad6b7169203331"])
     }
 
     @Test("librdkafka's refusals name the property, never its value")

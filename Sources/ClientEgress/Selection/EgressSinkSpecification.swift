@@ -138,7 +138,7 @@ extension EgressSinkSpecification {
         case .kafka(let servers):
             var configuration = kafka
             configuration.bootstrapServers = servers
-            return try KafkaSink(configuration: configuration, logger: logger)
+            return try KafkaSink(configuration: configuration, logger: logger, tracing: tracing)
         }
     }
 }

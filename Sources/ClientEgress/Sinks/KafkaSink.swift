@@ -1,9 +1,11 @@
+import CoreMetrics
 import DequeModule
 import Foundation
 public import Logging
 import NIOCore
 public import RdKafka
 import Synchronization
+import Tracing
 import TrickleProtocol
 
 /// Publishes every envelope to a Kafka topic through librdkafka: value = the envelope's bytes exactly as
@@ -14,6 +16,10 @@ import TrickleProtocol
 ///
 /// ``run()`` polls delivery reports on a thread of its own (librdkafka's poll blocks) until ``shutdown()``, which
 /// flushes within ``Configuration/shutdownTimeout`` and reports what is still in flight (it stays in the spool).
+///
+/// Each record's export → acknowledgement time is a `trickle_relay_client_delivery_seconds` sample (as the HTTP
+/// reporter's are); with the relay's tracer each exported batch is a `trickle_relay.kafka.deliver` span, a child of
+/// the batch's shared `traceparent` (or linking several), that ends when the brokers acknowledged its last record.
 public final class KafkaSink: SettlingEgressSink {
     /// Configuration of a ``KafkaSink``.
     public struct Configuration: Sendable {
@@ -90,10 +96,26 @@ public final class KafkaSink: SettlingEgressSink {
         public var errors: [String: Int] = [:]
     }
 
+    /// A record handed to librdkafka and not yet acknowledged.
+    private struct InFlight {
+        var record: TelemetryRecord
+        var exportedAt: ContinuousClock.Instant
+        /// The traced batch it belongs to (its span ends with the batch's last acknowledgement).
+        var batch: UInt64?
+    }
+
+    /// A traced batch: its span and how many of its records the brokers have yet to acknowledge.
+    private struct TracedBatch {
+        var span: any Span
+        var unacknowledged: Int
+    }
+
     private struct State {
         var nextTag: UInt64 = 1
         /// Records exported and not acknowledged, by tag (a failed one is produced again from here).
-        var inFlight: [UInt64: TelemetryRecord] = [:]
+        var inFlight: [UInt64: InFlight] = [:]
+        var tracedBatches: [UInt64: TracedBatch] = [:]
+        var nextBatch: UInt64 = 1
         /// Acknowledged tags above the settled prefix.
         var acknowledgedAhead: Set<UInt64> = []
         /// Every tag up to here is acknowledged.
@@ -103,7 +125,11 @@ public final class KafkaSink: SettlingEgressSink {
         var handler: (@Sendable (Int) -> Void)?
     }
 
+    /// `trickle_relay_client_delivery_seconds`: export → the brokers acknowledged it, per record (swift-metrics).
+    private static let deliveryLatency = CoreMetrics.Timer(label: "trickle_relay_client_delivery_seconds")
+
     public let configuration: Configuration
+    private let tracing: DeliveryTracing
     private let producer: KafkaProducer
     private let logger: Logger
     private let state: Mutex<State>
@@ -116,8 +142,9 @@ public final class KafkaSink: SettlingEgressSink {
     ///
     /// - Throws: ``KafkaError``: librdkafka is not installed (the message names the package), or a property was
     ///   refused.
-    public init(configuration: Configuration, logger: Logger) throws(KafkaError) {
+    public init(configuration: Configuration, logger: Logger, tracing: DeliveryTracing = .off) throws(KafkaError) {
         self.configuration = configuration
+        self.tracing = tracing
         self.logger = logger
         self.failures = FailureLog("Kafka deliveries failing (retried from memory; the spool keeps them until acknowledged)", logger: logger)
         let state = Mutex(State())
@@ -156,13 +183,37 @@ public final class KafkaSink: SettlingEgressSink {
 
     /// Hands the records to librdkafka (copied); waits while its local queue is full.
     public func export(_ records: some Collection<TelemetryRecord> & Sendable) async throws {
+        let batch = self.startTracedBatch(records)
+        let exportedAt = ContinuousClock.now
         for record in records {
             let tag = self.state.withLock { state -> UInt64 in
                 defer { state.nextTag += 1 }
-                state.inFlight[state.nextTag] = record
+                state.inFlight[state.nextTag] = InFlight(record: record, exportedAt: exportedAt, batch: batch)
                 return state.nextTag
             }
             try await self.produce(record, tag: tag)
+        }
+    }
+
+    /// The batch's delivery span, when the relay traces (the trace context is read only then).
+    private func startTracedBatch(_ records: some Collection<TelemetryRecord>) -> UInt64? {
+        guard self.tracing.tracer != nil, !records.isEmpty else { return nil }
+        let parents = records.lazy.compactMap { record -> DeliveryTracing.Headers? in
+            let fields = EnvelopeFields(including: record.envelope)
+            return fields.traceparent.map { DeliveryTracing.Headers(traceparent: $0, tracestate: fields.tracestate) }
+        }
+        guard
+            let (span, _) = self.tracing.startSpan(
+                "trickle_relay.kafka.deliver",
+                parents: parents,
+                attributes: ["trickle_relay.events": records.count]
+            )
+        else { return nil }
+        span.attributes["messaging.destination.name"] = self.configuration.topic
+        return self.state.withLock { state in
+            defer { state.nextBatch += 1 }
+            state.tracedBatches[state.nextBatch] = TracedBatch(span: span, unacknowledged: records.count)
+            return state.nextBatch
         }
     }
 
@@ -183,6 +234,15 @@ public final class KafkaSink: SettlingEgressSink {
         _ = try? await BlockingIO.run { producer.flush(timeoutMilliseconds: timeout) }
         self.stopped.fulfill(())
         _ = await self.pollerEnded.wait()
+        // Batches not acknowledged by now stay in the spool; their spans end saying so.
+        let unfinished = self.state.withLock { state in
+            defer { state.tracedBatches = [:] }
+            return Array(state.tracedBatches.values)
+        }
+        for batch in unfinished {
+            batch.span.setStatus(SpanStatus(code: .error, message: "\(batch.unacknowledged) records not acknowledged before shutdown"))
+            batch.span.end()
+        }
         let stats = self.stats
         self.logger.info(
             "Kafka producer stopped",
@@ -250,15 +310,31 @@ public final class KafkaSink: SettlingEgressSink {
             return
         }
         if self.failures.isFailing { self.failures.cleared() }
-        let settled: (Int, (@Sendable (Int) -> Void)?)? = self.state.withLock { state in
-            guard state.inFlight.removeValue(forKey: tag) != nil else { return nil }
-            state.stats.acknowledged += 1
-            state.acknowledgedAhead.insert(tag)
-            let before = state.settledThrough
-            while state.acknowledgedAhead.remove(state.settledThrough + 1) != nil { state.settledThrough += 1 }
-            return state.settledThrough > before ? (Int(state.settledThrough), state.handler) : nil
-        }
-        if let (count, handler) = settled { handler?(count) }
+        let acknowledged: (settled: (Int, (@Sendable (Int) -> Void)?)?, exportedAt: ContinuousClock.Instant, finished: (any Span)?)? =
+            self.state.withLock { state in
+                guard let entry = state.inFlight.removeValue(forKey: tag) else { return nil }
+                state.stats.acknowledged += 1
+                state.acknowledgedAhead.insert(tag)
+                var finished: (any Span)?
+                if let batch = entry.batch, var traced = state.tracedBatches[batch] {
+                    traced.unacknowledged -= 1
+                    if traced.unacknowledged <= 0 {
+                        state.tracedBatches[batch] = nil
+                        finished = traced.span
+                    } else {
+                        state.tracedBatches[batch] = traced
+                    }
+                }
+                let before = state.settledThrough
+                while state.acknowledgedAhead.remove(state.settledThrough + 1) != nil { state.settledThrough += 1 }
+                let settled = state.settledThrough > before ? (Int(state.settledThrough), state.handler) : nil
+                return (settled, entry.exportedAt, finished)
+            }
+        guard let acknowledged else { return }
+        let elapsed = ContinuousClock.now - acknowledged.exportedAt
+        Self.deliveryLatency.recordNanoseconds(elapsed.components.seconds &* 1_000_000_000 &+ elapsed.components.attoseconds / 1_000_000_000)
+        acknowledged.finished?.end()
+        if let (count, handler) = acknowledged.settled { handler?(count) }
         self.progress.advance()
     }
 
@@ -267,7 +343,7 @@ public final class KafkaSink: SettlingEgressSink {
         while true {
             let next: (UInt64, TelemetryRecord)? = self.state.withLock { state in
                 while let tag = state.retries.first {
-                    if let record = state.inFlight[tag] { return (tag, record) }
+                    if let entry = state.inFlight[tag] { return (tag, entry.record) }
                     state.retries.removeFirst()
                 }
                 return nil

@@ -41,13 +41,37 @@ public struct DeliveryTracing: Sendable {
         attributes: [String: Int] = [:],
         _ body: (Headers?) async throws -> Result
     ) async rethrows -> Result {
+        guard let started = self.startSpan(operation, parents: parents, attributes: attributes) else {
+            var shared: Headers?
+            var several = false
+            for parent in parents where parent != shared {
+                if shared == nil { shared = parent } else { several = true; break }
+            }
+            return try await body(several ? nil : shared)
+        }
+        defer { started.span.end() }
+        do {
+            return try await body(started.headers)
+        } catch {
+            started.span.recordError(error)
+            throw error
+        }
+    }
+
+    /// Starts a span named `operation`, a child of `parents` when they are one context and linking each of them
+    /// (at most ``maximumLinks``) when several, for a delivery that ends later (a Kafka batch ends when the
+    /// brokers acknowledged it). Returns the span with the headers a request should carry, or `nil` without a
+    /// tracer. The caller ends the span.
+    public func startSpan(
+        _ operation: String,
+        parents: some Sequence<Headers>,
+        attributes: [String: Int] = [:]
+    ) -> (span: any Span, headers: Headers?)? {
+        guard let tracer = self.tracer else { return nil }
         var distinct: [Headers] = []
         for parent in parents where !distinct.contains(parent) {
             distinct.append(parent)
             if distinct.count > Self.maximumLinks { break }
-        }
-        guard let tracer = self.tracer else {
-            return try await body(distinct.count == 1 ? distinct[0] : nil)
         }
         var context = InstrumentationContext.current ?? .topLevel
         if distinct.count == 1 {
@@ -62,16 +86,9 @@ public struct DeliveryTracing: Sendable {
             }
         }
         for (key, value) in attributes { span.attributes[key] = value }
-        defer { span.end() }
         var outgoing = HeaderCarrier()
         tracer.inject(span.context, into: &outgoing, using: HeadersInjector())
-        let headers = outgoing.traceparent.map { Headers(traceparent: $0, tracestate: outgoing.tracestate) }
-        do {
-            return try await body(headers)
-        } catch {
-            span.recordError(error)
-            throw error
-        }
+        return (span, outgoing.traceparent.map { Headers(traceparent: $0, tracestate: outgoing.tracestate) })
     }
 
     /// Runs `body` inside a span of the relay's own work (no parent from the envelopes).
