@@ -150,6 +150,7 @@ let package = Package(
             name: "RunnerRelayTests",
             dependencies: [
                 "RunnerRelay",
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
                 "TrickleProtocol",
                 "TrickleTestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

@@ -46,6 +46,10 @@ public final class ClientApplication: Sendable {
         /// How `GET /metrics` is answered: through swift-metrics and the executable's registry, or (`nil`, the
         /// default) as the client's own Prometheus text.
         public var metricsExposition: MetricsExposition? = nil
+        /// Records the client's counters through swift-metrics every interval even when nobody scrapes
+        /// `/metrics` (an application embedding the pipeline sees them in the backend it bootstrapped). Default
+        /// every 10 s into the global factory; `nil` turns it off.
+        public var metricsRecording: MetricsRecording? = MetricsRecording()
 
         public init(
             sink: EgressSinkSpecification,
@@ -106,6 +110,7 @@ public final class ClientApplication: Sendable {
     private let reporter: MetricsReporter?
     private let kafkaSink: KafkaSink?
     private let spooledSink: SpooledSink?
+    private let metrics: ClientMetrics
     private let logger: Logger
 
     /// Builds the pipeline: opens the sink and the spool, loads the persisted API subscriptions, adds every
@@ -164,8 +169,9 @@ public final class ClientApplication: Sendable {
                 logger.warning("subscription not added", metadata: ["subscription.id": "\(subscription.id)", "error": "\(error)"])
             }
         }
+        let metrics = ClientMetrics(daemon: self.daemon, spooledSink: spooledSink, reporter: self.reporter, kafka: self.kafkaSink, stream: stream)
+        self.metrics = metrics
         if let endpointConfiguration = configuration.endpoint, let stream {
-            let metrics = ClientMetrics(daemon: self.daemon, spooledSink: spooledSink, reporter: self.reporter, kafka: self.kafkaSink, stream: stream)
             self.endpoint = TelemetryStreamServer(
                 configuration: endpointConfiguration,
                 stream: stream,
@@ -197,11 +203,19 @@ public final class ClientApplication: Sendable {
     /// Re-reads the metrics API key now (SIGHUP).
     public func reloadKey() { self.reporter?.reloadKey() }
 
+    /// The client's counters and gauges now, added up across subscriptions (what `/metrics` serves).
+    public func metricsSnapshot() -> PrometheusText { self.metrics.snapshot() }
+
     /// Runs until the daemon ends (its last subscription, unless it runs until stopped) or SIGTERM/SIGINT.
     ///
     /// - Throws: What a service failed with (an explicit listen address that is taken…).
     public func run() async throws -> Summary {
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        if let recording = self.configuration.metricsRecording {
+            // First: shut down last, so its final recording sees the run's last numbers.
+            let recorder = MetricsRecorder(recording, bridge: self.configuration.metricsExposition?.bridge) { [metrics] in metrics.snapshot() }
+            services.append(.init(service: recorder))
+        }
         if let endpoint = self.endpoint {
             // First in the list: shut down last, after the daemon stopped feeding it.
             services.append(.init(service: endpoint, successTerminationBehavior: .gracefullyShutdownGroup))

@@ -161,7 +161,8 @@ public final class MetricsReporter: SettlingEgressSink {
         while true {
             let (batch, shuttingDown) = self.nextBatch(limit: batchLimit)
             if batch.isEmpty {
-                if shuttingDown { return }
+                // Cancelled: waiting returns at once from here on, so waiting again would spin.
+                if shuttingDown || Task.isCancelled { return }
                 await self.waitForWork()
                 continue
             }

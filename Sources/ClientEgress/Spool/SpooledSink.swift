@@ -144,7 +144,8 @@ public final class SpooledSink: EgressSink {
     private func deliver(window: Int) async {
         var cursor = self.spool.deliveryStart
         var failures = 0
-        while self.stopRequested.value == nil {
+        // Cancelled: every wait below returns at once, so the loop must end rather than spin.
+        while self.stopRequested.value == nil && !Task.isCancelled {
             let appended = self.spool.appendGeneration
             let settledGeneration = self.progress.generation
             await self.acknowledgeSettled()

@@ -18,6 +18,10 @@ extension RunnerAgent {
         /// How `GET /metrics` is answered: through swift-metrics and the executable's registry, or (`nil`, the
         /// default) as the agent's own Prometheus text.
         public var metricsExposition: MetricsExposition? = nil
+        /// Records the agent's counters through swift-metrics every interval even when nobody scrapes `/metrics`
+        /// (an application embedding the agent sees them in the backend it bootstrapped). Default every 10 s into
+        /// the global factory; `nil` turns it off.
+        public var metricsRecording: MetricsRecording? = MetricsRecording()
         /// Interval of `relay_heartbeat`. Default 30 s.
         public var heartbeatInterval: Duration
         /// Largest request body accepted (413 beyond). Default 5 MiB.

@@ -6,7 +6,7 @@ public import Logging
 import NIOCore
 public import ServiceLifecycle
 import Synchronization
-import TrickleProtocol
+public import TrickleProtocol
 
 /// The multi-session runner agent: a loopback HTTP ingest API in front of one ``SessionRelay`` per session.
 ///
@@ -72,6 +72,12 @@ public final class RunnerAgent: Service, Sendable {
         )
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await application.run() }
+            if let recording = self.configuration.metricsRecording {
+                let recorder = MetricsRecorder(recording, bridge: self.configuration.metricsExposition?.bridge) { [weak self] in
+                    self?.metricsSnapshot() ?? PrometheusText()
+                }
+                group.addTask { try await recorder.run() }
+            }
             group.addTask {
                 await withGracefulShutdownHandler {
                     await withDiscardingTaskGroup { sessions in
@@ -295,6 +301,11 @@ public final class RunnerAgent: Service, Sendable {
     // MARK: Metrics
 
     func metricsText() -> String {
+        MetricsExposition.body(for: self.metricsSnapshot(), exposition: self.configuration.metricsExposition)
+    }
+
+    /// The agent's counters and gauges now, added up across live and finished sessions (what `/metrics` serves).
+    public func metricsSnapshot() -> PrometheusText {
         let live = self.sessions.withLock { Array($0.values) }
         var totals = self.finishedTotals.withLock { $0 }
         var segments = self.finishedSegments.withLock { $0 }
@@ -319,7 +330,7 @@ public final class RunnerAgent: Service, Sendable {
         metric("segments_total", .counter, "Segments completed on events channels.", segments)
         metric("writer_errors_total", .counter, "Lines the events writers failed to publish.", totals.writerErrors)
         metric("telemetry_queued", .gauge, "Telemetry events waiting in queues.", totals.queuedEvents)
-        return MetricsExposition.body(for: text, exposition: self.configuration.metricsExposition)
+        return text
     }
 
     // MARK: Responses

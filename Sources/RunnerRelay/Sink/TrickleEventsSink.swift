@@ -248,6 +248,8 @@ public final class TrickleEventsSink: Service, Sendable {
             case .dropReport(let dropped, let bytes, let refused, let lost, let window):
                 await self.writeDropReport(dropped: dropped, bytes: bytes, refused: refused, lost: lost, windowMillis: window)
             case .idle(let reportDue):
+                // Cancelled (not finished): waiting returns at once from here on, so waiting again would spin.
+                if Task.isCancelled { return }
                 await self.waitForWork(reportDue: reportDue)
             case .finished:
                 return

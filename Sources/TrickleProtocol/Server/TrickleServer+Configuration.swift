@@ -42,6 +42,10 @@ extension TrickleServer {
         /// How `GET /metrics` is answered: through swift-metrics and the executable's registry, or (`nil`, the
         /// default) as the server's own Prometheus text.
         public var metricsExposition: MetricsExposition? = nil
+        /// Records the server's counters through swift-metrics every interval even when nobody scrapes
+        /// `/metrics` (an application embedding the server sees them in the backend it bootstrapped). Default
+        /// every 10 s into the global factory; `nil` turns it off.
+        public var metricsRecording: MetricsRecording? = MetricsRecording()
 
         /// Creates a configuration; every parameter has the documented default.
         public init(

@@ -79,6 +79,12 @@ public final class TrickleServer: Service, Sendable {
                         group.addTask { try await server.run() }
                         group.addTask { await cancelWhenGracefulShutdown { await self.sweepIdleChannels() } }
                         group.addTask { await cancelWhenGracefulShutdown { await self.housekeeping() } }
+                        if let recording = self.configuration.metricsRecording {
+                            let recorder = MetricsRecorder(recording, bridge: self.configuration.metricsExposition?.bridge) { [weak self] in
+                                self?.metricsSnapshot() ?? PrometheusText()
+                            }
+                            group.addTask { try await recorder.run() }
+                        }
                     }
                 } onGracefulShutdown: {
                     self.registry.closeAll()
@@ -136,6 +142,11 @@ public final class TrickleServer: Service, Sendable {
 
     /// The server's metrics in the Prometheus text format (what `GET /metrics` serves).
     public func metricsText() -> String {
+        MetricsExposition.body(for: self.metricsSnapshot(), exposition: self.configuration.metricsExposition)
+    }
+
+    /// The server's counters and gauges now (what `GET /metrics` serves).
+    public func metricsSnapshot() -> PrometheusText {
         let accounting = self.registry.accounting
         let channels = self.registry.allChannels
         var text = PrometheusText(prefix: "trickle_server_")
@@ -151,7 +162,7 @@ public final class TrickleServer: Service, Sendable {
         for refusal in ServerAccounting.Refusal.allCases {
             text.add("refused_\(refusal.label)_total", .counter, "Requests refused: \(refusal.label.split(separator: "_").joined(separator: " ")).", accounting.refused(refusal))
         }
-        return MetricsExposition.body(for: text, exposition: self.configuration.metricsExposition)
+        return text
     }
 
     /// nextWrite of a channel, or `nil` when it does not exist.

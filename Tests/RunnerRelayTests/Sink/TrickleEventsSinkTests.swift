@@ -58,6 +58,29 @@ func withRelay(
 
 @Suite("TrickleEventsSink", .timeLimit(.minutes(1)))
 struct TrickleEventsSinkTests {
+    @Test("a drain cancelled while idle ends (it spun a core forever, holding the process up at exit)")
+    func cancelledWhileIdleEnds() async throws {
+        try await withTrickleServer { (server, base, client) async throws in
+            server.createChannel(named: "events")
+            let writer = JSONLWriter(url: try TrickleChannelURL("\(base)/events"), httpClient: client, logger: quietLogger)
+            var configuration = TrickleEventsSink.Configuration(identity: SessionIdentity(sessionID: "sess-1"))
+            configuration.isTelemetryEnabled = true
+            let sink = TrickleEventsSink(writer: writer, configuration: configuration, logger: quietLogger)
+            let uploads = Task { try? await writer.run() }
+            let ended = Recorder<Bool>()
+            let drain = Task {
+                try? await sink.run()
+                ended.append(true)
+            }
+            sink.emit(#"{"type":"metric","n":1}"#)
+            try await waitUntil("the event written") { sink.stats.written == 1 }
+            drain.cancel()
+            try await waitUntil(timeout: .seconds(5), "the cancelled drain to end") { !ended.values.isEmpty }
+            uploads.cancel()
+            await uploads.value
+        }
+    }
+
     @Test("events emitted from 8 threads all arrive framed, stamped, and in per-thread order")
     func eightThreads() async throws {
         let perThread = 500
