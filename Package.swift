@@ -165,6 +165,7 @@ let package = Package(
             name: "ClientEgressTests",
             dependencies: [
                 "ClientEgress",
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
                 "RelayTracing",
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
                 .product(name: "Instrumentation", package: "swift-distributed-tracing"),

@@ -70,6 +70,12 @@ extension TrickleSubscriber {
         /// the segment at the byte it reached) until the channel is back or this passes. `.zero` ends at once,
         /// like the SDK. Default 30 s.
         public var reconnectGrace: Duration
+        /// How many segments the server retains (its ring: 5 on both reference servers and on ours). A subscriber
+        /// that fell behind (`470` with a larger `Lp-Trickle-Latest`) starts again at the oldest seq the ring can
+        /// still hold, `Latest − retainedSegments`, and reports only what lies before it as a gap; a seq evicted
+        /// meanwhile answers `470` again and it moves up one. `0` jumps straight to `Latest`, as the SDK does
+        /// (losing up to a ring of segments the server still had). Default 5.
+        public var retainedSegments: Int
 
         /// Creates a configuration; every parameter has the documented default.
         public init(
@@ -81,8 +87,10 @@ extension TrickleSubscriber {
             aheadRetryDelay: Duration = .milliseconds(250),
             maximumAheadRetries: Int = 40,
             channelWaitTimeout: Duration? = nil,
-            reconnectGrace: Duration = .seconds(30)
+            reconnectGrace: Duration = .seconds(30),
+            retainedSegments: Int = 5
         ) {
+            self.retainedSegments = retainedSegments
             self.start = start
             self.maximumSegmentBytes = maximumSegmentBytes
             self.stallTimeout = stallTimeout

@@ -146,11 +146,15 @@ public final class TrickleSubscriber: Sendable {
                     resumeOffset = 0
                 }
                 if latest > servedSeq {
-                    // Fell behind: the seq was evicted. Jump to the live edge and report what was lost (§4).
+                    // Fell behind: the seq was evicted (§4). The SDK jumps to the live edge; the ring may still hold
+                    // the segments just below it, so start at the oldest it can hold and report only what lies
+                    // before as lost. `servedSeq + 1` at least, so a ring smaller than assumed still moves on.
                     aheadCount = 0
                     try await leaveResumedSegment()
-                    try await self.reportGap(from: servedSeq, to: latest, handle)
-                    seq = latest
+                    let oldestHeld = latest - min(max(self.configuration.retainedSegments, 0), latest)
+                    let next = min(max(servedSeq + 1, oldestHeld), latest)
+                    try await self.reportGap(from: servedSeq, to: next, handle)
+                    seq = next
                 } else {
                     // Ahead of the publisher: wait and ask again, unless the channel was evidently recreated.
                     aheadCount += 1

@@ -170,7 +170,7 @@ struct PublisherSubscriberTests {
         }
     }
 
-    @Test("behind the ring: 470 with a larger Latest makes the subscriber jump and report the gap")
+    @Test("behind the ring: 470 with a larger Latest makes the subscriber read what the ring still holds and report the rest as the gap")
     func jumpWhenBehind() async throws {
         try await withTrickleServer { (server, base, client) async throws in
             for seq in 0..<8 { _ = try await client.send(.POST, "\(base)/ch/\(seq)", body: "s\(seq)\n") }
@@ -178,14 +178,33 @@ struct PublisherSubscriberTests {
             let seen = Recorder<SeenEvent>()
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { _ = try await subscriber.run { seen.append(SeenEvent($0)) } }
-                try await seen.wait("the gap") { $0.contains(.gap(0, 8)) }
+                try await seen.wait("the gap") { $0.contains(.gap(0, 3)) }
                 try await waitUntil("the subscriber to wait on seq 8") { server.activeReaders(ofChannel: "ch") == 1 }
                 _ = try await client.send(.POST, "\(base)/ch/8", body: "s8\n")
                 try await seen.wait("segment 8") { $0.hasEnded(8) }
                 _ = server.deleteChannel(named: "ch")
                 try await group.waitForAll()
             }
-            #expect(seen.values.text == "s8\n")
+            // Segments 3…7 were still in the ring of 5: read, not lost.
+            #expect(seen.values.text == "s3\ns4\ns5\ns6\ns7\ns8\n")
+            #expect(subscriber.stats.gaps == 3)
+        }
+    }
+
+    @Test("retainedSegments 0: behind the ring, the subscriber jumps to Latest as the SDK does")
+    func jumpToLatestLikeTheSDK() async throws {
+        try await withTrickleServer { (server, base, client) async throws in
+            for seq in 0..<8 { _ = try await client.send(.POST, "\(base)/ch/\(seq)", body: "s\(seq)\n") }
+            let subscriber = try self.subscriber("\(base)/ch", client, .init(start: .seq(0), retainedSegments: 0))
+            let seen = Recorder<SeenEvent>()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { _ = try await subscriber.run { seen.append(SeenEvent($0)) } }
+                try await seen.wait("the gap") { $0.contains(.gap(0, 8)) }
+                try await waitUntil("the subscriber to wait on seq 8") { server.activeReaders(ofChannel: "ch") == 1 }
+                _ = server.deleteChannel(named: "ch")
+                try await group.waitForAll()
+            }
+            #expect(seen.values.text == "")
             #expect(subscriber.stats.gaps == 8)
         }
     }
