@@ -8,6 +8,11 @@ let swiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("InternalImportsByDefault"),
 ]
 
+// ThreadSanitizer builds (`TRICKLE_RELAY_TSAN=1`, see `.ci/run`) leave swift-otel out: 1.6.0 does not compile with
+// `-sanitize=thread` on Swift 6.3 ("sending 'logger' risks causing data races" in its batch processors). RelayTracing
+// then builds without an exporter and refuses to be configured (`RelayTracing.isAvailable` is false).
+let threadSanitizerBuild = Context.environment["TRICKLE_RELAY_TSAN"] != nil
+
 let package = Package(
     name: "TrickleRelay",
     platforms: [.macOS(.v15)],
@@ -30,8 +35,6 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-distributed-tracing.git", from: "1.7.3"),
-        // Only the OTLP/HTTP exporter: the default traits also pull in gRPC (build minutes for nothing we use).
-        .package(url: "https://github.com/swift-otel/swift-otel.git", from: "1.6.0", traits: ["OTLPHTTP"]),
     ],
     targets: [
         .target(
@@ -94,7 +97,6 @@ let package = Package(
             name: "RelayTracing",
             dependencies: [
                 "TrickleProtocol",
-                .product(name: "OTel", package: "swift-otel"),
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -215,6 +217,14 @@ let package = Package(
 )
 
 // Benchmarks stay out of `swift test` (like Hummingbird's Package.swift): the target exists only when
+if !threadSanitizerBuild {
+    // Only the OTLP/HTTP exporter: the default traits also pull in gRPC (build minutes for nothing we use).
+    package.dependencies.append(.package(url: "https://github.com/swift-otel/swift-otel.git", from: "1.6.0", traits: ["OTLPHTTP"]))
+    if let relayTracing = package.targets.first(where: { $0.name == "RelayTracing" }) {
+        relayTracing.dependencies.append(.product(name: "OTel", package: "swift-otel"))
+    }
+}
+
 // TRICKLE_RELAY_BENCHMARKS is set, e.g. `TRICKLE_RELAY_BENCHMARKS=1 swift run -c release trickle-relay-bench`.
 if Context.environment["TRICKLE_RELAY_BENCHMARKS"] != nil {
     package.targets.append(

@@ -1,5 +1,7 @@
 public import Logging
+#if canImport(OTel)
 import OTel
+#endif
 public import ServiceLifecycle
 public import Tracing
 import Synchronization
@@ -16,6 +18,10 @@ public struct RelayTracing: Sendable {
     public let tracer: any Tracer
     /// Exports finished spans; run it (in the process's service group) and shut it down last.
     public let service: any Service
+
+    #if canImport(OTel)
+    /// Whether this build has the OTLP exporter (every build but the ThreadSanitizer one, see `Package.swift`).
+    public static let isAvailable = true
 
     /// Builds the tracer and its exporter.
     ///
@@ -48,6 +54,15 @@ public struct RelayTracing: Sendable {
             InstrumentationSystem.bootstrap(backend.factory)
         }
     }
+    #else
+    /// Whether this build has the OTLP exporter (every build but the ThreadSanitizer one, see `Package.swift`).
+    public static let isAvailable = false
+
+    /// This build has no OTLP exporter (a ThreadSanitizer build leaves swift-otel out): always throws.
+    public init(configuration: RelayTracingConfiguration, logger: Logger) throws {
+        throw RelayTracingConfiguration.Failure(description: "this build of trickle-relay has no OTLP exporter (a ThreadSanitizer build); unset TRICKLE_RELAY_OTLP_TRACES_ENDPOINT")
+    }
+    #endif
 }
 
 /// How the relay's tracer samples (OpenTelemetry's sampler names).
@@ -83,6 +98,7 @@ public enum RelayTraceSampler: Sendable, Hashable {
         }
     }
 
+    #if canImport(OTel)
     var otel: OTel.Configuration.TracesConfiguration.SamplerConfiguration {
         switch self {
         case .parentBasedAlwaysOn: return .parentBasedAlwaysOn
@@ -92,6 +108,7 @@ public enum RelayTraceSampler: Sendable, Hashable {
         case .parentBasedTraceIDRatio(let ratio): return .parentBasedTraceIDRatio(ratio: ratio) ?? .parentBasedTraceIDRatio
         }
     }
+    #endif
 }
 
 extension RelayTracing {
