@@ -11,6 +11,7 @@ import TrickleTestSupport
 
 /// Runs a trickle server and a runner agent (both on loopback port 0).
 func withAgent(
+    server serverConfiguration: TrickleServer.Configuration = .init(),
     _ configure: (inout RunnerAgent.Configuration) -> Void = { _ in },
     _ body: @Sendable (RunnerAgent, String, String, HTTPClient, TrickleServer) async throws -> Void
 ) async throws {
@@ -18,7 +19,7 @@ func withAgent(
     configuration.sinkDefaults.isTelemetryEnabled = true
     configure(&configuration)
     let settings = configuration
-    try await withTrickleServer { (server, trickleBase, client) async throws in
+    try await withTrickleServer(serverConfiguration) { (server, trickleBase, client) async throws in
         let agent = try RunnerAgent(configuration: settings, httpClient: client, logger: quietLogger)
         // Shut the agent down gracefully, as SIGTERM would: it stops accepting before it goes.
         try await testGracefulShutdown { trigger in

@@ -1,7 +1,6 @@
 import AsyncHTTPClient
 import MetricsTestKit
 import NIOHTTP1
-import ServiceLifecycleTestKit
 import Testing
 import TrickleProtocol
 import TrickleTestSupport
@@ -17,36 +16,27 @@ struct MetricsRecordingTests {
         let agentMetrics = TestMetrics()
         var serverConfiguration = TrickleServer.Configuration()
         serverConfiguration.metricsRecording = MetricsRecording(interval: .milliseconds(50), factory: serverMetrics)
-        try await withTrickleServer(serverConfiguration) { (server, trickle, client) async throws in
-            server.createChannel(named: "m1-events")
-            var configuration = RunnerAgent.Configuration(port: 0)
-            configuration.sinkDefaults.isTelemetryEnabled = true
+        try await withAgent(server: serverConfiguration) { configuration in
             configuration.writer.segmentWindow = .milliseconds(100)
             configuration.metricsRecording = MetricsRecording(interval: .milliseconds(50), factory: agentMetrics)
-            let agent = try RunnerAgent(configuration: configuration, httpClient: client, logger: quietLogger)
-            try await testGracefulShutdown { trigger in
-                try await withThrowingTaskGroup(of: Void.self) { group in
-                    group.addTask { try await agent.run() }
-                    let api = "http://127.0.0.1:\(try await agent.waitUntilListening())"
-                    _ = try await client.send(.POST, "\(api)/v1/sessions", body: #"{"session_id":"m1","events_url":"\#(trickle)/m1-events"}"#)
-                    let body = (0..<25).map { #"{"type":"metric","n":\#($0)}"# }.joined(separator: "\n")
-                    #expect(try await client.send(.POST, "\(api)/v1/sessions/m1/telemetry", body: body).status == 202)
-                    try await waitUntil("the agent's counters recorded") {
-                        // The 25 events and the relay's own relay_ready.
-                        agentMetrics.counterTotal(label: "trickle_relay_telemetry_emitted_total") == 26
-                            && agentMetrics.counterTotal(label: "trickle_relay_telemetry_relayed_total") >= 25
-                    }
-                    try await waitUntil("the server's counters recorded") {
-                        serverMetrics.counterTotal(label: "trickle_server_segments_total") >= 1
-                            && serverMetrics.counterTotal(label: "trickle_server_received_bytes_total") > 0
-                    }
-                    trigger.triggerGracefulShutdown()
-                    try await group.waitForAll()
-                }
+        } _: { (agent, api, trickle, client, server) async throws in
+            server.createChannel(named: "m1-events")
+            _ = try await client.send(.POST, "\(api)/v1/sessions", body: #"{"session_id":"m1","events_url":"\#(trickle)/m1-events"}"#)
+            let body = (0..<25).map { #"{"type":"metric","n":\#($0)}"# }.joined(separator: "\n")
+            #expect(try await client.send(.POST, "\(api)/v1/sessions/m1/telemetry", body: body).status == 202)
+            try await waitUntil("the agent's counters recorded") {
+                // The 25 events and the relay's own relay_ready.
+                agentMetrics.counterTotal(label: "trickle_relay_telemetry_emitted_total") == 26
+                    && agentMetrics.counterTotal(label: "trickle_relay_telemetry_relayed_total") >= 25
             }
-            // Recorded as increments: a later recording of the same totals adds nothing.
+            try await waitUntil("the server's counters recorded") {
+                serverMetrics.counterTotal(label: "trickle_server_segments_total") >= 1
+                    && serverMetrics.counterTotal(label: "trickle_server_received_bytes_total") > 0
+            }
             let emitted = try #require(agent.metricsSnapshot().samples.first { $0.name == "trickle_relay_telemetry_emitted_total" })
-            #expect(agentMetrics.counterTotal(label: "trickle_relay_telemetry_emitted_total") == Int64(emitted.value))
+            #expect(emitted.value == 26)
         }
+        // Recorded as increments: the recordings after, and the last one at shutdown, added nothing more.
+        #expect(agentMetrics.counterTotal(label: "trickle_relay_telemetry_emitted_total") == 26)
     }
 }
