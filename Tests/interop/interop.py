@@ -306,6 +306,25 @@ async def python_writer_to_client_sse(binary, base):
     )
 
 
+async def sdk_reader_behind_deleted_channel(binary, base):
+    """The SDK's reader, started behind what a deleted channel still holds (in serve's grace period), is pointed at
+    the retained tail by a 470 and reads it to the end, instead of hearing a silent end of stream."""
+    url = f"{base}/behind"
+    await create_channel(base, "behind")
+    async with aiohttp.ClientSession() as session:
+        for n in range(8):
+            async with session.post(f"{url}/{n}", data=json.dumps({"n": n}) + "\n") as response:
+                assert response.status == 200, f"POST {n}: {response.status}"
+        async with session.delete(url) as response:
+            assert response.status == 200, f"DELETE: {response.status}"
+    received = []
+    async for event in JSONLReader(url)(start_seq=0):
+        received.append(event)
+    # A ring of 5: segments 0…2 were evicted before the DELETE, 3…7 are still held.
+    assert [e["n"] for e in received] == [3, 4, 5, 6, 7], f"the SDK read {received}"
+    return "SDK JSONLReader behind a deleted channel: 470 pointed it at the retained tail, read 3…7 then end of stream"
+
+
 async def wait_healthy(session, port):
     """Waits until a process's local endpoint answers /healthz."""
     for _ in range(500):
@@ -452,7 +471,7 @@ async def main():
     passed = failed = 0
     for check in (
         python_writes_swift_reads, swift_writes_python_reads, recorded_session_through_runner, python_writer_to_client_sse,
-        metrics_parse_with_prometheus_client,
+        metrics_parse_with_prometheus_client, sdk_reader_behind_deleted_channel,
     ):
         ok, text = await attempt(check, args.trickle_relay)
         if not ok:
