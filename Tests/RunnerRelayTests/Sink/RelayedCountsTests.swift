@@ -21,11 +21,15 @@ struct RelayedCountsTests {
             to: server,
             segmentWindow: .milliseconds(50),
             flushTimeout: .seconds(3),
-            until: "the events to be written and their segment to fail"
-        ) { $0.lost >= 20 }
+            until: "every event written and its segment failed, or refused by the failed publisher"
+        ) { $0.lost + $0.writerErrors >= 20 }
         let stats = relay.summary.sink
         #expect(stats.relayed == 0, "nothing was accepted, nothing may count as relayed")
-        #expect(stats.lost >= 20)
+        // Events in the segments that failed are lost; on a slow machine the last events may come after the
+        // publisher gave up (eight failed POSTs) and are refused by the writer instead (writer errors, which also
+        // count the `telemetry_dropped` report that could not be sent). None goes uncounted.
+        #expect(stats.lost >= 1 && stats.lost == stats.written, "\(stats)")
+        #expect(stats.written + stats.writerErrors >= 20, "\(stats)")
     }
 
     @Test("a segment whose upload breaks after its bytes went out is sent again from its first byte: relayed, not lost")
