@@ -83,13 +83,9 @@ final class ServerChannel: Sendable {
                 // lasts. A reader asking for a seq it no longer holds (evicted before the close, or never written
                 // here: a server that restarted) is told where the retained tail starts — a `470` it counts as a
                 // gap — instead of `Closed`, which would end it silently short of the tail.
-                let tail = state.firstRetainedSeqWithData(from: seq)
-                if let segment = state.ring[slot], segment.seq == seq, tail == seq {
-                    return .segment(segment, latestAtAccept: state.nextWrite)
-                }
-                guard let tail else { return .closed }
+                guard let tail = state.firstRetainedSeqWithData(from: seq) else { return .closed }
                 if let segment = state.ring[slot], segment.seq == seq {
-                    // An empty segment before the tail (deleted seq, empty POST): served empty, read past.
+                    // The tail itself, or an empty segment before it (deleted seq, empty POST): served, read past.
                     return .segment(segment, latestAtAccept: state.nextWrite)
                 }
                 return .notRetained(seq: seq, latest: tail)
