@@ -4,9 +4,12 @@ import Synchronization
 /// One segment held by the embedded server: the bytes received so far, and whether it ended.
 ///
 /// Readers start at byte 0 and then follow new bytes as they arrive (`trickle-protocol.md` §7). Any number of
-/// readers may wait; each keeps its own position (an index into `chunks`).
+/// readers may wait; each keeps its own position (an index into the segment's chunks). Nothing here suspends:
+/// a reader with nothing new registers a one-shot observer and is called once when bytes arrive or the segment
+/// ends, however many chunks arrived in between (the connection handlers run on NIO event loops, and a wake-up
+/// per appended chunk — the SDK's writer sends one per line — would be the whole cost of serving a line).
 final class ServerSegment: Sendable {
-    /// A snapshot of what a reader may consume after waiting.
+    /// A snapshot of what a reader may consume.
     struct ReadResult {
         /// The new chunks, copied out of the segment (a slice would share its storage, and the next append would
         /// then copy every chunk the segment holds: quadratic in chunks per segment, which the SDK's one chunk
@@ -16,13 +19,22 @@ final class ServerSegment: Sendable {
         var isChannelClosed: Bool
     }
 
-    /// How a segment ended.
+    /// What ``read(fromChunk:orObserve:)`` found.
+    enum ReadOrObserve {
+        /// Chunks at or after the index, or the end.
+        case available(ReadResult)
+        /// Nothing yet: the observer with this id is called once on the next change.
+        case observing(Int)
+    }
+
+    /// How a segment stands.
     struct Snapshot: Equatable {
-        var version: Int
         var byteCount: Int
         var isClosed: Bool
         var isChannelClosed: Bool
     }
+
+    typealias Observer = @Sendable () -> Void
 
     private struct State {
         var chunks: [ByteBuffer] = []
@@ -31,14 +43,21 @@ final class ServerSegment: Sendable {
         var isChannelClosed = false
         /// When its writer vanished part-way (the segment stays open for a re-send to continue it).
         var writerVanishedAt: ContinuousClock.Instant?
-        var version = 0
-        var waiters: [Int: CheckedContinuation<Void, Never>] = [:]
-        var nextWaiterID = 0
+        /// Called once on the next append or close (readers at the live edge).
+        var changeObservers: [Int: Observer] = [:]
+        /// Called once when the segment ends (its writer).
+        var closeObservers: [Int: Observer] = [:]
+        var nextObserverID = 0
 
-        mutating func takeWaiters() -> [CheckedContinuation<Void, Never>] {
-            self.version += 1
-            defer { self.waiters = [:] }
-            return Array(self.waiters.values)
+        mutating func takeChangeObservers() -> [Observer] {
+            guard !self.changeObservers.isEmpty else { return [] }
+            defer { self.changeObservers = [:] }
+            return Array(self.changeObservers.values)
+        }
+
+        mutating func makeObserverID() -> Int {
+            self.nextObserverID &+= 1
+            return self.nextObserverID
         }
     }
 
@@ -53,8 +72,6 @@ final class ServerSegment: Sendable {
 
     let seq: Int
     private let state = Mutex(State())
-    /// Fulfilled once, when the segment ends: what its writer waits on (not every appended chunk).
-    private let closed = OneShotSignal<Void>()
     private let accounting: ServerAccounting?
 
     init(seq: Int, accounting: ServerAccounting? = nil) {
@@ -69,23 +86,22 @@ final class ServerSegment: Sendable {
     }
 
     var snapshot: Snapshot {
-        self.state.withLock {
-            Snapshot(version: $0.version, byteCount: $0.byteCount, isClosed: $0.isClosed, isChannelClosed: $0.isChannelClosed)
-        }
+        self.state.withLock { Snapshot(byteCount: $0.byteCount, isClosed: $0.isClosed, isChannelClosed: $0.isChannelClosed) }
     }
 
-    /// Appends bytes, reserving them against the server's retained-bytes bound.
+    /// Appends bytes, reserving them against the server's retained-bytes bound, and calls the readers waiting
+    /// at the live edge.
     func append(_ chunk: ByteBuffer) -> AppendResult {
-        let result: Result<[CheckedContinuation<Void, Never>], AppendFailure> = self.state.withLock { state in
+        let result: Result<[Observer], AppendFailure> = self.state.withLock { state in
             guard !state.isClosed else { return .failure(.closed) }
             if let accounting = self.accounting, !accounting.reserve(chunk.readableBytes) { return .failure(.overCapacity) }
             state.chunks.append(chunk)
             state.byteCount += chunk.readableBytes
-            return .success(state.takeWaiters())
+            return .success(state.takeChangeObservers())
         }
         switch result {
-        case .success(let waiters):
-            for waiter in waiters { waiter.resume() }
+        case .success(let observers):
+            for observer in observers { observer() }
             return .appended
         case .failure(.closed): return .closed
         case .failure(.overCapacity): return .overCapacity
@@ -118,68 +134,47 @@ final class ServerSegment: Sendable {
         }
     }
 
-    /// Ends the segment, waking every reader and a waiting writer. Idempotent.
+    /// Ends the segment, calling every waiting reader and its writer. Idempotent.
     func close(becauseChannelClosed: Bool = false) {
-        let waiters: [CheckedContinuation<Void, Never>] = self.state.withLock { state in
+        let observers: [Observer] = self.state.withLock { state in
             guard !state.isClosed else { return [] }
             state.isClosed = true
             state.isChannelClosed = becauseChannelClosed
-            return state.takeWaiters()
+            defer { state.closeObservers = [:] }
+            return state.takeChangeObservers() + Array(state.closeObservers.values)
         }
-        for waiter in waiters { waiter.resume() }
-        self.closed.fulfill(())
+        for observer in observers { observer() }
     }
 
-    /// Waits until the segment ends (or the task is cancelled).
-    func waitUntilClosed() async {
-        _ = await self.closed.wait()
-    }
-
-    /// Waits until there are chunks at or after `index`, or the segment is closed.
-    func read(fromChunk index: Int) async -> ReadResult {
-        while true {
-            let outcome: Result<ReadResult, Never>?
-            var version = 0
-            outcome = self.state.withLock { state in
-                if index < state.chunks.count || state.isClosed {
-                    return .success(
-                        ReadResult(
-                            chunks: Array(state.chunks[min(index, state.chunks.count)...]),
-                            isClosed: state.isClosed,
-                            isChannelClosed: state.isChannelClosed
-                        )
-                    )
-                }
-                version = state.version
-                return nil
+    /// Chunks at or after `index` (or the end) if there are any; otherwise `observer` is registered and called
+    /// once, from whichever thread appends the next bytes or ends the segment.
+    func read(fromChunk index: Int, orObserve observer: @escaping Observer) -> ReadOrObserve {
+        self.state.withLock { state in
+            if index < state.chunks.count || state.isClosed {
+                let chunks = index < state.chunks.count ? Array(state.chunks[index...]) : []
+                return .available(ReadResult(chunks: chunks, isClosed: state.isClosed, isChannelClosed: state.isChannelClosed))
             }
-            if case .success(let result) = outcome { return result }
-            if Task.isCancelled { return ReadResult(chunks: [], isClosed: true, isChannelClosed: false) }
-            await self.waitForChange(after: version)
+            let id = state.makeObserverID()
+            state.changeObservers[id] = observer
+            return .observing(id)
         }
     }
 
-    /// Waits until the segment changes (bytes appended or closed) after `version`, or the task is cancelled.
-    /// - Returns: Whether it changed.
-    @discardableResult
-    func waitForChange(after version: Int) async -> Bool {
-        let id = self.state.withLock { state -> Int in
-            state.nextWaiterID += 1
-            return state.nextWaiterID
+    /// Registers `observer` to be called once when the segment ends; `nil` (and no call) if it already has.
+    func observeClose(_ observer: @escaping Observer) -> Int? {
+        self.state.withLock { state in
+            guard !state.isClosed else { return nil }
+            let id = state.makeObserverID()
+            state.closeObservers[id] = observer
+            return id
         }
-        await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                let resumeNow = self.state.withLock { state -> Bool in
-                    if state.version != version || Task.isCancelled { return true }
-                    state.waiters[id] = continuation
-                    return false
-                }
-                if resumeNow { continuation.resume() }
-            }
-        } onCancel: {
-            let waiter = self.state.withLock { $0.waiters.removeValue(forKey: id) }
-            waiter?.resume()
+    }
+
+    /// Forgets an observer that was not called (its reader or writer went away first).
+    func removeObserver(_ id: Int) {
+        self.state.withLock { state in
+            state.changeObservers[id] = nil
+            state.closeObservers[id] = nil
         }
-        return self.snapshot.version != version
     }
 }

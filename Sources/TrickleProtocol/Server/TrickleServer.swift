@@ -2,7 +2,7 @@
 import Glibc
 #endif
 public import Logging
-import HummingbirdCore
+import NIOHTTP1
 public import NIOCore
 public import NIOPosix
 public import ServiceLifecycle
@@ -52,57 +52,81 @@ public final class TrickleServer: Service, Sendable {
     /// Runs the server until graceful shutdown or cancellation. Shutting down closes every channel, which
     /// releases waiting subscribers with `Lp-Trickle-Closed`.
     public func run() async throws {
-        let handler = TrickleRequestHandler(
+        let router = TrickleRequestRouter(
             registry: self.registry,
             configuration: self.configuration,
             basePath: self.configuration.normalizedBasePath,
-            ingestGate: self.ingestGate,
             logger: self.logger,
             metrics: { [weak self] in self?.metricsText() ?? "" }
         )
-        let server = Server(
-            childChannelSetup: HTTP1Channel(responder: { request, writer, channel in
-                await handler.handle(request, writer: writer, connection: channel)
-            }),
-            configuration: .init(address: .hostname(self.configuration.host, port: self.configuration.port)),
-            onServerRunning: { channel in
-                let port = channel.localAddress?.port ?? 0
-                self.listening.fulfill(.success(port))
-            },
-            eventLoopGroup: self.eventLoopGroup,
-            logger: self.logger
-        )
+        let connections = ServerConnections()
+        let serverChannel: any Channel
         do {
-            try await withTaskCancellationHandler {
-                try await withGracefulShutdownHandler {
-                    try await withThrowingDiscardingTaskGroup { group in
-                        group.addTask { try await server.run() }
-                        group.addTask { await cancelWhenGracefulShutdown { await self.sweepIdleChannels() } }
-                        group.addTask { await cancelWhenGracefulShutdown { await self.housekeeping() } }
-                        if let recording = self.configuration.metricsRecording {
-                            let recorder = MetricsRecorder(recording, bridge: self.configuration.metricsExposition?.bridge) { [weak self] in
-                                self?.metricsSnapshot() ?? PrometheusText()
-                            }
-                            group.addTask { try await recorder.run() }
-                        }
-                    }
-                } onGracefulShutdown: {
-                    self.registry.closeAll()
-                }
-            } onCancel: {
-                self.registry.closeAll()
-            }
+            serverChannel = try await self.bootstrap(router: router, connections: connections)
+                .bind(host: self.configuration.host, port: self.configuration.port)
+                .get()
         } catch {
             self.listening.fulfill(
-                .failure(
-                    TrickleServerError(
-                        "could not listen on \(self.configuration.host):\(self.configuration.port): \(error)"
-                    )
-                )
+                .failure(TrickleServerError("could not listen on \(self.configuration.host):\(self.configuration.port): \(error)"))
             )
             throw error
         }
-        self.listening.fulfill(.failure(TrickleServerError("the server stopped before it listened")))
+        self.listening.fulfill(.success(serverChannel.localAddress?.port ?? 0))
+        let stop: @Sendable () -> Void = {
+            // Closing every channel releases waiting readers and writers with `Lp-Trickle-Closed`; connections
+            // then close once their response is written.
+            self.registry.closeAll()
+            serverChannel.close(promise: nil)
+            connections.shutDown()
+        }
+        try await withTaskCancellationHandler {
+            try await withGracefulShutdownHandler {
+                try await withThrowingDiscardingTaskGroup { group in
+                    group.addTask { try? await serverChannel.closeFuture.get() }
+                    group.addTask { await cancelWhenGracefulShutdown { await self.sweepIdleChannels() } }
+                    group.addTask { await cancelWhenGracefulShutdown { await self.housekeeping() } }
+                    if let recording = self.configuration.metricsRecording {
+                        let recorder = MetricsRecorder(recording, bridge: self.configuration.metricsExposition?.bridge) { [weak self] in
+                            self?.metricsSnapshot() ?? PrometheusText()
+                        }
+                        group.addTask { try await recorder.run() }
+                    }
+                }
+            } onGracefulShutdown: {
+                stop()
+            }
+        } onCancel: {
+            stop()
+        }
+        // Connections still writing get a moment to finish their response, then are closed.
+        let deadline = ContinuousClock.now + .seconds(2)
+        while connections.count > 0, ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        connections.closeAll()
+    }
+
+    private func bootstrap(router: TrickleRequestRouter, connections: ServerConnections) -> ServerBootstrap {
+        let ingestGate = self.ingestGate
+        let logger = self.logger
+        return ServerBootstrap(group: self.eventLoopGroup)
+            .serverChannelOption(ChannelOptions.backlog, value: 256)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    // NIO's HTTP/1 codec with bounded headers and `400` for what does not parse. Without NIO's
+                    // pipelining assistance: it stops reading while a response is pending, so a reader waiting on
+                    // a segment that hung up would go unnoticed; the handler holds pipelined requests itself.
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(
+                        withPipeliningAssistance: false,
+                        withErrorHandling: true
+                    )
+                    try channel.pipeline.syncOperations.addHandler(
+                        TrickleConnectionHandler(router: router, ingestGate: ingestGate, logger: logger)
+                    )
+                    connections.add(channel)
+                }
+            }
     }
 
     /// Waits until the server listens and returns its port (useful with port `0`).

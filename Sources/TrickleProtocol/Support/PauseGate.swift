@@ -1,10 +1,10 @@
 import Synchronization
 
-/// A gate that tasks pass freely while open and wait at while closed.
+/// A gate that is open or paused; what finds it paused is called back once it opens again.
 final class PauseGate: Sendable {
     private struct State {
         var isPaused = false
-        var waiters: [CheckedContinuation<Void, Never>] = []
+        var observers: [@Sendable () -> Void] = []
     }
 
     private let state = Mutex(State())
@@ -14,24 +14,20 @@ final class PauseGate: Sendable {
     func pause() { self.state.withLock { $0.isPaused = true } }
 
     func resume() {
-        let waiters = self.state.withLock { state in
+        let observers = self.state.withLock { state in
             state.isPaused = false
-            defer { state.waiters = [] }
-            return state.waiters
+            defer { state.observers = [] }
+            return state.observers
         }
-        for waiter in waiters { waiter.resume() }
+        for observer in observers { observer() }
     }
 
-    /// Returns at once when open; otherwise waits until ``resume()``.
-    func pass() async {
-        guard self.state.withLock({ $0.isPaused }) else { return }
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let open = self.state.withLock { state -> Bool in
-                guard state.isPaused else { return true }
-                state.waiters.append(continuation)
-                return false
-            }
-            if open { continuation.resume() }
+    /// Whether the gate is open now; when it is not, `observer` is called once it opens.
+    func isOpen(orObserve observer: @escaping @Sendable () -> Void) -> Bool {
+        self.state.withLock { state in
+            guard state.isPaused else { return true }
+            state.observers.append(observer)
+            return false
         }
     }
 }

@@ -1,0 +1,100 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import NIOHTTP1
+import Testing
+import TrickleProtocol
+import TrickleTestSupport
+
+/// Speaks raw HTTP/1.1 over a loopback socket, to see what an HTTP client library would hide.
+private struct RawConnection {
+    let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
+
+    static func connect(port: Int) async throws -> RawConnection {
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connect(host: "127.0.0.1", port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                }
+            }
+        return RawConnection(channel: channel)
+    }
+}
+
+@Suite("TrickleServer connections", .timeLimit(.minutes(1)))
+struct ServerConnectionTests {
+    @Test("an idle preconnected POST gets interim 100 replies until its first byte, then a 200")
+    func interimContinue() async throws {
+        let configuration = TrickleServer.Configuration(interimResponseInterval: .milliseconds(50))
+        try await withTrickleServer(configuration) { (server, base, client) async throws in
+            let port = Int(base.split(separator: ":").last!)!
+            let connection = try await RawConnection.connect(port: port)
+            try await connection.channel.executeThenClose { inbound, outbound in
+                try await outbound.write(
+                    ByteBuffer(string: "POST /ch/0 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+                )
+                var received = ""
+                var iterator = inbound.makeAsyncIterator()
+                // Two interim replies prove they repeat while the POST stays idle.
+                while received.components(separatedBy: "HTTP/1.1 100 Continue").count < 3 {
+                    guard let chunk = try await iterator.next() else { break }
+                    received += String(buffer: chunk)
+                }
+                #expect(received.components(separatedBy: "HTTP/1.1 100 Continue").count >= 3)
+                #expect(!received.contains("200"))
+                #expect(server.nextWrite(ofChannel: "ch") == 0)  // an idle preconnect does not move nextWrite
+                try await outbound.write(ByteBuffer(string: "6\r\nhello\n\r\n0\r\n\r\n"))
+                while !received.contains("HTTP/1.1 200") {
+                    guard let chunk = try await iterator.next() else { break }
+                    received += String(buffer: chunk)
+                }
+                #expect(received.contains("HTTP/1.1 200"))
+                #expect(received.lowercased().contains("lp-trickle-seq: 0"))
+            }
+            #expect(try await client.send(.GET, "\(base)/ch/0").body == "hello\n")
+        }
+    }
+
+    @Test("a reader that hangs up while it waits at the live edge is let go at once, not at the segment's next byte")
+    func waitingReaderHangsUp() async throws {
+        try await withTrickleServer { (server, base, client) async throws in
+            let port = Int(base.split(separator: ":").last!)!
+            #expect(try await client.send(.POST, "\(base)/ch").status == 200)
+            for _ in 0..<3 {
+                let connection = try await RawConnection.connect(port: port)
+                try await connection.channel.executeThenClose { _, outbound in
+                    try await outbound.write(ByteBuffer(string: "GET /ch/0 HTTP/1.1\r\nHost: x\r\n\r\n"))
+                    try await waitUntil("the GET waiting on seq 0") { server.activeReaders(ofChannel: "ch") == 1 }
+                }
+                try await waitUntil("the hung-up reader let go") { server.activeReaders(ofChannel: "ch") == 0 }
+            }
+        }
+    }
+
+    @Test("requests pipelined behind a streaming GET are answered after it, in order, on the same connection")
+    func pipelinedBehindStreamingRead() async throws {
+        try await withTrickleServer { (server, base, client) async throws in
+            let port = Int(base.split(separator: ":").last!)!
+            #expect(try await client.send(.POST, "\(base)/ch").status == 200)
+            let connection = try await RawConnection.connect(port: port)
+            try await connection.channel.executeThenClose { inbound, outbound in
+                try await outbound.write(
+                    ByteBuffer(string: "GET /ch/0 HTTP/1.1\r\nHost: x\r\n\r\nGET /ch/next HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                )
+                try await waitUntil("the GET waiting on seq 0") { server.activeReaders(ofChannel: "ch") == 1 }
+                #expect(try await client.send(.POST, "\(base)/ch/0", body: "line\n").status == 200)
+                var received = ""
+                var iterator = inbound.makeAsyncIterator()
+                while !received.hasSuffix("\r\n\r\nok") {
+                    guard let chunk = try await iterator.next() else { break }
+                    received += String(buffer: chunk)
+                }
+                let statuses = received.replacingOccurrences(of: "\r\n", with: "\n").split(separator: "\n").filter { $0.hasPrefix("HTTP/1.1 ") }
+                #expect(statuses == ["HTTP/1.1 200 OK", "HTTP/1.1 200 OK", "HTTP/1.1 200 OK"], "\(received)")
+                #expect(received.contains("line\n"))
+                #expect(received.lowercased().contains("lp-trickle-latest: 1"))
+                #expect(received.range(of: "line\n")!.lowerBound < received.lowercased().range(of: "lp-trickle-latest: 1")!.lowerBound)
+            }
+        }
+    }
+}
