@@ -146,13 +146,23 @@ final class ServerSegment: Sendable {
         for observer in observers { observer() }
     }
 
-    /// Chunks at or after `index` (or the end) if there are any; otherwise `observer` is registered and called
-    /// once, from whichever thread appends the next bytes or ends the segment.
-    func read(fromChunk index: Int, orObserve observer: @escaping Observer) -> ReadOrObserve {
+    /// Chunks at or after `index` (or the end) if there are any, about `maximumBytes` of them at most (always at
+    /// least one); otherwise `observer` is registered and called once, from whichever thread appends the next
+    /// bytes or ends the segment. `isClosed` is only set on the result that reaches the end.
+    func read(fromChunk index: Int, maximumBytes: Int = .max, orObserve observer: @escaping Observer) -> ReadOrObserve {
         self.state.withLock { state in
             if index < state.chunks.count || state.isClosed {
-                let chunks = index < state.chunks.count ? Array(state.chunks[index...]) : []
-                return .available(ReadResult(chunks: chunks, isClosed: state.isClosed, isChannelClosed: state.isChannelClosed))
+                var end = index
+                var bytes = 0
+                while end < state.chunks.count, end == index || bytes + state.chunks[end].readableBytes <= maximumBytes {
+                    bytes += state.chunks[end].readableBytes
+                    end += 1
+                }
+                let chunks = index < end ? Array(state.chunks[index..<end]) : []
+                let reachesEnd = end >= state.chunks.count
+                return .available(
+                    ReadResult(chunks: chunks, isClosed: reachesEnd && state.isClosed, isChannelClosed: reachesEnd && state.isChannelClosed)
+                )
             }
             let id = state.makeObserverID()
             state.changeObservers[id] = observer

@@ -449,7 +449,12 @@ final class TrickleConnectionHandler: ChannelDuplexHandler, RemovableChannelHand
                 return
             }
             let result: ServerSegment.ReadResult
-            switch read.segment.read(fromChunk: read.nextChunk, orObserve: self.callback(.segmentChangedUnderRead)) {
+            let next = read.segment.read(
+                fromChunk: read.nextChunk,
+                maximumBytes: Self.batchLimit,
+                orObserve: self.callback(.segmentChangedUnderRead)
+            )
+            switch next {
             case .observing(let id):
                 read.changeObserver = id
                 self.segmentRead = read
@@ -524,6 +529,9 @@ final class TrickleConnectionHandler: ChannelDuplexHandler, RemovableChannelHand
 
     /// Chunks below this size are gathered before they are written.
     private static let gatherLimit = 16 * 1024
+    /// At most this much is written before the connection's writability is checked again: a reader of a long
+    /// segment that reads slowly holds about this much in its outbound buffer, not the whole segment.
+    private static let batchLimit = 256 * 1024
 
     private func segmentChangedUnderRead() {
         guard self.segmentRead != nil else { return }
