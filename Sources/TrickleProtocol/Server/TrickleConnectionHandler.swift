@@ -71,6 +71,8 @@ final class TrickleConnectionHandler: ChannelDuplexHandler, RemovableChannelHand
     private var isShuttingDown = false
     /// The connection closes once its last response is written: nothing more is answered.
     private var isClosing = false
+    /// Closes the connection when no request head arrives in time.
+    private var headDeadline: Scheduled<Void>?
     /// A `read()` held back while the ingest gate is paused.
     private var readHeld = false
     private var upload: Upload?
@@ -87,11 +89,29 @@ final class TrickleConnectionHandler: ChannelDuplexHandler, RemovableChannelHand
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        self.awaitHead()
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
         self.endActivity()
+        self.headDeadline?.cancel()
+        self.headDeadline = nil
         self.context = nil
+    }
+
+    /// Arms the deadline for the next request head (the connection is idle between requests).
+    private func awaitHead() {
+        guard let context = self.context else { return }
+        self.headDeadline?.cancel()
+        let fire = self.callback(.headDeadline)
+        self.headDeadline = context.eventLoop.scheduleTask(in: TimeAmount(self.router.configuration.requestHeadTimeout)) { fire() }
+    }
+
+    private func headDeadlinePassed() {
+        guard self.headDeadline != nil, self.upload == nil, self.segmentRead == nil else { return }
+        self.headDeadline = nil
+        self.logger.debug("trickle connection closed: no request head within the timeout")
+        self.context?.close(promise: nil)
     }
 
     // MARK: Inbound
@@ -189,6 +209,8 @@ final class TrickleConnectionHandler: ChannelDuplexHandler, RemovableChannelHand
     // MARK: Requests
 
     private func startRequest(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
+        self.headDeadline?.cancel()
+        self.headDeadline = nil
         self.generation &+= 1
         self.version = head.version
         self.keepAlive = head.isKeepAlive
@@ -228,11 +250,13 @@ final class TrickleConnectionHandler: ChannelDuplexHandler, RemovableChannelHand
             }
         } else {
             context.writeAndFlush(Self.wrapOutboundOut(.end(nil)), promise: nil)
+            self.awaitHead()
         }
     }
 
     /// What another thread tells the connection.
     private enum Wake: Sendable {
+        case headDeadline
         case segmentEndedUnderUpload
         case interimTick
         case ingestResumed
@@ -250,6 +274,7 @@ final class TrickleConnectionHandler: ChannelDuplexHandler, RemovableChannelHand
                 let handler = handler.value
                 guard handler.generation == generation else { return }
                 switch wake {
+                case .headDeadline: handler.headDeadlinePassed()
                 case .segmentEndedUnderUpload: handler.segmentEndedUnderUpload()
                 case .interimTick: handler.interimTick()
                 case .ingestResumed: handler.resumeIngest()

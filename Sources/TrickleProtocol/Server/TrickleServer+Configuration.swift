@@ -46,6 +46,11 @@ extension TrickleServer {
         /// `/metrics` (an application embedding the server sees them in the backend it bootstrapped). Default
         /// every 10 s into the global factory; `nil` turns it off.
         public var metricsRecording: MetricsRecording? = MetricsRecording()
+        /// A connection that does not complete a request head within this long — idle between requests, or one
+        /// sending its head byte by byte — is closed. A request once its head is in (a preconnected POST waiting
+        /// for its first byte, a GET waiting at the live edge) is never cut. Default 90 s (longer than HTTP
+        /// clients keep idle pooled connections: AsyncHTTPClient's 60 s).
+        public var requestHeadTimeout: Duration = .seconds(90)
 
         /// Creates a configuration; every parameter has the documented default.
         public init(

@@ -97,4 +97,68 @@ struct ServerConnectionTests {
             }
         }
     }
+
+    @Test(
+        "what does not parse as HTTP/1 — garbage, an oversized header, a bad chunk size — answers 400 and closes; the server serves on",
+        arguments: [
+            "GARBAGE\r\n\r\n",
+            "GET /ch/0 HTTP/1.1\r\nHost: x\r\nX-Big: \(String(repeating: "a", count: 200_000))\r\n\r\n",
+            "POST /ch/0 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n",
+            "GET /ch/0 HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+        ]
+    )
+    func unparsableRequests(request: String) async throws {
+        try await withTrickleServer { (server, base, client) async throws in
+            let port = Int(base.split(separator: ":").last!)!
+            #expect(try await TrickleTestSupport.RawConnection.sendAndWaitForClose(port: port, bytes: request, timeout: .seconds(10)))
+            let reply = try await TrickleTestSupport.RawConnection.sendAndReadReply(port: port, bytes: request, timeout: .seconds(10))
+            #expect(reply.hasPrefix("HTTP/1.1 400"), "\(reply.prefix(200))")
+            #expect(try await client.send(.POST, "\(base)/ch/0", body: "still here\n").status == 200)
+            #expect(try await client.send(.GET, "\(base)/ch/0").body == "still here\n")
+        }
+    }
+
+    @Test("a connection that does not complete a request head in time is closed; a request whose head is in is never cut")
+    func requestHeadTimeout() async throws {
+        var configuration = TrickleServer.Configuration(interimResponseInterval: .seconds(60))
+        configuration.requestHeadTimeout = .milliseconds(200)
+        try await withTrickleServer(configuration) { (server, base, client) async throws in
+            let port = Int(base.split(separator: ":").last!)!
+            // Half a head, then silence (a slowloris); and a connection that never sends anything.
+            #expect(try await TrickleTestSupport.RawConnection.sendAndWaitForClose(port: port, bytes: "GET /ch/0 HTTP/1.1\r\nHo", timeout: .seconds(10)))
+            #expect(try await TrickleTestSupport.RawConnection.sendAndWaitForClose(port: port, bytes: "", timeout: .seconds(10)))
+            // A GET waiting at the live edge and an idle preconnected POST outlive the timeout many times over.
+            #expect(try await client.send(.POST, "\(base)/ch").status == 200)
+            let connection = try await RawConnection.connect(port: port)
+            try await connection.channel.executeThenClose { inbound, outbound in
+                try await outbound.write(ByteBuffer(string: "GET /ch/0 HTTP/1.1\r\nHost: x\r\n\r\n"))
+                let preconnect = try await RawConnection.connect(port: port)
+                try await preconnect.channel.executeThenClose { preconnectInbound, preconnectOutbound in
+                    try await preconnectOutbound.write(ByteBuffer(string: "POST /ch/1 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"))
+                    try await waitUntil("the waiting GET and the preconnected POST") {
+                        server.activeReaders(ofChannel: "ch") == 1 && server.activeWriters(ofChannel: "ch") == 1
+                    }
+                    // An observation window of 5× the timeout: neither may be closed in it.
+                    try await Task.sleep(for: .seconds(1))
+                    #expect(server.activeReaders(ofChannel: "ch") == 1 && server.activeWriters(ofChannel: "ch") == 1)
+                    try await preconnectOutbound.write(ByteBuffer(string: "3\r\nhi\n\r\n0\r\n\r\n"))
+                    var reply = ""
+                    var iterator = preconnectInbound.makeAsyncIterator()
+                    while !reply.contains("HTTP/1.1 200") {
+                        guard let chunk = try await iterator.next() else { break }
+                        reply += String(buffer: chunk)
+                    }
+                    #expect(reply.contains("HTTP/1.1 200"))
+                }
+                #expect(try await client.send(.POST, "\(base)/ch/0", body: "late\n").status == 200)
+                var received = ""
+                var iterator = inbound.makeAsyncIterator()
+                while !received.contains("late\n") {
+                    guard let chunk = try await iterator.next() else { break }
+                    received += String(buffer: chunk)
+                }
+                #expect(received.contains("late\n"))
+            }
+        }
+    }
 }
