@@ -29,8 +29,8 @@ final class TrickleConnectionHandler: ChannelDuplexHandler, RemovableChannelHand
         case vanished
     }
 
-    /// A segment POST in progress.
-    private struct Upload {
+    /// A segment POST in progress (a class: the per-chunk path mutates it in place, without copying it out and back).
+    private final class Upload {
         let channel: ServerChannel
         let segment: ServerSegment
         let name: String
@@ -44,10 +44,17 @@ final class TrickleConnectionHandler: ChannelDuplexHandler, RemovableChannelHand
         var heldChunks: [ByteBuffer] = []
         var isPaused = false
         var bodyEnded = false
+
+        init(channel: ServerChannel, segment: ServerSegment, name: String, alreadyHeld: Int) {
+            self.channel = channel
+            self.segment = segment
+            self.name = name
+            self.alreadyHeld = alreadyHeld
+        }
     }
 
     /// A segment GET in progress.
-    private struct Read {
+    private final class Read {
         let channel: ServerChannel
         let segment: ServerSegment
         let latestAtAccept: Int
@@ -55,6 +62,12 @@ final class TrickleConnectionHandler: ChannelDuplexHandler, RemovableChannelHand
         var headWritten = false
         var changeObserver: Int?
         var waitingForWritability = false
+
+        init(channel: ServerChannel, segment: ServerSegment, latestAtAccept: Int) {
+            self.channel = channel
+            self.segment = segment
+            self.latestAtAccept = latestAtAccept
+        }
     }
 
     private let router: TrickleRequestRouter
@@ -156,9 +169,8 @@ final class TrickleConnectionHandler: ChannelDuplexHandler, RemovableChannelHand
             guard self.upload != nil else { return }  // a body nobody asked for: read past it
             self.receive(chunk)
         case .end:
-            guard var upload = self.upload else { return }
+            guard let upload = self.upload else { return }
             upload.bodyEnded = true
-            self.upload = upload
             if !upload.isPaused { self.finishUpload(.completed(bytes: upload.total)) }
         }
     }
@@ -301,9 +313,9 @@ final class TrickleConnectionHandler: ChannelDuplexHandler, RemovableChannelHand
             context.writeAndFlush(Self.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
         }
         // A re-send of a segment whose writer vanished part-way: its first bytes repeat what the segment holds.
-        var upload = Upload(channel: channel, segment: segment, name: name, alreadyHeld: segment.takeOverFromVanishedWriter() ?? 0)
+        let upload = Upload(channel: channel, segment: segment, name: name, alreadyHeld: segment.takeOverFromVanishedWriter() ?? 0)
+        self.upload = upload
         guard let observer = segment.observeClose(self.callback(.segmentEndedUnderUpload)) else {
-            self.upload = upload
             self.finishUpload(.released)
             return
         }
@@ -314,7 +326,6 @@ final class TrickleConnectionHandler: ChannelDuplexHandler, RemovableChannelHand
             let tick = self.callback(.interimTick)
             upload.interimTimer = context.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in tick() }
         }
-        self.upload = upload
     }
 
     private func interimTick() {
@@ -335,24 +346,22 @@ final class TrickleConnectionHandler: ChannelDuplexHandler, RemovableChannelHand
     }
 
     private func receive(_ chunk: ByteBuffer) {
-        guard var upload = self.upload else { return }
+        guard let upload = self.upload else { return }
         if upload.isPaused || !self.ingestGate.isOpen(orObserve: self.callback(.ingestResumed)) {
             upload.isPaused = true
             upload.heldChunks.append(chunk)
-            self.upload = upload
             return
         }
         self.append(chunk)
     }
 
     private func resumeIngest() {
-        guard var upload = self.upload, upload.isPaused else { return }
+        guard let upload = self.upload, upload.isPaused else { return }
         // The gate may have been paused again meanwhile: then wait for the next resume.
         guard self.ingestGate.isOpen(orObserve: self.callback(.ingestResumed)) else { return }
         upload.isPaused = false
         let held = upload.heldChunks
         upload.heldChunks = []
-        self.upload = upload
         for chunk in held {
             guard self.upload != nil else { return }
             self.append(chunk)
@@ -368,7 +377,7 @@ final class TrickleConnectionHandler: ChannelDuplexHandler, RemovableChannelHand
 
     /// Appends one body chunk to the upload's segment, ending the upload when the segment refuses it.
     private func append(_ chunk: ByteBuffer) {
-        guard var upload = self.upload else { return }
+        guard let upload = self.upload else { return }
         var chunk = chunk
         guard chunk.readableBytes > 0 else { return }
         if upload.skipped < upload.alreadyHeld {
@@ -378,7 +387,6 @@ final class TrickleConnectionHandler: ChannelDuplexHandler, RemovableChannelHand
             upload.skipped += skip
             upload.total += skip
             if chunk.readableBytes == 0 {
-                self.upload = upload
                 return
             }
         }
@@ -390,7 +398,6 @@ final class TrickleConnectionHandler: ChannelDuplexHandler, RemovableChannelHand
         }
         // Bounded: the check below ends the body once past the segment limit.
         upload.total += chunk.readableBytes
-        self.upload = upload
         if upload.total > self.router.configuration.maximumSegmentBytes {
             self.finishUpload(.tooLarge(bytes: upload.total))
             upload.segment.close()
@@ -467,10 +474,9 @@ final class TrickleConnectionHandler: ChannelDuplexHandler, RemovableChannelHand
     /// connection's writability) for more; ends the response when the segment ends.
     private func pumpRead() {
         guard let context = self.context, context.channel.isActive else { return }
-        while var read = self.segmentRead {
+        while let read = self.segmentRead {
             guard context.channel.isWritable else {
                 read.waitingForWritability = true
-                self.segmentRead = read
                 return
             }
             let result: ServerSegment.ReadResult
@@ -482,7 +488,6 @@ final class TrickleConnectionHandler: ChannelDuplexHandler, RemovableChannelHand
             switch next {
             case .observing(let id):
                 read.changeObserver = id
-                self.segmentRead = read
                 return
             case .available(let available):
                 result = available
@@ -513,7 +518,6 @@ final class TrickleConnectionHandler: ChannelDuplexHandler, RemovableChannelHand
             }
             self.writeChunks(result.chunks, context: context)
             read.nextChunk += result.chunks.count
-            self.segmentRead = read
             if result.isClosed {
                 self.finishRead()
                 self.writeEnd(close: self.closeAfterResponse || !self.keepAlive, context: context)
