@@ -79,6 +79,7 @@ final class TrickleConnectionHandler: ChannelDuplexHandler, RemovableChannelHand
     /// dropped when it has passed.
     private var generation = 0
     private var version: HTTPVersion = .http1_1
+    private var isHead = false
     private var keepAlive = true
     private var closeAfterResponse = false
     private var isShuttingDown = false
@@ -225,6 +226,7 @@ final class TrickleConnectionHandler: ChannelDuplexHandler, RemovableChannelHand
         self.headDeadline = nil
         self.generation &+= 1
         self.version = head.version
+        self.isHead = head.method == .HEAD
         self.keepAlive = head.isKeepAlive
         self.closeAfterResponse = self.isShuttingDown
         switch self.router.action(for: head) {
@@ -248,7 +250,9 @@ final class TrickleConnectionHandler: ChannelDuplexHandler, RemovableChannelHand
         var response = response
         response.closeConnection = close
         context.write(Self.wrapOutboundOut(.head(response.head(version: self.version))), promise: nil)
-        if !response.body.isEmpty {
+        // A reply to HEAD has the headers of the reply to GET and no body (RFC 9110 §9.3.2): one would be read as
+        // the start of the next response.
+        if !response.body.isEmpty, !self.isHead {
             context.write(Self.wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: response.body)))), promise: nil)
         }
         self.writeEnd(close: close, context: context)

@@ -99,10 +99,7 @@ public final class TrickleServer: Service, Sendable {
             stop()
         }
         // Connections still writing get a moment to finish their response, then are closed.
-        let deadline = ContinuousClock.now + .seconds(2)
-        while connections.count > 0, ContinuousClock.now < deadline {
-            try? await Task.sleep(for: .milliseconds(10))
-        }
+        await connections.waitUntilClosed(timeout: .seconds(2), on: serverChannel.eventLoop)
         connections.closeAll()
     }
 

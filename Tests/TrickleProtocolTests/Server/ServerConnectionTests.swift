@@ -71,7 +71,7 @@ struct ServerConnectionTests {
         }
     }
 
-    @Test("requests pipelined behind a streaming GET are answered after it, in order, on the same connection")
+    @Test("requests pipelined behind a streaming GET are answered after it, in order, on the same connection (HEAD without a body)")
     func pipelinedBehindStreamingRead() async throws {
         try await withTrickleServer { (server, base, client) async throws in
             let port = Int(base.split(separator: ":").last!)!
@@ -79,7 +79,7 @@ struct ServerConnectionTests {
             let connection = try await RawConnection.connect(port: port)
             try await connection.channel.executeThenClose { inbound, outbound in
                 try await outbound.write(
-                    ByteBuffer(string: "GET /ch/0 HTTP/1.1\r\nHost: x\r\n\r\nGET /ch/next HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                    ByteBuffer(string: "GET /ch/0 HTTP/1.1\r\nHost: x\r\n\r\nGET /ch/next HTTP/1.1\r\nHost: x\r\n\r\nHEAD /ch/0 HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
                 )
                 try await waitUntil("the GET waiting on seq 0") { server.activeReaders(ofChannel: "ch") == 1 }
                 #expect(try await client.send(.POST, "\(base)/ch/0", body: "line\n").status == 200)
@@ -90,7 +90,9 @@ struct ServerConnectionTests {
                     received += String(buffer: chunk)
                 }
                 let statuses = received.replacingOccurrences(of: "\r\n", with: "\n").split(separator: "\n").filter { $0.hasPrefix("HTTP/1.1 ") }
-                #expect(statuses == ["HTTP/1.1 200 OK", "HTTP/1.1 200 OK", "HTTP/1.1 200 OK"], "\(received)")
+                #expect(statuses == ["HTTP/1.1 200 OK", "HTTP/1.1 200 OK", "HTTP/1.1 405 Method Not Allowed", "HTTP/1.1 200 OK"], "\(received)")
+                // The reply to HEAD carries no body: one would be read as the start of the next reply.
+                #expect(!received.contains("use GET, POST or DELETE"))
                 #expect(received.contains("line\n"))
                 #expect(received.lowercased().contains("lp-trickle-latest: 1"))
                 #expect(received.range(of: "line\n")!.lowerBound < received.lowercased().range(of: "lp-trickle-latest: 1")!.lowerBound)
