@@ -7,7 +7,7 @@ import TrickleProtocol
 
 /// Issue #11's fleet benchmark: one `trickle-relay client` process follows many channels of one `trickle-relay
 /// serve` process, into a file sink. This process publishes numbered, time-stamped lines on every channel (one
-/// streaming POST per 10 s segment, one chunk per line, as the SDK writes), tails the client's output file, and
+/// streaming POST per 10 s segment, one chunk per line, as the SDK writes, on raw connections), tails the client's output file, and
 /// prints events/s, loss, the daemon's CPU and peak RSS, p50/p99 from write to the file, and how long a request
 /// of another client (a GET of a retained segment) takes on the server, idle and under the fleet.
 ///
@@ -80,6 +80,7 @@ struct FleetBenchmark {
             let benchCPUBefore = BenchServer.cpuTime(pid: getpid())
             let clock = ContinuousClock()
             let began = clock.now
+            let beganDeadline = NIODeadline.now()
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { await tail.follow() }
                 group.addTask {
@@ -92,7 +93,7 @@ struct FleetBenchmark {
                 try await withThrowingDiscardingTaskGroup { writers in
                     for (index, channel) in channels.enumerated() {
                         writers.addTask {
-                            try await Self.publish(channel: channel, index: index, rate: self.rate, seconds: self.seconds, began: began, client: client)
+                            try await Self.publish(channel: channel, index: index, rate: self.rate, seconds: self.seconds, began: beganDeadline)
                         }
                     }
                 }
@@ -143,21 +144,23 @@ struct FleetBenchmark {
         return times
     }
 
-    /// Publishes `rate × seconds` lines on one channel, paced, in 10 s segments (one streaming POST each).
-    static func publish(channel: String, index: Int, rate: Int, seconds: Int, began: ContinuousClock.Instant, client: HTTPClient) async throws {
-        let total = rate * seconds
-        let segmentLines = rate * 10
+    /// Publishes `rate × seconds` lines on one channel, paced, in 10 s segments (one streaming POST each, one
+    /// chunk per line) — on a raw connection (`ChunkedLinePublisher`), so this process's share of the two cores
+    /// is small.
+    static func publish(channel: String, index: Int, rate: Int, seconds: Int, began: NIODeadline) async throws {
+        guard let url = URL(string: channel), let host = url.host, let port = url.port else { return }
         // Channels start spread over the first interval, as sessions do.
-        let offset = Duration.nanoseconds(Int64(index % 1_000) * 1_000_000_000 / Int64(max(rate, 1)) / 1_000)
-        var seq = 0
-        var sent = 0
-        while sent < total {
-            let lines = sent..<min(sent + segmentLines, total)
-            try await SDKWriterBenchmark.postPaced(channel: channel, seq: seq, lines: lines, rate: rate, began: began + offset, client: client) { n in
-                #"{"type":"telemetry","event":{"id":"f\#(index)-\#(n)","type":"stream_trace","data":{"type":"metric","n":\#(n),"t":\#(monotonicNanoseconds())}}}"#
-            }
-            sent = lines.upperBound
-            seq += 1
+        let offset = TimeAmount.nanoseconds(Int64(index % 1_000) * 1_000_000_000 / Int64(max(rate, 1)) / 1_000)
+        try await ChunkedLinePublisher.publish(
+            host: host,
+            port: port,
+            path: url.path,
+            rate: rate,
+            seconds: seconds,
+            segmentLines: rate * 10,
+            start: began + offset
+        ) { n in
+            #"{"type":"telemetry","event":{"id":"f\#(index)-\#(n)","type":"stream_trace","data":{"type":"metric","n":\#(n),"t":\#(monotonicNanoseconds())}}}"#
         }
     }
 }
