@@ -148,8 +148,8 @@ final class ServerSegment: Sendable {
 
     /// Chunks at or after `index` (or the end) if there are any, about `maximumBytes` of them at most (always at
     /// least one); otherwise `observer` is registered and called once, from whichever thread appends the next
-    /// bytes or ends the segment. `isClosed` is only set on the result that reaches the end.
-    func read(fromChunk index: Int, maximumBytes: Int = .max, orObserve observer: @escaping Observer) -> ReadOrObserve {
+    /// bytes or ends the segment (it is only made then). `isClosed` is only set on the result that reaches the end.
+    func read(fromChunk index: Int, maximumBytes: Int = .max, orObserve observer: @autoclosure () -> Observer) -> ReadOrObserve {
         self.state.withLock { state in
             if index < state.chunks.count || state.isClosed {
                 var end = index
@@ -165,7 +165,7 @@ final class ServerSegment: Sendable {
                 )
             }
             let id = state.makeObserverID()
-            state.changeObservers[id] = observer
+            state.changeObservers[id] = observer()
             return .observing(id)
         }
     }

@@ -22,11 +22,11 @@ final class PauseGate: Sendable {
         for observer in observers { observer() }
     }
 
-    /// Whether the gate is open now; when it is not, `observer` is called once it opens.
-    func isOpen(orObserve observer: @escaping @Sendable () -> Void) -> Bool {
+    /// Whether the gate is open now; when it is not, `observer` is made and called once it opens.
+    func isOpen(orObserve observer: @autoclosure () -> @Sendable () -> Void) -> Bool {
         self.state.withLock { state in
             guard state.isPaused else { return true }
-            state.observers.append(observer)
+            state.observers.append(observer())
             return false
         }
     }

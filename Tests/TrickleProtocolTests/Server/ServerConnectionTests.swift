@@ -21,6 +21,16 @@ private struct RawConnection {
     }
 }
 
+extension NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator {
+    /// Reads on, appending to `text`, until `done(text)` holds or the server closes the connection.
+    fileprivate mutating func read(into text: inout String, until done: (String) -> Bool) async throws {
+        while !done(text) {
+            guard let chunk = try await self.next() else { return }
+            text += String(buffer: chunk)
+        }
+    }
+}
+
 @Suite("TrickleServer connections", .timeLimit(.minutes(1)))
 struct ServerConnectionTests {
     @Test("an idle preconnected POST gets interim 100 replies until its first byte, then a 200")
@@ -36,18 +46,12 @@ struct ServerConnectionTests {
                 var received = ""
                 var iterator = inbound.makeAsyncIterator()
                 // Two interim replies prove they repeat while the POST stays idle.
-                while received.components(separatedBy: "HTTP/1.1 100 Continue").count < 3 {
-                    guard let chunk = try await iterator.next() else { break }
-                    received += String(buffer: chunk)
-                }
+                try await iterator.read(into: &received) { $0.components(separatedBy: "HTTP/1.1 100 Continue").count >= 3 }
                 #expect(received.components(separatedBy: "HTTP/1.1 100 Continue").count >= 3)
                 #expect(!received.contains("200"))
                 #expect(server.nextWrite(ofChannel: "ch") == 0)  // an idle preconnect does not move nextWrite
                 try await outbound.write(ByteBuffer(string: "6\r\nhello\n\r\n0\r\n\r\n"))
-                while !received.contains("HTTP/1.1 200") {
-                    guard let chunk = try await iterator.next() else { break }
-                    received += String(buffer: chunk)
-                }
+                try await iterator.read(into: &received) { $0.contains("HTTP/1.1 200") }
                 #expect(received.contains("HTTP/1.1 200"))
                 #expect(received.lowercased().contains("lp-trickle-seq: 0"))
             }
@@ -85,10 +89,7 @@ struct ServerConnectionTests {
                 #expect(try await client.send(.POST, "\(base)/ch/0", body: "line\n").status == 200)
                 var received = ""
                 var iterator = inbound.makeAsyncIterator()
-                while !received.hasSuffix("\r\n\r\nok") {
-                    guard let chunk = try await iterator.next() else { break }
-                    received += String(buffer: chunk)
-                }
+                try await iterator.read(into: &received) { $0.hasSuffix("\r\n\r\nok") }
                 let statuses = received.replacingOccurrences(of: "\r\n", with: "\n").split(separator: "\n").filter { $0.hasPrefix("HTTP/1.1 ") }
                 #expect(statuses == ["HTTP/1.1 200 OK", "HTTP/1.1 200 OK", "HTTP/1.1 405 Method Not Allowed", "HTTP/1.1 200 OK"], "\(received)")
                 // The reply to HEAD carries no body: one would be read as the start of the next reply.
@@ -148,19 +149,13 @@ struct ServerConnectionTests {
                     try await preconnectOutbound.write(ByteBuffer(string: "3\r\nhi\n\r\n0\r\n\r\n"))
                     var reply = ""
                     var iterator = preconnectInbound.makeAsyncIterator()
-                    while !reply.contains("HTTP/1.1 200") {
-                        guard let chunk = try await iterator.next() else { break }
-                        reply += String(buffer: chunk)
-                    }
+                    try await iterator.read(into: &reply) { $0.contains("HTTP/1.1 200") }
                     #expect(reply.contains("HTTP/1.1 200"))
                 }
                 #expect(try await client.send(.POST, "\(base)/ch/0", body: "late\n").status == 200)
                 var received = ""
                 var iterator = inbound.makeAsyncIterator()
-                while !received.contains("late\n") {
-                    guard let chunk = try await iterator.next() else { break }
-                    received += String(buffer: chunk)
-                }
+                try await iterator.read(into: &received) { $0.contains("late\n") }
                 #expect(received.contains("late\n"))
             }
         }
