@@ -1,5 +1,6 @@
 public import AsyncHTTPClient
 public import Logging
+import NIOCore
 public import ServiceLifecycle
 import Synchronization
 public import TrickleProtocol
@@ -292,7 +293,9 @@ public final class ClientDaemon: Service, Sendable {
         if isIdle, !self.configuration.runsUntilStopped { self.startsContinuation.finish() }
         await withDiscardingTaskGroup { group in
             for await channel in self.starts {
-                group.addTask { await self.follow(channel) }
+                // A channel's reads, framing, parsing and dispatch run on one event loop (see EventLoopTaskExecutor).
+                let executor = EventLoopTaskExecutor(self.httpClient.eventLoopGroup.next())
+                group.addTask(executorPreference: executor) { await self.follow(channel) }
             }
         }
         return self.state.withLock { $0.isStopping }

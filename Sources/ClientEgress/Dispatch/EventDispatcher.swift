@@ -190,8 +190,7 @@ public final class EventDispatcher: Sendable {
             }
             switch route {
             case .telemetry(let envelope):
-                delta.telemetry += 1
-                delta.byType["telemetry", default: 0] += 1
+                delta.telemetry += 1  // also `byType["telemetry"]`, added below (no dictionary per call)
                 if self.countsDataTypes, let dataType = EnvelopeFields.dataType(of: envelope) { dataTypes[dataType, default: 0] += 1 }
                 batch.append(TelemetryRecord(envelope: envelope, seq: line.seq, lineNumber: line.lineNumber, subscription: self.subscription))
             case .local(let type):
@@ -228,7 +227,11 @@ public final class EventDispatcher: Sendable {
             }
         }
         for (dataType, count) in dataTypes { delta.byDataType[String(buffer: dataType), default: 0] += count }
-        self.counters.withLock { $0.add(delta) }
+        let telemetry = delta.telemetry
+        self.counters.withLock { counters in
+            counters.add(delta)
+            if telemetry > 0 { counters.byType["telemetry", default: 0] += telemetry }
+        }
         for event in local { await self.localConsumer(event) }
     }
 

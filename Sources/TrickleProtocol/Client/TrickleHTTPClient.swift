@@ -10,8 +10,10 @@ public enum TrickleHTTPClient {
     ///
     /// - Parameters:
     ///   - connectTimeout: How long one connection attempt may take. Default 5 s.
-    ///   - connectionsPerHost: Connections kept open to one server at most; every subscriber waiting at a live
-    ///     edge holds one, so a daemon following many channels of one server needs as many. Default 64.
+    ///   - connectionsPerHost: Connections kept open to one server at most; every subscriber of an `https`
+    ///     channel waiting at a live edge holds one, so a daemon following many such channels of one server needs
+    ///     as many. (A plain-`http` channel is read over the subscriber's own connection, ``SegmentConnection``.)
+    ///     Default 64.
     public static func configuration(connectTimeout: Duration = .seconds(5), connectionsPerHost: Int = 64) -> HTTPClient.Configuration {
         var configuration = HTTPClient.Configuration()
         configuration.timeout = .init(connect: .nanoseconds(Int64(connectTimeout.components.seconds) * 1_000_000_000 + connectTimeout.components.attoseconds / 1_000_000_000), read: nil)

@@ -54,10 +54,12 @@ public final class TrickleSubscriber: Sendable {
         // Set while the channel is missing (404) or the server unreachable after it had answered: the grace
         // period runs from here (§7: without a clean close, a 404 may be a restarting server).
         var lostSince: ContinuousClock.Instant?
+        let connection = SegmentConnection(url: self.url, group: self.httpClient.eventLoopGroup)
+        defer { connection?.close() }
         while true {
             try Task.checkCancellation()
             self.statsBox.withLock { $0.attempts += 1 }
-            let attempt = try await self.attempt(seq: seq, skipping: resumeOffset, handle)
+            let attempt = try await self.attempt(seq: seq, skipping: resumeOffset, connection: connection, handle)
             switch attempt {
             case .notFound, .failed: break
             default:
@@ -192,11 +194,12 @@ public final class TrickleSubscriber: Sendable {
     private func attempt(
         seq: Int,
         skipping skip: Int,
+        connection: SegmentConnection?,
         _ handle: @escaping @Sendable (TrickleSubscriberEvent) async throws -> Void
     ) async throws -> Attempt {
         let progress = Progress()
         return try await withThrowingTaskGroup(of: Attempt?.self) { group in
-            group.addTask { try await self.request(seq: seq, skipping: skip, progress: progress, handle) }
+            group.addTask { try await self.request(seq: seq, skipping: skip, connection: connection, progress: progress, handle) }
             if seq >= 0 {
                 group.addTask { try await self.watchForStall(seq: seq, progress: progress) }
             }
@@ -211,69 +214,65 @@ public final class TrickleSubscriber: Sendable {
     private func request(
         seq: Int,
         skipping skip: Int,
+        connection: SegmentConnection?,
         progress: Progress,
         _ handle: @escaping @Sendable (TrickleSubscriberEvent) async throws -> Void
     ) async throws -> Attempt? {
-        var request = HTTPClientRequest(url: self.url.url(seq: seq))
-        request.method = .GET
-        let response: HTTPClientResponse
+        var response: SegmentReply
         do {
-            response = try await self.httpClient.execute(
-                request,
-                deadline: TrickleHTTPClient.streamingDeadline,
-                logger: self.logger
-            )
+            response = try await SegmentReply.get(self.url.url(seq: seq), connection: connection, httpClient: self.httpClient, logger: self.logger)
         } catch {
             try Task.checkCancellation()
             return .failed("\(error)")
         }
+        defer { response.finish() }
         self.unreachable.cleared()
         let headers = response.headers
         if headers.first(name: TrickleHeaders.closed.rawName) != nil {
             // A 200 carrying `Closed` is end of stream, never data (§10.1).
-            _ = try? await response.body.collect(upTo: 64 * 1024)
+            _ = try? await response.collect(upTo: 64 * 1024)
             return .closed
         }
         // Every number in a reply is hostile (STYLE §6): parsed once, bounded, and checked against what we asked.
         let servedSeq: Int
         if let text = headers.first(name: TrickleHeaders.seq.rawName) {
             guard let parsed = TrickleSeq.parseHeader(text) else {
-                _ = try? await response.body.collect(upTo: 64 * 1024)
-                return .protocolError("Lp-Trickle-Seq out of range or not a number on a \(response.status.code) reply")
+                _ = try? await response.collect(upTo: 64 * 1024)
+                return .protocolError("Lp-Trickle-Seq out of range or not a number on a \(response.status) reply")
             }
             servedSeq = parsed
-        } else if seq >= 0 || response.status.code != 200 {
+        } else if seq >= 0 || response.status != 200 {
             servedSeq = seq
         } else {
-            _ = try? await response.body.collect(upTo: 64 * 1024)
+            _ = try? await response.collect(upTo: 64 * 1024)
             return .protocolError("a 200 reply to GET \(seq) without Lp-Trickle-Seq")
         }
-        if seq >= 0, response.status.code == 200, servedSeq != seq {
-            _ = try? await response.body.collect(upTo: 64 * 1024)
+        if seq >= 0, response.status == 200, servedSeq != seq {
+            _ = try? await response.collect(upTo: 64 * 1024)
             return .protocolError("GET \(seq) was answered with segment \(servedSeq)")
         }
-        switch response.status.code {
+        switch response.status {
         case 200:
             // nil: the watchdog abandoned the segment and supplies the outcome.
-            return try await self.consume(response, seq: servedSeq, skipping: skip, progress: progress, handle)
+            return try await self.consume(&response, seq: servedSeq, skipping: skip, progress: progress, handle)
                 .map { .segment(seq: servedSeq, $0) }
         case 404:
-            _ = try? await response.body.collect(upTo: 64 * 1024)
+            _ = try? await response.collect(upTo: 64 * 1024)
             return .notFound
         case 470:  // TrickleHeaders.notRetainedStatus
-            _ = try? await response.body.collect(upTo: 64 * 1024)
+            _ = try? await response.collect(upTo: 64 * 1024)
             guard let latest = headers.first(name: TrickleHeaders.latest.rawName).flatMap({ TrickleSeq.parseHeader($0) }) else {
                 return .protocolError("470 without a valid Lp-Trickle-Latest")
             }
             return .notRetained(seq: servedSeq, latest: latest)
         case 500..<600:
-            _ = try? await response.body.collect(upTo: 64 * 1024)
-            return .failed("HTTP \(response.status.code)")
+            _ = try? await response.collect(upTo: 64 * 1024)
+            return .failed("HTTP \(response.status)")
         default:
-            let body = (try? await response.body.collect(upTo: 4096)).map { String(buffer: $0) } ?? ""
+            let body = (try? await response.collect(upTo: 4096)).map { String(buffer: $0) } ?? ""
             throw TrickleClientError(
                 .unexpectedStatus,
-                "GET \(self.url)/\(seq) answered \(response.status.code) (\(body.trimmingWhitespace())); expected 200, 404 or 470"
+                "GET \(self.url)/\(seq) answered \(response.status) (\(body.trimmingWhitespace())); expected 200, 404 or 470"
             )
         }
     }
@@ -353,7 +352,7 @@ public final class TrickleSubscriber: Sendable {
     }
 
     private func consume(
-        _ response: HTTPClientResponse,
+        _ response: inout SegmentReply,
         seq: Int,
         skipping skip: Int,
         progress: Progress,
@@ -366,7 +365,7 @@ public final class TrickleSubscriber: Sendable {
         guard progress.startBody() else { return nil }
         if skip == 0 { try await handle(.segmentStarted(seq: seq)) }
         do {
-            for try await var chunk in response.body {
+            while var chunk = try await response.next() {
                 received += chunk.readableBytes
                 guard progress.note(bytes: chunk.readableBytes) else { return nil }
                 // After a resumed GET, the server replays from byte 0: drop what was handed over.

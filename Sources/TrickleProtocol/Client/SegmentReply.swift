@@ -1,0 +1,59 @@
+import AsyncHTTPClient
+import Logging
+import NIOCore
+import NIOHTTP1
+
+/// The reply to one segment GET, read over the subscriber's own ``SegmentConnection`` (plain `http`) or through
+/// the shared HTTP client (`https`).
+struct SegmentReply {
+    let status: Int
+    let headers: HTTPHeaders
+    private var source: Source
+
+    private enum Source {
+        case connection(SegmentConnection, SegmentExchange, HTTPResponseHead)
+        case client(HTTPClientResponse.Body.AsyncIterator)
+    }
+
+    /// Sends the GET and waits for the reply head.
+    static func get(_ url: String, connection: SegmentConnection?, httpClient: HTTPClient, logger: Logger) async throws -> SegmentReply {
+        if let connection {
+            let (exchange, head) = try await connection.get(url)
+            return SegmentReply(status: Int(head.status.code), headers: head.headers, source: .connection(connection, exchange, head))
+        }
+        var request = HTTPClientRequest(url: url)
+        request.method = .GET
+        let response = try await httpClient.execute(request, deadline: TrickleHTTPClient.streamingDeadline, logger: logger)
+        return SegmentReply(status: Int(response.status.code), headers: response.headers, source: .client(response.body.makeAsyncIterator()))
+    }
+
+    /// The next body chunk, or `nil` at the end of the body.
+    mutating func next() async throws -> ByteBuffer? {
+        switch self.source {
+        case .connection(_, let exchange, _):
+            return try await exchange.next()
+        case .client(var iterator):
+            defer { self.source = .client(iterator) }
+            return try await iterator.next()
+        }
+    }
+
+    /// The rest of the body, up to `limit` bytes (the rest is read and dropped).
+    mutating func collect(upTo limit: Int) async throws -> ByteBuffer {
+        var collected = ByteBuffer()
+        while var chunk = try await self.next() {
+            let room = limit - collected.readableBytes
+            guard room > 0 else { continue }
+            if chunk.readableBytes > room { chunk.moveWriterIndex(to: chunk.readerIndex + room) }
+            collected.writeBuffer(&chunk)
+        }
+        return collected
+    }
+
+    /// Hands the connection back (kept for the next GET only after a reply read to its end).
+    func finish() {
+        if case .connection(let connection, let exchange, let head) = self.source {
+            connection.finished(exchange, head: head)
+        }
+    }
+}
