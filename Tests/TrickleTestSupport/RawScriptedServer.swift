@@ -1,6 +1,9 @@
 import NIOCore
 import NIOPosix
 import Synchronization
+#if TRICKLE_RELAY_TSAN
+import TrickleProtocol  // SanitizerVisibleMutex
+#endif
 
 /// A loopback HTTP/1.1 server that answers each request head with the raw bytes a script returns, and closes the
 /// connection when told to: for what a real server does to a client's connections (closes an idle one, answers

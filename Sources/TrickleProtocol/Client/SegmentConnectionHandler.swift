@@ -33,6 +33,8 @@ final class SegmentConnectionHandler: ChannelDuplexHandler {
             return
         }
         switch self.unwrapInboundIn(data) {
+        case .head(let head) where (100..<200).contains(head.status.code) && head.status != .switchingProtocols:
+            break  // an interim reply (the decoder drops these too): the real one follows
         case .head(let head):
             exchange.receive(head: head)
         case .body(let chunk):

@@ -81,6 +81,19 @@ struct SubscriberConnectionTests {
         #expect(stats.retries == 0, "a connection the server closed between replies is replaced, not a failure")
     }
 
+    @Test("interim 1xx replies before each reply are skipped, not taken for it")
+    func interimReplies() async throws {
+        let script = Self.threeSegments(closing: false, header: false)
+        let server = RawScriptedServer { requestLine, index in
+            let reply = script(requestLine, index)
+            return .init("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 102 Processing\r\n\r\n" + reply.bytes)
+        }
+        let (end, stats, segments) = try await Self.follow(server)
+        #expect(end == .closed)
+        #expect(segments == Self.expected)
+        #expect(stats.retries == 0 && stats.protocolErrors == 0)
+    }
+
     @Test("a reply cut short is resumed where it broke off: every byte once")
     func cutShort() async throws {
         let full = "{\"a\":1}\n{\"b\":22222}\n"  // 20 bytes
