@@ -94,6 +94,22 @@ struct SubscriberConnectionTests {
         #expect(stats.retries == 0 && stats.protocolErrors == 0)
     }
 
+    @Test(
+        "a reply that is not HTTP, or whose head is too large, is a failure retried on a new connection",
+        arguments: ["garbage\r\n\r\n", "HTTP/1.1 200 OK\r\nX-Big: \(String(repeating: "a", count: 200_000))\r\n\r\n"]
+    )
+    func unparsableReply(bytes: String) async throws {
+        let script = Self.threeSegments(closing: false, header: false)
+        let server = RawScriptedServer { requestLine, index in
+            index < 2 ? .init(bytes, closesConnection: false) : script(requestLine, index)
+        }
+        let (end, stats, segments) = try await Self.follow(server)
+        #expect(end == .closed)
+        #expect(segments == Self.expected)
+        #expect(stats.retries == 2)
+        #expect(server.connectionsAccepted == 3, "a connection out of step with its server is never reused")
+    }
+
     @Test("a reply cut short is resumed where it broke off: every byte once")
     func cutShort() async throws {
         let full = "{\"a\":1}\n{\"b\":22222}\n"  // 20 bytes
