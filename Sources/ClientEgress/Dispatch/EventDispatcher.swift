@@ -90,6 +90,7 @@ public final class EventDispatcher: Sendable {
         // Only the segment the reader resumes in is skipped into: once another segment shows up (the channel
         // moved on, or was recreated and counts from 0 again), nothing more is skipped.
         let resuming = Mutex(resumePoint)
+        let mayResume = resumePoint != nil  // no lock per line on a run that does not resume
         defer { self.problemLog.flush() }
         return try await reader.runBatches { items in
             var lines: [JSONLLine] = []
@@ -97,7 +98,7 @@ public final class EventDispatcher: Sendable {
             for item in items {
                 switch item {
                 case .line(let line):
-                    let skip = resuming.withLock { point -> Bool in
+                    let skip = mayResume && resuming.withLock { point -> Bool in
                         guard let resume = point else { return false }
                         guard line.seq == resume.seq else {
                             point = nil

@@ -34,12 +34,9 @@ public final class FileSink: EgressSink {
     }
 
     public func export(_ records: some Collection<TelemetryRecord> & Sendable) async throws {
-        var batch = ByteBufferAllocator().buffer(capacity: records.reduce(0) { $0 + $1.envelope.readableBytes + 1 })
-        for record in records {
-            batch.writeImmutableBuffer(record.envelope)
-            batch.writeInteger(UInt8(ascii: "\n"))
-        }
-        let data = batch
+        // Through `any EgressSink` the collection's type is not known here: iterating it generically copies each
+        // record through value witnesses. Its contiguous storage (an array's) is iterated as concrete records.
+        let data = records.withContiguousStorageIfAvailable(Self.lines(of:)) ?? Self.lines(of: Array(records))
         let descriptor = self.descriptor
         let sync = self.syncPolicy == .everyBatch
         let path = self.path
@@ -60,6 +57,22 @@ public final class FileSink: EgressSink {
 
     /// Batches up to this size without fsync are written on the calling thread.
     static let inlineWriteLimit = 256 * 1024
+
+    /// The envelopes, each followed by a newline, in one buffer.
+    private static func lines(of records: UnsafeBufferPointer<TelemetryRecord>) -> ByteBuffer {
+        var size = 0
+        for record in records { size += record.envelope.readableBytes + 1 }
+        var batch = ByteBufferAllocator().buffer(capacity: size)
+        for record in records {
+            batch.writeImmutableBuffer(record.envelope)
+            batch.writeInteger(UInt8(ascii: "\n"))
+        }
+        return batch
+    }
+
+    private static func lines(of records: [TelemetryRecord]) -> ByteBuffer {
+        records.withUnsafeBufferPointer(Self.lines(of:))
+    }
 
     private static func append(_ data: ByteBuffer, to descriptor: Int32, path: String) throws {
         try data.withUnsafeReadableBytes { bytes in
