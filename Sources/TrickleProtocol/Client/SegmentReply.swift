@@ -38,13 +38,17 @@ struct SegmentReply {
         }
     }
 
-    /// The rest of the body, up to `limit` bytes (the rest is read and dropped).
+    /// The rest of the body, up to `limit` bytes. A longer body is not read further (a hostile server may send one
+    /// without end): the reply has then not ended, so ``finish()`` closes its connection instead of keeping it.
     mutating func collect(upTo limit: Int) async throws -> ByteBuffer {
         var collected = ByteBuffer()
         while var chunk = try await self.next() {
             let room = limit - collected.readableBytes
-            guard room > 0 else { continue }
-            if chunk.readableBytes > room { chunk.moveWriterIndex(to: chunk.readerIndex + room) }
+            if chunk.readableBytes > room {
+                chunk.moveWriterIndex(to: chunk.readerIndex + room)
+                collected.writeBuffer(&chunk)
+                return collected
+            }
             collected.writeBuffer(&chunk)
         }
         return collected

@@ -110,6 +110,16 @@ struct SubscriberConnectionTests {
         #expect(server.connectionsAccepted == 3, "a connection out of step with its server is never reused")
     }
 
+    @Test("a 404 whose body never ends is read to 64 KiB, not forever: the stream ends")
+    func endlessErrorBody() async throws {
+        // The head promises 100 MB; 100 KB come and the connection stays open.
+        let head = "HTTP/1.1 404 Not Found\r\nContent-Length: 100000000\r\n\r\n"
+        let server = RawScriptedServer { _, _ in .init(head + String(repeating: "x", count: 100_000)) }
+        let (end, _, segments) = try await Self.follow(server)
+        #expect(end == .notFound)
+        #expect(segments.isEmpty)
+    }
+
     @Test("a reply cut short is resumed where it broke off: every byte once")
     func cutShort() async throws {
         let full = "{\"a\":1}\n{\"b\":22222}\n"  // 20 bytes
