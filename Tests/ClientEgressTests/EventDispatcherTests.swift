@@ -11,7 +11,7 @@ final class RecordingSink: EgressSink {
     private let records = Mutex<[String]>([])
     var envelopes: [String] { self.records.withLock { $0 } }
 
-    func export(_ records: some Collection<TelemetryRecord> & Sendable) async throws {
+    nonisolated(nonsending) func export(_ records: some Collection<TelemetryRecord> & Sendable) async throws {
         let texts = records.map { String(buffer: $0.envelope) }
         self.records.withLock { $0.append(contentsOf: texts) }
     }

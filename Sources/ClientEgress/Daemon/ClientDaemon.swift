@@ -293,15 +293,15 @@ public final class ClientDaemon: Service, Sendable {
         if isIdle, !self.configuration.runsUntilStopped { self.startsContinuation.finish() }
         await withDiscardingTaskGroup { group in
             for await channel in self.starts {
-                // A channel's reads, framing, parsing and dispatch run on one event loop (see EventLoopTaskExecutor).
-                let executor = EventLoopTaskExecutor(self.httpClient.eventLoopGroup.next())
-                group.addTask(executorPreference: executor) { await self.follow(channel) }
+                // A channel's reads, framing, parsing and dispatch run isolated to one event loop (see EventLoopActor).
+                let loop = EventLoopActor(self.httpClient.eventLoopGroup.next())
+                group.addTask { await loop.run { await self.follow(channel) } }
             }
         }
         return self.state.withLock { $0.isStopping }
     }
 
-    private func follow(_ channel: FollowedChannel) async {
+    nonisolated(nonsending) private func follow(_ channel: FollowedChannel) async {
         let phase = await channel.run()
         switch phase {
         case .finished(let end):

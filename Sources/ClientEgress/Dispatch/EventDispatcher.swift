@@ -84,9 +84,15 @@ public final class EventDispatcher: Sendable {
 
     /// Reads a channel to its end, dispatching as lines arrive.
     ///
-    /// - Parameter resumePoint: Lines of segment `seq` up to and including line `line` were already handled
-    ///   (a restart resuming from its spool's position); they are skipped and counted.
-    public func run(reader: JSONLReader, resumingAfter resumePoint: (seq: Int, line: Int)? = nil) async throws -> TrickleSubscriber.EndOfStream {
+    /// - Parameters:
+    ///   - resumePoint: Lines of segment `seq` up to and including line `line` were already handled (a restart
+    ///     resuming from its spool's position); they are skipped and counted.
+    ///   - isolation: Where it runs (the caller's isolation: a followed channel's event loop).
+    public func run(
+        reader: JSONLReader,
+        resumingAfter resumePoint: (seq: Int, line: Int)? = nil,
+        isolation: isolated (any Actor)? = #isolation
+    ) async throws -> TrickleSubscriber.EndOfStream {
         // Only the segment the reader resumes in is skipped into: once another segment shows up (the channel
         // moved on, or was recreated and counts from 0 again), nothing more is skipped.
         let resuming = Mutex(resumePoint)
@@ -152,7 +158,7 @@ public final class EventDispatcher: Sendable {
         await self.dispatch(items)
     }
 
-    private func dispatch(_ items: [JSONLSegmentParser.Item]) async {
+    nonisolated(nonsending) private func dispatch(_ items: [JSONLSegmentParser.Item]) async {
         var lines: [JSONLLine] = []
         lines.reserveCapacity(items.count)
         for item in items {
@@ -169,7 +175,7 @@ public final class EventDispatcher: Sendable {
     }
 
     /// Routes lines; telemetry of one call goes to the sink as one batch.
-    public func dispatch(_ lines: [JSONLLine]) async {
+    nonisolated(nonsending) public func dispatch(_ lines: [JSONLLine]) async {
         guard !lines.isEmpty else { return }
         let started = ContinuousClock.now
         var batch: [TelemetryRecord] = []

@@ -66,7 +66,7 @@ final class FollowedChannel: Sendable {
     var subscriberStats: TrickleSubscriber.Stats { self.reader.subscriber.stats }
 
     /// Follows the channel until it ends, ``stop()`` is called, or the task is cancelled.
-    func run() async -> Phase {
+    nonisolated(nonsending) func run() async -> Phase {
         let outcome: Phase
         do {
             let end = try await self.runUntilStopped()
@@ -84,9 +84,11 @@ final class FollowedChannel: Sendable {
     /// Stops following (what was dispatched stays dispatched).
     func stop() { self.stopRequested.fulfill(()) }
 
-    private func runUntilStopped() async throws -> TrickleSubscriber.EndOfStream? {
+    private func runUntilStopped(isolation: isolated (any Actor)? = #isolation) async throws -> TrickleSubscriber.EndOfStream? {
         try await withThrowingTaskGroup(of: TrickleSubscriber.EndOfStream?.self) { group in
-            group.addTask { try await self.dispatcher.run(reader: self.reader, resumingAfter: self.resumePoint) }
+            // The reading task keeps the caller's isolation (its event loop): passed on explicitly, as a child
+            // task does not inherit it.
+            group.addTask { try await self.dispatcher.run(reader: self.reader, resumingAfter: self.resumePoint, isolation: isolation) }
             group.addTask {
                 _ = await self.stopRequested.wait()
                 return nil
@@ -142,7 +144,7 @@ struct ChannelTap: EgressSink {
     let stream: TelemetryStream
     let session: String
 
-    func export(_ records: some Collection<TelemetryRecord> & Sendable) async throws {
+    nonisolated(nonsending) func export(_ records: some Collection<TelemetryRecord> & Sendable) async throws {
         defer { self.stream.publish(records, session: self.session) }
         try await self.downstream.export(records)
     }

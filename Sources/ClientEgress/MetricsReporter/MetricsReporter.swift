@@ -87,7 +87,7 @@ public final class MetricsReporter: SettlingEgressSink {
 
     // MARK: EgressSink
 
-    public func export(_ records: some Collection<TelemetryRecord> & Sendable) async throws {
+    nonisolated(nonsending) public func export(_ records: some Collection<TelemetryRecord> & Sendable) async throws {
         let format = self.configuration.format
         let pending = records.map { Self.eventBody($0, format: format) }
         for (record, event) in zip(records, pending) where event == nil {

@@ -57,7 +57,7 @@ public final class PacedSink: EgressSink {
         self.pacer = ReplayPacerBox(ReplayPacer(speed: speed))
     }
 
-    public func export(_ records: some Collection<TelemetryRecord> & Sendable) async throws {
+    nonisolated(nonsending) public func export(_ records: some Collection<TelemetryRecord> & Sendable) async throws {
         for record in records {
             try await self.pacer.wait(forTimestamp: EnvelopeFields.timestamp(of: record.envelope))
             try await self.inner.export(CollectionOfOne(record))

@@ -109,7 +109,7 @@ public final class ReplayObservingSink: EgressSink {
         self.state.withLock { ($0.duplicateIDs, $0.duplicates, $0.duplicated.count, $0.first, $0.last) }
     }
 
-    public func export(_ records: some Collection<TelemetryRecord> & Sendable) async throws {
+    nonisolated(nonsending) public func export(_ records: some Collection<TelemetryRecord> & Sendable) async throws {
         let fields = records.map { (EnvelopeFields.stringBytes("id", of: $0.envelope), EnvelopeFields.timestamp(of: $0.envelope)) }
         self.state.withLock { state in
             for (id, timestamp) in fields {

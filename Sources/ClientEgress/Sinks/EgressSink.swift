@@ -32,7 +32,10 @@ public struct TelemetryRecord: Sendable {
 /// group's graceful shutdown while lines are still being handed to it.
 public protocol EgressSink: Service {
     /// Takes a batch of envelopes. Throws when the batch could not be taken (the caller counts it).
-    func export(_ records: some Collection<TelemetryRecord> & Sendable) async throws
+    ///
+    /// It runs where its caller runs (`nonisolated(nonsending)`: a followed channel's event loop), so it must not
+    /// block: a large or synced write goes to the blocking pool, a wait for room suspends.
+    nonisolated(nonsending) func export(_ records: some Collection<TelemetryRecord> & Sendable) async throws
     /// Pushes out anything buffered.
     func forceFlush() async throws
     /// Flushes and releases resources; no export follows. ``run()`` returns after it.

@@ -14,7 +14,7 @@ public struct FanOutSink: EgressSink {
         }
     }
 
-    public func export(_ records: some Collection<TelemetryRecord> & Sendable) async throws {
+    nonisolated(nonsending) public func export(_ records: some Collection<TelemetryRecord> & Sendable) async throws {
         var failure: (any Error)?
         for sink in self.sinks {
             do { try await sink.export(records) } catch { failure = failure ?? error }

@@ -33,7 +33,7 @@ public final class FileSink: EgressSink {
         self.descriptor = descriptor
     }
 
-    public func export(_ records: some Collection<TelemetryRecord> & Sendable) async throws {
+    nonisolated(nonsending) public func export(_ records: some Collection<TelemetryRecord> & Sendable) async throws {
         // Through `any EgressSink` the collection's type is not known here: iterating it generically copies each
         // record through value witnesses. Its contiguous storage (an array's) is iterated as concrete records.
         let data = records.withContiguousStorageIfAvailable(Self.lines(of:)) ?? Self.lines(of: Array(records))

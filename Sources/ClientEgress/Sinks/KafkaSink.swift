@@ -182,7 +182,7 @@ public final class KafkaSink: SettlingEgressSink {
     public var maximumUnsettledRecords: Int { self.configuration.maximumUnsettledRecords }
 
     /// Hands the records to librdkafka (copied); waits while its local queue is full.
-    public func export(_ records: some Collection<TelemetryRecord> & Sendable) async throws {
+    nonisolated(nonsending) public func export(_ records: some Collection<TelemetryRecord> & Sendable) async throws {
         let batch = self.startTracedBatch(records)
         let exportedAt = ContinuousClock.now
         for record in records {

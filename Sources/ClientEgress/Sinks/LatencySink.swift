@@ -46,7 +46,7 @@ public final class LatencySink: EgressSink {
         }
     }
 
-    public func export(_ records: some Collection<TelemetryRecord> & Sendable) async throws {
+    nonisolated(nonsending) public func export(_ records: some Collection<TelemetryRecord> & Sendable) async throws {
         let now = Int64(Date().timeIntervalSince1970 * 1000)
         let start = self.startMilliseconds
         let latencies = records.compactMap { record in

@@ -17,7 +17,7 @@ public struct LogSink: EgressSink {
         return "TELEMETRY type=\(fields.type ?? "-") id=\(fields.id ?? "-") session=\(fields.sessionID ?? "-") relayed_via=trickle"
     }
 
-    public func export(_ records: some Collection<TelemetryRecord> & Sendable) async throws {
+    nonisolated(nonsending) public func export(_ records: some Collection<TelemetryRecord> & Sendable) async throws {
         var text = ""
         for record in records {
             text += Self.line(for: record.envelope)

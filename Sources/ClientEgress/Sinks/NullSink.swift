@@ -13,7 +13,7 @@ public final class NullSink: EgressSink {
     /// Envelopes and bytes taken so far.
     public var taken: (records: Int, bytes: Int) { self.counts.withLock { $0 } }
 
-    public func export(_ records: some Collection<TelemetryRecord> & Sendable) async throws {
+    nonisolated(nonsending) public func export(_ records: some Collection<TelemetryRecord> & Sendable) async throws {
         var bytes = 0
         for record in records { bytes += record.envelope.readableBytes }
         let batchBytes = bytes

@@ -63,7 +63,7 @@ public final class SpooledSink: EgressSink {
     // MARK: EgressSink
 
     /// Appends to the spool. Records the spool cannot take (full) are counted in its stats and reported there.
-    public func export(_ records: some Collection<TelemetryRecord> & Sendable) async throws {
+    nonisolated(nonsending) public func export(_ records: some Collection<TelemetryRecord> & Sendable) async throws {
         // One span per appended batch (the relay's own work: `trickle_relay.spool.write`).
         await self.tracing.withSpan("trickle_relay.spool.write", attributes: ["trickle_relay.events": records.count]) {
             await self.spool.append(records)

@@ -67,7 +67,7 @@ public final class TelemetryStream: EgressSink {
 
     // MARK: EgressSink
 
-    public func export(_ records: some Collection<TelemetryRecord> & Sendable) async throws {
+    nonisolated(nonsending) public func export(_ records: some Collection<TelemetryRecord> & Sendable) async throws {
         self.publish(records, session: nil)
     }
 

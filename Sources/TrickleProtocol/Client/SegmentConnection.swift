@@ -58,7 +58,7 @@ final class SegmentConnection: Sendable {
     /// Sends `GET url` and waits for the reply head. A kept connection that turns out closed is replaced once.
     ///
     /// - Parameter url: A full URL of this connection's server (as ``TrickleChannelURL`` builds them).
-    func get(_ url: String) async throws -> (SegmentExchange, HTTPResponseHead) {
+    nonisolated(nonsending) func get(_ url: String) async throws -> (SegmentExchange, HTTPResponseHead) {
         var request = HTTPRequestHead(version: .http1_1, method: .GET, uri: String(url.dropFirst(self.originLength)))
         request.headers.add(name: "Host", value: self.authority)
         if let kept = self.idle.withLock({ idle in defer { idle = nil }; return idle }) {
@@ -97,7 +97,7 @@ final class SegmentConnection: Sendable {
         self.idle.withLock { idle in defer { idle = nil }; return idle }?.close(promise: nil)
     }
 
-    private func send(_ request: HTTPRequestHead, on channel: any Channel) async throws -> (SegmentExchange, HTTPResponseHead) {
+    nonisolated(nonsending) private func send(_ request: HTTPRequestHead, on channel: any Channel) async throws -> (SegmentExchange, HTTPResponseHead) {
         let exchange = SegmentExchange(channel: channel, request: request)
         do {
             try await channel.writeAndFlush(exchange)

@@ -103,9 +103,10 @@ final class SegmentExchange: Sendable {
     // MARK: Reader side
 
     /// The reply head; throws when the connection failed or closed first, or the task was cancelled.
-    func head() async throws -> HTTPResponseHead {
+    func head(isolation: isolated (any Actor)? = #isolation) async throws -> HTTPResponseHead {
         try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<HTTPResponseHead, any Error>) in
+            _ = isolation  // the operation keeps the caller's isolation only when it captures it
+            return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<HTTPResponseHead, any Error>) in
                 let ready: Result<HTTPResponseHead, any Error>? = self.state.withLock { state in
                     if let head = state.head { return .success(head) }
                     if let failure = state.failure { return .failure(failure) }
@@ -120,13 +121,16 @@ final class SegmentExchange: Sendable {
     }
 
     /// The next body chunk, or `nil` at the end of the reply.
-    func next() async throws -> ByteBuffer? {
+    ///
+    /// It runs where its caller runs: a resumed chunk costs the reading task one enqueue, on its own executor.
+    func next(isolation: isolated (any Actor)? = #isolation) async throws -> ByteBuffer? {
         var resumeReading = false
         let ready: Result<ByteBuffer?, any Error>? = self.state.withLock { Self.take(&$0, resumeReading: &resumeReading) }
         if resumeReading { self.channel.read() }
         if let ready { return try ready.get() }
         return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<ByteBuffer?, any Error>) in
+            _ = isolation  // the operation keeps the caller's isolation only when it captures it
+            return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<ByteBuffer?, any Error>) in
                 var resumeReading = false
                 let ready: Result<ByteBuffer?, any Error>? = self.state.withLock { state in
                     let ready = Self.take(&state, resumeReading: &resumeReading)

@@ -16,7 +16,7 @@ struct SegmentReply {
     }
 
     /// Sends the GET and waits for the reply head.
-    static func get(_ url: String, connection: SegmentConnection?, httpClient: HTTPClient, logger: Logger) async throws -> SegmentReply {
+    nonisolated(nonsending) static func get(_ url: String, connection: SegmentConnection?, httpClient: HTTPClient, logger: Logger) async throws -> SegmentReply {
         if let connection {
             let (exchange, head) = try await connection.get(url)
             return SegmentReply(status: Int(head.status.code), headers: head.headers, source: .connection(connection, exchange, head))
@@ -28,19 +28,19 @@ struct SegmentReply {
     }
 
     /// The next body chunk, or `nil` at the end of the body.
-    mutating func next() async throws -> ByteBuffer? {
+    nonisolated(nonsending) mutating func next() async throws -> ByteBuffer? {
         switch self.source {
         case .connection(_, let exchange, _):
             return try await exchange.next()
         case .client(var iterator):
             defer { self.source = .client(iterator) }
-            return try await iterator.next()
+            return try await iterator.next(isolation: #isolation)
         }
     }
 
     /// The rest of the body, up to `limit` bytes. A longer body is not read further (a hostile server may send one
     /// without end): the reply has then not ended, so ``finish()`` closes its connection instead of keeping it.
-    mutating func collect(upTo limit: Int) async throws -> ByteBuffer {
+    nonisolated(nonsending) mutating func collect(upTo limit: Int) async throws -> ByteBuffer {
         var collected = ByteBuffer()
         while var chunk = try await self.next() {
             let room = limit - collected.readableBytes

@@ -44,7 +44,11 @@ public final class TrickleSubscriber: Sendable {
     /// - Returns: Why the stream ended.
     /// - Throws: ``TrickleClientError`` (`.retriesExhausted`, `.unexpectedStatus`), `CancellationError`, or
     ///   whatever `handle` throws.
-    public func run(_ handle: @escaping @Sendable (TrickleSubscriberEvent) async throws -> Void) async throws -> EndOfStream {
+    ///
+    /// It runs where its caller runs (`nonisolated(nonsending)`): a followed channel's event loop, for one.
+    nonisolated(nonsending) public func run(
+        _ handle: nonisolated(nonsending) @escaping @Sendable (TrickleSubscriberEvent) async throws -> Void
+    ) async throws -> EndOfStream {
         var seq = self.configuration.start.rawSeq
         var resumeOffset = 0
         var failures = 0
@@ -195,11 +199,15 @@ public final class TrickleSubscriber: Sendable {
         seq: Int,
         skipping skip: Int,
         connection: SegmentConnection?,
-        _ handle: @escaping @Sendable (TrickleSubscriberEvent) async throws -> Void
+        _ handle: nonisolated(nonsending) @escaping @Sendable (TrickleSubscriberEvent) async throws -> Void,
+        isolation: isolated (any Actor)? = #isolation
     ) async throws -> Attempt {
         let progress = Progress()
         return try await withThrowingTaskGroup(of: Attempt?.self) { group in
-            group.addTask { try await self.request(seq: seq, skipping: skip, connection: connection, progress: progress, handle) }
+            // The request keeps the caller's isolation (passed on: a child task does not inherit it).
+            group.addTask {
+                try await self.request(seq: seq, skipping: skip, connection: connection, progress: progress, handle, isolation: isolation)
+            }
             if seq >= 0 {
                 group.addTask { try await self.watchForStall(seq: seq, progress: progress) }
             }
@@ -216,7 +224,8 @@ public final class TrickleSubscriber: Sendable {
         skipping skip: Int,
         connection: SegmentConnection?,
         progress: Progress,
-        _ handle: @escaping @Sendable (TrickleSubscriberEvent) async throws -> Void
+        _ handle: nonisolated(nonsending) @escaping @Sendable (TrickleSubscriberEvent) async throws -> Void,
+        isolation: isolated (any Actor)?
     ) async throws -> Attempt? {
         var response: SegmentReply
         do {
@@ -277,14 +286,18 @@ public final class TrickleSubscriber: Sendable {
         }
     }
 
-    private func reportGap(from: Int, to: Int, _ handle: @Sendable (TrickleSubscriberEvent) async throws -> Void) async throws {
+    nonisolated(nonsending) private func reportGap(
+        from: Int,
+        to: Int,
+        _ handle: nonisolated(nonsending) @Sendable (TrickleSubscriberEvent) async throws -> Void
+    ) async throws {
         guard to > from else { return }
         self.statsBox.withLock { $0.gaps = $0.gaps.addingReportingOverflow(to - from).overflow ? .max : $0.gaps + (to - from) }
         self.logger.debug("trickle subscriber skipped segments", metadata: ["trickle.from": "\(from)", "trickle.to": "\(to)"])
         try await handle(.gap(from: from, to: to))
     }
 
-    private func failed(_ failures: inout Int, reason: String) async throws {
+    nonisolated(nonsending) private func failed(_ failures: inout Int, reason: String) async throws {
         failures += 1
         if let maximum = self.configuration.maximumConsecutiveFailures, failures >= maximum {
             throw TrickleClientError(
@@ -351,12 +364,12 @@ public final class TrickleSubscriber: Sendable {
         }
     }
 
-    private func consume(
+    nonisolated(nonsending) private func consume(
         _ response: inout SegmentReply,
         seq: Int,
         skipping skip: Int,
         progress: Progress,
-        _ handle: @escaping @Sendable (TrickleSubscriberEvent) async throws -> Void
+        _ handle: nonisolated(nonsending) @escaping @Sendable (TrickleSubscriberEvent) async throws -> Void
     ) async throws -> BodyEnd? {
         let limit = self.configuration.maximumSegmentBytes
         var received = 0

@@ -77,7 +77,9 @@ public struct JSONLReader: Sendable {
     /// Reads until end of stream, handing every item to `handle` in order.
     ///
     /// - Returns: Why the stream ended.
-    public func run(_ handle: @escaping @Sendable (Item) async throws -> Void) async throws -> TrickleSubscriber.EndOfStream {
+    nonisolated(nonsending) public func run(
+        _ handle: nonisolated(nonsending) @escaping @Sendable (Item) async throws -> Void
+    ) async throws -> TrickleSubscriber.EndOfStream {
         try await self.runBatches { items in
             for item in items { try await handle(item) }
         }
@@ -87,7 +89,10 @@ public struct JSONLReader: Sendable {
     /// (one call per network read rather than per line: what a consumer keeping up with a busy channel wants).
     ///
     /// - Returns: Why the stream ended.
-    public func runBatches(_ handle: @escaping @Sendable ([Item]) async throws -> Void) async throws -> TrickleSubscriber.EndOfStream {
+    /// It runs where its caller runs (`nonisolated(nonsending)`), and so does `handle`.
+    nonisolated(nonsending) public func runBatches(
+        _ handle: nonisolated(nonsending) @escaping @Sendable ([Item]) async throws -> Void
+    ) async throws -> TrickleSubscriber.EndOfStream {
         let parser = Mutex(
             JSONLSegmentParser(
                 source: self.subscriber.url.channelName,
