@@ -283,6 +283,7 @@ if Context.environment["TRICKLE_RELAY_FUZZ"] != nil {
                 "TrickleProtocol",
                 "ClientEgress",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Fuzz/trickle-relay-fuzz",

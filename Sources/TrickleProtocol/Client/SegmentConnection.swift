@@ -81,7 +81,7 @@ final class SegmentConnection: Sendable {
     /// Hands the connection back after a reply: kept for the next GET when the reply ended cleanly and the server
     /// keeps the connection alive, closed otherwise (a reply abandoned mid-body cannot carry the next GET).
     func finished(_ exchange: SegmentExchange, head: HTTPResponseHead) {
-        guard exchange.endedCleanly, head.isKeepAlive, exchange.channel.isActive else {
+        guard exchange.endedCleanly, exchange.isReusable, head.isKeepAlive, exchange.channel.isActive else {
             exchange.channel.close(promise: nil)
             return
         }
@@ -114,7 +114,6 @@ final class SegmentConnection: Sendable {
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHTTPClientHandlers(leftOverBytesStrategy: .fireError)
                     try channel.pipeline.syncOperations.addHandler(SegmentConnectionHandler())
                 }
             }

@@ -1,15 +1,16 @@
 import NIOCore
 import NIOHTTP1
 
-/// The last handler of a ``SegmentConnection``'s pipeline (after NIOHTTP1's client codec): sends each GET written
-/// to it and hands its reply to the ``SegmentExchange``, on the event loop, as the decoder produces it.
+/// The one handler of a ``SegmentConnection``'s pipeline: writes each GET, parses its reply
+/// (``SegmentReplyParser``) and hands it to the ``SegmentExchange`` as it arrives, on the event loop.
 final class SegmentConnectionHandler: ChannelDuplexHandler {
-    typealias InboundIn = HTTPClientResponsePart
+    typealias InboundIn = ByteBuffer
     typealias OutboundIn = SegmentExchange
-    typealias OutboundOut = HTTPClientRequestPart
+    typealias OutboundOut = ByteBuffer
 
     /// The GET whose reply is arriving (one at a time: the connection never pipelines).
     private var current: SegmentExchange?
+    private var parser = SegmentReplyParser()
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let exchange = self.unwrapOutboundIn(data)
@@ -21,27 +22,37 @@ final class SegmentConnectionHandler: ChannelDuplexHandler {
             context.close(promise: nil)
             return
         }
+        guard let request = Self.encode(exchange.request, allocator: context.channel.allocator) else {
+            let error = SegmentReplyError("refusing to send a request line or header holding CR, LF or NUL")
+            exchange.fail(error)
+            promise?.fail(error)
+            return
+        }
         self.current = exchange
-        context.write(self.wrapOutboundOut(.head(exchange.request)), promise: nil)
-        context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: promise)
+        self.parser.expectReply()
+        context.writeAndFlush(self.wrapOutboundOut(request), promise: promise)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard let exchange = self.current else {
-            // A reply nobody asked for: the connection is out of step with the server.
-            context.close(promise: nil)
-            return
-        }
-        switch self.unwrapInboundIn(data) {
-        case .head(let head) where (100..<200).contains(head.status.code) && head.status != .switchingProtocols:
-            break  // an interim reply (the decoder drops these too): the real one follows
-        case .head(let head):
-            exchange.receive(head: head)
-        case .body(let chunk):
-            exchange.receive(body: chunk)
-        case .end:
+        let bytes = self.unwrapInboundIn(data)
+        let exchange = self.current
+        do {
+            try self.parser.feed(bytes) { event in
+                switch event {
+                case .head(let head, let reusable):
+                    exchange?.receive(head: head, reusable: reusable)
+                case .body(let chunk):
+                    exchange?.receive(body: chunk)
+                case .end:
+                    self.current = nil
+                    exchange?.receiveEnd()
+                }
+            }
+        } catch {
+            // Out of step with the server (a reply nobody asked for, or one we cannot read): the connection is done.
+            exchange?.fail(error)
             self.current = nil
-            exchange.receiveEnd()
+            context.close(promise: nil)
         }
     }
 
@@ -52,8 +63,18 @@ final class SegmentConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        self.current?.fail(SegmentConnectionClosed())
-        self.current = nil
+        if let exchange = self.current {
+            self.current = nil
+            do {
+                // A body that runs to the close ends cleanly here; any other reply was cut short.
+                try self.parser.connectionClosed { event in
+                    if case .end = event { exchange.receiveEnd() }
+                }
+                exchange.fail(SegmentConnectionClosed())  // a no-op when the reply ended
+            } catch {
+                exchange.fail(SegmentConnectionClosed())
+            }
+        }
         context.fireChannelInactive()
     }
 
@@ -61,5 +82,21 @@ final class SegmentConnectionHandler: ChannelDuplexHandler {
         self.current?.fail(error)
         self.current = nil
         context.close(promise: nil)
+    }
+
+    /// `GET target HTTP/1.1` and the request's headers, or `nil` when any of them could split the request.
+    private static func encode(_ request: HTTPRequestHead, allocator: ByteBufferAllocator) -> ByteBuffer? {
+        func isSafe(_ text: String, allowingSpace: Bool) -> Bool {
+            !text.utf8.contains { $0 == UInt8(ascii: "\r") || $0 == UInt8(ascii: "\n") || $0 == 0 || (!allowingSpace && $0 == UInt8(ascii: " ")) }
+        }
+        guard isSafe(request.uri, allowingSpace: false), !request.uri.isEmpty else { return nil }
+        var buffer = allocator.buffer(capacity: 64 + request.uri.utf8.count)
+        buffer.writeString("\(request.method.rawValue) \(request.uri) HTTP/1.1\r\n")
+        for (name, value) in request.headers {
+            guard isSafe(name, allowingSpace: false), !name.isEmpty, !name.contains(":"), isSafe(value, allowingSpace: true) else { return nil }
+            buffer.writeString("\(name): \(value)\r\n")
+        }
+        buffer.writeString("\r\n")
+        return buffer
     }
 }

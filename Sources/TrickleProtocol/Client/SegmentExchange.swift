@@ -16,6 +16,7 @@ final class SegmentExchange: Sendable {
 
     private struct State {
         var head: HTTPResponseHead?
+        var reusable = false
         var headWaiter: CheckedContinuation<HTTPResponseHead, any Error>?
         var chunks = CircularBuffer<ByteBuffer>()
         var bufferedBytes = 0
@@ -39,10 +40,14 @@ final class SegmentExchange: Sendable {
 
     // MARK: Event loop side
 
-    func receive(head: HTTPResponseHead) {
+    /// Whether the reply's framing lets the connection carry another GET (``SegmentReplyParser``).
+    var isReusable: Bool { self.state.withLock { $0.reusable } }
+
+    func receive(head: HTTPResponseHead, reusable: Bool) {
         let waiter: CheckedContinuation<HTTPResponseHead, any Error>? = self.state.withLock { state in
             guard state.head == nil, state.failure == nil else { return nil }
             state.head = head
+            state.reusable = reusable
             defer { state.headWaiter = nil }
             return state.headWaiter
         }

@@ -110,6 +110,31 @@ struct SubscriberConnectionTests {
         #expect(server.connectionsAccepted == 3, "a connection out of step with its server is never reused")
     }
 
+    @Test(
+        "a reply framed so that the next could be misread (chunked beside a length, or ended by the close) is read whole, and its connection is not reused",
+        arguments: [true, false]
+    )
+    func framingThatForbidsReuse(chunkedBesideLength: Bool) async throws {
+        let server = RawScriptedServer { requestLine, _ in
+            guard let seq = Self.seq(of: requestLine) else { return .status(400) }
+            guard seq < 3 else { return .status(200, headers: ["Lp-Trickle-Seq": "\(seq)", "Lp-Trickle-Closed": "terminated"]) }
+            let line = "{\"n\":\(seq)}\n"
+            if chunkedBesideLength {
+                let hex = String(line.utf8.count, radix: 16)
+                return .init(
+                    "HTTP/1.1 200 OK\r\nLp-Trickle-Seq: \(seq)\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n\(hex)\r\n\(line)\r\n0\r\n\r\n",
+                    closesConnection: false
+                )
+            }
+            return .init("HTTP/1.1 200 OK\r\nLp-Trickle-Seq: \(seq)\r\n\r\n\(line)", closesConnection: true)
+        }
+        let (end, stats, segments) = try await Self.follow(server)
+        #expect(end == .closed)
+        #expect(segments == Self.expected)
+        #expect(stats.retries == 0)
+        #expect(server.connectionsAccepted == 4, "one connection per reply: none was trusted with another GET")
+    }
+
     @Test("a 404 whose body never ends is read to 64 KiB, not forever: the stream ends")
     func endlessErrorBody() async throws {
         // The head promises 100 MB; 100 KB come and the connection stays open.
