@@ -16,7 +16,7 @@ public struct TrickleChannelURL: Sendable, Hashable, CustomStringConvertible {
     /// Parses and validates a channel URL.
     ///
     /// - Throws: ``TrickleClientError`` with code `.invalidURL` when the URL is not `http://` or `https://`,
-    ///   has no host, or names no channel.
+    ///   has no host, names no channel, or holds a space or control character.
     public init(_ string: String) throws(TrickleClientError) {
         let trimmed = string.trimmingWhitespace()
         let lowered = trimmed.lowercased()
@@ -24,6 +24,13 @@ public struct TrickleChannelURL: Sendable, Hashable, CustomStringConvertible {
             throw TrickleClientError(
                 .invalidURL,
                 "channel URL must be http(s)://HOST[:PORT]/PATH/CHANNEL, got \(Self.redacted(trimmed))"
+            )
+        }
+        // A space or control character would split the request line (or be sent as is): percent-encoded only.
+        guard !trimmed.unicodeScalars.contains(where: { $0.properties.isWhitespace || $0.properties.generalCategory == .control }) else {
+            throw TrickleClientError(
+                .invalidURL,
+                "channel URL must not hold spaces or control characters (percent-encode them), got \(Self.redacted(trimmed).debugDescription)"
             )
         }
         var withoutFragment = Substring(trimmed)

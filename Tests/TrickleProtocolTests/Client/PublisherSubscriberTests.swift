@@ -328,11 +328,15 @@ struct PublisherSubscriberTests {
         }
     }
 
-    @Test("channel URLs must be http(s) and name a channel; query tokens never reach descriptions")
+    @Test("channel URLs must be http(s), name a channel and hold no space or control character; query tokens never reach descriptions")
     func channelURLs() throws {
         #expect(throws: TrickleClientError(.invalidURL, "")) { try TrickleChannelURL("ftp://x/ch") }
         #expect(throws: TrickleClientError(.invalidURL, "")) { try TrickleChannelURL("http://host") }
         #expect(throws: TrickleClientError(.invalidURL, "")) { try TrickleChannelURL("http:///ch") }
+        for split in ["http://host/a b", "http://host/ch\r\nX-Injected: 1", "http://host/ch?jwt=a\tb", "http://host/c\u{0}h"] {
+            let error = #expect(throws: TrickleClientError.self) { try TrickleChannelURL(split) }
+            #expect(error?.description.contains("percent-encode") == true, "\(split.debugDescription)")
+        }
         let url = try TrickleChannelURL("https://orch:8935/ai/trickle/job-events/?jwt=secret.token.here")
         #expect(url.channelName == "job-events")
         #expect(url.url(seq: 3) == "https://orch:8935/ai/trickle/job-events/3?jwt=secret.token.here")
