@@ -15,7 +15,7 @@ package import NIOHTTP1
 /// `Content-Length`, a body that ends with the connection) is marked not reusable.
 package struct SegmentReplyParser {
     /// What the bytes fed so far produced, in order.
-    package enum Event: Equatable {
+    package enum Event {
         /// The final reply's head (interim 1xx replies are skipped); `reusable` is whether its framing lets the
         /// connection carry another request once the reply ended (keep-alive is decided by the caller).
         case head(HTTPResponseHead, reusable: Bool)
@@ -51,18 +51,6 @@ package struct SegmentReplyParser {
     private var partialLine: ByteBuffer?
 
     package init() {}
-
-    /// Whether a reply is being read (a head or body is expected).
-    package var isReading: Bool {
-        if case .idle = self.state { return false }
-        return true
-    }
-
-    /// Whether the reply being read ends with the connection (its body has no length).
-    package var endsWithConnection: Bool {
-        if case .untilClose = self.state { return true }
-        return false
-    }
 
     /// Expects a reply (after a request was written).
     package mutating func expectReply() {
