@@ -1,6 +1,25 @@
 // swift-tools-version:6.1
 import PackageDescription
 
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+// The version has one home, the VERSION file (scripts/package.sh and the Python wheel read it too); the commit comes
+// from TRICKLE_RELAY_GIT_COMMIT (scripts/package.sh sets it, so a package never carries a stale one) or from git.
+let trickleRelayVersion: String = {
+    let path = Context.packageDirectory + "/VERSION"
+    guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else { return "0.0.0" }
+    return text.filter { !$0.isWhitespace }
+}()
+let trickleRelayCommit: String = {
+    if let commit = Context.environment["TRICKLE_RELAY_GIT_COMMIT"], !commit.isEmpty { return commit }
+    guard let git = Context.gitInformation else { return "unknown" }
+    return String(git.currentCommit.prefix(12)) + (git.hasUncommittedChanges ? "-dirty" : "")
+}()
+
 // Settings applied to every target (see STYLE.md §1).
 let swiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
@@ -23,7 +42,9 @@ let package = Package(
         .executable(name: "trickle-relay", targets: ["trickle-relay"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        // No default traits: FullFoundation would link all of Foundation (and ICU), ConfigurationSupport builds
+        // swift-configuration; neither is used.
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1", traits: []),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
@@ -114,9 +135,18 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
+        // Version and commit for `trickle-relay --version`, passed in as C string defines.
+        .target(
+            name: "TrickleRelayBuildInfo",
+            cSettings: [
+                .define("TRICKLE_RELAY_VERSION", to: "\"\(trickleRelayVersion)\""),
+                .define("TRICKLE_RELAY_GIT_COMMIT", to: "\"\(trickleRelayCommit)\""),
+            ]
+        ),
         .executableTarget(
             name: "trickle-relay",
             dependencies: [
+                "TrickleRelayBuildInfo",
                 "TrickleProtocol",
                 "RunnerRelay",
                 "ClientEgress",
@@ -261,7 +291,7 @@ let strictSettings: [SwiftSetting] =
 let sanitizerSettings: [SwiftSetting] =
     Context.environment["TRICKLE_RELAY_TSAN"] != nil ? [.define("TRICKLE_RELAY_TSAN")] : []
 
-for target in package.targets {
+for target in package.targets where target.name != "TrickleRelayBuildInfo" {
     var settings = target.swiftSettings ?? []
     settings.append(contentsOf: swiftSettings + strictSettings + sanitizerSettings)
     target.swiftSettings = settings

@@ -2,7 +2,14 @@ import ArgumentParser
 import RelayTracing
 import AsyncHTTPClient
 import ClientEgress
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import NIOCore
 import NIOPosix
@@ -175,6 +182,7 @@ struct ClientCommand: AsyncParsableCommand {
         var listen: String?
         var listenAddress: ListenAddress?
         var streamTokenFile: String?
+        var streamToken: String?
         var spoolDirectory: String
         var usesSpool: Bool
         var spoolMaximumBytes: Int
@@ -210,15 +218,16 @@ struct ClientCommand: AsyncParsableCommand {
         subscriptions += (file?.subscriptions ?? []).filter { configured in !subscriptions.contains { $0.id == configured.id } }
 
         let apiKeyFile = self.apiKeyFile ?? file?.apiKeyFile
+        let apiKey = try Environment.secret(file: apiKeyFile, flag: "--api-key-file", variables: Self.apiKeyVariables)
         let sink: EgressSinkSpecification
         if let text = self.sink {
             do { sink = try EgressSinkSpecification(parsing: text) } catch { throw ValidationError("--\(error.description)") }
         } else if let configured = file?.sink {
             sink = configured
         } else {
-            sink = .fromEnvironment(ProcessInfo.processInfo.environment, hasAPIKey: Self.apiKey(file: apiKeyFile) != nil)
+            sink = .fromEnvironment(ProcessInfo.processInfo.environment, hasAPIKey: apiKey != nil)
         }
-        if case .metrics = sink, Self.apiKey(file: apiKeyFile) == nil {
+        if case .metrics = sink, apiKey == nil {
             throw ValidationError("the metrics sink needs an API key: --api-key-file, TRICKLE_RELAY_METRICS_API_KEY or SCOPE_CLOUD_API_KEY")
         }
         let spoolMaximumBytes = self.spoolMaxBytes ?? file?.spoolMaximumBytes ?? (1 << 30)
@@ -247,7 +256,9 @@ struct ClientCommand: AsyncParsableCommand {
         let listen = self.listen ?? file?.listen
         let streamTokenFile = self.streamTokenFile ?? file?.streamTokenFile
         let listenAddress = try Self.listenAddress(listen)
-        if let listenAddress, !listenAddress.isLoopback, Self.streamToken(file: streamTokenFile) == nil {
+        // A token that was asked for is never dropped: an unusable file is refused here, whatever the address.
+        let streamToken = try Environment.secret(file: streamTokenFile, flag: "--stream-token-file", variables: ["TRICKLE_RELAY_STREAM_TOKEN"])
+        if let listenAddress, !listenAddress.isLoopback, streamToken == nil {
             throw ValidationError("--listen \(listen ?? "") is not loopback: set a token with --stream-token-file or TRICKLE_RELAY_STREAM_TOKEN")
         }
         let spoolDirectory =
@@ -262,6 +273,7 @@ struct ClientCommand: AsyncParsableCommand {
             listen: listen,
             listenAddress: listenAddress,
             streamTokenFile: streamTokenFile,
+            streamToken: streamToken,
             spoolDirectory: spoolDirectory,
             usesSpool: usesSpool,
             spoolMaximumBytes: spoolMaximumBytes,
@@ -284,12 +296,10 @@ struct ClientCommand: AsyncParsableCommand {
 
     /// The API key, read now: the file if given, else the environment.
     static func apiKey(file: String?) -> String? {
-        Environment.secret(file: file, variables: ["TRICKLE_RELAY_METRICS_API_KEY", "SCOPE_CLOUD_API_KEY"])
+        Environment.currentSecret(file: file, variables: Self.apiKeyVariables)
     }
 
-    static func streamToken(file: String?) -> BearerToken? {
-        Environment.secret(file: file, variables: ["TRICKLE_RELAY_STREAM_TOKEN"]).map(BearerToken.init)
-    }
+    static let apiKeyVariables = ["TRICKLE_RELAY_METRICS_API_KEY", "SCOPE_CLOUD_API_KEY"]
 
     /// `--listen` as host and port, or `nil` for `off`.
     static func listenAddress(_ listen: String?) throws -> ListenAddress? {
@@ -333,6 +343,7 @@ struct ClientCommand: AsyncParsableCommand {
         // The key file may change on a reload: the reporter reads whichever is current.
         let apiKeyFile = CurrentKeyFile(settings.apiKeyFile)
         let quiet = self.quiet
+        let stdoutGone = Atomic(false)
         var configuration = ClientApplication.Configuration(
             sink: sink,
             apiKey: { Self.apiKey(file: apiKeyFile.path) },
@@ -343,7 +354,7 @@ struct ClientCommand: AsyncParsableCommand {
                 : nil,
             stateDirectory: settings.spoolDirectory,
             endpoint: settings.listenAddress.map {
-                .init(host: $0.host, port: $0.port, token: Self.streamToken(file: settings.streamTokenFile), isOptional: settings.listen == nil)
+                .init(host: $0.host, port: $0.port, token: settings.streamToken.map(BearerToken.init), isOptional: settings.listen == nil)
             },
             streamRing: self.streamRing,
             subscriptions: settings.subscriptions,
@@ -367,7 +378,10 @@ struct ClientCommand: AsyncParsableCommand {
                     guard !quiet else { return }
                     var line = event.line
                     line.writeInteger(UInt8(ascii: "\n"))
-                    StandardOutput.write(line)
+                    if !StandardOutput.write(line), stdoutGone.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged {
+                        // Its reader went away (EPIPE): delivery to the sink does not depend on stdout, so go on.
+                        logger.warning("standard output closed: non-telemetry events are no longer printed; delivery to the sink goes on")
+                    }
                 }
             } catch {
                 StandardError.write("trickle-relay client: \(error)")

@@ -2,7 +2,14 @@ import ArgumentParser
 import AsyncHTTPClient
 import ClientEgress
 import RelayDemo
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import NIOCore
 import RunnerRelay

@@ -1,7 +1,14 @@
 import ArgumentParser
 import ClientEgress
 import AsyncHTTPClient
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
 import NIOCore
 import Logging
 import Synchronization
@@ -101,7 +108,7 @@ struct ReplayCommand: AsyncParsableCommand {
         let dispatcher = EventDispatcher(
             sink: sink,
             logger: logger,
-            types: self.types.map { Set($0.split(separator: ",").map { String($0.trimmingCharacters(in: .whitespaces)) }) },
+            types: self.types.map { Set($0.split(separator: ",").map { TextParsing.trimmed($0) }) },
             countsDataTypes: true,
             onProblem: { problem in
                 let file = currentFile.withLock { $0 }
@@ -259,7 +266,9 @@ final class ReplayProgress: Sendable {
             state.done += bytes
             guard ContinuousClock.now - state.lastShown > .milliseconds(200) else { return nil }
             state.lastShown = .now
-            return String(format: "\rreplay: %3.0f%% (%.0f of %.0f MB)", 100 * Double(state.done) / Double(max(self.total, 1)), Double(state.done) / 1e6, Double(self.total) / 1e6)
+            let percent = String(100 * state.done / max(self.total, 1))
+            let padding = String(repeating: " ", count: max(0, 3 - percent.count))
+            return "\rreplay: \(padding)\(percent)% (\(state.done / 1_000_000) of \(self.total / 1_000_000) MB)"
         }
         if let line { StandardError.writeRaw(line) }
     }

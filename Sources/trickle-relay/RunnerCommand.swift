@@ -1,7 +1,14 @@
 import ArgumentParser
 import RelayTracing
 import AsyncHTTPClient
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import NIOCore
 import RunnerRelay
@@ -100,13 +107,11 @@ struct RunnerCommand: AsyncParsableCommand {
             guard self.listenAddress != nil else { throw ValidationError("--listen must be HOST:PORT, got \(self.listen)") }
             guard self.sessionID == nil else { throw ValidationError("--session-id goes with --events-url (single-session mode)") }
         }
-        if let token, token.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+        if let token, TextParsing.trimmed(token).isEmpty {
             throw ValidationError("--token must not be empty (an empty token would let anyone in); use --token-file FILE")
         }
         if self.token != nil && self.tokenFile != nil { throw ValidationError("give --token or --token-file, not both") }
-        if let tokenFile, Environment.secret(file: tokenFile, variables: []) == nil {
-            throw ValidationError("--token-file \(tokenFile) cannot be read or is empty; put the token on its first line")
-        }
+        _ = try Environment.secret(file: self.tokenFile, flag: "--token-file", variables: [])
         if let telemetry, TelemetryConsent.parse(telemetry) == nil {
             throw ValidationError("--telemetry must be on or off, got \(telemetry)")
         }
@@ -198,6 +203,7 @@ struct RunnerCommand: AsyncParsableCommand {
 }
 
 extension RunnerCommand {
+
     /// What a session ended without sending or without hearing back about, so no loss goes unreported: events still
     /// queued (a flush that ran out of time), and events written into segments whose upload never ended (the
     /// server did not answer before the close gave up). Empty when there are none.
@@ -218,7 +224,7 @@ extension RunnerCommand {
         processStart: ContinuousClock.Instant
     ) async throws {
         let address = self.listenAddress!  // checked in validate()
-        let token = (self.token ?? Environment.secret(file: self.tokenFile, variables: ["TRICKLE_RELAY_TOKEN"])).map(BearerToken.init)
+        let token = (try self.token ?? Environment.secret(file: self.tokenFile, flag: "--token-file", variables: ["TRICKLE_RELAY_TOKEN"])).map(BearerToken.init)
         try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration()) { client in
             let agent: RunnerAgent
             var configuration = RunnerAgent.Configuration(
@@ -245,7 +251,12 @@ extension RunnerCommand {
             let group = ServiceGroup(
                 configuration: .init(services: [agent], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
             )
-            try await group.run()
+            do {
+                try await group.run()
+            } catch where !agent.isListening {
+                StandardError.write("trickle-relay runner: the ingest API cannot listen on \(address.host):\(address.port): \(error); is another agent running? pick another --listen port")
+                throw ExitCode(2)
+            }
         }
     }
 }

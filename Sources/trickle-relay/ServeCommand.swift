@@ -85,13 +85,11 @@ struct ServeCommand: AsyncParsableCommand {
         guard self.maxRetainedBytes >= self.maxSegmentBytes || self.maxRetainedBytes >= 1024 * 1024 else {
             throw ValidationError("--max-retained-bytes must be at least 1 MiB (1048576), got \(self.maxRetainedBytes)")
         }
-        if let tokenFile, Environment.secret(file: tokenFile, variables: []) == nil {
-            throw ValidationError("--token-file \(tokenFile) cannot be read or is empty; put the token on its first line")
-        }
-        if self.tokenForReads && self.token == nil {
+        let token = try self.token()
+        if self.tokenForReads && token == nil {
             throw ValidationError("--token-for-reads needs a token: --token-file FILE or TRICKLE_RELAY_SERVER_TOKEN")
         }
-        if !ListenAddress.isLoopback(self.host) && self.token == nil {
+        if !ListenAddress.isLoopback(self.host) && token == nil {
             throw ValidationError(
                 "--host \(self.host) is not loopback: anyone who can reach it could publish into or delete channels; set a token with --token-file FILE (or TRICKLE_RELAY_SERVER_TOKEN)"
             )
@@ -102,7 +100,9 @@ struct ServeCommand: AsyncParsableCommand {
     }
 
     /// The token, from --token-file or the environment (read once; never logged).
-    var token: String? { Environment.secret(file: self.tokenFile, variables: ["TRICKLE_RELAY_SERVER_TOKEN"]) }
+    func token() throws(ValidationError) -> String? {
+        try Environment.secret(file: self.tokenFile, flag: "--token-file", variables: ["TRICKLE_RELAY_SERVER_TOKEN"])
+    }
 
     func run() async throws {
         // Every waiting reader and open upload holds a socket: thousands of channels need more than 1,024.
@@ -125,7 +125,7 @@ struct ServeCommand: AsyncParsableCommand {
                 idleChannelTimeout: .seconds(self.idleTimeout),
                 maximumChannels: self.maxChannels,
                 maximumRetainedBytes: self.maxRetainedBytes,
-                token: self.token.map(BearerToken.init),
+                token: try self.token().map(BearerToken.init),
                 tokenRequiredForReads: self.tokenForReads
             )
         configuration.metricsExposition = ProcessMetrics.bootstrap()

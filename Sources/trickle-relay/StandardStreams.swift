@@ -1,6 +1,11 @@
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import NIOCore
 import NIOPosix
+import TrickleProtocol
 
 /// Reads a file descriptor (standard input by default) as `ByteBuffer` chunks without blocking the
 /// concurrency pool: each `read(2)` runs on NIO's blocking thread pool, so pipes, files and terminals all work.
@@ -58,29 +63,30 @@ struct StandardInputChunks: AsyncSequence {
     }
 }
 
-/// Writes to standard output; one lock keeps concurrent writers' lines whole.
+/// Standard output: whole records, and `false` once its reader has gone (EPIPE) — never a trap.
 enum StandardOutput {
-    private static let lock = NSLock()
-
-    static func write(_ buffer: ByteBuffer) {
-        guard buffer.readableBytes > 0 else { return }
-        lock.lock()
-        defer { lock.unlock() }
-        FileHandle.standardOutput.write(Data(buffer.readableBytesView))
+    @discardableResult
+    static func write(_ buffer: ByteBuffer) -> Bool {
+        guard buffer.readableBytes > 0 else { return !StandardStreamWriter.standardOutput.isClosed }
+        return StandardStreamWriter.standardOutput.write(buffer.readableBytesView)
     }
 
-    static func write(_ text: String) {
-        self.write(ByteBuffer(string: text))
+    @discardableResult
+    static func write(_ text: String) -> Bool {
+        StandardStreamWriter.standardOutput.write(text)
     }
 }
 
-/// Writes a line to standard error (messages for people; never payloads).
+/// Writes a line to standard error (messages for people; never payloads). A closed standard error drops them.
 enum StandardError {
     static func write(_ text: String) {
         self.writeRaw(text + "\n")
     }
 
     static func writeRaw(_ text: String) {
-        FileHandle.standardError.write(Data(text.utf8))
+        StandardStreamWriter.standardError.write(text)
     }
 }
+
+/// Thrown by a command whose output is its product (`subscribe`) when standard output's reader went away.
+struct StandardOutputClosed: Error {}

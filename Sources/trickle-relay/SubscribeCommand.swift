@@ -67,29 +67,41 @@ struct SubscribeCommand: AsyncParsableCommand {
             subscriber: .init(start: self.startPosition ?? .latest, reconnectGrace: SecondsFlag.duration(self.reconnectGrace))
         )
         let end = Mutex<TrickleSubscriber.EndOfStream?>(nil)
+        let outputClosed = Mutex(false)
         let interrupted = try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration()) { client in
             let reader = JSONLReader(url: url, httpClient: client, configuration: configuration, logger: logger)
             // SIGTERM/SIGINT end the subscription at once; the summary still goes out.
             return try await runInterruptibly(logger: logger) {
-                let result = try await reader.run { item in
-                    switch item {
-                    case .line(let line):
-                        var out = line.bytes
-                        out.writeInteger(UInt8(ascii: "\n"))
-                        StandardOutput.write(out)
-                        counts.withLock { $0.lines += 1 }
-                    case .diagnostic(let diagnostic):
-                        StandardError.write("skipped: \(diagnostic)")
-                        counts.withLock { $0.diagnostics += 1 }
-                    case .gap(let from, let to):
-                        StandardError.write("lost segments \(from)..<\(to) (no longer retained by the server)")
-                        counts.withLock { $0.gaps += to - from }
+                let result: TrickleSubscriber.EndOfStream
+                do {
+                    result = try await reader.run { item in
+                        switch item {
+                        case .line(let line):
+                            var out = line.bytes
+                            out.writeInteger(UInt8(ascii: "\n"))
+                            guard StandardOutput.write(out) else { throw StandardOutputClosed() }
+                            counts.withLock { $0.lines += 1 }
+                        case .diagnostic(let diagnostic):
+                            StandardError.write("skipped: \(diagnostic)")
+                            counts.withLock { $0.diagnostics += 1 }
+                        case .gap(let from, let to):
+                            StandardError.write("lost segments \(from)..<\(to) (no longer retained by the server)")
+                            counts.withLock { $0.gaps += to - from }
+                        }
                     }
+                } catch is StandardOutputClosed {
+                    // `subscribe … | head -n 1`: the reader has what it wanted; end quietly, as Unix tools do.
+                    outputClosed.withLock { $0 = true }
+                    return
                 }
                 end.withLock { $0 = result }
             }
         }
         let total = counts.withLock { $0 }
+        if outputClosed.withLock({ $0 }) {
+            StandardError.write("standard output closed (its reader went away): \(total.lines) lines printed, \(total.diagnostics) skipped, \(total.gaps) segments lost")
+            return
+        }
         StandardError.write(
             "\(Self.describe(end.withLock { $0 }, interrupted: interrupted)): \(total.lines) lines, \(total.diagnostics) skipped, \(total.gaps) segments lost"
         )

@@ -1,6 +1,13 @@
 import ArgumentParser
 import ClientEgress
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import RelayTracing
 

@@ -1,7 +1,10 @@
 import ArgumentParser
 
-/// The version `trickle-relay --version` prints.
-let trickleRelayVersion = "0.3.0"
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 @main
 struct TrickleRelayCommand: AsyncParsableCommand {
@@ -18,7 +21,15 @@ struct TrickleRelayCommand: AsyncParsableCommand {
             Start a local trickle server:
               trickle-relay serve
             """,
-        version: trickleRelayVersion,
+        version: BuildInfo.versionLine,
         subcommands: [DemoCommand.self, ServeCommand.self, RunnerCommand.self, ClientCommand.self, ReplayCommand.self, PublishCommand.self, SubscribeCommand.self]
     )
+
+    static func main() async {
+        // A reader that goes away (`trickle-relay subscribe … | head -n 1`) is an EPIPE on the next write, which each
+        // command handles (ends quietly, or stops printing and goes on), instead of a SIGPIPE that kills the process
+        // before it can report what it did.
+        signal(SIGPIPE, SIG_IGN)
+        await self.main(nil)
+    }
 }

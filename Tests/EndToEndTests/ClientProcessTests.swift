@@ -273,10 +273,15 @@ struct ClientEndpointProcessTests {
         }
     }
 
-    @Test("--version prints the version")
+    @Test("--version prints the VERSION file's version, the commit and the build configuration")
     func version() async throws {
         let result = try await runTrickleRelay(["--version"])
-        #expect(result.status == 0 && result.output.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ".").count == 3)
+        let expected = try String(contentsOf: fixturesDirectory().deletingLastPathComponent().appendingPathComponent("VERSION"), encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let printed = result.output.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(result.status == 0)
+        #expect(printed.hasPrefix("\(expected) (commit "), "\(printed)")
+        #expect(printed.hasSuffix(", debug)") || printed.hasSuffix(", release)"), "\(printed)")
     }
 
     @Test("a non-loopback --listen without a token is refused at startup")

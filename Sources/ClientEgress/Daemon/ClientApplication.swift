@@ -1,5 +1,9 @@
 public import AsyncHTTPClient
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 public import Logging
 import NIOCore
 import ServiceLifecycle
@@ -198,7 +202,9 @@ public final class ClientApplication: Sendable {
     }
 
     /// The log sink's default output.
-    public static let writeToStandardError: @Sendable (String) -> Void = { FileHandle.standardError.write(Data($0.utf8)) }
+    /// A closed standard error (its reader gone) drops the text instead of failing the sink: the log sink is a
+    /// development aid, and the spool and the other sinks never depend on it.
+    public static let writeToStandardError: @Sendable (String) -> Void = { StandardStreamWriter.standardError.write($0) }
 
     /// Re-reads the metrics API key now (SIGHUP).
     public func reloadKey() { self.reporter?.reloadKey() }

@@ -1,4 +1,11 @@
+#if canImport(FoundationEssentials)
+public import FoundationEssentials
+#else
 public import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
 import TrickleProtocol
 
 /// The client's configuration file (`--config FILE`, re-read on SIGHUP): a JSON object, every field optional.
@@ -59,24 +66,24 @@ public struct ClientConfigurationFile: Sendable {
         func fail(_ field: String?, _ reason: String) -> ClientConfigurationFileError {
             ClientConfigurationFileError(path: path, field: field, reason: reason)
         }
-        let decoded: Any
+        let decoded: JSONValue
         do {
-            decoded = try JSONSerialization.jsonObject(with: data)
+            decoded = try JSONValue.parse(data)
         } catch {
-            throw fail(nil, "not valid JSON (\((error as NSError).userInfo[NSDebugDescriptionErrorKey] as? String ?? "\(error)"))")
+            throw fail(nil, "not valid JSON (\(error.description))")
         }
-        guard let object = decoded as? [String: Any] else { throw fail(nil, "must be a JSON object ({\"subscriptions\": [...], …})") }
+        guard let object = decoded.objectValue else { throw fail(nil, "must be a JSON object ({\"subscriptions\": [...], …})") }
         if let unknown = object.keys.sorted().first(where: { !Self.fields.contains($0) }) {
             throw fail(String(unknown.prefix(64)), "unknown field (known: \(Self.fields.joined(separator: ", ")))")
         }
         func string(_ name: String) throws(ClientConfigurationFileError) -> String? {
-            guard let value = object[name], !(value is NSNull) else { return nil }
-            guard let text = value as? String, !text.isEmpty else { throw fail(name, "must be a non-empty string") }
+            guard let value = object[name], !value.isNull else { return nil }
+            guard let text = value.stringValue, !text.isEmpty else { throw fail(name, "must be a non-empty string") }
             return text
         }
         func seconds(_ name: String) throws(ClientConfigurationFileError) -> Double? {
-            guard let value = object[name], !(value is NSNull) else { return nil }
-            guard !isJSONBoolean(value), let number = (value as? NSNumber)?.doubleValue, number.isFinite, number >= 0, number <= 31_536_000 else {
+            guard let value = object[name], !value.isNull else { return nil }
+            guard let number = value.doubleValue, number.isFinite, number >= 0, number <= 31_536_000 else {
                 throw fail(name, "must be a number of seconds from 0 to 31536000")
             }
             return number
@@ -90,12 +97,12 @@ public struct ClientConfigurationFile: Sendable {
         }
         self.apiKeyFile = try string("api_key_file")
         self.spoolDirectory = try string("spool_dir")
-        if let value = object["spool"], !(value is NSNull) {
-            guard isJSONBoolean(value), let flag = value as? Bool else { throw fail("spool", "must be true or false") }
+        if let value = object["spool"], !value.isNull {
+            guard case .bool(let flag) = value else { throw fail("spool", "must be true or false") }
             self.spool = flag
         }
-        if let value = object["spool_max_bytes"], !(value is NSNull) {
-            guard !isJSONBoolean(value), let number = value as? NSNumber, let bytes = Int(exactly: number.doubleValue), bytes >= 1 << 20, bytes <= 1 << 50
+        if let value = object["spool_max_bytes"], !value.isNull {
+            guard let number = value.doubleValue, let bytes = Int(exactly: number), bytes >= 1 << 20, bytes <= 1 << 50
             else { throw fail("spool_max_bytes", "must be a whole number of bytes, at least 1048576 (1 MiB)") }
             self.spoolMaximumBytes = bytes
         }
@@ -110,17 +117,17 @@ public struct ClientConfigurationFile: Sendable {
         self.reconnectGrace = try seconds("reconnect_grace")
         self.kafkaTopic = try string("kafka_topic")
         self.kafkaCompression = try string("kafka_compression")
-        if let value = object["kafka_options"], !(value is NSNull) {
-            guard let options = value as? [String: Any] else { throw fail("kafka_options", "must be an object of librdkafka properties, e.g. {\"ssl.ca.location\": \"/etc/ssl/ca.pem\"}") }
+        if let value = object["kafka_options"], !value.isNull {
+            guard let options = value.objectValue else { throw fail("kafka_options", "must be an object of librdkafka properties, e.g. {\"ssl.ca.location\": \"/etc/ssl/ca.pem\"}") }
             var pairs: [(String, String)] = []
             for key in options.keys.sorted() {
-                guard let text = options[key] as? String else { throw fail("kafka_options.\(key.prefix(64))", "must be a string") }
+                guard let text = options[key]?.stringValue else { throw fail("kafka_options.\(key.prefix(64))", "must be a string") }
                 pairs.append((key, text))
             }
             self.kafkaOptions = pairs
         }
-        if let value = object["subscriptions"], !(value is NSNull) {
-            guard let entries = value as? [Any] else { throw fail("subscriptions", "must be an array of {\"events_url\": …} objects") }
+        if let value = object["subscriptions"], !value.isNull {
+            guard case .array(let entries) = value else { throw fail("subscriptions", "must be an array of {\"events_url\": …} objects") }
             var seen: [String: Int] = [:]
             for (index, entry) in entries.enumerated() {
                 let subscription: ChannelSubscription

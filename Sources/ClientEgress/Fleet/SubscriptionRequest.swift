@@ -1,4 +1,3 @@
-import Foundation
 import TrickleProtocol
 
 /// The body of `POST /v1/subscriptions` and one entry of a configuration file's `subscriptions`:
@@ -10,16 +9,16 @@ enum SubscriptionRequest {
     /// Reads one subscription from a decoded JSON object.
     ///
     /// - Parameter path: How the object is named in messages (`subscriptions[2]`, or empty for a request body).
-    static func subscription(from object: Any, path: String, origin: ChannelSubscription.Origin) throws(SubscriptionError) -> ChannelSubscription {
+    static func subscription(from value: JSONValue, path: String, origin: ChannelSubscription.Origin) throws(SubscriptionError) -> ChannelSubscription {
         func field(_ name: String) -> String { path.isEmpty ? name : "\(path).\(name)" }
-        guard let object = object as? [String: Any] else {
+        guard let object = value.objectValue else {
             throw SubscriptionError(.invalid, "\(path.isEmpty ? "the body" : path) must be a JSON object like {\"events_url\":\"http://HOST:PORT/CHANNEL\"}")
         }
         if let unknown = object.keys.sorted().first(where: { !self.fields.contains($0) }) {
             throw SubscriptionError(.invalid, "\(field(unknown.prefix(64).description)): unknown field (expected events_url, session_id, start)")
         }
         guard let rawURL = object["events_url"] else { throw SubscriptionError(.invalid, "\(field("events_url")): missing") }
-        guard let urlText = rawURL as? String else { throw SubscriptionError(.invalid, "\(field("events_url")): must be a string") }
+        guard let urlText = rawURL.stringValue else { throw SubscriptionError(.invalid, "\(field("events_url")): must be a string") }
         let url: TrickleChannelURL
         do {
             url = try TrickleChannelURL(urlText)
@@ -27,18 +26,18 @@ enum SubscriptionRequest {
             throw SubscriptionError(.invalid, "\(field("events_url")): \(error.message)")
         }
         var sessionID: String?
-        if let raw = object["session_id"], !(raw is NSNull) {
-            guard let text = raw as? String else { throw SubscriptionError(.invalid, "\(field("session_id")): must be a string") }
+        if let raw = object["session_id"], !raw.isNull {
+            guard let text = raw.stringValue else { throw SubscriptionError(.invalid, "\(field("session_id")): must be a string") }
             sessionID = text
         }
         var start = TrickleSubscriber.StartPosition.latest
-        if let raw = object["start"], !(raw is NSNull) {
+        if let raw = object["start"], !raw.isNull {
             let text: String
-            if let string = raw as? String {
-                text = string
-            } else if !isJSONBoolean(raw), let number = raw as? NSNumber {
-                text = number.stringValue
-            } else {
+            switch raw {
+            case .string(let string): text = string
+            case .integer(let number): text = String(number)
+            case .double(let number): text = String(number)
+            default:
                 throw SubscriptionError(.invalid, "\(field("start")): must be \"latest\", \"next\" or a seq number")
             }
             guard let parsed = TrickleSubscriber.StartPosition(parsing: text) else {
@@ -55,19 +54,12 @@ enum SubscriptionRequest {
 
     /// Parses a request body.
     static func subscription(fromBody body: some Collection<UInt8>) throws(SubscriptionError) -> ChannelSubscription {
-        let object: Any
+        let object: JSONValue
         do {
-            object = try JSONSerialization.jsonObject(with: Data(body))
+            object = try JSONValue.parse(body)
         } catch {
             throw SubscriptionError(.invalid, "the body is not JSON: expected {\"events_url\":\"http://HOST:PORT/CHANNEL\",\"session_id\"?:…,\"start\"?:\"latest\"}")
         }
         return try self.subscription(from: object, path: "", origin: .api)
     }
-}
-
-/// Whether a value from `JSONSerialization` is `true` or `false` (Foundation bridges 0 and 1 to `Bool` too, so
-/// `is Bool` cannot tell).
-func isJSONBoolean(_ value: Any) -> Bool {
-    guard let number = value as? NSNumber else { return false }
-    return String(cString: number.objCType) == "c"
 }

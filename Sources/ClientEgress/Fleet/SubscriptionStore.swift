@@ -1,4 +1,11 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
 import Synchronization
 import TrickleProtocol
 
@@ -66,7 +73,7 @@ public final class SubscriptionStore: Sendable {
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
                 let data = try encoder.encode(file)
-                let directory = (self.path as NSString).deletingLastPathComponent
+                let directory = self.path.lastIndex(of: "/").map { String(self.path[..<$0]) } ?? "."
                 try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
                 let temporary = self.path + ".tmp"
                 guard FileManager.default.createFile(atPath: temporary, contents: data, attributes: [.posixPermissions: 0o600]),

@@ -1,6 +1,13 @@
 public import AsyncHTTPClient
 import DequeModule
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
 public import Logging
 import CoreMetrics
 import NIOCore
@@ -348,7 +355,7 @@ public final class MetricsReporter: SettlingEgressSink {
                     self.logger.warning("OTLP receiver rejected log records of a batch", metadata: ["otlp.rejected": "\(rejected)", "metrics.events": "\(batch.count)"])
                 }
                 return .accepted
-            case 400: return .rejected(answer.trimmingCharacters(in: .whitespacesAndNewlines))
+            case 400: return .rejected(TextParsing.trimmed(answer))
             case 401, 403: return .unauthorized
             case 413: return .tooLarge
             case 429: return .retryAfter(response.headers.first(name: "Retry-After").flatMap(Self.retryAfter))
@@ -367,19 +374,15 @@ public final class MetricsReporter: SettlingEgressSink {
     ///
     /// The value is the endpoint's word, not ours to trust: a wait longer than ``maximumRetryAfter`` is cut to it.
     static func retryAfter(_ value: String) -> Duration? {
-        let trimmed = value.trimmingCharacters(in: .whitespaces)
+        let trimmed = TextParsing.trimmed(value)
         guard !trimmed.isEmpty, trimmed.utf8.count <= 64 else { return nil }
         if trimmed.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }) {
             // Digits only: any count of them is a (possibly huge) number of seconds.
             guard let seconds = Int(trimmed) else { return Self.maximumRetryAfter }
             return min(.seconds(seconds), Self.maximumRetryAfter)
         }
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "GMT")
-        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
-        guard let date = formatter.date(from: value) else { return nil }
-        let seconds = min(max(date.timeIntervalSinceNow, 0), Self.maximumRetryAfter / .seconds(1))
+        guard let date = TextParsing.httpDate(trimmed) else { return nil }
+        let seconds = min(max(Double(date) - Date().timeIntervalSince1970, 0), Self.maximumRetryAfter / .seconds(1))
         return .milliseconds(Int64(seconds * 1000))
     }
 
@@ -419,7 +422,9 @@ public final class MetricsReporter: SettlingEgressSink {
         body.writeString(#","timestamp":"#)
         if let timestamp { body.writeImmutableBuffer(slice(timestamp)) } else { body.writeString("null") }
         body.writeString("}")
-        let idText = String(buffer: slice(id)).trimmingCharacters(in: CharacterSet(charactersIn: "\""))
+        var idText = String(buffer: slice(id))
+        while idText.hasPrefix("\"") { idText.removeFirst() }
+        while idText.hasSuffix("\"") { idText.removeLast() }
         // The trace context, if any, from the `data` already found (two skims of it, no second pass over the rest).
         let (traceparent, tracestate): (String?, String?) = envelope.withUnsafeReadableBytes { bytes in
             let object = UnsafeRawBufferPointer(rebasing: bytes[data])
@@ -432,7 +437,7 @@ public final class MetricsReporter: SettlingEgressSink {
     }
 
     static func jsonString(_ text: String) -> String {
-        let escaped = text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+        let escaped = text.replacing("\\", with: "\\\\").replacing("\"", with: "\\\"")
         return "\"\(escaped)\""
     }
 }

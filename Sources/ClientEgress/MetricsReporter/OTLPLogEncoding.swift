@@ -1,4 +1,11 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
 import NIOCore
 import TrickleProtocol
 
@@ -78,13 +85,14 @@ enum OTLPLogEncoding {
 
     /// `partialSuccess.rejectedLogRecords` of a response body, when the receiver rejected some records.
     static func rejectedRecords(inResponse body: String) -> Int? {
-        guard let data = body.data(using: .utf8),
-            let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-            let partial = object["partialSuccess"] as? [String: Any]
-        else { return nil }
+        guard let partial = (try? JSONValue.parse(body.utf8))?.objectValue?["partialSuccess"]?.objectValue else { return nil }
         // int64 in OTLP JSON: a string or a number.
-        if let count = partial["rejectedLogRecords"] as? String { return Int(count) }
-        return (partial["rejectedLogRecords"] as? NSNumber)?.intValue
+        switch partial["rejectedLogRecords"] {
+        case .string(let count): return Int(count)
+        case .integer(let count): return Int(exactly: count)
+        case .double(let count): return Int(exactly: count)
+        default: return nil
+        }
     }
 
     /// Unix ms as text (digits only) → ns, when it fits in a `UInt64`.

@@ -1,8 +1,16 @@
 import CoreMetrics
 import DequeModule
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
 public import Logging
 import NIOCore
+import NIOPosix
 public import RdKafka
 import Synchronization
 import Tracing
@@ -254,7 +262,10 @@ public final class KafkaSink: SettlingEgressSink {
 
     /// Polls delivery reports on a dedicated thread until ``shutdown()``.
     public func run() async throws {
-        let thread = Thread { [self] in
+        // A pool of one thread of its own: the poll blocks, so it must not take a thread NIO or Swift Concurrency runs on.
+        let poller = NIOThreadPool(numberOfThreads: 1)
+        poller.start()
+        poller.submit { [self] _ in
             while self.stopped.value == nil {
                 self.producer.poll(timeoutMilliseconds: 50)
                 self.produceRetries()
@@ -262,9 +273,8 @@ public final class KafkaSink: SettlingEgressSink {
             self.producer.poll(timeoutMilliseconds: 0)
             self.pollerEnded.fulfill(())
         }
-        thread.name = "kafka-poll"
-        thread.start()
         _ = await self.pollerEnded.wait()
+        try? await poller.shutdownGracefully()
     }
 
     // MARK: Delivery

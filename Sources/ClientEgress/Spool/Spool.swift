@@ -1,4 +1,11 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
 public import Logging
 import NIOCore
 import NIOPosix
@@ -84,12 +91,12 @@ public final class Spool: Sendable {
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         } catch {
-            throw SpoolError("cannot create the spool directory \(directory): \(error.localizedDescription); choose another spool directory")
+            throw SpoolError("cannot create the spool directory \(directory): \(error); choose another spool directory")
         }
         let lock = open(directory + "/lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard lock >= 0 else { throw SpoolError("cannot open \(directory)/lock: \(Self.lastError())") }
         guard flock(lock, LOCK_EX | LOCK_NB) == 0 else {
-            Foundation.close(lock)
+            Glibc.close(lock)
             throw SpoolError("the spool \(directory) is in use by another client; stop that client, or give this one another spool directory")
         }
         self.lockDescriptor = lock
@@ -354,7 +361,7 @@ public final class Spool: Sendable {
                 state.stats.segments = state.segments.count
                 return state.writeDescriptor
             }
-            Foundation.close(previous ?? descriptor)
+            Glibc.close(previous ?? descriptor)
         case .failure(let error):
             // Keep appending to the current segment; it is only larger than planned.
             self.logger.warning("spool segment rotation failed", metadata: ["error": "\(error)"])
@@ -441,7 +448,7 @@ public final class Spool: Sendable {
         let path = Self.path(self.configuration.directory, segment)
         let descriptor = open(path, O_RDONLY | O_CLOEXEC)
         guard descriptor >= 0 else { throw SpoolError("cannot open \(path): \(Self.lastError())") }
-        defer { Foundation.close(descriptor) }
+        defer { Glibc.close(descriptor) }
         var buffer = ByteBufferAllocator().buffer(capacity: length)
         var total = 0
         while total < length {
@@ -533,9 +540,9 @@ public final class Spool: Sendable {
         guard let (descriptor, file) = closing else { return }
         self.writeStateFile(file)
         if self.configuration.syncsEveryAppend { fsync(descriptor) }
-        Foundation.close(descriptor)
+        Glibc.close(descriptor)
         flock(self.lockDescriptor, LOCK_UN)
-        Foundation.close(self.lockDescriptor)
+        Glibc.close(self.lockDescriptor)
     }
 
     // MARK: Files

@@ -1,7 +1,14 @@
 import Hummingbird
 public import Logging
 import NIOCore
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
 import HTTPTypes
 public import ServiceLifecycle
 public import TrickleProtocol

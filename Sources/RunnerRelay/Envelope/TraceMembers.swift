@@ -1,4 +1,11 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
 import NIOCore
 import TrickleProtocol
 
@@ -70,7 +77,6 @@ struct TraceMembers {
             return literal.getString(at: literal.readerIndex + 1, length: literal.readableBytes - 2)
         }
         // Escapes are rare in these values (a valid traceparent has none); decode them properly.
-        let data = Data(literal.readableBytesView)
-        return (try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])) as? String
+        return (try? JSONValue.parse(literal.readableBytesView))?.stringValue
     }
 }

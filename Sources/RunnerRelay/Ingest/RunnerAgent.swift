@@ -1,5 +1,12 @@
 public import AsyncHTTPClient
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
 import HTTPTypes
 import Hummingbird
 public import Logging
@@ -89,9 +96,22 @@ public final class RunnerAgent: Service, Sendable {
                     self.startsContinuation.finish()
                 }
             }
-            try await group.waitForAll()
+            do {
+                // `next()`, not `waitForAll()`: the latter waits for every child before it rethrows, and the
+                // sessions' intake below never ends by itself.
+                while try await group.next() != nil {}
+            } catch {
+                // The API could not listen (a port in use) or failed: end the sessions' intake too, or the group
+                // would wait on it forever and the process would keep running with no listener.
+                self.listener.giveUp()
+                group.cancelAll()
+                throw error
+            }
         }
     }
+
+    /// Whether the ingest API came up.
+    public var isListening: Bool { self.listener.isListening }
 
     private func runSession(_ session: ManagedSession) async {
         await withTaskGroup(of: Void.self) { group in

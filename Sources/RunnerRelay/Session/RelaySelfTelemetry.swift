@@ -1,4 +1,11 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
 public import ServiceLifecycle
 
 /// The agent's telemetry about itself, relayed like any event: `relay_ready` (with `startup_ms`) when the

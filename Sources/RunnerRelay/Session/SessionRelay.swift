@@ -16,7 +16,8 @@ public final class SessionRelay: Service, Sendable {
         public var writer: JSONLWriter.Configuration
         /// How long teardown may take to flush what is queued before the rest is given up; closing the channel
         /// after it (the last segment, the linger, the DELETE) may take as long again (at least 5 s) plus the
-        /// linger. Default 5 s.
+        /// linger, whatever the server does: a server that stops reading or answering cannot hold the session
+        /// open, and what its uploads still held when the close gave up is counted `lost`. Default 5 s.
         public var flushTimeout: Duration
 
         public init(
@@ -79,15 +80,15 @@ public final class SessionRelay: Service, Sendable {
                 group.addTask { try await self.writer.run() }
                 group.addTask {
                     try await self.sink.run()
-                    if self.flushOutcome.fulfill(true) { await self.closeChannel(bounded: true) }
+                    if self.flushOutcome.fulfill(true) { await self.closeChannel() }
                 }
                 group.addTask {
                     guard await self.finishRequested.wait() != nil else { return }
                     try await Task.sleep(for: self.configuration.flushTimeout)
-                    // The flush overran its deadline: give up what is still queued and close the channel.
-                    // The close is not bounded here (as before): the writer is still re-sending to a server that is
-                    // away (restarting), and cutting it short would lose its segment without a count.
-                    if self.flushOutcome.fulfill(false) { await self.closeChannel(bounded: false) }
+                    // The flush overran its deadline: give up what is still queued and close the channel, bounded
+                    // like any close: a server that stopped reading (hung, SIGSTOPped) must not hold the session —
+                    // and with it SIGTERM — forever. Uploads cut short complete as failed: their events are `lost`.
+                    if self.flushOutcome.fulfill(false) { await self.closeChannel() }
                 }
                 // The session ends once the channel was closed (the final segment sent and the DELETE answered,
                 // so readers see end of stream), the close gave up, or a part failed. Not when `writer.run()`
@@ -114,7 +115,7 @@ public final class SessionRelay: Service, Sendable {
     /// ``Configuration/flushTimeout`` (at least 5 s: a loaded machine must still get its DELETE out, and a server
     /// that fails every request must not hold the session open); a failure is logged, and counted by the
     /// publisher.
-    private func closeChannel(bounded: Bool) async {
+    private func closeChannel() async {
         let close: @Sendable () async -> Void = {
             do {
                 try await self.writer.close()
@@ -122,13 +123,12 @@ public final class SessionRelay: Service, Sendable {
                 self.logger.warning("closing the events channel failed", metadata: ["error": "\(error)"])
             }
         }
-        if bounded {
-            await untilFirst(close, { try? await Task.sleep(for: max(self.configuration.flushTimeout, .seconds(5)) + self.configuration.writer.publisher.lingerBeforeDelete) })
-        } else {
-            await close()
-        }
+        await untilFirst(close, { try? await Task.sleep(for: self.closeTimeout) })
         self.closeEnded.fulfill(())
     }
+
+    /// The longest a close may take: the linger plus the flush deadline, at least 5 s.
+    var closeTimeout: Duration { max(self.configuration.flushTimeout, .seconds(5)) + self.configuration.writer.publisher.lingerBeforeDelete }
 
     /// Starts teardown: intake stops, the queue is flushed within ``Configuration/flushTimeout``, the channel is
     /// closed (readers see end of stream), and ``run()`` returns.

@@ -1,5 +1,12 @@
 import DequeModule
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
 public import Logging
 public import NIOCore
 public import ServiceLifecycle

@@ -19,8 +19,11 @@ extension TricklePublisher {
         public var maximumBufferedBytes: Int
         /// Back-off between retries of a POST that failed before sending any body byte. Default 0.25 s → 5 s.
         public var retryBackoff: Backoff
-        /// Consecutive failed attempts after which the publisher gives up (terminal). Default 8.
-        public var maximumConsecutiveFailures: Int
+        /// Consecutive failed attempts after which the publisher gives up (terminal); `nil`, the default, never
+        /// gives up: a trickle server outage of any length is ridden out with the capped back-off, while the
+        /// writer's back-pressure and the caller's own bounds decide what waits (a runner's queue drops the oldest,
+        /// counted). Only the server saying the session is over (404, `Lp-Trickle-Closed`) ends publishing.
+        public var maximumConsecutiveFailures: Int?
         /// Whether ``TricklePublisher/close()`` deletes the channel so that readers see end of stream, like the
         /// SDK's writer. Default `true`.
         public var deletesChannelOnClose: Bool
@@ -44,7 +47,7 @@ extension TricklePublisher {
             mimeType: String = "application/octet-stream",
             maximumBufferedBytes: Int = 1024 * 1024,
             retryBackoff: Backoff = Backoff(initial: .milliseconds(250), maximum: .seconds(5)),
-            maximumConsecutiveFailures: Int = 8,
+            maximumConsecutiveFailures: Int? = nil,
             deletesChannelOnClose: Bool = true,
             lingerBeforeDelete: Duration = .zero,
             maximumResendBytes: Int = 8 * 1024 * 1024,

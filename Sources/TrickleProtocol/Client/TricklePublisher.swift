@@ -359,7 +359,7 @@ public actor TricklePublisher: Service {
             return false
         }
         if resending { self.statsBox.withLock { $0.resends += 1 } }
-        guard failures < self.configuration.maximumConsecutiveFailures else {
+        if let maximum = self.configuration.maximumConsecutiveFailures, failures >= maximum {
             await self.markTerminal(
                 TrickleClientError(
                     .retriesExhausted,

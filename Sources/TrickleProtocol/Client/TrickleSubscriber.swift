@@ -49,6 +49,37 @@ public final class TrickleSubscriber: Sendable {
     nonisolated(nonsending) public func run(
         _ handle: nonisolated(nonsending) @escaping @Sendable (TrickleSubscriberEvent) async throws -> Void
     ) async throws -> EndOfStream {
+        do {
+            return try await self.follow(handle)
+        } catch let failure as HandlerFailure {
+            // The caller's own decision (its output went away, say): it ends the subscription as thrown.
+            throw failure.underlying
+        }
+    }
+
+    /// An error the caller's handler threw while a segment body was read: it must end the subscription, never be
+    /// taken for a broken body and retried.
+    struct HandlerFailure: Error {
+        let underlying: any Error
+    }
+
+    /// Hands `event` to the caller, marking what it throws as the caller's.
+    nonisolated(nonsending) private static func handing(
+        _ event: TrickleSubscriberEvent,
+        to handle: nonisolated(nonsending) @escaping @Sendable (TrickleSubscriberEvent) async throws -> Void
+    ) async throws {
+        do {
+            try await handle(event)
+        } catch let error as CancellationError {
+            throw error
+        } catch {
+            throw HandlerFailure(underlying: error)
+        }
+    }
+
+    nonisolated(nonsending) private func follow(
+        _ handle: nonisolated(nonsending) @escaping @Sendable (TrickleSubscriberEvent) async throws -> Void
+    ) async throws -> EndOfStream {
         var seq = self.configuration.start.rawSeq
         var resumeOffset = 0
         var failures = 0
@@ -391,7 +422,7 @@ public final class TrickleSubscriber: Sendable {
                     if room > 0, let head = chunk.readSlice(length: room) {
                         delivered += room
                         self.statsBox.withLock { $0.bytes += room }
-                        try await handle(.bytes(head, seq: seq))
+                        try await Self.handing(.bytes(head, seq: seq), to: handle)
                     }
                     self.statsBox.withLock {
                         $0.overLimitSegments += 1
@@ -401,12 +432,14 @@ public final class TrickleSubscriber: Sendable {
                 }
                 delivered += chunk.readableBytes
                 self.statsBox.withLock { $0.bytes += chunk.readableBytes }
-                try await handle(.bytes(chunk, seq: seq))
+                try await Self.handing(.bytes(chunk, seq: seq), to: handle)
             }
         } catch let error as CancellationError {
             throw error
         } catch let error as TrickleClientError {
             throw error
+        } catch let failure as HandlerFailure {
+            throw failure
         } catch {
             if Task.isCancelled { throw CancellationError() }
             return .interrupted(delivered: delivered)

@@ -1,4 +1,11 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// An OTLP/HTTP receiver's URL for one signal (`/v1/traces`, `/v1/logs`), checked: `https://` anywhere, or
 /// `http://` on this machine only — telemetry and its headers (tokens) must not cross a network in clear text.
@@ -48,13 +55,13 @@ public struct OTLPEndpoint: Sendable, Hashable, CustomStringConvertible {
         var headers: [(String, String)] = []
         for (index, item) in text.split(separator: ",").enumerated() {
             let pair = item.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            let key = pair[0].trimmingCharacters(in: .whitespaces)
+            let key = TextParsing.trimmed(pair[0])
             guard pair.count == 2, !key.isEmpty, key.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: ":") }) else {
                 // The entry may be a secret (a token pasted without its key): name its position only.
                 throw Failure(description: "\(what) must be key=value[,key=value…]; entry \(index + 1) is not")
             }
-            let raw = pair[1].trimmingCharacters(in: .whitespaces)
-            guard let value = raw.removingPercentEncoding, !value.utf8.contains(where: { $0 < 0x20 && $0 != 0x09 }) else {
+            let raw = TextParsing.trimmed(pair[1])
+            guard let value = TextParsing.percentDecoded(raw), !value.utf8.contains(where: { $0 < 0x20 && $0 != 0x09 }) else {
                 throw Failure(description: "\(what): the value of \(key) is not valid percent-encoded text")
             }
             headers.append((key, value))

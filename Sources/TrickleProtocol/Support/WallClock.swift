@@ -1,4 +1,11 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The wall clock as Unix time (what envelopes, OTLP records and trace spans carry).
 public enum WallClock {

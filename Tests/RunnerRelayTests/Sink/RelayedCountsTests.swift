@@ -21,15 +21,14 @@ struct RelayedCountsTests {
             to: server,
             segmentWindow: .milliseconds(50),
             flushTimeout: .seconds(3),
-            until: "every event written and its segment failed, or refused by the failed publisher"
-        ) { $0.lost + $0.writerErrors >= 20 }
+            until: "every event written into a segment (whose uploads keep failing)"
+        ) { $0.written >= 20 }
         let stats = relay.summary.sink
         #expect(stats.relayed == 0, "nothing was accepted, nothing may count as relayed")
-        // Events in the segments that failed are lost; on a slow machine the last events may come after the
-        // publisher gave up (eight failed POSTs) and are refused by the writer instead (writer errors, which also
-        // count the `telemetry_dropped` report that could not be sent). None goes uncounted.
-        #expect(stats.lost >= 1 && stats.lost == stats.written, "\(stats)")
-        #expect(stats.written + stats.writerErrors >= 20, "\(stats)")
+        // The publisher never gives up on a failing server (an outage of any length is ridden out); the bounded
+        // close cuts the uploads at teardown, and every event they held is counted lost. None goes uncounted.
+        #expect(stats.lost == stats.written && stats.written >= 20, "\(stats)")
+        #expect(relay.writer.publisher.stats.retries > 0)
     }
 
     @Test("a segment whose upload breaks after its bytes went out is sent again from its first byte: relayed, not lost")

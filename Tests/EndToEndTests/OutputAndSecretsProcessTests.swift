@@ -1,0 +1,96 @@
+import Foundation
+import NIOHTTP1
+import Testing
+import TrickleProtocol
+import TrickleTestSupport
+
+@Suite("Outputs that go away, secret files and startup failures: one rule for every command", .timeLimit(.minutes(1)))
+struct OutputAndSecretsProcessTests {
+    @Test("subscribe whose reader went away (| head -n 1): ends quietly with exit 0, no trap, a note on stderr")
+    func subscribeBrokenPipe() async throws {
+        try await withTrickleServer { (server, base, client) async throws in
+            server.createChannel(named: "pipe")
+            _ = try await client.send(.POST, "\(base)/pipe/0", body: "{\"type\":\"a\"}\n{\"type\":\"b\"}\n")
+            let process = Process()
+            process.executableURL = try trickleRelayExecutable()
+            process.arguments = ["subscribe", "--url", "\(base)/pipe", "--start", "0"]
+            let output = Pipe()
+            let errors = Pipe()
+            process.standardOutput = output
+            process.standardError = errors
+            let exited = try launch(process)
+            // The reader goes away before the first line: every write the child makes meets EPIPE.
+            try output.fileHandleForReading.close()
+            async let err = readAll(errors)
+            let status = await exited.wait()
+            let text = await err
+            #expect(status == 0, "\(text)")
+            #expect(text.contains("standard output closed"), "\(text)")
+            #expect(!text.contains("Fatal error"), "\(text)")
+        }
+    }
+
+    @Test("replay printing its summary to a closed stdout exits normally")
+    func replayBrokenPipe() async throws {
+        let process = Process()
+        process.executableURL = try trickleRelayExecutable()
+        process.arguments = ["replay", "--sink", "null", fixturesDirectory().appendingPathComponent("clean-session.jsonl").path]
+        let output = Pipe()
+        let errors = Pipe()
+        process.standardOutput = output
+        process.standardError = errors
+        try output.fileHandleForReading.close()
+        let exited = try launch(process)
+        async let err = readAll(errors)
+        let status = await exited.wait()
+        let text = await err
+        #expect(status == 0, "\(text)")
+        #expect(!text.contains("Fatal error"), "\(text)")
+    }
+
+    @Test("a token or key file that is missing, empty, a directory or too large is refused at start (exit 64, the file named) by serve, runner and client")
+    func secretFilesRefused() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("secrets-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let empty = directory.appendingPathComponent("empty").path
+        try "\n  \n".write(toFile: empty, atomically: true, encoding: .utf8)
+        let huge = directory.appendingPathComponent("huge").path
+        try String(repeating: "x", count: 1 << 20).write(toFile: huge, atomically: true, encoding: .utf8)
+        let files: [(String, String)] = [
+            (directory.appendingPathComponent("missing").path, "cannot be read"),
+            (empty, "is empty"),
+            (directory.path, "cannot be read"),
+            (huge, "is larger than"),
+        ]
+        var environment = ProcessInfo.processInfo.environment
+        for name in ["TRICKLE_RELAY_SERVER_TOKEN", "TRICKLE_RELAY_TOKEN", "TRICKLE_RELAY_STREAM_TOKEN", "TRICKLE_RELAY_METRICS_API_KEY", "SCOPE_CLOUD_API_KEY"] {
+            environment[name] = nil
+        }
+        for (file, reason) in files {
+            let commands: [[String]] = [
+                ["serve", "--port", "0", "--token-file", file],
+                ["runner", "--listen", "127.0.0.1:0", "--token-file", file],
+                ["client", "--events-url", "http://127.0.0.1:9/x-events", "--sink", "null", "--stream-token-file", file],
+                ["client", "--events-url", "http://127.0.0.1:9/x-events", "--sink", "https://metrics.example/v1", "--api-key-file", file],
+            ]
+            for command in commands {
+                let result = try await runTrickleRelay(command, environment: environment)
+                #expect(result.status == 64, "\(command) \(result.errors)")
+                #expect(result.errors.contains(file) && result.errors.contains(reason), "\(command): \(result.errors)")
+            }
+        }
+    }
+
+    @Test("runner --listen on a port already in use exits 2 at once, naming the address (it used to run on without a listener)")
+    func runnerPortInUse() async throws {
+        try await withTrickleServer { (_, base, _) async throws in
+            let port = try #require(base.split(separator: ":").last.map(String.init))
+            let started = ContinuousClock.now
+            let result = try await runTrickleRelay(["runner", "--listen", "127.0.0.1:\(port)", "--telemetry", "on"])
+            #expect(result.status == 2, "\(result.errors)")
+            #expect(result.errors.contains("cannot listen on 127.0.0.1:\(port)"), "\(result.errors)")
+            #expect(ContinuousClock.now - started < .seconds(20))
+        }
+    }
+}

@@ -1,0 +1,3 @@
+from trickle_relay import main
+
+main()
