@@ -459,7 +459,7 @@ struct ClientCommand: AsyncParsableCommand {
             ending = summary.end.map { $0 == TrickleSubscriber.EndOfStream.closed ? "the channel was closed" : "the channel does not exist (404)" } ?? "stopped"
         }
         var text =
-            "client ended (\(ending)): \(counters.lines) lines, \(counters.telemetry) telemetry to the \(sink) sink, malformed \(counters.malformed), non-object \(counters.nonObject), telemetry without an object event \(counters.telemetryWithoutObjectEvent), oversize \(counters.oversize), sink failures \(counters.sinkFailures), segments lost \(counters.segmentsLost)"
+            "client ended (\(ending)): \(counters.lines) lines, \(counters.telemetry) telemetry to the \(sink) sink, malformed \(counters.malformed), non-object \(counters.nonObject), telemetry without an object event \(counters.telemetryWithoutObjectEvent), oversize \(counters.oversize), sink failures \(counters.sinkFailures) (\(counters.sinkFailedEvents) events not delivered), segments lost \(counters.segmentsLost)"
         if counters.skippedOnResume > 0 { text += ", already spooled before the restart \(counters.skippedOnResume)" }
         if let spool = summary.spool {
             text +=

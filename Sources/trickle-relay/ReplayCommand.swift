@@ -31,8 +31,9 @@ struct ReplayCommand: AsyncParsableCommand {
             line is shown on standard error when it is a terminal and the input is larger than 4 MB.
 
             Exit status: 0 replayed (skipped lines are reported, not fatal); 3 --strict and a bad line was \
-            found (the first is named); 4 a file could not be read; 64 bad usage; 130 stopped by SIGTERM or \
-            SIGINT (the summary of what was replayed is printed first).
+            found (the first is named); 4 a file could not be read; 5 the sink could not take every event (a full \
+            disk: the summary counts them); 64 bad usage; 130 stopped by SIGTERM or SIGINT (the summary of what \
+            was replayed is printed first).
 
             Examples:
               trickle-relay replay fixtures/recorded-session.jsonl        # a recorded events channel
@@ -151,6 +152,7 @@ struct ReplayCommand: AsyncParsableCommand {
             StandardOutput.write(Self.text(summary))
         }
         if interrupted { throw ExitCode(interruptedExitStatus) }
+        if summary.sinkFailedEvents > 0 { throw ExitCode(5) }
     }
 
     /// `--to`: the recording's lines go, unchanged, onto a live channel.
@@ -214,6 +216,9 @@ struct ReplayCommand: AsyncParsableCommand {
         text += "by type: " + summary.byType.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ") + "\n"
         text += "by data.type: " + summary.byDataType.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ") + "\n"
         text += "skipped: malformed \(summary.malformed), non-object \(summary.nonObject), telemetry without an object event \(summary.telemetryWithoutObjectEvent), oversize \(summary.oversize)\n"
+        if summary.sinkFailures > 0 {
+            text += "not delivered: the sink failed \(summary.sinkFailures) batches, \(summary.sinkFailedEvents) telemetry events\n"
+        }
         if !summary.problemsByReason.isEmpty {
             text += "skipped by reason: " + summary.problemsByReason.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ") + "\n"
         }

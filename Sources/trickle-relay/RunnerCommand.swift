@@ -193,9 +193,9 @@ struct RunnerCommand: AsyncParsableCommand {
         let sink = summary.sink
         let lines = input.withLock { $0 }
         StandardError.write(
-            "session \(summary.sessionID): relayed \(sink.relayed) telemetry (accepted by the server; \(sink.lost) lost in failed uploads) and \(sink.controlWritten) control events in \(summary.segments) segments; dropped \(sink.dropped), refused \(sink.refused), invalid \(sink.invalid + lines.invalid + lines.oversize) (\(lines.invalid + lines.oversize) input lines skipped of \(lines.lines)), disabled \(sink.disabled), writer errors \(sink.writerErrors)\(sink.traceContextInvalid > 0 ? ", malformed trace context values dropped \(sink.traceContextInvalid)" : "")\(summary.flushedInTime ? "" : "; the final flush ran out of time")\(Self.unsentNote(sink))"
+            "session \(summary.sessionID): relayed \(sink.relayed) telemetry (accepted by the server; \(sink.lost) lost in failed uploads) and \(sink.controlWritten) control events (\(sink.controlLost) lost) in \(summary.segments) segments; dropped \(sink.dropped), refused \(sink.refused), invalid \(sink.invalid + lines.invalid + lines.oversize) (\(lines.invalid + lines.oversize) input lines skipped of \(lines.lines)), disabled \(sink.disabled), writer errors \(sink.writerErrors)\(sink.traceContextInvalid > 0 ? ", malformed trace context values dropped \(sink.traceContextInvalid)" : "")\(summary.flushedInTime ? "" : "; the final flush ran out of time")\(Self.unsentNote(sink))"
         )
-        if (sink.writerErrors > 0 || sink.lost > 0) && sink.relayed + sink.controlWritten == 0 {
+        if (sink.writerErrors > 0 || sink.lost > 0 || sink.controlLost > 0) && sink.relayed == 0 && summary.segments == 0 {
             StandardError.write("nothing could be published to \(url); is the trickle server up and the channel there?")
             throw ExitCode(1)
         }

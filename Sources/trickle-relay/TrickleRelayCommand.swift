@@ -30,6 +30,9 @@ struct TrickleRelayCommand: AsyncParsableCommand {
         // command handles (ends quietly, or stops printing and goes on), instead of a SIGPIPE that kills the process
         // before it can report what it did.
         signal(SIGPIPE, SIG_IGN)
+        // A file size limit (`ulimit -f`) is likewise a failed write (EFBIG) the file sink reports and counts,
+        // not a signal that kills the process mid-record.
+        signal(SIGXFSZ, SIG_IGN)
         await self.main(nil)
     }
 }

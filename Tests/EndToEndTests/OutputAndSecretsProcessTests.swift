@@ -94,3 +94,41 @@ struct OutputAndSecretsProcessTests {
         }
     }
 }
+
+@Suite("The file sink when the disk fills", .timeLimit(.minutes(1)))
+struct FileSinkFullDiskProcessTests {
+    @Test("a file size limit mid-batch: whole records only, the failed events counted, exit 5")
+    func fileSizeLimit() async throws {
+        let output = FileManager.default.temporaryDirectory.appendingPathComponent("full-\(UUID().uuidString).jsonl").path
+        defer { try? FileManager.default.removeItem(atPath: output) }
+        // prlimit (util-linux) caps the file size: a write past it fails with EFBIG, as on a full disk.
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/prlimit")
+        process.arguments = ["--fsize=3000", try trickleRelayExecutable().path, "replay", "--sink", "file:\(output)", "--summary", "json",
+                             fixturesDirectory().appendingPathComponent("recorded-session.jsonl").path]
+        let out = Pipe()
+        let errors = Pipe()
+        process.standardOutput = out
+        process.standardError = errors
+        let exited = try launch(process)
+        async let summaryText = readAll(out)
+        async let errorText = readAll(errors)
+        let status = await exited.wait()
+        let (summary, messages) = (await summaryText, await errorText)
+        #expect(status == 5, "\(messages)")
+        let fields = try #require(try JSONSerialization.jsonObject(with: Data(summary.utf8)) as? [String: Any])
+        let failed = try #require(fields["sinkFailedEvents"] as? Int)
+        let telemetry = try #require(fields["telemetry"] as? Int)
+        #expect(failed > 0)
+        // Whatever the file holds is whole records: every line parses, and together with the failed events they
+        // are every telemetry event.
+        let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        #expect(text.isEmpty || text.hasSuffix("\n"), "a torn record at the end")
+        for line in lines where !line.isEmpty {
+            #expect((try? JSONSerialization.jsonObject(with: Data(line.utf8))) != nil, "\(line.prefix(80))")
+        }
+        #expect(lines.filter { !$0.isEmpty }.count + failed == telemetry)
+        #expect(messages.contains("egress sink failing"), "\(messages)")
+    }
+}

@@ -37,6 +37,7 @@ public struct ClientMetrics: Sendable {
         text.add("telemetry_without_object_event_total", .counter, "Telemetry lines without an object event, skipped.", counters.telemetryWithoutObjectEvent)
         text.add("oversize_total", .counter, "Lines or segments over the cap, skipped.", counters.oversize)
         text.add("sink_failures_total", .counter, "Batches the egress sink failed to take.", counters.sinkFailures)
+        text.add("sink_failed_events_total", .counter, "Telemetry events in batches the egress sink failed to take.", counters.sinkFailedEvents)
         text.add("segments_lost_total", .counter, "Segments no longer retained by the server when they were due.", counters.segmentsLost)
         text.add("segments_read_total", .counter, "Segments read from the events channel.", subscriber.segments)
         text.add("subscriber_retries_total", .counter, "Channel reads retried after network errors or 5xx.", subscriber.retries)

@@ -19,6 +19,8 @@ extension EventDispatcher {
         public var oversize = 0
         /// Batches the egress sink failed to take.
         public var sinkFailures = 0
+        /// Telemetry envelopes in those batches: not delivered (without a spool, lost).
+        public var sinkFailedEvents = 0
         /// Segments lost before they were read (no longer retained by the server).
         public var segmentsLost = 0
         /// Lines skipped after a restart because the spool already had them (at or before its resume position).

@@ -46,6 +46,8 @@ public final class EventDispatcher: Sendable {
     private let logger: Logger
     private let counters = Mutex(Counters())
     private let problemLog: ProblemLog
+    /// The sink refusing batches (a full disk, a broken endpoint): warned when it starts, throttled, and when it clears.
+    private let sinkFailing: FailureLog
 
     /// Creates a dispatcher.
     ///
@@ -73,6 +75,7 @@ public final class EventDispatcher: Sendable {
         self.subscription = subscription
         self.logger = logger
         self.problemLog = ProblemLog(logger: logger)
+        self.sinkFailing = FailureLog("egress sink failing batches (their events are not delivered)", logger: logger)
         self.types = types
         self.countsDataTypes = countsDataTypes
         self.onProblem = onProblem
@@ -228,9 +231,11 @@ public final class EventDispatcher: Sendable {
                 // Read from the channel → taken by the sink (the spool, or the sink itself), per batch.
                 let elapsed = ContinuousClock.now - started
                 Self.dispatchToSink.recordNanoseconds(elapsed.components.seconds &* 1_000_000_000 &+ elapsed.components.attoseconds / 1_000_000_000)
+                self.sinkFailing.cleared()
             } catch {
                 delta.sinkFailures += 1
-                self.logger.warning("egress sink failed a batch", metadata: ["sink.records": "\(batch.count)", "error": "\(error)"])
+                delta.sinkFailedEvents += batch.count
+                self.sinkFailing.failed(reason: "\(error)", metadata: ["sink.records": "\(batch.count)"])
             }
         }
         for (dataType, count) in dataTypes { delta.byDataType[String(buffer: dataType), default: 0] += count }
@@ -306,6 +311,7 @@ extension EventDispatcher.Counters {
         self.telemetryWithoutObjectEvent += other.telemetryWithoutObjectEvent
         self.oversize += other.oversize
         self.sinkFailures += other.sinkFailures
+        self.sinkFailedEvents += other.sinkFailedEvents
         self.segmentsLost += other.segmentsLost
         self.skippedOnResume += other.skippedOnResume
         if let seq = other.lastSeq { self.lastSeq = max(self.lastSeq ?? seq, seq) }

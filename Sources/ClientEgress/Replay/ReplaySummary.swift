@@ -31,6 +31,9 @@ public struct ReplaySummary: Sendable, Codable, Hashable {
     public var nonObject = 0
     public var telemetryWithoutObjectEvent = 0
     public var oversize = 0
+    /// Batches the sink failed to take, and the telemetry events in them (not delivered: a full disk, say).
+    public var sinkFailures = 0
+    public var sinkFailedEvents = 0
     /// The first ``maximumProblemsListed`` problems, in order; the rest are only counted.
     public var problems: [Problem] = []
     /// Problems per reason, all of them.
@@ -66,6 +69,8 @@ public struct ReplaySummary: Sendable, Codable, Hashable {
         self.nonObject = counters.nonObject
         self.telemetryWithoutObjectEvent = counters.telemetryWithoutObjectEvent
         self.oversize = counters.oversize
+        self.sinkFailures = counters.sinkFailures
+        self.sinkFailedEvents = counters.sinkFailedEvents
         let problems = problems.snapshot
         self.problems = problems.listed
         self.problemsByReason = problems.byReason

@@ -27,6 +27,9 @@ public final class FileSink: EgressSink {
     public let syncPolicy: SyncPolicy
     private let descriptor: Int32
     private let isClosed = Mutex(false)
+    /// Held for a whole append: a failed write is cut back to where its batch began, which is only safe while no
+    /// other batch can append after it.
+    private let appending = Mutex(())
 
     /// Opens (creating if needed) `path` for appending.
     /// - Throws: ``FileSinkError`` naming the path and the reason.
@@ -50,12 +53,13 @@ public final class FileSink: EgressSink {
         // A small append without fsync lands in the page cache in microseconds: do it here rather than pay two
         // thread hops (most of the latency at a thousand events a second). Large or synced writes go to the
         // blocking pool, off the concurrency threads.
+        let count = records.count
         if !sync, data.readableBytes <= Self.inlineWriteLimit {
-            try Self.append(data, to: descriptor, path: path)
+            try self.appending.withLock { _ in try Self.append(data, records: count, to: descriptor, path: path) }
             return
         }
         try await BlockingIO.run {
-            try Self.append(data, to: descriptor, path: path)
+            try self.appending.withLock { _ in try Self.append(data, records: count, to: descriptor, path: path) }
             if sync, fsync(descriptor) != 0 {
                 throw FileSinkError(description: "fsync of \(path) failed: \(String(cString: strerror(errno)))")
             }
@@ -81,14 +85,24 @@ public final class FileSink: EgressSink {
         records.withUnsafeBufferPointer(Self.lines(of:))
     }
 
-    private static func append(_ data: ByteBuffer, to descriptor: Int32, path: String) throws {
+    /// Appends `data` whole, or not at all: a write that fails part-way (a full disk, a file size limit) is cut
+    /// back to where the batch began, so no torn record is left to be glued to the next one.
+    private static func append(_ data: ByteBuffer, records: Int, to descriptor: Int32, path: String) throws {
+        let start = lseek(descriptor, 0, SEEK_END)
         try data.withUnsafeReadableBytes { bytes in
             var offset = 0
             while offset < bytes.count {
                 let written = write(descriptor, bytes.baseAddress! + offset, bytes.count - offset)
                 if written < 0 {
                     if errno == EINTR { continue }
-                    throw FileSinkError(description: "writing \(path) failed: \(String(cString: strerror(errno)))")
+                    let reason = String(cString: strerror(errno))
+                    var undone = "nothing of it was written"
+                    if offset > 0 {
+                        undone = start >= 0 && ftruncate(descriptor, start) == 0
+                            ? "the \(offset) bytes written were cut back"
+                            : "\(offset) bytes of it stay at the end of the file (cutting them back failed)"
+                    }
+                    throw FileSinkError(description: "writing \(path) failed: \(reason); a batch of \(records) events was not written, \(undone)")
                 }
                 offset += written
             }

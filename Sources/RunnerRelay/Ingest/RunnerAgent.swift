@@ -348,7 +348,8 @@ public final class RunnerAgent: Service, Sendable {
         metric("control_events_total", .counter, "Control-path events written.", totals.controlWritten)
         metric("bytes_written_total", .counter, "Bytes written onto events channels.", totals.bytesWritten)
         metric("segments_total", .counter, "Segments completed on events channels.", segments)
-        metric("writer_errors_total", .counter, "Lines the events writers failed to publish.", totals.writerErrors)
+        metric("writer_errors_total", .counter, "Telemetry events the events writers failed to take.", totals.writerErrors)
+        metric("control_lost_total", .counter, "Control events that could not be written (the channel was gone or refused them).", totals.controlLost)
         metric("telemetry_queued", .gauge, "Telemetry events waiting in queues.", totals.queuedEvents)
         return text
     }
@@ -391,6 +392,7 @@ extension TrickleEventsSink.Stats {
         sum.controlWritten += rhs.controlWritten
         sum.bytesWritten += rhs.bytesWritten
         sum.writerErrors += rhs.writerErrors
+        sum.controlLost += rhs.controlLost
         sum.dropReports += rhs.dropReports
         sum.queuedEvents += rhs.queuedEvents
         sum.queuedBytes += rhs.queuedBytes

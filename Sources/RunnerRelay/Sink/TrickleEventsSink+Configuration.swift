@@ -79,8 +79,11 @@ extension TrickleEventsSink {
         public var controlWritten = 0
         /// Bytes written onto the channel (framed lines with their newline).
         public var bytesWritten = 0
-        /// Lines the writer failed to publish.
+        /// Telemetry events the writer failed to take (the publisher had stopped: the session is over).
         public var writerErrors = 0
+        /// Control-path events (and the relay's own reports) that could not be written: the control path is
+        /// lossless while the channel lives, so this counts only what a dead or refusing channel left behind.
+        public var controlLost = 0
         /// `telemetry_dropped` reports relayed.
         public var dropReports = 0
         /// Telemetry events waiting in the queue now.

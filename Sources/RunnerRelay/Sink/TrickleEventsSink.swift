@@ -395,12 +395,20 @@ public final class TrickleEventsSink: Service, Sendable {
             }
         } catch where error.code == .lineTooLarge {
             self.state.withLock { state in
-                state.stats.refused += 1
-                if kind == .telemetry { state.refusedSinceReport += 1 }
+                if kind == .telemetry {
+                    state.stats.refused += 1
+                    state.refusedSinceReport += 1
+                } else {
+                    state.stats.controlLost += 1
+                }
             }
-            self.refusedLog.report("line_too_large", "telemetry event refused: its line exceeds the segment cap", metadata: Self.describe(line))
+            self.refusedLog.report("line_too_large", "event refused: its line exceeds the segment cap", metadata: Self.describe(line))
         } catch {
-            self.state.withLock { $0.stats.writerErrors += 1 }
+            // Telemetry and control are counted apart, so each path's counters add up: every telemetry event in
+            // exactly one terminal counter, every control event written or `controlLost`.
+            self.state.withLock { state in
+                if kind == .telemetry { state.stats.writerErrors += 1 } else { state.stats.controlLost += 1 }
+            }
             self.logger.debug("events writer failed", metadata: ["error": "\(error)"])
         }
     }

@@ -20,6 +20,8 @@ final class ServerChannel: Sendable {
         /// The segment is already complete: GL answers 200 and discards the new body (§5).
         case alreadyComplete(seq: Int)
         case closed
+        /// `POST -1` when nextWrite is past the last seq (2^53−1): there is no next seq to hand out.
+        case seqsExhausted
     }
 
     private struct State {
@@ -115,6 +117,7 @@ final class ServerChannel: Sendable {
             // Both reference servers mishandle `POST -1` in some way (HT rewinds to 0, §5); ours resolves it
             // to nextWrite like go-livepeer and says which seq it used in `Lp-Trickle-Seq`.
             let seq = requested == -1 ? state.nextWrite : requested
+            guard seq <= TrickleSeq.maximum else { return .seqsExhausted }
             if reset {
                 for case let segment? in state.ring where segment.seq < seq { toClose.append(segment) }
             }

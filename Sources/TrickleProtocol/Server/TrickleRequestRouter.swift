@@ -144,6 +144,8 @@ struct TrickleRequestRouter: Sendable {
         switch channel.resolveWrite(seq: seq, reset: reset) {
         case .closed:
             return .respond(.channelClosed(closeConnection: true))
+        case .seqsExhausted:
+            return .respond(.text(400, "POST -1: the channel has used every seq up to 2^53-1; start a new channel", closeConnection: true))
         case .alreadyComplete(let resolved):
             return .respond(.text(200, "", headers: [TrickleHeaders.seq.rawName: "\(resolved)"], closeConnection: true))
         case .segment(let segment):

@@ -35,6 +35,10 @@ struct TrickleServerTests {
             #expect(try await client.send(.POST, "\(base)/other/\(top)", body: "{\"a\":1}\n").status == 200)
             #expect(try await client.send(.GET, "\(base)/other/\(top)").body == "{\"a\":1}\n")
             #expect(try await client.send(.GET, "\(base)/other/next").header("Lp-Trickle-Latest") == "\(top + 1)")
+            // POST -1 would resolve to nextWrite = 2^53: refused with the reason, and nextWrite stays put.
+            let exhausted = try await client.send(.POST, "\(base)/other/-1", body: "{\"b\":2}\n")
+            #expect(exhausted.status == 400 && exhausted.body.contains("every seq"), "\(exhausted.status) \(exhausted.body)")
+            #expect(try await client.send(.GET, "\(base)/other/next").header("Lp-Trickle-Latest") == "\(top + 1)")
             #expect(try await client.send(.POST, "\(base)/ch/0", body: "alive\n").status == 200)
         }
     }
