@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOHTTP1
+import NIOPosix
 import ServiceLifecycleTestKit
 import Testing
 import TrickleProtocol
@@ -23,12 +24,32 @@ private func withStreamServer(
     token: String? = "sse-secret",
     capacity: Int = 10_000,
     keepAlive: Duration = .seconds(15),
+    maximumReaders: Int = 256,
+    readerWriteTimeout: Duration = .seconds(10),
     logger: Logger = quietLogger,
     _ body: @Sendable (TelemetryStream, String, HTTPClient) async throws -> Void
 ) async throws {
+    try await withStreamServerAndServer(
+        token: token, capacity: capacity, keepAlive: keepAlive, maximumReaders: maximumReaders, readerWriteTimeout: readerWriteTimeout, logger: logger
+    ) { stream, _, base, client in try await body(stream, base, client) }
+}
+
+/// The same, handing over the server too (for its reader counters).
+private func withStreamServerAndServer(
+    token: String? = "sse-secret",
+    capacity: Int = 10_000,
+    keepAlive: Duration = .seconds(15),
+    maximumReaders: Int = 256,
+    readerWriteTimeout: Duration = .seconds(10),
+    logger: Logger = quietLogger,
+    _ body: @Sendable (TelemetryStream, TelemetryStreamServer, String, HTTPClient) async throws -> Void
+) async throws {
     let stream = TelemetryStream(capacity: capacity)
     let server = TelemetryStreamServer(
-        configuration: .init(host: "127.0.0.1", port: 0, token: token.map(BearerToken.init), keepAliveInterval: keepAlive),
+        configuration: .init(
+            host: "127.0.0.1", port: 0, token: token.map(BearerToken.init), keepAliveInterval: keepAlive,
+            maximumReaders: maximumReaders, readerWriteTimeout: readerWriteTimeout
+        ),
         stream: stream,
         logger: logger,
         metrics: { "trickle_relay_client_stream_events_total \(stream.latestID)\n" }
@@ -38,7 +59,7 @@ private func withStreamServer(
             group.addTask { try await server.run() }
             let port = try await server.waitUntilListening()
             try await HTTPClient.withHTTPClient { client in
-                try await body(stream, "http://127.0.0.1:\(port)", client)
+                try await body(stream, server, "http://127.0.0.1:\(port)", client)
             }
             trigger.triggerGracefulShutdown()
             try await group.waitForAll()
@@ -229,5 +250,56 @@ struct TelemetryStreamServerTests {
         }
         #expect(logs.lines.contains { $0.contains("SSE reader connected") && $0.contains("auth=query") })
         #expect(!logs.lines.contains { $0.contains("sse-secret") })
+    }
+}
+
+@Suite("SSE readers that stop reading are contained", .timeLimit(.minutes(1)))
+struct SlowStreamReaderTests {
+    @Test("a reader that never reads is dropped after the write timeout, counted; another reader gets every event")
+    func stalledReaderDropped() async throws {
+        try await withStreamServerAndServer(token: nil, readerWriteTimeout: .seconds(1)) { stream, server, base, client in
+            let port = try #require(Int(base.split(separator: ":").last!))
+            // A reader that sends its request and never reads a byte of the answer.
+            let stalled = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .channelOption(.autoRead, value: false)
+                .channelOption(.socketOption(.so_rcvbuf), value: 4096)
+                .connect(host: "127.0.0.1", port: port)
+                .get()
+            defer { stalled.close(promise: nil) }
+            try await stalled.writeAndFlush(ByteBuffer(string: "GET /telemetry/stream HTTP/1.1\r\nHost: x\r\n\r\n")).get()
+            try await waitUntil("the stalled reader to be served") { server.readerStats.active == 1 }
+            // 16 MB of events: far more than the socket buffers take.
+            let big = String(repeating: "x", count: 8 * 1024)
+            let records = (0..<2_000).map { n in
+                TelemetryRecord(envelope: ByteBuffer(string: #"{"id":"e\#(n)","type":"stream_trace","data":{"type":"blob","b":"\#(big)"}}"#), seq: 0, lineNumber: n)
+            }
+            for chunk in stride(from: 0, to: records.count, by: 100) { try await stream.export(Array(records[chunk..<min(chunk + 100, records.count)])) }
+            try await waitUntil(timeout: .seconds(20), "the stalled reader to be dropped") { server.readerStats.droppedSlow == 1 }
+            try await waitUntil("no reader left") { server.readerStats.active == 0 }
+            // The stream still serves: a new reader gets what comes next.
+            let result = try await readStream(client, "\(base)/telemetry/stream", until: { events, _ in events.count >= 1 }) {
+                try await stream.export([envelope(1)])
+            }
+            #expect(result.status == 200 && result.events.count >= 1)
+            let metrics = try await client.send(.GET, "\(base)/metrics")
+            #expect(metrics.body.contains("trickle_relay_sse_readers_dropped_total 1"), "\(metrics.body)")
+        }
+    }
+
+    @Test("readers past the limit are refused with 503 and Retry-After, counted")
+    func readerLimit() async throws {
+        try await withStreamServerAndServer(token: nil, maximumReaders: 1) { stream, server, base, client in
+            let port = try #require(Int(base.split(separator: ":").last!))
+            let first = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .connect(host: "127.0.0.1", port: port)
+                .get()
+            defer { first.close(promise: nil) }
+            try await first.writeAndFlush(ByteBuffer(string: "GET /telemetry/stream HTTP/1.1\r\nHost: x\r\n\r\n")).get()
+            try await waitUntil("the first reader to be served") { server.readerStats.active == 1 }
+            let second = try await client.send(.GET, "\(base)/telemetry/stream")
+            #expect(second.status == 503)
+            #expect(second.header("Retry-After") == "5")
+            #expect(server.readerStats.refused == 1)
+        }
     }
 }

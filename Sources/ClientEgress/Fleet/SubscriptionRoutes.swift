@@ -20,10 +20,15 @@ import NIOCore
 /// | `DELETE /v1/subscriptions/{id}` | stop following it → 200 with its last counters; 404 when unknown |
 ///
 /// The same token rules as the stream apply (the router's middleware).
+/// The body of `GET /v1/subscriptions`.
+struct SubscriptionList: Encodable {
+    var subscriptions: [SubscriptionSnapshot]
+}
+
 enum SubscriptionRoutes {
     static let maximumBodyBytes = 64 * 1024
 
-    static func add(to router: Router<BasicRequestContext>, daemon: ClientDaemon) {
+    static func add<Context: RequestContext>(to router: Router<Context>, daemon: ClientDaemon) {
         router.post("v1/subscriptions") { request, _ in
             let body: ByteBuffer
             do {
@@ -39,8 +44,7 @@ enum SubscriptionRoutes {
             }
         }
         router.get("v1/subscriptions") { _, _ in
-            struct List: Encodable { var subscriptions: [SubscriptionSnapshot] }
-            return self.json(.ok, List(subscriptions: daemon.subscriptions))
+            self.json(.ok, SubscriptionList(subscriptions: daemon.subscriptions))
         }
         router.get("v1/subscriptions/:id") { _, context in
             let id = context.parameters.get("id") ?? ""

@@ -10,6 +10,7 @@ import Foundation
 import Glibc
 #endif
 import HTTPTypes
+import Synchronization
 public import ServiceLifecycle
 public import TrickleProtocol
 
@@ -39,24 +40,53 @@ public final class TelemetryStreamServer: Service, Sendable {
         /// When the address cannot be bound (a second client on the default port), log a warning and run
         /// without the endpoint instead of failing. Default `false`.
         public var isOptional: Bool
+        /// SSE readers served at once; more are answered `503` + `Retry-After` (counted). Default 256.
+        public var maximumReaders: Int
+        /// A reader whose write has not gone out after this long (it stopped reading) is dropped, counted and
+        /// logged: it never holds memory or delivery for the others. Default 10 s.
+        public var readerWriteTimeout: Duration
+        /// Bytes of events written to a reader at once (its share of memory while it is slow). Default 256 KiB.
+        public var maximumWriteBytes: Int
 
         public init(
             host: String = "127.0.0.1",
             port: Int = 7071,
             token: BearerToken? = nil,
             keepAliveInterval: Duration = .seconds(15),
-            isOptional: Bool = false
+            isOptional: Bool = false,
+            maximumReaders: Int = 256,
+            readerWriteTimeout: Duration = .seconds(10),
+            maximumWriteBytes: Int = 256 * 1024
         ) {
             self.host = host
             self.port = port
             self.token = token
             self.keepAliveInterval = keepAliveInterval
             self.isOptional = isOptional
+            self.maximumReaders = maximumReaders
+            self.readerWriteTimeout = readerWriteTimeout
+            self.maximumWriteBytes = maximumWriteBytes
         }
     }
 
     public let configuration: Configuration
     public let stream: TelemetryStream
+    private let readers = Mutex(ReaderStats())
+    /// Dropped readers, logged throttled (the first few, then a count per interval).
+    private let slowReaders: ProblemLog
+
+    /// The SSE readers now and since start.
+    public struct ReaderStats: Sendable, Hashable {
+        /// Readers being served now.
+        public var active = 0
+        /// Readers refused at ``Configuration/maximumReaders``.
+        public var refused = 0
+        /// Readers dropped because they stopped reading (a write outlasted ``Configuration/readerWriteTimeout``).
+        public var droppedSlow = 0
+    }
+
+    /// The SSE readers now and since start.
+    public var readerStats: ReaderStats { self.readers.withLock { $0 } }
     private let metrics: @Sendable () -> String
     private let daemon: ClientDaemon?
     private let logger: Logger
@@ -78,6 +108,7 @@ public final class TelemetryStreamServer: Service, Sendable {
         self.stream = stream
         self.metrics = metrics
         self.logger = logger
+        self.slowReaders = ProblemLog(logger: logger)
     }
 
     /// Waits until the endpoint listens; returns its port (`-1` when an optional endpoint could not listen).
@@ -104,8 +135,8 @@ public final class TelemetryStreamServer: Service, Sendable {
         }
     }
 
-    private func makeRouter() -> Router<BasicRequestContext> {
-        let router = Router()
+    private func makeRouter() -> Router<ChannelRequestContext> {
+        let router = Router(context: ChannelRequestContext.self)
         if let token = self.configuration.token { router.add(middleware: BearerTokenMiddleware(token: token, queryParameter: "jwt")) }
         router.get("healthz") { _, _ in
             Response(status: .ok, headers: [.contentType: "text/plain"], body: ResponseBody(byteBuffer: ByteBuffer(string: "ok\n")))
@@ -114,11 +145,28 @@ public final class TelemetryStreamServer: Service, Sendable {
             Response(
                 status: .ok,
                 headers: [.contentType: "text/plain; version=0.0.4"],
-                body: ResponseBody(byteBuffer: ByteBuffer(string: self.metrics()))
+                body: ResponseBody(byteBuffer: ByteBuffer(string: self.metrics() + self.readerMetrics()))
             )
         }
         if let daemon = self.daemon { SubscriptionRoutes.add(to: router, daemon: daemon) }
-        router.get("telemetry/stream") { request, _ in
+        router.get("telemetry/stream") { request, context in
+            // Every reader gets its own bounded share (one write of at most `maximumWriteBytes`, dropped when it
+            // stops reading); their number is bounded too, so readers can never starve the channel or delivery.
+            let admitted = self.readers.withLock { readers -> Bool in
+                guard readers.active < self.configuration.maximumReaders else {
+                    readers.refused += 1
+                    return false
+                }
+                readers.active += 1
+                return true
+            }
+            guard admitted else {
+                return Response(
+                    status: .serviceUnavailable,
+                    headers: [.contentType: "text/plain", .retryAfter: "5"],
+                    body: ResponseBody(byteBuffer: ByteBuffer(string: "too many SSE readers (\(self.configuration.maximumReaders)); try again later\n"))
+                )
+            }
             let lastEventID = request.headers[HTTPField.Name("Last-Event-ID")!].flatMap(Self.parseLastEventID)
             self.logger.info(
                 "SSE reader connected",
@@ -135,7 +183,18 @@ public final class TelemetryStreamServer: Service, Sendable {
                 status: .ok,
                 headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
                 body: ResponseBody { writer in
-                    try await self.serveStream(after: start, filter: filter, writer: &writer)
+                    defer { self.readers.withLock { $0.active -= 1 } }
+                    do {
+                        try await self.serveStream(after: start, filter: filter, writer: &writer, channel: context.channel)
+                    } catch is SlowReader {
+                        self.readers.withLock { $0.droppedSlow += 1 }
+                        self.slowReaders.report(
+                            "sse_reader_stopped_reading",
+                            "SSE reader dropped: it stopped reading (a write waited past the timeout); the channel and delivery were not held",
+                            metadata: ["sse.write_timeout_s": "\(self.configuration.readerWriteTimeout.components.seconds)"]
+                        )
+                        return
+                    }
                     try await writer.finish(nil)
                 }
             )
@@ -155,7 +214,7 @@ public final class TelemetryStreamServer: Service, Sendable {
     }
 
     /// Writes events after `id` as they come, with keep-alive comments, until shutdown or the reader leaves.
-    private func serveStream(after id: Int, filter: StreamFilter, writer: inout any ResponseBodyWriter) async throws {
+    private func serveStream(after id: Int, filter: StreamFilter, writer: inout any ResponseBodyWriter, channel: any Channel) async throws {
         var cursor = id
         try await writer.write(ByteBuffer(string: "retry: 2000\n\n"))
         while self.stopping.value == nil {
@@ -164,22 +223,55 @@ public final class TelemetryStreamServer: Service, Sendable {
             if slice.missed > 0 {
                 try await writer.write(ByteBuffer(string: ": \(slice.missed) events are no longer held and were skipped\n\n"))
             }
-            if let last = slice.events.last {
-                let events = slice.events.filter(filter.admits)
-                cursor = last.id
-                guard !events.isEmpty else { continue }
+            if !slice.events.isEmpty {
                 var buffer = ByteBuffer()
-                buffer.reserveCapacity(events.reduce(0) { $0 + $1.data.readableBytes + $1.name.utf8.count + 32 })
-                for event in events {
+                for event in slice.events {
+                    cursor = event.id
+                    guard filter.admits(event) else { continue }
                     buffer.writeString("id: \(event.id)\nevent: \(event.name)\ndata: ")
                     buffer.writeImmutableBuffer(event.data)
                     buffer.writeString("\n\n")
+                    // One write holds at most this much for a reader; the rest waits in the shared ring.
+                    if buffer.readableBytes >= self.configuration.maximumWriteBytes { break }
                 }
-                try await writer.write(buffer)
+                if buffer.readableBytes > 0 { try await self.write(buffer, to: &writer, channel: channel) }
                 continue
             }
             let woke = await self.waitForEvents(past: generation)
-            if !woke, self.stopping.value == nil { try await writer.write(ByteBuffer(string: ": keep-alive\n\n")) }
+            if !woke, self.stopping.value == nil { try await self.write(ByteBuffer(string: ": keep-alive\n\n"), to: &writer, channel: channel) }
+        }
+    }
+
+    /// The readers' counters in Prometheus text, after the client's own.
+    private func readerMetrics() -> String {
+        let stats = self.readerStats
+        var text = PrometheusText()
+        text.add("sse_readers", .gauge, "SSE readers being served.", stats.active)
+        text.add("sse_readers_refused_total", .counter, "SSE readers refused at the limit (503).", stats.refused)
+        text.add("sse_readers_dropped_total", .counter, "SSE readers dropped because they stopped reading.", stats.droppedSlow)
+        return text.text
+    }
+
+    /// A reader that stopped reading: its write outlasted ``Configuration/readerWriteTimeout``.
+    struct SlowReader: Error {}
+
+    /// Writes to one reader within the write timeout. A reader that does not take it in time (it stopped reading)
+    /// has its connection closed — the only way to abort a write that waits for the peer — and is counted.
+    private func write(_ buffer: ByteBuffer, to writer: inout any ResponseBodyWriter, channel: any Channel) async throws {
+        let timeout = self.configuration.readerWriteTimeout
+        let stalled = OneShotSignal<Void>()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                do { try await Task.sleep(for: timeout) } catch { return }  // cancelled: the write went out
+                stalled.fulfill(())
+                channel.close(promise: nil)
+            }
+            defer { group.cancelAll() }
+            do {
+                try await writer.write(buffer)
+            } catch where stalled.value != nil {
+                throw SlowReader()
+            }
         }
     }
 

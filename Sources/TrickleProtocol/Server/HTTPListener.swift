@@ -33,11 +33,11 @@ public final class HTTPListener: Sendable {
     /// - Parameter idleTimeout: A connection that completes no request part for this long is closed: an idle
     ///   keep-alive connection, or one that trickles its headers byte by byte (only whole parts count). A
     ///   response being written (an SSE stream) is never cut. Default 30 s.
-    public func application(
-        router: Router<BasicRequestContext>,
+    public func application<Context: RequestContext>(
+        router: Router<Context>,
         logger: Logger,
         idleTimeout: Duration = .seconds(30)
-    ) -> some ApplicationProtocol {
+    ) -> some ApplicationProtocol where Context.Source == ApplicationRequestContextSource {
         Application(
             router: router,
             server: .http1(configuration: .init(idleTimeout: .nanoseconds(Int64(idleTimeout.components.seconds) * 1_000_000_000 + idleTimeout.components.attoseconds / 1_000_000_000))),
