@@ -58,6 +58,9 @@ struct RunnerCommand: AsyncParsableCommand {
     @Option(help: "Multi-session mode: HOST:PORT of the ingest API.")
     var listen = "127.0.0.1:7070"
 
+    @Option(help: "Multi-session mode: sessions at once; more are answered 503 with Retry-After (each holds a queue and two connections to its trickle server).")
+    var maxSessions = 1_000
+
     @Option(help: "Multi-session mode: bearer token required by the ingest API (env TRICKLE_RELAY_TOKEN). Prefer --token-file: a token on the command line shows in ps.")
     var token: String?
 
@@ -116,6 +119,7 @@ struct RunnerCommand: AsyncParsableCommand {
             throw ValidationError("--telemetry must be on or off, got \(telemetry)")
         }
         guard self.maxQueueEvents > 0, self.maxQueueBytes > 0 else { throw ValidationError("queue bounds must be positive") }
+        guard (1...100_000).contains(self.maxSessions) else { throw ValidationError("--max-sessions must be 1…100000, got \(self.maxSessions)") }
         try SecondsFlag.check(self.segmentWindow, "--segment-window")
         try SecondsFlag.check(self.flushTimeout, "--flush-timeout")
         try SecondsFlag.check(self.heartbeatInterval, "--heartbeat-interval")
@@ -225,7 +229,11 @@ extension RunnerCommand {
     ) async throws {
         let address = self.listenAddress!  // checked in validate()
         let token = (try self.token ?? Environment.secret(file: self.tokenFile, flag: "--token-file", variables: ["TRICKLE_RELAY_TOKEN"])).map(BearerToken.init)
-        try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration()) { client in
+        // Each session holds two connections to its trickle server (the segment being written and the next one,
+        // preconnected): a pool smaller than that would make sessions wait on each other's connections.
+        FileDescriptorLimit.raiseToMaximum()
+        let connectionsPerHost = 2 * self.maxSessions + 16
+        try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration(connectionsPerHost: connectionsPerHost)) { client in
             let agent: RunnerAgent
             var configuration = RunnerAgent.Configuration(
                 host: address.host,
@@ -236,6 +244,7 @@ extension RunnerCommand {
                 flushTimeout: SecondsFlag.duration(self.flushTimeout),
                 heartbeatInterval: SecondsFlag.duration(self.heartbeatInterval)
             )
+            configuration.maximumSessions = self.maxSessions
             configuration.metricsExposition = exposition
             do {
                 agent = try RunnerAgent(

@@ -29,6 +29,9 @@ extension RunnerAgent {
         /// A connection that completes no request part for this long is closed: idle keep-alive connections,
         /// and clients that send their headers byte by byte. Default 30 s.
         public var connectionIdleTimeout: Duration
+        /// Sessions at once; more are answered `503` + `Retry-After` (each holds a queue and two connections to
+        /// its trickle server). Default 1,000.
+        public var maximumSessions: Int
 
         public init(
             host: String = "127.0.0.1",
@@ -39,8 +42,10 @@ extension RunnerAgent {
             flushTimeout: Duration = .seconds(5),
             heartbeatInterval: Duration = .seconds(30),
             maximumBodyBytes: Int = 5 * 1024 * 1024,
-            connectionIdleTimeout: Duration = .seconds(30)
+            connectionIdleTimeout: Duration = .seconds(30),
+            maximumSessions: Int = 1_000
         ) {
+            self.maximumSessions = maximumSessions
             self.host = host
             self.port = port
             self.token = token

@@ -39,6 +39,8 @@ public final class RunnerAgent: Service, Sendable {
     private let sessions = Mutex<[String: ManagedSession]>([:])
     private let finishedTotals = Mutex(TrickleEventsSink.Stats())
     private let finishedSegments = Mutex(0)
+    /// Sessions refused at ``Configuration/maximumSessions``.
+    private let sessionsRefused = Mutex(0)
     private let starts: AsyncStream<ManagedSession>
     private let startsContinuation: AsyncStream<ManagedSession>.Continuation
     private let listener: HTTPListener
@@ -244,12 +246,25 @@ public final class RunnerAgent: Service, Sendable {
             logger: self.logger
         )
         let session = ManagedSession(relay: relay, done: OneShotSignal())
-        let inserted = self.sessions.withLock { sessions -> Bool in
-            guard sessions[parsed.session_id] == nil else { return false }
+        enum Admission { case admitted, exists, full }
+        let admission = self.sessions.withLock { sessions -> Admission in
+            guard sessions[parsed.session_id] == nil else { return .exists }
+            guard sessions.count < self.configuration.maximumSessions else { return .full }
             sessions[parsed.session_id] = session
-            return true
+            return .admitted
         }
-        guard inserted else { return Self.error(.conflict, "session \(parsed.session_id) already exists") }
+        switch admission {
+        case .admitted: break
+        case .exists: return Self.error(.conflict, "session \(parsed.session_id) already exists")
+        case .full:
+            self.sessionsRefused.withLock { $0 += 1 }
+            var response = Self.error(
+                .serviceUnavailable,
+                "the agent runs its maximum of \(self.configuration.maximumSessions) sessions (--max-sessions); end one, or retry later"
+            )
+            response.headers[.retryAfter] = "5"
+            return response
+        }
         if case .terminated = self.startsContinuation.yield(session) {
             self.sessions.withLock { $0[parsed.session_id] = nil }
             return Self.error(.serviceUnavailable, "the agent is shutting down")
@@ -336,6 +351,7 @@ public final class RunnerAgent: Service, Sendable {
         var text = PrometheusText()
         func metric(_ name: String, _ type: PrometheusText.MetricType, _ help: String, _ value: Int) { text.add(name, type, help, value) }
         metric("sessions_active", .gauge, "Sessions being relayed.", live.count)
+        metric("sessions_refused_total", .counter, "Sessions refused at --max-sessions (503).", self.sessionsRefused.withLock { $0 })
         metric("telemetry_emitted_total", .counter, "Telemetry events handed to the agent while enabled.", totals.emitted)
         metric("telemetry_relayed_total", .counter, "Telemetry events the trickle server accepted (their segment was acknowledged).", totals.relayed)
         metric("telemetry_written_total", .counter, "Telemetry events handed to the events writers.", totals.written)

@@ -36,6 +36,21 @@ func withAgent(
 
 @Suite("RunnerAgent ingest API", .timeLimit(.minutes(1)))
 struct RunnerAgentTests {
+    @Test("past --max-sessions a new session is answered 503 with Retry-After and counted; ending one makes room")
+    func sessionLimit() async throws {
+        try await withAgent({ $0.maximumSessions = 2 }) { _, api, trickle, client, _ in
+            for id in ["m1", "m2"] {
+                #expect(try await client.send(.POST, "\(api)/v1/sessions", body: #"{"session_id":"\#(id)","events_url":"\#(trickle)/\#(id)-events"}"#).status == 201)
+            }
+            let refused = try await client.send(.POST, "\(api)/v1/sessions", body: #"{"session_id":"m3","events_url":"\#(trickle)/m3-events"}"#)
+            #expect(refused.status == 503 && refused.header("Retry-After") == "5" && refused.body.contains("maximum of 2 sessions"), "\(refused.body)")
+            #expect(try await client.send(.GET, "\(api)/healthz").body.contains(#""sessions":2"#))
+            #expect(try await client.send(.GET, "\(api)/metrics").body.contains("trickle_relay_sessions_refused_total 1"))
+            #expect(try await client.send(.DELETE, "\(api)/v1/sessions/m1").status == 200)
+            #expect(try await client.send(.POST, "\(api)/v1/sessions", body: #"{"session_id":"m3","events_url":"\#(trickle)/m3-events"}"#).status == 201)
+        }
+    }
+
     @Test("a session's lifecycle: start, telemetry and events in, DELETE flushes and reports what was sent")
     func lifecycle() async throws {
         try await withAgent { (_, api, trickle, client, server) async throws in
