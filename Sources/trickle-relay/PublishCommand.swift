@@ -58,15 +58,21 @@ struct PublishCommand: AsyncParsableCommand {
         let maxSegmentBytes = self.maxSegmentBytes
         let interrupted = try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration()) { client in
             let writer = JSONLWriter(url: url, httpClient: client, configuration: configuration, logger: logger)
+            let ended = Mutex<JSONLWriterError?>(nil)
             let interrupted = try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await writer.run() }
                 // SIGTERM/SIGINT stop reading input; what was written is still flushed (within a deadline).
                 let interrupted = try await runInterruptibly(logger: logger) {
-                    try await withStandardInput { input in
-                        try await Self.feed(input, to: writer, maximumLineBytes: maxSegmentBytes, counts: counts)
+                    do {
+                        try await withStandardInput { input in
+                            try await Self.feed(input, to: writer, maximumLineBytes: maxSegmentBytes, counts: counts)
+                        }
+                    } catch let error as JSONLWriterError where error.code == .publishFailed || error.code == .closed {
+                        // The server ended the channel (closed, gone): stop reading, still report what went out.
+                        ended.withLock { $0 = error }
                     }
                 }
-                if interrupted {
+                if interrupted || ended.withLock({ $0 }) != nil {
                     await untilFirst({ try? await writer.close() }, { try? await Task.sleep(for: .milliseconds(1500)) })
                     group.cancelAll()
                 } else {
@@ -77,9 +83,11 @@ struct PublishCommand: AsyncParsableCommand {
             }
             let stats = writer.publisher.stats
             let total = counts.withLock { $0 }
+            let endedBy = ended.withLock { $0 }
             StandardError.write(
-                "published \(total.written) lines in \(stats.segments) segments (\(stats.bytes) bytes); refused \(total.refused); failed segments \(stats.failedSegments)\(interrupted ? "; interrupted by a signal" : "")"
+                "published \(total.written) lines in \(stats.segments) segments (\(stats.bytes) bytes); refused \(total.refused); failed segments \(stats.failedSegments)\(interrupted ? "; interrupted by a signal" : "")\(endedBy.map { "; stopped: \($0)" } ?? "")"
             )
+            if endedBy != nil && !interrupted { throw ExitCode(1) }
             return interrupted
         }
         if interrupted { throw ExitCode(interruptedExitStatus) }

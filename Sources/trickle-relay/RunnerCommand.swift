@@ -289,12 +289,14 @@ struct StandardInputPump: Service, CustomStringConvertible {
         do {
             let counts = try await cancelWhenGracefulShutdown {
                 try await withStandardInput { input in
-                    try await LineIngest().run(input, into: self.relay.sink) { problem in
-                        counted.withLock {
-                            if problem.kind == "line_too_large" { $0.oversize += 1 } else { $0.invalid += 1 }
-                        }
-                        problems.report(problem.kind, "input line skipped", metadata: ["line": "\(problem.lineNumber)", "detail": "\(problem.reason)"])
-                    }
+                    try await LineIngest().run(
+                        input,
+                        into: self.relay.sink,
+                        onProblem: { problem in
+                            problems.report(problem.kind, "input line skipped", metadata: ["line": "\(problem.lineNumber)", "detail": "\(problem.reason)"])
+                        },
+                        onCounts: { counts in counted.withLock { $0 = counts } }
+                    )
                 }
             }
             counted.withLock { $0 = counts }

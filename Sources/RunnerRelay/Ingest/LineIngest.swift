@@ -35,10 +35,13 @@ public struct LineIngest: Sendable {
     ///   - input: Chunks of JSONL.
     ///   - sink: Where telemetry and control events go.
     ///   - onProblem: Called for every line that is skipped.
+    ///   - onCounts: Called with the counts so far after every line, so a caller stopped part-way (SIGTERM)
+    ///     still reports what was read.
     public func run(
         _ input: some AsyncSequence<ByteBuffer, any Error>,
         into sink: TrickleEventsSink,
-        onProblem: (Problem) -> Void = { _ in }
+        onProblem: (Problem) -> Void = { _ in },
+        onCounts: (Counts) -> Void = { _ in }
     ) async throws -> Counts {
         var counts = Counts()
         try await JSONLPump.forEachFrame(in: input, maximumLineBytes: self.maximumLineBytes) { frame in
@@ -60,6 +63,7 @@ public struct LineIngest: Sendable {
                     onProblem(Problem(lineNumber: number, kind: "invalid_line", reason: reason))
                 }
             }
+            onCounts(counts)
         }
         return counts
     }
