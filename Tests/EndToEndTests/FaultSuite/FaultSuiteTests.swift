@@ -138,6 +138,46 @@ struct FaultSuiteTests {
         #expect(oracle.duplicates == 0)
     }
 
+    @Test("a trickle server outage longer than the old retry budget (down 20 s short, 5 min long): the runner keeps publishing, nothing unexplained")
+    func longOutage() async throws {
+        let (total, outage) = self.profile == .long ? (6_000, Duration.seconds(300)) : (3_000, Duration.seconds(20))
+        let port = try await unusedPort()
+        let channel = "http://127.0.0.1:\(port)/outage-events"
+        let servers = Mutex<[FaultChild]>([try await self.startServe(port: port)])
+        let output = self.temporaryPath("outage.jsonl")
+        let client = try FaultChild(["client", "--events-url", channel, "--start", "0", "--sink", "file:\(output)", "--listen", "off", "--quiet", "--wait-for-channel", "30"])
+        let input = Pipe()
+        // The queue holds what comes during the outage: with its default bound the oldest would be dropped (and
+        // counted), which the oracle accepts too; a deep one shows that nothing needs to be.
+        let runner = try self.startRunner(channel: channel, input: input, extra: ["--max-queue-events", "65536"])
+        defer { for child in servers.withLock({ $0 }) + [client, runner] { child.stopIfRunning() } }
+        let sampler = Task { await sampleMemory { servers.withLock { $0 } + [client, runner] } }
+        try await self.feed(input, 0..<(total / 3), perTick: 10)
+        let first = servers.withLock { $0.last! }
+        first.signal(SIGKILL)
+        _ = await first.exited.wait()
+        // Events keep coming while the server is away (8 failed POSTs used to end publishing for good).
+        try await self.feed(input, (total / 3)..<(2 * total / 3), perTick: 10)
+        try await Task.sleep(for: outage)  // the outage is the fault being injected
+        let restarted = try await self.startServe(port: port)
+        servers.withLock { $0.append(restarted) }
+        try await self.feed(input, (2 * total / 3)..<total, perTick: 10)
+        try input.fileHandleForWriting.close()
+        #expect(await runner.exited.wait() == 0, "\(runner.lines.values.suffix(3))")
+        #expect(await client.exited.wait() == 0, "\(client.lines.values.suffix(3))")
+        sampler.cancel()
+        restarted.signal(SIGTERM)
+        _ = await restarted.exited.wait()
+        var oracle = DeliveryOracle(emitted: total)
+        try oracle.receive(file: output)
+        FaultProfile.report(
+            oracle.row("long outage", faults: "serve down \(outage.components.seconds) s", peakRSS: ["serve": restarted.peakRSSBytes, "runner": runner.peakRSSBytes, "client": client.peakRSSBytes])
+        )
+        #expect(oracle.unexplained == 0, "missing \(oracle.missing.prefix(10)); runner: \(runner.lines.values.suffix(3))")
+        #expect(oracle.duplicates == 0)
+        #expect(oracle.delivered == total, "\(oracle.countedDrops) counted drops")
+    }
+
     @Test("overload: the channel stalls while the runner is flooded; dropped = emitted − delivered exactly, control events all delivered")
     func overload() async throws {
         let scenarioStart = ContinuousClock.now
