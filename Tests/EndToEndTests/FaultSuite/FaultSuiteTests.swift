@@ -12,6 +12,14 @@ import TrickleTestSupport
 /// events in, the egress checked for conservation (every event delivered or counted as dropped), duplicates, and
 /// liveness after each fault. Gated: `TRICKLE_RELAY_FAULTS=short` (CI, a few minutes) or `long`; each scenario
 /// prints a `FAULT-SUITE | … |` row and appends it to `/tmp/trickle-relay-fault-suite.md`.
+/// Which connection a fault proxy sits on.
+enum FaultHop: String, Sendable, CustomTestStringConvertible {
+    case runnerToServer = "runner → serve"
+    case serverToClient = "serve → client"
+
+    var testDescription: String { self.rawValue }
+}
+
 @Suite("Fault suite", .enabled(if: FaultProfile.isEnabled), .timeLimit(.minutes(30)), .serialized)
 struct FaultSuiteTests {
     let profile = FaultProfile.current ?? .short
@@ -176,6 +184,51 @@ struct FaultSuiteTests {
         #expect(oracle.unexplained == 0, "missing \(oracle.missing.prefix(10)); runner: \(runner.lines.values.suffix(3))")
         #expect(oracle.duplicates == 0)
         #expect(oracle.delivered == total, "\(oracle.countedDrops) counted drops")
+    }
+
+    @Test(
+        "faults between the processes, through a fault proxy: each hop stalled, cut, black-holed and reset mid-stream; nothing unexplained",
+        arguments: [
+            (FaultHop.runnerToServer, FaultProxy.Mode.stall, "stall 5 s"),
+            (.runnerToServer, .blackHole, "black hole 5 s"),
+            (.runnerToServer, .down, "down 5 s"),
+            (.serverToClient, .stall, "stall 5 s"),
+            (.serverToClient, .down, "down 5 s"),
+            (.serverToClient, .resetAfter(bytes: 4096), "reset every 4 KiB for 5 s"),
+        ]
+    )
+    func proxiedFaults(hop: FaultHop, mode: FaultProxy.Mode, label: String) async throws {
+        let total = self.profile == .long ? 20_000 : 3_000
+        let port = try await unusedPort()
+        let serve = try await self.startServe(port: port)
+        let proxy = FaultProxy(targetPort: port)
+        try await proxy.run { proxyPort in
+            let direct = "http://127.0.0.1:\(port)/proxied-events"
+            let proxied = "http://127.0.0.1:\(proxyPort)/proxied-events"
+            let output = self.temporaryPath("proxied.jsonl")
+            let client = try FaultChild([
+                "client", "--events-url", hop == .serverToClient ? proxied : direct, "--start", "0", "--sink", "file:\(output)",
+                "--listen", "off", "--quiet", "--wait-for-channel", "30",
+            ])
+            let input = Pipe()
+            let runner = try self.startRunner(channel: hop == .runnerToServer ? proxied : direct, input: input, extra: ["--max-queue-events", "65536"])
+            defer { for child in [serve, client, runner] { child.stopIfRunning() } }
+            let sampler = Task { await sampleMemory { [serve, client, runner] } }
+            try await self.feed(input, 0..<(total / 3), perTick: 10)
+            proxy.mode = mode
+            try await self.feed(input, (total / 3)..<(2 * total / 3), perTick: 10)
+            try await Task.sleep(for: .seconds(5))  // the fault lasts a while: that is what is injected
+            proxy.mode = .pass
+            try await self.feed(input, (2 * total / 3)..<total, perTick: 10)
+            try await self.endOfInput(input, runner: runner, client: client, serve: serve, sampler: sampler)
+            var oracle = DeliveryOracle(emitted: total)
+            try oracle.receive(file: output)
+            FaultProfile.report(
+                oracle.row("\(hop.rawValue): \(label)", faults: "fault proxy", peakRSS: ["serve": serve.peakRSSBytes, "runner": runner.peakRSSBytes, "client": client.peakRSSBytes])
+            )
+            #expect(oracle.unexplained == 0, "missing \(oracle.missing.prefix(10)); runner: \(runner.lines.values.suffix(3)); client: \(client.lines.values.suffix(3))")
+            #expect(oracle.duplicates == 0)
+        }
     }
 
     @Test("overload: the channel stalls while the runner is flooded; dropped = emitted − delivered exactly, control events all delivered")
