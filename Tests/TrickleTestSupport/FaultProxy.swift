@@ -53,6 +53,9 @@ public final class FaultProxy: Sendable {
         let inbound: any Channel
         let outbound: Mutex<(any Channel)?> = Mutex(nil)
         let forwarded = Mutex(0)
+        /// When the last chunk each way is due (towards the target, back): a delayed or throttled chunk never
+        /// overtakes the one before it.
+        let due = Mutex((towardsTarget: NIODeadline.distantPast, back: NIODeadline.distantPast))
 
         init(inbound: any Channel) { self.inbound = inbound }
 
@@ -196,20 +199,28 @@ public final class FaultProxy: Sendable {
         }
         guard let destination else { return }
         self.state.withLock { $0.bytes += bytes.readableBytes }
-        let delay: Duration? = {
+        let now = NIODeadline.now()
+        let dueAt: NIODeadline? = {
+            let previous = pair.due.withLock { towardsTarget ? $0.towardsTarget : $0.back }
             switch mode {
-            case .delay(let delay): return delay
-            case .throttle(let rate): return .nanoseconds(Int64(bytes.readableBytes) * 1_000_000_000 / Int64(max(rate, 1)))
-            default: return nil
+            case .delay(let delay):
+                return max(now + .nanoseconds(Int64(delay.components.seconds) * 1_000_000_000 + delay.components.attoseconds / 1_000_000_000), previous)
+            case .throttle(let rate):
+                return max(now, previous) + .nanoseconds(Int64(bytes.readableBytes) * 1_000_000_000 / Int64(max(rate, 1)))
+            default:
+                return previous > now ? previous : nil
             }
         }()
+        if let dueAt {
+            pair.due.withLock { if towardsTarget { $0.towardsTarget = dueAt } else { $0.back = dueAt } }
+        }
         let readNext = {
             // Back-pressure: the next read from the source only once the destination took this chunk, and not
             // while the proxy stalls.
             if !self.mode.holds { source.read() }
         }
-        if let delay {
-            source.eventLoop.scheduleTask(in: .nanoseconds(Int64(delay.components.seconds) * 1_000_000_000 + delay.components.attoseconds / 1_000_000_000)) {
+        if let dueAt {
+            source.eventLoop.scheduleTask(deadline: dueAt) {
                 destination.writeAndFlush(bytes).whenComplete { _ in readNext() }
             }
         } else {

@@ -149,13 +149,26 @@ public actor TricklePublisher: Service {
     }
 
     /// Ends the current segment if it has been open for at least `age` (time-window rotation).
+    ///
+    /// Not while earlier segments still wait for the server (an outage): every window would otherwise leave one
+    /// more segment retrying, and when the server came back they would all land at once, past its ring of five —
+    /// the oldest evicted and lost. The current segment keeps growing instead (bounded by the writer's
+    /// back-pressure; the caller's queue drops the oldest, counted).
     /// - Returns: Whether a segment was finished.
     @discardableResult
     public func finishSegment(ifOpenFor age: Duration) -> Bool {
         guard self.current != nil, ContinuousClock.now - self.currentOpenedAt >= age else { return false }
+        let waiting = self.inFlight.reduce(0) { count, upload in
+            upload === self.current || upload.done.value != nil ? count : count + 1
+        }
+        guard waiting < Self.maximumSegmentsWaiting else { return false }
         self.finishSegment()
         return true
     }
+
+    /// Earlier segments still unacknowledged past which the time window no longer rotates (the server's ring
+    /// holds five; the current segment and the preconnected next one take two more).
+    static let maximumSegmentsWaiting = 2
 
     /// Ends the stream: finishes the current segment, waits for its upload, deletes the channel (if
     /// configured) so readers see end of stream, and makes ``run()`` return.
