@@ -214,7 +214,7 @@ public final class FaultProxy: Sendable {
         if let dueAt {
             pair.due.withLock { if towardsTarget { $0.towardsTarget = dueAt } else { $0.back = dueAt } }
         }
-        let readNext = {
+        let readNext: @Sendable () -> Void = {
             // Back-pressure: the next read from the source only once the destination took this chunk, and not
             // while the proxy stalls.
             if !self.mode.holds { source.read() }
