@@ -56,6 +56,21 @@ public final class FaultProxy: Sendable {
         /// When the last chunk each way is due (towards the target, back): a delayed or throttled chunk never
         /// overtakes the one before it.
         let due = Mutex((towardsTarget: NIODeadline.distantPast, back: NIODeadline.distantPast))
+        /// Reading starts once both sides are up: the accepted side active (a `read()` before that is dropped)
+        /// and the target connected.
+        let ready = Mutex((inboundActive: false, outboundConnected: false, started: false))
+
+        /// Called when either side comes up; kicks off reading once both are, exactly once.
+        func startIfReady(holding: Bool) {
+            let start = self.ready.withLock { ready -> Bool in
+                guard ready.inboundActive, ready.outboundConnected, !ready.started else { return false }
+                ready.started = true
+                return true
+            }
+            guard start, !holding else { return }
+            self.inbound.read()
+            self.outbound.withLock { $0 }?.read()
+        }
 
         init(inbound: any Channel) { self.inbound = inbound }
 
@@ -156,10 +171,8 @@ public final class FaultProxy: Sendable {
                 case .success(let outbound):
                     pair.outbound.withLock { $0 = outbound }
                     outbound.closeFuture.whenComplete { _ in inbound.close(promise: nil) }
-                    if !self.mode.holds {
-                        inbound.read()
-                        outbound.read()
-                    }
+                    pair.ready.withLock { $0.outboundConnected = true }
+                    pair.startIfReady(holding: self.mode.holds)
                 case .failure:
                     inbound.close(promise: nil)
                 }
@@ -239,6 +252,14 @@ public final class FaultProxy: Sendable {
             self.proxy = proxy
             self.pair = pair
             self.towardsTarget = towardsTarget
+        }
+
+        func channelActive(context: ChannelHandlerContext) {
+            if self.towardsTarget {
+                self.pair.ready.withLock { $0.inboundActive = true }
+                self.pair.startIfReady(holding: self.proxy.mode.holds)
+            }
+            context.fireChannelActive()
         }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {

@@ -6,7 +6,7 @@ import TrickleProtocol
 import TrickleTestSupport
 
 /// The fault proxy itself: each mode does what the fault suite relies on.
-@Suite("FaultProxy modes", .timeLimit(.minutes(1)), .serialized)
+@Suite("FaultProxy modes", .timeLimit(.minutes(1)))
 struct FaultProxyTests {
     @Test("pass forwards both ways; delay and throttle can only make a request slower, by at least their amount")
     func passDelayThrottle() async throws {
@@ -31,8 +31,8 @@ struct FaultProxyTests {
         }
     }
 
-    @Test("down resets new connections at once; pass heals")
-    func downAndPass() async throws {
+    @Test("resetAfter cuts a connection once that many bytes went through; down resets new ones at once; pass heals")
+    func resetDownAndPass() async throws {
         try await withTrickleServer { (server, base, client) async throws in
             let port = try #require(Int(base.split(separator: ":").last!))
             let proxy = FaultProxy(targetPort: port)
@@ -40,6 +40,10 @@ struct FaultProxyTests {
                 let body = String(repeating: "x", count: 64 * 1024)
                 #expect(try await client.send(.POST, "\(base)/r/0", body: body).status == 200)
                 let request = "GET /r/0 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                proxy.mode = .resetAfter(bytes: 4096)
+                // The connection is cut past 4 KiB: the peer sees it closed (reset) long before 64 KiB came.
+                #expect(try await RawConnection.sendAndWaitForClose(port: proxyPort, bytes: request, timeout: .seconds(10)))
+                #expect(proxy.bytesForwarded < 64 * 1024)
                 proxy.mode = .down
                 #expect(try await RawConnection.sendAndReadReply(port: proxyPort, bytes: request, timeout: .seconds(5)) == "")
                 proxy.mode = .pass
