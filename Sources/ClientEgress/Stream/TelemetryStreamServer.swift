@@ -167,6 +167,10 @@ public final class TelemetryStreamServer: Service, Sendable {
                     body: ResponseBody(byteBuffer: ByteBuffer(string: "too many SSE readers (\(self.configuration.maximumReaders)); try again later\n"))
                 )
             }
+            // The slot goes back when the stream ends, or when the connection closes if the body never ran (a
+            // reader gone before the head went out) — once either way.
+            let slot = ReaderSlot { self.readers.withLock { $0.active -= 1 } }
+            context.channel.closeFuture.whenComplete { _ in slot.release() }
             let lastEventID = request.headers[HTTPField.Name("Last-Event-ID")!].flatMap(Self.parseLastEventID)
             self.logger.info(
                 "SSE reader connected",
@@ -183,7 +187,7 @@ public final class TelemetryStreamServer: Service, Sendable {
                 status: .ok,
                 headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
                 body: ResponseBody { writer in
-                    defer { self.readers.withLock { $0.active -= 1 } }
+                    defer { slot.release() }
                     do {
                         try await self.serveStream(after: start, filter: filter, writer: &writer, channel: context.channel)
                     } catch is SlowReader {
@@ -287,4 +291,20 @@ public final class TelemetryStreamServer: Service, Sendable {
 
     /// A `Last-Event-ID` is the reader's word: an id this stream could have given (0…2^53−1), else ignored.
     static func parseLastEventID(_ value: String) -> Int? { TrickleSeq.parseHeader(value) }
+}
+
+/// One admitted SSE reader's place in the count, given back exactly once.
+private final class ReaderSlot: Sendable {
+    private let released = Mutex(false)
+    private let onRelease: @Sendable () -> Void
+
+    init(onRelease: @escaping @Sendable () -> Void) { self.onRelease = onRelease }
+
+    func release() {
+        let first = self.released.withLock { released -> Bool in
+            defer { released = true }
+            return !released
+        }
+        if first { self.onRelease() }
+    }
 }
