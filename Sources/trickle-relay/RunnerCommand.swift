@@ -196,9 +196,8 @@ struct RunnerCommand: AsyncParsableCommand {
         }
         let sink = summary.sink
         let lines = input.withLock { $0 }
-        StandardError.write(
-            "session \(summary.sessionID): relayed \(sink.relayed) telemetry (accepted by the server; \(sink.lost) lost in failed uploads) and \(sink.controlWritten) control events (\(sink.controlLost) lost) in \(summary.segments) segments; dropped \(sink.dropped), refused \(sink.refused), invalid \(sink.invalid + lines.invalid + lines.oversize) (\(lines.invalid + lines.oversize) input lines skipped of \(lines.lines)), disabled \(sink.disabled), writer errors \(sink.writerErrors)\(sink.traceContextInvalid > 0 ? ", malformed trace context values dropped \(sink.traceContextInvalid)" : "")\(summary.flushedInTime ? "" : "; the final flush ran out of time")\(Self.unsentNote(sink))"
-        )
+        logger.debug("session counters", metadata: ["sink": "\(sink)", "input": "\(lines)"])
+        StandardError.write(SessionReport(summary: summary, input: lines).text)
         if (sink.writerErrors > 0 || sink.lost > 0 || sink.controlLost > 0) && sink.relayed == 0 && summary.segments == 0 {
             StandardError.write("nothing could be published to \(url); is the trickle server up and the channel there?")
             throw ExitCode(1)
@@ -207,17 +206,6 @@ struct RunnerCommand: AsyncParsableCommand {
 }
 
 extension RunnerCommand {
-
-    /// What a session ended without sending or without hearing back about, so no loss goes unreported: events still
-    /// queued (a flush that ran out of time), and events written into segments whose upload never ended (the
-    /// server did not answer before the close gave up). Empty when there are none.
-    static func unsentNote(_ sink: TrickleEventsSink.Stats) -> String {
-        let unconfirmed = sink.written - sink.relayed - sink.lost
-        var parts: [String] = []
-        if sink.queuedEvents > 0 { parts.append("\(sink.queuedEvents) telemetry events still queued, never sent") }
-        if unconfirmed > 0 { parts.append("\(unconfirmed) written with no answer from the server (may be lost)") }
-        return parts.isEmpty ? "" : "; " + parts.joined(separator: ", ")
-    }
 
     /// Multi-session mode: the ingest API until SIGTERM, then every session is flushed.
     func runAgent(

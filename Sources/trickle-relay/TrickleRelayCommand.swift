@@ -33,6 +33,8 @@ struct TrickleRelayCommand: AsyncParsableCommand {
         // A file size limit (`ulimit -f`) is likewise a failed write (EFBIG) the file sink reports and counts,
         // not a signal that kills the process mid-record.
         signal(SIGXFSZ, SIG_IGN)
+        // A second SIGTERM/SIGINT ends the process at once, whatever the graceful stop is waiting for.
+        SecondSignalExit.install()
         await self.main(nil)
     }
 }

@@ -362,6 +362,7 @@ public final class RunnerAgent: Service, Sendable {
         metric("telemetry_disabled_total", .counter, "Telemetry events discarded because telemetry is off.", totals.disabled)
         metric("trace_context_invalid_total", .counter, "W3C traceparent/tracestate values dropped as malformed (never forwarded).", totals.traceContextInvalid)
         metric("control_events_total", .counter, "Control-path events written.", totals.controlWritten)
+        metric("control_relayed_total", .counter, "Control-path events the trickle server accepted (their segment was acknowledged).", totals.controlRelayed)
         metric("bytes_written_total", .counter, "Bytes written onto events channels.", totals.bytesWritten)
         metric("segments_total", .counter, "Segments completed on events channels.", segments)
         metric("writer_errors_total", .counter, "Telemetry events the events writers failed to take.", totals.writerErrors)
@@ -394,6 +395,7 @@ public final class RunnerAgent: Service, Sendable {
 extension TrickleEventsSink.Stats {
     static func + (lhs: Self, rhs: Self) -> Self {
         var sum = lhs
+        sum.received += rhs.received
         sum.emitted += rhs.emitted
         sum.written += rhs.written
         sum.relayed += rhs.relayed
@@ -405,7 +407,11 @@ extension TrickleEventsSink.Stats {
         sum.disabled += rhs.disabled
         sum.redactions += rhs.redactions
         sum.traceContextInvalid += rhs.traceContextInvalid
+        sum.controlReceived += rhs.controlReceived
         sum.controlWritten += rhs.controlWritten
+        sum.controlRelayed += rhs.controlRelayed
+        sum.controlLostInSegments += rhs.controlLostInSegments
+        sum.queuedControl += rhs.queuedControl
         sum.bytesWritten += rhs.bytesWritten
         sum.writerErrors += rhs.writerErrors
         sum.controlLost += rhs.controlLost

@@ -51,7 +51,15 @@ extension TrickleEventsSink {
     }
 
     /// Counters of a sink, as a value.
+    ///
+    /// Accounting by construction: every telemetry event handed to the sink (``received``) ends in exactly one
+    /// terminal counter — `relayed`, `lost`, `dropped`, `refused`, `invalid`, `disabled`, `writerErrors` — or is
+    /// still on its way (``telemetryPending``); every control line accepted (``controlReceived``) in
+    /// `controlRelayed` or `controlLost`, or on its way (``controlPending``). ``telemetryUnaccounted`` and
+    /// ``controlUnaccounted`` are zero whenever the sink is between two steps (the tests assert it).
     public struct Stats: Sendable, Hashable, Codable {
+        /// Telemetry events handed to the sink (`emit`), whatever became of them.
+        public var received = 0
         /// Telemetry events handed to `emit` while enabled.
         public var emitted = 0
         /// Telemetry events handed to the events writer (into a segment upload).
@@ -75,14 +83,19 @@ extension TrickleEventsSink {
         public var redactions = 0
         /// W3C trace context values (`traceparent`, `tracestate`) dropped as malformed: never forwarded.
         public var traceContextInvalid = 0
-        /// Control-path lines written.
+        /// Control-path lines accepted (queued, or sent after the drain ended and so lost).
+        public var controlReceived = 0
+        /// Control-path lines written into segments.
         public var controlWritten = 0
+        /// Control-path lines the server accepted (their segment's upload ended with `200`).
+        public var controlRelayed = 0
         /// Bytes written onto the channel (framed lines with their newline).
         public var bytesWritten = 0
         /// Telemetry events the writer failed to take (the publisher had stopped: the session is over).
         public var writerErrors = 0
-        /// Control-path events (and the relay's own reports) that could not be written: the control path is
-        /// lossless while the channel lives, so this counts only what a dead or refusing channel left behind.
+        /// Control-path lines that could not be written, or were written into segments whose upload failed: the
+        /// control path is lossless while the channel lives, so this counts only what a dead or refusing channel
+        /// left behind.
         public var controlLost = 0
         /// `telemetry_dropped` reports relayed.
         public var dropReports = 0
@@ -90,6 +103,24 @@ extension TrickleEventsSink {
         public var queuedEvents = 0
         /// Bytes waiting in the queue now.
         public var queuedBytes = 0
+        /// Control-path lines waiting in their queue now.
+        public var queuedControl = 0
+
+        /// Telemetry on its way: queued, or written into a segment whose upload has not ended.
+        public var telemetryPending: Int { self.queuedEvents + self.written - self.relayed - self.lost }
+        /// Control lines on their way: queued, or written into a segment whose upload has not ended.
+        public var controlPending: Int { self.queuedControl + self.controlWritten - self.controlRelayed - self.controlLostInSegments }
+        /// Part of ``controlLost``: lines written into segments whose upload failed.
+        public var controlLostInSegments = 0
+
+        /// Received telemetry in no terminal counter and not on its way: zero unless an event was miscounted.
+        public var telemetryUnaccounted: Int {
+            self.received
+                - (self.relayed + self.lost + self.dropped + self.refused + self.invalid + self.disabled + self.writerErrors)
+                - self.telemetryPending
+        }
+        /// Accepted control lines neither relayed, lost nor on their way: zero unless a line was miscounted.
+        public var controlUnaccounted: Int { self.controlReceived - (self.controlRelayed + self.controlLost) - self.controlPending }
 
         public init() {}
     }

@@ -40,8 +40,10 @@ public final class TrickleEventsSink: Service, Sendable {
         var queuedBytes = 0
         var control: Deque<ByteBuffer> = []
         var drainWaiter: CheckedContinuation<Void, Never>?
-        var controlWaiters: [CheckedContinuation<Void, Never>] = []
+        var controlWaiters: [CheckedContinuation<Bool, Never>] = []
         var isFinishing = false
+        /// The drain has returned: nothing queued from now on would be written.
+        var isDrainOver = false
         var stats = Stats()
         var droppedSinceReport = 0
         var droppedBytesSinceReport = 0
@@ -88,13 +90,16 @@ public final class TrickleEventsSink: Service, Sendable {
         let tracer = configuration.tracer
         writer.publisher.onSegmentOutcome { [weak self] outcome in
             if let tracer { Self.traceUpload(outcome, tracer: tracer) }
-            guard outcome.units > 0, let self else { return }
+            guard outcome.units > 0 || outcome.otherUnits > 0, let self else { return }
             self.state.withLock { state in
                 if outcome.accepted {
                     state.stats.relayed += outcome.units
+                    state.stats.controlRelayed += outcome.otherUnits
                 } else {
                     state.stats.lost += outcome.units
                     state.lostSinceReport += outcome.units
+                    state.stats.controlLost += outcome.otherUnits
+                    state.stats.controlLostInSegments += outcome.otherUnits
                 }
             }
         }
@@ -120,6 +125,7 @@ public final class TrickleEventsSink: Service, Sendable {
             var stats = state.stats
             stats.queuedEvents = state.telemetry.count
             stats.queuedBytes = state.queuedBytes
+            stats.queuedControl = state.control.count
             return stats
         }
     }
@@ -141,7 +147,8 @@ public final class TrickleEventsSink: Service, Sendable {
     public func emit(_ event: ByteBuffer, traceContext: TraceContextHeaders?) {
         let timestamp = WallClock.unixNanoseconds()
         let size = event.readableBytes
-        let waiter: CheckedContinuation<Void, Never>? = self.state.withLock { state in
+        let waiter = self.state.withLock { state -> CheckedContinuation<Void, Never>? in
+            state.stats.received += 1
             guard self.configuration.isTelemetryEnabled else {
                 state.stats.disabled += 1
                 return nil
@@ -187,17 +194,24 @@ public final class TrickleEventsSink: Service, Sendable {
         self.emit(ByteBuffer(string: event))
     }
 
-    /// Queues a control-path line (one JSON object), suspending while the control queue is full. Lossless.
+    /// Queues a control-path line (one JSON object), suspending while the control queue is full. Lossless while
+    /// the sink drains; a line sent after the drain ended is counted in ``Stats/controlLost``.
     public func sendControl(_ line: ByteBuffer) async {
         while !self.trySendControl(line) {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                let queued = self.state.withLock { state -> Bool in
-                    if state.control.count < self.configuration.controlQueueCapacity || state.isFinishing { return false }
+            let drainIsOver = await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+                let outcome = self.state.withLock { state -> Bool? in
+                    if state.isDrainOver {
+                        state.stats.controlReceived += 1
+                        state.stats.controlLost += 1
+                        return true
+                    }
+                    if state.control.count < self.configuration.controlQueueCapacity { return false }
                     state.controlWaiters.append(continuation)
-                    return true
+                    return nil
                 }
-                if !queued { continuation.resume() }
+                if let outcome { continuation.resume(returning: outcome) }
             }
+            if drainIsOver { return }
         }
     }
 
@@ -205,7 +219,8 @@ public final class TrickleEventsSink: Service, Sendable {
     /// - Returns: `false` when full (an HTTP ingest answers 503 with `Retry-After`).
     public func trySendControl(_ line: ByteBuffer) -> Bool {
         let (accepted, waiter): (Bool, CheckedContinuation<Void, Never>?) = self.state.withLock { state in
-            guard state.control.count < self.configuration.controlQueueCapacity else { return (false, nil) }
+            guard state.control.count < self.configuration.controlQueueCapacity, !state.isDrainOver else { return (false, nil) }
+            state.stats.controlReceived += 1
             state.control.append(line)
             defer { state.drainWaiter = nil }
             return (true, state.drainWaiter)
@@ -230,19 +245,30 @@ public final class TrickleEventsSink: Service, Sendable {
     /// Stops intake: later emits are dropped (and counted); ``run()`` returns once the queue is written, after a
     /// final `telemetry_dropped` report if anything was lost.
     public func finish() {
-        let waiters: [CheckedContinuation<Void, Never>] = self.state.withLock { state in
+        let drainWaiter = self.state.withLock { state in
             state.isFinishing = true
-            var waiters = state.controlWaiters
-            state.controlWaiters = []
-            if let drain = state.drainWaiter { waiters.append(drain) }
-            state.drainWaiter = nil
-            return waiters
+            defer { state.drainWaiter = nil }
+            return state.drainWaiter
         }
-        for waiter in waiters { waiter.resume() }
+        drainWaiter?.resume()
+    }
+
+    /// Marks the drain over: control lines still queued (a cancelled drain) are lost, and senders waiting for
+    /// room are woken to count theirs lost too.
+    private func endDrain() {
+        let waiters = self.state.withLock { state in
+            state.isDrainOver = true
+            state.stats.controlLost += state.control.count
+            state.control.removeAll()
+            defer { state.controlWaiters = [] }
+            return state.controlWaiters
+        }
+        for waiter in waiters { waiter.resume(returning: false) }
     }
 
     private func drain() async throws {
         self.state.withLock { $0.reportWindowStart = Self.unixMillisecondsNow() }
+        defer { self.endDrain() }
         while true {
             switch self.nextWork() {
             case .control(let line):
@@ -267,7 +293,7 @@ public final class TrickleEventsSink: Service, Sendable {
     private func nextWork() -> Work {
         let now = ContinuousClock.now
         let reportIntervalElapsed = self.lastReportAt.withLock { now - $0 >= self.configuration.dropReportInterval }
-        let (work, waiters): (Work, [CheckedContinuation<Void, Never>]) = self.state.withLock { state in
+        let (work, waiters): (Work, [CheckedContinuation<Bool, Never>]) = self.state.withLock { state in
             // Control first: it is lossless and must not wait behind telemetry.
             if let line = state.control.popFirst() {
                 let waiter = state.controlWaiters.isEmpty ? [] : [state.controlWaiters.removeFirst()]
@@ -304,7 +330,7 @@ public final class TrickleEventsSink: Service, Sendable {
             if state.isFinishing { return (.finished, []) }
             return (.idle(reportDue: pendingReport), [])
         }
-        for waiter in waiters { waiter.resume() }
+        for waiter in waiters { waiter.resume(returning: false) }
         return work
     }
 
@@ -384,10 +410,10 @@ public final class TrickleEventsSink: Service, Sendable {
 
     private func write(_ line: ByteBuffer, as kind: LineKind) async {
         do throws(JSONLWriterError) {
-            try await self.writer.write(line: line, countsUnit: kind == .telemetry)
+            try await self.writer.write(line: line, tally: kind == .telemetry ? .unit : kind == .control ? .otherUnit : .uncounted)
             self.state.withLock { state in
                 switch kind {
-                case .control: state.stats.controlWritten += 1
+                case .control: state.stats.controlWritten += 1  // relayed once its segment is accepted
                 case .telemetry: state.stats.written += 1  // relayed once its segment is accepted
                 case .dropReport: state.stats.dropReports += 1
                 }
@@ -395,11 +421,12 @@ public final class TrickleEventsSink: Service, Sendable {
             }
         } catch where error.code == .lineTooLarge {
             self.state.withLock { state in
-                if kind == .telemetry {
+                switch kind {
+                case .telemetry:
                     state.stats.refused += 1
                     state.refusedSinceReport += 1
-                } else {
-                    state.stats.controlLost += 1
+                case .control: state.stats.controlLost += 1
+                case .dropReport: break  // the relay's own report, not an accepted event
                 }
             }
             self.refusedLog.report("line_too_large", "event refused: its line exceeds the segment cap", metadata: Self.describe(line))
@@ -407,7 +434,11 @@ public final class TrickleEventsSink: Service, Sendable {
             // Telemetry and control are counted apart, so each path's counters add up: every telemetry event in
             // exactly one terminal counter, every control event written or `controlLost`.
             self.state.withLock { state in
-                if kind == .telemetry { state.stats.writerErrors += 1 } else { state.stats.controlLost += 1 }
+                switch kind {
+                case .telemetry: state.stats.writerErrors += 1
+                case .control: state.stats.controlLost += 1
+                case .dropReport: break  // the relay's own report, not an accepted event
+                }
             }
             self.logger.debug("events writer failed", metadata: ["error": "\(error)"])
         }
@@ -418,8 +449,9 @@ public final class TrickleEventsSink: Service, Sendable {
 
     private func write(telemetry lines: [ByteBuffer]) async {
         guard !lines.isEmpty else { return }
-        do throws(JSONLWriterError) {
-            let rejected = try await self.writer.write(lines: lines, countsUnits: true)
+        let result = await self.writer.write(lines: lines, tally: .unit)
+        do {
+            let rejected = result.rejected
             var rejectedBytes = 0
             var refused = 0
             for (index, error) in rejected {
@@ -433,18 +465,20 @@ public final class TrickleEventsSink: Service, Sendable {
                     )
                 }
             }
-            let written = lines.count - rejected.count
-            let bytes = lines.reduce(0) { $0 + $1.readableBytes + 1 } - rejectedBytes
+            let written = result.written
+            let bytes = lines.prefix(written + rejected.count).reduce(0) { $0 + $1.readableBytes + 1 } - rejectedBytes
+            // Every line of the batch in exactly one counter: written (relayed or lost once its segment ends),
+            // refused, or a writer error (rejected for another reason, or left behind by a publisher failure).
             self.state.withLock { state in
-                state.stats.written += written  // relayed once their segment is accepted
-                state.stats.bytesWritten += bytes
+                state.stats.written += written
+                state.stats.bytesWritten += max(0, bytes)
                 state.stats.refused += refused
                 state.refusedSinceReport += refused
-                state.stats.writerErrors += rejected.count - refused
+                state.stats.writerErrors += rejected.count - refused + result.unwritten(of: lines.count)
             }
-        } catch {
-            self.state.withLock { $0.stats.writerErrors += lines.count }
-            self.logger.debug("events writer failed", metadata: ["error": "\(error)"])
+        }
+        if let failure = result.failure {
+            self.logger.debug("events writer failed", metadata: ["error": "\(failure)"])
         }
     }
 

@@ -15,6 +15,7 @@ final class SegmentUpload: Sendable {
     let done = OneShotSignal<Result>()
     /// Units (e.g. telemetry lines) the writer counted into this segment, reported with its outcome.
     private let units = Atomic<Int>(0)
+    private let otherUnits = Atomic<Int>(0)
     private let onOutcome: (@Sendable (TricklePublisher.SegmentOutcome) -> Void)?
     /// When the segment was opened (Unix ns), for a trace span of its upload.
     private let openedAtNanos = WallClock.unixNanoseconds()
@@ -35,12 +36,22 @@ final class SegmentUpload: Sendable {
     }
 
     /// Counts units into this segment (call after its bytes were appended).
-    func add(units count: Int) { self.units.wrappingAdd(count, ordering: .relaxed) }
+    func add(units count: Int, otherUnits otherCount: Int = 0) {
+        if count > 0 { self.units.wrappingAdd(count, ordering: .relaxed) }
+        if otherCount > 0 { self.otherUnits.wrappingAdd(otherCount, ordering: .relaxed) }
+    }
 
     /// Ends the upload once: wakes waiters and reports the outcome with the units it carried.
     func complete(_ result: Result) {
         guard self.done.fulfill(result) else { return }
-        let units = self.units.load(ordering: .relaxed)
-        self.onOutcome?(.init(seq: self.seq, accepted: result == .completed, units: units, openedAtNanos: self.openedAtNanos))
+        self.onOutcome?(
+            .init(
+                seq: self.seq,
+                accepted: result == .completed,
+                units: self.units.load(ordering: .relaxed),
+                otherUnits: self.otherUnits.load(ordering: .relaxed),
+                openedAtNanos: self.openedAtNanos
+            )
+        )
     }
 }

@@ -49,6 +49,8 @@ public actor TricklePublisher: Service {
     private var inFlight: [SegmentUpload] = []
     private var terminalError: TrickleClientError?
     private var isClosed = false
+    /// `run()` ended (cancelled): no upload would be performed, so no segment may be opened.
+    private var hasStopped = false
     private nonisolated let closeCompleted = OneShotSignal<Void>()
 
     /// Creates a publisher. Nothing is sent until the first write.
@@ -77,8 +79,10 @@ public actor TricklePublisher: Service {
         public var seq: Int
         /// Whether the server acknowledged the whole segment (`200` after its last byte).
         public var accepted: Bool
-        /// The units (e.g. lines) written into it.
+        /// The units (e.g. telemetry lines) written into it.
         public var units: Int
+        /// The second kind of units written into it (e.g. control lines), counted apart.
+        public var otherUnits: Int = 0
         /// When the segment was opened, in Unix nanoseconds (its upload ended now).
         public var openedAtNanos: UInt64 = 0
     }
@@ -102,6 +106,21 @@ public actor TricklePublisher: Service {
                 group.addTask { await self.perform(upload) }
             }
         }
+        // Cancelled (a close that ran out of time): every segment still open or waiting ends as failed, so its
+        // writer hears an outcome for every unit it wrote — none is left "written, fate unknown".
+        self.abandonUnfinishedUploads()
+    }
+
+    private func abandonUnfinishedUploads() {
+        self.hasStopped = true
+        let abandoned = self.inFlight + [self.current, self.preconnected].compactMap { $0 }
+        for upload in abandoned where upload.done.value == nil {
+            upload.pipe.fail(TrickleClientError(.channelClosed, "the publisher stopped before the segment was sent"))
+            upload.complete(.failed)
+        }
+        self.inFlight = []
+        self.current = nil
+        self.preconnected = nil
     }
 
     /// Appends bytes to the current segment, opening one if none is open.
@@ -114,7 +133,17 @@ public actor TricklePublisher: Service {
     ///     past this size (a segment may still exceed it when a single write is larger).
     /// - Throws: ``TrickleClientError`` — `.channelNotFound`, `.channelClosed`, `.retriesExhausted` (terminal),
     ///   or `.segmentFailed` when the segment failed after the bytes were handed over.
-    public func write(_ bytes: ByteBuffer, maximumSegmentBytes: Int? = nil, units: Int = 0) async throws(TrickleClientError) {
+    ///
+    /// Once `bytes` are in a segment they are that segment's: this returns normally even if its upload fails
+    /// while waiting for buffer space (the units are then reported by ``onSegmentOutcome(_:)`` as not accepted,
+    /// and the next write opens a new segment or throws) — so a caller never counts the same units as both
+    /// handed over and failed.
+    public func write(
+        _ bytes: ByteBuffer,
+        maximumSegmentBytes: Int? = nil,
+        units: Int = 0,
+        otherUnits: Int = 0
+    ) async throws(TrickleClientError) {
         if let terminalError { throw terminalError }
         guard !self.isClosed else { throw TrickleClientError(.channelClosed, "the publisher was closed") }
         if let maximumSegmentBytes, self.current != nil, self.currentBytes + bytes.readableBytes > maximumSegmentBytes {
@@ -134,12 +163,9 @@ public actor TricklePublisher: Service {
             }
         }
         self.currentBytes += bytes.readableBytes
-        if units > 0 { upload.add(units: units) }
-        do {
-            try await upload.pipe.waitForCapacity()
-        } catch {
-            throw self.terminalError ?? TrickleClientError(.segmentFailed, "the segment upload failed: \(error)")
-        }
+        upload.add(units: units, otherUnits: otherUnits)
+        // Back-pressure only: a failed upload is reported through its outcome, and found by the next write.
+        try? await upload.pipe.waitForCapacity()
     }
 
     /// Ends the current segment (no-op when none is open).
@@ -212,6 +238,7 @@ public actor TricklePublisher: Service {
             }
         }
         if let terminalError { throw terminalError }
+        if self.hasStopped { throw TrickleClientError(.channelClosed, "the publisher has stopped (its run() ended)") }
         if let current { return current }
         let seq = self.nextSeq!  // set above
         let upload: SegmentUpload

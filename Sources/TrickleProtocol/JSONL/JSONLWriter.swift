@@ -84,32 +84,55 @@ public final class JSONLWriter: Service, Sendable {
         }
     }
 
+    /// How a written line is counted into its segment, for ``TricklePublisher/SegmentOutcome``: how a caller
+    /// learns which of its lines the server accepted (`units`) and which were lost with a failed upload.
+    public enum LineTally: Sendable, Hashable {
+        /// Not counted.
+        case uncounted
+        /// Counted in the outcome's `units` (the events channel: telemetry).
+        case unit
+        /// Counted in the outcome's `otherUnits` (the events channel: control events).
+        case otherUnit
+    }
+
     /// Writes one line: `line` must be one strict JSON object without a newline (one is appended).
     ///
     /// - Throws: ``JSONLWriterError`` — `.lineTooLarge`, `.invalidJSON`, `.notAnObject`, `.containsNewline`
-    ///   (nothing written), `.closed`, `.publishFailed`.
+    ///   (nothing written), `.closed`, `.publishFailed` (nothing written). Once this returns, the line is in a
+    ///   segment: whether the server took it is that segment's outcome.
     ///
-    /// - Parameter countsUnit: Count the line as one unit of its segment (see ``write(lines:countsUnits:)``).
-    public func write(line: ByteBuffer, countsUnit: Bool = false) async throws(JSONLWriterError) {
+    /// - Parameter tally: How the line counts into its segment's outcome.
+    public func write(line: ByteBuffer, tally: LineTally = .uncounted) async throws(JSONLWriterError) {
         try self.check(line)
         var framed = line
         framed.writeInteger(UInt8(ascii: "\n"))
-        try await self.publish(framed, units: countsUnit ? 1 : 0)
+        try await self.publish(framed, lines: 1, tally: tally)
+    }
+
+    /// What became of a batch of lines (``write(lines:tally:)``): every line is in exactly one of `written`,
+    /// `rejected`, or after `failure` stopped the batch.
+    public struct BatchResult: Sendable {
+        /// Lines handed to segments, in order (the server's answer comes with each segment's outcome).
+        public var written = 0
+        /// Lines that failed the line checks and were skipped (index into the batch, and why).
+        public var rejected: [(index: Int, error: JSONLWriterError)] = []
+        /// Why the batch stopped early (`.closed`, `.publishFailed`): the lines not written and not rejected.
+        public var failure: JSONLWriterError?
+
+        /// Lines neither written nor rejected: what `failure` left behind.
+        public func unwritten(of count: Int) -> Int { count - self.written - self.rejected.count }
     }
 
     /// Writes several lines at once (one upload write per up to 256 KiB instead of one per line: the way to keep
-    /// up with tens of thousands of lines a second). Each line is checked as ``write(line:)`` checks it; a line
-    /// that fails is skipped and reported in the result, the others are written in order. Segments still rotate
-    /// only between lines.
+    /// up with tens of thousands of lines a second). Each line is checked as ``write(line:tally:)`` checks it; a
+    /// line that fails is skipped and reported in the result, the others are written in order. Segments still
+    /// rotate only between lines. A publisher failure stops the batch and is reported, never thrown, with how
+    /// far it got, so the caller's counters add up.
     ///
-    /// - Returns: The lines that were not written (index into `lines`, and why).
-    /// - Throws: ``JSONLWriterError`` `.closed` or `.publishFailed` — then none of the lines from the failed
-    ///   chunk on can be assumed written.
-    /// - Parameter countsUnits: Count each written line as one unit of its segment, reported in
-    ///   ``TricklePublisher/SegmentOutcome`` (so the caller learns which lines the server accepted).
+    /// - Parameter tally: How each written line counts into its segment's outcome.
     @discardableResult
-    public func write(lines: [ByteBuffer], countsUnits: Bool = false) async throws(JSONLWriterError) -> [(index: Int, error: JSONLWriterError)] {
-        var rejected: [(index: Int, error: JSONLWriterError)] = []
+    public func write(lines: [ByteBuffer], tally: LineTally = .uncounted) async -> BatchResult {
+        var result = BatchResult()
         let chunkLimit = min(256 * 1024, self.configuration.maximumSegmentBytes)
         var chunk = ByteBuffer()
         var chunkLines = 0
@@ -118,11 +141,19 @@ public final class JSONLWriter: Service, Sendable {
             do throws(JSONLWriterError) {
                 try self.check(line)
             } catch {
-                rejected.append((index, error))
+                result.rejected.append((index, error))
                 continue
             }
             if chunk.readableBytes > 0, chunk.readableBytes + size > chunkLimit {
-                try await self.publish(chunk, units: countsUnits ? chunkLines : 0)
+                do throws(JSONLWriterError) {
+                    try await self.publish(chunk, lines: chunkLines, tally: tally)
+                } catch {
+                    result.failure = error
+                    // The rest of the batch is not written; lines after this one that would fail the checks
+                    // are still unwritten, not rejected (the caller counts them with the failure).
+                    return result
+                }
+                result.written += chunkLines
                 chunk.clear()
                 chunkLines = 0
             }
@@ -131,14 +162,26 @@ public final class JSONLWriter: Service, Sendable {
             chunk.writeInteger(UInt8(ascii: "\n"))
             chunkLines += 1
         }
-        if chunk.readableBytes > 0 { try await self.publish(chunk, units: countsUnits ? chunkLines : 0) }
-        return rejected
+        if chunk.readableBytes > 0 {
+            do throws(JSONLWriterError) {
+                try await self.publish(chunk, lines: chunkLines, tally: tally)
+                result.written += chunkLines
+            } catch {
+                result.failure = error
+            }
+        }
+        return result
     }
 
     /// Publishes whole framed lines (never more than a segment holds).
-    private func publish(_ framed: ByteBuffer, units: Int = 0) async throws(JSONLWriterError) {
+    private func publish(_ framed: ByteBuffer, lines: Int, tally: LineTally) async throws(JSONLWriterError) {
         do {
-            try await self.publisher.write(framed, maximumSegmentBytes: self.configuration.maximumSegmentBytes, units: units)
+            try await self.publisher.write(
+                framed,
+                maximumSegmentBytes: self.configuration.maximumSegmentBytes,
+                units: tally == .unit ? lines : 0,
+                otherUnits: tally == .otherUnit ? lines : 0
+            )
         } catch {
             if error.code == .channelClosed, self.closeRequested.value != nil {
                 throw JSONLWriterError(.closed, "the writer was closed")
@@ -155,7 +198,7 @@ public final class JSONLWriter: Service, Sendable {
         } catch {
             throw JSONLWriterError(.invalidJSON, "value could not be encoded as strict JSON: \(error)")
         }
-        try await self.write(line: ByteBuffer(bytes: data))
+        try await self.write(line: ByteBuffer(bytes: data), tally: .uncounted)
     }
 
     /// Ends the current segment now (readers see its end); the next write opens a new one.

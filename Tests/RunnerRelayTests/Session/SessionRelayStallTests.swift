@@ -25,6 +25,7 @@ struct SessionRelayStallTests {
                 let started = ContinuousClock.now
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     group.addTask { try await relay.run() }
+                    for n in 0..<3 { await relay.sink.sendControl(ByteBuffer(string: #"{"type":"runner_ready","n":\#(n)}"#)) }
                     for n in 0..<50 { relay.sink.emit(ByteBuffer(string: #"{"type":"metric","n":\#(n)}"#)) }
                     try await waitUntil("the server to hold a connection") { server.connectionsAccepted >= 1 }
                     relay.finish()
@@ -42,6 +43,8 @@ struct SessionRelayStallTests {
                 #expect(stats.emitted == 50, "\(stats)")
                 #expect(stats.emitted == stats.written + stats.dropped + stats.refused + stats.writerErrors + stats.queuedEvents, "\(stats)")
                 #expect(stats.written == stats.relayed + stats.lost, "\(stats)")
+                #expect(stats.controlReceived == 3 && stats.controlRelayed == 0, "\(stats)")
+                expectEveryEventAccountedFor(stats)
             }
         }
     }

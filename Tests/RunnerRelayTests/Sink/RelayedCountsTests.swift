@@ -28,6 +28,9 @@ struct RelayedCountsTests {
         // The publisher never gives up on a failing server (an outage of any length is ridden out); the bounded
         // close cuts the uploads at teardown, and every event they held is counted lost. None goes uncounted.
         #expect(stats.lost == stats.written && stats.written >= 20, "\(stats)")
+        // The control events went into the same failed segments: lost, counted, never "relayed".
+        #expect(stats.controlRelayed == 0 && stats.controlLost == 5 && stats.controlLostInSegments == 5, "\(stats)")
+        expectEveryEventAccountedFor(stats)
         #expect(relay.writer.publisher.stats.retries > 0)
     }
 
@@ -50,6 +53,8 @@ struct RelayedCountsTests {
         }
         let stats = relay.summary.sink
         #expect(stats.relayed == 20 && stats.lost == 0, "\(stats)")
+        #expect(stats.controlRelayed == 5 && stats.controlLost == 0, "\(stats)")
+        expectEveryEventAccountedFor(stats)
         #expect(relay.writer.publisher.stats.resends == 3)
         let posts = server.requests.filter { $0.method == .post && $0.path == "/events/0" }
         #expect(posts.count == 4)
@@ -64,8 +69,10 @@ struct RelayedCountsTests {
             try await seen.wait("50 lines") { $0.count >= 50 }
         }
         #expect(summary.sink.written == 50 && summary.sink.relayed == 50 && summary.sink.lost == 0)
+        expectEveryEventAccountedFor(summary.sink)
         #expect(lines.count == 50)
     }
+
 }
 
 /// Runs a session relay against `server` (quick retries, no channel DELETE): emits 20 numbered events, waits for
@@ -94,6 +101,7 @@ private func relay20Events(
             )
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await relay.run() }
+                for n in 0..<5 { await relay.sink.sendControl(ByteBuffer(string: #"{"type":"runner_ready","n":\#(n)}"#)) }
                 for n in 0..<20 { relay.sink.emit(ByteBuffer(string: #"{"type":"metric","n":\#(n)}"#)) }
                 try await waitUntil(what) { condition(relay.sink.stats) }
                 relay.finish()

@@ -1,0 +1,90 @@
+import Foundation
+import Testing
+import TrickleProtocol
+import TrickleTestSupport
+
+/// Issue #22: a runner whose trickle server stopped reading (hung orchestrator, SIGSTOPped `serve`) stops within
+/// its documented bound on SIGTERM, with a summary whose counters add up; a second SIGTERM ends it at once.
+@Suite("runner against a trickle server that never reads", .timeLimit(.minutes(2)))
+struct StalledPeerProcessTests {
+    /// Starts `runner` against `base`, feeds it telemetry (stdin stays open), waits until it has read some, sends
+    /// `signals` (the second 0.3 s after the first), and returns its status, seconds from the first signal to its
+    /// exit, and its standard error lines.
+    func runner(against server: StalledServer, base: String, signals: Int) async throws -> (status: Int32, seconds: Double, errors: [String]) {
+        let process = Process()
+        process.executableURL = try trickleRelayExecutable()
+        process.arguments = [
+            "runner", "--events-url", "\(base)/stalled-events", "--session-id", "stalled", "--telemetry", "on",
+            "--flush-timeout", "2", "--log-level", "info",
+        ]
+        let input = Pipe()
+        let errors = Pipe()
+        process.standardInput = input
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = errors
+        var environment = ProcessInfo.processInfo.environment
+        environment["DO_NOT_TRACK"] = nil
+        environment["TRICKLE_RELAY_TELEMETRY"] = nil
+        process.environment = environment
+        let lines = Recorder<String>()
+        collectLines(errors, into: lines)
+        let exited = try launch(process)
+        var batch = #"{"type":"runner_ready"}"# + "\n"
+        for n in 0..<5_000 { batch += #"{"type":"telemetry","event":{"type":"metric","n":\#(n)}}"# + "\n" }
+        try input.fileHandleForWriting.write(contentsOf: Data(batch.utf8))
+        // The publisher connects once the first line (the control event) is on its way to a segment.
+        try await waitUntil("the runner to connect to the stalled server") { server.connectionsAccepted >= 1 }
+        let start = ContinuousClock.now
+        kill(process.processIdentifier, SIGTERM)
+        if signals > 1 {
+            try? await Task.sleep(for: .milliseconds(300))  // the second signal comes while the first is being handled
+            kill(process.processIdentifier, SIGTERM)
+        }
+        let status = await exited.wait() ?? -1
+        let elapsed = ContinuousClock.now - start
+        try? input.fileHandleForWriting.close()
+        try? await lines.wait(timeout: .seconds(2), "stderr to close") { _ in !process.isRunning }
+        return (status, Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18, lines.values)
+    }
+
+    @Test("one SIGTERM: the runner exits within the flush deadline plus the close bound, and its summary adds up")
+    func sigterm() async throws {
+        let server = StalledServer()
+        try await server.run { base in
+            let result = try await self.runner(against: server, base: base, signals: 1)
+            // --flush-timeout 2 + the close bound (5 s) + the /next probe's cut; unloaded it is ~6 s.
+            #expect(result.seconds < 30, "took \(result.seconds) s")
+            #expect(result.status == 1, "nothing was accepted: exit 1 (\(result.errors.suffix(3)))")
+            let summary = try #require(result.errors.first { $0.hasPrefix("session stalled:") }, "\(result.errors.suffix(5))")
+            try expectBalanced(summary, "telemetry received")
+            try expectBalanced(summary, "control received")
+            #expect(summary.contains("control received 1 ="), "\(summary)")
+            #expect(!summary.contains("DO NOT ADD UP"), "\(summary)")
+        }
+    }
+
+    @Test("a second SIGTERM ends the runner at once (143), saying so")
+    func secondSigterm() async throws {
+        let server = StalledServer()
+        try await server.run { base in
+            let result = try await self.runner(against: server, base: base, signals: 2)
+            #expect(result.seconds < 4, "took \(result.seconds) s")
+            #expect(result.status == 143)
+            #expect(result.errors.contains { $0.contains("second stop signal (SIGTERM)") }, "\(result.errors.suffix(3))")
+        }
+    }
+}
+
+/// Checks one equation of a runner summary, `LABEL N (…) = name a + name b (…) + …;`: the right side sums to N.
+func expectBalanced(_ summary: String, _ label: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+    let start = try #require(summary.range(of: label), "no \(label) in \(summary)", sourceLocation: sourceLocation)
+    let clause = summary[start.upperBound...].prefix { $0 != ";" }
+    let sides = clause.split(separator: "=", maxSplits: 1)
+    try #require(sides.count == 2, "no equation in \(clause)", sourceLocation: sourceLocation)
+    let total = Int(sides[0].split(separator: " ").first ?? "")
+    // Every term is `name N` possibly followed by a parenthesised note; take the first number of each term.
+    let terms = sides[1].split(separator: "+").compactMap { term in
+        term.split(separator: " ").first { Int($0) != nil }.flatMap { Int($0) }
+    }
+    #expect(total != nil && terms.reduce(0, +) == total, "\(label): \(clause)", sourceLocation: sourceLocation)
+}
