@@ -76,6 +76,7 @@ root="$stage/$name"
 mkdir -p "$root/systemd" "$root/examples"
 cp "$binary" "$binary.debug" "$root/"
 cp README.md LICENSE "$root/"
+cp -R docs "$root/docs"
 cp packaging/systemd/*.service "$root/systemd/"
 cp packaging/examples/client.json "$root/examples/"
 mtime=$(git log -1 --format=%cI 2>/dev/null || date -u +%Y-%m-%dT%H:%M:%SZ)

@@ -4,7 +4,7 @@
 //   … trickle-relay-bench cycles [count] [url pid]                  (server RSS across channel lifecycles)
 //   … trickle-relay-bench fleet [channels rate seconds]             (one client daemon following many channels)
 //   … trickle-relay-bench kafka [events]                            (the Kafka sink into librdkafka's mock cluster)
-// Prints numbers; asserts nothing (targets live in the README and the issue notes).
+// Prints numbers; asserts nothing (figures live in docs/benchmarks.md and the issue notes).
 
 import AsyncHTTPClient
 import Foundation

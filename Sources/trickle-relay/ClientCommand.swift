@@ -344,6 +344,9 @@ struct ClientCommand: AsyncParsableCommand {
         let apiKeyFile = CurrentKeyFile(settings.apiKeyFile)
         let quiet = self.quiet
         let stdoutGone = Atomic(false)
+        // Local lines go through a bounded queue written from its own thread: a reader that stops reading (a
+        // paused terminal, `| less`) costs dropped lines, counted, never a stalled dispatch path.
+        let printer = QueuedStreamWriter(.standardOutput, logger: logger)
         var configuration = ClientApplication.Configuration(
             sink: sink,
             apiKey: { Self.apiKey(file: apiKeyFile.path) },
@@ -378,7 +381,9 @@ struct ClientCommand: AsyncParsableCommand {
                     guard !quiet else { return }
                     var line = event.line
                     line.writeInteger(UInt8(ascii: "\n"))
-                    if !StandardOutput.write(line), stdoutGone.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged {
+                    if printer.write(Array(line.readableBytesView)) == .closed,
+                        stdoutGone.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged
+                    {
                         // Its reader went away (EPIPE): delivery to the sink does not depend on stdout, so go on.
                         logger.warning("standard output closed: non-telemetry events are no longer printed; delivery to the sink goes on")
                     }
@@ -406,6 +411,13 @@ struct ClientCommand: AsyncParsableCommand {
                 }
             }
           }
+        }
+        printer.drain(timeout: .seconds(2))
+        let printed = printer.statistics
+        if printed.dropped > 0 || printed.closedOut > 0 {
+            StandardError.write(
+                "standard output: \(printed.written) lines printed, \(printed.dropped) dropped (its reader fell behind), \(printed.closedOut) not printed (its reader went away)"
+            )
         }
         if self.report(summary, sink: sink) { throw ExitCode(Self.channelNeverSeenExitStatus) }
     }
@@ -463,7 +475,7 @@ struct ClientCommand: AsyncParsableCommand {
         if counters.skippedOnResume > 0 { text += ", already spooled before the restart \(counters.skippedOnResume)" }
         if let spool = summary.spool {
             text +=
-                "; spool: appended \(spool.appended), refused (full) \(spool.overflowed), torn lines \(spool.tornLines), corrupt lines \(spool.corruptLines), state file failures \(spool.stateFileFailures), left \(spool.bytes) bytes"
+                "; spool: appended \(spool.appended), refused (full) \(spool.overflowed), refused (write failed: disk full?) \(spool.writeFailed), torn lines \(spool.tornLines), corrupt lines \(spool.corruptLines), state file failures \(spool.stateFileFailures), left \(spool.bytes) bytes"
         }
         if let reporter = summary.reporter {
             text +=
@@ -484,7 +496,7 @@ struct ClientCommand: AsyncParsableCommand {
         return !summary.subscriptions.isEmpty && neverSeen.count == summary.subscriptions.count && summary.end != nil
     }
 
-    /// Exit status when every channel answered 404 before any data (README, "Exit codes").
+    /// Exit status when every channel answered 404 before any data (docs/configuration.md, "Exit codes").
     static let channelNeverSeenExitStatus: Int32 = 3
 }
 

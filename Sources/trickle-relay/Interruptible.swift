@@ -3,7 +3,7 @@ import ServiceLifecycle
 import Synchronization
 import UnixSignals
 
-/// The exit status of a command stopped by SIGTERM or SIGINT after printing its summary (README, "Exit codes").
+/// The exit status of a command stopped by SIGTERM or SIGINT after printing its summary (docs/configuration.md, "Exit codes").
 let interruptedExitStatus: Int32 = 130
 
 /// Runs `body` as the only service of a `ServiceGroup` whose graceful-shutdown signals are SIGTERM and SIGINT:

@@ -42,6 +42,9 @@ struct SubscribeCommand: AsyncParsableCommand {
     func validate() throws {
         try validateChannelURL(self.url)
         try SecondsFlag.check(self.reconnectGrace, "--reconnect-grace", allowsZero: true)
+        guard (1...(1 << 30)).contains(self.maxSegmentBytes) else {
+            throw ValidationError("--max-segment-bytes must be 1…1073741824 (1 GiB), got \(self.maxSegmentBytes)")
+        }
         guard self.startPosition != nil else {
             throw ValidationError("--start must be latest, next or a seq number ≥ 0, got \(self.start)")
         }

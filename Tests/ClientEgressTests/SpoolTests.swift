@@ -133,6 +133,25 @@ struct SpoolTests {
         }
     }
 
+    @Test("a disk that is full (ENOSPC): appends are refused and counted apart, one warning for the state, not one per append")
+    func diskFull() async throws {
+        try await withSpoolDirectory { directory in
+            let logs = CapturedLogs()
+            let spool = try Spool(configuration: .init(directory: directory, segmentBytes: 64), logger: logs.logger())
+            // The next segment file is /dev/full: once the spool rotates to it, every write fails with ENOSPC, as
+            // on a full disk.
+            try FileManager.default.createSymbolicLink(atPath: directory + "/0000000000000001.jsonl", withDestinationPath: "/dev/full")
+            #expect(await spool.append([record(1000, size: 100)]) == 1)  // fills segment 0: the spool rotates
+            for batch in 0..<20 {
+                #expect(await spool.append((0..<5).map { record(batch * 5 + $0) }) == 0)
+            }
+            #expect(spool.stats.writeFailed == 100 && spool.stats.appended == 1 && spool.stats.overflowed == 0, "\(spool.stats)")
+            let warnings = logs.lines.filter { $0.contains("spool cannot append") }
+            #expect(warnings.count == 1, "\(logs.lines)")
+            spool.close()
+        }
+    }
+
     @Test("the size bound refuses new records and counts them")
     func bounded() async throws {
         try await withSpoolDirectory { directory in

@@ -45,6 +45,7 @@ public struct ClientMetrics: Sendable {
             let stats = spool.spool.stats
             text.add("spool_appended_total", .counter, "Envelopes written to the spool.", stats.appended)
             text.add("spool_overflowed_total", .counter, "Envelopes refused because the spool was full.", stats.overflowed)
+            text.add("spool_write_failed_total", .counter, "Envelopes refused because writing them to the spool failed (disk full, quota, I/O error).", stats.writeFailed)
             text.add("spool_torn_lines_total", .counter, "Torn last lines cut off after a crash.", stats.tornLines)
             text.add("spool_corrupt_lines_total", .counter, "Spool lines that could not be read back.", stats.corruptLines)
             text.add("spool_bytes", .gauge, "Bytes held in the spool.", stats.bytes)

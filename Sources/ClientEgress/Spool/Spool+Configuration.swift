@@ -56,6 +56,8 @@ extension Spool {
         public var appended = 0
         /// Records refused because the spool was full.
         public var overflowed = 0
+        /// Records refused because writing them failed (disk full, quota, I/O error); the partial write was cut back.
+        public var writeFailed = 0
         /// Records handed to the sink behind the spool (re-deliveries after a restart included).
         public var delivered = 0
         /// Torn last lines found (and cut off) when the spool was opened after a crash.

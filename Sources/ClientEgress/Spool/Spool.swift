@@ -79,6 +79,9 @@ public final class Spool: Sendable {
     private let appended = GenerationSignal()
     private let logger: Logger
     private let stateFileFailures: FailureLog
+    /// Appends that fail (disk full, quota, I/O error): a failure state, logged when it starts, throttled while it
+    /// lasts, and when an append succeeds again.
+    private let appendFailures: FailureLog
     private let stateFileLock = Mutex(())
 
     /// Opens (creating if needed) the spool in `configuration.directory`, recovering from a crash.
@@ -87,6 +90,7 @@ public final class Spool: Sendable {
         self.configuration = configuration
         self.logger = logger
         self.stateFileFailures = FailureLog("spool state file cannot be written (a restart may deliver again what was already sent)", logger: logger)
+        self.appendFailures = FailureLog("spool cannot append (disk full or unwritable): new events are refused and counted", logger: logger)
         let directory = configuration.directory
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
@@ -304,7 +308,7 @@ public final class Spool: Sendable {
                     // Never leave a partial line in front of later appends.
                     ftruncate(batch.descriptor, off_t(state.segments[state.segments.count - 1].bytes))
                     state.totalBytes -= bytes
-                    state.stats.overflowed += records
+                    state.stats.writeFailed += records
                     state.failedTickets.formUnion(tickets)
                 } else {
                     state.segments[state.segments.count - 1].bytes += bytes
@@ -322,7 +326,13 @@ public final class Spool: Sendable {
                 return (ready, last.bytes >= self.configuration.segmentBytes ? last.index + 1 : nil)
             }
             if let failure {
-                self.logger.error("spool append failed; events refused", metadata: ["spool.dir": "\(self.configuration.directory)", "error": "\(failure)"])
+                let refused = self.state.withLock { $0.stats.writeFailed }
+                self.appendFailures.failed(
+                    reason: failure.description,
+                    metadata: ["spool.dir": "\(self.configuration.directory)", "spool.write_failed_total": "\(refused)"]
+                )
+            } else {
+                self.appendFailures.cleared(metadata: ["spool.dir": "\(self.configuration.directory)"])
             }
             if let next = rotation { await self.rotate(to: next) }
             if failure == nil { self.appended.advance() }

@@ -2,7 +2,7 @@ public import NIOCore
 import TrickleProtocol
 
 /// A line the runner app writes on its events channel, classified by the rule the agent applies
-/// (README "What the runner agent does with a line"):
+/// (docs/architecture.md, "What the runner agent does with a line"):
 ///
 /// - `{"type":"telemetry","event":{…}}` → telemetry: the `event` object is relayed (stamped if it is not yet an
 ///   envelope);

@@ -70,10 +70,22 @@ struct FaultSuiteTests {
     func endOfInput(_ input: Pipe, runner: FaultChild, client: FaultChild, serve: FaultChild, sampler: Task<Void, Never>) async throws {
         try input.fileHandleForWriting.close()
         #expect(await runner.exited.wait() == 0, "\(runner.lines.values.suffix(3))")
+        try await self.expectRunnerAccountedFor(runner)
         #expect(await client.exited.wait() == 0, "\(client.lines.values.suffix(3))")
         sampler.cancel()
         serve.signal(SIGTERM)
         _ = await serve.exited.wait()
+    }
+
+    /// Conservation on the runner's side (issue #22 item 8): both equations of its summary add up — every
+    /// telemetry event and control line it received is in exactly one terminal counter.
+    func expectRunnerAccountedFor(_ runner: FaultChild, sourceLocation: SourceLocation = #_sourceLocation) async throws {
+        let isSummary: @Sendable (String) -> Bool = { $0.hasPrefix("session faults:") }
+        try await runner.lines.wait(timeout: .seconds(10), "the runner's summary") { $0.contains(where: isSummary) }
+        let summary = try #require(runner.lines.values.first(where: isSummary), sourceLocation: sourceLocation)
+        try expectBalanced(summary, "telemetry received", sourceLocation: sourceLocation)
+        try expectBalanced(summary, "control received", sourceLocation: sourceLocation)
+        #expect(!summary.contains("DO NOT ADD UP"), "\(summary)", sourceLocation: sourceLocation)
     }
 
     func temporaryPath(_ name: String) -> String {
@@ -131,6 +143,7 @@ struct FaultSuiteTests {
         }
         try input.fileHandleForWriting.close()
         #expect(await runner.exited.wait() == 0, "\(runner.lines.values.suffix(3))")
+        try await self.expectRunnerAccountedFor(runner)
         #expect(await client.exited.wait() == 0, "\(client.lines.values.suffix(3))")
         sampler.cancel()
         let last = servers.withLock { $0.last! }
@@ -172,6 +185,7 @@ struct FaultSuiteTests {
         try await self.feed(input, (2 * total / 3)..<total, perTick: 10)
         try input.fileHandleForWriting.close()
         #expect(await runner.exited.wait() == 0, "\(runner.lines.values.suffix(3))")
+        try await self.expectRunnerAccountedFor(runner)
         #expect(await client.exited.wait() == 0, "\(client.lines.values.suffix(3))")
         sampler.cancel()
         restarted.signal(SIGTERM)
@@ -314,6 +328,7 @@ struct FaultSuiteTests {
             }
             try input.fileHandleForWriting.close()
             #expect(await runner.exited.wait() == 0)
+            try await self.expectRunnerAccountedFor(runner)
             #expect(await client.exited.wait() == 0, "\(client.lines.values.suffix(3))")
             serve.signal(SIGTERM)
             _ = await serve.exited.wait()
@@ -361,6 +376,7 @@ struct FaultSuiteTests {
             try "key-2\n".write(toFile: keyFile, atomically: true, encoding: .utf8)
             try input.fileHandleForWriting.close()
             #expect(await runner.exited.wait() == 0)
+            try await self.expectRunnerAccountedFor(runner)
             try await waitUntil(timeout: .seconds(120), "every event to be accepted or counted as dropped") {
                 (try? Self.oracle(of: endpoint, emitted: total).unexplained) == 0
             }
