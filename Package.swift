@@ -61,7 +61,6 @@ let package = Package(
         .target(
             name: "TrickleProtocol",
             dependencies: [
-                .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -98,7 +97,6 @@ let package = Package(
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 "TrickleProtocol",
                 "RdKafka",
-                .product(name: "W3CTraceContext", package: "swift-w3c-trace-context"),
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -152,7 +150,6 @@ let package = Package(
                 "ClientEgress",
                 "RelayDemo",
                 "RelayTracing",
-                .product(name: "Tracing", package: "swift-distributed-tracing"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -189,7 +186,7 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "Logging", package: "swift-log"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
             ]
@@ -235,6 +232,7 @@ let package = Package(
             dependencies: [
                 "TrickleProtocol",
                 "TrickleTestSupport",
+                .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -248,7 +246,6 @@ let package = Package(
     swiftLanguageModes: [.v6]
 )
 
-// Benchmarks stay out of `swift test` (like Hummingbird's Package.swift): the target exists only when
 if !threadSanitizerBuild {
     // Only the OTLP/HTTP exporter: the default traits also pull in gRPC (build minutes for nothing we use).
     package.dependencies.append(.package(url: "https://github.com/swift-otel/swift-otel.git", from: "1.6.0", traits: ["OTLPHTTP"]))
@@ -257,6 +254,7 @@ if !threadSanitizerBuild {
     }
 }
 
+// Benchmarks stay out of `swift test` (like Hummingbird's Package.swift): the target exists only when
 // TRICKLE_RELAY_BENCHMARKS is set, e.g. `TRICKLE_RELAY_BENCHMARKS=1 swift run -c release trickle-relay-bench`.
 if Context.environment["TRICKLE_RELAY_BENCHMARKS"] != nil {
     package.targets.append(

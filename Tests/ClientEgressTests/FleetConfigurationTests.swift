@@ -72,6 +72,42 @@ struct FleetConfigurationTests {
         #expect(file.subscriptions.allSatisfy { $0.origin == .config })
     }
 
+    @Test("every field a configuration file may hold is parsed into its value")
+    func everyField() throws {
+        let text = #"""
+            {"sink":"file:/var/lib/telemetry.jsonl","api_key_file":"/etc/trickle/key","spool_dir":"/var/spool/trickle",
+             "spool":true,"spool_max_bytes":2097152,"listen":"127.0.0.1:7999","stream_token_file":"/etc/trickle/stream",
+             "wait_for_channel":12.5,"reconnect_grace":45,"kafka_topic":"telemetry","kafka_compression":"zstd",
+             "kafka_options":{"ssl.ca.location":"/etc/ssl/ca.pem","acks":"all"},
+             "subscriptions":[{"events_url":"http://h:1/a-events","session_id":"sess-a","start":7},
+                              {"events_url":"https://h/ai/trickle/b-events","start":"next"},
+                              {"events_url":"http://h:1/c-events","start":"latest"}]}
+            """#
+        let file = try ClientConfigurationFile(data: Data(text.utf8), path: "client.json")
+        #expect(file.sink.map { "\($0)" } == "file:/var/lib/telemetry.jsonl")
+        #expect(file.apiKeyFile == "/etc/trickle/key")
+        #expect(file.spoolDirectory == "/var/spool/trickle")
+        #expect(file.spool == true)
+        #expect(file.spoolMaximumBytes == 2_097_152)
+        #expect(file.listen == "127.0.0.1:7999")
+        #expect(file.streamTokenFile == "/etc/trickle/stream")
+        #expect(file.waitForChannel == 12.5)
+        #expect(file.reconnectGrace == 45)
+        #expect(file.kafkaTopic == "telemetry")
+        #expect(file.kafkaCompression == "zstd")
+        #expect(Dictionary(uniqueKeysWithValues: (file.kafkaOptions ?? []).map { ($0.0, $0.1) }) == ["ssl.ca.location": "/etc/ssl/ca.pem", "acks": "all"])
+        try #require(file.subscriptions.count == 3)
+        #expect(file.subscriptions.map(\.eventsURL.channelName) == ["a-events", "b-events", "c-events"])
+        #expect(file.subscriptions[0].sessionID == "sess-a")
+        #expect(file.subscriptions[0].start == .seq(7))
+        #expect(file.subscriptions[1].start == .next)
+        #expect(file.subscriptions[2].start == .latest)
+        #expect(file.subscriptions.allSatisfy { $0.origin == .config })
+        // An absent field stays absent (the command line's value or the default applies), never a made-up value.
+        let empty = try ClientConfigurationFile(data: Data("{}".utf8), path: "client.json")
+        #expect(empty.sink == nil && empty.spool == nil && empty.listen == nil && empty.kafkaOptions == nil && empty.subscriptions.isEmpty)
+    }
+
     @Test("a bad configuration file is refused with the field and the reason", arguments: [
         (#"[1]"#, "must be a JSON object"),
         (#"{"sink":"null""#, "not valid JSON"),
