@@ -89,196 +89,68 @@ struct ReplayCommand: AsyncParsableCommand {
         var options = self.logging
         options.logLevel = options.logLevel ?? "warning"
         let logger = options.makeLogger(label: "trickle-relay.replay")
-        let speed = ReplayPacer.Speed(self.speed) ?? .max
-        let progress = ReplayProgress(files: self.files)
+        let configuration = Replayer.Configuration(
+            files: self.files,
+            maximumLineBytes: self.maxLineBytes,
+            types: self.types.map { Set($0.split(separator: ",").map { TextParsing.trimmed($0) }) },
+            strict: self.strict,
+            speed: ReplayPacer.Speed(self.speed) ?? .max  // checked in validate()
+        )
+        let progress = ReplayProgress(files: self.files, isShown: isatty(2) == 1) { StandardError.writeRaw($0) }
+        let sink: any EgressSink
         if let to {
-            try await self.republish(to: try TrickleChannelURL(to), speed: speed, progress: progress, logger: logger)
+            sink = NullSink()
+            try await self.republish(Replayer(configuration: configuration, sink: sink, progress: progress, logger: logger), to: try TrickleChannelURL(to), logger: logger)
             return
         }
-        let inner: any EgressSink
         do {
-            inner = try EgressSinkSpecification(parsing: self.sink).makeSink(httpClient: nil, logger: logger) { StandardError.writeRaw($0) }
+            sink = try EgressSinkSpecification(parsing: self.sink).makeSink(httpClient: nil, logger: logger) { StandardError.writeRaw($0) }
         } catch {
             StandardError.write("trickle-relay replay: \(error)")
             throw ExitCode(4)
         }
-        let sink = ReplayObservingSink(forwardingTo: speed == .max ? inner : PacedSink(forwardingTo: inner, speed: speed))
-        let problems = ReplayProblems()
-        let currentFile = Mutex("")
-        let strict = self.strict
-        let dispatcher = EventDispatcher(
-            sink: sink,
-            logger: logger,
-            types: self.types.map { Set($0.split(separator: ",").map { TextParsing.trimmed($0) }) },
-            countsDataTypes: true,
-            onProblem: { problem in
-                let file = currentFile.withLock { $0 }
-                let located = ReplaySummary.Problem(file: file, line: problem.lineNumber, reason: problem.reason, detail: problem.detail)
-                problems.add(located)
-            }
-        )
-        let files = self.files
-        let maxLineBytes = self.maxLineBytes
+        let replayer = Replayer(configuration: configuration, sink: sink, progress: progress, logger: logger)
         // SIGTERM/SIGINT stop the replay between chunks; the summary of what was replayed is still printed.
-        let interrupted = try await runInterruptibly(logger: logger) {
-            for file in files {
-                currentFile.withLock { $0 = file }
-                let descriptor = open(file, O_RDONLY | O_CLOEXEC)
-                guard descriptor >= 0 else {
-                    StandardError.write("trickle-relay replay: cannot read \(file): \(String(cString: strerror(errno)))")
-                    throw ExitCode(4)
-                }
-                defer { close(descriptor) }
-                try await dispatcher.run(
-                    bytes: progress.counting(StandardInputChunks(descriptor: descriptor, chunkSize: 1 << 20)),
-                    source: file,
-                    maximumLineBytes: maxLineBytes
-                )
-                if strict, let first = problems.first {
-                    StandardError.write("\(first.file):\(first.line.map(String.init) ?? "-"): \(first.reason) \(first.detail)")
-                    throw ExitCode(3)
-                }
-            }
+        let interrupted: Bool
+        do {
+            interrupted = try await runInterruptibly(logger: logger) { try await replayer.run() }
+        } catch let error as ReplayError {
+            _ = await replayer.finish()
+            StandardError.write(error.code == .strictStop ? error.message : "trickle-relay replay: \(error.message)")
+            throw ExitCode(error.code == .strictStop ? 3 : 4)
         }
-        progress.finish()
         if interrupted { StandardError.write("trickle-relay replay: interrupted by a signal; the summary covers what was replayed") }
-        await sink.shutdown()
-        let summary = ReplaySummary(files: self.files, counters: dispatcher.stats, problems: problems, observations: sink)
+        let summary = await replayer.finish()
         if self.summary == .json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
             StandardOutput.write(String(decoding: try encoder.encode(summary), as: UTF8.self) + "\n")
         } else {
-            StandardOutput.write(Self.text(summary))
+            StandardOutput.write(summary.text)
         }
         if interrupted { throw ExitCode(interruptedExitStatus) }
         if summary.sinkFailedEvents > 0 { throw ExitCode(5) }
     }
 
     /// `--to`: the recording's lines go, unchanged, onto a live channel.
-    func republish(to url: TrickleChannelURL, speed: ReplayPacer.Speed, progress: ReplayProgress, logger: Logger) async throws {
-        var written = 0
-        var refused = 0
-        try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration()) { client in
+    func republish(_ replayer: Replayer, to url: TrickleChannelURL, logger: Logger) async throws {
+        let result = try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration()) { client in
             let writer = JSONLWriter(url: url, httpClient: client, configuration: .init(segmentWindow: .seconds(1)), logger: logger)
-            try await withThrowingTaskGroup(of: Void.self) { group in
+            return try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await writer.run() }
-                var pacer = ReplayPacer(speed: speed)
-                for file in self.files {
-                    let descriptor = open(file, O_RDONLY | O_CLOEXEC)
-                    guard descriptor >= 0 else {
-                        StandardError.write("trickle-relay replay: cannot read \(file): \(String(cString: strerror(errno)))")
-                        throw ExitCode(4)
-                    }
-                    defer { close(descriptor) }
-                    let chunks = progress.counting(StandardInputChunks(descriptor: descriptor, chunkSize: 1 << 20))
-                    try await JSONLPump.forEachFrame(in: chunks, maximumLineBytes: self.maxLineBytes) { frame in
-                        // An oversize line, or a last line without its newline (maybe truncated), is not republished.
-                        guard case .line(let line, let number, isTerminated: true) = frame else {
-                            refused += 1
-                            return
-                        }
-                        try await pacer.wait(forTimestamp: Self.telemetryTimestamp(line))
-                        do {
-                            try await writer.write(line: line)
-                            written += 1
-                        } catch {
-                            refused += 1
-                            StandardError.write("\(file):\(number): not republished: \(error)")
-                        }
-                    }
+                do {
+                    let result = try await replayer.republish(onto: writer)
+                    try await writer.close()
+                    try await group.waitForAll()
+                    return result
+                } catch let error as ReplayError {
+                    group.cancelAll()
+                    StandardError.write("trickle-relay replay: \(error.message)")
+                    throw ExitCode(4)
                 }
-                try await writer.close()
-                try await group.waitForAll()
             }
         }
-        progress.finish()
-        StandardError.write("republished \(written) lines to \(url); \(refused) not republished")
-    }
-
-    /// The envelope timestamp of a `{"type":"telemetry","event":{…}}` line, for pacing.
-    static func telemetryTimestamp(_ line: ByteBuffer) -> Int64? {
-        var event: Range<Int>?
-        line.withUnsafeReadableBytes { bytes in
-            _ = try? JSONScanner.scan(bytes) { key, member in
-                if key.elementsEqual("event".utf8), member.kind == .object { event = member.range }
-            }
-        }
-        guard let event, let slice = line.getSlice(at: line.readerIndex + event.lowerBound, length: event.count) else { return nil }
-        return EnvelopeFields.timestamp(of: slice)
-    }
-
-    /// Problems listed in the text summary; the JSON summary lists more, and counts them all.
-    static let problemsShownInText = 20
-
-    static func text(_ summary: ReplaySummary) -> String {
-        var text = "replayed \(summary.files.count) file(s): \(summary.lines) lines, \(summary.telemetry) telemetry\n"
-        text += "by type: " + summary.byType.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ") + "\n"
-        text += "by data.type: " + summary.byDataType.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ") + "\n"
-        text += "skipped: malformed \(summary.malformed), non-object \(summary.nonObject), telemetry without an object event \(summary.telemetryWithoutObjectEvent), oversize \(summary.oversize)\n"
-        if summary.sinkFailures > 0 {
-            text += "not delivered: the sink failed \(summary.sinkFailures) batches, \(summary.sinkFailedEvents) telemetry events\n"
-        }
-        if !summary.problemsByReason.isEmpty {
-            text += "skipped by reason: " + summary.problemsByReason.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ") + "\n"
-        }
-        // The first few in full; a garbage file must not print a garbage-sized summary.
-        for problem in summary.problems.prefix(Self.problemsShownInText) {
-            text += "  \(problem.file):\(problem.line.map(String.init) ?? "-"): \(problem.reason)\(problem.detail.isEmpty ? "" : " (\(problem.detail))")\n"
-        }
-        let unshown = summary.problems.count - min(summary.problems.count, Self.problemsShownInText) + summary.problemsNotListed
-        if unshown > 0 { text += "  … and \(unshown) more (--summary json lists the first \(ReplaySummary.maximumProblemsListed))\n" }
-        if summary.lines > 0, summary.malformed * 2 > summary.lines {
-            text += "hint: most lines are not JSON: input must be JSON Lines, one object per line (a pretty-printed file converts with `jq -c . FILE`)\n"
-        }
-        if summary.duplicates == 0 {
-            text += "duplicate ids: none\n"
-        } else {
-            let shown = summary.duplicateIDs.prefix(5).joined(separator: ", ")
-            text += "duplicate ids: \(summary.duplicates) repeats of \(summary.distinctDuplicatedIDs) distinct ids (first: \(shown)\(summary.distinctDuplicatedIDs > 5 ? ", …" : ""))\n"
-        }
-        text += "time span: \(Double(summary.spanMilliseconds) / 1000) s\n"
-        return text
-    }
-}
-
-/// A progress line on standard error, when it is a terminal and the input is larger than 4 MB.
-final class ReplayProgress: Sendable {
-    private let total: Int
-    private let isShown: Bool
-    private let state = Mutex((done: 0, lastShown: ContinuousClock.now))
-
-    init(files: [String]) {
-        let total = files.reduce(0) { sum, file in
-            var status = stat()
-            return sum + (stat(file, &status) == 0 ? Int(status.st_size) : 0)
-        }
-        self.total = total
-        self.isShown = isatty(2) == 1 && total > 4_000_000
-    }
-
-    /// Counts the bytes of `chunks` as they are read.
-    func counting<Chunks: AsyncSequence<ByteBuffer, any Error>>(_ chunks: Chunks) -> AsyncThrowingMapSequence<Chunks, ByteBuffer> {
-        chunks.map { chunk in
-            self.add(chunk.readableBytes)
-            return chunk
-        }
-    }
-
-    private func add(_ bytes: Int) {
-        guard self.isShown else { return }
-        let line: String? = self.state.withLock { state in
-            state.done += bytes
-            guard ContinuousClock.now - state.lastShown > .milliseconds(200) else { return nil }
-            state.lastShown = .now
-            let percent = String(100 * state.done / max(self.total, 1))
-            let padding = String(repeating: " ", count: max(0, 3 - percent.count))
-            return "\rreplay: \(padding)\(percent)% (\(state.done / 1_000_000) of \(self.total / 1_000_000) MB)"
-        }
-        if let line { StandardError.writeRaw(line) }
-    }
-
-    func finish() {
-        if self.isShown { StandardError.writeRaw("\r\u{1B}[K") }
+        for refusal in result.refusals { StandardError.write(refusal) }
+        StandardError.write("republished \(result.written) lines to \(url); \(result.refused) not republished")
     }
 }

@@ -1,0 +1,93 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import NIOCore
+import Testing
+import TrickleProtocol
+import TrickleTestSupport
+@testable import ClientEgress
+
+/// `Replayer` and `ReplaySummary` directly (issue #24): the replay loop lives in the library, the executable only
+/// prints what these return.
+@Suite("Replayer and ReplaySummary", .timeLimit(.minutes(1)))
+struct ReplayerTests {
+    static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("fixtures")
+
+    func replay(_ files: [String], strict: Bool = false, maximumLineBytes: Int = 65_536) async throws -> (ReplaySummary, RecordingSink) {
+        let sink = RecordingSink()
+        let replayer = Replayer(
+            configuration: .init(files: files.map { Self.fixtures.appendingPathComponent($0).path }, maximumLineBytes: maximumLineBytes, strict: strict),
+            sink: sink,
+            logger: quietLogger
+        )
+        try await replayer.run()
+        return (await replayer.finish(), sink)
+    }
+
+    @Test("a recorded session: every telemetry envelope reaches the sink byte for byte, counted by type and data.type")
+    func recorded() async throws {
+        let (summary, sink) = try await self.replay(["recorded-session.jsonl"])
+        #expect(summary.lines == 18 && summary.telemetry == 11)
+        #expect(sink.envelopes.count == 11)
+        #expect(summary.byDataType["stream_heartbeat"] == 2)
+        #expect(summary.problems.isEmpty && summary.duplicates == 0)
+        let recording = try String(contentsOf: Self.fixtures.appendingPathComponent("recorded-session.jsonl"), encoding: .utf8)
+        for envelope in sink.envelopes { #expect(recording.contains(envelope), "\(envelope.prefix(60))") }
+        #expect(summary.text.hasPrefix("replayed 1 file(s): 18 lines, 11 telemetry\n"))
+        #expect(summary.text.contains("duplicate ids: none"))
+    }
+
+    @Test("two files are two segments: the same events as the whole recording")
+    func split() async throws {
+        let (summary, _) = try await self.replay(["split-session/segment-0.jsonl", "split-session/segment-1.jsonl"])
+        #expect(summary.lines == 18 && summary.telemetry == 11 && summary.files.count == 2)
+    }
+
+    @Test("a malformed recording: every skipped line located and counted; the text names them and the duplicate")
+    func malformed() async throws {
+        let (summary, _) = try await self.replay(["malformed-session.jsonl"])
+        #expect(summary.problems.map { "\($0.line ?? -1) \($0.reason)" } == [
+            "3 malformed_json", "4 malformed_json", "5 not_an_object", "6 telemetry_without_object_event", "7 line_too_large", "10 truncated_line",
+        ])
+        #expect(summary.oversize == 1 && summary.telemetry == 3 && summary.duplicates == 1)
+        #expect(summary.text.contains("malformed-session.jsonl:7: line_too_large"))
+        #expect(summary.text.contains("duplicate ids: 1 repeats of 1 distinct ids"))
+    }
+
+    @Test("strict: the first bad line stops the replay with its location")
+    func strict() async throws {
+        await #expect {
+            try await self.replay(["malformed-session.jsonl"], strict: true)
+        } throws: { error in
+            (error as? ReplayError)?.code == .strictStop && "\(error)".contains("malformed-session.jsonl:3: malformed_json")
+        }
+    }
+
+    @Test("a file that cannot be read is named")
+    func unreadable() async throws {
+        await #expect {
+            try await self.replay(["no-such-file.jsonl"])
+        } throws: { error in
+            (error as? ReplayError)?.code == .unreadable && "\(error)".contains("no-such-file.jsonl")
+        }
+    }
+
+    @Test("the text summary stays bounded: 20 problems in full, the rest counted; a hint when most lines are not JSON")
+    func boundedText() {
+        var summary = ReplaySummary()
+        summary.files = ["garbage.jsonl"]
+        summary.lines = 5_000
+        summary.malformed = 5_000
+        summary.problems = (1...1_000).map { ReplaySummary.Problem(file: "garbage.jsonl", line: $0, reason: "malformed_json", detail: "") }
+        summary.problemsNotListed = 4_000
+        summary.problemsByReason = ["malformed_json": 5_000]
+        let text = summary.text
+        #expect(text.split(separator: "\n").count < 40)
+        #expect(text.contains("garbage.jsonl:20: malformed_json") && !text.contains("garbage.jsonl:21:"))
+        #expect(text.contains("… and 4980 more"))
+        #expect(text.contains("hint: most lines are not JSON"))
+    }
+}
