@@ -15,6 +15,7 @@ import NIOCore
 import NIOPosix
 import Synchronization
 import TrickleProtocol
+import ServiceLifecycle
 import UnixSignals
 
 /// `trickle-relay client`: the daemon on the user's machine. It turns flags and the configuration file into a
@@ -373,8 +374,16 @@ struct ClientCommand: AsyncParsableCommand {
         )
         configuration.metricsExposition = exposition
         let settled = configuration
-        let summary = try await RelayTracing.running(tracing, logger: logger) {
-          try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration(connectionsPerHost: 4096)) { client in
+        let reload = ClientReload(
+            configurationFile: self.configFile,
+            running: settings.file,
+            flaggedSubscriptions: Set(settings.subscriptions.filter { $0.origin == .flag }.map(\.id)),
+            overriddenFields: Set(
+                [("sink", self.sink), ("spool_dir", self.spoolDir), ("listen", self.listen), ("api_key_file", self.apiKeyFile)]
+                    .compactMap { $0.1 == nil ? nil : $0.0 }
+            )
+        )
+        let summary = try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration(connectionsPerHost: 4096)) { client in
             let application: ClientApplication
             do {
                 application = try ClientApplication(configuration: settled, httpClient: client, logger: logger) { _, event in
@@ -392,25 +401,39 @@ struct ClientCommand: AsyncParsableCommand {
                 StandardError.write("trickle-relay client: \(error)")
                 throw ExitCode(2)
             }
-            return try await withThrowingTaskGroup(of: Void.self) { tasks in
-                tasks.addTask {
-                    guard let endpoint = application.endpoint, let port = try? await endpoint.waitUntilListening(), port >= 0 else { return }
-                    StandardError.write("SSE stream: http://\(endpoint.configuration.host):\(port)/telemetry/stream")
-                }
-                tasks.addTask {
-                    for await _ in await UnixSignalsSequence(trapping: .sighup) {
-                        self.reload(application, running: settings, apiKeyFile: apiKeyFile, logger: logger)
-                    }
-                }
-                defer { tasks.cancelAll() }
-                do {
-                    return try await application.run()
-                } catch {
-                    StandardError.write("trickle-relay client: \(error)")
-                    throw ExitCode(1)
-                }
+            // The process's one service group: tracing first (shut down last, after the pipeline's last spans),
+            // the pipeline, and the executable's own two small services (SIGHUP, the endpoint's URL on stderr).
+            var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+            if let tracing { services.append(.init(service: tracing.service)) }
+            services += application.services
+            services.append(
+                .init(
+                    service: SignalTrap(.sighup, name: "SIGHUP reload") {
+                        logger.info("SIGHUP: reloading the API key and the configuration file")
+                        application.reload(reload) { apiKeyFile.path = $0 }
+                    },
+                    successTerminationBehavior: .ignore
+                )
+            )
+            if let endpoint = application.endpoint {
+                services.append(
+                    .init(
+                        service: OneShotService(name: "SSE URL") {
+                            guard let port = try? await endpoint.waitUntilListening(), port >= 0 else { return }
+                            StandardError.write("SSE stream: http://\(endpoint.configuration.host):\(port)/telemetry/stream")
+                        },
+                        successTerminationBehavior: .ignore
+                    )
+                )
             }
-          }
+            let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            do {
+                try await group.run()
+            } catch {
+                StandardError.write("trickle-relay client: \(error)")
+                throw ExitCode(1)
+            }
+            return application.summary
         }
         printer.drain(timeout: .seconds(2))
         let printed = printer.statistics
@@ -420,40 +443,6 @@ struct ClientCommand: AsyncParsableCommand {
             )
         }
         if self.report(summary, sink: sink) { throw ExitCode(Self.channelNeverSeenExitStatus) }
-    }
-
-    /// SIGHUP: re-reads the API key and the configuration file; applies its subscriptions, keeps the running
-    /// configuration when the file is broken.
-    func reload(_ application: ClientApplication, running: Settings, apiKeyFile: CurrentKeyFile, logger: Logger) {
-        defer { application.reloadKey() }
-        guard let path = self.configFile else {
-            logger.info("SIGHUP: re-reading the API key")
-            return
-        }
-        let file: ClientConfigurationFile
-        do {
-            file = try ClientConfigurationFile(path: path)
-        } catch {
-            logger.warning("SIGHUP: the configuration file was refused; the running configuration stays", metadata: ["error": "\(error)"])
-            return
-        }
-        if self.apiKeyFile == nil { apiKeyFile.path = file.apiKeyFile }
-        let flagged = Set(running.subscriptions.filter { $0.origin == .flag }.map(\.id))
-        let changes = application.daemon.replaceConfigured(with: file.subscriptions.filter { !flagged.contains($0.id) })
-        var ignored: [String] = []
-        if self.sink == nil, file.sink != running.file?.sink { ignored.append("sink") }
-        if self.spoolDir == nil, file.spoolDirectory != running.file?.spoolDirectory { ignored.append("spool_dir") }
-        if self.listen == nil, file.listen != running.file?.listen { ignored.append("listen") }
-        logger.info(
-            "SIGHUP: configuration reloaded",
-            metadata: [
-                "subscriptions.added": "\(changes.added.count)", "subscriptions.removed": "\(changes.removed.count)",
-                "subscriptions.refused": "\(changes.refused)",
-            ]
-        )
-        if !ignored.isEmpty {
-            logger.warning("SIGHUP: changed fields take effect at the next start", metadata: ["fields": "\(ignored.joined(separator: ","))"])
-        }
     }
 
     static func hasPersistedSubscriptions(_ directory: String) -> Bool {

@@ -105,10 +105,15 @@ struct DemoCommand: AsyncParsableCommand {
                     driver.metricsText()
                 }
                 services.append(.init(service: endpoint))
-                Task {
-                    guard let port = try? await endpoint.waitUntilListening() else { return }
-                    StandardError.write("SSE stream: http://127.0.0.1:\(port)/telemetry/stream   (metrics: http://127.0.0.1:\(port)/metrics)")
-                }
+                services.append(
+                    .init(
+                        service: OneShotService(name: "SSE URL") {
+                            guard let port = try? await endpoint.waitUntilListening() else { return }
+                            StandardError.write("SSE stream: http://127.0.0.1:\(port)/telemetry/stream   (metrics: http://127.0.0.1:\(port)/metrics)")
+                        },
+                        successTerminationBehavior: .ignore
+                    )
+                )
             }
             // When the driver is done, the group shuts the servers down gracefully.
             let group = ServiceGroup(

@@ -154,9 +154,14 @@ struct RunnerCommand: AsyncParsableCommand {
         var writer = JSONLWriter.Configuration(segmentWindow: SecondsFlag.duration(self.segmentWindow))
         writer.publisher.lingerBeforeDelete = SecondsFlag.duration(self.closeLinger)
         guard let eventsURL else {
-            try await RelayTracing.running(tracing, logger: logger) { [sinkDefaults, writer] in
-                try await self.runAgent(sinkDefaults: sinkDefaults, writer: writer, exposition: exposition, logger: logger, processStart: processStart)
-            }
+            try await self.runAgent(
+                sinkDefaults: sinkDefaults,
+                writer: writer,
+                tracing: tracing,
+                exposition: exposition,
+                logger: logger,
+                processStart: processStart
+            )
             return
         }
         let url = try TrickleChannelURL(eventsURL)
@@ -167,12 +172,12 @@ struct RunnerCommand: AsyncParsableCommand {
             flushTimeout: SecondsFlag.duration(self.flushTimeout)
         )
         let input = Mutex(LineIngest.Counts())
-        let summary = try await RelayTracing.running(tracing, logger: logger) {
-          try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration()) { client in
+        let summary = try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration()) { client in
             let relay = SessionRelay(configuration: configuration, httpClient: client, logger: logger)
+            // The process's one service group; tracing first, so it is shut down last (after the last spans).
             let group = ServiceGroup(
                 configuration: .init(
-                    services: [
+                    services: (tracing.map { [.init(service: $0.service)] } ?? []) + [
                         .init(service: relay),
                         .init(
                             service: StandardInputPump(relay: relay, logger: logger) { counts in input.withLock { $0 = counts } },
@@ -192,7 +197,6 @@ struct RunnerCommand: AsyncParsableCommand {
             )
             try await group.run()
             return relay.summary
-          }
         }
         let sink = summary.sink
         let lines = input.withLock { $0 }
@@ -211,6 +215,7 @@ extension RunnerCommand {
     func runAgent(
         sinkDefaults: TrickleEventsSink.Configuration,
         writer: JSONLWriter.Configuration,
+        tracing: RelayTracing?,
         exposition: MetricsExposition,
         logger: Logger,
         processStart: ContinuousClock.Instant
@@ -246,7 +251,11 @@ extension RunnerCommand {
                 throw ExitCode(2)
             }
             let group = ServiceGroup(
-                configuration: .init(services: [agent], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+                configuration: .init(
+                    services: (tracing.map { [.init(service: $0.service)] } ?? []) + [.init(service: agent)],
+                    gracefulShutdownSignals: [.sigterm, .sigint],
+                    logger: logger
+                )
             )
             do {
                 try await group.run()

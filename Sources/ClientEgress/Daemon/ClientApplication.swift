@@ -6,9 +6,8 @@ import Foundation
 #endif
 public import Logging
 import NIOCore
-import ServiceLifecycle
+public import ServiceLifecycle
 public import TrickleProtocol
-import UnixSignals
 
 /// The whole client pipeline, built from one ``Configuration`` value: the egress sink (behind a disk spool
 /// when it can fail remotely), the ``ClientDaemon`` and its subscriptions, the local endpoint (SSE stream,
@@ -115,7 +114,7 @@ public final class ClientApplication: Sendable {
     private let kafkaSink: KafkaSink?
     private let spooledSink: SpooledSink?
     private let metrics: ClientMetrics
-    private let logger: Logger
+    let logger: Logger
 
     /// Builds the pipeline: opens the sink and the spool, loads the persisted API subscriptions, adds every
     /// subscription.
@@ -212,24 +211,28 @@ public final class ClientApplication: Sendable {
     /// The client's counters and gauges now, added up across subscriptions (what `/metrics` serves).
     public func metricsSnapshot() -> PrometheusText { self.metrics.snapshot() }
 
-    /// Runs until the daemon ends (its last subscription, unless it runs until stopped) or SIGTERM/SIGINT.
+    /// The pipeline's long-running parts, in start order (a `ServiceGroup` shuts them down in reverse): the
+    /// metrics recorder (last to stop, so its final recording sees the run's last numbers), the endpoint (after
+    /// the daemon stopped feeding it), the daemon. The daemon and the endpoint ending shut the group down.
     ///
-    /// - Throws: What a service failed with (an explicit listen address that is taken…).
-    public func run() async throws -> Summary {
+    /// The process runs these in its one `ServiceGroup`, beside its own services (tracing first, so it is shut
+    /// down last) and with the signals it chooses; the library installs no signal handler.
+    public var services: [ServiceGroupConfiguration.ServiceConfiguration] {
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if let recording = self.configuration.metricsRecording {
-            // First: shut down last, so its final recording sees the run's last numbers.
             let recorder = MetricsRecorder(recording, bridge: self.configuration.metricsExposition?.bridge) { [metrics] in metrics.snapshot() }
             services.append(.init(service: recorder))
         }
         if let endpoint = self.endpoint {
-            // First in the list: shut down last, after the daemon stopped feeding it.
             services.append(.init(service: endpoint, successTerminationBehavior: .gracefullyShutdownGroup))
         }
         services.append(.init(service: self.daemon, successTerminationBehavior: .gracefullyShutdownGroup))
-        let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: self.logger))
-        try await group.run()
-        return Summary(
+        return services
+    }
+
+    /// What the run did so far (final once the services ended).
+    public var summary: Summary {
+        Summary(
             end: self.daemon.endOfStream,
             counters: self.daemon.stats,
             spool: self.spooledSink?.spool.stats,
@@ -237,5 +240,12 @@ public final class ClientApplication: Sendable {
             kafka: self.kafkaSink?.stats,
             subscriptions: self.daemon.subscriptions
         )
+    }
+
+    /// Runs ``services`` in a group of their own, without signal handling, until the daemon ends or the calling
+    /// task is cancelled — for tests and embedding; a process composes ``services`` into its own group.
+    public func run() async throws -> Summary {
+        try await ServiceGroup(configuration: .init(services: self.services, logger: self.logger)).run()
+        return self.summary
     }
 }

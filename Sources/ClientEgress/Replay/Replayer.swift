@@ -4,7 +4,7 @@ import Glibc
 import Darwin
 #endif
 public import Logging
-public import NIOCore
+import NIOCore
 import Synchronization
 public import TrickleProtocol
 

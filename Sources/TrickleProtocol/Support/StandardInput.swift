@@ -10,12 +10,12 @@ import Darwin
 /// Hands standard input to `body` as an async sequence of chunks (the runner's and `publish`'s input).
 ///
 /// Pipes, terminals and sockets are read through NIO (cancellable, so SIGTERM is not held up by a silent
-/// producer); a regular file, which never blocks, is read on NIO's thread pool.
+/// producer); a regular file (seekable, and never blocking) is read on NIO's thread pool. Pipes, sockets and
+/// terminals cannot seek (`ESPIPE`), which is how they are told apart without `stat`.
 public func withStandardInput<T: Sendable>(
     _ body: (any AsyncSequence<ByteBuffer, any Error>) async throws -> T
 ) async throws -> T {
-    var status = stat()
-    if fstat(0, &status) == 0, (status.st_mode & S_IFMT) == S_IFREG {
+    if lseek(0, 0, SEEK_CUR) >= 0 {
         return try await body(FileChunks())
     }
     let channel = try await NIOPipeBootstrap(group: MultiThreadedEventLoopGroup.singleton)
