@@ -7,6 +7,7 @@ import Foundation
 import Glibc
 #endif
 public import ServiceLifecycle
+import TrickleProtocol
 
 /// The agent's telemetry about itself, relayed like any event: `relay_ready` (with `startup_ms`) when the
 /// session starts, then a `relay_heartbeat` carrying the sink's counters every interval (default 30 s).
@@ -15,11 +16,19 @@ public struct RelaySelfTelemetry: Service, CustomStringConvertible {
     public let heartbeatInterval: Duration
     /// When the agent process started, for `startup_ms`.
     public let processStart: ContinuousClock.Instant
+    private let clock: RelayClock
 
-    public init(relay: SessionRelay, heartbeatInterval: Duration = .seconds(30), processStart: ContinuousClock.Instant) {
+    /// - Parameter clock: What the heartbeat interval is measured on (tests pass a manual clock).
+    public init(
+        relay: SessionRelay,
+        heartbeatInterval: Duration = .seconds(30),
+        processStart: ContinuousClock.Instant,
+        clock: some Clock<Duration> = ContinuousClock()
+    ) {
         self.relay = relay
         self.heartbeatInterval = heartbeatInterval
         self.processStart = processStart
+        self.clock = RelayClock(clock)
     }
 
     public var description: String { "RelaySelfTelemetry" }
@@ -31,7 +40,7 @@ public struct RelaySelfTelemetry: Service, CustomStringConvertible {
         await cancelWhenGracefulShutdown {
             while true {
                 do {
-                    try await Task.sleep(for: self.heartbeatInterval)
+                    try await self.clock.sleep(for: self.heartbeatInterval)
                 } catch {
                     return
                 }

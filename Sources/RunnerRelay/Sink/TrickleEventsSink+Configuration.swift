@@ -1,4 +1,5 @@
 public import Tracing
+public import TrickleProtocol
 
 extension TrickleEventsSink {
     /// Configuration of a ``TrickleEventsSink``.
@@ -25,6 +26,9 @@ extension TrickleEventsSink {
         /// The relay's own tracer: each segment upload becomes a `trickle_relay.segment.publish` span. `nil`
         /// (the default) traces nothing.
         public var tracer: (any Tracer)? = nil
+        /// What the drop-report interval is measured on: `ContinuousClock` unless a test passes a manual clock
+        /// (`RelayClock(clock)`).
+        public var clock: RelayClock = .continuous
 
         /// Creates a configuration; every parameter but the identity has the documented default.
         public init(

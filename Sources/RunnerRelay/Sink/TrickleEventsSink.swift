@@ -69,7 +69,7 @@ public final class TrickleEventsSink: Service, Sendable {
     private let emitToRelay = CoreMetrics.Timer(label: "trickle_relay_emit_to_relay_seconds")
     private let logger: Logger
     private let state = Mutex(State())
-    private let lastReportAt = Mutex<ContinuousClock.Instant>(.now)
+    private let lastReportAt: Mutex<RelayClock.Instant>
     private let refusedLog: ProblemLog
     /// Bytes a stamped envelope and its frame add to an event, at most (ids, timestamps, session fields).
     private let framingAllowance: Int
@@ -83,6 +83,7 @@ public final class TrickleEventsSink: Service, Sendable {
         logger[metadataKey: "session.id"] = "\(configuration.identity.sessionID)"
         self.logger = logger
         self.refusedLog = ProblemLog(logger: logger)
+        self.lastReportAt = Mutex(configuration.clock.now)
         self.framingAllowance = 256 + configuration.identity.sessionID.utf8.count * 2
             + (configuration.identity.connectionID?.utf8.count ?? 0) * 2 + configuration.identity.clientSource.utf8.count * 2
         // `relayed` means accepted by the server: each segment's telemetry lines are counted when its upload
@@ -291,7 +292,7 @@ public final class TrickleEventsSink: Service, Sendable {
     }
 
     private func nextWork() -> Work {
-        let now = ContinuousClock.now
+        let now = self.configuration.clock.now
         let reportIntervalElapsed = self.lastReportAt.withLock { now - $0 >= self.configuration.dropReportInterval }
         let (work, waiters): (Work, [CheckedContinuation<Bool, Never>]) = self.state.withLock { state in
             // Control first: it is lossless and must not wait behind telemetry.
@@ -337,8 +338,8 @@ public final class TrickleEventsSink: Service, Sendable {
     private func waitForWork(reportDue: Bool) async {
         if reportDue {
             // Drops are waiting to be reported: wake up for the report even if nothing else arrives.
-            let remaining = self.lastReportAt.withLock { $0 + self.configuration.dropReportInterval - .now }
-            await untilFirst({ await self.waitForSignal() }, { try? await Task.sleep(for: max(remaining, .milliseconds(1))) })
+            let due = self.lastReportAt.withLock { $0 + self.configuration.dropReportInterval }
+            await untilFirst({ await self.waitForSignal() }, { try? await self.configuration.clock.sleep(until: due) })
         } else {
             await self.waitForSignal()
         }
@@ -483,7 +484,8 @@ public final class TrickleEventsSink: Service, Sendable {
     }
 
     private func writeDropReport(dropped: Int, bytes: Int, refused: Int, lost: Int, windowMillis: Int64) async {
-        self.lastReportAt.withLock { $0 = .now }
+        let now = self.configuration.clock.now
+        self.lastReportAt.withLock { $0 = now }
         let event = ByteBuffer(
             string: #"{"type":"telemetry_dropped","dropped":\#(dropped),"dropped_bytes":\#(bytes),"refused":\#(refused),"lost":\#(lost),"window_ms":\#(windowMillis)}"#
         )

@@ -13,13 +13,18 @@ public final class FailureLog: Sendable {
     /// The state's name, the constant part of every line (e.g. `metrics endpoint failing`).
     public let name: String
     private let logger: Logger
-    private let state: Mutex<FailureState>
+    private let state: Mutex<FailureState<RelayClock.Instant>>
+    private let clock: RelayClock
 
     /// Creates the log of one failure state.
-    public init(_ name: String, logger: Logger, interval: Duration = .seconds(30)) {
+    /// - Parameters:
+    ///   - interval: The shortest time between two "still failing" lines.
+    ///   - clock: Where time comes from (tests pass a manual clock).
+    public init(_ name: String, logger: Logger, interval: Duration = .seconds(30), clock: some Clock<Duration> = ContinuousClock()) {
         self.name = name
         self.logger = logger
         self.state = Mutex(FailureState(interval: interval))
+        self.clock = RelayClock(clock)
     }
 
     /// Whether the failure state holds.
@@ -28,7 +33,8 @@ public final class FailureLog: Sendable {
     /// Notes a failure; logs when the state starts and at most once per interval after.
     ///
     /// - Parameter reason: Why, for the log line (never a credential).
-    public func failed(reason: String, metadata: Logger.Metadata = [:], at now: ContinuousClock.Instant = .now) {
+    public func failed(reason: String, metadata: Logger.Metadata = [:]) {
+        let now = self.clock.now
         let action = self.state.withLock { $0.failed(at: now) }
         var metadata = metadata
         metadata["reason"] = "\(reason)"
@@ -45,7 +51,8 @@ public final class FailureLog: Sendable {
     }
 
     /// Notes a success; logs once if a failure state held.
-    public func cleared(metadata: Logger.Metadata = [:], at now: ContinuousClock.Instant = .now) {
+    public func cleared(metadata: Logger.Metadata = [:]) {
+        let now = self.clock.now
         let action = self.state.withLock { $0.succeeded(at: now) }
         guard case .cleared(let failures, let duration) = action else { return }
         var metadata = metadata

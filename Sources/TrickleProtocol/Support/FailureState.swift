@@ -2,7 +2,7 @@
 ///
 /// Each call says what to log, so a state that lasts an hour logs one warning when it starts, one line per
 /// interval while it lasts (with the count), and one line when it clears — never one line per failure.
-public struct FailureState: Sendable {
+public struct FailureState<Instant: InstantProtocol>: Sendable where Instant.Duration == Duration {
     /// What the caller should log.
     public enum Action: Sendable, Equatable {
         /// Nothing: the state is unchanged, or its last report is recent.
@@ -17,8 +17,8 @@ public struct FailureState: Sendable {
 
     /// The shortest time between two `ongoing` reports.
     public let interval: Duration
-    private var since: ContinuousClock.Instant?
-    private var lastReport: ContinuousClock.Instant?
+    private var since: Instant?
+    private var lastReport: Instant?
     private var failures = 0
 
     /// Creates a state machine in the "healthy" state.
@@ -33,22 +33,22 @@ public struct FailureState: Sendable {
     public var currentFailures: Int { self.failures }
 
     /// Notes one failure.
-    public mutating func failed(at now: ContinuousClock.Instant) -> Action {
+    public mutating func failed(at now: Instant) -> Action {
         self.failures = self.failures < Int.max ? self.failures + 1 : Int.max
         guard let since = self.since, let lastReport = self.lastReport else {
             self.since = now
             self.lastReport = now
             return .started
         }
-        guard now - lastReport >= self.interval else { return .none }
+        guard lastReport.duration(to: now) >= self.interval else { return .none }
         self.lastReport = now
-        return .ongoing(failures: self.failures, duration: now - since)
+        return .ongoing(failures: self.failures, duration: since.duration(to: now))
     }
 
     /// Notes a success: clears the failure state if it held.
-    public mutating func succeeded(at now: ContinuousClock.Instant) -> Action {
+    public mutating func succeeded(at now: Instant) -> Action {
         guard let since = self.since else { return .none }
-        let action = Action.cleared(failures: self.failures, duration: now - since)
+        let action = Action.cleared(failures: self.failures, duration: since.duration(to: now))
         self.since = nil
         self.lastReport = nil
         self.failures = 0

@@ -12,7 +12,7 @@ import TrickleTestSupport
 struct FailureLoggingTests {
     @Test("FailureState: started, silent within the interval, ongoing with the count, cleared with the count")
     func stateMachine() {
-        var state = FailureState(interval: .seconds(30))
+        var state = FailureState<ContinuousClock.Instant>(interval: .seconds(30))
         let start = ContinuousClock.now
         #expect(state.failed(at: start) == .started)
         #expect(state.failed(at: start + .seconds(1)) == .none)

@@ -1,0 +1,50 @@
+/// Any `Clock` whose durations are `Duration`, reduced to what the relay's timers need — the time since the clock
+/// was taken and sleeping — so a type takes a clock without becoming generic over it. Production code passes
+/// nothing (``continuous``, a `ContinuousClock`); tests pass a manual clock and advance it instead of sleeping.
+///
+/// ```swift
+/// init(…, clock: some Clock<Duration> = ContinuousClock()) { self.clock = RelayClock(clock) }
+/// let started = self.clock.now
+/// try await self.clock.sleep(for: .seconds(30))
+/// if self.clock.now - started >= interval { … }
+/// ```
+public struct RelayClock: Sendable {
+    /// A point in time of a ``RelayClock``: the time since the clock was taken.
+    public struct Instant: InstantProtocol, Sendable {
+        /// Time since the clock was taken.
+        public var offset: Duration
+
+        public func advanced(by duration: Duration) -> Self { Self(offset: self.offset + duration) }
+        public func duration(to other: Self) -> Duration { other.offset - self.offset }
+
+        public static func < (lhs: Self, rhs: Self) -> Bool { lhs.offset < rhs.offset }
+        public static func + (lhs: Self, rhs: Duration) -> Self { Self(offset: lhs.offset + rhs) }
+        public static func - (lhs: Self, rhs: Self) -> Duration { lhs.offset - rhs.offset }
+    }
+
+    private let elapsed: @Sendable () -> Duration
+    private let sleeper: @Sendable (Duration) async throws -> Void
+
+    /// Wraps `clock`; its "now" at this call is ``Instant`` zero.
+    public init<C: Clock>(_ clock: C) where C.Duration == Duration {
+        let origin = clock.now
+        self.elapsed = { origin.duration(to: clock.now) }
+        self.sleeper = { duration in try await clock.sleep(until: clock.now.advanced(by: duration), tolerance: nil) }
+    }
+
+    /// The wall of real time: a `ContinuousClock`.
+    public static var continuous: RelayClock { RelayClock(ContinuousClock()) }
+
+    /// Now.
+    public var now: Instant { Instant(offset: self.elapsed()) }
+
+    /// Suspends for `duration` of this clock's time (throws `CancellationError` when cancelled).
+    public func sleep(for duration: Duration) async throws {
+        try await self.sleeper(duration)
+    }
+
+    /// Suspends until `deadline` of this clock's time; returns at once when it has passed.
+    public func sleep(until deadline: Instant) async throws {
+        try await self.sleeper(max(deadline - self.now, .zero))
+    }
+}
