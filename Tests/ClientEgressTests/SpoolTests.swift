@@ -171,7 +171,11 @@ struct SpoolTests {
     func locked() async throws {
         try await withSpoolDirectory { directory in
             let spool = try Spool(configuration: .init(directory: directory), logger: quietLogger)
-            #expect(throws: SpoolError.self) { try Spool(configuration: .init(directory: directory), logger: quietLogger) }
+            #expect {
+                try Spool(configuration: .init(directory: directory), logger: quietLogger)
+            } throws: { error in
+                (error as? SpoolError)?.code == .inUse && "\(error)".contains("in use by another client")
+            }
             spool.close()
             let again = try Spool(configuration: .init(directory: directory), logger: quietLogger)
             again.close()

@@ -36,7 +36,7 @@ public final class FileSink: EgressSink {
     public init(path: String, syncPolicy: SyncPolicy = .never) throws(FileSinkError) {
         let descriptor = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
         guard descriptor >= 0 else {
-            throw FileSinkError(description: "cannot open \(path) for appending: \(String(cString: strerror(errno)))")
+            throw FileSinkError(.cannotOpen, description: "cannot open \(path) for appending: \(String(cString: strerror(errno)))")
         }
         self.path = path
         self.syncPolicy = syncPolicy
@@ -61,7 +61,7 @@ public final class FileSink: EgressSink {
         try await BlockingIO.run {
             try self.appending.withLock { _ in try Self.append(data, records: count, to: descriptor, path: path) }
             if sync, fsync(descriptor) != 0 {
-                throw FileSinkError(description: "fsync of \(path) failed: \(String(cString: strerror(errno)))")
+                throw FileSinkError(.writeFailed, description: "fsync of \(path) failed: \(String(cString: strerror(errno)))")
             }
         }
     }
@@ -102,7 +102,7 @@ public final class FileSink: EgressSink {
                             ? "the \(offset) bytes written were cut back"
                             : "\(offset) bytes of it stay at the end of the file (cutting them back failed)"
                     }
-                    throw FileSinkError(description: "writing \(path) failed: \(reason); a batch of \(records) events was not written, \(undone)")
+                    throw FileSinkError(.writeFailed, description: "writing \(path) failed: \(reason); a batch of \(records) events was not written, \(undone)")
                 }
                 offset += written
             }
@@ -128,5 +128,22 @@ public final class FileSink: EgressSink {
 
 /// A file sink could not open or write its file.
 public struct FileSinkError: Error, Sendable, CustomStringConvertible {
+    /// What kind of failure (callers branch on it: a setup error exits 2, a write failure is a failure state).
+    public struct Code: Sendable, Hashable, CustomStringConvertible {
+        private let name: String
+        private init(_ name: String) { self.name = name }
+        /// The file cannot be opened for appending.
+        public static let cannotOpen = Code("cannotOpen")
+        /// A write or fsync failed (a full disk, a file size limit): the batch was cut back, never torn.
+        public static let writeFailed = Code("writeFailed")
+        public var description: String { self.name }
+    }
+
+    public var code: Code
     public var description: String
+
+    public init(_ code: Code, description: String) {
+        self.code = code
+        self.description = description
+    }
 }

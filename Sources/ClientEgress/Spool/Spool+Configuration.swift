@@ -77,9 +77,27 @@ extension Spool {
     }
 }
 
-/// The spool cannot be used: its directory, a file in it, or its lock.
+/// The spool cannot be used, or an operation on it failed: its directory, a file in it, or its lock.
 public struct SpoolError: Error, Sendable, CustomStringConvertible {
+    /// What kind of failure (callers branch on it: another spool directory, another client, or an I/O state).
+    public struct Code: Sendable, Hashable, CustomStringConvertible {
+        private let name: String
+        private init(_ name: String) { self.name = name }
+        /// The directory cannot be created or used: choose another.
+        public static let unusableDirectory = Code("unusableDirectory")
+        /// Another client holds the spool's lock.
+        public static let inUse = Code("inUse")
+        /// A read, write, sync or rename failed (a full disk, an I/O error).
+        public static let io = Code("io")
+        public var description: String { self.name }
+    }
+
+    public var code: Code
+    /// What failed, naming the file, and what to do.
     public var description: String
 
-    public init(_ description: String) { self.description = description }
+    public init(_ code: Code = .io, _ description: String) {
+        self.code = code
+        self.description = description
+    }
 }

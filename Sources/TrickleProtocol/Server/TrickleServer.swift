@@ -67,7 +67,7 @@ public final class TrickleServer: Service, Sendable {
                 .get()
         } catch {
             self.listening.fulfill(
-                .failure(TrickleServerError("could not listen on \(self.configuration.host):\(self.configuration.port): \(error)"))
+                .failure(TrickleServerError(.cannotListen, "could not listen on \(self.configuration.host):\(self.configuration.port): \(error)"))
             )
             throw error
         }
@@ -257,10 +257,21 @@ public final class TrickleServer: Service, Sendable {
 
 /// The embedded server could not start.
 public struct TrickleServerError: Error, Sendable, CustomStringConvertible {
+    /// What kind of failure (a caller branches on it: a listen failure is exit 1 for `serve`).
+    public struct Code: Sendable, Hashable, CustomStringConvertible {
+        private let name: String
+        private init(_ name: String) { self.name = name }
+        /// The listening socket could not be bound (the port is taken, the address is not local…).
+        public static let cannotListen = Code("cannotListen")
+        public var description: String { self.name }
+    }
+
+    public var code: Code
     /// What went wrong and what to do.
     public var message: String
 
-    init(_ message: String) {
+    init(_ code: Code, _ message: String) {
+        self.code = code
         self.message = message
     }
 

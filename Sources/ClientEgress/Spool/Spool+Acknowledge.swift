@@ -1,0 +1,93 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+import TrickleProtocol
+
+/// Acknowledging deliveries (segment files behind the cursor are deleted) and closing.
+extension Spool {
+    // MARK: Acknowledging
+
+    /// Everything before `cursor` was accepted by the remote side: deletes the segment files wholly behind it
+    /// and records the cursor, so a restart does not deliver them again. The files are written and deleted on
+    /// NIO's thread pool, outside the spool's lock.
+    public func acknowledge(through cursor: Cursor) async {
+        // Everything appended is delivered: close the open segment so it can go too (only while no append
+        // writes: the rotation takes the writer's role).
+        let rotation: Int? = self.state.withLock { state in
+            guard !state.isClosed, cursor > state.delivered, !state.isWriting, let last = state.segments.last,
+                cursor.segment == last.index, cursor.offset >= last.bytes, last.bytes > 0
+            else { return nil }
+            state.isWriting = true
+            return last.index + 1
+        }
+        if let rotation {
+            await self.rotate(to: rotation)
+            let appendsWaiting = self.state.withLock { state -> Bool in
+                if state.pending.isEmpty { state.isWriting = false }
+                return !state.pending.isEmpty
+            }
+            if appendsWaiting { await self.writePending() }
+        }
+        let work: (file: StateFile?, deletable: [Int]) = self.state.withLock { state in
+            guard !state.isClosed, cursor > state.delivered else { return (nil, []) }
+            state.delivered = cursor
+            var deletable: [Int] = []
+            while state.segments.count > 1, let first = state.segments.first,
+                first.index < cursor.segment || (first.index == cursor.segment && cursor.offset >= first.bytes)
+            {
+                deletable.append(first.index)
+                state.segments.removeFirst()
+                state.totalBytes -= first.bytes
+                state.stats.segmentsDeleted += 1
+            }
+            // A cursor at the end of a deleted segment is the start of the next one.
+            state.delivered = max(state.delivered, Cursor(segment: state.segments[0].index, offset: 0))
+            state.stats.bytes = state.totalBytes
+            state.stats.segments = state.segments.count
+            // The state (with the read positions) is on disk before any segment goes: a crash in between leaves
+            // delivered segments behind (the next start deletes them), never a lost position. Without a deletion
+            // it is written at most once a second (a stale delivered cursor only means a few duplicates after a
+            // crash; the positions of what is still in the spool are read back from the spool itself).
+            let now = ContinuousClock.now
+            guard !deletable.isEmpty || state.lastStateWrite.map({ now - $0 >= .seconds(1) }) ?? true else { return (nil, []) }
+            state.lastStateWrite = now
+            return (Self.stateFile(state), deletable)
+        }
+        guard let file = work.file else { return }
+        let directory = self.configuration.directory
+        let written = try? await BlockingIO.run { [self] in
+            let written = self.writeStateFile(file)
+            // Only behind a recorded state: a segment must never go before the position of its records is kept.
+            if written { for index in work.deletable { unlink(Self.path(directory, index)) } }
+            return written
+        }
+        if written != true {
+            // The segments stay; the next start deletes them once it has read their positions.
+            self.logger.debug("delivered spool segments kept until the state file is written", metadata: ["spool.segments": "\(work.deletable.count)"])
+        }
+    }
+
+    /// Records the state and releases the directory. Appends after this are refused.
+    public func close() {
+        let closing: (descriptor: Int32, file: StateFile)? = self.state.withLock { state in
+            guard !state.isClosed else { return nil }
+            state.isClosed = true
+            return (state.writeDescriptor, Self.stateFile(state))
+        }
+        guard let (descriptor, file) = closing else { return }
+        self.writeStateFile(file)
+        if self.configuration.syncsEveryAppend { fsync(descriptor) }
+        Glibc.close(descriptor)
+        flock(self.lockDescriptor, LOCK_UN)
+        Glibc.close(self.lockDescriptor)
+    }
+}
