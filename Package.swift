@@ -58,10 +58,23 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-distributed-tracing.git", from: "1.7.3"),
     ],
     targets: [
+        // What every side shares and is not the wire protocol: failure states and throttled logs, back-off, clocks,
+        // bounded files and standard streams, secret files, metrics plumbing, the small HTTP listener pieces.
+        .target(
+            name: "TrickleRelaySupport",
+            dependencies: [
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+            ]
+        ),
         .target(
             name: "TrickleProtocol",
             dependencies: [
-                .product(name: "Hummingbird", package: "hummingbird"),
+                "TrickleRelaySupport",
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -70,12 +83,12 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "DequeModule", package: "swift-collections"),
-                .product(name: "CoreMetrics", package: "swift-metrics"),
             ]
         ),
         .target(
             name: "RunnerRelay",
             dependencies: [
+                "TrickleRelaySupport",
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 "TrickleProtocol",
                 .product(name: "W3CTraceContext", package: "swift-w3c-trace-context"),
@@ -94,6 +107,7 @@ let package = Package(
         .target(
             name: "ClientEgress",
             dependencies: [
+                "TrickleRelaySupport",
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 "TrickleProtocol",
                 "RdKafka",
@@ -114,7 +128,7 @@ let package = Package(
         .target(
             name: "RelayTracing",
             dependencies: [
-                "TrickleProtocol",
+                "TrickleRelaySupport",
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -123,6 +137,7 @@ let package = Package(
         .target(
             name: "RelayDemo",
             dependencies: [
+                "TrickleRelaySupport",
                 "TrickleProtocol",
                 "RunnerRelay",
                 "ClientEgress",
@@ -143,6 +158,7 @@ let package = Package(
         .executableTarget(
             name: "trickle-relay",
             dependencies: [
+                "TrickleRelaySupport",
                 "TrickleRelayBuildInfo",
                 "TrickleProtocol",
                 "RunnerRelay",
@@ -163,6 +179,7 @@ let package = Package(
         .target(
             name: "TrickleTestSupport",
             dependencies: [
+                "TrickleRelaySupport",
                 "TrickleProtocol",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -178,6 +195,7 @@ let package = Package(
         .testTarget(
             name: "RunnerRelayTests",
             dependencies: [
+                "TrickleRelaySupport",
                 "RunnerRelay",
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
                 "TrickleProtocol",
@@ -193,6 +211,7 @@ let package = Package(
         .testTarget(
             name: "ClientEgressTests",
             dependencies: [
+                "TrickleRelaySupport",
                 "ClientEgress",
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
                 "RelayTracing",
@@ -216,6 +235,7 @@ let package = Package(
         .testTarget(
             name: "EndToEndTests",
             dependencies: [
+                "TrickleRelaySupport",
                 "TrickleProtocol",
                 "RdKafka",
                 "TrickleTestSupport",
@@ -229,6 +249,7 @@ let package = Package(
         .testTarget(
             name: "TrickleProtocolTests",
             dependencies: [
+                "TrickleRelaySupport",
                 "TrickleProtocol",
                 "TrickleTestSupport",
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -260,6 +281,7 @@ if Context.environment["TRICKLE_RELAY_BENCHMARKS"] != nil {
         .executableTarget(
             name: "trickle-relay-bench",
             dependencies: [
+                "TrickleRelaySupport",
                 "RelayTracing",
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
@@ -285,7 +307,7 @@ if Context.environment["TRICKLE_RELAY_BENCHMARKS"] != nil {
 let strictSettings: [SwiftSetting] =
     Context.environment["TRICKLE_RELAY_STRICT"] != nil ? [.unsafeFlags(["-warnings-as-errors"])] : []
 
-// ThreadSanitizer runs (`.ci/run`): `Mutex` becomes a lock TSan can see (Sources/TrickleProtocol/Support/SanitizerVisibleMutex.swift).
+// ThreadSanitizer runs (`.ci/run`): `Mutex` becomes a lock TSan can see (Sources/TrickleRelaySupport/SanitizerVisibleMutex.swift).
 let sanitizerSettings: [SwiftSetting] =
     Context.environment["TRICKLE_RELAY_TSAN"] != nil ? [.define("TRICKLE_RELAY_TSAN")] : []
 
@@ -307,6 +329,7 @@ if Context.environment["TRICKLE_RELAY_FUZZ"] != nil {
         .executableTarget(
             name: "trickle-relay-fuzz",
             dependencies: [
+                "TrickleRelaySupport",
                 "CLibFuzzer",
                 "TrickleProtocol",
                 "ClientEgress",

@@ -3,6 +3,7 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 import TrickleProtocol
+import TrickleRelaySupport
 
 /// The server's memory across channel lifecycles: `cycles` times create / POST 20 × 4 MiB / DELETE on one
 /// channel name after another, RSS after each cycle and once the deleted-channel grace period (10 s) is over.

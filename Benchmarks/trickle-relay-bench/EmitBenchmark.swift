@@ -3,6 +3,7 @@ import Foundation
 import NIOCore
 import RunnerRelay
 import TrickleProtocol
+import TrickleRelaySupport
 
 /// Resident memory of this process, from /proc (Linux): (current, peak) in bytes.
 func residentMemory() -> (current: Int, peak: Int) {

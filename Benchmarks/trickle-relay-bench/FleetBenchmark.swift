@@ -4,6 +4,7 @@ import NIOCore
 import NIOHTTP1
 import Synchronization
 import TrickleProtocol
+import TrickleRelaySupport
 
 /// Issue #11's fleet benchmark: one `trickle-relay client` process follows many channels of one `trickle-relay
 /// serve` process, into a file sink. This process publishes numbered, time-stamped lines on every channel (one

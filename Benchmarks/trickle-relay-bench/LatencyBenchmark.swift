@@ -7,6 +7,7 @@ import RunnerRelay
 import ServiceLifecycle
 import Synchronization
 import TrickleProtocol
+import TrickleRelaySupport
 
 /// Monotonic nanoseconds, shared by the emitting and the receiving side of this process.
 func monotonicNanoseconds() -> UInt64 { DispatchTime.now().uptimeNanoseconds }

@@ -4,6 +4,7 @@ import Prometheus
 import RelayTracing
 import Tracing
 import TrickleProtocol
+import TrickleRelaySupport
 
 /// Metrics and tracing on or off for a run, from the environment: `TRICKLE_RELAY_BENCH_METRICS=1` bootstraps
 /// swift-prometheus as `trickle-relay` does (the relay's histograms then record into it);

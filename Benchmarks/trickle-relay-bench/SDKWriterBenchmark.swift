@@ -4,6 +4,7 @@ import NIOCore
 import NIOHTTP1
 import Synchronization
 import TrickleProtocol
+import TrickleRelaySupport
 
 /// The embedded server under the official SDK's write pattern: one streaming POST per segment, one HTTP chunk per
 /// ~300-byte line, 10 s segments, a reader following the channel. Prints, per rate, the server's CPU time per event

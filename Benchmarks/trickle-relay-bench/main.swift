@@ -12,6 +12,7 @@ import Logging
 import NIOCore
 import Synchronization
 import TrickleProtocol
+import TrickleRelaySupport
 
 let logger = Logger(label: "bench", factory: { _ in SwiftLogNoOpLogHandler() })
 

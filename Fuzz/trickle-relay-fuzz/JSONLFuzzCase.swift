@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import Synchronization
 import TrickleProtocol
+import TrickleRelaySupport
 
 /// The JSONL reader and the dispatcher under arbitrary bytes.
 ///

@@ -1,6 +1,7 @@
 import NIOCore
 import NIOHTTP1
 import TrickleProtocol
+import TrickleRelaySupport
 
 /// The subscriber's HTTP/1.1 reply parser under arbitrary bytes, as a trickle server's reply after a status line
 /// and a header block the fuzzer also writes. Invariants: it either parses or throws (never traps); the result is

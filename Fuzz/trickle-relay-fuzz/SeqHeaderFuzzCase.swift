@@ -1,4 +1,5 @@
 import TrickleProtocol
+import TrickleRelaySupport
 
 /// Seq values from the network (paths and `Lp-Trickle-*` headers): any text either parses into the range the
 /// server can represent or is refused, never traps.

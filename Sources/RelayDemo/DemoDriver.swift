@@ -6,6 +6,7 @@ public import RunnerRelay
 public import ServiceLifecycle
 import Synchronization
 public import TrickleProtocol
+import TrickleRelaySupport
 
 /// The demo: a runner relay and a client daemon against one trickle server in this process. The runner side
 /// feeds a recorded session (or synthetic heartbeats) at a rate; the client side counts deliveries and latency.

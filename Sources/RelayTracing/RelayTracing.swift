@@ -5,7 +5,7 @@ import OTel
 public import ServiceLifecycle
 public import Tracing
 import Synchronization
-import TrickleProtocol
+import TrickleRelaySupport
 
 /// The relay's own tracer: swift-otel exporting over OTLP/HTTP to an endpoint configured for the relay alone
 /// (``RelayTracingConfiguration``). It is handed to the libraries explicitly and is **not** the process-global

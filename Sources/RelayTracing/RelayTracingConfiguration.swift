@@ -1,4 +1,4 @@
-public import TrickleProtocol
+public import TrickleRelaySupport
 
 /// Where and how the relay exports its own spans (segment publish and read, dispatch, spool write, sink
 /// delivery). Tracing is off unless an endpoint is configured.

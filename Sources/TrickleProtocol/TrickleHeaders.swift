@@ -1,4 +1,5 @@
 public import HTTPTypes
+import TrickleRelaySupport
 
 /// The header names of the trickle protocol (`trickle-protocol.md` §3).
 public enum TrickleHeaders {

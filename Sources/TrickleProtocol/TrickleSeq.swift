@@ -1,3 +1,4 @@
+import TrickleRelaySupport
 /// The range of segment sequence numbers this implementation accepts, and their checked parsing.
 ///
 /// A seq arrives from a request path, a response header or a flag, so it is hostile input (STYLE §6). Both

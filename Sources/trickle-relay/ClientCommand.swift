@@ -15,6 +15,7 @@ import NIOCore
 import NIOPosix
 import Synchronization
 import TrickleProtocol
+import TrickleRelaySupport
 import ServiceLifecycle
 import UnixSignals
 
@@ -442,47 +443,18 @@ struct ClientCommand: AsyncParsableCommand {
                 "standard output: \(printed.written) lines printed, \(printed.dropped) dropped (its reader fell behind), \(printed.closedOut) not printed (its reader went away)"
             )
         }
-        if self.report(summary, sink: sink) { throw ExitCode(Self.channelNeverSeenExitStatus) }
+        StandardError.write(summary.text(sink: sink))
+        for url in summary.neverSeenChannels {
+            // 404 before any data: most likely a mistyped events URL, not a session that ended.
+            StandardError.write(
+                "trickle-relay client: the channel \(url) was never seen (404 before any data): check the events URL, or wait for it with --wait-for-channel SECONDS"
+            )
+        }
+        if summary.everyChannelNeverSeen { throw ExitCode(Self.channelNeverSeenExitStatus) }
     }
 
     static func hasPersistedSubscriptions(_ directory: String) -> Bool {
         ((try? SubscriptionStore(directory: directory).load()) ?? []).isEmpty == false
-    }
-
-    /// Writes the closing summary on standard error; `true` when every channel was never seen (exit 3).
-    func report(_ summary: ClientApplication.Summary, sink: EgressSinkSpecification) -> Bool {
-        let counters = summary.counters
-        let ending: String
-        if summary.subscriptions.count > 1 {
-            let finished = summary.subscriptions.filter { $0.state == "finished" }.count
-            ending = "\(finished) of \(summary.subscriptions.count) channels ended"
-        } else {
-            ending = summary.end.map { $0 == TrickleSubscriber.EndOfStream.closed ? "the channel was closed" : "the channel does not exist (404)" } ?? "stopped"
-        }
-        var text =
-            "client ended (\(ending)): \(counters.lines) lines, \(counters.telemetry) telemetry to the \(sink) sink, malformed \(counters.malformed), non-object \(counters.nonObject), telemetry without an object event \(counters.telemetryWithoutObjectEvent), oversize \(counters.oversize), sink failures \(counters.sinkFailures) (\(counters.sinkFailedEvents) events not delivered), segments lost \(counters.segmentsLost)"
-        if counters.skippedOnResume > 0 { text += ", already spooled before the restart \(counters.skippedOnResume)" }
-        if let spool = summary.spool {
-            text +=
-                "; spool: appended \(spool.appended), refused (full) \(spool.overflowed), refused (write failed: disk full?) \(spool.writeFailed), torn lines \(spool.tornLines), corrupt lines \(spool.corruptLines), state file failures \(spool.stateFileFailures), left \(spool.bytes) bytes"
-        }
-        if let reporter = summary.reporter {
-            text +=
-                "; endpoint: sent \(reporter.sent), rejected (400) \(reporter.rejected), too large \(reporter.tooLarge), overflowed \(reporter.overflowed), unsendable \(reporter.unsendable), waiting \(reporter.buffered)"
-        }
-        if let kafka = summary.kafka {
-            text +=
-                "; kafka: acknowledged \(kafka.acknowledged), produced \(kafka.produced), retried \(kafka.retried), in flight (left in the spool) \(kafka.inFlight), errors \(kafka.errors.isEmpty ? "none" : kafka.errors.map { "\($0.key) \($0.value)" }.sorted().joined(separator: ", "))"
-        }
-        StandardError.write(text)
-        let neverSeen = summary.subscriptions.filter { $0.end == "not_found" && $0.lines == 0 && $0.gaps == 0 && $0.segments == 0 }
-        for subscription in neverSeen {
-            // 404 before any data: most likely a mistyped events URL, not a session that ended.
-            StandardError.write(
-                "trickle-relay client: the channel \(subscription.eventsURL) was never seen (404 before any data): check the events URL, or wait for it with --wait-for-channel SECONDS"
-            )
-        }
-        return !summary.subscriptions.isEmpty && neverSeen.count == summary.subscriptions.count && summary.end != nil
     }
 
     /// Exit status when every channel answered 404 before any data (docs/configuration.md, "Exit codes").

@@ -17,6 +17,7 @@ import ServiceLifecycle
 import Synchronization
 import UnixSignals
 import TrickleProtocol
+import TrickleRelaySupport
 
 /// `trickle-relay demo`: server, runner agent and client daemon in one process, telemetry flowing end to end.
 struct DemoCommand: AsyncParsableCommand {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import TrickleProtocol
+import TrickleRelaySupport
 
 #if canImport(Glibc)
 import Glibc

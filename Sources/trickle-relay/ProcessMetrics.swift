@@ -1,6 +1,7 @@
 import CoreMetrics
 import Prometheus
 import TrickleProtocol
+import TrickleRelaySupport
 
 /// The process's metrics backend: swift-metrics bootstrapped once, by the executable (never by a library), with
 /// a swift-prometheus factory; `GET /metrics` renders its registry.

@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import Synchronization
 import TrickleProtocol
+import TrickleRelaySupport
 
 /// `trickle-relay publish`: writes JSON Lines from standard input onto a trickle channel.
 struct PublishCommand: AsyncParsableCommand {

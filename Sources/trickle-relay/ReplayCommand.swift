@@ -13,6 +13,7 @@ import NIOCore
 import Logging
 import Synchronization
 import TrickleProtocol
+import TrickleRelaySupport
 
 /// `trickle-relay replay`: recorded events-channel JSONL through the client's dispatcher, for debugging.
 struct ReplayCommand: AsyncParsableCommand {

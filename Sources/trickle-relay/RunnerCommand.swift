@@ -15,6 +15,7 @@ import RunnerRelay
 import ServiceLifecycle
 import Synchronization
 import TrickleProtocol
+import TrickleRelaySupport
 import UnixSignals
 
 /// `trickle-relay runner`: the agent beside a GPU runner.

@@ -5,6 +5,7 @@ import NIOPosix
 import ServiceLifecycle
 import UnixSignals
 import TrickleProtocol
+import TrickleRelaySupport
 
 /// `trickle-relay serve`: the embedded trickle server as a standalone process.
 struct ServeCommand: AsyncParsableCommand {

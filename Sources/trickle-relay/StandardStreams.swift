@@ -6,6 +6,7 @@ import Darwin
 import NIOCore
 import NIOPosix
 import TrickleProtocol
+import TrickleRelaySupport
 
 /// Standard output: whole records, and `false` once its reader has gone (EPIPE) — never a trap.
 enum StandardOutput {

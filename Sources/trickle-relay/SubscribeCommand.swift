@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import Synchronization
 import TrickleProtocol
+import TrickleRelaySupport
 
 /// `trickle-relay subscribe`: prints the JSON Lines of a trickle channel as they arrive.
 struct SubscribeCommand: AsyncParsableCommand {

@@ -5,6 +5,7 @@ import NIOCore
 import RunnerRelay
 import Testing
 import TrickleProtocol
+import TrickleRelaySupport
 import TrickleTestSupport
 
 @Suite("Runner to client, byte-exact", .timeLimit(.minutes(1)))

@@ -4,6 +4,7 @@ import MetricsTestKit
 import NIOCore
 import Testing
 import TrickleProtocol
+import TrickleRelaySupport
 import TrickleTestSupport
 
 /// An application embedding the client pipeline, with no global metrics factory and no `/metrics` endpoint, still

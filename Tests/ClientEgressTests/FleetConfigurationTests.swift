@@ -3,6 +3,7 @@ import Foundation
 import NIOCore
 import Testing
 import TrickleProtocol
+import TrickleRelaySupport
 import TrickleTestSupport
 
 /// Issue #11's library parts: per-channel spool positions, the configuration file, subscription ids.

@@ -5,6 +5,7 @@ import RdKafka
 import RelayTracing
 import Testing
 import TrickleProtocol
+import TrickleRelaySupport
 import TrickleTestSupport
 
 private func envelope(_ n: Int, session: Int = 0) -> ByteBuffer {

@@ -9,6 +9,7 @@ import ServiceLifecycleTestKit
 import Synchronization
 import Testing
 import TrickleProtocol
+import TrickleRelaySupport
 import TrickleTestSupport
 
 private func envelope(_ id: String, _ extra: String = "") -> TelemetryRecord {

@@ -11,6 +11,7 @@ import Synchronization
 import Testing
 import Tracing
 import TrickleProtocol
+import TrickleRelaySupport
 import TrickleTestSupport
 
 private let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"

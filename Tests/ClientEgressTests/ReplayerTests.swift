@@ -6,6 +6,7 @@ import Foundation
 import NIOCore
 import Testing
 import TrickleProtocol
+import TrickleRelaySupport
 import TrickleTestSupport
 @testable import ClientEgress
 

@@ -6,6 +6,7 @@ import Logging
 import NIOCore
 import Testing
 import TrickleProtocol
+import TrickleRelaySupport
 import TrickleTestSupport
 
 private func record(_ id: Int, seq: Int = 0, size: Int = 0) -> TelemetryRecord {

@@ -5,6 +5,7 @@ import Foundation
 #endif
 import Testing
 import TrickleProtocol
+import TrickleRelaySupport
 import TrickleTestSupport
 @testable import ClientEgress
 

@@ -8,6 +8,7 @@ import NIOPosix
 import ServiceLifecycleTestKit
 import Testing
 import TrickleProtocol
+import TrickleRelaySupport
 import TrickleTestSupport
 
 private func envelope(_ n: Int) -> TelemetryRecord {

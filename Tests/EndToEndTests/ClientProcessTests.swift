@@ -5,6 +5,7 @@ import NIOCore
 import NIOHTTP1
 import Testing
 import TrickleProtocol
+import TrickleRelaySupport
 import TrickleTestSupport
 
 private func telemetryLine(_ n: Int) -> ByteBuffer {

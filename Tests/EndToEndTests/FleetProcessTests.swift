@@ -5,6 +5,7 @@ import NIOCore
 import NIOHTTP1
 import Testing
 import TrickleProtocol
+import TrickleRelaySupport
 import TrickleTestSupport
 
 /// Issue #11: one client daemon follows many sessions. Real `serve`, multi-session `runner` and `client`

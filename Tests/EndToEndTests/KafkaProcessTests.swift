@@ -4,6 +4,7 @@ import NIOCore
 import RdKafka
 import Testing
 import TrickleProtocol
+import TrickleRelaySupport
 import TrickleTestSupport
 
 /// Issue #12: the client process publishing to Kafka (librdkafka's mock cluster, held by this test process)

@@ -4,6 +4,7 @@ import HTTPTypes
 import NIOHTTP1
 import Testing
 import TrickleProtocol
+import TrickleRelaySupport
 import TrickleTestSupport
 
 /// Issue #13 across real processes: a `traceparent` handed to the runner's ingest API travels inside the

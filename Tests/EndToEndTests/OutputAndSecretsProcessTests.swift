@@ -2,6 +2,7 @@ import Foundation
 import NIOHTTP1
 import Testing
 import TrickleProtocol
+import TrickleRelaySupport
 import TrickleTestSupport
 
 @Suite("Outputs that go away, secret files and startup failures: one rule for every command", .timeLimit(.minutes(1)))

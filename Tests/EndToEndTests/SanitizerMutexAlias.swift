@@ -1,5 +1,5 @@
 #if TRICKLE_RELAY_TSAN
-import TrickleProtocol
+import TrickleRelaySupport
 
 /// ThreadSanitizer builds only: `Mutex` is one TSan can see lock (see `SanitizerVisibleMutex`).
 typealias Mutex = SanitizerVisibleMutex

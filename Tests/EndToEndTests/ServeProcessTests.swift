@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import TrickleProtocol
+import TrickleRelaySupport
 import TrickleTestSupport
 
 @Suite("trickle-relay serve as a process", .timeLimit(.minutes(1)))

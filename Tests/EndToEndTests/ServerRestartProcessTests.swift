@@ -4,6 +4,7 @@ import NIOCore
 import NIOHTTP1
 import Testing
 import TrickleProtocol
+import TrickleRelaySupport
 import TrickleTestSupport
 
 /// Issue #10: `serve` is SIGKILLed and restarted on the same port mid-stream while a runner relays numbered

@@ -4,6 +4,7 @@ import NIOCore
 import NIOHTTP1
 import Testing
 import TrickleProtocol
+import TrickleRelaySupport
 import TrickleTestSupport
 
 /// Issue #9 item 3: every one-shot command stops within 2 s of SIGTERM or SIGINT and prints its summary.

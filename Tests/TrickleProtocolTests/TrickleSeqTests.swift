@@ -1,5 +1,6 @@
 import Testing
 import TrickleProtocol
+import TrickleRelaySupport
 
 @Suite("TrickleSeq: seqs from paths, headers and flags are parsed once and bounded")
 struct TrickleSeqTests {

@@ -1,7 +1,7 @@
 public import Logging
 import Synchronization
 #if TRICKLE_RELAY_TSAN
-import TrickleProtocol  // SanitizerVisibleMutex
+import TrickleRelaySupport  // SanitizerVisibleMutex
 #endif
 
 /// Captures log messages (with metadata) in memory, per test.

@@ -5,7 +5,7 @@ import NIOCore
 import NIOPosix
 import Synchronization
 #if TRICKLE_RELAY_TSAN
-import TrickleProtocol  // SanitizerVisibleMutex
+import TrickleRelaySupport  // SanitizerVisibleMutex
 #endif
 
 /// A TCP proxy placed between two parties of a test (runner → server, server → client) that injects a fault class

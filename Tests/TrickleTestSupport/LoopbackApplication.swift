@@ -1,6 +1,7 @@
 public import Hummingbird
 import ServiceLifecycleTestKit
 import TrickleProtocol
+import TrickleRelaySupport
 
 /// Runs a Hummingbird router on 127.0.0.1 (a port the kernel picks) while `body` runs with its port, then shuts
 /// it down gracefully: the local endpoints the tests script (metrics API, OTLP receiver).

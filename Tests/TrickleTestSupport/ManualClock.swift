@@ -1,6 +1,6 @@
 import Synchronization
 #if TRICKLE_RELAY_TSAN
-import TrickleProtocol  // SanitizerVisibleMutex
+import TrickleRelaySupport  // SanitizerVisibleMutex
 #endif
 
 /// A `Clock` that moves only when a test advances it: timing behaviour (throttled logs, heartbeats, report

@@ -5,6 +5,7 @@ import NIOCore
 import ServiceLifecycleTestKit
 import Synchronization
 import TrickleProtocol
+import TrickleRelaySupport
 
 /// A local OTLP/HTTP receiver (JSON encoding) for `/v1/logs` and `/v1/traces`: answers by a script and decodes
 /// what it accepted, so tests assert on log records and spans as a Collector would see them.

@@ -2,7 +2,7 @@ import NIOCore
 import NIOPosix
 import Synchronization
 #if TRICKLE_RELAY_TSAN
-import TrickleProtocol  // SanitizerVisibleMutex
+import TrickleRelaySupport  // SanitizerVisibleMutex
 #endif
 
 /// A loopback HTTP/1.1 server that answers each request head with the raw bytes a script returns, and closes the

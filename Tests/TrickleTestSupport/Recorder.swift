@@ -1,6 +1,6 @@
 import Synchronization
 #if TRICKLE_RELAY_TSAN
-import TrickleProtocol  // SanitizerVisibleMutex
+import TrickleRelaySupport  // SanitizerVisibleMutex
 #endif
 
 /// Collects values from concurrent producers and lets a test wait until they satisfy a condition, with a

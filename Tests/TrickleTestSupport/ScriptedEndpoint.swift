@@ -5,6 +5,7 @@ import NIOCore
 import ServiceLifecycleTestKit
 import Synchronization
 import TrickleProtocol
+import TrickleRelaySupport
 
 /// A local metrics endpoint that answers by a script and records what it accepted.
 public final class ScriptedEndpoint: Sendable {

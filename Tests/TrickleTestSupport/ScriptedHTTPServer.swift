@@ -4,6 +4,7 @@ import NIOCore
 import ServiceLifecycleTestKit
 import Synchronization
 import TrickleProtocol
+import TrickleRelaySupport
 
 /// A loopback HTTP server that answers every request by a script: for impersonating a broken or hostile
 /// trickle server (or any peer) in tests.

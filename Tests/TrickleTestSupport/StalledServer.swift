@@ -2,7 +2,7 @@ import NIOCore
 import NIOPosix
 import Synchronization
 #if TRICKLE_RELAY_TSAN
-import TrickleProtocol  // SanitizerVisibleMutex
+import TrickleRelaySupport  // SanitizerVisibleMutex
 #endif
 
 /// A loopback server that accepts connections and never reads from them or answers: a hung orchestrator, or a

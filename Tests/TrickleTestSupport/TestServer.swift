@@ -3,6 +3,7 @@ public import Logging
 import NIOCore
 public import NIOHTTP1
 public import TrickleProtocol
+import TrickleRelaySupport
 import ServiceLifecycleTestKit
 
 /// A logger that drops everything: tests never touch the process-wide logging system.

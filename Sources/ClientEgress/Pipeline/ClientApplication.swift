@@ -8,6 +8,7 @@ public import Logging
 import NIOCore
 public import ServiceLifecycle
 public import TrickleProtocol
+public import TrickleRelaySupport
 
 /// The whole client pipeline, built from one ``Configuration`` value: the egress sink (behind a disk spool
 /// when it can fail remotely), the ``ClientDaemon`` and its subscriptions, the local endpoint (SSE stream,

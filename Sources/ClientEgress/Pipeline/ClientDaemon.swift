@@ -4,6 +4,7 @@ import NIOCore
 public import ServiceLifecycle
 import Synchronization
 public import TrickleProtocol
+import TrickleRelaySupport
 
 /// The client side: follows any number of events channels at once (one ``ChannelSubscription`` each, from
 /// flags, a configuration file or the control API), dispatches every line (telemetry to the one egress sink,

@@ -1,4 +1,5 @@
-public import TrickleProtocol
+import TrickleProtocol
+public import TrickleRelaySupport
 
 /// The client daemon's `GET /metrics` (Prometheus text): what it read, relayed, spooled, sent and streamed.
 public struct ClientMetrics: Sendable {

@@ -3,6 +3,7 @@ public import NIOCore
 import CoreMetrics
 import Synchronization
 public import TrickleProtocol
+import TrickleRelaySupport
 
 /// Routes every line of an events channel by its top-level `type`, found without decoding the line:
 /// `telemetry` → the raw bytes of the `event` value go to the ``EgressSink``, byte-exact; every other type →

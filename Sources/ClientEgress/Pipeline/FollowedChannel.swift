@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Logging
 import Synchronization
 import TrickleProtocol
+import TrickleRelaySupport
 
 /// One subscription at run time: its reader, its dispatcher (and so its own counters and read position), the
 /// sink it feeds (the daemon's one sink, with the SSE stream beside it), and its state.

@@ -5,6 +5,7 @@ import Foundation
 #endif
 public import NIOCore
 import Synchronization
+import TrickleRelaySupport
 
 /// A progress line for a replay (`\rreplay:  42% (420 of 1000 MB)`), at most five times a second, shown only
 /// when `isShown` (the executable: standard error is a terminal) and the input is larger than 4 MB.

@@ -1,7 +1,7 @@
 import NIOCore
 import Synchronization
 #if TRICKLE_RELAY_TSAN
-import TrickleProtocol  // SanitizerVisibleMutex
+import TrickleRelaySupport  // SanitizerVisibleMutex
 #endif
 
 /// What a replay saw: events per type and per `data.type`, problems with file:line, duplicate envelope ids,

@@ -7,6 +7,7 @@ public import Logging
 import NIOCore
 import Synchronization
 public import TrickleProtocol
+import TrickleRelaySupport
 
 /// Replays recorded events-channel JSONL: each file is one segment, read in order through the client's
 /// ``EventDispatcher`` into a sink (``run()``), or republished line for line onto a live channel

@@ -1,6 +1,7 @@
 public import AsyncHTTPClient
 public import Logging
-public import TrickleProtocol
+import TrickleProtocol
+public import TrickleRelaySupport
 
 /// Which egress sink a client installs: parsed from `--sink`, or chosen from the environment (issue #5's
 /// precedence: the HTTP metrics reporter when a URL and an API key are set, else Kafka when bootstrap servers

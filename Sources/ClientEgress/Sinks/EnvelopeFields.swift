@@ -1,5 +1,6 @@
 public import NIOCore
 import TrickleProtocol
+import TrickleRelaySupport
 
 /// The few envelope fields a sink may route or log on, read without decoding the envelope
 /// (`id`, `data.type`, `data.session_id`). Values are the JSON string contents, escapes as written.

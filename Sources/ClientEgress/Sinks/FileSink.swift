@@ -10,7 +10,7 @@ import NIOCore
 import NIOPosix
 import Synchronization
 #if TRICKLE_RELAY_TSAN
-import TrickleProtocol  // SanitizerVisibleMutex
+import TrickleRelaySupport  // SanitizerVisibleMutex
 #endif
 
 /// Appends each envelope's bytes and a newline to a file: the verbatim record of what was relayed.

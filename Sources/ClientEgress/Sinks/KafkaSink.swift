@@ -15,6 +15,7 @@ public import RdKafka
 import Synchronization
 import Tracing
 import TrickleProtocol
+import TrickleRelaySupport
 
 /// Publishes every envelope to a Kafka topic through librdkafka: value = the envelope's bytes exactly as
 /// relayed, key = its `id`; `acks=all` and the idempotent producer. A record is settled only when the broker

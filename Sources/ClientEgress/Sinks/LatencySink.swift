@@ -8,7 +8,7 @@ import Glibc
 #endif
 import Synchronization
 #if TRICKLE_RELAY_TSAN
-import TrickleProtocol  // SanitizerVisibleMutex
+import TrickleRelaySupport  // SanitizerVisibleMutex
 #endif
 
 /// Counts delivered envelopes and their latency: envelope `timestamp` (Unix ms, stamped on the runner) to

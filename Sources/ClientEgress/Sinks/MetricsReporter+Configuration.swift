@@ -1,4 +1,5 @@
-public import TrickleProtocol
+import TrickleProtocol
+public import TrickleRelaySupport
 
 extension MetricsReporter {
     /// Configuration of the HTTP metrics reporter.

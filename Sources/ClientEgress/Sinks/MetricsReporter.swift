@@ -15,6 +15,7 @@ import NIOHTTP1
 import ServiceLifecycle
 import Synchronization
 import TrickleProtocol
+import TrickleRelaySupport
 
 /// Sends relayed telemetry to an HTTP metrics API in batches:
 /// `{"app":…,"host":…,"events":[{"type":<data.type>,"data":<data>,"id":<id>,"timestamp":<timestamp>}]}`, built

@@ -1,7 +1,7 @@
 import NIOCore
 import Synchronization
 #if TRICKLE_RELAY_TSAN
-import TrickleProtocol  // SanitizerVisibleMutex
+import TrickleRelaySupport  // SanitizerVisibleMutex
 #endif
 
 /// Counts what it is given and keeps nothing: for benchmarks.

@@ -8,6 +8,7 @@ import Glibc
 #endif
 import NIOCore
 import TrickleProtocol
+import TrickleRelaySupport
 
 /// Relayed envelopes as OTLP log records in OTLP/HTTP's JSON encoding
 /// (<https://opentelemetry.io/docs/specs/otlp/#json-protobuf-encoding>): one `ExportLogsServiceRequest` per

@@ -11,6 +11,7 @@ import NIOCore
 import NIOPosix
 import Synchronization
 import TrickleProtocol
+import TrickleRelaySupport
 
 /// Acknowledging deliveries (segment files behind the cursor are deleted) and closing.
 extension Spool {

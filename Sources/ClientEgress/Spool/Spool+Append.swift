@@ -11,6 +11,7 @@ import NIOCore
 import NIOPosix
 import Synchronization
 import TrickleProtocol
+import TrickleRelaySupport
 
 /// Appending: records are queued, written by one writer at a time (whole lines; a failed write is cut back), and
 /// the segment rotates past its size.

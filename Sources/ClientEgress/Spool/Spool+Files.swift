@@ -11,6 +11,7 @@ import NIOCore
 import NIOPosix
 import Synchronization
 import TrickleProtocol
+import TrickleRelaySupport
 
 /// The files: `state.json` written atomically, segment paths, opening for append, crash recovery (a torn tail
 /// cut off), and whole-buffer writes.

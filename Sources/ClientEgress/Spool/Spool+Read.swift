@@ -11,6 +11,7 @@ import NIOCore
 import NIOPosix
 import Synchronization
 import TrickleProtocol
+import TrickleRelaySupport
 
 /// Reading back, in order, from a cursor; lines that cannot be read are skipped and counted.
 extension Spool {

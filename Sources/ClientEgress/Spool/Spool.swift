@@ -11,6 +11,7 @@ import NIOCore
 import NIOPosix
 import Synchronization
 import TrickleProtocol
+import TrickleRelaySupport
 
 /// An append-only, segmented JSONL write-ahead log on disk, in front of a sink that can fail remotely.
 ///

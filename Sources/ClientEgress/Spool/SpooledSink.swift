@@ -2,7 +2,8 @@ import DequeModule
 public import Logging
 import ServiceLifecycle
 import Synchronization
-public import TrickleProtocol
+import TrickleProtocol
+public import TrickleRelaySupport
 
 /// Puts a ``Spool`` in front of a sink that can fail remotely (the metrics reporter, Kafka): ``export(_:)``
 /// returns once the records are on disk, and ``run()`` delivers them from the spool to the sink behind it,

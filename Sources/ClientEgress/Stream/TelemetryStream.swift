@@ -2,6 +2,7 @@ import DequeModule
 public import NIOCore
 import Synchronization
 import TrickleProtocol
+import TrickleRelaySupport
 
 /// The live feed behind the SSE endpoint: every relayed envelope (event name `telemetry`) and every other event
 /// of the channel (named by its top-level `type`: `runner_ready`, `notification`…), each with a monotonic id;

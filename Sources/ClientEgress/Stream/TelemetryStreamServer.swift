@@ -12,7 +12,8 @@ import Glibc
 import HTTPTypes
 import Synchronization
 public import ServiceLifecycle
-public import TrickleProtocol
+import TrickleProtocol
+public import TrickleRelaySupport
 
 /// The client daemon's local HTTP endpoint:
 ///

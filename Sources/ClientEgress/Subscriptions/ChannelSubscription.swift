@@ -1,4 +1,5 @@
 public import TrickleProtocol
+import TrickleRelaySupport
 
 /// One events channel a ``ClientDaemon`` follows: where it is, how it is labelled, where reading starts, and
 /// who asked for it.

@@ -7,6 +7,7 @@ public import Foundation
 import Glibc
 #endif
 import TrickleProtocol
+import TrickleRelaySupport
 
 /// The client's configuration file (`--config FILE`, re-read on SIGHUP): a JSON object, every field optional.
 ///

@@ -1,4 +1,5 @@
 public import TrickleProtocol
+import TrickleRelaySupport
 
 /// The id of a daemon's subscription: `[A-Za-z0-9._-]{1,64}`, stable for a channel (derived from its URL), so
 /// a spool record, a persisted subscription and an API path all name the channel the same way across restarts.

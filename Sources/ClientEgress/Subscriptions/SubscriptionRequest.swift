@@ -1,4 +1,5 @@
 import TrickleProtocol
+import TrickleRelaySupport
 
 /// The body of `POST /v1/subscriptions` and one entry of a configuration file's `subscriptions`:
 /// `{"events_url": "...", "session_id": "...", "start": "latest|next|N"}` (`session_id` and `start` optional).

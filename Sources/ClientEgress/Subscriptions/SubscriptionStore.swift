@@ -8,6 +8,7 @@ import Glibc
 #endif
 import Synchronization
 import TrickleProtocol
+import TrickleRelaySupport
 
 /// The subscriptions added through the control API, kept in `subscriptions.json` beside the spool so a
 /// restarted daemon (even after `kill -9`) follows them again. The file is replaced atomically (written aside,

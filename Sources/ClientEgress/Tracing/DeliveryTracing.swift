@@ -1,5 +1,6 @@
 public import Tracing
 import TrickleProtocol
+import TrickleRelaySupport
 
 /// The W3C trace context of relayed envelopes, continued on the client: a sink's delivery is traced as a span
 /// that is a child of the envelopes' `data.traceparent` (when a batch shares one) or links to each of them

@@ -9,6 +9,7 @@ import Glibc
 import Synchronization
 public import NIOCore
 import TrickleProtocol
+import TrickleRelaySupport
 
 /// Builds the `stream_trace` envelope, exactly once, on the runner (DESIGN.md "Wire format",
 /// `trickle-protocol.md` §9):

@@ -8,6 +8,7 @@ import Glibc
 #endif
 import NIOCore
 import TrickleProtocol
+import TrickleRelaySupport
 
 /// The `traceparent` / `tracestate` members of one event object (or an envelope's `data`), checked: which of
 /// them are dropped as malformed, and which context is added when the object has no valid one of its own.

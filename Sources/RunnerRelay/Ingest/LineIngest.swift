@@ -1,6 +1,7 @@
 public import NIOCore
 import Synchronization
 import TrickleProtocol
+import TrickleRelaySupport
 
 /// Feeds a byte stream of JSON Lines (the runner app's stdin) into a session: telemetry to the sink, control
 /// events through the lossless path, bad lines counted and reported.

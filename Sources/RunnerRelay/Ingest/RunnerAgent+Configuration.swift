@@ -1,4 +1,5 @@
 public import TrickleProtocol
+public import TrickleRelaySupport
 
 extension RunnerAgent {
     /// Configuration of the multi-session runner agent.

@@ -13,7 +13,8 @@ public import Logging
 import NIOCore
 public import ServiceLifecycle
 import Synchronization
-public import TrickleProtocol
+import TrickleProtocol
+public import TrickleRelaySupport
 
 /// The multi-session runner agent: a loopback HTTP ingest API in front of one ``SessionRelay`` per session.
 ///

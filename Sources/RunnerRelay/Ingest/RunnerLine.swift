@@ -1,5 +1,6 @@
 public import NIOCore
 import TrickleProtocol
+import TrickleRelaySupport
 
 /// A line the runner app writes on its events channel, classified by the rule the agent applies
 /// (docs/architecture.md, "What the runner agent does with a line"):

@@ -3,6 +3,7 @@ import NIOCore
 public import ServiceLifecycle
 import Synchronization
 import TrickleProtocol
+import TrickleRelaySupport
 
 /// Feeds standard input into the session, then ends (which shuts the group down gracefully).
 public struct StandardInputPump: Service, CustomStringConvertible {

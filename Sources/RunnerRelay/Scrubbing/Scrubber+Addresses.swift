@@ -1,4 +1,5 @@
 import TrickleProtocol
+import TrickleRelaySupport
 
 /// Rule family: which IP addresses are not personal data (loopback, private ranges, link-local).
 extension Scrubber {

@@ -1,4 +1,5 @@
 import TrickleProtocol
+import TrickleRelaySupport
 
 /// Byte classes and prefix tests shared by the rule families.
 extension Scrubber {

@@ -1,4 +1,5 @@
 import TrickleProtocol
+import TrickleRelaySupport
 
 /// Rule family: credentials in text — `key=value` / `key: value` pairs and URL queries, the password of a URL's
 /// `user:password@`, and PEM blocks.

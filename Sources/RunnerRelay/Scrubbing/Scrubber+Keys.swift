@@ -1,4 +1,5 @@
 import TrickleProtocol
+import TrickleRelaySupport
 
 /// Rule family: member names — credential-named keys redact whatever they hold, digest- and id-named keys are not
 /// taken for secrets for being long hex.

@@ -1,4 +1,5 @@
 import TrickleProtocol
+import TrickleRelaySupport
 
 /// Rule family: home-directory paths (`/home/<user>`, `/Users/<user>`, `C:\\Users\\<user>`): the user part goes.
 extension Scrubber {

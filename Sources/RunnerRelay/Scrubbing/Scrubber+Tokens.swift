@@ -1,4 +1,5 @@
 import TrickleProtocol
+import TrickleRelaySupport
 
 /// Rule family: tokens — bearer tokens, and whole tokens classified by shape (provider prefixes, JWTs, e-mail,
 /// IP addresses, long hex / base62 / base64 secrets; UUIDs pass).

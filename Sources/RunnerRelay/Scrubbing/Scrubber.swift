@@ -1,5 +1,6 @@
 public import NIOCore
 import TrickleProtocol
+import TrickleRelaySupport
 
 /// Scrubs secrets and personal data from every string value of an event before it leaves the runner.
 ///

@@ -8,6 +8,7 @@ import Glibc
 #endif
 public import ServiceLifecycle
 import TrickleProtocol
+import TrickleRelaySupport
 
 /// The agent's telemetry about itself, relayed like any event: `relay_ready` (with `startup_ms`) when the
 /// session starts, then a `relay_heartbeat` carrying the sink's counters every interval (default 30 s).

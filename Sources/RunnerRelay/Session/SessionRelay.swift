@@ -2,6 +2,7 @@ public import AsyncHTTPClient
 public import Logging
 public import ServiceLifecycle
 public import TrickleProtocol
+import TrickleRelaySupport
 
 /// One session's relay: its events writer and its ``TrickleEventsSink``, installed when the session starts and
 /// torn down when it ends (flush within a deadline, close the channel, report what was sent and lost).

@@ -1,5 +1,6 @@
 public import Tracing
-public import TrickleProtocol
+import TrickleProtocol
+public import TrickleRelaySupport
 
 extension TrickleEventsSink {
     /// Configuration of a ``TrickleEventsSink``.

@@ -14,6 +14,7 @@ import CoreMetrics
 import Synchronization
 import Tracing
 public import TrickleProtocol
+import TrickleRelaySupport
 
 /// The runner-side telemetry sink: `emit` from any thread or task, never blocking, never throwing; a bounded
 /// queue (events *and* bytes) that drops the **oldest** on overflow; and a drain that stamps, scrubs, frames

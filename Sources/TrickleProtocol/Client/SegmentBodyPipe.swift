@@ -1,6 +1,7 @@
 import DequeModule
 import NIOCore
 import Synchronization
+import TrickleRelaySupport
 
 /// The streamed body of one segment POST: bytes appended by the publisher, pulled by the HTTP client.
 ///

@@ -2,6 +2,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import Synchronization
+import TrickleRelaySupport
 
 /// The keep-alive HTTP/1.1 connection one subscriber reads a plain-`http` channel's segments over: one GET at a
 /// time, its reply handed to the reader as it is decoded (``SegmentExchange``).

@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHTTP1
+import TrickleRelaySupport
 
 /// The one handler of a ``SegmentConnection``'s pipeline: writes each GET, parses its reply
 /// (``SegmentReplyParser``) and hands it to the ``SegmentExchange`` as it arrives, on the event loop.

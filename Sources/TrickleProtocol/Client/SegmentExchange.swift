@@ -1,6 +1,7 @@
 import NIOCore
 import NIOHTTP1
 import Synchronization
+import TrickleRelaySupport
 
 /// One GET on a ``SegmentConnection``: its reply head, then its body chunks, handed from the event loop to the
 /// reading task directly (no response state machine or async sequence in between: a subscriber at the live edge

@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Logging
 import NIOCore
 import NIOHTTP1
+import TrickleRelaySupport
 
 /// The reply to one segment GET, read over the subscriber's own ``SegmentConnection`` (plain `http`) or through
 /// the shared HTTP client (`https`).

@@ -1,3 +1,4 @@
+import TrickleRelaySupport
 package import NIOCore
 package import NIOHTTP1
 

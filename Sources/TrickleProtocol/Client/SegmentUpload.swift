@@ -1,5 +1,6 @@
 import NIOCore
 import Synchronization
+import TrickleRelaySupport
 
 /// One segment POST of a ``TricklePublisher``: its seq, its streamed body, and how it ended.
 final class SegmentUpload: Sendable {

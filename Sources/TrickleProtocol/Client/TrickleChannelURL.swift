@@ -1,3 +1,4 @@
+import TrickleRelaySupport
 /// The URL of one trickle channel, e.g. `http://127.0.0.1:2939/events-abc` or
 /// `https://orch.example/ai/trickle/job-42-events`.
 ///

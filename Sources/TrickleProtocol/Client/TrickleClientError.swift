@@ -1,3 +1,4 @@
+import TrickleRelaySupport
 /// An error from a trickle client (``TricklePublisher``, ``TrickleSubscriber``).
 ///
 /// Compare errors by ``code``; ``message`` says what was expected and what arrived.

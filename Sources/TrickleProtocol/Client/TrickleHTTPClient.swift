@@ -1,5 +1,6 @@
 public import AsyncHTTPClient
 import NIOCore
+import TrickleRelaySupport
 
 /// The HTTP client settings trickle clients need.
 public enum TrickleHTTPClient {

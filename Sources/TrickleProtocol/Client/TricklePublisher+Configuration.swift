@@ -1,3 +1,4 @@
+public import TrickleRelaySupport
 extension TricklePublisher {
     /// Where a publisher starts writing.
     public enum StartPosition: Sendable, Hashable {

@@ -5,6 +5,7 @@ import HTTPTypes
 import NIOHTTP1
 public import ServiceLifecycle
 import Synchronization
+import TrickleRelaySupport
 
 /// Publishes a stream of segments to one trickle channel (`trickle-protocol.md` §1–§6).
 ///

@@ -1,4 +1,5 @@
 public import NIOCore
+public import TrickleRelaySupport
 
 extension TrickleSubscriber {
     /// Where a subscriber starts reading (`trickle-protocol.md` §5).

@@ -4,6 +4,7 @@ public import Logging
 import NIOCore
 import NIOHTTP1
 import Synchronization
+import TrickleRelaySupport
 
 /// Reads one trickle channel segment by segment, live (`trickle-protocol.md` §4, §5, §7, §10).
 ///

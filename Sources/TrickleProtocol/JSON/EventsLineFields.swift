@@ -1,4 +1,5 @@
 public import NIOCore
+import TrickleRelaySupport
 
 /// What both ends route an events-channel line on — its top-level `type` and its `event` member — found in the
 /// same pass that validates the line, without decoding it.

@@ -1,4 +1,5 @@
 public import NIOCore
+import TrickleRelaySupport
 
 /// Removes insignificant whitespace (outside strings) from JSON text, leaving every other byte as it was.
 ///

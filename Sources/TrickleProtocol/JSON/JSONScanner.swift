@@ -1,4 +1,5 @@
 public import NIOCore
+import TrickleRelaySupport
 
 /// A strict (RFC 8259) JSON validator that works on raw bytes and never builds Foundation objects.
 ///

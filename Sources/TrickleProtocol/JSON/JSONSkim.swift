@@ -1,3 +1,4 @@
+import TrickleRelaySupport
 /// Finds members of a JSON object that is **already known to be valid** (it passed a ``JSONScanner`` scan),
 /// without validating again: a byte skim that only tracks strings and nesting. Several times faster than a
 /// validating scan; on invalid input it returns `nil` or a wrong range, never crashes.

@@ -1,4 +1,5 @@
 public import NIOCore
+import TrickleRelaySupport
 
 extension ByteBuffer {
     /// Writes `bytes` (UTF-8 text) as a JSON string literal: quotes around it, `"` `\` and control characters

@@ -1,4 +1,5 @@
 public import NIOCore
+import TrickleRelaySupport
 
 /// Rewrites the string *values* of a JSON document (never its keys, numbers or literals) in one pass,
 /// copying every other byte unchanged.

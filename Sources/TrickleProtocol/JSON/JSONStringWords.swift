@@ -1,3 +1,4 @@
+import TrickleRelaySupport
 /// The 8-bytes-at-a-time fast path of every string scan (``JSONScanner`` and ``JSONSkim``).
 @usableFromInline
 enum JSONStringWords {

@@ -1,3 +1,4 @@
+import TrickleRelaySupport
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else

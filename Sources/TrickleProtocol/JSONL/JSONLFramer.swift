@@ -1,4 +1,5 @@
 public import NIOCore
+import TrickleRelaySupport
 
 /// Splits a byte stream into lines incrementally, never holding more than `maximumLineBytes` of one line.
 ///

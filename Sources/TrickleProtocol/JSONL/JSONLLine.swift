@@ -1,4 +1,5 @@
 public import NIOCore
+import TrickleRelaySupport
 
 /// One JSON object line read from an events channel.
 public struct JSONLLine: Sendable {

@@ -1,4 +1,5 @@
 public import NIOCore
+import TrickleRelaySupport
 
 /// Frames a byte stream of JSON Lines (standard input, a file, a request body) and hands each frame on, in
 /// order, including an unterminated last line at the end (its `isTerminated` is `false`: the caller decides

@@ -2,6 +2,7 @@ public import AsyncHTTPClient
 public import Logging
 import NIOCore
 import Synchronization
+import TrickleRelaySupport
 
 /// Reads JSON Lines from a trickle channel, line by line as bytes arrive.
 ///

@@ -1,4 +1,5 @@
 public import NIOCore
+import TrickleRelaySupport
 
 /// Turns the bytes of one segment (or one file) into validated JSON object lines and diagnostics.
 ///

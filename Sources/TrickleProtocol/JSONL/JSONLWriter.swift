@@ -10,6 +10,7 @@ import Glibc
 public import Logging
 public import NIOCore
 public import ServiceLifecycle
+import TrickleRelaySupport
 
 /// Writes JSON Lines onto a trickle channel (the events channel convention, `trickle-protocol.md` §8).
 ///

@@ -1,3 +1,4 @@
+import TrickleRelaySupport
 /// A line the ``JSONLWriter`` refused, or a failure to publish it.
 public struct JSONLWriterError: Error, Sendable, Hashable, CustomStringConvertible {
     /// What kind of failure this is.

@@ -1,4 +1,5 @@
 import Synchronization
+import TrickleRelaySupport
 
 /// The channels of one embedded server, by name.
 ///

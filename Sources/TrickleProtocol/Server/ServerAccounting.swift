@@ -1,4 +1,5 @@
 import Synchronization
+import TrickleRelaySupport
 
 /// The embedded server's resource bounds and counters: retained segment bytes (reserved as bodies arrive,
 /// released when a segment is freed), live channels, and every refusal by reason — for `/metrics` and for the

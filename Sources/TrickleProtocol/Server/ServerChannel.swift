@@ -1,4 +1,5 @@
 import Synchronization
+import TrickleRelaySupport
 
 /// One channel on the embedded server: the ring of retained segments and the nextWrite cursor.
 ///

@@ -1,5 +1,6 @@
 import NIOCore
 import Synchronization
+import TrickleRelaySupport
 
 /// The open connections of the embedded server, so that shutting down can end each of them.
 final class ServerConnections: Sendable {

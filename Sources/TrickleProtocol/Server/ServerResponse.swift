@@ -1,5 +1,6 @@
 import HTTPTypes
 import NIOHTTP1
+import TrickleRelaySupport
 
 /// A whole response of the embedded server, written at once: a status, headers and a short text body.
 struct ServerResponse {

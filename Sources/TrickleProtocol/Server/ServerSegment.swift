@@ -1,5 +1,6 @@
 import NIOCore
 import Synchronization
+import TrickleRelaySupport
 
 /// One segment held by the embedded server: the bytes received so far, and whether it ended.
 ///

@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import HTTPTypes
 import NIOHTTP1
+import TrickleRelaySupport
 
 /// Serves the trickle protocol on one HTTP/1 connection of the embedded server, on the connection's event loop.
 ///

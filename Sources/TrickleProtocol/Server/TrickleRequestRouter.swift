@@ -1,6 +1,7 @@
 import Logging
 import HTTPTypes
 import NIOHTTP1
+import TrickleRelaySupport
 
 /// Decides what the embedded server does with a request head (`trickle-protocol.md` §2–§7): answer at once, take
 /// a segment body, or stream a segment. It never waits; ``TrickleConnectionHandler`` carries the decision out.

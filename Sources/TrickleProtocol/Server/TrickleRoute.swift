@@ -1,3 +1,4 @@
+import TrickleRelaySupport
 /// A request path below the server's base path, parsed (`trickle-protocol.md` §2).
 enum TrickleRoute: Equatable {
     /// `{base}{channel}`

@@ -1,3 +1,4 @@
+public import TrickleRelaySupport
 extension TrickleServer {
     /// Configuration of an embedded trickle server. Defaults match a local `trickle-relay serve`.
     public struct Configuration: Sendable {

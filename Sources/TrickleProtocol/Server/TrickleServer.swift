@@ -6,6 +6,7 @@ import NIOHTTP1
 public import NIOCore
 public import NIOPosix
 public import ServiceLifecycle
+public import TrickleRelaySupport
 
 /// An embedded trickle server: the segmented HTTP pub/sub protocol of Livepeer's trickle channels, for local
 /// use and tests.

@@ -3,6 +3,7 @@ import NIOHTTP1
 import Foundation
 import Synchronization
 import TrickleProtocol
+import TrickleRelaySupport
 import TrickleTestSupport
 
 /// A `trickle-relay` child process of the fault suite: its standard error lines, and its peak resident memory

@@ -6,6 +6,7 @@ import NIOHTTP1
 import Synchronization
 import Testing
 import TrickleProtocol
+import TrickleRelaySupport
 import TrickleTestSupport
 
 /// Issue #10's oracle-checked fault suite: the real `serve`, `runner` and `client` processes on loopback, numbered

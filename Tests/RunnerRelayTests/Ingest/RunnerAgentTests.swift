@@ -6,6 +6,7 @@ import ServiceLifecycle
 import ServiceLifecycleTestKit
 import Testing
 import TrickleProtocol
+import TrickleRelaySupport
 import TrickleTestSupport
 @testable import RunnerRelay
 

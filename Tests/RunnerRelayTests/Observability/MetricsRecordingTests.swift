@@ -3,6 +3,7 @@ import MetricsTestKit
 import NIOHTTP1
 import Testing
 import TrickleProtocol
+import TrickleRelaySupport
 import TrickleTestSupport
 @testable import RunnerRelay
 

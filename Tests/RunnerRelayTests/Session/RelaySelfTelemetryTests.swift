@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Testing
 import TrickleProtocol
+import TrickleRelaySupport
 import TrickleTestSupport
 @testable import RunnerRelay
 

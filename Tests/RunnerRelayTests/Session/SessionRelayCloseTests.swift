@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import NIOCore
 import Testing
 import TrickleProtocol
+import TrickleRelaySupport
 import TrickleTestSupport
 @testable import RunnerRelay
 

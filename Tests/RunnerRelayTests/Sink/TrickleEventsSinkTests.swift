@@ -3,6 +3,7 @@ import Foundation
 import NIOCore
 import Testing
 import TrickleProtocol
+import TrickleRelaySupport
 import TrickleTestSupport
 @testable import RunnerRelay
 

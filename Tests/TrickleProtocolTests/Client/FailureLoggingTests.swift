@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import Testing
 import TrickleProtocol
+import TrickleRelaySupport
 import TrickleTestSupport
 
 /// Issue #9 item 9: a failure state is heard at the default level when it starts, is not repeated per retry,

@@ -4,6 +4,7 @@ import NIOCore
 import Synchronization
 import Testing
 import TrickleProtocol
+import TrickleRelaySupport
 import TrickleTestSupport
 
 /// A server that answers with numbers a real one never sends must not crash or mislead a client of ours

@@ -2,6 +2,7 @@ import NIOCore
 import NIOHTTP1
 import Testing
 import TrickleProtocol
+import TrickleRelaySupport
 
 /// The subscriber's own HTTP/1.1 reply parser: the framings servers use, cut anywhere, and every way a reply can
 /// break the grammar or a bound — an error naming what was wrong, never a trap, never unbounded memory.

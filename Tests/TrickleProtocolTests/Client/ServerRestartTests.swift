@@ -6,6 +6,7 @@ import ServiceLifecycle
 import ServiceLifecycleTestKit
 import Testing
 import TrickleProtocol
+import TrickleRelaySupport
 import TrickleTestSupport
 
 /// Runs a server on `port` until `body` returns (no channel pre-created unless asked).

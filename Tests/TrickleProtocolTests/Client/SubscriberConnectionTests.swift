@@ -3,6 +3,7 @@ import NIOCore
 import Synchronization
 import Testing
 import TrickleProtocol
+import TrickleRelaySupport
 import TrickleTestSupport
 
 /// A subscriber reads a plain-`http` channel over one kept connection of its own: what a server does to that

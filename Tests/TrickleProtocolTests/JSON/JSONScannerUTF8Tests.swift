@@ -1,6 +1,7 @@
 import NIOCore
 import Testing
 @testable import TrickleProtocol
+import TrickleRelaySupport
 
 /// Issue #9 item 4: ill-formed UTF-8 inside a string is malformed, with its own reason, at every position of the
 /// 8-byte fast path; every well-formed sequence passes.

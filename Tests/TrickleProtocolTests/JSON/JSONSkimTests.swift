@@ -1,5 +1,6 @@
 import Testing
 import TrickleProtocol
+import TrickleRelaySupport
 
 @Suite("JSONSkim")
 struct JSONSkimTests {

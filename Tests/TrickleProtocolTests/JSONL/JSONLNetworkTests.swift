@@ -6,6 +6,7 @@ import ServiceLifecycleTestKit
 import Synchronization
 import Testing
 import TrickleProtocol
+import TrickleRelaySupport
 import TrickleTestSupport
 
 /// What a test reader saw.

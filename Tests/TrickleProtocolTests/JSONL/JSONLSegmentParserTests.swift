@@ -1,6 +1,7 @@
 import NIOCore
 import Testing
 @testable import TrickleProtocol
+import TrickleRelaySupport
 
 @Suite("JSONLSegmentParser")
 struct JSONLSegmentParserTests {

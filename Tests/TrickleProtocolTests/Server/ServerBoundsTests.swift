@@ -3,6 +3,7 @@ import NIOCore
 import NIOHTTP1
 import Testing
 import TrickleProtocol
+import TrickleRelaySupport
 import TrickleTestSupport
 
 /// Issue #9 item 7: the embedded server's memory is bounded, refusals are clear and counted, and a token guards

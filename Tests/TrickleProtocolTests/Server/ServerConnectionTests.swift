@@ -4,6 +4,7 @@ import NIOPosix
 import NIOHTTP1
 import Testing
 import TrickleProtocol
+import TrickleRelaySupport
 import TrickleTestSupport
 
 /// Speaks raw HTTP/1.1 over a loopback socket, to see what an HTTP client library would hide.

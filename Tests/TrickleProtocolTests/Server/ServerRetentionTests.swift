@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import NIOHTTP1
 import Testing
 import TrickleProtocol
+import TrickleRelaySupport
 import TrickleTestSupport
 
 @Suite("The embedded server gives back what ended channels held")

@@ -2,6 +2,7 @@ import Logging
 import NIOHTTP1
 import Testing
 @testable import TrickleProtocol
+import TrickleRelaySupport
 
 /// `TrickleRequestRouter` as the pure decision it is (issue #24): a request head in, an action out — no sockets.
 /// Each row is one rule of `trickle-protocol.md` §2–§7 or one of the server's own bounds.

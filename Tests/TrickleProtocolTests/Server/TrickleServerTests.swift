@@ -3,6 +3,7 @@ import NIOCore
 import NIOHTTP1
 import Testing
 import TrickleProtocol
+import TrickleRelaySupport
 import TrickleTestSupport
 
 @Suite("TrickleServer", .timeLimit(.minutes(1)))

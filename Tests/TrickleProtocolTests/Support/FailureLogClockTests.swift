@@ -1,5 +1,6 @@
 import Testing
 import TrickleProtocol
+import TrickleRelaySupport
 import TrickleTestSupport
 
 /// `FailureLog` on a manual clock (issue #24): its throttle is tested by advancing time, not by waiting for it.

@@ -3,6 +3,7 @@ import NIOCore
 import NIOHTTP1
 import Testing
 import TrickleProtocol
+import TrickleRelaySupport
 import TrickleTestSupport
 
 /// The fault proxy itself: each mode does what the fault suite relies on.

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Testing
 import TrickleProtocol
+import TrickleRelaySupport
 import TrickleTestSupport
 
 /// Issue #22 item 3: a local reader that stops reading (stdout into a paused terminal or a full pipe) never blocks

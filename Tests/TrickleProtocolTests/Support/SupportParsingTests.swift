@@ -8,6 +8,7 @@ import Glibc
 #endif
 import Testing
 import TrickleProtocol
+import TrickleRelaySupport
 
 @Suite("Text, JSON and secret-file helpers that replace Foundation's (the binary links FoundationEssentials only)")
 struct SupportParsingTests {

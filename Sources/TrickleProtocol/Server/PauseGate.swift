@@ -1,4 +1,5 @@
 import Synchronization
+import TrickleRelaySupport
 
 /// A gate that is open or paused; what finds it paused is called back once it opens again.
 final class PauseGate: Sendable {
