@@ -7,10 +7,7 @@ import Foundation
 import Glibc
 #endif
 import Logging
-import NIOCore
-import NIOPosix
 import Synchronization
-import TrickleProtocol
 import TrickleRelaySupport
 
 /// Acknowledging deliveries (segment files behind the cursor are deleted) and closing.

@@ -8,9 +8,7 @@ import Glibc
 #endif
 import Logging
 import NIOCore
-import NIOPosix
 import Synchronization
-import TrickleProtocol
 import TrickleRelaySupport
 
 /// Appending: records are queued, written by one writer at a time (whole lines; a failed write is cut back), and

@@ -8,7 +8,6 @@ import Glibc
 #endif
 import Logging
 import NIOCore
-import NIOPosix
 import Synchronization
 import TrickleProtocol
 import TrickleRelaySupport

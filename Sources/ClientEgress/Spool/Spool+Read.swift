@@ -8,9 +8,7 @@ import Glibc
 #endif
 import Logging
 import NIOCore
-import NIOPosix
 import Synchronization
-import TrickleProtocol
 import TrickleRelaySupport
 
 /// Reading back, in order, from a cursor; lines that cannot be read are skipped and counted.
