@@ -8,7 +8,7 @@
 /// try await self.clock.sleep(for: .seconds(30))
 /// if self.clock.now - started >= interval { … }
 /// ```
-public struct RelayClock: Sendable {
+public struct RelayClock: Clock, Sendable {
     /// A point in time of a ``RelayClock``: the time since the clock was taken.
     public struct Instant: InstantProtocol, Sendable {
         /// Time since the clock was taken.
@@ -44,7 +44,9 @@ public struct RelayClock: Sendable {
     }
 
     /// Suspends until `deadline` of this clock's time; returns at once when it has passed.
-    public func sleep(until deadline: Instant) async throws {
+    public func sleep(until deadline: Instant, tolerance: Duration? = nil) async throws {
         try await self.sleeper(max(deadline - self.now, .zero))
     }
+
+    public var minimumResolution: Duration { .zero }
 }

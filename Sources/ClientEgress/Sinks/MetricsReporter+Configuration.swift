@@ -19,6 +19,9 @@ extension MetricsReporter {
         public var flushInterval: Duration
         /// Back-off on network errors and 5xx. Default 1 s → 60 s with jitter.
         public var retryBackoff: Backoff
+        /// What flushes, back-off and `Retry-After` waits are measured on: `ContinuousClock` unless a test passes a
+        /// manual clock (`RelayClock(clock)`).
+        public var clock: RelayClock
         /// Wait after a 429 without a usable `Retry-After`. Default 60 s.
         public var defaultRetryAfter: Duration
         /// Events held in memory at most; what cannot be held is counted and reported. Default 50,000.
@@ -45,8 +48,10 @@ extension MetricsReporter {
             retryBackoff: Backoff = Backoff(initial: .seconds(1), maximum: .seconds(60)),
             defaultRetryAfter: Duration = .seconds(60),
             maximumBufferedEvents: Int = 50_000,
-            minimumTooLargeEventBytes: Int = 64 * 1024
+            minimumTooLargeEventBytes: Int = 64 * 1024,
+            clock: RelayClock = .continuous
         ) {
+            self.clock = clock
             self.url = url
             self.app = app
             self.host = host

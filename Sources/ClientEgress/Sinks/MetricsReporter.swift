@@ -75,7 +75,7 @@ public final class MetricsReporter: SettlingEgressSink {
         self.httpClient = httpClient
         self.apiKey = apiKey
         self.logger = logger
-        self.failing = FailureLog("\(configuration.format.endpointName) failing; events kept and retried", logger: logger)
+        self.failing = FailureLog("\(configuration.format.endpointName) failing; events kept and retried", logger: logger, clock: configuration.clock)
     }
 
     /// This machine's host name (`gethostname`: no DNS lookup, which could block for seconds).
@@ -165,7 +165,7 @@ public final class MetricsReporter: SettlingEgressSink {
         var batchLimit = self.configuration.maximumBatchEvents
         // After a 413 the batch size that worked is kept (re-sending full batches would meet a 413 each time: a
         // retry storm); it is probed upwards again at most once a minute.
-        var lastTooLarge: ContinuousClock.Instant?
+        var lastTooLarge: RelayClock.Instant?
         while true {
             let (batch, shuttingDown) = self.nextBatch(limit: batchLimit)
             if batch.isEmpty {
@@ -178,9 +178,9 @@ public final class MetricsReporter: SettlingEgressSink {
             case .accepted:
                 self.failing.cleared(metadata: ["metrics.events": "\(batch.count)"])
                 failures = 0
-                if let since = lastTooLarge, ContinuousClock.now - since >= .seconds(60) {
+                if let since = lastTooLarge, self.configuration.clock.now - since >= .seconds(60) {
                     batchLimit = min(batchLimit * 2, self.configuration.maximumBatchEvents)
-                    lastTooLarge = batchLimit < self.configuration.maximumBatchEvents ? .now : nil
+                    lastTooLarge = batchLimit < self.configuration.maximumBatchEvents ? self.configuration.clock.now : nil
                 }
                 self.remove(batch.count, counting: \.sent)
                 self.state.withLock { $0.stats.batches += 1 }
@@ -212,10 +212,10 @@ public final class MetricsReporter: SettlingEgressSink {
                         metadata: ["metrics.events.buffered": "\(self.stats.buffered)"]
                     )
                     if shuttingDown && failures >= 3 { return }
-                    try await Task.sleep(for: self.configuration.retryBackoff.delay(forAttempt: failures - 1))
+                    try await self.configuration.clock.sleep(for: self.configuration.retryBackoff.delay(forAttempt: failures - 1))
                 } else {
                     batchLimit = max(batch.count / 2, 1)
-                    lastTooLarge = .now
+                    lastTooLarge = self.configuration.clock.now
                     self.state.withLock { $0.stats.retries += 1 }
                 }
             case .unauthorized:
@@ -227,7 +227,7 @@ public final class MetricsReporter: SettlingEgressSink {
                     let seen = self.keyReload.generation
                     await untilFirst(
                         { await self.keyReload.wait(past: seen) },
-                        { try? await Task.sleep(for: min(self.configuration.flushInterval, .seconds(1))) }
+                        { try? await self.configuration.clock.sleep(for: min(self.configuration.flushInterval, .seconds(1))) }
                     )
                     try Task.checkCancellation()
                 }
@@ -235,7 +235,7 @@ public final class MetricsReporter: SettlingEgressSink {
             case .retryAfter(let delay):
                 self.state.withLock { $0.stats.retries += 1 }
                 self.failing.failed(reason: "429 Too Many Requests", metadata: ["metrics.retry_after_s": "\((delay ?? self.configuration.defaultRetryAfter).components.seconds)"])
-                try await Task.sleep(for: delay ?? self.configuration.defaultRetryAfter)
+                try await self.configuration.clock.sleep(for: delay ?? self.configuration.defaultRetryAfter)
             case .failed(let reason):
                 failures += 1
                 self.state.withLock { $0.stats.retries += 1 }
@@ -244,7 +244,7 @@ public final class MetricsReporter: SettlingEgressSink {
                     self.logger.warning("metrics endpoint unreachable at shutdown; buffered events lost", metadata: ["metrics.events": "\(self.stats.buffered)", "reason": "\(reason)"])
                     return
                 }
-                try await Task.sleep(for: self.configuration.retryBackoff.delay(forAttempt: failures - 1))
+                try await self.configuration.clock.sleep(for: self.configuration.retryBackoff.delay(forAttempt: failures - 1))
             }
         }
     }
@@ -276,7 +276,7 @@ public final class MetricsReporter: SettlingEgressSink {
     }
 
     private func waitForWork() async {
-        await untilFirst({ await self.waitForSignal() }, { try? await Task.sleep(for: self.configuration.flushInterval) })
+        await untilFirst({ await self.waitForSignal() }, { try? await self.configuration.clock.sleep(for: self.configuration.flushInterval) })
     }
 
     /// Waits until a batch is full, a flush or shutdown is asked for, or the task is cancelled.
