@@ -27,11 +27,13 @@ private func withStreamServer(
     keepAlive: Duration = .seconds(15),
     maximumReaders: Int = 256,
     readerWriteTimeout: Duration = .seconds(10),
+    clock: RelayClock = .continuous,
     logger: Logger = quietLogger,
     _ body: @Sendable (TelemetryStream, String, HTTPClient) async throws -> Void
 ) async throws {
     try await withStreamServerAndServer(
-        token: token, capacity: capacity, keepAlive: keepAlive, maximumReaders: maximumReaders, readerWriteTimeout: readerWriteTimeout, logger: logger
+        token: token, capacity: capacity, keepAlive: keepAlive, maximumReaders: maximumReaders, readerWriteTimeout: readerWriteTimeout,
+        clock: clock, logger: logger
     ) { stream, _, base, client in try await body(stream, base, client) }
 }
 
@@ -42,6 +44,7 @@ private func withStreamServerAndServer(
     keepAlive: Duration = .seconds(15),
     maximumReaders: Int = 256,
     readerWriteTimeout: Duration = .seconds(10),
+    clock: RelayClock = .continuous,
     logger: Logger = quietLogger,
     _ body: @Sendable (TelemetryStream, TelemetryStreamServer, String, HTTPClient) async throws -> Void
 ) async throws {
@@ -49,7 +52,7 @@ private func withStreamServerAndServer(
     let server = TelemetryStreamServer(
         configuration: .init(
             host: "127.0.0.1", port: 0, token: token.map(BearerToken.init), keepAliveInterval: keepAlive,
-            maximumReaders: maximumReaders, readerWriteTimeout: readerWriteTimeout
+            maximumReaders: maximumReaders, readerWriteTimeout: readerWriteTimeout, clock: clock
         ),
         stream: stream,
         logger: logger,
@@ -211,16 +214,31 @@ struct TelemetryStreamServerTests {
         }
     }
 
-    @Test("an idle stream gets keep-alive comments")
+    @Test("an idle stream gets one keep-alive comment per interval of the server's clock, none before")
     func keepAlive() async throws {
-        try await withStreamServer(keepAlive: .milliseconds(100)) { _, base, client in
-            let result = try await readStream(
-                client,
-                "\(base)/telemetry/stream",
-                headers: [("Authorization", "Bearer sse-secret")],
-                until: { _, text in text.components(separatedBy: ": keep-alive").count >= 3 }
-            )
-            #expect(result.events.isEmpty)
+        let clock = ManualClock()
+        try await withStreamServer(keepAlive: .seconds(15), clock: RelayClock(clock)) { _, base, client in
+            try await withThrowingTaskGroup(of: (status: UInt, events: [ServerEvent], text: String).self) { group in
+                group.addTask {
+                    try await readStream(
+                        client,
+                        "\(base)/telemetry/stream",
+                        headers: [("Authorization", "Bearer sse-secret")],
+                        until: { _, text in text.components(separatedBy: ": keep-alive").count - 1 >= 3 }
+                    )
+                }
+                for _ in 0..<2 {
+                    await clock.waitForSleepers(1)  // the reader's loop waits for events or the interval
+                    clock.advance(by: .seconds(14))
+                    #expect(clock.sleepers == 1, "no keep-alive before the interval")
+                    clock.advance(by: .seconds(1))
+                }
+                await clock.waitForSleepers(1)
+                clock.advance(by: .seconds(15))
+                let result = try #require(try await group.next())
+                #expect(result.events.isEmpty)
+                #expect(result.text.components(separatedBy: ": keep-alive").count - 1 == 3, "one per interval advanced")
+            }
         }
     }
 

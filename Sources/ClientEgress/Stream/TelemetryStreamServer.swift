@@ -48,6 +48,8 @@ public final class TelemetryStreamServer: Service, Sendable {
         public var readerWriteTimeout: Duration
         /// Bytes of events written to a reader at once (its share of memory while it is slow). Default 256 KiB.
         public var maximumWriteBytes: Int
+        /// What the keep-alive interval is measured on: `ContinuousClock` unless a test passes a manual clock.
+        public var clock: RelayClock
 
         public init(
             host: String = "127.0.0.1",
@@ -57,8 +59,10 @@ public final class TelemetryStreamServer: Service, Sendable {
             isOptional: Bool = false,
             maximumReaders: Int = 256,
             readerWriteTimeout: Duration = .seconds(10),
-            maximumWriteBytes: Int = 256 * 1024
+            maximumWriteBytes: Int = 256 * 1024,
+            clock: RelayClock = .continuous
         ) {
+            self.clock = clock
             self.host = host
             self.port = port
             self.token = token
@@ -285,7 +289,7 @@ public final class TelemetryStreamServer: Service, Sendable {
         await untilFirst(
             { await self.stream.waitForEvents(past: generation) },
             { _ = await self.stopping.wait() },
-            { try? await Task.sleep(for: self.configuration.keepAliveInterval) }
+            { try? await self.configuration.clock.sleep(for: self.configuration.keepAliveInterval) }
         )
         return self.stream.generation != generation || self.stopping.value != nil
     }
