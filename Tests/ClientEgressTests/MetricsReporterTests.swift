@@ -84,6 +84,23 @@ struct MetricsReporterTests {
         #expect(Set(endpoint.acceptedIDs) == ["a1", "a2", "a3"])
     }
 
+    @Test("a key fixed while the rejected request was on its way: sending resumes (the pause compares with the key that request carried)")
+    func keyChangedDuringTheRejectedRequest() async throws {
+        let key = Mutex("old-key")
+        let endpoint = ScriptedEndpoint { request, _ in
+            guard request.authorization == "Bearer new-key" else {
+                key.withLock { $0 = "new-key" }  // the operator's fix lands before the 401 reaches the reporter
+                return (.unauthorized, [:])
+            }
+            return (.ok, [:])
+        }
+        try await withReporter(endpoint, key: { key.withLock { $0 } }) { reporter in
+            try await reporter.export([envelope("k1")])
+            try await waitUntil("the event to land with the new key") { endpoint.acceptedIDs == ["k1"] }
+            #expect(reporter.stats.unauthorized == 1)
+        }
+    }
+
     @Test("429 with Retry-After: 1 waits exactly a second of the reporter's clock, then sends")
     func tooManyRequests() async throws {
         let endpoint = ScriptedEndpoint { _, index in index == 0 ? (.tooManyRequests, [.retryAfter: "1"]) : (.ok, [:]) }

@@ -218,9 +218,10 @@ public final class MetricsReporter: SettlingEgressSink {
                     lastTooLarge = self.configuration.clock.now
                     self.state.withLock { $0.stats.retries += 1 }
                 }
-            case .unauthorized:
+            case .unauthorized(let rejectedKey):
+                // Paused until the key differs from the one *this request* carried: re-reading it here would miss
+                // a key the operator fixed while the request was on its way, and pause forever.
                 self.state.withLock { $0.stats.unauthorized += 1 }
-                let rejectedKey = self.apiKey()
                 self.logger.warning("metrics endpoint answered 401; sending paused until the API key changes")
                 while self.apiKey() == rejectedKey {
                     if self.state.withLock({ $0.isShuttingDown }) { return }
@@ -250,7 +251,9 @@ public final class MetricsReporter: SettlingEgressSink {
     }
 
     private enum Outcome {
-        case accepted, rejected(String), tooLarge, unauthorized, retryAfter(Duration?), failed(String)
+        case accepted, rejected(String), tooLarge, retryAfter(Duration?), failed(String)
+        /// 401/403 for the request sent with `rejectedKey` (the key may have changed while it was on its way).
+        case unauthorized(rejectedKey: String?)
     }
 
     private func nextBatch(limit: Int) -> ([Pending], Bool) {
@@ -342,7 +345,8 @@ public final class MetricsReporter: SettlingEgressSink {
         }
         // The same events always carry the same key, so a retried batch is recognisable as one.
         request.headers.add(name: "Idempotency-Key", value: "\(batch[0].id)+\(batch.count)")
-        if let key = self.apiKey() { request.headers.add(name: "Authorization", value: "Bearer \(key)") }
+        let key = self.apiKey()
+        if let key { request.headers.add(name: "Authorization", value: "Bearer \(key)") }
         request.body = .bytes(body)
         do {
             let response = try await self.httpClient.execute(request, timeout: .seconds(30), logger: self.logger)
@@ -357,7 +361,7 @@ public final class MetricsReporter: SettlingEgressSink {
                 }
                 return .accepted
             case 400: return .rejected(TextParsing.trimmed(answer))
-            case 401, 403: return .unauthorized
+            case 401, 403: return .unauthorized(rejectedKey: key)
             case 413: return .tooLarge
             case 429: return .retryAfter(response.headers.first(name: "Retry-After").flatMap(Self.retryAfter))
             case 500..<600: return .failed("HTTP \(response.status.code)")

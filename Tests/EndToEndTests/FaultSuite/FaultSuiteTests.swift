@@ -366,7 +366,9 @@ struct FaultSuiteTests {
             let channel = "http://127.0.0.1:\(port)/egress-events"
             let serve = try await self.startServe(port: port)
             let client = try FaultChild(
-                ["client", "--events-url", channel, "--start", "0", "--sink", metricsURL, "--api-key-file", keyFile, "--spool-dir", spool, "--listen", "off", "--quiet", "--wait-for-channel", "30"]
+                // --keep-running: the client stays after the channel ends, so delivery from the spool is not cut
+                // by its bounded shutdown flush on a loaded machine; the test stops it once everything landed.
+                ["client", "--events-url", channel, "--start", "0", "--sink", metricsURL, "--api-key-file", keyFile, "--spool-dir", spool, "--listen", "off", "--quiet", "--wait-for-channel", "30", "--keep-running"]
             )
             let input = Pipe()
             let runner = try self.startRunner(channel: channel, input: input, extra: ["--max-queue-events", "65536"])
