@@ -34,6 +34,9 @@ public final class QueuedStreamWriter: Sendable {
     private let queue: DispatchQueue
     private let maximumQueuedBytes: Int
     private let queuedBytes = Atomic<Int>(0)
+    /// Set by the drain when a write fails. The caller's path reads only this flag, never the stream's own lock:
+    /// the drain holds that lock for as long as a write to a stopped reader blocks.
+    private let closed = Atomic(false)
     private let stats = Mutex(Stats())
     private let behind: FailureLog?
 
@@ -51,12 +54,12 @@ public final class QueuedStreamWriter: Sendable {
     public var statistics: Stats { self.stats.withLock { $0 } }
 
     /// Whether the stream is closed (its reader went away).
-    public var isClosed: Bool { self.stream.isClosed }
+    public var isClosed: Bool { self.closed.load(ordering: .relaxed) }
 
     /// Queues `record` (written whole, in order) without blocking.
     @discardableResult
     public func write(_ record: [UInt8]) -> Outcome {
-        if self.stream.isClosed {
+        if self.closed.load(ordering: .relaxed) {
             self.stats.withLock { $0.closedOut += 1 }
             return .closed
         }
@@ -71,7 +74,8 @@ public final class QueuedStreamWriter: Sendable {
             return .dropped
         }
         self.queue.async {
-            let ok = self.stream.write(record)
+            let ok = !self.closed.load(ordering: .relaxed) && self.stream.write(record)
+            if !ok { self.closed.store(true, ordering: .relaxed) }
             let left = self.queuedBytes.wrappingSubtract(size, ordering: .relaxed).newValue
             self.stats.withLock { if ok { $0.written += 1 } else { $0.closedOut += 1 } }
             if ok, left == 0 { self.behind?.cleared() }

@@ -20,7 +20,10 @@ struct QueuedStreamWriterTests {
         let record = [UInt8](repeating: UInt8(ascii: "x"), count: 1023) + [UInt8(ascii: "\n")]
         var outcomes: [QueuedStreamWriter.Outcome] = []
         // 1 MiB: sixteen times the queue, more than the pipe's kernel buffer (64 KiB) plus the queue can hold.
-        for _ in 0..<1024 { outcomes.append(writer.write(record)) }
+        // The second half once the pipe is full: the drain then blocks in a write, and the caller must not wait on it.
+        for _ in 0..<512 { outcomes.append(writer.write(record)) }
+        try await waitUntil("the pipe to be (nearly) full") { writer.statistics.written >= 60 }
+        for _ in 0..<512 { outcomes.append(writer.write(record)) }
         #expect(outcomes.contains(.dropped))
         let dropped = outcomes.count { $0 == .dropped }
         #expect(writer.statistics.dropped == dropped)
