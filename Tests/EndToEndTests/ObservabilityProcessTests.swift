@@ -98,6 +98,13 @@ struct ObservabilityProcessTests {
                     // Each process's /metrics comes from swift-prometheus, with the latency histograms.
                     #expect(metrics.body.contains("# TYPE trickle_relay_emit_to_relay_seconds histogram"))
                     #expect(metrics.body.contains(#"trickle_relay_emit_to_relay_seconds_bucket{le="0.001"}"#))
+                    // The receiver has the records before the client has read its answer (and recorded the delivery):
+                    // wait for the client's own count, not the receiver's.
+                    try await waitUntil(timeout: .seconds(30), "the client to record its deliveries") {
+                        let text = (try? await http.send(.GET, "http://127.0.0.1:\(clientPort)/metrics").body) ?? ""
+                        return text.contains("# TYPE trickle_relay_client_delivery_seconds histogram")
+                            && !text.contains("trickle_relay_client_delivery_seconds_count 0\n")
+                    }
                     let clientMetrics = try await http.send(.GET, "http://127.0.0.1:\(clientPort)/metrics").body
                     for name in ["trickle_relay_client_dispatch_to_sink_seconds", "trickle_relay_client_delivery_seconds"] {
                         #expect(clientMetrics.contains("# TYPE \(name) histogram"), "\(clientMetrics)")
