@@ -159,6 +159,8 @@ struct ClientCommand: AsyncParsableCommand {
 
     @OptionGroup var logging: LoggingOptions
 
+    @OptionGroup(title: "TLS (outbound https://: trust and client certificate)") var tls: TLSOptions
+
     /// `--file-sync`.
     enum FileSyncFlag: String, ExpressibleByArgument, CaseIterable {
         case never, batch
@@ -384,7 +386,7 @@ struct ClientCommand: AsyncParsableCommand {
                     .compactMap { $0.1 == nil ? nil : $0.0 }
             )
         )
-        let summary = try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration(connectionsPerHost: 4096)) { client in
+        let summary = try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration(connectionsPerHost: 4096, tls: try self.tls.configuration())) { client in
             let application: ClientApplication
             do {
                 application = try ClientApplication(configuration: settled, httpClient: client, logger: logger) { _, event in

@@ -39,6 +39,8 @@ struct PublishCommand: AsyncParsableCommand {
 
     @OptionGroup var logging: LoggingOptions
 
+    @OptionGroup(title: "TLS (outbound https://: trust and client certificate)") var tls: TLSOptions
+
     func validate() throws {
         try validateChannelURL(self.url)
         try SecondsFlag.check(self.segmentWindow, "--segment-window")
@@ -57,7 +59,7 @@ struct PublishCommand: AsyncParsableCommand {
         )
         let counts = Mutex((written: 0, refused: 0))
         let maxSegmentBytes = self.maxSegmentBytes
-        let interrupted = try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration()) { client in
+        let interrupted = try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration(tls: try self.tls.configuration())) { client in
             let writer = JSONLWriter(url: url, httpClient: client, configuration: configuration, logger: logger)
             let ended = Mutex<JSONLWriterError?>(nil)
             let interrupted = try await withThrowingTaskGroup(of: Void.self) { group in

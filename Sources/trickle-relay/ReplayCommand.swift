@@ -73,6 +73,8 @@ struct ReplayCommand: AsyncParsableCommand {
 
     @OptionGroup var logging: LoggingOptions
 
+    @OptionGroup(title: "TLS (outbound https://: trust and client certificate)") var tls: TLSOptions
+
     func validate() throws {
         guard !self.files.isEmpty else { throw ValidationError("name at least one FILE to replay") }
         switch try? EgressSinkSpecification(parsing: self.sink) {
@@ -135,7 +137,7 @@ struct ReplayCommand: AsyncParsableCommand {
 
     /// `--to`: the recording's lines go, unchanged, onto a live channel.
     func republish(_ replayer: Replayer, to url: TrickleChannelURL, logger: Logger) async throws {
-        let result = try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration()) { client in
+        let result = try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration(tls: try self.tls.configuration())) { client in
             let writer = JSONLWriter(url: url, httpClient: client, configuration: .init(segmentWindow: .seconds(1)), logger: logger)
             return try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await writer.run() }

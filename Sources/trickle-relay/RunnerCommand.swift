@@ -100,6 +100,8 @@ struct RunnerCommand: AsyncParsableCommand {
 
     @OptionGroup var logging: LoggingOptions
 
+    @OptionGroup(title: "TLS (outbound https://: trust and client certificate)") var tls: TLSOptions
+
     @OptionGroup(title: "Tracing (the relay's own spans over OTLP/HTTP; env TRICKLE_RELAY_OTLP_TRACES_ENDPOINT…)")
     var tracingOptions: TracingOptions
 
@@ -173,7 +175,7 @@ struct RunnerCommand: AsyncParsableCommand {
             flushTimeout: SecondsFlag.duration(self.flushTimeout)
         )
         let input = Mutex(LineIngest.Counts())
-        let summary = try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration()) { client in
+        let summary = try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration(tls: try self.tls.configuration())) { client in
             let relay = SessionRelay(configuration: configuration, httpClient: client, logger: logger)
             // The process's one service group; tracing first, so it is shut down last (after the last spans).
             let group = ServiceGroup(
@@ -227,7 +229,7 @@ extension RunnerCommand {
         // preconnected): a pool smaller than that would make sessions wait on each other's connections.
         FileDescriptorLimit.raiseToMaximum()
         let connectionsPerHost = 2 * self.maxSessions + 16
-        try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration(connectionsPerHost: connectionsPerHost)) { client in
+        try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration(connectionsPerHost: connectionsPerHost, tls: try self.tls.configuration())) { client in
             let agent: RunnerAgent
             var configuration = RunnerAgent.Configuration(
                 host: address.host,

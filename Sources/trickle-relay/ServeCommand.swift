@@ -68,6 +68,18 @@ struct ServeCommand: AsyncParsableCommand {
     @Flag(help: "Require the token for segment GETs and /next too.")
     var tokenForReads = false
 
+    @Option(name: .customLong("tls-cert"), help: ArgumentHelp(
+        "Serve HTTPS with this PEM certificate chain (leaf first); re-read with --tls-key on SIGHUP.",
+        valueName: "PEM"
+    ))
+    var tlsCertificate: String?
+
+    @Option(name: .customLong("tls-key"), help: ArgumentHelp("The certificate's unencrypted PEM private key.", valueName: "PEM"))
+    var tlsKey: String?
+
+    @Flag(help: "Serve plain HTTP on a non-loopback --host (the token then crosses the network in clear text).")
+    var allowPlainHttp = false
+
     @Option(
         help: "Event-loop threads. 1 (the default) keeps a body chunk on one thread from socket to readers, the cheapest per event under one-chunk-per-line publishers; raise it for many busy channels on a many-core host."
     )
@@ -95,8 +107,29 @@ struct ServeCommand: AsyncParsableCommand {
                 "--host \(self.host) is not loopback: anyone who can reach it could publish into or delete channels; set a token with --token-file FILE (or TRICKLE_RELAY_SERVER_TOKEN)"
             )
         }
+        switch (self.tlsCertificate, self.tlsKey) {
+        case (.some, nil): throw ValidationError("--tls-cert needs --tls-key: name the certificate's private key")
+        case (nil, .some): throw ValidationError("--tls-key needs --tls-cert: name the certificate the key belongs to")
+        case (.some, .some): _ = try self.serverTLS()
+        case (nil, nil):
+            if !ListenAddress.isLoopback(self.host) && !self.allowPlainHttp {
+                throw ValidationError(
+                    "--host \(self.host) is not loopback: serve HTTPS with --tls-cert PEM --tls-key PEM, or pass --allow-plain-http to send the token in clear text"
+                )
+            }
+        }
         if let bad = self.channels.first(where: { $0.isEmpty || $0.contains("/") }) {
             throw ValidationError("--channel must be one path segment (no '/'), got '\(bad)'")
+        }
+    }
+
+    /// The TLS certificate pair, loaded and checked; `nil` without `--tls-cert`.
+    func serverTLS() throws(ValidationError) -> ServerTLS? {
+        guard let certificate = self.tlsCertificate, let key = self.tlsKey else { return nil }
+        do {
+            return try ServerTLS(certificatePath: certificate, keyPath: key)
+        } catch {
+            throw ValidationError("--tls-cert/--tls-key \(error.description)")
         }
     }
 
@@ -129,17 +162,33 @@ struct ServeCommand: AsyncParsableCommand {
                 token: try self.token().map(BearerToken.init),
                 tokenRequiredForReads: self.tokenForReads
             )
+        let tls = try self.serverTLS()
+        configuration.tls = tls
         configuration.metricsExposition = ProcessMetrics.bootstrap()
         let server = TrickleServer(configuration: configuration, logger: logger)
         for channel in self.channels { server.createChannel(named: channel) }
         let group = ServiceGroup(
             configuration: .init(
-                services: [.init(service: server), .init(service: ReadyAnnouncer(server: server, logger: logger))],
+                services: [.init(service: server), .init(service: ReadyAnnouncer(server: server, logger: logger))]
+                    + (tls.map { [.init(service: Self.certificateReload($0, logger: logger))] } ?? []),
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger
             )
         )
         try await group.run()
+    }
+
+    /// SIGHUP re-reads the certificate pair: new connections use the new one; a pair that fails its checks is
+    /// refused with a warning and the running one stays.
+    static func certificateReload(_ tls: ServerTLS, logger: Logger) -> SignalTrap {
+        SignalTrap(.sighup, name: "SIGHUP certificate reload") {
+            do {
+                try tls.reload()
+                logger.notice("TLS certificate reloaded", metadata: ["tls.certificate": "\(tls.certificatePath ?? "")"])
+            } catch {
+                logger.warning("TLS certificate reload refused; the running certificate stays", metadata: ["error": "\(error)"])
+            }
+        }
     }
 }
 
@@ -154,7 +203,7 @@ struct ReadyAnnouncer: Service {
         self.logger.notice(
             "trickle server listening",
             metadata: [
-                "trickle.url": "http://\(self.server.configuration.host):\(port)\(base.hasPrefix("/") ? base : "/" + base)"
+                "trickle.url": "\(self.server.configuration.tls == nil ? "http" : "https")://\(self.server.configuration.host):\(port)\(base.hasPrefix("/") ? base : "/" + base)"
             ]
         )
         try? await gracefulShutdown()

@@ -40,6 +40,8 @@ struct SubscribeCommand: AsyncParsableCommand {
 
     @OptionGroup var logging: LoggingOptions
 
+    @OptionGroup(title: "TLS (outbound https://: trust and client certificate)") var tls: TLSOptions
+
     func validate() throws {
         try validateChannelURL(self.url)
         try SecondsFlag.check(self.reconnectGrace, "--reconnect-grace", allowsZero: true)
@@ -72,7 +74,7 @@ struct SubscribeCommand: AsyncParsableCommand {
         )
         let end = Mutex<TrickleSubscriber.EndOfStream?>(nil)
         let outputClosed = Mutex(false)
-        let interrupted = try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration()) { client in
+        let interrupted = try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration(tls: try self.tls.configuration())) { client in
             let reader = JSONLReader(url: url, httpClient: client, configuration: configuration, logger: logger)
             // SIGTERM/SIGINT end the subscription at once; the summary still goes out.
             return try await runInterruptibly(logger: logger) {

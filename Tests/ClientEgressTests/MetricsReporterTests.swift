@@ -106,7 +106,12 @@ struct MetricsReporterTests {
         let endpoint = ScriptedEndpoint { _, index in index == 0 ? (.tooManyRequests, [.retryAfter: "1"]) : (.ok, [:]) }
         let clock = ManualClock()
         try await withReporter(endpoint, configure: { $0.clock = RelayClock(clock) }) { reporter in
-            try await reporter.export([envelope("r1")])  // sent at once: the reporter was idle
+            // An idle reporter waits for a full batch or its flush interval: on this clock, until the test moves it.
+            // (Exporting before it went idle sent at once, sometimes: the test raced the reporter's start.)
+            await clock.waitForSleepers(1)
+            try await reporter.export([envelope("r1")])
+            #expect(endpoint.requests.isEmpty, "a batch that is not full waits for the flush interval")
+            clock.advance(by: .milliseconds(20))
             try await waitUntil("the 429") { reporter.stats.retries == 1 }
             await clock.waitForSleepers(1)  // Retry-After
             clock.advance(by: .milliseconds(999))

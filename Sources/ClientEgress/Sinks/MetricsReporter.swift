@@ -368,7 +368,8 @@ public final class MetricsReporter: SettlingEgressSink {
             default: return .rejected("HTTP \(response.status.code): \(answer)")
             }
         } catch {
-            return .failed("\(error)")
+            self.logger.debug("metrics request failed", metadata: ["error": "\(error)"])
+            return .failed(await ConnectionProblem.diagnose(error, url: self.configuration.url).description)
         }
     }
 

@@ -25,32 +25,11 @@ final class SegmentConnection: Sendable {
     /// A connection for `url`'s server, or `nil` when the channel is not plain `http` (or its authority does not
     /// parse: the HTTP client then reports the problem).
     init?(url: TrickleChannelURL, group: any EventLoopGroup, connectTimeout: Duration = .seconds(5)) {
-        let base = url.base
-        guard base.lowercased().hasPrefix("http://") else { return nil }
-        let afterScheme = base.dropFirst(7)
-        guard let slash = afterScheme.firstIndex(of: "/") else { return nil }
-        let authority = afterScheme[..<slash]
-        guard !authority.contains("@") else { return nil }  // userinfo: left to the HTTP client
-        var host = Substring(authority)
-        var port = 80
-        if authority.hasPrefix("[") {
-            guard let close = authority.firstIndex(of: "]") else { return nil }
-            host = authority[authority.index(after: authority.startIndex)..<close]
-            let rest = authority[authority.index(after: close)...]
-            if !rest.isEmpty {
-                guard rest.hasPrefix(":"), let parsed = Int(rest.dropFirst()), (1...65_535).contains(parsed) else { return nil }
-                port = parsed
-            }
-        } else if let colon = authority.lastIndex(of: ":") {
-            guard let parsed = Int(authority[authority.index(after: colon)...]), (1...65_535).contains(parsed) else { return nil }
-            host = authority[..<colon]
-            port = parsed
-        }
-        guard !host.isEmpty else { return nil }
-        self.host = String(host)
-        self.port = port
-        self.authority = String(authority)
-        self.originLength = 7 + authority.count
+        guard let origin = HTTPOrigin(url: url.base), !origin.isTLS, url.base.dropFirst(7).contains("/") else { return nil }
+        self.host = origin.host
+        self.port = origin.port
+        self.authority = origin.authority
+        self.originLength = 7 + origin.authority.count
         self.group = group
         let (seconds, attoseconds) = connectTimeout.components
         self.connectTimeout = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)

@@ -1,5 +1,6 @@
 public import AsyncHTTPClient
 import NIOCore
+public import NIOSSL
 import TrickleRelaySupport
 
 /// The HTTP client settings trickle clients need.
@@ -15,8 +16,15 @@ public enum TrickleHTTPClient {
     ///     channel waiting at a live edge holds one, so a daemon following many such channels of one server needs
     ///     as many. (A plain-`http` channel is read over the subscriber's own connection, ``SegmentConnection``.)
     ///     Default 64.
-    public static func configuration(connectTimeout: Duration = .seconds(5), connectionsPerHost: Int = 64) -> HTTPClient.Configuration {
+    ///   - tls: Trust and client certificate for `https` (``OutboundTLS/configuration(now:)``); `nil` is the
+    ///     system's trust store and no client certificate.
+    public static func configuration(
+        connectTimeout: Duration = .seconds(5),
+        connectionsPerHost: Int = 64,
+        tls: TLSConfiguration? = nil
+    ) -> HTTPClient.Configuration {
         var configuration = HTTPClient.Configuration()
+        if let tls { configuration.tlsConfiguration = tls }
         configuration.timeout = .init(connect: .nanoseconds(Int64(connectTimeout.components.seconds) * 1_000_000_000 + connectTimeout.components.attoseconds / 1_000_000_000), read: nil)
         configuration.redirectConfiguration = .disallow
         configuration.httpVersion = .http1Only

@@ -86,6 +86,8 @@ extension TricklePublisher {
         public var resends = 0
         /// Times the channel was created again after a `404` (a restarted server).
         public var channelRecreations = 0
+        /// The last reason a POST did not reach the server (a certificate problem names its cause), if any.
+        public var lastConnectionProblem: ConnectionProblem?
 
         public init() {}
     }

@@ -302,6 +302,10 @@ public actor TricklePublisher: Service {
         }
     }
 
+    private nonisolated func noteProblem(_ problem: ConnectionProblem) {
+        self.statsBox.withLock { $0.lastConnectionProblem = problem }
+    }
+
     private func markTerminal(_ error: TrickleClientError) {
         if self.terminalError == nil {
             self.terminalError = error
@@ -340,7 +344,11 @@ public actor TricklePublisher: Service {
                     upload.complete(.failed)
                     return
                 }
-                if await self.shouldRetry(upload, failures: &failures, reason: "\(error)") { continue }
+                // In words (a certificate problem names its cause and fix); the library's text at debug only.
+                self.logger.debug("trickle POST failed", metadata: ["trickle.seq": "\(upload.seq)", "error": "\(error)"])
+                let problem = await ConnectionProblem.diagnose(error, url: self.url.base)
+                self.noteProblem(problem)
+                if await self.shouldRetry(upload, failures: &failures, reason: problem.description) { continue }
                 return
             }
             if channelClosed {

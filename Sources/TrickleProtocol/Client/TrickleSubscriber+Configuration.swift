@@ -128,6 +128,8 @@ extension TrickleSubscriber {
         public var reconnects = 0
         /// Whether the stream ended because the reconnect grace ran out (the channel never came back).
         public var reconnectGraceExpired = false
+        /// The last reason a request did not reach the server (a certificate problem names its cause), if any.
+        public var lastConnectionProblem: ConnectionProblem?
 
         public init() {}
     }

@@ -264,7 +264,10 @@ public final class TrickleSubscriber: Sendable {
             response = try await SegmentReply.get(self.url.url(seq: seq), connection: connection, httpClient: self.httpClient, logger: self.logger)
         } catch {
             try Task.checkCancellation()
-            return .failed("\(error)")
+            self.logger.debug("trickle GET failed", metadata: ["trickle.seq": "\(seq)", "error": "\(error)"])
+            let problem = await ConnectionProblem.diagnose(error, url: self.url.base)
+            self.statsBox.withLock { $0.lastConnectionProblem = problem }
+            return .failed(problem.description)
         }
         defer { response.finish() }
         self.unreachable.cleared()

@@ -52,6 +52,8 @@ extension TrickleServer {
         /// for its first byte, a GET waiting at the live edge) is never cut. Default 90 s (longer than HTTP
         /// clients keep idle pooled connections: AsyncHTTPClient's 60 s).
         public var requestHeadTimeout: Duration = .seconds(90)
+        /// TLS for every connection (`serve --tls-cert --tls-key`); `nil` (the default) serves plain HTTP.
+        public var tls: ServerTLS? = nil
 
         /// Creates a configuration; every parameter has the documented default.
         public init(

@@ -3,6 +3,7 @@ import Glibc
 #endif
 public import Logging
 import NIOHTTP1
+import NIOSSL
 public import NIOCore
 public import NIOPosix
 public import ServiceLifecycle
@@ -107,11 +108,14 @@ public final class TrickleServer: Service, Sendable {
     private func bootstrap(router: TrickleRequestRouter, connections: ServerConnections) -> ServerBootstrap {
         let ingestGate = self.ingestGate
         let logger = self.logger
+        let tls = self.configuration.tls
         return ServerBootstrap(group: self.eventLoopGroup)
             .serverChannelOption(ChannelOptions.backlog, value: 256)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    // TLS first, with the certificate pair current when the connection arrived (SIGHUP swaps it).
+                    if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls.context)) }
                     // NIO's HTTP/1 codec with bounded headers and `400` for what does not parse. Without NIO's
                     // pipelining assistance: it stops reading while a response is pending, so a reader waiting on
                     // a segment that hung up would go unnoticed; the handler holds pipelined requests itself.

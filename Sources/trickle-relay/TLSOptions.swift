@@ -1,0 +1,51 @@
+import ArgumentParser
+import NIOSSL
+import TrickleProtocol
+
+/// `--ca-file`, `--ca-only`, `--client-cert`, `--client-key`: the trust and client certificate of every outbound
+/// HTTPS connection (publisher, subscriber, metrics reporter, OTLP logs), with environment variables standing in.
+struct TLSOptions: ParsableArguments {
+    @Option(name: .customLong("ca-file"), help: ArgumentHelp(
+        "PEM certificate authorities to trust for https://, in addition to the system's. (env: TRICKLE_RELAY_CA_FILE)",
+        valueName: "PEM"
+    ))
+    var caFile: String?
+
+    @Flag(name: .customLong("ca-only"), help: "Trust only --ca-file, not the system's store. (env: TRICKLE_RELAY_CA_ONLY=1)")
+    var caOnly = false
+
+    @Option(name: .customLong("client-cert"), help: ArgumentHelp(
+        "PEM client certificate (chain) for servers that require mutual TLS. (env: TRICKLE_RELAY_CLIENT_CERT)",
+        valueName: "PEM"
+    ))
+    var clientCertificate: String?
+
+    @Option(name: .customLong("client-key"), help: ArgumentHelp(
+        "Its unencrypted PEM private key. (env: TRICKLE_RELAY_CLIENT_KEY)",
+        valueName: "PEM"
+    ))
+    var clientKey: String?
+
+    /// The settings: flags, else the environment.
+    var settings: OutboundTLS {
+        OutboundTLS(
+            caFile: self.caFile ?? Environment.value("TRICKLE_RELAY_CA_FILE"),
+            caOnly: self.caOnly || ["1", "true", "yes", "on"].contains(Environment.value("TRICKLE_RELAY_CA_ONLY") ?? ""),
+            clientCertificateFile: self.clientCertificate ?? Environment.value("TRICKLE_RELAY_CLIENT_CERT"),
+            clientKeyFile: self.clientKey ?? Environment.value("TRICKLE_RELAY_CLIENT_KEY")
+        )
+    }
+
+    /// The files read and checked now; `nil` when nothing is configured (AsyncHTTPClient's default).
+    ///
+    /// - Throws: `ValidationError` (exit 64) naming the flag, the file and the problem.
+    func configuration() throws(ValidationError) -> TLSConfiguration? {
+        let settings = self.settings
+        guard !settings.isSystemDefault else { return nil }
+        do {
+            return try settings.configuration()
+        } catch {
+            throw ValidationError(error.description)
+        }
+    }
+}

@@ -1,0 +1,206 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOSSL
+import Testing
+@testable import TrickleProtocol
+import TrickleRelaySupport
+import TrickleTestSupport
+
+/// Runs the embedded server over TLS with `pair` (requiring client certificates from `clientCA` when given) and
+/// hands `body` its `https://127.0.0.1:port` base and an HTTP client configured by `trust`.
+private func withTLSServer<T: Sendable>(
+    _ pair: TestCertificates.Pair,
+    clientCA: String? = nil,
+    trust: OutboundTLS,
+    _ body: @Sendable (TrickleServer, String, HTTPClient) async throws -> T
+) async throws -> T {
+    var configuration = TrickleServer.Configuration(host: "127.0.0.1", port: 0)
+    if clientCA == nil {
+        // Built here rather than from the files: `ServerTLS` refuses an expired certificate, and the tests need a
+        // server that presents one.
+        var tls = TLSConfiguration.makeServerConfiguration(
+            certificateChain: try NIOSSLCertificate.fromPEMFile(pair.certificate).map { .certificate($0) },
+            privateKey: .privateKey(try NIOSSLPrivateKey(file: pair.key, format: .pem))
+        )
+        tls.applicationProtocols = ["http/1.1"]
+        configuration.tls = ServerTLS(context: try NIOSSLContext(configuration: tls))
+    } else {
+        configuration.tls = try ServerTLS(certificatePath: pair.certificate, keyPath: pair.key, clientCertificateAuthority: clientCA)
+    }
+    let server = TrickleServer(configuration: configuration, logger: quietLogger)
+    let tls = try trust.configuration()
+    return try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration(tls: tls)) { client in
+        try await withTestServer(server) { port in
+            try await body(server, "https://127.0.0.1:\(port)", client)
+        }
+    }
+}
+
+private let fastRetries = Backoff(initial: .milliseconds(20), maximum: .milliseconds(100))
+
+@Suite("TLS: trust you configure, certificate failures in words", .timeLimit(.minutes(1)))
+struct TLSTests {
+    @Test("trusted through --ca-file: publisher → TLS server → subscriber, byte-exact")
+    func trustedRoundTrip() async throws {
+        let certificates = try TestCertificates.shared()
+        try await withTLSServer(certificates.server, trust: OutboundTLS(caFile: certificates.ca)) { server, base, client in
+            let publisher = TricklePublisher(
+                url: try TrickleChannelURL("\(base)/tls"),
+                httpClient: client,
+                configuration: .init(start: .seq(0), retryBackoff: fastRetries),
+                logger: quietLogger
+            )
+            let subscriber = TrickleSubscriber(url: try TrickleChannelURL("\(base)/tls"), httpClient: client, configuration: .init(start: .seq(0)), logger: quietLogger)
+            let seen = Recorder<String>()
+            let lines = (0..<50).map { #"{"type":"telemetry","event":{"id":"e\#($0)","data":{"v":"\u00e9\#($0)"}}}"# + "\n" }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await publisher.run() }
+                group.addTask {
+                    _ = try await subscriber.run { event in
+                        if case .bytes(let buffer, _) = event { seen.append(String(buffer: buffer)) }
+                    }
+                }
+                for line in lines { try await publisher.write(ByteBuffer(string: line)) }
+                try await seen.wait("every byte over TLS") { $0.joined().utf8.count == lines.joined().utf8.count }
+                try await publisher.close()
+                try await group.next()
+                try await group.next()
+            }
+            #expect(seen.values.joined() == lines.joined())
+            #expect(publisher.stats.lastConnectionProblem == nil)
+        }
+    }
+
+    @Test(
+        "a certificate that is not accepted is named: not trusted, expired, another host; with the fix and no library text",
+        arguments: [
+            ("self-signed", ConnectionProblem.Kind.certificateNotTrusted, "--ca-file"),
+            ("expired", .certificateExpired, "expired on 2020-01-02"),
+            ("other host", .certificateForAnotherHost, "other.example"),
+            ("system trust only", .certificateNotTrusted, "--ca-file"),
+        ]
+    )
+    func rejectedCertificate(name: String, kind: ConnectionProblem.Kind, words: String) async throws {
+        let certificates = try TestCertificates.shared()
+        let pair = switch name {
+        case "self-signed": certificates.selfSignedServer
+        case "expired": certificates.expiredServer
+        case "other host": certificates.otherHostServer
+        default: certificates.server
+        }
+        let trust = name == "system trust only" ? OutboundTLS() : OutboundTLS(caFile: certificates.ca)
+        try await withTLSServer(pair, trust: trust) { server, base, client in
+            let publisher = TricklePublisher(
+                url: try TrickleChannelURL("\(base)/bad-cert"),
+                httpClient: client,
+                configuration: .init(start: .seq(0), retryBackoff: fastRetries),
+                logger: quietLogger
+            )
+            let subscriber = TrickleSubscriber(
+                url: try TrickleChannelURL("\(base)/bad-cert"),
+                httpClient: client,
+                configuration: .init(start: .seq(0), retryBackoff: fastRetries),
+                logger: quietLogger
+            )
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await publisher.run() }
+                group.addTask { _ = try await subscriber.run { _ in } }
+                try await publisher.write(ByteBuffer(string: "{\"type\":\"telemetry\"}\n"))
+                try await waitUntil("the publisher's problem") { publisher.stats.lastConnectionProblem != nil && publisher.stats.retries >= 2 }
+                try await waitUntil("the subscriber's problem") { subscriber.stats.lastConnectionProblem != nil }
+                group.cancelAll()
+            }
+            for problem in [publisher.stats.lastConnectionProblem, subscriber.stats.lastConnectionProblem] {
+                let problem = try #require(problem)
+                #expect(problem.kind == kind, "\(problem)")
+                #expect(problem.isCertificateProblem)
+                #expect(problem.description.contains("127.0.0.1:"), "\(problem)")
+                #expect(problem.description.contains(words), "\(problem)")
+                #expect(!problem.description.contains("BoringSSL") && !problem.description.contains("CERTIFICATE_VERIFY_FAILED"), "\(problem)")
+            }
+            #expect(server.nextWrite(ofChannel: "bad-cert") == nil, "nothing reached the server")
+        }
+    }
+
+    @Test("mutual TLS: a server that requires a client certificate refuses one without, in words; with --client-cert it works")
+    func mutualTLS() async throws {
+        let certificates = try TestCertificates.shared()
+        try await withTLSServer(certificates.server, clientCA: certificates.ca, trust: OutboundTLS(caFile: certificates.ca)) { server, base, client in
+            let publisher = TricklePublisher(
+                url: try TrickleChannelURL("\(base)/mtls"),
+                httpClient: client,
+                configuration: .init(start: .seq(0), retryBackoff: fastRetries),
+                logger: quietLogger
+            )
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await publisher.run() }
+                try await publisher.write(ByteBuffer(string: "{\"type\":\"telemetry\"}\n"))
+                try await waitUntil("the publisher's problem") { publisher.stats.lastConnectionProblem != nil && publisher.stats.retries >= 2 }
+                group.cancelAll()
+            }
+            let problem = try #require(publisher.stats.lastConnectionProblem)
+            #expect([.clientCertificateRequired, .clientCertificateRejected].contains(problem.kind), "\(problem)")
+            #expect(problem.description.contains("--client-cert"), "\(problem)")
+        }
+        let identity = OutboundTLS(caFile: certificates.ca, clientCertificateFile: certificates.client.certificate, clientKeyFile: certificates.client.key)
+        try await withTLSServer(certificates.server, clientCA: certificates.ca, trust: identity) { server, base, client in
+            let publisher = TricklePublisher(
+                url: try TrickleChannelURL("\(base)/mtls"),
+                httpClient: client,
+                configuration: .init(start: .seq(0), retryBackoff: fastRetries),
+                logger: quietLogger
+            )
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await publisher.run() }
+                try await publisher.write(ByteBuffer(string: "{\"type\":\"telemetry\"}\n"))
+                try await publisher.close()
+                try await group.next()
+            }
+            #expect(publisher.stats.segments == 1, "\(publisher.stats)")
+        }
+    }
+
+    @Test("TLS files are checked when named: missing, not PEM, expired, a key of another certificate, flags that do not go together")
+    func badFiles() throws {
+        let certificates = try TestCertificates.shared()
+        let notPEM = certificates.folder + "/not-pem.txt"
+        try "hello\n".write(toFile: notPEM, atomically: true, encoding: .utf8)
+        let cases: [(OutboundTLS, OutboundTLS.Failure.Code, String)] = [
+            (OutboundTLS(caFile: "/nonexistent/ca.pem"), .file(.unreadable), "--ca-file /nonexistent/ca.pem: cannot be read"),
+            (OutboundTLS(caFile: notPEM), .file(.notPEM), "holds no PEM certificate"),
+            (OutboundTLS(caOnly: true), .incomplete, "--ca-only needs --ca-file"),
+            (OutboundTLS(clientCertificateFile: certificates.client.certificate), .incomplete, "--client-cert needs --client-key"),
+            (
+                OutboundTLS(clientCertificateFile: certificates.expiredServer.certificate, clientKeyFile: certificates.expiredServer.key),
+                .file(.expired), "expired on 2020-01-02"
+            ),
+            (
+                OutboundTLS(clientCertificateFile: certificates.client.certificate, clientKeyFile: certificates.server.key),
+                .file(.keyMismatch), "is not the private key of the certificate"
+            ),
+            (OutboundTLS(clientCertificateFile: certificates.client.certificate, clientKeyFile: notPEM), .file(.notPEM), "no unencrypted PEM private key"),
+        ]
+        for (settings, code, words) in cases {
+            #expect(throws: OutboundTLS.Failure.self) { try settings.configuration() }
+            do {
+                _ = try settings.configuration()
+            } catch {
+                #expect(error.code == code, "\(error)")
+                #expect(error.description.contains(words), "\(error)")
+            }
+        }
+        // A good pair and CA load.
+        _ = try OutboundTLS(caFile: certificates.ca, caOnly: true, clientCertificateFile: certificates.client.certificate, clientKeyFile: certificates.client.key).configuration()
+        #expect(throws: TLSFiles.Failure.self) { try ServerTLS(certificatePath: certificates.server.certificate, keyPath: certificates.client.key) }
+    }
+
+    @Test("a certificate's names are matched like a TLS client does: exact, case-insensitive, one-label wildcards")
+    func nameMatching() {
+        #expect(ConnectionProblem.matches(name: "localhost", host: "LOCALHOST"))
+        #expect(ConnectionProblem.matches(name: "*.example.com", host: "a.example.com"))
+        #expect(!ConnectionProblem.matches(name: "*.example.com", host: "a.b.example.com"))
+        #expect(!ConnectionProblem.matches(name: "*.example.com", host: "example.com"))
+        #expect(!ConnectionProblem.matches(name: "other.example", host: "127.0.0.1"))
+    }
+}

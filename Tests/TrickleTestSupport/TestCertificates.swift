@@ -1,0 +1,115 @@
+import Foundation
+
+/// Certificates made for the tests by the `openssl` CLI: a throwaway CA, server certificates for 127.0.0.1 and
+/// localhost (valid, expired, issued for another host, self-signed), a client certificate, and a second CA that
+/// trusts none of them. Made once per test process in a temporary folder.
+public struct TestCertificates: Sendable {
+    /// A certificate and its key, as PEM files.
+    public struct Pair: Sendable {
+        public let certificate: String
+        public let key: String
+    }
+
+    public let folder: String
+    /// The test CA (PEM), to pass as `--ca-file`.
+    public let ca: String
+    /// Valid now, for IP 127.0.0.1 and DNS localhost, issued by ``ca``.
+    public let server: Pair
+    /// Issued by ``ca`` for 127.0.0.1, valid only on 2020-01-01.
+    public let expiredServer: Pair
+    /// Issued by ``ca``, valid now, for `other.example` only.
+    public let otherHostServer: Pair
+    /// Valid now for 127.0.0.1, signed by itself.
+    public let selfSignedServer: Pair
+    /// A client certificate issued by ``ca``.
+    public let client: Pair
+    /// A CA that issued nothing here.
+    public let unrelatedCA: String
+
+    /// The certificates, made on first use.
+    public static func shared() throws -> TestCertificates {
+        try Self.made.get()
+    }
+
+    private static let made: Result<TestCertificates, any Error> = Result { try TestCertificates() }
+
+    private init() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("trickle-relay-certs-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        self.folder = folder
+        func path(_ name: String) -> String { folder + "/" + name }
+        let key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+        try Self.openssl(["req", "-x509"] + key + [
+            "-keyout", path("ca.key"), "-out", path("ca.pem"), "-subj", "/CN=TrickleRelay Test CA", "-days", "3",
+            "-addext", "basicConstraints=critical,CA:true", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+        ], in: folder)
+        try Self.openssl(["req", "-x509"] + key + [
+            "-keyout", path("unrelated-ca.key"), "-out", path("unrelated-ca.pem"), "-subj", "/CN=Unrelated CA", "-days", "3",
+            "-addext", "basicConstraints=critical,CA:true", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+        ], in: folder)
+        try """
+            [ca]
+            default_ca = test
+            [test]
+            dir = .
+            database = index.txt
+            new_certs_dir = .
+            serial = serial
+            default_md = sha256
+            policy = any
+            copy_extensions = copy
+            unique_subject = no
+            [any]
+            commonName = supplied
+            """.write(toFile: path("ca.cnf"), atomically: true, encoding: .utf8)
+        try "".write(toFile: path("index.txt"), atomically: true, encoding: .utf8)
+        try "1000\n".write(toFile: path("serial"), atomically: true, encoding: .utf8)
+        func issue(_ name: String, commonName: String, names: String, dates: [String]) throws -> Pair {
+            try Self.openssl(["req"] + key + [
+                "-keyout", path("\(name).key"), "-out", path("\(name).csr"), "-subj", "/CN=\(commonName)",
+                "-addext", "subjectAltName=\(names)",
+            ], in: folder)
+            try Self.openssl([
+                "ca", "-batch", "-config", path("ca.cnf"), "-cert", path("ca.pem"), "-keyfile", path("ca.key"),
+                "-in", path("\(name).csr"), "-out", path("\(name).pem"), "-notext",
+            ] + dates, in: folder)
+            return Pair(certificate: path("\(name).pem"), key: path("\(name).key"))
+        }
+        self.ca = path("ca.pem")
+        self.unrelatedCA = path("unrelated-ca.pem")
+        self.server = try issue("server", commonName: "localhost", names: "IP:127.0.0.1,DNS:localhost", dates: ["-days", "3"])
+        self.expiredServer = try issue(
+            "expired",
+            commonName: "localhost",
+            names: "IP:127.0.0.1,DNS:localhost",
+            dates: ["-startdate", "20200101000000Z", "-enddate", "20200102000000Z"]
+        )
+        self.otherHostServer = try issue("other-host", commonName: "other.example", names: "DNS:other.example", dates: ["-days", "3"])
+        self.client = try issue("client", commonName: "trickle-relay test client", names: "DNS:client.test", dates: ["-days", "3"])
+        try Self.openssl(["req", "-x509"] + key + [
+            "-keyout", path("self-signed.key"), "-out", path("self-signed.pem"), "-subj", "/CN=self-signed", "-days", "3",
+            "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+        ], in: folder)
+        self.selfSignedServer = Pair(certificate: path("self-signed.pem"), key: path("self-signed.key"))
+    }
+
+    private static func openssl(_ arguments: [String], in folder: String) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+        process.arguments = arguments
+        process.currentDirectoryURL = URL(fileURLWithPath: folder)
+        let errors = Pipe()
+        process.standardError = errors
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        let message = errors.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            throw TestCertificatesError(description: "openssl \(arguments.prefix(2).joined(separator: " ")) failed: \(String(decoding: message, as: UTF8.self))")
+        }
+    }
+}
+
+struct TestCertificatesError: Error, CustomStringConvertible {
+    let description: String
+}
