@@ -206,7 +206,10 @@ struct RunnerCommand: AsyncParsableCommand {
         logger.debug("session counters", metadata: ["sink": "\(sink)", "input": "\(lines)"])
         StandardError.write(SessionReport(summary: summary, input: lines).text)
         if (sink.writerErrors > 0 || sink.lost > 0 || sink.controlLost > 0) && sink.relayed == 0 && summary.segments == 0 {
-            StandardError.write("nothing could be published to \(url); is the trickle server up and the channel there?")
+            StandardError.write(
+                "nothing could be published to \(url): "
+                    + (summary.connectionProblem ?? "is the trickle server up and the channel there?")
+            )
             throw ExitCode(1)
         }
     }

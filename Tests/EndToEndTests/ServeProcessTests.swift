@@ -10,6 +10,8 @@ struct ServeProcessTests {
         "bad serve flags exit 64 with a message that says what to do",
         arguments: [
             (["serve", "--host", "0.0.0.0"], "not loopback"),
+            (["serve", "--tls-cert", "/nonexistent/cert.pem"], "--tls-cert needs --tls-key"),
+            (["serve", "--tls-cert", "/nonexistent/cert.pem", "--tls-key", "/nonexistent/key.pem"], "cannot be read"),
             (["serve", "--token-file", "/nonexistent/token"], "cannot be read"),
             (["serve", "--token-for-reads"], "needs a token"),
             (["serve", "--max-channels", "0"], "--max-channels must be positive"),
@@ -26,13 +28,72 @@ struct ServeProcessTests {
         #expect(result.errors.contains(message), "\(result.errors)")
     }
 
+    @Test("a non-loopback serve with a token but neither TLS nor --allow-plain-http is refused, saying how to fix it")
+    func plainHTTPOffLoopback() async throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("serve-token-\(UUID().uuidString)").path
+        try "tok-123456789\n".write(toFile: file, atomically: true, encoding: .utf8)
+        let result = try await runTrickleRelay(["serve", "--host", "0.0.0.0", "--port", "0", "--token-file", file])
+        #expect(result.status == 64)
+        #expect(result.errors.contains("--tls-cert PEM --tls-key PEM"), "\(result.errors)")
+        #expect(result.errors.contains("--allow-plain-http"), "\(result.errors)")
+    }
+
+    @Test("serve over TLS: a runner that trusts the CA relays; one that does not exits 1 naming the certificate problem; a key that is not the certificate's is refused")
+    func tls() async throws {
+        let certificates = try TestCertificates.shared()
+        let mismatched = try await runTrickleRelay(["serve", "--port", "0", "--tls-cert", certificates.server.certificate, "--tls-key", certificates.client.key])
+        #expect(mismatched.status == 64)
+        #expect(mismatched.errors.contains("is not the private key of the certificate"), "\(mismatched.errors)")
+
+        let serve = Process()
+        serve.executableURL = try trickleRelayExecutable()
+        serve.arguments = ["serve", "--port", "0", "--tls-cert", certificates.server.certificate, "--tls-key", certificates.server.key]
+        let errors = Pipe()
+        serve.standardError = errors
+        serve.standardOutput = FileHandle.nullDevice
+        let lines = Recorder<String>()
+        collectLines(errors, into: lines)
+        let exited = try launch(serve)
+        try await lines.wait(timeout: .seconds(20), "the listening line") { $0.contains { $0.contains("trickle server listening") } }
+        let listening = try #require(lines.values.first { $0.contains("trickle.url=https://127.0.0.1:") })
+        let port = try #require(listening.firstMatch(of: /https:\/\/127\.0\.0\.1:(\d+)/).map { String($0.output.1) })
+        let input = FileManager.default.temporaryDirectory.appendingPathComponent("tls-\(UUID().uuidString).jsonl")
+        try (0..<3).map { #"{"type":"telemetry","event":{"type":"metric","n":\#($0)}}"# + "\n" }.joined().write(to: input, atomically: true, encoding: .utf8)
+        func runner(_ extra: [String]) async throws -> (status: Int32, errors: String) {
+            let process = Process()
+            process.executableURL = try trickleRelayExecutable()
+            process.arguments = [
+                "runner", "--events-url", "https://127.0.0.1:\(port)/tls-\(UUID().uuidString)-events", "--session-id", "tls", "--telemetry", "on",
+                "--close-linger", "0", "--flush-timeout", "2",
+            ] + extra
+            process.standardInput = try FileHandle(forReadingFrom: input)
+            let errors = Pipe()
+            process.standardError = errors
+            process.standardOutput = FileHandle.nullDevice
+            let exited = try launch(process)
+            let text = await readAll(errors)
+            return (await exited.wait() ?? -1, text)
+        }
+        let trusted = try await runner(["--ca-file", certificates.ca])
+        #expect(trusted.status == 0, "\(trusted.errors)")
+        #expect(trusted.errors.contains("relayed 4 telemetry"), "\(trusted.errors.suffix(600))")
+        let untrusted = try await runner([])
+        #expect(untrusted.status == 1, "\(untrusted.errors)")
+        #expect(untrusted.errors.contains("not signed by a trusted authority"), "\(untrusted.errors.suffix(800))")
+        #expect(untrusted.errors.contains("pass --ca-file"))
+        #expect(!untrusted.errors.contains("BoringSSL") && !untrusted.errors.contains("CERTIFICATE_VERIFY_FAILED"), "\(untrusted.errors.suffix(800))")
+        #expect(untrusted.errors.contains("control received 0") || untrusted.errors.contains("= relayed 0 + lost"), "\(untrusted.errors.suffix(800))")
+        kill(serve.processIdentifier, SIGTERM)
+        #expect(await exited.wait() == 0)
+    }
+
     @Test("a non-loopback serve with a token file starts; /healthz answers; the token never reaches the log")
     func tokenFile() async throws {
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("serve-token-\(UUID().uuidString)").path
         try "tok-123456789\n".write(toFile: file, atomically: true, encoding: .utf8)
         let process = Process()
         process.executableURL = try trickleRelayExecutable()
-        process.arguments = ["serve", "--host", "0.0.0.0", "--port", "0", "--token-file", file, "--log-level", "debug"]
+        process.arguments = ["serve", "--host", "0.0.0.0", "--port", "0", "--token-file", file, "--allow-plain-http", "--log-level", "debug"]
         let errors = Pipe()
         process.standardError = errors
         process.standardOutput = FileHandle.nullDevice

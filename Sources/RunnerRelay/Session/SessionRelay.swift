@@ -42,6 +42,9 @@ public final class SessionRelay: Service, Sendable {
         public var failedSegments: Int
         /// Whether the flush finished within the deadline.
         public var flushedInTime: Bool
+        /// The last reason a segment did not reach the server, in words (a certificate problem names its cause
+        /// and fix); `nil` if every request reached it.
+        public var connectionProblem: String? = nil
     }
 
     public let configuration: Configuration
@@ -146,7 +149,8 @@ public final class SessionRelay: Service, Sendable {
             sink: self.sink.stats,
             segments: publisher.segments,
             failedSegments: publisher.failedSegments,
-            flushedInTime: self.flushOutcome.value ?? true
+            flushedInTime: self.flushOutcome.value ?? true,
+            connectionProblem: publisher.lastConnectionProblem?.description
         )
     }
 }
