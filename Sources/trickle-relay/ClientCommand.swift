@@ -13,6 +13,7 @@ import Glibc
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 import Synchronization
 import TrickleProtocol
 import TrickleRelaySupport
@@ -194,6 +195,8 @@ struct ClientCommand: AsyncParsableCommand {
         var reconnectGrace: Double
         var kafka: KafkaSink.Configuration
         var otlp: OTLPLogOptions
+        /// Trust and client certificate for outbound HTTPS, checked; `nil` is the system's store.
+        var tls: TLSConfiguration?
     }
 
     func validate() throws {
@@ -257,6 +260,22 @@ struct ClientCommand: AsyncParsableCommand {
             }
             kafka.properties.append((String(option[..<equals]), String(option[option.index(after: equals)...])))
         }
+        // Flags, then the file's fields, then the environment; the files are checked here (exit 64).
+        let fileTLS = OutboundTLS(
+            caFile: file?.caFile,
+            caOnly: file?.caOnly ?? false,
+            clientCertificateFile: file?.clientCertificateFile,
+            clientKeyFile: file?.clientKeyFile
+        )
+        let tlsSettings = self.tls.settings(file: fileTLS)
+        let tls = try self.tls.configuration(file: fileTLS)
+        // The Kafka sink gets the same files as librdkafka properties, unless they were set for it explicitly.
+        for (property, value) in [
+            ("ssl.ca.location", tlsSettings.caFile), ("ssl.certificate.location", tlsSettings.clientCertificateFile),
+            ("ssl.key.location", tlsSettings.clientKeyFile),
+        ] {
+            if let value, !kafka.properties.contains(where: { $0.0 == property }) { kafka.properties.append((property, value)) }
+        }
         let listen = self.listen ?? file?.listen
         let streamTokenFile = self.streamTokenFile ?? file?.streamTokenFile
         let listenAddress = try Self.listenAddress(listen)
@@ -284,7 +303,8 @@ struct ClientCommand: AsyncParsableCommand {
             waitForChannel: waitForChannel,
             reconnectGrace: reconnectGrace,
             kafka: kafka,
-            otlp: try Self.otlpOptions()
+            otlp: try Self.otlpOptions(),
+            tls: tls
         )
     }
 
@@ -386,7 +406,7 @@ struct ClientCommand: AsyncParsableCommand {
                     .compactMap { $0.1 == nil ? nil : $0.0 }
             )
         )
-        let summary = try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration(connectionsPerHost: 4096, tls: try self.tls.configuration())) { client in
+        let summary = try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration(connectionsPerHost: 4096, tls: settings.tls)) { client in
             let application: ClientApplication
             do {
                 application = try ClientApplication(configuration: settled, httpClient: client, logger: logger) { _, event in

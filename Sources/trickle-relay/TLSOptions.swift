@@ -26,21 +26,21 @@ struct TLSOptions: ParsableArguments {
     ))
     var clientKey: String?
 
-    /// The settings: flags, else the environment.
-    var settings: OutboundTLS {
+    /// The settings: flags, else a configuration file's fields (`file`), else the environment.
+    func settings(file: OutboundTLS = OutboundTLS()) -> OutboundTLS {
         OutboundTLS(
-            caFile: self.caFile ?? Environment.value("TRICKLE_RELAY_CA_FILE"),
-            caOnly: self.caOnly || ["1", "true", "yes", "on"].contains(Environment.value("TRICKLE_RELAY_CA_ONLY") ?? ""),
-            clientCertificateFile: self.clientCertificate ?? Environment.value("TRICKLE_RELAY_CLIENT_CERT"),
-            clientKeyFile: self.clientKey ?? Environment.value("TRICKLE_RELAY_CLIENT_KEY")
+            caFile: self.caFile ?? file.caFile ?? Environment.value("TRICKLE_RELAY_CA_FILE"),
+            caOnly: self.caOnly || file.caOnly || ["1", "true", "yes", "on"].contains(Environment.value("TRICKLE_RELAY_CA_ONLY") ?? ""),
+            clientCertificateFile: self.clientCertificate ?? file.clientCertificateFile ?? Environment.value("TRICKLE_RELAY_CLIENT_CERT"),
+            clientKeyFile: self.clientKey ?? file.clientKeyFile ?? Environment.value("TRICKLE_RELAY_CLIENT_KEY")
         )
     }
 
     /// The files read and checked now; `nil` when nothing is configured (AsyncHTTPClient's default).
     ///
     /// - Throws: `ValidationError` (exit 64) naming the flag, the file and the problem.
-    func configuration() throws(ValidationError) -> TLSConfiguration? {
-        let settings = self.settings
+    func configuration(file: OutboundTLS = OutboundTLS()) throws(ValidationError) -> TLSConfiguration? {
+        let settings = self.settings(file: file)
         guard !settings.isSystemDefault else { return nil }
         do {
             return try settings.configuration()

@@ -80,6 +80,7 @@ struct FleetConfigurationTests {
              "spool":true,"spool_max_bytes":2097152,"listen":"127.0.0.1:7999","stream_token_file":"/etc/trickle/stream",
              "wait_for_channel":12.5,"reconnect_grace":45,"kafka_topic":"telemetry","kafka_compression":"zstd",
              "kafka_options":{"ssl.ca.location":"/etc/ssl/ca.pem","acks":"all"},
+             "ca_file":"/etc/trickle/ca.pem","ca_only":true,"client_cert":"/etc/trickle/client.pem","client_key":"/etc/trickle/client.key",
              "subscriptions":[{"events_url":"http://h:1/a-events","session_id":"sess-a","start":7},
                               {"events_url":"https://h/ai/trickle/b-events","start":"next"},
                               {"events_url":"http://h:1/c-events","start":"latest"}]}
@@ -97,6 +98,8 @@ struct FleetConfigurationTests {
         #expect(file.kafkaTopic == "telemetry")
         #expect(file.kafkaCompression == "zstd")
         #expect(Dictionary(uniqueKeysWithValues: (file.kafkaOptions ?? []).map { ($0.0, $0.1) }) == ["ssl.ca.location": "/etc/ssl/ca.pem", "acks": "all"])
+        #expect(file.caFile == "/etc/trickle/ca.pem" && file.caOnly == true)
+        #expect(file.clientCertificateFile == "/etc/trickle/client.pem" && file.clientKeyFile == "/etc/trickle/client.key")
         try #require(file.subscriptions.count == 3)
         #expect(file.subscriptions.map(\.eventsURL.channelName) == ["a-events", "b-events", "c-events"])
         #expect(file.subscriptions[0].sessionID == "sess-a")
@@ -115,6 +118,8 @@ struct FleetConfigurationTests {
         (#"{"sinks":"null"}"#, "sinks: unknown field"),
         (#"{"sink":"bogus"}"#, "sink: sink must be log, null"),
         (#"{"sink":5}"#, "sink: must be a non-empty string"),
+        (#"{"ca_only":"yes"}"#, "ca_only: must be true or false"),
+        (#"{"ca_file":""}"#, "ca_file: must be a non-empty string"),
         (#"{"listen":"nowhere"}"#, "listen: must be HOST:PORT"),
         (#"{"spool":"yes"}"#, "spool: must be true or false"),
         (#"{"spool_max_bytes":12}"#, "spool_max_bytes: must be a whole number of bytes, at least 1048576"),

@@ -40,7 +40,7 @@ struct ServeProcessTests {
 
     @Test("serve over TLS: a runner that trusts the CA relays; one that does not exits 1 naming the certificate problem; a key that is not the certificate's is refused")
     func tls() async throws {
-        let certificates = try TestCertificates.shared()
+        let certificates = try await TestCertificates.shared()
         let mismatched = try await runTrickleRelay(["serve", "--port", "0", "--tls-cert", certificates.server.certificate, "--tls-key", certificates.client.key])
         #expect(mismatched.status == 64)
         #expect(mismatched.errors.contains("is not the private key of the certificate"), "\(mismatched.errors)")
@@ -59,12 +59,12 @@ struct ServeProcessTests {
         let port = try #require(listening.firstMatch(of: /https:\/\/127\.0\.0\.1:(\d+)/).map { String($0.output.1) })
         let input = FileManager.default.temporaryDirectory.appendingPathComponent("tls-\(UUID().uuidString).jsonl")
         try (0..<3).map { #"{"type":"telemetry","event":{"type":"metric","n":\#($0)}}"# + "\n" }.joined().write(to: input, atomically: true, encoding: .utf8)
-        func runner(_ extra: [String]) async throws -> (status: Int32, errors: String) {
+        func runner(_ extra: [String], channel: String = "tls-\(UUID().uuidString)-events") async throws -> (status: Int32, errors: String) {
             let process = Process()
             process.executableURL = try trickleRelayExecutable()
             process.arguments = [
-                "runner", "--events-url", "https://127.0.0.1:\(port)/tls-\(UUID().uuidString)-events", "--session-id", "tls", "--telemetry", "on",
-                "--close-linger", "0", "--flush-timeout", "2",
+                "runner", "--events-url", "https://127.0.0.1:\(port)/\(channel)", "--session-id", "tls", "--telemetry", "on",
+                "--close-linger", "1", "--flush-timeout", "2",
             ] + extra
             process.standardInput = try FileHandle(forReadingFrom: input)
             let errors = Pipe()
@@ -74,9 +74,36 @@ struct ServeProcessTests {
             let text = await readAll(errors)
             return (await exited.wait() ?? -1, text)
         }
-        let trusted = try await runner(["--ca-file", certificates.ca])
+        // A client that trusts the CA through its configuration file follows the channel over TLS to a file.
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("tls-client-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let config = folder.appendingPathComponent("client.json")
+        let output = folder.appendingPathComponent("telemetry.jsonl")
+        try #"{"ca_file":"\#(certificates.ca)","sink":"file:\#(output.path)","listen":"off","wait_for_channel":30,"#
+            .appending(#""subscriptions":[{"events_url":"https://127.0.0.1:\#(port)/tls-client-events","start":0}]}"#)
+            .write(to: config, atomically: true, encoding: .utf8)
+        let client = Process()
+        client.executableURL = try trickleRelayExecutable()
+        client.arguments = ["client", "--config", config.path, "--spool-dir", folder.appendingPathComponent("spool").path]
+        let clientErrors = Pipe()
+        client.standardError = clientErrors
+        client.standardOutput = FileHandle.nullDevice
+        let clientExited = try launch(client)
+        let trusted = try await runner(["--ca-file", certificates.ca], channel: "tls-client-events")
         #expect(trusted.status == 0, "\(trusted.errors)")
         #expect(trusted.errors.contains("relayed 4 telemetry"), "\(trusted.errors.suffix(600))")
+        // A client with a configuration file runs until stopped.
+        try await waitUntil(timeout: .seconds(20), every: .milliseconds(50), "the client's file to hold the 4 envelopes") {
+            ((try? String(contentsOf: output, encoding: .utf8)) ?? "").split(separator: "\n").count == 4
+        }
+        kill(client.processIdentifier, SIGTERM)
+        let clientText = await readAll(clientErrors)
+        #expect(await clientExited.wait() == 0, "\(clientText.suffix(800))")
+        let badConfig = folder.appendingPathComponent("bad.json")
+        try #"{"ca_file":"/nonexistent/ca.pem","sink":"null","listen":"off"}"#.write(to: badConfig, atomically: true, encoding: .utf8)
+        let refused = try await runTrickleRelay(["client", "--config", badConfig.path, "--events-url", "https://127.0.0.1:\(port)/x-events"])
+        #expect(refused.status == 64)
+        #expect(refused.errors.contains("--ca-file /nonexistent/ca.pem: cannot be read"), "\(refused.errors)")
         let untrusted = try await runner([])
         #expect(untrusted.status == 1, "\(untrusted.errors)")
         #expect(untrusted.errors.contains("not signed by a trusted authority"), "\(untrusted.errors.suffix(800))")

@@ -26,24 +26,49 @@ public struct TestCertificates: Sendable {
     /// A CA that issued nothing here.
     public let unrelatedCA: String
 
-    /// The certificates, made on first use.
-    public static func shared() throws -> TestCertificates {
-        try Self.made.get()
+    /// The certificates, made on first use (once per process; callers wait without blocking a thread).
+    public static func shared() async throws -> TestCertificates {
+        try await Maker.shared.certificates()
     }
 
-    private static let made: Result<TestCertificates, any Error> = Result { try TestCertificates() }
+    /// Makes the certificates once. Waiting on `openssl` must not block the cooperative pool (a test holding a
+    /// thread in a blocking wait, and another waiting for it, starve the pool on two cores).
+    private actor Maker {
+        static let shared = Maker()
+        private var making: Task<TestCertificates, any Error>?
 
-    private init() throws {
+        func certificates() async throws -> TestCertificates {
+            if let making { return try await making.value }
+            let task = Task { try await TestCertificates.make() }
+            self.making = task
+            return try await task.value
+        }
+    }
+
+    private init(
+        folder: String, ca: String, server: Pair, expiredServer: Pair, otherHostServer: Pair, selfSignedServer: Pair, client: Pair,
+        unrelatedCA: String
+    ) {
+        self.folder = folder
+        self.ca = ca
+        self.server = server
+        self.expiredServer = expiredServer
+        self.otherHostServer = otherHostServer
+        self.selfSignedServer = selfSignedServer
+        self.client = client
+        self.unrelatedCA = unrelatedCA
+    }
+
+    private static func make() async throws -> TestCertificates {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("trickle-relay-certs-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-        self.folder = folder
         func path(_ name: String) -> String { folder + "/" + name }
         let key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
-        try Self.openssl(["req", "-x509"] + key + [
+        try await Self.openssl(["req", "-x509"] + key + [
             "-keyout", path("ca.key"), "-out", path("ca.pem"), "-subj", "/CN=TrickleRelay Test CA", "-days", "3",
             "-addext", "basicConstraints=critical,CA:true", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
         ], in: folder)
-        try Self.openssl(["req", "-x509"] + key + [
+        try await Self.openssl(["req", "-x509"] + key + [
             "-keyout", path("unrelated-ca.key"), "-out", path("unrelated-ca.pem"), "-subj", "/CN=Unrelated CA", "-days", "3",
             "-addext", "basicConstraints=critical,CA:true", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
         ], in: folder)
@@ -64,48 +89,68 @@ public struct TestCertificates: Sendable {
             """.write(toFile: path("ca.cnf"), atomically: true, encoding: .utf8)
         try "".write(toFile: path("index.txt"), atomically: true, encoding: .utf8)
         try "1000\n".write(toFile: path("serial"), atomically: true, encoding: .utf8)
-        func issue(_ name: String, commonName: String, names: String, dates: [String]) throws -> Pair {
-            try Self.openssl(["req"] + key + [
+        func issue(_ name: String, commonName: String, names: String, dates: [String]) async throws -> Pair {
+            try await Self.openssl(["req"] + key + [
                 "-keyout", path("\(name).key"), "-out", path("\(name).csr"), "-subj", "/CN=\(commonName)",
                 "-addext", "subjectAltName=\(names)",
             ], in: folder)
-            try Self.openssl([
+            try await Self.openssl([
                 "ca", "-batch", "-config", path("ca.cnf"), "-cert", path("ca.pem"), "-keyfile", path("ca.key"),
                 "-in", path("\(name).csr"), "-out", path("\(name).pem"), "-notext",
             ] + dates, in: folder)
             return Pair(certificate: path("\(name).pem"), key: path("\(name).key"))
         }
-        self.ca = path("ca.pem")
-        self.unrelatedCA = path("unrelated-ca.pem")
-        self.server = try issue("server", commonName: "localhost", names: "IP:127.0.0.1,DNS:localhost", dates: ["-days", "3"])
-        self.expiredServer = try issue(
+        let server = try await issue("server", commonName: "localhost", names: "IP:127.0.0.1,DNS:localhost", dates: ["-days", "3"])
+        let expiredServer = try await issue(
             "expired",
             commonName: "localhost",
             names: "IP:127.0.0.1,DNS:localhost",
             dates: ["-startdate", "20200101000000Z", "-enddate", "20200102000000Z"]
         )
-        self.otherHostServer = try issue("other-host", commonName: "other.example", names: "DNS:other.example", dates: ["-days", "3"])
-        self.client = try issue("client", commonName: "trickle-relay test client", names: "DNS:client.test", dates: ["-days", "3"])
-        try Self.openssl(["req", "-x509"] + key + [
+        let otherHostServer = try await issue("other-host", commonName: "other.example", names: "DNS:other.example", dates: ["-days", "3"])
+        let client = try await issue("client", commonName: "trickle-relay test client", names: "DNS:client.test", dates: ["-days", "3"])
+        try await Self.openssl(["req", "-x509"] + key + [
             "-keyout", path("self-signed.key"), "-out", path("self-signed.pem"), "-subj", "/CN=self-signed", "-days", "3",
             "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
         ], in: folder)
-        self.selfSignedServer = Pair(certificate: path("self-signed.pem"), key: path("self-signed.key"))
+        return TestCertificates(
+            folder: folder,
+            ca: path("ca.pem"),
+            server: server,
+            expiredServer: expiredServer,
+            otherHostServer: otherHostServer,
+            selfSignedServer: Pair(certificate: path("self-signed.pem"), key: path("self-signed.key")),
+            client: client,
+            unrelatedCA: path("unrelated-ca.pem")
+        )
     }
 
-    private static func openssl(_ arguments: [String], in folder: String) throws {
+    /// Runs `openssl` and waits for it without blocking a thread. Its stderr goes to a file, not a pipe: a pipe's
+    /// write end inherited by a process another test starts at the same moment would hold its end-of-file back.
+    private static func openssl(_ arguments: [String], in folder: String) async throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
         process.arguments = arguments
         process.currentDirectoryURL = URL(fileURLWithPath: folder)
-        let errors = Pipe()
+        let log = folder + "/openssl-\(UUID().uuidString).log"
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
+        let errors = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        defer { try? errors.close() }
         process.standardError = errors
         process.standardOutput = FileHandle.nullDevice
-        try process.run()
-        let message = errors.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw TestCertificatesError(description: "openssl \(arguments.prefix(2).joined(separator: " ")) failed: \(String(decoding: message, as: UTF8.self))")
+        process.standardInput = FileHandle.nullDevice
+        let status: Int32 = try await withCheckedThrowingContinuation { continuation in
+            process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
+            do {
+                try process.run()
+            } catch {
+                process.terminationHandler = nil
+                continuation.resume(throwing: error)
+            }
+        }
+        guard status == 0 else {
+            let message = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+            throw TestCertificatesError(description: "openssl \(arguments.prefix(2).joined(separator: " ")) failed: \(message)")
         }
     }
 }

@@ -44,11 +44,17 @@ public struct ClientConfigurationFile: Sendable {
     public var kafkaTopic: String?
     public var kafkaCompression: String?
     public var kafkaOptions: [(String, String)]?
+    /// `ca_file`, `ca_only`, `client_cert`, `client_key`: trust and client certificate for outbound HTTPS (the
+    /// flags `--ca-file` … win).
+    public var caFile: String?
+    public var caOnly: Bool?
+    public var clientCertificateFile: String?
+    public var clientKeyFile: String?
     public var subscriptions: [ChannelSubscription] = []
 
     static let fields = [
         "sink", "api_key_file", "spool_dir", "spool", "spool_max_bytes", "listen", "stream_token_file", "wait_for_channel", "reconnect_grace",
-        "kafka_topic", "kafka_compression", "kafka_options", "subscriptions",
+        "kafka_topic", "kafka_compression", "kafka_options", "ca_file", "ca_only", "client_cert", "client_key", "subscriptions",
     ]
 
     /// Reads and checks the file at `path`.
@@ -114,6 +120,13 @@ public struct ClientConfigurationFile: Sendable {
             self.listen = listen
         }
         self.streamTokenFile = try string("stream_token_file")
+        self.caFile = try string("ca_file")
+        if let value = object["ca_only"], !value.isNull {
+            guard case .bool(let flag) = value else { throw fail("ca_only", "must be true or false") }
+            self.caOnly = flag
+        }
+        self.clientCertificateFile = try string("client_cert")
+        self.clientKeyFile = try string("client_key")
         self.waitForChannel = try seconds("wait_for_channel")
         self.reconnectGrace = try seconds("reconnect_grace")
         self.kafkaTopic = try string("kafka_topic")

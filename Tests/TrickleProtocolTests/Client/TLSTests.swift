@@ -43,7 +43,7 @@ private let fastRetries = Backoff(initial: .milliseconds(20), maximum: .millisec
 struct TLSTests {
     @Test("trusted through --ca-file: publisher → TLS server → subscriber, byte-exact")
     func trustedRoundTrip() async throws {
-        let certificates = try TestCertificates.shared()
+        let certificates = try await TestCertificates.shared()
         try await withTLSServer(certificates.server, trust: OutboundTLS(caFile: certificates.ca)) { server, base, client in
             let publisher = TricklePublisher(
                 url: try TrickleChannelURL("\(base)/tls"),
@@ -82,7 +82,7 @@ struct TLSTests {
         ]
     )
     func rejectedCertificate(name: String, kind: ConnectionProblem.Kind, words: String) async throws {
-        let certificates = try TestCertificates.shared()
+        let certificates = try await TestCertificates.shared()
         let pair = switch name {
         case "self-signed": certificates.selfSignedServer
         case "expired": certificates.expiredServer
@@ -125,7 +125,7 @@ struct TLSTests {
 
     @Test("mutual TLS: a server that requires a client certificate refuses one without, in words; with --client-cert it works")
     func mutualTLS() async throws {
-        let certificates = try TestCertificates.shared()
+        let certificates = try await TestCertificates.shared()
         try await withTLSServer(certificates.server, clientCA: certificates.ca, trust: OutboundTLS(caFile: certificates.ca)) { server, base, client in
             let publisher = TricklePublisher(
                 url: try TrickleChannelURL("\(base)/mtls"),
@@ -162,8 +162,8 @@ struct TLSTests {
     }
 
     @Test("TLS files are checked when named: missing, not PEM, expired, a key of another certificate, flags that do not go together")
-    func badFiles() throws {
-        let certificates = try TestCertificates.shared()
+    func badFiles() async throws {
+        let certificates = try await TestCertificates.shared()
         let notPEM = certificates.folder + "/not-pem.txt"
         try "hello\n".write(toFile: notPEM, atomically: true, encoding: .utf8)
         let cases: [(OutboundTLS, OutboundTLS.Failure.Code, String)] = [
