@@ -1,4 +1,6 @@
 import Foundation
+import NIOCore
+import NIOPosix
 
 /// A trickle server in its own process, for benchmarks that measure the server alone: `trickle-relay serve` from
 /// this binary's folder, or any server already running (`URL PID`: another implementation, side by side).
@@ -8,7 +10,9 @@ struct BenchServer {
     var process: Process?
 
     /// `[URL PID]` attaches to a running server; nothing starts `trickle-relay serve` on a free port.
-    static func startOrAttach(arguments: [String]) async throws -> BenchServer {
+    ///
+    /// - Parameter tls: A certificate and key (PEM): the server is started with `--tls-cert`/`--tls-key`.
+    static func startOrAttach(arguments: [String], tls: (certificate: String, key: String)? = nil) async throws -> BenchServer {
         if arguments.count >= 2, let pid = Int32(arguments[1]) {
             return BenchServer(url: arguments[0], pid: pid, process: nil)
         }
@@ -20,17 +24,35 @@ struct BenchServer {
         }
         let process = Process()
         process.executableURL = executable
-        process.arguments = ["serve", "--port", "\(port)", "--log-level", "warning"]
+        process.arguments = ["serve", "--port", "\(port)", "--log-level", "warning"] + (tls.map { ["--tls-cert", $0.certificate, "--tls-key", $0.key] } ?? [])
         try process.run()
-        let server = BenchServer(url: "http://127.0.0.1:\(port)", pid: process.processIdentifier, process: process)
+        let server = BenchServer(url: "\(tls == nil ? "http" : "https")://127.0.0.1:\(port)", pid: process.processIdentifier, process: process)
         for _ in 0..<100 {
-            if let data = try? Data(contentsOf: URL(string: "\(server.url)/healthz")!), !data.isEmpty { break }
+            // Listening is enough (a TLS server's /healthz would need its certificate trusted here).
+            if (try? await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connect(host: "127.0.0.1", port: port).get().close()) != nil { break }
             try await Task.sleep(for: .milliseconds(50))
         }
         return server
     }
 
     func stop() { self.process?.terminate() }
+
+    /// A self-signed certificate for 127.0.0.1 and its key, made by the `openssl` CLI in a temporary folder: the
+    /// server's pair and, the certificate being its own issuer, the CA file its clients trust.
+    static func makeCertificate() throws -> (certificate: String, key: String) {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("bench-tls-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+        process.arguments = [
+            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", folder + "/key.pem", "-out",
+            folder + "/cert.pem", "-subj", "/CN=bench", "-days", "2", "-addext", "subjectAltName=IP:127.0.0.1",
+        ]
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        return (folder + "/cert.pem", folder + "/key.pem")
+    }
 
     /// User + system CPU time of `pid` so far (`/proc/<pid>/stat`).
     static func cpuTime(pid: Int32) -> Duration {

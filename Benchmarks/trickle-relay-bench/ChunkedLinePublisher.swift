@@ -1,5 +1,6 @@
 import NIOCore
 import NIOPosix
+import NIOSSL
 import Synchronization
 
 /// A load generator for one channel that puts on the wire what the SDK's writer does — one streaming POST per
@@ -17,10 +18,16 @@ enum ChunkedLinePublisher {
         seconds: Int,
         segmentLines: Int,
         start: NIODeadline,
+        tls: NIOSSLContext? = nil,
         line: @escaping @Sendable (Int) -> String
     ) async throws {
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: tls, serverHostname: nil)) }
+                }
+            }
             .connect(host: host, port: port)
             .get()
         let total = rate * seconds

@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import NIOCore
 import NIOHTTP1
+import NIOSSL
 import Synchronization
 import TrickleProtocol
 import TrickleRelaySupport
@@ -12,23 +13,30 @@ import TrickleRelaySupport
 /// prints events/s, loss, the daemon's CPU and peak RSS, p50/p99 from write to the file, and how long a request
 /// of another client (a GET of a retained segment) takes on the server, idle and under the fleet.
 ///
-/// `fleet [channels] [rate per channel] [seconds]`; without arguments: 1,000 × 10/s for 30 s, then 100 × 1,000/s for 20 s.
+/// `fleet [--https] [channels] [rate per channel] [seconds]`; without numbers: 1,000 × 10/s for 30 s, then
+/// 100 × 1,000/s for 20 s. `--https` runs everything over TLS (a self-signed certificate the client trusts through
+/// `ca_file`): server, publishers, the daemon's subscribers.
 struct FleetBenchmark {
     var channels: Int
     var rate: Int
     var seconds: Int
+    var https = false
 
     static func run(arguments: [String]) async throws {
         let numbers = arguments.compactMap { Int($0) }
+        let https = arguments.contains("--https")
         let runs =
             numbers.count >= 3
-            ? [FleetBenchmark(channels: numbers[0], rate: numbers[1], seconds: numbers[2])]
-            : [FleetBenchmark(channels: 1_000, rate: 10, seconds: 30), FleetBenchmark(channels: 100, rate: 1_000, seconds: 20)]
+            ? [FleetBenchmark(channels: numbers[0], rate: numbers[1], seconds: numbers[2], https: https)]
+            : [FleetBenchmark(channels: 1_000, rate: 10, seconds: 30, https: https), FleetBenchmark(channels: 100, rate: 1_000, seconds: 20, https: https)]
         for run in runs { try await run.measure() }
     }
 
     func measure() async throws {
-        let server = try await BenchServer.startOrAttach(arguments: [])
+        let certificate = self.https ? try BenchServer.makeCertificate() : nil
+        let server = try await BenchServer.startOrAttach(arguments: [], tls: certificate)
+        let trust = try certificate.map { try OutboundTLS(caFile: $0.certificate).configuration() }
+        let publisherTLS = try certificate.map { _ in try NIOSSLContext(configuration: trust!) }
         defer { server.stop() }
         let tag = UInt32.random(in: 0...UInt32.max)
         let channels = (0..<self.channels).map { "\(server.url)/fleet-\(tag)-\($0)-events" }
@@ -41,7 +49,7 @@ struct FleetBenchmark {
         }
         FileManager.default.createFile(atPath: output, contents: nil)
 
-        try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration(connectionsPerHost: 8_192)) { client in
+        try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration(connectionsPerHost: 8_192, tls: trust)) { client in
             // Channels exist before the client starts (it reads each from seq 0), and one more for the probe.
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for (index, channel) in (channels + ["\(server.url)/fleet-\(tag)-probe"]).enumerated() {
@@ -58,7 +66,8 @@ struct FleetBenchmark {
             let idleProbe = try await Self.probe(probeURL, count: 50, client: client)
 
             let subscriptions = channels.map { #"{"events_url":"\#($0)","start":0}"# }.joined(separator: ",")
-            try Data(#"{"sink":"file:\#(output)","spool":false,"spool_dir":"\#(spool)","listen":"off","subscriptions":[\#(subscriptions)]}"#.utf8)
+            let caField = certificate.map { #""ca_file":"\#($0.certificate)","# } ?? ""
+            try Data(#"{\#(caField)"sink":"file:\#(output)","spool":false,"spool_dir":"\#(spool)","listen":"off","subscriptions":[\#(subscriptions)]}"#.utf8)
                 .write(to: URL(fileURLWithPath: configPath))
             let daemon = Process()
             daemon.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("trickle-relay")
@@ -94,7 +103,7 @@ struct FleetBenchmark {
                 try await withThrowingDiscardingTaskGroup { writers in
                     for (index, channel) in channels.enumerated() {
                         writers.addTask {
-                            try await Self.publish(channel: channel, index: index, rate: self.rate, seconds: self.seconds, began: beganDeadline)
+                            try await Self.publish(channel: channel, index: index, rate: self.rate, seconds: self.seconds, began: beganDeadline, tls: publisherTLS)
                         }
                     }
                 }
@@ -112,9 +121,9 @@ struct FleetBenchmark {
             print(
                 String(
                     format:
-                        "fleet %5d channels × %5d/s for %d s: %d of %d events in the file (loss %d, duplicates %d), %.0f events/s; daemon CPU %.2f s = %.1f%% of one core (%.1f%% idle, before the first event), RSS %.1f MiB at rest, %.1f MiB peak; write→file p50 %.2f ms p99 %.2f ms; server CPU %.1f%%, publishers + tail (this process) %.1f%%; other requests on the server p50/p99 %.2f/%.2f ms idle, %.2f/%.2f ms under the fleet",
+                        (self.https ? "https " : "http  ") + "fleet %5d channels × %5d/s for %d s: %d of %d events in the file (loss %d, duplicates %d), %.0f events/s; daemon CPU %.2f s = %.1f%% of one core (%.1f%% idle, before the first event; %.2f s CPU to start and connect every channel), RSS %.1f MiB at rest, %.1f MiB peak; write→file p50 %.2f ms p99 %.2f ms; server CPU %.1f%%, publishers + tail (this process) %.1f%%; other requests on the server p50/p99 %.2f/%.2f ms idle, %.2f/%.2f ms under the fleet",
                     self.channels, self.rate, self.seconds, tail.received, total, total - tail.received, tail.duplicates,
-                    Double(tail.received) / elapsed.seconds, daemonCPU.seconds, 100 * daemonCPU.seconds / elapsed.seconds, 100 * restCPU.seconds / 3,
+                    Double(tail.received) / elapsed.seconds, daemonCPU.seconds, 100 * daemonCPU.seconds / elapsed.seconds, 100 * restCPU.seconds / 3, restCPUBefore.seconds,
                     Double(rssAtRest) / 1_048_576, Double(peakRSS.value) / 1_048_576,
                     Self.percentile(latencies, 0.5), Self.percentile(latencies, 0.99), 100 * serverCPU.seconds / elapsed.seconds, 100 * benchCPU.seconds / elapsed.seconds,
                     Self.percentile(idleProbe, 0.5), Self.percentile(idleProbe, 0.99), Self.percentile(probes, 0.5), Self.percentile(probes, 0.99)
@@ -148,7 +157,7 @@ struct FleetBenchmark {
     /// Publishes `rate × seconds` lines on one channel, paced, in 10 s segments (one streaming POST each, one
     /// chunk per line) — on a raw connection (`ChunkedLinePublisher`), so this process's share of the two cores
     /// is small.
-    static func publish(channel: String, index: Int, rate: Int, seconds: Int, began: NIODeadline) async throws {
+    static func publish(channel: String, index: Int, rate: Int, seconds: Int, began: NIODeadline, tls: NIOSSLContext?) async throws {
         guard let url = URL(string: channel), let host = url.host, let port = url.port else { return }
         // Channels start spread over the first interval, as sessions do.
         let offset = TimeAmount.nanoseconds(Int64(index % 1_000) * 1_000_000_000 / Int64(max(rate, 1)) / 1_000)
@@ -159,7 +168,8 @@ struct FleetBenchmark {
             rate: rate,
             seconds: seconds,
             segmentLines: rate * 10,
-            start: began + offset
+            start: began + offset,
+            tls: tls
         ) { n in
             #"{"type":"telemetry","event":{"id":"f\#(index)-\#(n)","type":"stream_trace","data":{"type":"metric","n":\#(n),"t":\#(monotonicNanoseconds())}}}"#
         }

@@ -371,6 +371,11 @@ struct ClientCommand: AsyncParsableCommand {
         // Local lines go through a bounded queue written from its own thread: a reader that stops reading (a
         // paused terminal, `| less`) costs dropped lines, counted, never a stalled dispatch path.
         let printer = QueuedStreamWriter(.standardOutput, logger: logger)
+        var subscriber = TrickleSubscriber.Configuration(
+            channelWaitTimeout: settings.waitForChannel > 0 ? SecondsFlag.duration(settings.waitForChannel) : nil,
+            reconnectGrace: SecondsFlag.duration(settings.reconnectGrace)
+        )
+        subscriber.tls = try TLSOptions.segmentTLS(settings.tls)
         var configuration = ClientApplication.Configuration(
             sink: sink,
             apiKey: { Self.apiKey(file: apiKeyFile.path) },
@@ -386,10 +391,7 @@ struct ClientCommand: AsyncParsableCommand {
             streamRing: self.streamRing,
             subscriptions: settings.subscriptions,
             reader: .init(
-                subscriber: .init(
-                    channelWaitTimeout: settings.waitForChannel > 0 ? SecondsFlag.duration(settings.waitForChannel) : nil,
-                    reconnectGrace: SecondsFlag.duration(settings.reconnectGrace)
-                )
+                subscriber: subscriber
             ),
             runsUntilStopped: runsUntilStopped,
             otlp: settings.otlp,

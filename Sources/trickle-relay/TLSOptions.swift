@@ -48,4 +48,16 @@ struct TLSOptions: ParsableArguments {
             throw ValidationError(error.description)
         }
     }
+
+    /// The subscriber's own connections' TLS for `configuration` (`nil`: the system's, shared).
+    ///
+    /// - Throws: `ValidationError` (exit 64) when the configuration cannot make a TLS context.
+    static func segmentTLS(_ configuration: TLSConfiguration?) throws(ValidationError) -> SegmentTLS? {
+        guard let configuration else { return nil }
+        do {
+            return try SegmentTLS(configuration)
+        } catch {
+            throw ValidationError("the TLS settings cannot be used: \(error)")
+        }
+    }
 }

@@ -39,6 +39,11 @@ CHECK_TIMEOUT = int(os.environ.get("TRICKLE_RELAY_INTEROP_CHECK_TIMEOUT", "180")
 # How long `trickle-relay serve` gets to exit after SIGTERM before it is killed and the run fails.
 SERVE_EXIT_TIMEOUT = 20
 
+# TLS checks (run.sh makes the pair and points SSL_CERT_FILE, which the SDK's aiohttp trusts, at the CA):
+# serve's certificate and key, and the flags the Swift side needs to trust the same CA.
+TLS = {"cert": None, "key": None, "ca": None}
+SWIFT_TLS_ARGS = []
+
 # Processes started by the check that is running; `end_started_processes` ends those still alive after it.
 STARTED = []
 
@@ -136,7 +141,7 @@ async def python_writes_swift_reads(binary, base):
     url = f"{base}/py2swift"
     await create_channel(base, "py2swift")
     reader = await start(
-        binary, "subscribe", "--url", url, "--start", "0", "--log-level", "error",
+        binary, "subscribe", "--url", url, "--start", "0", "--log-level", "error", *SWIFT_TLS_ARGS,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     writer = open_writer(url, segment_interval=0.1)
@@ -167,7 +172,7 @@ async def swift_writes_python_reads(binary, base):
     reading = asyncio.create_task(read_all())
     body = "".join(json.dumps(e, ensure_ascii=False, separators=(",", ":")) + "\n" for e in sent).encode("utf-8")
     publisher = await start(
-        binary, "publish", "--url", url, "--segment-window", "0.2", "--max-segment-bytes", "65536",
+        binary, "publish", "--url", url, "--segment-window", "0.2", "--max-segment-bytes", "65536", *SWIFT_TLS_ARGS,
         "--log-level", "error",
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
@@ -436,14 +441,30 @@ async def stop_serve(server):
     return ""
 
 
+async def python_writes_swift_reads_over_tls(binary, base):
+    """The SDK writes over HTTPS (trusting the test CA through SSL_CERT_FILE); `subscribe --ca-file` reads."""
+    return "over TLS: " + await python_writes_swift_reads(binary, base)
+
+
+async def swift_writes_python_reads_over_tls(binary, base):
+    """`publish --ca-file` writes over HTTPS; the SDK reads (trusting the test CA through SSL_CERT_FILE)."""
+    return "over TLS: " + await swift_writes_python_reads(binary, base)
+
+
+TLS_CHECKS = (python_writes_swift_reads_over_tls, swift_writes_python_reads_over_tls)
+
+
 async def attempt(check, binary):
-    """Runs one check against a `trickle-relay serve` of its own; returns (passed, text)."""
+    """Runs one check against a `trickle-relay serve` of its own (over TLS for the TLS checks); returns (passed, text)."""
     port = free_port()
-    base = f"http://127.0.0.1:{port}"
+    tls = check in TLS_CHECKS
+    base = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+    SWIFT_TLS_ARGS[:] = ["--ca-file", TLS["ca"]] if tls else []
+    tls_args = ["--tls-cert", TLS["cert"], "--tls-key", TLS["key"]] if tls else []
     log_path = os.path.join(tempfile.mkdtemp(prefix="trickle-interop-"), "serve.log")
     with open(log_path, "wb") as log:
         server = await asyncio.create_subprocess_exec(
-            binary, "serve", "--port", str(port), "--log-level", "warning", stdout=log, stderr=log,
+            binary, "serve", "--port", str(port), "--log-level", "warning", *tls_args, stdout=log, stderr=log,
         )
     try:
         await wait_for_server(base)
@@ -467,12 +488,16 @@ async def attempt(check, binary):
 async def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--trickle-relay", required=True)
+    parser.add_argument("--tls-cert")
+    parser.add_argument("--tls-key")
+    parser.add_argument("--ca-file")
     args = parser.parse_args()
+    TLS.update(cert=args.tls_cert, key=args.tls_key, ca=args.ca_file)
     passed = failed = 0
     for check in (
         python_writes_swift_reads, swift_writes_python_reads, recorded_session_through_runner, python_writer_to_client_sse,
         metrics_parse_with_prometheus_client, sdk_reader_behind_deleted_channel,
-    ):
+    ) + (TLS_CHECKS if args.tls_cert else ()):
         ok, text = await attempt(check, args.trickle_relay)
         if not ok:
             # One more try on a fresh server, so that one bad scheduling moment on a loaded 2-core machine does not

@@ -21,4 +21,16 @@ fi
 
 swift build --product trickle-relay
 bin="$(swift build --show-bin-path)/trickle-relay"
-"$venv/bin/python" "$root/Tests/interop/interop.py" --trickle-relay "$bin"
+
+# A throwaway CA and a server certificate for 127.0.0.1, for the checks over TLS. The SDK (aiohttp) trusts the CA
+# through SSL_CERT_FILE, set before Python starts (aiohttp builds its default SSL context when it is imported).
+tls="$(mktemp -d)"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$tls/ca.key" -out "$tls/ca.pem" \
+    -subj "/CN=interop CA" -days 2 -addext basicConstraints=critical,CA:true -addext keyUsage=critical,keyCertSign 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$tls/server.key" -out "$tls/server.csr" \
+    -subj "/CN=127.0.0.1" 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' > "$tls/server.ext"
+openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -CAcreateserial -days 2 \
+    -extfile "$tls/server.ext" -out "$tls/server.pem" 2>/dev/null
+SSL_CERT_FILE="$tls/ca.pem" "$venv/bin/python" "$root/Tests/interop/interop.py" --trickle-relay "$bin" \
+    --tls-cert "$tls/server.pem" --tls-key "$tls/server.key" --ca-file "$tls/ca.pem"

@@ -23,6 +23,11 @@ extension ClientApplication.Summary {
             text +=
                 "; endpoint: sent \(reporter.sent), rejected (400) \(reporter.rejected), too large \(reporter.tooLarge), overflowed \(reporter.overflowed), unsendable \(reporter.unsendable), waiting \(reporter.buffered)"
         }
+        // Channels the client could not reach when it stopped, with the cause in words (a certificate problem).
+        let unreachable = self.subscriptions.compactMap { snapshot in snapshot.connectionProblem.map { "\(snapshot.id): \($0)" } }
+        if !unreachable.isEmpty {
+            text += "; not reachable: " + unreachable.prefix(5).joined(separator: "; ") + (unreachable.count > 5 ? " (and \(unreachable.count - 5) more)" : "")
+        }
         if let kafka = self.kafka {
             text +=
                 "; kafka: acknowledged \(kafka.acknowledged), produced \(kafka.produced), retried \(kafka.retried), in flight (left in the spool) \(kafka.inFlight), errors \(kafka.errors.isEmpty ? "none" : kafka.errors.map { "\($0.key) \($0.value)" }.sorted().joined(separator: ", "))"

@@ -133,7 +133,8 @@ final class FollowedChannel: Sendable {
             retries: subscriber.retries,
             reconnects: subscriber.reconnects,
             skippedOnResume: counters.skippedOnResume,
-            lastProblem: self.lastProblem.text
+            lastProblem: self.lastProblem.text,
+            connectionProblem: subscriber.lastConnectionProblem?.description
         )
     }
 }

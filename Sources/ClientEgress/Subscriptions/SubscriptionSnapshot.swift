@@ -33,6 +33,8 @@ public struct SubscriptionSnapshot: Sendable, Hashable, Codable {
     public var skippedOnResume: Int
     /// The latest skipped input (reason and position, never payload).
     public var lastProblem: String?
+    /// Why the server cannot be reached now, in words (a certificate problem names its cause and fix).
+    public var connectionProblem: String? = nil
 
     enum CodingKeys: String, CodingKey {
         case id
@@ -43,5 +45,6 @@ public struct SubscriptionSnapshot: Sendable, Hashable, Codable {
         case malformed, oversize, retries, reconnects
         case skippedOnResume = "skipped_on_resume"
         case lastProblem = "last_problem"
+        case connectionProblem = "connection_problem"
     }
 }

@@ -200,6 +200,8 @@ public final class RunnerAgent: Service, Sendable {
             let failed_segments: Int
             let flushed_in_time: Bool
             let telemetry: TrickleEventsSink.Stats
+            /// Why segments did not reach the server, in words (a certificate problem names its cause), if any.
+            let connection_problem: String?
         }
         let encoder = JSONEncoder()
         encoder.keyEncodingStrategy = .convertToSnakeCase
@@ -210,7 +212,8 @@ public final class RunnerAgent: Service, Sendable {
             segments: summary.segments,
             failed_segments: summary.failedSegments,
             flushed_in_time: summary.flushedInTime,
-            telemetry: summary.sink
+            telemetry: summary.sink,
+            connection_problem: summary.connectionProblem
         )
         return (try? encoder.encode(body)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
     }

@@ -1,35 +1,41 @@
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
+import NIOTLS
 import Synchronization
 import TrickleRelaySupport
 
-/// The keep-alive HTTP/1.1 connection one subscriber reads a plain-`http` channel's segments over: one GET at a
-/// time, its reply handed to the reader as it is decoded (``SegmentExchange``).
+/// The keep-alive HTTP/1.1 connection one subscriber reads a channel's segments over: one GET at a time, its
+/// reply handed to the reader as it is decoded (``SegmentExchange``); TLS with the process's shared context for
+/// `https` (SNI for host names, never for IP literals; ALPN `http/1.1`).
 ///
 /// Why not the shared HTTP client: a follower at the live edge receives one small chunk per line, and through
 /// a general client each chunk passes a connection and a request state machine, a back-pressured async sequence
-/// and two task resumptions; here it is one lock and one resumption. `https` channels keep the HTTP client (TLS,
-/// trust roots, its proxies), where that cost is small beside the cipher's.
+/// and two task resumptions; here it is one lock and one resumption.
 final class SegmentConnection: Sendable {
-    private let host: String
-    private let port: Int
-    /// `Host` header value: the URL's authority.
-    private let authority: String
+    private let origin: HTTPOrigin
     /// Characters of a request URL before its target (`http://authority`).
     private let originLength: Int
     private let group: any EventLoopGroup
     private let connectTimeout: TimeAmount
+    private let tls: SegmentTLS?
     private let idle = Mutex<(any Channel)?>(nil)
 
-    /// A connection for `url`'s server, or `nil` when the channel is not plain `http` (or its authority does not
-    /// parse: the HTTP client then reports the problem).
-    init?(url: TrickleChannelURL, group: any EventLoopGroup, connectTimeout: Duration = .seconds(5)) {
-        guard let origin = HTTPOrigin(url: url.base), !origin.isTLS, url.base.dropFirst(7).contains("/") else { return nil }
-        self.host = origin.host
-        self.port = origin.port
-        self.authority = origin.authority
-        self.originLength = 7 + origin.authority.count
+    /// A connection for `url`'s server, or `nil` when its authority does not parse (the HTTP client then reports
+    /// the problem) or it is `https` and no TLS context is given.
+    init?(url: TrickleChannelURL, group: any EventLoopGroup, tls: SegmentTLS?, connectTimeout: Duration = .seconds(5)) {
+        guard let origin = HTTPOrigin(url: url.base) else { return nil }
+        let schemeLength = origin.isTLS ? 8 : 7
+        guard url.base.dropFirst(schemeLength).contains("/") else { return nil }
+        if origin.isTLS {
+            guard let tls else { return nil }
+            self.tls = tls
+        } else {
+            self.tls = nil
+        }
+        self.origin = origin
+        self.originLength = schemeLength + origin.authority.count
         self.group = group
         let (seconds, attoseconds) = connectTimeout.components
         self.connectTimeout = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
@@ -40,7 +46,7 @@ final class SegmentConnection: Sendable {
     /// - Parameter url: A full URL of this connection's server (as ``TrickleChannelURL`` builds them).
     nonisolated(nonsending) func get(_ url: String) async throws -> (SegmentExchange, HTTPResponseHead) {
         var request = HTTPRequestHead(version: .http1_1, method: .GET, uri: String(url.dropFirst(self.originLength)))
-        request.headers.add(name: "Host", value: self.authority)
+        request.headers.add(name: "Host", value: self.origin.authority)
         if let kept = self.idle.withLock({ idle in defer { idle = nil }; return idle }) {
             if kept.isActive {
                 do {
@@ -89,15 +95,59 @@ final class SegmentConnection: Sendable {
     }
 
     private func connect() async throws -> any Channel {
-        try await ClientBootstrap(group: self.group.any())
+        let tls = self.tls
+        // SNI names a host; an IP literal is sent none (and is checked against the certificate's IP addresses).
+        let serverName = self.origin.hostIsAddress ? nil : self.origin.host
+        let channel = try await ClientBootstrap(group: self.group.any())
             .connectTimeout(self.connectTimeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tls {
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: tls.context, serverHostname: serverName))
+                        try channel.pipeline.syncOperations.addHandler(TLSHandshakeWaiter(promise: channel.eventLoop.makePromise()))
+                    }
                     try channel.pipeline.syncOperations.addHandler(SegmentConnectionHandler())
                 }
             }
-            .connect(host: self.host, port: self.port)
+            .connect(host: self.origin.host, port: self.origin.port)
             .get()
+        if tls != nil {
+            // The handshake's own error (a certificate that is not accepted) rather than a write on a closed channel.
+            do {
+                let waiter = try await channel.pipeline.handler(type: TLSHandshakeWaiter.self).get()
+                try await waiter.promise.futureResult.get()
+            } catch {
+                channel.close(promise: nil)
+                throw error
+            }
+        }
+        return channel
+    }
+}
+
+/// Completes its promise when the TLS handshake is done, or fails it with the handshake's error.
+private final class TLSHandshakeWaiter: ChannelInboundHandler, Sendable {
+    typealias InboundIn = ByteBuffer
+
+    let promise: EventLoopPromise<Void>
+
+    init(promise: EventLoopPromise<Void>) {
+        self.promise = promise
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case TLSUserEvent.handshakeCompleted = event { self.promise.succeed() }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        self.promise.fail(error)
+        context.fireErrorCaught(error)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.promise.fail(SegmentConnectionClosed())
+        context.fireChannelInactive()
     }
 }

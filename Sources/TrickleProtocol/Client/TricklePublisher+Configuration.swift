@@ -86,7 +86,8 @@ extension TricklePublisher {
         public var resends = 0
         /// Times the channel was created again after a `404` (a restarted server).
         public var channelRecreations = 0
-        /// The last reason a POST did not reach the server (a certificate problem names its cause), if any.
+        /// Why POSTs do not reach the server now (a certificate problem names its cause); `nil` once a segment
+        /// is accepted again.
         public var lastConnectionProblem: ConnectionProblem?
 
         public init() {}

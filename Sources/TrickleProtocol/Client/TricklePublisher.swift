@@ -366,6 +366,7 @@ public actor TricklePublisher: Service {
                     if upload.sendsReset { $0.resets += 1 }
                 }
                 self.failing.cleared(metadata: ["trickle.seq": "\(upload.seq)"])
+                self.statsBox.withLock { $0.lastConnectionProblem = nil }
                 upload.complete(.completed)
                 return
             case 200..<300:

@@ -77,6 +77,12 @@ extension TrickleSubscriber {
         /// meanwhile answers `470` again and it moves up one. `0` jumps straight to `Latest`, as the SDK does
         /// (losing up to a ring of segments the server still had). Default 5.
         public var retainedSegments: Int
+        /// TLS for `https` channels read over the subscriber's own connection: trust and client certificate
+        /// (``SegmentTLS``, one per process). `nil` (default) uses the system's trust store.
+        public var tls: SegmentTLS? = nil
+        /// Read segments over the subscriber's own keep-alive connection (``SegmentConnection``, cheaper per
+        /// event) rather than through the shared HTTP client. Default `true`.
+        public var usesOwnConnection: Bool = true
 
         /// Creates a configuration; every parameter has the documented default.
         public init(
@@ -128,7 +134,7 @@ extension TrickleSubscriber {
         public var reconnects = 0
         /// Whether the stream ended because the reconnect grace ran out (the channel never came back).
         public var reconnectGraceExpired = false
-        /// The last reason a request did not reach the server (a certificate problem names its cause), if any.
+        /// Why requests do not reach the server now (a certificate problem names its cause); `nil` once one does.
         public var lastConnectionProblem: ConnectionProblem?
 
         public init() {}

@@ -90,7 +90,10 @@ public final class TrickleSubscriber: Sendable {
         // Set while the channel is missing (404) or the server unreachable after it had answered: the grace
         // period runs from here (§7: without a clean close, a 404 may be a restarting server).
         var lostSince: ContinuousClock.Instant?
-        let connection = SegmentConnection(url: self.url, group: self.httpClient.eventLoopGroup)
+        let connection =
+            self.configuration.usesOwnConnection
+            ? SegmentConnection(url: self.url, group: self.httpClient.eventLoopGroup, tls: self.configuration.tls ?? SegmentTLS.system)
+            : nil
         defer { connection?.close() }
         while true {
             try Task.checkCancellation()
@@ -271,6 +274,7 @@ public final class TrickleSubscriber: Sendable {
         }
         defer { response.finish() }
         self.unreachable.cleared()
+        self.statsBox.withLock { $0.lastConnectionProblem = nil }
         let headers = response.headers
         if headers.first(name: TrickleHeaders.closed.rawName) != nil {
             // A 200 carrying `Closed` is end of stream, never data (§10.1).

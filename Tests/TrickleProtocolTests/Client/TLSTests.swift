@@ -8,12 +8,14 @@ import TrickleRelaySupport
 import TrickleTestSupport
 
 /// Runs the embedded server over TLS with `pair` (requiring client certificates from `clientCA` when given) and
-/// hands `body` its `https://127.0.0.1:port` base and an HTTP client configured by `trust`.
+/// hands `body` its `https://127.0.0.1:port` base, an HTTP client configured by `trust`, and a subscriber
+/// configuration with the same trust that reads over its own connection (`ownConnection`) or the HTTP client.
 private func withTLSServer<T: Sendable>(
     _ pair: TestCertificates.Pair,
     clientCA: String? = nil,
     trust: OutboundTLS,
-    _ body: @Sendable (TrickleServer, String, HTTPClient) async throws -> T
+    ownConnection: Bool = true,
+    _ body: @Sendable (TrickleServer, String, HTTPClient, TrickleSubscriber.Configuration) async throws -> T
 ) async throws -> T {
     var configuration = TrickleServer.Configuration(host: "127.0.0.1", port: 0)
     if clientCA == nil {
@@ -30,9 +32,13 @@ private func withTLSServer<T: Sendable>(
     }
     let server = TrickleServer(configuration: configuration, logger: quietLogger)
     let tls = try trust.configuration()
+    var subscriber = TrickleSubscriber.Configuration(start: .seq(0), retryBackoff: Backoff(initial: .milliseconds(20), maximum: .milliseconds(100)))
+    subscriber.tls = try SegmentTLS(tls)
+    subscriber.usesOwnConnection = ownConnection
+    subscriber.channelWaitTimeout = .seconds(20)  // it may ask before the publisher's first POST created the channel
     return try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration(tls: tls)) { client in
         try await withTestServer(server) { port in
-            try await body(server, "https://127.0.0.1:\(port)", client)
+            try await body(server, "https://127.0.0.1:\(port)", client, subscriber)
         }
     }
 }
@@ -41,17 +47,17 @@ private let fastRetries = Backoff(initial: .milliseconds(20), maximum: .millisec
 
 @Suite("TLS: trust you configure, certificate failures in words", .timeLimit(.minutes(1)))
 struct TLSTests {
-    @Test("trusted through --ca-file: publisher → TLS server → subscriber, byte-exact")
-    func trustedRoundTrip() async throws {
+    @Test("trusted through --ca-file: publisher → TLS server → subscriber, byte-exact, over the subscriber's own connection and the HTTP client", arguments: [true, false])
+    func trustedRoundTrip(ownConnection: Bool) async throws {
         let certificates = try await TestCertificates.shared()
-        try await withTLSServer(certificates.server, trust: OutboundTLS(caFile: certificates.ca)) { server, base, client in
+        try await withTLSServer(certificates.server, trust: OutboundTLS(caFile: certificates.ca), ownConnection: ownConnection) { server, base, client, subscriberConfiguration in
             let publisher = TricklePublisher(
                 url: try TrickleChannelURL("\(base)/tls"),
                 httpClient: client,
                 configuration: .init(start: .seq(0), retryBackoff: fastRetries),
                 logger: quietLogger
             )
-            let subscriber = TrickleSubscriber(url: try TrickleChannelURL("\(base)/tls"), httpClient: client, configuration: .init(start: .seq(0)), logger: quietLogger)
+            let subscriber = TrickleSubscriber(url: try TrickleChannelURL("\(base)/tls"), httpClient: client, configuration: subscriberConfiguration, logger: quietLogger)
             let seen = Recorder<String>()
             let lines = (0..<50).map { #"{"type":"telemetry","event":{"id":"e\#($0)","data":{"v":"\u00e9\#($0)"}}}"# + "\n" }
             try await withThrowingTaskGroup(of: Void.self) { group in
@@ -79,9 +85,11 @@ struct TLSTests {
             ("expired", .certificateExpired, "expired on 2020-01-02"),
             ("other host", .certificateForAnotherHost, "other.example"),
             ("system trust only", .certificateNotTrusted, "--ca-file"),
-        ]
+        ],
+        [true, false]
     )
-    func rejectedCertificate(name: String, kind: ConnectionProblem.Kind, words: String) async throws {
+    func rejectedCertificate(expected: (name: String, kind: ConnectionProblem.Kind, words: String), ownConnection: Bool) async throws {
+        let (name, kind, words) = expected
         let certificates = try await TestCertificates.shared()
         let pair = switch name {
         case "self-signed": certificates.selfSignedServer
@@ -90,7 +98,7 @@ struct TLSTests {
         default: certificates.server
         }
         let trust = name == "system trust only" ? OutboundTLS() : OutboundTLS(caFile: certificates.ca)
-        try await withTLSServer(pair, trust: trust) { server, base, client in
+        try await withTLSServer(pair, trust: trust, ownConnection: ownConnection) { server, base, client, subscriberConfiguration in
             let publisher = TricklePublisher(
                 url: try TrickleChannelURL("\(base)/bad-cert"),
                 httpClient: client,
@@ -100,7 +108,7 @@ struct TLSTests {
             let subscriber = TrickleSubscriber(
                 url: try TrickleChannelURL("\(base)/bad-cert"),
                 httpClient: client,
-                configuration: .init(start: .seq(0), retryBackoff: fastRetries),
+                configuration: subscriberConfiguration,
                 logger: quietLogger
             )
             try await withThrowingTaskGroup(of: Void.self) { group in
@@ -126,7 +134,7 @@ struct TLSTests {
     @Test("mutual TLS: a server that requires a client certificate refuses one without, in words; with --client-cert it works")
     func mutualTLS() async throws {
         let certificates = try await TestCertificates.shared()
-        try await withTLSServer(certificates.server, clientCA: certificates.ca, trust: OutboundTLS(caFile: certificates.ca)) { server, base, client in
+        try await withTLSServer(certificates.server, clientCA: certificates.ca, trust: OutboundTLS(caFile: certificates.ca)) { server, base, client, _ in
             let publisher = TricklePublisher(
                 url: try TrickleChannelURL("\(base)/mtls"),
                 httpClient: client,
@@ -144,7 +152,7 @@ struct TLSTests {
             #expect(problem.description.contains("--client-cert"), "\(problem)")
         }
         let identity = OutboundTLS(caFile: certificates.ca, clientCertificateFile: certificates.client.certificate, clientKeyFile: certificates.client.key)
-        try await withTLSServer(certificates.server, clientCA: certificates.ca, trust: identity) { server, base, client in
+        try await withTLSServer(certificates.server, clientCA: certificates.ca, trust: identity) { server, base, client, _ in
             let publisher = TricklePublisher(
                 url: try TrickleChannelURL("\(base)/mtls"),
                 httpClient: client,
