@@ -308,6 +308,25 @@ struct ClientCommand: AsyncParsableCommand {
         )
     }
 
+    /// SIGHUP: reads the TLS files again (flags, the configuration file's fields, the environment) and has the
+    /// subscribers' new connections use them. Files that fail their checks are refused with a warning; the running
+    /// TLS stays. The metrics and OTLP sinks' connections keep what was read at start until a restart.
+    func reloadTLS(_ segmentTLS: SegmentTLS, logger: Logger) {
+        let file = self.configFile.flatMap { try? ClientConfigurationFile(path: $0) }
+        let fileTLS = OutboundTLS(
+            caFile: file?.caFile,
+            caOnly: file?.caOnly ?? false,
+            clientCertificateFile: file?.clientCertificateFile,
+            clientKeyFile: file?.clientKeyFile
+        )
+        do {
+            try segmentTLS.replace(with: try self.tls.configuration(file: fileTLS) ?? .makeClientConfiguration())
+            logger.info("reload: TLS files re-read; new subscriber connections use them (the sink's connections need a restart)")
+        } catch {
+            logger.warning("reload: TLS files refused; the running TLS stays", metadata: ["error": "\(error)"])
+        }
+    }
+
     /// The OTLP log sink's headers, from `TRICKLE_RELAY_OTLP_LOGS_HEADERS` (`key=value,…`, percent-encoded
     /// values, as OpenTelemetry's `OTEL_EXPORTER_OTLP_HEADERS`).
     static func otlpOptions() throws -> OTLPLogOptions {
@@ -375,7 +394,8 @@ struct ClientCommand: AsyncParsableCommand {
             channelWaitTimeout: settings.waitForChannel > 0 ? SecondsFlag.duration(settings.waitForChannel) : nil,
             reconnectGrace: SecondsFlag.duration(settings.reconnectGrace)
         )
-        subscriber.tls = try TLSOptions.segmentTLS(settings.tls)
+        let segmentTLS = try TLSOptions.segmentTLS(settings.tls)
+        subscriber.tls = segmentTLS
         var configuration = ClientApplication.Configuration(
             sink: sink,
             apiKey: { Self.apiKey(file: apiKeyFile.path) },
@@ -436,6 +456,7 @@ struct ClientCommand: AsyncParsableCommand {
                     service: SignalTrap(.sighup, name: "SIGHUP reload") {
                         logger.info("SIGHUP: reloading the API key and the configuration file")
                         application.reload(reload) { apiKeyFile.path = $0 }
+                        self.reloadTLS(segmentTLS, logger: logger)
                     },
                     successTerminationBehavior: .ignore
                 )

@@ -49,13 +49,12 @@ struct TLSOptions: ParsableArguments {
         }
     }
 
-    /// The subscriber's own connections' TLS for `configuration` (`nil`: the system's, shared).
+    /// The subscriber's own connections' TLS for `configuration` (`nil`: the system's store).
     ///
     /// - Throws: `ValidationError` (exit 64) when the configuration cannot make a TLS context.
-    static func segmentTLS(_ configuration: TLSConfiguration?) throws(ValidationError) -> SegmentTLS? {
-        guard let configuration else { return nil }
+    static func segmentTLS(_ configuration: TLSConfiguration?) throws(ValidationError) -> SegmentTLS {
         do {
-            return try SegmentTLS(configuration)
+            return try SegmentTLS(configuration ?? .makeClientConfiguration())
         } catch {
             throw ValidationError("the TLS settings cannot be used: \(error)")
         }

@@ -1,4 +1,6 @@
+import AsyncHTTPClient
 import Foundation
+import NIOHTTP1
 import Testing
 import TrickleProtocol
 import TrickleRelaySupport
@@ -112,6 +114,76 @@ struct ServeProcessTests {
         #expect(untrusted.errors.contains("control received 0") || untrusted.errors.contains("= relayed 0 + lost"), "\(untrusted.errors.suffix(800))")
         kill(serve.processIdentifier, SIGTERM)
         #expect(await exited.wait() == 0)
+    }
+
+    @Test("a client that does not trust the server's certificate says why in /v1/subscriptions; SIGHUP with ca_file in its configuration file fixes it without a restart")
+    func clientReloadsTrust() async throws {
+        let certificates = try await TestCertificates.shared()
+        let serve = Process()
+        serve.executableURL = try trickleRelayExecutable()
+        serve.arguments = ["serve", "--port", "0", "--tls-cert", certificates.server.certificate, "--tls-key", certificates.server.key]
+        let serveErrors = Pipe()
+        serve.standardError = serveErrors
+        serve.standardOutput = FileHandle.nullDevice
+        let serveLines = Recorder<String>()
+        collectLines(serveErrors, into: serveLines)
+        let serveExited = try launch(serve)
+        try await serveLines.wait(timeout: .seconds(20), "the listening line") { $0.contains { $0.contains("trickle server listening") } }
+        let listening = try #require(serveLines.values.first { $0.contains("trickle.url=https://127.0.0.1:") })
+        let port = try #require(listening.firstMatch(of: /https:\/\/127\.0\.0\.1:(\d+)/).map { String($0.output.1) })
+        let channel = "https://127.0.0.1:\(port)/reload-events"
+
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("tls-reload-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let config = folder.appendingPathComponent("client.json")
+        let output = folder.appendingPathComponent("telemetry.jsonl")
+        func writeConfig(ca: String?) throws {
+            let caField = ca.map { #""ca_file":"\#($0)","# } ?? ""
+            try #"{\#(caField)"sink":"file:\#(output.path)","listen":"127.0.0.1:0","wait_for_channel":60,"subscriptions":[{"events_url":"\#(channel)","start":0}]}"#
+                .write(to: config, atomically: true, encoding: .utf8)
+        }
+        try writeConfig(ca: nil)
+        let client = Process()
+        client.executableURL = try trickleRelayExecutable()
+        client.arguments = ["client", "--config", config.path, "--spool-dir", folder.appendingPathComponent("spool").path]
+        var environment = ProcessInfo.processInfo.environment
+        environment["TRICKLE_RELAY_CA_FILE"] = nil
+        client.environment = environment
+        let clientErrors = Pipe()
+        client.standardError = clientErrors
+        client.standardOutput = FileHandle.nullDevice
+        let clientLines = Recorder<String>()
+        collectLines(clientErrors, into: clientLines)
+        let clientExited = try launch(client)
+        try await clientLines.wait(timeout: .seconds(20), "the endpoint's URL") { $0.contains { $0.contains("SSE stream: http://127.0.0.1:") } }
+        let sse = try #require(clientLines.values.first { $0.contains("SSE stream: http://127.0.0.1:") })
+        let apiPort = try #require(sse.firstMatch(of: /127\.0\.0\.1:(\d+)/).map { String($0.output.1) })
+        try await HTTPClient.withHTTPClient { http in
+            try await waitUntil(timeout: .seconds(20), every: .milliseconds(100), "the certificate problem in /v1/subscriptions") {
+                let answer = try? await http.send(.GET, "http://127.0.0.1:\(apiPort)/v1/subscriptions")
+                return answer?.body.contains("not signed by a trusted authority") == true && answer?.body.contains("connection_problem") == true
+            }
+        }
+        #expect(!clientLines.values.joined().contains("CERTIFICATE_VERIFY_FAILED"))
+        try writeConfig(ca: certificates.ca)
+        kill(client.processIdentifier, SIGHUP)
+        try await clientLines.wait(timeout: .seconds(20), "the reload") { $0.contains { $0.contains("TLS files re-read") } }
+        let input = folder.appendingPathComponent("input.jsonl")
+        try (0..<3).map { #"{"type":"telemetry","event":{"type":"metric","n":\#($0)}}"# + "\n" }.joined().write(to: input, atomically: true, encoding: .utf8)
+        let runner = Process()
+        runner.executableURL = try trickleRelayExecutable()
+        runner.arguments = ["runner", "--events-url", channel, "--session-id", "reload", "--telemetry", "on", "--close-linger", "1", "--ca-file", certificates.ca]
+        runner.standardInput = try FileHandle(forReadingFrom: input)
+        runner.standardError = FileHandle.nullDevice
+        runner.standardOutput = FileHandle.nullDevice
+        #expect(await (try launch(runner)).wait() == 0)
+        try await waitUntil(timeout: .seconds(30), every: .milliseconds(50), "the client's file to hold the 4 envelopes") {
+            ((try? String(contentsOf: output, encoding: .utf8)) ?? "").split(separator: "\n").count == 4
+        }
+        kill(client.processIdentifier, SIGTERM)
+        #expect(await clientExited.wait() == 0)
+        kill(serve.processIdentifier, SIGTERM)
+        #expect(await serveExited.wait() == 0)
     }
 
     @Test("a non-loopback serve with a token file starts; /healthz answers; the token never reaches the log")
