@@ -116,6 +116,30 @@ struct ServeProcessTests {
         #expect(await exited.wait() == 0)
     }
 
+    @Test("a non-loopback serve with a token file starts; /healthz answers; the token never reaches the log")
+    func tokenFile() async throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("serve-token-\(UUID().uuidString)").path
+        try "tok-123456789\n".write(toFile: file, atomically: true, encoding: .utf8)
+        let process = Process()
+        process.executableURL = try trickleRelayExecutable()
+        process.arguments = ["serve", "--host", "0.0.0.0", "--port", "0", "--token-file", file, "--allow-plain-http", "--log-level", "debug"]
+        let errors = Pipe()
+        process.standardError = errors
+        process.standardOutput = FileHandle.nullDevice
+        let lines = Recorder<String>()
+        collectLines(errors, into: lines)
+        let exited = try launch(process)
+        try await lines.wait(timeout: .seconds(20), "the listening line") { $0.contains { $0.contains("trickle server listening") } }
+        kill(process.processIdentifier, SIGTERM)
+        #expect(await exited.wait() == 0)
+        #expect(!lines.values.joined().contains("tok-123456789"))
+    }
+}
+
+/// Slower than the rest of the serve tests (a subscriber backing off between TLS failures, a reload, a runner):
+/// a suite of its own, with room on a slower machine.
+@Suite("A client's trust, reloaded", .timeLimit(.minutes(3)))
+struct ClientTrustReloadTests {
     @Test("a client that does not trust the server's certificate says why in /v1/subscriptions; SIGHUP with ca_file in its configuration file fixes it without a restart")
     func clientReloadsTrust() async throws {
         let certificates = try await TestCertificates.shared()
@@ -184,24 +208,5 @@ struct ServeProcessTests {
         #expect(await clientExited.wait() == 0)
         kill(serve.processIdentifier, SIGTERM)
         #expect(await serveExited.wait() == 0)
-    }
-
-    @Test("a non-loopback serve with a token file starts; /healthz answers; the token never reaches the log")
-    func tokenFile() async throws {
-        let file = FileManager.default.temporaryDirectory.appendingPathComponent("serve-token-\(UUID().uuidString)").path
-        try "tok-123456789\n".write(toFile: file, atomically: true, encoding: .utf8)
-        let process = Process()
-        process.executableURL = try trickleRelayExecutable()
-        process.arguments = ["serve", "--host", "0.0.0.0", "--port", "0", "--token-file", file, "--allow-plain-http", "--log-level", "debug"]
-        let errors = Pipe()
-        process.standardError = errors
-        process.standardOutput = FileHandle.nullDevice
-        let lines = Recorder<String>()
-        collectLines(errors, into: lines)
-        let exited = try launch(process)
-        try await lines.wait(timeout: .seconds(20), "the listening line") { $0.contains { $0.contains("trickle server listening") } }
-        kill(process.processIdentifier, SIGTERM)
-        #expect(await exited.wait() == 0)
-        #expect(!lines.values.joined().contains("tok-123456789"))
     }
 }
