@@ -47,18 +47,7 @@ struct ServeProcessTests {
         #expect(mismatched.status == 64)
         #expect(mismatched.errors.contains("is not the private key of the certificate"), "\(mismatched.errors)")
 
-        let serve = Process()
-        serve.executableURL = try trickleRelayExecutable()
-        serve.arguments = ["serve", "--port", "0", "--tls-cert", certificates.server.certificate, "--tls-key", certificates.server.key]
-        let errors = Pipe()
-        serve.standardError = errors
-        serve.standardOutput = FileHandle.nullDevice
-        let lines = Recorder<String>()
-        collectLines(errors, into: lines)
-        let exited = try launch(serve)
-        try await lines.wait(timeout: .seconds(20), "the listening line") { $0.contains { $0.contains("trickle server listening") } }
-        let listening = try #require(lines.values.first { $0.contains("trickle.url=https://127.0.0.1:") })
-        let port = try #require(listening.firstMatch(of: /https:\/\/127\.0\.0\.1:(\d+)/).map { String($0.output.1) })
+        let (serve, port, exited) = try await startTLSServe(certificates.server)
         let input = FileManager.default.temporaryDirectory.appendingPathComponent("tls-\(UUID().uuidString).jsonl")
         try (0..<3).map { #"{"type":"telemetry","event":{"type":"metric","n":\#($0)}}"# + "\n" }.joined().write(to: input, atomically: true, encoding: .utf8)
         func runner(_ extra: [String], channel: String = "tls-\(UUID().uuidString)-events") async throws -> (status: Int32, errors: String) {
@@ -143,18 +132,7 @@ struct ClientTrustReloadTests {
     @Test("a client that does not trust the server's certificate says why in /v1/subscriptions; SIGHUP with ca_file in its configuration file fixes it without a restart")
     func clientReloadsTrust() async throws {
         let certificates = try await TestCertificates.shared()
-        let serve = Process()
-        serve.executableURL = try trickleRelayExecutable()
-        serve.arguments = ["serve", "--port", "0", "--tls-cert", certificates.server.certificate, "--tls-key", certificates.server.key]
-        let serveErrors = Pipe()
-        serve.standardError = serveErrors
-        serve.standardOutput = FileHandle.nullDevice
-        let serveLines = Recorder<String>()
-        collectLines(serveErrors, into: serveLines)
-        let serveExited = try launch(serve)
-        try await serveLines.wait(timeout: .seconds(20), "the listening line") { $0.contains { $0.contains("trickle server listening") } }
-        let listening = try #require(serveLines.values.first { $0.contains("trickle.url=https://127.0.0.1:") })
-        let port = try #require(listening.firstMatch(of: /https:\/\/127\.0\.0\.1:(\d+)/).map { String($0.output.1) })
+        let (serve, port, serveExited) = try await startTLSServe(certificates.server)
         let channel = "https://127.0.0.1:\(port)/reload-events"
 
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("tls-reload-\(UUID().uuidString)")
@@ -209,4 +187,21 @@ struct ClientTrustReloadTests {
         kill(serve.processIdentifier, SIGTERM)
         #expect(await serveExited.wait() == 0)
     }
+}
+
+/// Starts `trickle-relay serve` over TLS with `pair` on a free port; returns the process, its port and its exit.
+func startTLSServe(_ pair: TestCertificates.Pair) async throws -> (Process, String, OneShotSignal<Int32>) {
+    let serve = Process()
+    serve.executableURL = try trickleRelayExecutable()
+    serve.arguments = ["serve", "--port", "0", "--tls-cert", pair.certificate, "--tls-key", pair.key]
+    let errors = Pipe()
+    serve.standardError = errors
+    serve.standardOutput = FileHandle.nullDevice
+    let lines = Recorder<String>()
+    collectLines(errors, into: lines)
+    let exited = try launch(serve)
+    try await lines.wait(timeout: .seconds(20), "the listening line") { $0.contains { $0.contains("trickle.url=https://127.0.0.1:") } }
+    let listening = try #require(lines.values.first { $0.contains("trickle.url=https://127.0.0.1:") })
+    let port = try #require(listening.firstMatch(of: /https:\/\/127\.0\.0\.1:(\d+)/).map { String($0.output.1) })
+    return (serve, port, exited)
 }

@@ -51,10 +51,10 @@ final class SegmentConnection: Sendable {
             if kept.isActive {
                 do {
                     return try await self.send(request, on: kept)
-                } catch is SegmentConnectionClosed {
-                    // The server closed the idle connection meanwhile: ask again on a new one.
-                    try Task.checkCancellation()
-                } catch let error as ChannelError where error == .ioOnClosedChannel || error == .alreadyClosed {
+                } catch {
+                    // The server closed the idle connection meanwhile — seen as an end of input, a reset, or a write
+                    // on a closed socket, depending on timing: the GET is idempotent and no reply head came, so it
+                    // is asked again once on a new connection (whose failure, if any, is the one reported).
                     try Task.checkCancellation()
                 }
             } else {
@@ -98,25 +98,33 @@ final class SegmentConnection: Sendable {
         let tls = self.tls
         // SNI names a host; an IP literal is sent none (and is checked against the certificate's IP addresses).
         let serverName = self.origin.hostIsAddress ? nil : self.origin.host
-        let channel = try await ClientBootstrap(group: self.group.any())
-            .connectTimeout(self.connectTimeout)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    if let tls {
-                        try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: tls.context, serverHostname: serverName))
-                        try channel.pipeline.syncOperations.addHandler(TLSHandshakeWaiter(promise: channel.eventLoop.makePromise()))
+        let loop = self.group.any()
+        // Held here, not looked up in the pipeline: a failed handshake empties the pipeline before a lookup could run.
+        let handshake = tls == nil ? nil : loop.makePromise(of: Void.self)
+        let channel: any Channel
+        do {
+            channel = try await ClientBootstrap(group: loop)
+                .connectTimeout(self.connectTimeout)
+                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        if let tls, let handshake {
+                            try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: tls.context, serverHostname: serverName))
+                            try channel.pipeline.syncOperations.addHandler(TLSHandshakeWaiter(promise: handshake))
+                        }
+                        try channel.pipeline.syncOperations.addHandler(SegmentConnectionHandler())
                     }
-                    try channel.pipeline.syncOperations.addHandler(SegmentConnectionHandler())
                 }
-            }
-            .connect(host: self.origin.host, port: self.origin.port)
-            .get()
-        if tls != nil {
+                .connect(host: self.origin.host, port: self.origin.port)
+                .get()
+        } catch {
+            handshake?.fail(error)  // a promise is always completed (a no-op if the handler did)
+            throw error
+        }
+        if let handshake {
             // The handshake's own error (a certificate that is not accepted) rather than a write on a closed channel.
             do {
-                let waiter = try await channel.pipeline.handler(type: TLSHandshakeWaiter.self).get()
-                try await waiter.promise.futureResult.get()
+                try await handshake.futureResult.get()
             } catch {
                 channel.close(promise: nil)
                 throw error

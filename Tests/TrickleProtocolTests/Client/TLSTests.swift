@@ -45,18 +45,18 @@ private func withTLSServer<T: Sendable>(
 
 private let fastRetries = Backoff(initial: .milliseconds(20), maximum: .milliseconds(100))
 
+/// A publisher from seq 0 that retries fast.
+private func fastPublisher(_ url: String, _ client: HTTPClient) throws -> TricklePublisher {
+    TricklePublisher(url: try TrickleChannelURL(url), httpClient: client, configuration: .init(start: .seq(0), retryBackoff: fastRetries), logger: quietLogger)
+}
+
 @Suite("TLS: trust you configure, certificate failures in words", .timeLimit(.minutes(1)))
 struct TLSTests {
     @Test("trusted through --ca-file: publisher → TLS server → subscriber, byte-exact, over the subscriber's own connection and the HTTP client", arguments: [true, false])
     func trustedRoundTrip(ownConnection: Bool) async throws {
         let certificates = try await TestCertificates.shared()
         try await withTLSServer(certificates.server, trust: OutboundTLS(caFile: certificates.ca), ownConnection: ownConnection) { server, base, client, subscriberConfiguration in
-            let publisher = TricklePublisher(
-                url: try TrickleChannelURL("\(base)/tls"),
-                httpClient: client,
-                configuration: .init(start: .seq(0), retryBackoff: fastRetries),
-                logger: quietLogger
-            )
+            let publisher = try fastPublisher("\(base)/tls", client)
             let subscriber = TrickleSubscriber(url: try TrickleChannelURL("\(base)/tls"), httpClient: client, configuration: subscriberConfiguration, logger: quietLogger)
             let seen = Recorder<String>()
             let lines = (0..<50).map { #"{"type":"telemetry","event":{"id":"e\#($0)","data":{"v":"\u00e9\#($0)"}}}"# + "\n" }
@@ -99,12 +99,7 @@ struct TLSTests {
         }
         let trust = name == "system trust only" ? OutboundTLS() : OutboundTLS(caFile: certificates.ca)
         try await withTLSServer(pair, trust: trust, ownConnection: ownConnection) { server, base, client, subscriberConfiguration in
-            let publisher = TricklePublisher(
-                url: try TrickleChannelURL("\(base)/bad-cert"),
-                httpClient: client,
-                configuration: .init(start: .seq(0), retryBackoff: fastRetries),
-                logger: quietLogger
-            )
+            let publisher = try fastPublisher("\(base)/bad-cert", client)
             let subscriber = TrickleSubscriber(
                 url: try TrickleChannelURL("\(base)/bad-cert"),
                 httpClient: client,
@@ -135,12 +130,7 @@ struct TLSTests {
     func mutualTLS() async throws {
         let certificates = try await TestCertificates.shared()
         try await withTLSServer(certificates.server, clientCA: certificates.ca, trust: OutboundTLS(caFile: certificates.ca)) { server, base, client, _ in
-            let publisher = TricklePublisher(
-                url: try TrickleChannelURL("\(base)/mtls"),
-                httpClient: client,
-                configuration: .init(start: .seq(0), retryBackoff: fastRetries),
-                logger: quietLogger
-            )
+            let publisher = try fastPublisher("\(base)/mtls", client)
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await publisher.run() }
                 try await publisher.write(ByteBuffer(string: "{\"type\":\"telemetry\"}\n"))
@@ -153,12 +143,7 @@ struct TLSTests {
         }
         let identity = OutboundTLS(caFile: certificates.ca, clientCertificateFile: certificates.client.certificate, clientKeyFile: certificates.client.key)
         try await withTLSServer(certificates.server, clientCA: certificates.ca, trust: identity) { server, base, client, _ in
-            let publisher = TricklePublisher(
-                url: try TrickleChannelURL("\(base)/mtls"),
-                httpClient: client,
-                configuration: .init(start: .seq(0), retryBackoff: fastRetries),
-                logger: quietLogger
-            )
+            let publisher = try fastPublisher("\(base)/mtls", client)
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await publisher.run() }
                 try await publisher.write(ByteBuffer(string: "{\"type\":\"telemetry\"}\n"))
