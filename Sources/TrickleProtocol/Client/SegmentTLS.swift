@@ -1,5 +1,8 @@
 public import NIOSSL
 import Synchronization
+#if TRICKLE_RELAY_TSAN
+import TrickleRelaySupport  // SanitizerVisibleMutex
+#endif
 
 /// The TLS of a subscriber's own connections (``SegmentConnection`` for `https` channels): one `NIOSSLContext`
 /// shared by every connection of the process (creating one loads the trust store: expensive, and blocking disk
