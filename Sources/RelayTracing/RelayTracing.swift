@@ -42,6 +42,16 @@ public struct RelayTracing: Sendable {
         otel.traces.batchSpanProcessor.scheduleDelay = configuration.exportInterval
         otel.traces.sampler = configuration.sampler.otel
         otel.propagators = [.traceContext]
+        if let caFile = configuration.caFile {
+            // swift-otel trusts only the file it is given; `--ca-file` adds to the system's roots.
+            do {
+                otel.traces.otlpExporter.certificateFilePath = configuration.trustsOnlyCAFile ? caFile : try TrustBundle.combining(caFile: caFile)
+            } catch {
+                throw RelayTracingConfiguration.Failure(description: "the traces exporter's trust: \(error)")
+            }
+        }
+        otel.traces.otlpExporter.clientCertificateFilePath = configuration.clientCertificateFile
+        otel.traces.otlpExporter.clientKeyFilePath = configuration.clientKeyFile
         let backend = try OTel.makeTracingBackend(configuration: otel)
         self.tracer = backend.factory
         self.service = backend.service

@@ -22,6 +22,14 @@ public struct RelayTracingConfiguration: Sendable {
     public var exportInterval: Duration
     /// Also install the tracer as the process-global one (`--otel-global`). Default `false`.
     public var installsGlobally: Bool
+    /// A CA file to trust for the exporter's `https` connections: added to the system's roots, or the only
+    /// trust when ``trustsOnlyCAFile`` (the process's `--ca-file`, `--ca-only`). The standard
+    /// `OTEL_EXPORTER_OTLP_CERTIFICATE` still wins.
+    public var caFile: String? = nil
+    public var trustsOnlyCAFile = false
+    /// The client certificate and key the exporter presents (the process's `--client-cert`, `--client-key`).
+    public var clientCertificateFile: String? = nil
+    public var clientKeyFile: String? = nil
 
     /// A setting that cannot be used, and what to write instead.
     public struct Failure: Error, Sendable, CustomStringConvertible {

@@ -261,12 +261,7 @@ struct ClientCommand: AsyncParsableCommand {
             kafka.properties.append((String(option[..<equals]), String(option[option.index(after: equals)...])))
         }
         // Flags, then the file's fields, then the environment; the files are checked here (exit 64).
-        let fileTLS = OutboundTLS(
-            caFile: file?.caFile,
-            caOnly: file?.caOnly ?? false,
-            clientCertificateFile: file?.clientCertificateFile,
-            clientKeyFile: file?.clientKeyFile
-        )
+        let fileTLS = file?.tls ?? OutboundTLS()
         let tlsSettings = self.tls.settings(file: fileTLS)
         let tls = try self.tls.configuration(file: fileTLS)
         // The Kafka sink gets the same files as librdkafka properties, unless they were set for it explicitly.
@@ -308,20 +303,15 @@ struct ClientCommand: AsyncParsableCommand {
         )
     }
 
-    /// SIGHUP: reads the TLS files again (flags, the configuration file's fields, the environment) and has the
-    /// subscribers' new connections use them. Files that fail their checks are refused with a warning; the running
-    /// TLS stays. The metrics and OTLP sinks' connections keep what was read at start until a restart.
-    func reloadTLS(_ segmentTLS: SegmentTLS, logger: Logger) {
+    /// SIGHUP: reads the TLS files again (flags, the configuration file's fields, the environment) and has new
+    /// connections of the subscribers and of the metrics and OTLP sinks use them (Kafka's keep what librdkafka read
+    /// at start). Files that fail their checks are refused with a warning; the running TLS stays.
+    func reloadTLS(_ outboundTLS: OutboundTLSContext, logger: Logger) {
         let file = self.configFile.flatMap { try? ClientConfigurationFile(path: $0) }
-        let fileTLS = OutboundTLS(
-            caFile: file?.caFile,
-            caOnly: file?.caOnly ?? false,
-            clientCertificateFile: file?.clientCertificateFile,
-            clientKeyFile: file?.clientKeyFile
-        )
+        let fileTLS = file?.tls ?? OutboundTLS()
         do {
-            try segmentTLS.replace(with: try self.tls.configuration(file: fileTLS) ?? .makeClientConfiguration())
-            logger.info("reload: TLS files re-read; new subscriber connections use them (the sink's connections need a restart)")
+            try outboundTLS.replace(with: try self.tls.configuration(file: fileTLS) ?? .makeClientConfiguration())
+            logger.info("reload: TLS files re-read; new connections of the subscribers and the HTTP sinks use them")
         } catch {
             logger.warning("reload: TLS files refused; the running TLS stays", metadata: ["error": "\(error)"])
         }
@@ -379,7 +369,7 @@ struct ClientCommand: AsyncParsableCommand {
         guard !settings.subscriptions.isEmpty || runsUntilStopped || Self.hasPersistedSubscriptions(settings.spoolDirectory) else {
             throw ValidationError("name a channel: --events-url URL (repeatable), or --config FILE; or --keep-running to add channels through the control API")
         }
-        let tracing = try self.tracingOptions.makeTracing(role: "client", logger: logger)
+        let tracing = try self.tracingOptions.makeTracing(role: "client", tls: self.tls, file: settings.file?.tls ?? OutboundTLS(), logger: logger)
         // Before any part of the pipeline creates its metric objects.
         let exposition = ProcessMetrics.bootstrap()
         let sink = settings.sink
@@ -394,8 +384,8 @@ struct ClientCommand: AsyncParsableCommand {
             channelWaitTimeout: settings.waitForChannel > 0 ? SecondsFlag.duration(settings.waitForChannel) : nil,
             reconnectGrace: SecondsFlag.duration(settings.reconnectGrace)
         )
-        let segmentTLS = try TLSOptions.segmentTLS(settings.tls)
-        subscriber.tls = segmentTLS
+        let outboundTLS = try TLSOptions.outboundTLS(settings.tls)
+        subscriber.tls = outboundTLS
         var configuration = ClientApplication.Configuration(
             sink: sink,
             apiKey: { Self.apiKey(file: apiKeyFile.path) },
@@ -418,6 +408,7 @@ struct ClientCommand: AsyncParsableCommand {
             tracing: DeliveryTracing(tracer: tracing?.tracer)
         )
         configuration.metricsExposition = exposition
+        configuration.tls = outboundTLS
         let settled = configuration
         let reload = ClientReload(
             configurationFile: self.configFile,
@@ -456,7 +447,7 @@ struct ClientCommand: AsyncParsableCommand {
                     service: SignalTrap(.sighup, name: "SIGHUP reload") {
                         logger.info("SIGHUP: reloading the API key and the configuration file")
                         application.reload(reload) { apiKeyFile.path = $0 }
-                        self.reloadTLS(segmentTLS, logger: logger)
+                        self.reloadTLS(outboundTLS, logger: logger)
                     },
                     successTerminationBehavior: .ignore
                 )

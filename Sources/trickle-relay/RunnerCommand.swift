@@ -143,7 +143,7 @@ struct RunnerCommand: AsyncParsableCommand {
         let logger = self.logging.makeLogger(label: "trickle-relay.runner")
         let consent = TelemetryConsent(flag: self.telemetry.flatMap(TelemetryConsent.parse), environment: ProcessInfo.processInfo.environment)
         logger.info("telemetry consent", metadata: ["telemetry.enabled": "\(consent.isEnabled)", "telemetry.reason": "\(consent.reason)"])
-        let tracing = try self.tracingOptions.makeTracing(role: "runner", logger: logger)
+        let tracing = try self.tracingOptions.makeTracing(role: "runner", tls: self.tls, logger: logger)
         // Before any part of the pipeline creates its metric objects.
         let exposition = ProcessMetrics.bootstrap()
         var sinkDefaults = TrickleEventsSink.Configuration(

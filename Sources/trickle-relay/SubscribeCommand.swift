@@ -70,7 +70,7 @@ struct SubscribeCommand: AsyncParsableCommand {
         let counts = Mutex((lines: 0, diagnostics: 0, gaps: 0))
         let tls = try self.tls.configuration()
         var subscriber = TrickleSubscriber.Configuration(start: self.startPosition ?? .latest, reconnectGrace: SecondsFlag.duration(self.reconnectGrace))
-        subscriber.tls = try TLSOptions.segmentTLS(tls)
+        subscriber.tls = try TLSOptions.outboundTLS(tls)
         let configuration = JSONLReader.Configuration(maximumSegmentBytes: self.maxSegmentBytes, subscriber: subscriber)
         let end = Mutex<TrickleSubscriber.EndOfStream?>(nil)
         let outputClosed = Mutex(false)

@@ -52,9 +52,9 @@ struct TLSOptions: ParsableArguments {
     /// The subscriber's own connections' TLS for `configuration` (`nil`: the system's store).
     ///
     /// - Throws: `ValidationError` (exit 64) when the configuration cannot make a TLS context.
-    static func segmentTLS(_ configuration: TLSConfiguration?) throws(ValidationError) -> SegmentTLS {
+    static func outboundTLS(_ configuration: TLSConfiguration?) throws(ValidationError) -> OutboundTLSContext {
         do {
-            return try SegmentTLS(configuration ?? .makeClientConfiguration())
+            return try OutboundTLSContext(configuration ?? .makeClientConfiguration())
         } catch {
             throw ValidationError("the TLS settings cannot be used: \(error)")
         }

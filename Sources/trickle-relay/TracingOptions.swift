@@ -10,6 +10,7 @@ import Glibc
 #endif
 import Logging
 import RelayTracing
+import TrickleProtocol
 
 /// The relay's own OTLP tracing, configured from the environment (`TRICKLE_RELAY_OTLP_TRACES_ENDPOINT`…): off
 /// unless an endpoint is set.
@@ -40,13 +41,24 @@ struct TracingOptions: ParsableArguments {
         }
     }
 
-    /// The tracer for a process of `role`, or `nil` when tracing is off.
-    func makeTracing(role: String, logger: Logger) throws -> RelayTracing? {
-        guard let configuration = try self.configuration(role: role) else { return nil }
+    /// The tracer for a process of `role`, or `nil` when tracing is off. Its exporter uses the process's outbound
+    /// TLS files (`tls` over the configuration file's `file`), checked first (exit 64 naming the problem).
+    func makeTracing(role: String, tls: TLSOptions, file: OutboundTLS = OutboundTLS(), logger: Logger) throws -> RelayTracing? {
+        guard var configuration = try self.configuration(role: role) else { return nil }
+        _ = try tls.configuration(file: file)
+        let settings = tls.settings(file: file)
+        configuration.caFile = settings.caFile
+        configuration.trustsOnlyCAFile = settings.caOnly
+        configuration.clientCertificateFile = settings.clientCertificateFile
+        configuration.clientKeyFile = settings.clientKeyFile
         logger.info(
             "relay tracing on",
             metadata: ["otlp.endpoint": "\(configuration.endpoint)", "otlp.service_name": "\(configuration.serviceName)", "otlp.global": "\(configuration.installsGlobally)"]
         )
-        return try RelayTracing(configuration: configuration, logger: logger)
+        do {
+            return try RelayTracing(configuration: configuration, logger: logger)
+        } catch let failure as RelayTracingConfiguration.Failure {
+            throw ValidationError(failure.description)
+        }
     }
 }

@@ -69,6 +69,36 @@ struct MetricsReporterTests {
         #expect(request.body.hasPrefix(#"{"app":"trickle-relay","host":"test-host","events":[{"type":"metric","data":{"type":"metric","v":1.0e3},"id":"e0","timestamp":"1763719200000"}"#))
     }
 
+    @Test("over HTTPS: a server whose CA is not trusted is a failure state in words (events kept); the CA handed in by a TLS reload delivers them, no restart")
+    func trustReloaded() async throws {
+        let certificates = try await TestCertificates.shared()
+        let endpoint = ScriptedEndpoint { _, _ in (.ok, [:]) }
+        let outbound = try OutboundTLSContext(try OutboundTLS().configuration())
+        let logs = CapturedLogs()
+        try await endpoint.run(tls: try certificates.server.serverConfiguration()) { url in
+            // The client's own configuration trusts the system only, as the process's did before the reload.
+            try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration()) { client in
+                var configuration = fastConfiguration(url)
+                configuration.tls = outbound
+                let reporter = MetricsReporter(configuration: configuration, httpClient: client, apiKey: { "key-1" }, logger: logs.logger())
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask { try await reporter.run() }
+                    try await reporter.export([envelope("t1"), envelope("t2")])
+                    try await waitUntil("the untrusted certificate to fail a request twice") { reporter.stats.retries >= 2 }
+                    #expect(endpoint.requests.isEmpty)
+                    try outbound.replace(with: try OutboundTLS(caFile: certificates.ca).configuration())
+                    try await waitUntil("the events to land over the reloaded trust") { Set(endpoint.acceptedIDs) == ["t1", "t2"] }
+                    await reporter.shutdown()
+                    try await group.waitForAll()
+                }
+            }
+        }
+        let warnings = logs.lines.filter { $0.contains("failing") }
+        #expect(warnings.contains { $0.contains("--ca-file") && $0.contains("127.0.0.1:") }, "\(warnings)")
+        let shown = logs.lines.filter { !$0.hasPrefix("debug") && !$0.hasPrefix("trace") }  // info and above
+        #expect(!shown.contains { $0.contains("BoringSSL") || $0.contains("CERTIFICATE_VERIFY_FAILED") }, "\(shown)")
+    }
+
     @Test("401 pauses sending and keeps buffering; a refreshed key resumes it")
     func unauthorized() async throws {
         let key = Mutex("old-key")

@@ -6,6 +6,7 @@ import InMemoryTracing
 import Instrumentation
 import Logging
 import NIOCore
+import NIOSSL
 import RelayTracing
 import Synchronization
 import Testing
@@ -97,6 +98,51 @@ struct OTLPSinkTests {
             try await waitUntil("3 log records") { receiver.logRecords.count >= 3 }
         }
         #expect(receiver.requests.first?.traceparent == parent)
+    }
+
+    @Test(
+        "the relay's traces exporter over HTTPS trusts --ca-file (added to the system's roots) and presents --client-cert",
+        .enabled(if: RelayTracing.isAvailable, "this build has no OTLP exporter (ThreadSanitizer builds leave swift-otel out)")
+    )
+    func tracesOverTLS() async throws {
+        let certificates = try await TestCertificates.shared()
+        let traces = OTLPReceiver()
+        var server = try certificates.server.serverConfiguration()
+        server.certificateVerification = .noHostnameVerification
+        server.trustRoots = .file(certificates.ca)
+        try await traces.run(tls: server) { base in
+            #expect(base.hasPrefix("https://"))
+            var configuration = RelayTracingConfiguration(
+                endpoint: try OTLPEndpoint(parsing: base, signalPath: "/v1/traces", what: "test"),
+                serviceName: "trickle-relay-client",
+                usesJSON: true,
+                exportInterval: .milliseconds(50)
+            )
+            configuration.caFile = certificates.ca
+            configuration.clientCertificateFile = certificates.client.certificate
+            configuration.clientKeyFile = certificates.client.key
+            let tracing = try RelayTracing(configuration: configuration, logger: quietLogger)
+            try await RelayTracing.running(tracing, logger: quietLogger) {
+                tracing.tracer.withSpan("trickle_relay.test.tls") { _ in }
+                try await waitUntil("the span over TLS") { traces.spans.contains { $0.name == "trickle_relay.test.tls" } }
+            }
+        }
+    }
+
+    @Test("a trust bundle is the system's roots and the CA file, private to this user; an unreadable CA file is refused in words")
+    func trustBundle() async throws {
+        let certificates = try await TestCertificates.shared()
+        let path = try TrustBundle.combining(caFile: certificates.ca, directory: certificates.folder)
+        defer { unlink(path) }
+        let bundle = try String(contentsOfFile: path, encoding: .utf8)
+        let ca = try String(contentsOfFile: certificates.ca, encoding: .utf8)
+        #expect(bundle.hasSuffix(ca))
+        if let system = TrustBundle.systemBundlePaths.first(where: { FileManager.default.fileExists(atPath: $0) }) {
+            #expect(bundle.hasPrefix(String(try String(contentsOfFile: system, encoding: .utf8).prefix(200))))
+        }
+        var info = stat()
+        #expect(stat(path, &info) == 0 && info.st_mode & 0o777 == 0o600)
+        #expect(throws: TrustBundle.Failure.self) { try TrustBundle.combining(caFile: certificates.folder + "/missing.pem", directory: certificates.folder) }
     }
 
     @Test(

@@ -2,6 +2,7 @@ import Foundation
 public import HTTPTypes
 import Hummingbird
 import NIOCore
+public import NIOSSL
 import ServiceLifecycleTestKit
 import Synchronization
 import TrickleProtocol
@@ -59,12 +60,14 @@ public final class OTLPReceiver: Sendable {
     public var spans: [Span] { self.received.withLock { $0.spans } }
     public var requests: [Request] { self.received.withLock { $0.requests } }
 
-    /// Runs the receiver while `body` runs; `body` gets its base URL (`http://127.0.0.1:PORT`).
-    public func run(_ body: @Sendable (String) async throws -> Void) async throws {
+    /// Runs the receiver while `body` runs; `body` gets its base URL (`http://127.0.0.1:PORT`, or `https://…`
+    /// with `tls`, a server configuration).
+    public func run(tls: TLSConfiguration? = nil, _ body: @Sendable (String) async throws -> Void) async throws {
         let router = Router()
         router.post("v1/logs") { request, _ in try await self.handle(request, path: "/v1/logs") }
         router.post("v1/traces") { request, _ in try await self.handle(request, path: "/v1/traces") }
-        try await withLoopbackApplication(router) { port in try await body("http://127.0.0.1:\(port)") }
+        let scheme = tls == nil ? "http" : "https"
+        try await withLoopbackApplication(router, tls: tls) { port in try await body("\(scheme)://127.0.0.1:\(port)") }
     }
 
     private func handle(_ request: Hummingbird.Request, path: String) async throws -> Response {

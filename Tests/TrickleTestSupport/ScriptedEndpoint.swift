@@ -2,6 +2,7 @@ import Foundation
 public import HTTPTypes
 import Hummingbird
 import NIOCore
+public import NIOSSL
 import ServiceLifecycleTestKit
 import Synchronization
 import TrickleProtocol
@@ -29,7 +30,9 @@ public final class ScriptedEndpoint: Sendable {
     public var acceptedIDs: [String] { self.log.withLock { $0.filter { (200..<300).contains($0.1.code) }.flatMap(\.0.ids) } }
     public var requests: [(Request, HTTPResponse.Status)] { self.log.withLock { $0 } }
 
-    public func run(_ body: @Sendable (String) async throws -> Void) async throws {
+    /// Serves on 127.0.0.1 while `body` runs with the endpoint's URL: `http://…/v1/metrics`, or `https://…` with
+    /// `tls` (a server configuration).
+    public func run(tls: TLSConfiguration? = nil, _ body: @Sendable (String) async throws -> Void) async throws {
         let router = Router()
         router.post("v1/metrics") { request, _ -> Response in
             let bytes = try await request.body.collect(upTo: 16 * 1024 * 1024)
@@ -47,6 +50,7 @@ public final class ScriptedEndpoint: Sendable {
             self.log.withLock { $0.append((recorded, status)) }
             return Response(status: status, headers: headers)
         }
-        try await withLoopbackApplication(router) { port in try await body("http://127.0.0.1:\(port)/v1/metrics") }
+        let scheme = tls == nil ? "http" : "https"
+        try await withLoopbackApplication(router, tls: tls) { port in try await body("\(scheme)://127.0.0.1:\(port)/v1/metrics") }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+public import NIOSSL
 
 /// Certificates made for the tests by the `openssl` CLI: a throwaway CA, server certificates for 127.0.0.1 and
 /// localhost (valid, expired, issued for another host, self-signed), a client certificate, and a second CA that
@@ -8,6 +9,17 @@ public struct TestCertificates: Sendable {
     public struct Pair: Sendable {
         public let certificate: String
         public let key: String
+
+        /// A server TLS configuration presenting this pair (ALPN `http/1.1`); built from the files directly, so
+        /// an expired certificate is presented as it is.
+        public func serverConfiguration() throws -> TLSConfiguration {
+            var tls = TLSConfiguration.makeServerConfiguration(
+                certificateChain: try NIOSSLCertificate.fromPEMFile(self.certificate).map { .certificate($0) },
+                privateKey: .privateKey(try NIOSSLPrivateKey(file: self.key, format: .pem))
+            )
+            tls.applicationProtocols = ["http/1.1"]
+            return tls
+        }
     }
 
     public let folder: String

@@ -50,6 +50,9 @@ public final class ClientApplication: Sendable {
         /// How `GET /metrics` is answered: through swift-metrics and the executable's registry, or (`nil`, the
         /// default) as the client's own Prometheus text.
         public var metricsExposition: MetricsExposition? = nil
+        /// The outbound TLS of the metrics and OTLP sinks, when it may be replaced while they run (the client's
+        /// SIGHUP); `nil`: the HTTP client's own.
+        public var tls: OutboundTLSContext? = nil
         /// Records the client's counters through swift-metrics every interval even when nobody scrapes
         /// `/metrics` (an application embedding the pipeline sees them in the backend it bootstrapped). Default
         /// every 10 s into the global factory; `nil` turns it off.
@@ -197,7 +200,8 @@ public final class ClientApplication: Sendable {
             otlp: configuration.otlp,
             tracing: configuration.tracing,
             logger: logger,
-            logOutput: configuration.logOutput
+            logOutput: configuration.logOutput,
+            tls: configuration.tls
         )
     }
 

@@ -1,6 +1,6 @@
 public import AsyncHTTPClient
 public import Logging
-import TrickleProtocol
+public import TrickleProtocol
 public import TrickleRelaySupport
 
 /// Which egress sink a client installs: parsed from `--sink`, or chosen from the environment (issue #5's
@@ -108,6 +108,7 @@ extension EgressSinkSpecification {
     ///   - apiKey: The metrics endpoint's key, read when needed.
     ///   - fileSync: When a file sink syncs to disk.
     ///   - logOutput: Where the log sink writes its lines (standard error, usually).
+    ///   - tls: The TLS of the metrics and OTLP sinks' requests, when it may change while they run.
     /// - Throws: ``EgressSinkSpecificationError`` (a sink this caller cannot make), or the sink's own error
     ///   (``FileSinkError``: the file cannot be opened; `KafkaError`: librdkafka is missing or refused a property).
     public func makeSink(
@@ -118,7 +119,8 @@ extension EgressSinkSpecification {
         otlp: OTLPLogOptions = .init(),
         tracing: DeliveryTracing = .off,
         logger: Logger,
-        logOutput: @escaping @Sendable (String) -> Void
+        logOutput: @escaping @Sendable (String) -> Void,
+        tls: OutboundTLSContext? = nil
     ) throws -> any EgressSink {
         switch self {
         case .null: return NullSink()
@@ -126,14 +128,17 @@ extension EgressSinkSpecification {
         case .file(let path): return try FileSink(path: path, syncPolicy: fileSync)
         case .metrics(let url):
             guard let httpClient else { throw EgressSinkSpecificationError("the metrics sink cannot be used here; use log, null or file:PATH") }
-            return MetricsReporter(configuration: .init(url: url), httpClient: httpClient, apiKey: apiKey, tracing: tracing, logger: logger)
+            var configuration = MetricsReporter.Configuration(url: url)
+            configuration.tls = tls
+            return MetricsReporter(configuration: configuration, httpClient: httpClient, apiKey: apiKey, tracing: tracing, logger: logger)
         case .otlp(let endpoint):
             guard let httpClient else { throw EgressSinkSpecificationError("the OTLP sink cannot be used here; use log, null or file:PATH") }
-            let configuration = MetricsReporter.Configuration(
+            var configuration = MetricsReporter.Configuration(
                 url: endpoint.url,
                 format: .otlpLogs(serviceName: otlp.serviceName, resourceAttributes: otlp.resourceAttributes),
                 headers: otlp.headers
             )
+            configuration.tls = tls
             // The metrics API key, when one is configured, goes as a bearer header here too.
             return MetricsReporter(configuration: configuration, httpClient: httpClient, apiKey: apiKey, tracing: tracing, logger: logger)
         case .kafka(let servers):

@@ -1,4 +1,4 @@
-import TrickleProtocol
+public import TrickleProtocol
 public import TrickleRelaySupport
 
 extension MetricsReporter {
@@ -35,6 +35,9 @@ extension MetricsReporter {
         public var format: Format
         /// More request headers (an OTLP receiver's `x-api-key`, a tenant header…). Never logged.
         public var headers: [(String, String)]
+        /// The TLS every request carries, read per request so a reload (``OutboundTLSContext/replace(with:)``)
+        /// applies to the next connection. `nil` (default): the HTTP client's own.
+        public var tls: OutboundTLSContext? = nil
 
         public init(
             url: String,

@@ -348,6 +348,7 @@ public final class MetricsReporter: SettlingEgressSink {
         let key = self.apiKey()
         if let key { request.headers.add(name: "Authorization", value: "Bearer \(key)") }
         request.body = .bytes(body)
+        if let tls = self.configuration.tls { request.tlsConfiguration = tls.configuration }
         do {
             let response = try await self.httpClient.execute(request, timeout: .seconds(30), logger: self.logger)
             let answer = (try? await response.body.collect(upTo: 4096)).map { String(buffer: $0) } ?? ""

@@ -6,7 +6,7 @@ public import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
-import TrickleProtocol
+public import TrickleProtocol
 import TrickleRelaySupport
 
 /// The client's configuration file (`--config FILE`, re-read on SIGHUP): a JSON object, every field optional.
@@ -51,6 +51,11 @@ public struct ClientConfigurationFile: Sendable {
     public var clientCertificateFile: String?
     public var clientKeyFile: String?
     public var subscriptions: [ChannelSubscription] = []
+
+    /// The TLS fields as outbound TLS settings (flags and the environment are laid over them by the caller).
+    public var tls: OutboundTLS {
+        OutboundTLS(caFile: self.caFile, caOnly: self.caOnly ?? false, clientCertificateFile: self.clientCertificateFile, clientKeyFile: self.clientKeyFile)
+    }
 
     static let fields = [
         "sink", "api_key_file", "spool_dir", "spool", "spool_max_bytes", "listen", "stream_token_file", "wait_for_channel", "reconnect_grace",

@@ -30,6 +30,8 @@ public struct ConnectionProblem: Sendable, Hashable, CustomStringConvertible {
         case connectionRefused = "connection_refused"
         /// The connection attempt took longer than its bound.
         case connectTimeout = "connect_timeout"
+        /// The server accepted the connection but did not finish the TLS handshake in time.
+        case tlsHandshakeTimeout = "tls_handshake_timeout"
         /// Anything else; ``description`` carries the error.
         case other
     }
@@ -60,6 +62,13 @@ public struct ConnectionProblem: Sendable, Hashable, CustomStringConvertible {
     public static func classify(_ error: any Error, host: String, port: Int) -> ConnectionProblem {
         let target = Self.target(host: host, port: port)
         let text = String(describing: error)
+        if error is TLSHandshakeTimedOut || text.contains("tlsHandshakeTimeout") {
+            return ConnectionProblem(
+                kind: .tlsHandshakeTimeout,
+                description: "\(target) accepted the connection but did not answer the TLS handshake in time: is it an https server, "
+                    + "and is it overloaded?"
+            )
+        }
         if text.contains("CERTIFICATE_VERIFY_FAILED") {
             return ConnectionProblem(
                 kind: .certificateNotTrusted,

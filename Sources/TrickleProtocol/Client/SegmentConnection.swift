@@ -19,12 +19,12 @@ final class SegmentConnection: Sendable {
     private let originLength: Int
     private let group: any EventLoopGroup
     private let connectTimeout: TimeAmount
-    private let tls: SegmentTLS?
+    private let tls: OutboundTLSContext?
     private let idle = Mutex<(any Channel)?>(nil)
 
     /// A connection for `url`'s server, or `nil` when its authority does not parse (the HTTP client then reports
     /// the problem) or it is `https` and no TLS context is given.
-    init?(url: TrickleChannelURL, group: any EventLoopGroup, tls: SegmentTLS?, connectTimeout: Duration = .seconds(5)) {
+    init?(url: TrickleChannelURL, group: any EventLoopGroup, tls: OutboundTLSContext?, connectTimeout: Duration = .seconds(5)) {
         guard let origin = HTTPOrigin(url: url.base) else { return nil }
         let schemeLength = origin.isTLS ? 8 : 7
         guard url.base.dropFirst(schemeLength).contains("/") else { return nil }
@@ -122,15 +122,35 @@ final class SegmentConnection: Sendable {
             throw error
         }
         if let handshake {
+            // A peer that accepts the connection and never answers the handshake is given the connect timeout,
+            // then the connection is closed: NIOSSL itself waits for ever.
+            let origin = self.origin
+            let limit = self.connectTimeout
+            let deadline = channel.eventLoop.scheduleTask(in: limit) {
+                handshake.fail(TLSHandshakeTimedOut(authority: origin.authority, limit: limit))
+                channel.close(promise: nil)
+            }
             // The handshake's own error (a certificate that is not accepted) rather than a write on a closed channel.
             do {
                 try await handshake.futureResult.get()
+                deadline.cancel()
             } catch {
+                deadline.cancel()
                 channel.close(promise: nil)
                 throw error
             }
         }
         return channel
+    }
+}
+
+/// A TLS server accepted the connection but did not finish the handshake within the connect timeout.
+struct TLSHandshakeTimedOut: Error, CustomStringConvertible {
+    let authority: String
+    let limit: TimeAmount
+
+    var description: String {
+        "the TLS handshake with \(self.authority) did not finish within \(self.limit.nanoseconds / 1_000_000) ms"
     }
 }
 

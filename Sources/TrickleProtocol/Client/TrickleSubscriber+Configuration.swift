@@ -78,11 +78,14 @@ extension TrickleSubscriber {
         /// (losing up to a ring of segments the server still had). Default 5.
         public var retainedSegments: Int
         /// TLS for `https` channels read over the subscriber's own connection: trust and client certificate
-        /// (``SegmentTLS``, one per process). `nil` (default) uses the system's trust store.
-        public var tls: SegmentTLS? = nil
+        /// (``OutboundTLSContext``, one per process). `nil` (default) uses the system's trust store.
+        public var tls: OutboundTLSContext? = nil
         /// Read segments over the subscriber's own keep-alive connection (``SegmentConnection``, cheaper per
         /// event) rather than through the shared HTTP client. Default `true`.
         public var usesOwnConnection: Bool = true
+        /// How long the subscriber's own connection may take to connect, and then to finish its TLS handshake
+        /// (each). Default 5 s, the HTTP client's connect timeout.
+        public var connectTimeout: Duration = .seconds(5)
 
         /// Creates a configuration; every parameter has the documented default.
         public init(

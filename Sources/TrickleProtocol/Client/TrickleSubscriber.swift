@@ -92,7 +92,7 @@ public final class TrickleSubscriber: Sendable {
         var lostSince: ContinuousClock.Instant?
         let connection =
             self.configuration.usesOwnConnection
-            ? SegmentConnection(url: self.url, group: self.httpClient.eventLoopGroup, tls: self.configuration.tls ?? SegmentTLS.system)
+            ? SegmentConnection(url: self.url, group: self.httpClient.eventLoopGroup, tls: self.configuration.tls ?? OutboundTLSContext.system, connectTimeout: self.configuration.connectTimeout)
             : nil
         defer { connection?.close() }
         while true {

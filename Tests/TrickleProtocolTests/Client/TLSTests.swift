@@ -21,19 +21,14 @@ private func withTLSServer<T: Sendable>(
     if clientCA == nil {
         // Built here rather than from the files: `ServerTLS` refuses an expired certificate, and the tests need a
         // server that presents one.
-        var tls = TLSConfiguration.makeServerConfiguration(
-            certificateChain: try NIOSSLCertificate.fromPEMFile(pair.certificate).map { .certificate($0) },
-            privateKey: .privateKey(try NIOSSLPrivateKey(file: pair.key, format: .pem))
-        )
-        tls.applicationProtocols = ["http/1.1"]
-        configuration.tls = ServerTLS(context: try NIOSSLContext(configuration: tls))
+        configuration.tls = ServerTLS(context: try NIOSSLContext(configuration: try pair.serverConfiguration()))
     } else {
         configuration.tls = try ServerTLS(certificatePath: pair.certificate, keyPath: pair.key, clientCertificateAuthority: clientCA)
     }
     let server = TrickleServer(configuration: configuration, logger: quietLogger)
     let tls = try trust.configuration()
     var subscriber = TrickleSubscriber.Configuration(start: .seq(0), retryBackoff: Backoff(initial: .milliseconds(20), maximum: .milliseconds(100)))
-    subscriber.tls = try SegmentTLS(tls)
+    subscriber.tls = try OutboundTLSContext(tls)
     subscriber.usesOwnConnection = ownConnection
     subscriber.channelWaitTimeout = .seconds(20)  // it may ask before the publisher's first POST created the channel
     return try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration(tls: tls)) { client in
@@ -124,6 +119,38 @@ struct TLSTests {
             }
             #expect(server.nextWrite(ofChannel: "bad-cert") == nil, "nothing reached the server")
         }
+    }
+
+    @Test("a server that accepts the connection and never answers the TLS handshake: each attempt gives up at the connect timeout, named, and is retried", arguments: [true, false])
+    func silentHandshake(ownConnection: Bool) async throws {
+        let silent = StalledServer()
+        try await silent.run { plainBase in
+            let base = "https" + plainBase.dropFirst(4)
+            let configuration = TrickleHTTPClient.configuration(connectTimeout: .milliseconds(300), tls: try OutboundTLS().configuration())
+            try await HTTPClient.withHTTPClient(configuration: configuration) { client in
+                var subscriberConfiguration = TrickleSubscriber.Configuration(start: .seq(0), retryBackoff: fastRetries)
+                subscriberConfiguration.usesOwnConnection = ownConnection
+                subscriberConfiguration.connectTimeout = .milliseconds(300)
+                let publisher = try fastPublisher("\(base)/silent", client)
+                let subscriber = TrickleSubscriber(url: try TrickleChannelURL("\(base)/silent"), httpClient: client, configuration: subscriberConfiguration, logger: quietLogger)
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask { try await publisher.run() }
+                    group.addTask { _ = try await subscriber.run { _ in } }
+                    try await publisher.write(ByteBuffer(string: "{\"type\":\"telemetry\"}\n"))
+                    try await waitUntil(timeout: .seconds(30), "both give up and try again") {
+                        publisher.stats.retries >= 2 && subscriber.stats.retries >= 2
+                            && publisher.stats.lastConnectionProblem != nil && subscriber.stats.lastConnectionProblem != nil
+                    }
+                    group.cancelAll()
+                }
+                for problem in [publisher.stats.lastConnectionProblem, subscriber.stats.lastConnectionProblem] {
+                    let problem = try #require(problem)
+                    #expect(problem.kind == .tlsHandshakeTimeout, "\(problem)")
+                    #expect(problem.description.contains("did not answer the TLS handshake"), "\(problem)")
+                }
+            }
+        }
+        #expect(silent.connectionsAccepted >= 4, "every attempt was a new connection: none hung")
     }
 
     @Test("mutual TLS: a server that requires a client certificate refuses one without, in words; with --client-cert it works")
