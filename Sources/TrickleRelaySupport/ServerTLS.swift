@@ -9,26 +9,33 @@ public final class ServerTLS: Sendable {
     public let keyPath: String?
     /// When set, clients must present a certificate issued by one of these CAs (mutual TLS).
     public let clientCertificateAuthority: String?
+    /// Whether the server offers HTTP/2 (ALPN `h2` before `http/1.1`), as go-livepeer's does.
+    public let offersHTTP2: Bool
     private let current: Mutex<NIOSSLContext>
 
     /// Loads `certificatePath` (a PEM chain, leaf first) and `keyPath` (its unencrypted PEM key).
     ///
     /// - Parameter clientCertificateAuthority: PEM CAs whose client certificates are required; `nil` asks for none.
     /// - Throws: ``TLSFiles/Failure`` naming the file and the problem (missing, not PEM, expired, key mismatch).
-    public init(certificatePath: String, keyPath: String, clientCertificateAuthority: String? = nil) throws(TLSFiles.Failure) {
+    /// - Parameter offersHTTP2: Offer HTTP/2 as well (ALPN `h2`, then `http/1.1`).
+    public init(certificatePath: String, keyPath: String, clientCertificateAuthority: String? = nil, offersHTTP2: Bool = false) throws(TLSFiles.Failure) {
         self.certificatePath = certificatePath
         self.keyPath = keyPath
         self.clientCertificateAuthority = clientCertificateAuthority
+        self.offersHTTP2 = offersHTTP2
         self.current = Mutex(
-            try Self.context(certificatePath: certificatePath, keyPath: keyPath, clientCertificateAuthority: clientCertificateAuthority)
+            try Self.context(certificatePath: certificatePath, keyPath: keyPath, clientCertificateAuthority: clientCertificateAuthority, offersHTTP2: offersHTTP2)
         )
     }
 
     /// TLS from a context the caller made (an application embedding the server); ``reload()`` keeps it.
-    public init(context: NIOSSLContext) {
+    ///
+    /// - Parameter offersHTTP2: Whether the context's ALPN offers `h2` (the server then speaks HTTP/2 when chosen).
+    public init(context: NIOSSLContext, offersHTTP2: Bool = false) {
         self.certificatePath = nil
         self.keyPath = nil
         self.clientCertificateAuthority = nil
+        self.offersHTTP2 = offersHTTP2
         self.current = Mutex(context)
     }
 
@@ -43,7 +50,8 @@ public final class ServerTLS: Sendable {
         let context = try Self.context(
             certificatePath: certificatePath,
             keyPath: keyPath,
-            clientCertificateAuthority: self.clientCertificateAuthority
+            clientCertificateAuthority: self.clientCertificateAuthority,
+            offersHTTP2: self.offersHTTP2
         )
         self.current.withLock { $0 = context }
     }
@@ -51,7 +59,8 @@ public final class ServerTLS: Sendable {
     private static func context(
         certificatePath: String,
         keyPath: String,
-        clientCertificateAuthority: String?
+        clientCertificateAuthority: String?,
+        offersHTTP2: Bool
     ) throws(TLSFiles.Failure) -> NIOSSLContext {
         let now = Int(WallClock.unixNanoseconds() / 1_000_000_000)
         let identity = try TLSFiles.identity(certificatePath: certificatePath, keyPath: keyPath, now: now)
@@ -59,8 +68,8 @@ public final class ServerTLS: Sendable {
             certificateChain: identity.chain.map { .certificate($0) },
             privateKey: .privateKey(identity.key)
         )
-        // The embedded server speaks HTTP/1.1 only; saying so lets an HTTP/2-first client settle at once.
-        configuration.applicationProtocols = ["http/1.1"]
+        // Saying what the server speaks lets an HTTP/2-first client settle at once.
+        configuration.applicationProtocols = offersHTTP2 ? ["h2", "http/1.1"] : ["http/1.1"]
         if let clientCertificateAuthority {
             let authorities = try TLSFiles.certificates(path: clientCertificateAuthority, isChain: false, now: now)
             configuration.trustRoots = .certificates(authorities)

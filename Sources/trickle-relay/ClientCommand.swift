@@ -149,6 +149,9 @@ struct ClientCommand: AsyncParsableCommand {
     @Option(help: "Event-loop threads. 1 (the default) keeps a channel's chunks on one thread from socket to sink, the cheapest per event; raise it on a many-core host following many busy channels.")
     var threads = 1
 
+    @Flag(help: "Read https channels over HTTP/2 where the server offers it: the channels of one server share a few multiplexed connections through the HTTP client instead of one connection each. Costs more CPU per event (docs/tls.md); for servers that limit connections.")
+    var http2 = false
+
     @Option(help: "Kafka topic (env KAFKA_TOPIC). (default: scope-events)")
     var kafkaTopic: String?
 
@@ -386,6 +389,8 @@ struct ClientCommand: AsyncParsableCommand {
         )
         let outboundTLS = try TLSOptions.outboundTLS(settings.tls)
         subscriber.tls = outboundTLS
+        // HTTP/2 multiplexes through the HTTP client; the own connections speak HTTP/1.1.
+        subscriber.usesOwnConnection = !self.http2
         var configuration = ClientApplication.Configuration(
             sink: sink,
             apiKey: { Self.apiKey(file: apiKeyFile.path) },
@@ -419,7 +424,7 @@ struct ClientCommand: AsyncParsableCommand {
                     .compactMap { $0.1 == nil ? nil : $0.0 }
             )
         )
-        let summary = try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration(connectionsPerHost: 4096, tls: settings.tls)) { client in
+        let summary = try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration(connectionsPerHost: 4096, tls: settings.tls, allowsHTTP2: self.http2)) { client in
             let application: ClientApplication
             do {
                 application = try ClientApplication(configuration: settled, httpClient: client, logger: logger) { _, event in

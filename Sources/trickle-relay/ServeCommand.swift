@@ -77,6 +77,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("tls-key"), help: ArgumentHelp("The certificate's unencrypted PEM private key.", valueName: "PEM"))
     var tlsKey: String?
 
+    @Flag(help: "Offer HTTP/2 over TLS as well (ALPN h2, as go-livepeer's server does); needs --tls-cert.")
+    var http2 = false
+
     @Flag(help: "Serve plain HTTP on a non-loopback --host (the token then crosses the network in clear text).")
     var allowPlainHttp = false
 
@@ -112,6 +115,7 @@ struct ServeCommand: AsyncParsableCommand {
         case (nil, .some): throw ValidationError("--tls-key needs --tls-cert: name the certificate the key belongs to")
         case (.some, .some): _ = try self.serverTLS()
         case (nil, nil):
+            if self.http2 { throw ValidationError("--http2 is offered over TLS only: add --tls-cert PEM --tls-key PEM") }
             if !ListenAddress.isLoopback(self.host) && !self.allowPlainHttp {
                 throw ValidationError(
                     "--host \(self.host) is not loopback: serve HTTPS with --tls-cert PEM --tls-key PEM, or pass --allow-plain-http to send the token in clear text"
@@ -127,7 +131,7 @@ struct ServeCommand: AsyncParsableCommand {
     func serverTLS() throws(ValidationError) -> ServerTLS? {
         guard let certificate = self.tlsCertificate, let key = self.tlsKey else { return nil }
         do {
-            return try ServerTLS(certificatePath: certificate, keyPath: key)
+            return try ServerTLS(certificatePath: certificate, keyPath: key, offersHTTP2: self.http2)
         } catch {
             throw ValidationError("--tls-cert/--tls-key \(error.description)")
         }

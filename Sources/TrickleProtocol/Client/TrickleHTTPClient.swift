@@ -18,16 +18,20 @@ public enum TrickleHTTPClient {
     ///     Default 64.
     ///   - tls: Trust and client certificate for `https` (``OutboundTLS/configuration(now:)``); `nil` is the
     ///     system's trust store and no client certificate.
+    ///   - allowsHTTP2: Speak HTTP/2 to `https` servers that offer it (requests multiplexed over a few
+    ///     connections). Default `false`: HTTP/1.1, one connection per request in flight (docs/tls.md has the
+    ///     measurement behind the default).
     public static func configuration(
         connectTimeout: Duration = .seconds(5),
         connectionsPerHost: Int = 64,
-        tls: TLSConfiguration? = nil
+        tls: TLSConfiguration? = nil,
+        allowsHTTP2: Bool = false
     ) -> HTTPClient.Configuration {
         var configuration = HTTPClient.Configuration()
         if let tls { configuration.tlsConfiguration = tls }
         configuration.timeout = .init(connect: .nanoseconds(Int64(connectTimeout.components.seconds) * 1_000_000_000 + connectTimeout.components.attoseconds / 1_000_000_000), read: nil)
         configuration.redirectConfiguration = .disallow
-        configuration.httpVersion = .http1Only
+        configuration.httpVersion = allowsHTTP2 ? .automatic : .http1Only
         configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = max(connectionsPerHost, 1)
         // A refused or failed connection fails its request at once: the publisher and subscriber retry with
         // their own back-off and log the failure state. (AsyncHTTPClient's default keeps retrying the

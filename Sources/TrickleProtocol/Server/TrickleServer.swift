@@ -3,6 +3,7 @@ import Glibc
 #endif
 public import Logging
 import NIOHTTP1
+import NIOHTTP2
 import NIOSSL
 public import NIOCore
 public import NIOPosix
@@ -113,23 +114,53 @@ public final class TrickleServer: Service, Sendable {
             .serverChannelOption(ChannelOptions.backlog, value: 256)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    // TLS first, with the certificate pair current when the connection arrived (SIGHUP swaps it).
-                    if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls.context)) }
-                    // NIO's HTTP/1 codec with bounded headers and `400` for what does not parse. Without NIO's
-                    // pipelining assistance: it stops reading while a response is pending, so a reader waiting on
-                    // a segment that hung up would go unnoticed; the handler holds pipelined requests itself.
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(
-                        withPipeliningAssistance: false,
-                        withErrorHandling: true
-                    )
-                    try channel.pipeline.syncOperations.addHandler(
-                        TrickleConnectionHandler(router: router, ingestGate: ingestGate, logger: logger)
-                    )
-                    connections.add(channel)
+                @Sendable func http1(_ channel: any Channel) -> EventLoopFuture<Void> {
+                    channel.eventLoop.makeCompletedFuture {
+                        // NIO's HTTP/1 codec with bounded headers and `400` for what does not parse. Without NIO's
+                        // pipelining assistance: it stops reading while a response is pending, so a reader waiting
+                        // on a segment that hung up would go unnoticed; the handler holds pipelined requests itself.
+                        try channel.pipeline.syncOperations.configureHTTPServerPipeline(
+                            withPipeliningAssistance: false,
+                            withErrorHandling: true
+                        )
+                        try channel.pipeline.syncOperations.addHandler(
+                            TrickleConnectionHandler(router: router, ingestGate: ingestGate, logger: logger)
+                        )
+                    }
                 }
+                @Sendable func http2(_ channel: any Channel) -> EventLoopFuture<Void> {
+                    // Each stream is one request: NIO's HTTP/2 → HTTP/1 translation in front of the same handler.
+                    var connection = NIOHTTP2Handler.ConnectionConfiguration()
+                    connection.initialSettings = Self.http2Settings
+                    return channel.configureHTTP2Pipeline(mode: .server, connectionConfiguration: connection, streamConfiguration: .init()) { stream in
+                        stream.eventLoop.makeCompletedFuture {
+                            try stream.pipeline.syncOperations.addHandler(HTTP2FramePayloadToHTTP1ServerCodec())
+                            try stream.pipeline.syncOperations.addHandler(
+                                TrickleConnectionHandler(router: router, ingestGate: ingestGate, logger: logger)
+                            )
+                        }
+                    }.map { _ in }
+                }
+                connections.add(channel)
+                guard let tls else { return http1(channel) }
+                do {
+                    // TLS first, with the certificate pair current when the connection arrived (SIGHUP swaps it).
+                    try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls.context))
+                } catch {
+                    return channel.eventLoop.makeFailedFuture(error)
+                }
+                guard tls.offersHTTP2 else { return http1(channel) }
+                return channel.configureHTTP2SecureUpgrade(h2ChannelConfigurator: http2, http1ChannelConfigurator: http1)
             }
     }
+
+    /// What an HTTP/2 connection allows: Go's net/http defaults (go-livepeer's server), so a client multiplexes as
+    /// it would against an orchestrator — 250 concurrent streams, a 1 MiB stream window.
+    static let http2Settings: HTTP2Settings = [
+        HTTP2Setting(parameter: .maxConcurrentStreams, value: 250),
+        HTTP2Setting(parameter: .initialWindowSize, value: 1 << 20),
+        HTTP2Setting(parameter: .maxHeaderListSize, value: 1 << 16),
+    ]
 
     /// Waits until the server listens and returns its port (useful with port `0`).
     ///

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import NIOCore
+import NIOHTTP1
 import NIOSSL
 import Testing
 @testable import TrickleProtocol
@@ -118,6 +119,50 @@ struct TLSTests {
                 #expect(!problem.description.contains("BoringSSL") && !problem.description.contains("CERTIFICATE_VERIFY_FAILED"), "\(problem)")
             }
             #expect(server.nextWrite(ofChannel: "bad-cert") == nil, "nothing reached the server")
+        }
+    }
+
+    @Test("HTTP/2 where the server offers it (serve --http2, as go-livepeer): publisher and subscriber multiplexed through the HTTP client, byte-exact")
+    func http2RoundTrip() async throws {
+        let certificates = try await TestCertificates.shared()
+        var configuration = TrickleServer.Configuration(host: "127.0.0.1", port: 0)
+        configuration.tls = try ServerTLS(certificatePath: certificates.server.certificate, keyPath: certificates.server.key, offersHTTP2: true)
+        let server = TrickleServer(configuration: configuration, logger: quietLogger)
+        let tls = try OutboundTLS(caFile: certificates.ca).configuration()
+        try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration(tls: tls, allowsHTTP2: true)) { client in
+            try await withTestServer(server) { port in
+                let base = "https://127.0.0.1:\(port)"
+                var subscriberConfiguration = TrickleSubscriber.Configuration(start: .seq(0), retryBackoff: fastRetries)
+                subscriberConfiguration.usesOwnConnection = false
+                subscriberConfiguration.channelWaitTimeout = .seconds(20)
+                let publishers = try (0..<3).map { try fastPublisher("\(base)/h2-\($0)", client) }
+                let subscribers = try (0..<3).map {
+                    TrickleSubscriber(url: try TrickleChannelURL("\(base)/h2-\($0)"), httpClient: client, configuration: subscriberConfiguration, logger: quietLogger)
+                }
+                let seen = (0..<3).map { _ in Recorder<String>() }
+                let lines = (0..<40).map { #"{"type":"telemetry","event":{"id":"h\#($0)","data":{"v":"\u00e9"}}}"# + "\n" }
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for index in 0..<3 {
+                        group.addTask { try await publishers[index].run() }
+                        group.addTask {
+                            _ = try await subscribers[index].run { event in
+                                if case .bytes(let buffer, _) = event { seen[index].append(String(buffer: buffer)) }
+                            }
+                        }
+                    }
+                    for line in lines {
+                        for publisher in publishers { try await publisher.write(ByteBuffer(string: line)) }
+                    }
+                    for index in 0..<3 {
+                        try await seen[index].wait("every byte over HTTP/2") { $0.joined().utf8.count == lines.joined().utf8.count }
+                    }
+                    for publisher in publishers { try await publisher.close() }
+                    try await group.waitForAll()
+                }
+                for recorder in seen { #expect(recorder.values.joined() == lines.joined()) }
+                let response = try await client.execute(HTTPClientRequest(url: "\(base)/h2-0/0"), timeout: .seconds(5))
+                #expect(response.version == .http2)
+            }
         }
     }
 
