@@ -12,7 +12,7 @@ struct BenchServer {
     /// `[URL PID]` attaches to a running server; nothing starts `trickle-relay serve` on a free port.
     ///
     /// - Parameter tls: A certificate and key (PEM): the server is started with `--tls-cert`/`--tls-key`.
-    static func startOrAttach(arguments: [String], tls: (certificate: String, key: String)? = nil) async throws -> BenchServer {
+    static func startOrAttach(arguments: [String], tls: (certificate: String, key: String)? = nil, serveArguments: [String] = []) async throws -> BenchServer {
         if arguments.count >= 2, let pid = Int32(arguments[1]) {
             return BenchServer(url: arguments[0], pid: pid, process: nil)
         }
@@ -24,7 +24,7 @@ struct BenchServer {
         }
         let process = Process()
         process.executableURL = executable
-        process.arguments = ["serve", "--port", "\(port)", "--log-level", "warning"] + (tls.map { ["--tls-cert", $0.certificate, "--tls-key", $0.key] } ?? [])
+        process.arguments = ["serve", "--port", "\(port)", "--log-level", "warning"] + (tls.map { ["--tls-cert", $0.certificate, "--tls-key", $0.key] } ?? []) + serveArguments
         try process.run()
         let server = BenchServer(url: "\(tls == nil ? "http" : "https")://127.0.0.1:\(port)", pid: process.processIdentifier, process: process)
         for _ in 0..<100 {
@@ -63,6 +63,13 @@ struct BenchServer {
         // After the command: utime and stime are fields 14 and 15 of proc(5), here 12 and 13 (1-based).
         guard fields.count > 12, let user = Int(fields[11]), let system = Int(fields[12]) else { return .zero }
         return .milliseconds((user + system) * 1_000 / sysconf(Int32(_SC_CLK_TCK)))
+    }
+
+    /// Open sockets of `pid` (`/proc/<pid>/fd` links to `socket:[…]`).
+    static func sockets(pid: Int32) -> Int {
+        let folder = "/proc/\(pid)/fd"
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: folder) else { return 0 }
+        return entries.filter { (try? FileManager.default.destinationOfSymbolicLink(atPath: folder + "/" + $0))?.hasPrefix("socket:") == true }.count
     }
 
     /// Resident memory of `pid` in bytes (`/proc/<pid>/statm`).

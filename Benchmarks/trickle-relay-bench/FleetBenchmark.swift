@@ -14,27 +14,35 @@ import TrickleRelaySupport
 /// of another client (a GET of a retained segment) takes on the server, idle and under the fleet.
 ///
 /// `fleet [--https] [channels] [rate per channel] [seconds]`; without numbers: 1,000 × 10/s for 30 s, then
-/// 100 × 1,000/s for 20 s. `--https` runs everything over TLS (a self-signed certificate the client trusts through
+/// 100 × 1,000/s for 20 s. `--http2`: over TLS, the server offering HTTP/2 and the daemon reading through it
+/// (multiplexed). `--https` runs everything over TLS (a self-signed certificate the client trusts through
 /// `ca_file`): server, publishers, the daemon's subscribers.
 struct FleetBenchmark {
     var channels: Int
     var rate: Int
     var seconds: Int
     var https = false
+    /// `--http2`: over TLS, `serve --http2` and `client --http2` (the daemon's subscribers multiplexed through
+    /// its HTTP client instead of one connection each).
+    var http2 = false
 
     static func run(arguments: [String]) async throws {
         let numbers = arguments.compactMap { Int($0) }
-        let https = arguments.contains("--https")
+        let http2 = arguments.contains("--http2")
+        let https = http2 || arguments.contains("--https")
         let runs =
             numbers.count >= 3
-            ? [FleetBenchmark(channels: numbers[0], rate: numbers[1], seconds: numbers[2], https: https)]
-            : [FleetBenchmark(channels: 1_000, rate: 10, seconds: 30, https: https), FleetBenchmark(channels: 100, rate: 1_000, seconds: 20, https: https)]
+            ? [FleetBenchmark(channels: numbers[0], rate: numbers[1], seconds: numbers[2], https: https, http2: http2)]
+            : [
+                FleetBenchmark(channels: 1_000, rate: 10, seconds: 30, https: https, http2: http2),
+                FleetBenchmark(channels: 100, rate: 1_000, seconds: 20, https: https, http2: http2),
+            ]
         for run in runs { try await run.measure() }
     }
 
     func measure() async throws {
         let certificate = self.https ? try BenchServer.makeCertificate() : nil
-        let server = try await BenchServer.startOrAttach(arguments: [], tls: certificate)
+        let server = try await BenchServer.startOrAttach(arguments: [], tls: certificate, serveArguments: self.http2 ? ["--http2"] : [])
         let trust = try certificate.map { try OutboundTLS(caFile: $0.certificate).configuration() }
         let publisherTLS = try certificate.map { _ in try NIOSSLContext(configuration: trust!) }
         defer { server.stop() }
@@ -71,7 +79,7 @@ struct FleetBenchmark {
                 .write(to: URL(fileURLWithPath: configPath))
             let daemon = Process()
             daemon.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("trickle-relay")
-            daemon.arguments = ["client", "--config", configPath, "--quiet", "--log-level", "warning"]
+            daemon.arguments = ["client", "--config", configPath, "--quiet", "--log-level", "warning"] + (self.http2 ? ["--http2"] : [])
             try daemon.run()
             defer { daemon.terminate() }
             // Let every subscription reach its live edge (a benchmark may settle; a test may not).
@@ -80,6 +88,7 @@ struct FleetBenchmark {
             try await Task.sleep(for: .seconds(3))
             let restCPU = BenchServer.cpuTime(pid: daemon.processIdentifier) - restCPUBefore
             let rssAtRest = BenchServer.residentBytes(pid: daemon.processIdentifier)
+            let daemonSockets = BenchServer.sockets(pid: daemon.processIdentifier)
 
             let total = self.channels * self.rate * self.seconds
             let tail = FileTail(path: output, channels: self.channels, perChannel: self.rate * self.seconds)
@@ -121,9 +130,9 @@ struct FleetBenchmark {
             print(
                 String(
                     format:
-                        (self.https ? "https " : "http  ") + "fleet %5d channels × %5d/s for %d s: %d of %d events in the file (loss %d, duplicates %d), %.0f events/s; daemon CPU %.2f s = %.1f%% of one core (%.1f%% idle, before the first event; %.2f s CPU to start and connect every channel), RSS %.1f MiB at rest, %.1f MiB peak; write→file p50 %.2f ms p99 %.2f ms; server CPU %.1f%%, publishers + tail (this process) %.1f%%; other requests on the server p50/p99 %.2f/%.2f ms idle, %.2f/%.2f ms under the fleet",
+                        (self.http2 ? "h2    " : self.https ? "https " : "http  ") + "fleet %5d channels × %5d/s for %d s: %d of %d events in the file (loss %d, duplicates %d), %.0f events/s; daemon CPU %.2f s = %.1f%% of one core (%.1f%% idle, before the first event; %.2f s CPU to start and connect every channel), %d sockets, RSS %.1f MiB at rest, %.1f MiB peak; write→file p50 %.2f ms p99 %.2f ms; server CPU %.1f%%, publishers + tail (this process) %.1f%%; other requests on the server p50/p99 %.2f/%.2f ms idle, %.2f/%.2f ms under the fleet",
                     self.channels, self.rate, self.seconds, tail.received, total, total - tail.received, tail.duplicates,
-                    Double(tail.received) / elapsed.seconds, daemonCPU.seconds, 100 * daemonCPU.seconds / elapsed.seconds, 100 * restCPU.seconds / 3, restCPUBefore.seconds,
+                    Double(tail.received) / elapsed.seconds, daemonCPU.seconds, 100 * daemonCPU.seconds / elapsed.seconds, 100 * restCPU.seconds / 3, restCPUBefore.seconds, daemonSockets,
                     Double(rssAtRest) / 1_048_576, Double(peakRSS.value) / 1_048_576,
                     Self.percentile(latencies, 0.5), Self.percentile(latencies, 0.99), 100 * serverCPU.seconds / elapsed.seconds, 100 * benchCPU.seconds / elapsed.seconds,
                     Self.percentile(idleProbe, 0.5), Self.percentile(idleProbe, 0.99), Self.percentile(probes, 0.5), Self.percentile(probes, 0.99)

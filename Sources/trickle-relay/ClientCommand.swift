@@ -34,8 +34,9 @@ struct ClientCommand: AsyncParsableCommand {
             Channels: one daemon follows any number of them, named three ways, usable together: repeated \
             --events-url flags; the "subscriptions" of a --config file; and the control API on the local \
             endpoint (POST /v1/subscriptions {"events_url","session_id"?,"start"?} → 201 with its id; GET \
-            /v1/subscriptions lists each with its state and counters; DELETE /v1/subscriptions/ID stops one). \
-            Subscriptions added through the API are kept in subscriptions.json in the spool directory, so a \
+            /v1/subscriptions?limit=&after= lists them, a page at a time, with state and counters; DELETE \
+            /v1/subscriptions/ID stops one). \
+            Subscriptions added through the API are journaled in subscriptions.jsonl in the spool directory, so a \
             restarted daemon (even after kill -9) follows them again, each from its own read position. A \
             channel that ends (closed, or 404 after data) finishes its subscription. With only --events-url \
             flags the client ends, with a summary on standard error, when its last channel ends (with \

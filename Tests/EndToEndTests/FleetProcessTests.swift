@@ -155,6 +155,21 @@ struct FleetProcessTests {
             let bad = try await http.send(.POST, "\(api)/v1/subscriptions", body: #"{"session_id":"x"}"#)
             #expect(bad.status == 400 && bad.body.contains("events_url"), "\(bad.body)")
             #expect(try await Self.subscriptions(http, api).count == 50)
+            // Pages: `limit` at most, `total` counts them all, `next` continues where a page ended.
+            var pagedIDs: [String] = []
+            var after: String? = nil
+            repeat {
+                let page = try await http.send(.GET, "\(api)/v1/subscriptions?limit=15" + (after.map { "&after=\($0)" } ?? ""))
+                let object = try #require(try JSONSerialization.jsonObject(with: Data(page.body.utf8)) as? [String: Any])
+                let items = try #require(object["subscriptions"] as? [[String: Any]])
+                #expect(items.count <= 15 && object["total"] as? Int == 50, "\(page.body.prefix(200))")
+                pagedIDs += items.compactMap { $0["id"] as? String }
+                after = object["next"] as? String
+            } while after != nil && pagedIDs.count < 100
+            #expect(pagedIDs.count == 50 && Set(pagedIDs).count == 50)
+            #expect(pagedIDs == (try await Self.subscriptions(http, api)).compactMap { $0["id"] as? String }, "the pages, in order, are the list")
+            #expect(try await http.send(.GET, "\(api)/v1/subscriptions?limit=0").status == 400)
+            #expect(try await http.send(.GET, "\(api)/v1/subscriptions?limit=99999999999999999999").status == 400)
 
             try await fleet.startSessions(sessions, client: http)
             try await fleet.send(0..<100, to: sessions, client: http)

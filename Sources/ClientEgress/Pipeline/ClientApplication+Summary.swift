@@ -6,9 +6,11 @@ extension ClientApplication.Summary {
     public func text(sink: EgressSinkSpecification) -> String {
         let counters = self.counters
         let ending: String
-        if self.subscriptions.count > 1 {
-            let finished = self.subscriptions.filter { $0.state == "finished" }.count
-            ending = "\(finished) of \(self.subscriptions.count) channels ended"
+        if max(self.channelsFollowed, self.subscriptions.count) > 1 {
+            // Counted by the daemon, not from the list: the list keeps the last 1,000 that are not running.
+            let followed = max(self.channelsFollowed, self.subscriptions.count)
+            let finished = self.channelsFollowed > 0 ? self.channelsEnded : self.subscriptions.filter { $0.state == "finished" }.count
+            ending = "\(finished) of \(followed) channels ended"
         } else {
             ending = self.end.map { $0 == TrickleSubscriber.EndOfStream.closed ? "the channel was closed" : "the channel does not exist (404)" } ?? "stopped"
         }

@@ -28,7 +28,7 @@ public final class ClientApplication: Sendable {
         public var kafka: KafkaSink.Configuration
         /// The disk spool in front of the sink; `nil` sends without one.
         public var spool: Spool.Configuration?
-        /// Where the control API's subscriptions are persisted (`subscriptions.json`); usually the spool's
+        /// Where the control API's subscriptions are persisted (`subscriptions.jsonl`); usually the spool's
         /// directory. `nil` keeps them in memory only.
         public var stateDirectory: String?
         /// The local endpoint; `nil` turns it off.
@@ -102,6 +102,9 @@ public final class ClientApplication: Sendable {
         public var kafka: KafkaSink.Stats?
         /// Every subscription still listed, with its counters.
         public var subscriptions: [SubscriptionSnapshot]
+        /// Subscriptions followed in the run, and those whose channel ended — all of them, listed or not.
+        public var channelsFollowed = 0
+        public var channelsEnded = 0
     }
 
     /// Why the pipeline could not be set up (an unwritable file, a spool in use, a bad subscriptions file).
@@ -168,9 +171,9 @@ public final class ClientApplication: Sendable {
             logger: logger,
             localConsumer: localOutput
         )
-        for subscription in configuration.subscriptions + persisted {
+        for (position, subscription) in (configuration.subscriptions + persisted).enumerated() {
             do {
-                try self.daemon.add(subscription)
+                try self.daemon.add(subscription, persists: position < configuration.subscriptions.count)
             } catch {
                 // The same channel named twice (a flag and the file): followed once.
                 logger.warning("subscription not added", metadata: ["subscription.id": "\(subscription.id)", "error": "\(error)"])
@@ -243,7 +246,9 @@ public final class ClientApplication: Sendable {
             spool: self.spooledSink?.spool.stats,
             reporter: self.reporter?.stats,
             kafka: self.kafkaSink?.stats,
-            subscriptions: self.daemon.subscriptions
+            subscriptions: self.daemon.subscriptions,
+            channelsFollowed: self.daemon.counts.followed,
+            channelsEnded: self.daemon.counts.ended
         )
     }
 

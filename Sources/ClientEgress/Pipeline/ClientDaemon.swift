@@ -65,6 +65,9 @@ public final class ClientDaemon: Service, Sendable {
         var retiredSubscriber = TrickleSubscriber.Stats()
         var isStopping = false
         var lastEnd: TrickleSubscriber.EndOfStream??
+        /// Subscriptions followed in this run, and those whose channel ended: counted whatever the list keeps.
+        var followed = 0
+        var ended = 0
     }
 
     public let configuration: Configuration
@@ -137,6 +140,12 @@ public final class ClientDaemon: Service, Sendable {
     ///   the daemon is stopping, at its limit, or cannot persist an API subscription.
     @discardableResult
     public func add(_ subscription: ChannelSubscription) throws(SubscriptionError) -> SubscriptionSnapshot {
+        try self.add(subscription, persists: true)
+    }
+
+    /// ``add(_:)``; `persists: false` for a subscription restored from the store (it is recorded there already).
+    @discardableResult
+    func add(_ subscription: ChannelSubscription, persists: Bool) throws(SubscriptionError) -> SubscriptionSnapshot {
         let result: Result<FollowedChannel, SubscriptionError> = self.state.withLock { state in
             guard !state.isStopping else { return .failure(SubscriptionError(.unavailable, "the client is stopping")) }
             if let existing = state.channels[subscription.id], existing.currentPhase == .running {
@@ -164,13 +173,15 @@ public final class ClientDaemon: Service, Sendable {
             }
             state.order.append(subscription.id)
             state.running += 1
+            state.followed += 1
             return .success(channel)
         }
         let channel = try result.get()
-        if subscription.origin == .api {
+        if subscription.origin == .api, persists, let store = self.configuration.store {
             do {
-                try self.persist()
+                try store.recordAdded(subscription)
             } catch {
+                self.logger.error("cannot persist the API's subscriptions", metadata: ["error": "\(error)"])
                 channel.stop()
                 throw error
             }
@@ -197,7 +208,7 @@ public final class ClientDaemon: Service, Sendable {
         }
         guard let removed else { throw SubscriptionError(.notFound, "no subscription \(id.prefix(80))") }
         removed.stop()
-        if removed.subscription.origin == .api { try? self.persist() }
+        if removed.subscription.origin == .api { self.forget(id) }
         self.logger.info("stopped following an events channel", metadata: ["subscription.id": "\(id)"])
         return removed.snapshot()
     }
@@ -236,6 +247,26 @@ public final class ClientDaemon: Service, Sendable {
     public var subscriptions: [SubscriptionSnapshot] {
         let channels = self.state.withLock { state in state.order.compactMap { state.channels[$0] } }
         return channels.map { $0.snapshot() }
+    }
+
+    /// One page of the list: up to `limit` subscriptions after the one with id `after` (from the first without),
+    /// and how many are listed in all. An unknown `after` gives an empty page.
+    public func subscriptions(after: String?, limit: Int) -> (page: [SubscriptionSnapshot], total: Int) {
+        let (channels, total): ([FollowedChannel], Int) = self.state.withLock { state in
+            var start = 0
+            if let after {
+                guard let position = state.order.firstIndex(of: after) else { return ([], state.order.count) }
+                start = position + 1
+            }
+            let end = min(state.order.count, start + max(limit, 0))
+            return (state.order[start..<end].compactMap { state.channels[$0] }, state.order.count)
+        }
+        return (channels.map { $0.snapshot() }, total)
+    }
+
+    /// Subscriptions followed in this run (listed or aged out of the list), and those whose channel ended.
+    public var counts: (followed: Int, ended: Int) {
+        self.state.withLock { ($0.followed, $0.ended) }
     }
 
     /// One subscription.
@@ -314,14 +345,17 @@ public final class ClientDaemon: Service, Sendable {
         }
         let isLast: Bool = self.state.withLock { state in
             state.running -= 1
-            if case .finished(let end) = phase { state.lastEnd = .some(end) }
+            if case .finished(let end) = phase {
+                state.lastEnd = .some(end)
+                state.ended += 1
+            }
             if case .stopped = phase, state.lastEnd == nil { state.lastEnd = .some(nil) }
             self.trimHistory(&state)
             return state.running == 0 && !self.configuration.runsUntilStopped
         }
         if channel.subscription.origin == .api, case .finished = phase {
             // A finished channel is not followed again after a restart.
-            try? self.persist(excluding: channel.subscription.id)
+            self.forget(channel.subscription.id)
         }
         if isLast { self.startsContinuation.finish() }
     }
@@ -350,18 +384,13 @@ public final class ClientDaemon: Service, Sendable {
         state.retiredSubscriber.add(channel.subscriberStats)
     }
 
-    private func persist(excluding id: String? = nil) throws(SubscriptionError) {
-        guard let store = self.configuration.store else { return }
-        let subscriptions: [ChannelSubscription] = self.state.withLock { state in
-            state.order.compactMap { state.channels[$0] }
-                .filter { $0.subscription.origin == .api && $0.subscription.id != id && $0.currentPhase == .running }
-                .map(\.subscription)
-        }
+    /// Removes `id` from the stored subscriptions (a failure is logged: the subscription would come back after a
+    /// restart, and end or be removed again).
+    private func forget(_ id: String) {
         do {
-            try store.save(subscriptions)
+            try self.configuration.store?.recordRemoved(id: id)
         } catch {
             self.logger.error("cannot persist the API's subscriptions", metadata: ["error": "\(error)"])
-            throw error
         }
     }
 }

@@ -15,7 +15,7 @@ import NIOCore
 /// | route | what |
 /// | --- | --- |
 /// | `POST /v1/subscriptions` | `{"events_url","session_id"?,"start"?}` → 201 with the subscription (its `id`); 400 naming the field; 409 when the channel is followed already |
-/// | `GET /v1/subscriptions` | `{"subscriptions":[…]}`: each one's state and counters |
+/// | `GET /v1/subscriptions?limit=N&after=ID` | `{"subscriptions":[…],"total":T,"next":ID?}`: each one's state and counters, a page of at most `limit` (default 1,000, at most 10,000) after subscription `after`; `next` names the last one when more follow |
 /// | `GET /v1/subscriptions/{id}` | one of them |
 /// | `DELETE /v1/subscriptions/{id}` | stop following it → 200 with its last counters; 404 when unknown |
 ///
@@ -23,10 +23,16 @@ import NIOCore
 /// The body of `GET /v1/subscriptions`.
 struct SubscriptionList: Encodable {
     var subscriptions: [SubscriptionSnapshot]
+    /// Subscriptions listed in all (every page).
+    var total: Int
+    /// The `after` of the next page, when there is one.
+    var next: String?
 }
 
 enum SubscriptionRoutes {
     static let maximumBodyBytes = 64 * 1024
+    static let defaultPageSize = 1_000
+    static let maximumPageSize = 10_000
 
     static func add<Context: RequestContext>(to router: Router<Context>, daemon: ClientDaemon) {
         router.post("v1/subscriptions") { request, _ in
@@ -43,8 +49,19 @@ enum SubscriptionRoutes {
                 return self.error(error)
             }
         }
-        router.get("v1/subscriptions") { _, _ in
-            self.json(.ok, SubscriptionList(subscriptions: daemon.subscriptions))
+        router.get("v1/subscriptions") { request, _ in
+            let query = request.uri.queryParameters
+            var limit = Self.defaultPageSize
+            if let text = query["limit"] {
+                guard let value = Int(String(text)), (1...Self.maximumPageSize).contains(value) else {
+                    return self.error(.badRequest, "limit must be 1…\(Self.maximumPageSize), got \(text.prefix(40))")
+                }
+                limit = value
+            }
+            let after = query["after"].map(String.init)
+            let (page, total) = daemon.subscriptions(after: after, limit: limit)
+            let more = page.last.map { last in daemon.subscriptions(after: last.id, limit: 1).page.isEmpty == false } ?? false
+            return self.json(.ok, SubscriptionList(subscriptions: page, total: total, next: more ? page.last?.id : nil))
         }
         router.get("v1/subscriptions/:id") { _, context in
             let id = context.parameters.get("id") ?? ""
