@@ -170,6 +170,10 @@ struct FleetProcessTests {
             #expect(pagedIDs == (try await Self.subscriptions(http, api)).compactMap { $0["id"] as? String }, "the pages, in order, are the list")
             #expect(try await http.send(.GET, "\(api)/v1/subscriptions?limit=0").status == 400)
             #expect(try await http.send(.GET, "\(api)/v1/subscriptions?limit=99999999999999999999").status == 400)
+            // The gateway says a runner started: its subscription asks at once (200 with it); an unknown id is 404.
+            let expected = try await http.send(.POST, "\(api)/v1/subscriptions/\(pagedIDs[20])/expect")
+            #expect(expected.status == 200 && expected.body.contains(pagedIDs[20]), "\(expected.body)")
+            #expect(try await http.send(.POST, "\(api)/v1/subscriptions/nope/expect").status == 404)
 
             try await fleet.startSessions(sessions, client: http)
             try await fleet.send(0..<100, to: sessions, client: http)

@@ -249,6 +249,18 @@ public final class ClientDaemon: Service, Sendable {
         return channels.map { $0.snapshot() }
     }
 
+    /// Says subscription `id`'s channel is expected to exist now (the gateway knows its runner started): while it
+    /// waits for the channel, it asks at once and then at short intervals again.
+    ///
+    /// - Returns: Its snapshot.
+    /// - Throws: ``SubscriptionError`` `.notFound`.
+    @discardableResult
+    public func expect(id: String) throws(SubscriptionError) -> SubscriptionSnapshot {
+        guard let channel = self.state.withLock({ $0.channels[id] }) else { throw SubscriptionError(.notFound, "no subscription \(id.prefix(80))") }
+        channel.expectChannel()
+        return channel.snapshot()
+    }
+
     /// One page of the list: up to `limit` subscriptions after the one with id `after` (from the first without),
     /// and how many are listed in all. An unknown `after` gives an empty page.
     public func subscriptions(after: String?, limit: Int) -> (page: [SubscriptionSnapshot], total: Int) {

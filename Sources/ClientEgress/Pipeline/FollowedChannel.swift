@@ -66,6 +66,9 @@ final class FollowedChannel: Sendable {
     var currentPhase: Phase { self.phase.withLock { $0 } }
     var subscriberStats: TrickleSubscriber.Stats { self.reader.subscriber.stats }
 
+    /// The channel is expected to exist now: a subscriber waiting for it asks at once.
+    func expectChannel() { self.reader.subscriber.expectChannel() }
+
     /// Follows the channel until it ends, ``stop()`` is called, or the task is cancelled.
     nonisolated(nonsending) func run() async -> Phase {
         let outcome: Phase

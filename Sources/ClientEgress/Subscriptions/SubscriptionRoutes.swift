@@ -17,6 +17,7 @@ import NIOCore
 /// | `POST /v1/subscriptions` | `{"events_url","session_id"?,"start"?}` → 201 with the subscription (its `id`); 400 naming the field; 409 when the channel is followed already |
 /// | `GET /v1/subscriptions?limit=N&after=ID` | `{"subscriptions":[…],"total":T,"next":ID?}`: each one's state and counters, a page of at most `limit` (default 1,000, at most 10,000) after subscription `after`; `next` names the last one when more follow |
 /// | `GET /v1/subscriptions/{id}` | one of them |
+/// | `POST /v1/subscriptions/{id}/expect` | its channel is expected now (the runner started): a subscription waiting for it asks at once → 200 with it; 404 when unknown |
 /// | `DELETE /v1/subscriptions/{id}` | stop following it → 200 with its last counters; 404 when unknown |
 ///
 /// The same token rules as the stream apply (the router's middleware).
@@ -67,6 +68,13 @@ enum SubscriptionRoutes {
             let id = context.parameters.get("id") ?? ""
             guard let snapshot = daemon.subscription(id: id) else { return self.error(SubscriptionError(.notFound, "no subscription \(id.prefix(80))")) }
             return self.json(.ok, snapshot)
+        }
+        router.post("v1/subscriptions/:id/expect") { _, context in
+            do throws(SubscriptionError) {
+                return self.json(.ok, try daemon.expect(id: context.parameters.get("id") ?? ""))
+            } catch {
+                return self.error(error)
+            }
         }
         router.delete("v1/subscriptions/:id") { _, context in
             do throws(SubscriptionError) {

@@ -66,6 +66,11 @@ extension TrickleSubscriber {
         /// before the publisher's first POST) keeps asking before it treats the 404 as end of stream. Once the
         /// channel has answered, a 404 always ends the stream. `nil` (default) does not wait.
         public var channelWaitTimeout: Duration?
+        /// While waiting for a channel that does not exist yet, the delay between asks grows from
+        /// ``aheadRetryDelay`` to this (doubling, full jitter): a fleet of subscriptions registered before their
+        /// runners start costs almost nothing while it waits. ``TrickleSubscriber/expectChannel()`` (the control
+        /// API's "expected now") starts again from the short delay. Default 120 s.
+        public var channelWaitMaximumDelay: Duration = .seconds(120)
         /// How long a `404` that follows data, without a clean close seen (`Lp-Trickle-Closed`), is taken for a
         /// restarting server rather than the end: the subscriber keeps asking for the same seq (and resumes inside
         /// the segment at the byte it reached) until the channel is back or this passes. `.zero` ends at once,

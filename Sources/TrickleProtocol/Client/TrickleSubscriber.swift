@@ -24,6 +24,8 @@ public final class TrickleSubscriber: Sendable {
     private let statsBox = Mutex(Stats())
     private let unreachable: FailureLog
     private let protocolErrors: FailureLog
+    /// Advanced by ``expectChannel()``.
+    private let expected = GenerationSignal()
 
     /// Creates a subscriber; nothing is requested until ``run(_:)``.
     public init(url: TrickleChannelURL, httpClient: HTTPClient, configuration: Configuration = .init(), logger: Logger) {
@@ -35,6 +37,12 @@ public final class TrickleSubscriber: Sendable {
         self.logger = logger
         self.unreachable = FailureLog("trickle server not answering the subscriber", logger: logger)
         self.protocolErrors = FailureLog("trickle server answers break the protocol", logger: logger)
+    }
+
+    /// Says the channel is expected to exist now (its runner started): a subscriber waiting for it asks at once,
+    /// then again at short intervals that grow as before. No effect once the channel has answered.
+    public func expectChannel() {
+        self.expected.advance()
     }
 
     /// The counters so far.
@@ -87,6 +95,7 @@ public final class TrickleSubscriber: Sendable {
         var aheadCount = 0
         var channelAnswered = false
         var waitingSince: ContinuousClock.Instant?
+        var waitingPolls = 0
         // Set while the channel is missing (404) or the server unreachable after it had answered: the grace
         // period runs from here (§7: without a clean close, a 404 may be a restarting server).
         var lostSince: ContinuousClock.Instant?
@@ -97,6 +106,8 @@ public final class TrickleSubscriber: Sendable {
         defer { connection?.close() }
         while true {
             try Task.checkCancellation()
+            // Before the ask: an "expected now" that arrives while it is on its way still cuts the wait after it.
+            let expectedBeforeAsk = self.expected.generation
             self.statsBox.withLock { $0.attempts += 1 }
             let attempt = try await self.attempt(seq: seq, skipping: resumeOffset, connection: connection, handle)
             switch attempt {
@@ -145,7 +156,16 @@ public final class TrickleSubscriber: Sendable {
                     self.logger.info("waiting for the events channel to be created", metadata: ["trickle.channel": "\(self.url)"])
                 }
                 guard now - waitingSince! < timeout else { return .notFound }
-                try await Task.sleep(for: self.configuration.aheadRetryDelay)
+                // Asked again after a delay that grows to minutes, or at once when told the channel is expected.
+                let delay = min(
+                    Backoff(initial: self.configuration.aheadRetryDelay, maximum: self.configuration.channelWaitMaximumDelay)
+                        .delay(forAttempt: waitingPolls),
+                    timeout - (now - waitingSince!)
+                )
+                waitingPolls += 1
+                await untilFirst({ await self.expected.wait(past: expectedBeforeAsk) }, { try? await Task.sleep(for: delay) })
+                try Task.checkCancellation()
+                if self.expected.generation != expectedBeforeAsk { waitingPolls = 0 }
             case .failed(let reason):
                 try await self.failed(&failures, reason: reason)
             case .protocolError(let reason):

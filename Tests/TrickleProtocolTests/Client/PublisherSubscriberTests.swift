@@ -144,6 +144,28 @@ struct PublisherSubscriberTests {
         }
     }
 
+    @Test("waiting for a channel asks less and less often (idle is nearly free); told the channel is expected, it asks at once")
+    func waitingBacksOff() async throws {
+        try await withTrickleServer { (server, base, client) async throws in
+            var configuration = TrickleSubscriber.Configuration(start: .seq(0), aheadRetryDelay: .milliseconds(5), channelWaitTimeout: .seconds(60))
+            configuration.channelWaitMaximumDelay = .seconds(30)
+            let waiting = try self.subscriber("\(base)/expected-later", client, configuration)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { _ = try await waiting.run { _ in } }
+                // Ten asks take seconds (5 ms doubling), where a fixed 5 ms would have made hundreds; the delay
+                // before the eleventh is at least 2.5 s.
+                try await waitUntil(timeout: .seconds(20), every: .milliseconds(1), "ten asks") { waiting.stats.attempts >= 10 }
+                let asked = waiting.stats.attempts
+                #expect(asked == 10)
+                waiting.expectChannel()
+                try await waitUntil(timeout: .seconds(1), every: .milliseconds(1), "an ask at once") { waiting.stats.attempts > asked }
+                // And the short delays again (5, 10, 20 ms…): a channel that appears now is seen soon.
+                try await waitUntil(timeout: .seconds(1), every: .milliseconds(1), "short delays again") { waiting.stats.attempts >= asked + 4 }
+                group.cancelAll()
+            }
+        }
+    }
+
     @Test("two subscribers each get everything")
     func twoSubscribers() async throws {
         try await withTrickleServer { (server, base, client) async throws in
