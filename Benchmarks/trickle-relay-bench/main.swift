@@ -3,6 +3,7 @@
 //   … trickle-relay-bench sdkwriter [rates] [seconds] [url pid]   (the server under the SDK's one-chunk-per-line writes)
 //   … trickle-relay-bench cycles [count] [url pid]                  (server RSS across channel lifecycles)
 //   … trickle-relay-bench fleet [channels rate seconds]             (one client daemon following many channels)
+//   … trickle-relay-bench waiting [count settle window]             (subscriptions waiting for their channels)
 //   … trickle-relay-bench kafka [events]                            (the Kafka sink into librdkafka's mock cluster)
 // Prints numbers; asserts nothing (figures live in docs/benchmarks.md and the issue notes).
 
@@ -205,5 +206,6 @@ if which == "latency" || which == "all" {
 if which == "cycles" { try await ChannelCyclesBenchmark.run(arguments: Array(CommandLine.arguments.dropFirst(2))) }
 if which == "kafka" { try await KafkaBenchmark.run(arguments: Array(CommandLine.arguments.dropFirst(2))) }
 if which == "fleet" { try await FleetBenchmark.run(arguments: Array(CommandLine.arguments.dropFirst(2))) }
+if which == "waiting" { try await WaitingBenchmark.run(arguments: Array(CommandLine.arguments.dropFirst(2))) }
 if which == "sdkwriter" { try await SDKWriterBenchmark.run(arguments: Array(CommandLine.arguments.dropFirst(2))) }
 if which == "flood" || which == "all" { try await benchmarkFlood(seconds: floodSeconds, factor: 10) }

@@ -74,6 +74,34 @@ struct SpoolTests {
         }
     }
 
+    @Test("kill -9 between acknowledgements (the state file is written at most once a second): the next start begins after the last acknowledged record")
+    func crashAfterAcknowledgement() async throws {
+        try await withSpoolDirectory { directory in
+            let spool = try Spool(configuration: .init(directory: directory, segmentBytes: 1 << 20), logger: quietLogger)
+            await spool.append((0..<10).map { record($0, seq: 3) })
+            let first = try await spool.read(from: spool.deliveryStart, maximumRecords: 2)
+            await spool.acknowledge(through: first.next)  // writes the state file
+            let second = try await spool.read(from: first.next, maximumRecords: 5)
+            await spool.acknowledge(through: second.next)  // within the second: the `delivered` file only
+            // The directory as a kill -9 now would leave it (the lock is the process's, not the files').
+            let crashed = directory + "-crashed"
+            try FileManager.default.copyItem(atPath: directory, toPath: crashed)
+            defer { try? FileManager.default.removeItem(atPath: crashed) }
+            spool.close()
+            let restarted = try Spool(configuration: .init(directory: crashed, segmentBytes: 1 << 20), logger: quietLogger)
+            let rest = try await restarted.read(from: restarted.deliveryStart, maximumRecords: 100)
+            #expect(rest.records.map(\.lineNumber) == Array(8...10), "nothing acknowledged is delivered again")
+            restarted.close()
+            // A torn or foreign `delivered` file is no cursor: the state file's serves (duplicates, never a loss).
+            try Data("not a cursor".utf8).write(to: URL(fileURLWithPath: crashed + "/delivered"))
+            let fallback = try Spool(configuration: .init(directory: crashed, segmentBytes: 1 << 20), logger: quietLogger)
+            let again = try await fallback.read(from: fallback.deliveryStart, maximumRecords: 100)
+            #expect(again.records.first.map(\.lineNumber).map { $0 <= 8 } == true)
+            #expect(again.records.last?.lineNumber == 10)
+            fallback.close()
+        }
+    }
+
     @Test("a torn last line (a crash mid-append) is cut off and counted; everything before it survives")
     func tornLine() async throws {
         try await withSpoolDirectory { directory in

@@ -383,6 +383,8 @@ public final class ClientDaemon: Service, Sendable {
 
     /// Drops the oldest finished subscriptions beyond the history size (their counts go to the totals).
     private func trimHistory(_ state: inout State) {
+        // Listed and not running: nothing to trim (and no scan of the list) until there are more than the history.
+        guard state.order.count - state.running > self.configuration.finishedHistory else { return }
         var finished = state.order.filter { state.channels[$0]?.currentPhase != .running }
         while finished.count > self.configuration.finishedHistory, let oldest = finished.first {
             finished.removeFirst()

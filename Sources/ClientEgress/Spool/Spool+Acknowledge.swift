@@ -49,6 +49,8 @@ extension Spool {
             }
             // A cursor at the end of a deleted segment is the start of the next one.
             state.delivered = max(state.delivered, Cursor(segment: state.segments[0].index, offset: 0))
+            // 24 bytes rewritten in place (page cache, no new blocks: it cannot fail on a full disk), in order.
+            self.writeDeliveredCursor(state.delivered)
             state.stats.bytes = state.totalBytes
             state.stats.segments = state.segments.count
             // The state (with the read positions) is on disk before any segment goes: a crash in between leaves
@@ -85,7 +87,40 @@ extension Spool {
         self.writeStateFile(file)
         if self.configuration.syncsEveryAppend { fsync(descriptor) }
         Glibc.close(descriptor)
+        if self.deliveredDescriptor >= 0 { Glibc.close(self.deliveredDescriptor) }
         flock(self.lockDescriptor, LOCK_UN)
         Glibc.close(self.lockDescriptor)
+    }
+
+    // MARK: The delivered cursor
+
+    /// `segment`, `offset` and a check word, little-endian: a torn or foreign file reads as no cursor.
+    static func deliveredRecord(_ cursor: Cursor) -> [UInt8] {
+        let check = UInt64(truncatingIfNeeded: cursor.segment) &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(truncatingIfNeeded: cursor.offset) ^ 0x7472_6963_6B6C_6521
+        var bytes: [UInt8] = []
+        for word in [UInt64(truncatingIfNeeded: cursor.segment), UInt64(truncatingIfNeeded: cursor.offset), check] {
+            withUnsafeBytes(of: word.littleEndian) { bytes += $0 }
+        }
+        return bytes
+    }
+
+    func writeDeliveredCursor(_ cursor: Cursor) {
+        guard self.deliveredDescriptor >= 0 else { return }
+        let record = Self.deliveredRecord(cursor)
+        _ = record.withUnsafeBytes { pwrite(self.deliveredDescriptor, $0.baseAddress, $0.count, 0) }
+    }
+
+    static func readDeliveredCursor(_ descriptor: Int32) -> Cursor? {
+        guard descriptor >= 0 else { return nil }
+        var bytes = [UInt8](repeating: 0, count: 24)
+        let count = bytes.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress, 24, 0) }
+        guard count == 24 else { return nil }
+        func word(_ index: Int) -> UInt64 {
+            bytes.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: index * 8, as: UInt64.self)) }
+        }
+        let (segment, offset) = (word(0), word(1))
+        guard segment <= UInt64(Self.maximumSegmentIndex), offset <= UInt64(1 << 40) else { return nil }
+        let cursor = Cursor(segment: Int(segment), offset: Int(offset))
+        return Self.deliveredRecord(cursor) == bytes ? cursor : nil
     }
 }

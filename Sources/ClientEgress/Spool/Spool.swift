@@ -23,7 +23,9 @@ import TrickleRelaySupport
 /// ``resumePosition`` says how far the channel had been read.
 ///
 /// Files: `NNNNNNNNNNNNNNNN.jsonl` segments (see ``SpoolLine`` for the line format), `state.json` (delivered
-/// cursor and read position, replaced atomically), `lock` (one client per spool directory).
+/// cursor and read position, replaced atomically), `delivered` (the delivered cursor, rewritten in place at every
+/// acknowledgement: 24 bytes with a check, so a crash re-delivers at most the batch in flight), `lock` (one client
+/// per spool directory).
 public final class Spool: Sendable {
     struct Segment {
         var index: Int
@@ -76,6 +78,8 @@ public final class Spool: Sendable {
     /// The resume position of records without a subscription id (a single-channel client), `nil` if none.
     public var resumePosition: ChannelPosition? { self.resumePositions[""] }
     let lockDescriptor: Int32
+    /// `delivered`, open for rewriting in place; -1 when it cannot be opened (the state file's cursor then serves).
+    let deliveredDescriptor: Int32
     let state: Mutex<State>
     let appended = GenerationSignal()
     let logger: Logger
@@ -146,7 +150,11 @@ public final class Spool: Sendable {
         positions.merge(scanned) { saved, spooled in max(saved, spooled) }
         self.resumePositions = positions
 
-        let deliveredCursor = saved.map { Cursor(segment: $0.deliveredSegment, offset: $0.deliveredOffset) }
+        // The later of the state file's cursor and the one rewritten at every acknowledgement.
+        let deliveredDescriptor = open(directory + "/delivered", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        self.deliveredDescriptor = deliveredDescriptor
+        let stateCursor = saved.map { Cursor(segment: $0.deliveredSegment, offset: $0.deliveredOffset) }
+        let deliveredCursor = [stateCursor, Self.readDeliveredCursor(deliveredDescriptor)].compactMap { $0 }.max()
         if let cursor = deliveredCursor, let segment = segments.first(where: { $0.index == cursor.segment }) {
             self.deliveryStart = Cursor(segment: cursor.segment, offset: min(cursor.offset, segment.bytes))
         } else {
