@@ -1,3 +1,4 @@
+public import NIOCore
 import Synchronization
 
 /// A counter that tasks can wait on: ``advance()`` bumps it and wakes every task waiting for a change.
@@ -47,5 +48,39 @@ public final class GenerationSignal: Sendable {
             let waiter = self.state.withLock { $0.waiters.removeValue(forKey: id) }
             waiter?.resume()
         }
+    }
+
+    /// Returns once the generation differs from `seen`, after `timeout`, or when the task is cancelled —
+    /// whichever comes first. The timer is one scheduled task on `loop` (no task group, no timer thread): cheap
+    /// enough for thousands of waiters that mostly time out.
+    ///
+    /// - Returns: Whether the generation changed.
+    @discardableResult
+    public func wait(past seen: UInt64, timeout: TimeAmount, on loop: any EventLoop) async -> Bool {
+        let id = self.state.withLock { state -> Int in
+            state.nextWaiterID += 1
+            return state.nextWaiterID
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let ready = self.state.withLock { state -> Bool in
+                    if state.generation != seen || Task.isCancelled { return true }
+                    state.waiters[id] = continuation
+                    return false
+                }
+                if ready {
+                    continuation.resume()
+                    return
+                }
+                // The timer resumes the waiter only if `advance()` or cancellation did not take it first.
+                loop.scheduleTask(in: timeout) {
+                    self.state.withLock { $0.waiters.removeValue(forKey: id) }?.resume()
+                }
+            }
+        } onCancel: {
+            let waiter = self.state.withLock { $0.waiters.removeValue(forKey: id) }
+            waiter?.resume()
+        }
+        return self.generation != seen
     }
 }

@@ -163,9 +163,17 @@ public final class TrickleSubscriber: Sendable {
                     timeout - (now - waitingSince!)
                 )
                 waitingPolls += 1
-                await untilFirst({ await self.expected.wait(past: expectedBeforeAsk) }, { try? await Task.sleep(for: delay) })
+                if delay >= .seconds(10) {
+                    // Minutes apart, the next ask would find the server has closed the idle connection anyway:
+                    // neither side holds a socket for a channel that is not there.
+                    connection?.close()
+                }
+                let (seconds, attoseconds) = delay.components
+                let wait = TimeAmount.nanoseconds(seconds &* 1_000_000_000 &+ attoseconds / 1_000_000_000)
+                if await self.expected.wait(past: expectedBeforeAsk, timeout: wait, on: self.httpClient.eventLoopGroup.any()) {
+                    waitingPolls = 0
+                }
                 try Task.checkCancellation()
-                if self.expected.generation != expectedBeforeAsk { waitingPolls = 0 }
             case .failed(let reason):
                 try await self.failed(&failures, reason: reason)
             case .protocolError(let reason):
