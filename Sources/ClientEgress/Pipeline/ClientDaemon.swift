@@ -382,15 +382,20 @@ public final class ClientDaemon: Service, Sendable {
     }
 
     /// Drops the oldest finished subscriptions beyond the history size (their counts go to the totals).
+    ///
+    /// Amortized: the list is scanned once a quarter of the history (at least 16) has piled up beyond it, and not
+    /// at all while the daemon stops (every channel ends then: trimming each time would be quadratic, and the
+    /// closing summary counts them without the list).
     private func trimHistory(_ state: inout State) {
-        // Listed and not running: nothing to trim (and no scan of the list) until there are more than the history.
-        guard state.order.count - state.running > self.configuration.finishedHistory else { return }
-        var finished = state.order.filter { state.channels[$0]?.currentPhase != .running }
-        while finished.count > self.configuration.finishedHistory, let oldest = finished.first {
-            finished.removeFirst()
-            if let channel = state.channels.removeValue(forKey: oldest) { Self.retire(channel, into: &state) }
-            state.order.removeAll { $0 == oldest }
+        let history = self.configuration.finishedHistory
+        guard !state.isStopping, state.order.count - state.running > history + max(history / 4, 16) else { return }
+        let finished = state.order.filter { state.channels[$0]?.currentPhase != .running }
+        guard finished.count > history else { return }
+        let dropped = Set(finished.prefix(finished.count - history))
+        for id in dropped {
+            if let channel = state.channels.removeValue(forKey: id) { Self.retire(channel, into: &state) }
         }
+        state.order.removeAll { dropped.contains($0) }
     }
 
     private static func retire(_ channel: FollowedChannel, into state: inout State) {
