@@ -116,6 +116,25 @@ struct SubscriptionStoreTests {
         }
     }
 
+    @Test("a compaction that cannot write its copy fails no add or remove; it is done at a later change")
+    func compactionFails() throws {
+        try withDirectory { directory in
+            let store = SubscriptionStore(directory: directory)
+            #expect(try store.load().isEmpty)
+            let subscriptions = try (0..<400).map(subscription)
+            try store.recordAdded(subscriptions[0])
+            // Where the copy would go, something that cannot be opened for writing (even by root).
+            try FileManager.default.createDirectory(atPath: store.path + ".tmp", withIntermediateDirectories: false)
+            for subscription in subscriptions.dropFirst() { try store.recordAdded(subscription) }
+            for subscription in subscriptions.prefix(350) { try store.recordRemoved(id: subscription.id) }
+            #expect(try lines(store.path).filter { !$0.isEmpty }.count == 750, "not compacted, nothing refused")
+            try FileManager.default.removeItem(atPath: store.path + ".tmp")
+            try store.recordAdded(try subscription(1_000))
+            #expect(try lines(store.path).filter { !$0.isEmpty }.count == 51, "compacted at the next change")
+            #expect(try SubscriptionStore(directory: directory).load().map(\.id) == subscriptions.suffix(50).map(\.id) + [try subscription(1_000).id])
+        }
+    }
+
     @Test("a crash at any point leaves a readable journal: a last line cut short is ignored, a compaction's half-written file is discarded")
     func crashes() throws {
         try withDirectory { directory in

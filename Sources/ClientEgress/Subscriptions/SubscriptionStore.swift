@@ -189,7 +189,9 @@ public final class SubscriptionStore: Sendable {
                 try self.write(line + [UInt8(ascii: "\n")], to: state.descriptor)
                 state.journalLines += 1
                 update(&state)
-                if self.needsCompaction(state) { try self.compact(&state) }
+                // The record is written: a compaction that fails (no room for the copy) is tried again at the
+                // next change, and never fails this one.
+                if self.needsCompaction(state) { try? self.compact(&state) }
                 return nil
             } catch {
                 return error
@@ -235,6 +237,7 @@ public final class SubscriptionStore: Sendable {
             close(directory)
         }
         if state.descriptor >= 0 { close(state.descriptor) }
+        state.descriptor = -1  // reopened below, or by the next append if that fails: never a stale number
         state.descriptor = try self.openJournal()
         state.lines = live
         state.index = [:]
