@@ -14,6 +14,8 @@ final class SegmentUpload: Sendable {
     let sendsReset: Bool
     let pipe: SegmentBodyPipe
     let done = OneShotSignal<Result>()
+    /// How the previous seq's upload ended, once it has: a retried request waits for it (see `perform`).
+    let predecessorDone: OneShotSignal<Result>?
     /// Units (e.g. telemetry lines) the writer counted into this segment, reported with its outcome.
     private let units = Atomic<Int>(0)
     private let otherUnits = Atomic<Int>(0)
@@ -32,6 +34,7 @@ final class SegmentUpload: Sendable {
     ) {
         self.seq = seq
         self.sendsReset = sendsReset
+        self.predecessorDone = predecessor?.done
         self.pipe = SegmentBodyPipe(highWatermark: maximumBufferedBytes, retentionLimit: retentionLimit, predecessor: predecessor?.done)
         self.onOutcome = onOutcome
     }

@@ -320,6 +320,18 @@ public actor TricklePublisher: Service {
     private nonisolated func perform(_ upload: SegmentUpload) async {
         var failures = 0
         while true {
+            if failures > 0, let predecessor = upload.predecessorDone {
+                // After a failure (a restarted server), segments reach the server in seq order again: a preconnect
+                // that went first would move the server's nextWrite past the seq still being retried, and a
+                // reader waiting there would take that seq for abandoned and skip what it then carries. Bounded:
+                // the predecessor ends with its own body, retries or failure; cancellation ends it too.
+                _ = await predecessor.wait()
+                if Task.isCancelled || upload.pipe.failure != nil {
+                    upload.pipe.fail(CancellationError())
+                    upload.complete(.failed)
+                    return
+                }
+            }
             var request = HTTPClientRequest(url: self.url.url(seq: upload.seq))
             request.method = .POST
             request.headers.add(name: "Content-Type", value: self.configuration.mimeType)

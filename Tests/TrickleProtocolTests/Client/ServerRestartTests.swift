@@ -1,9 +1,11 @@
 import AsyncHTTPClient
+import HTTPTypes
 import Logging
 import NIOCore
 import NIOHTTP1
 import ServiceLifecycle
 import ServiceLifecycleTestKit
+import Synchronization
 import Testing
 import TrickleProtocol
 import TrickleRelaySupport
@@ -134,5 +136,51 @@ struct ServerRestartTests {
                 }
             }
         }
+    }
+
+    @Test("after a failure the publisher sends segments in seq order again: the next seq's retry waits until the one before is on the server")
+    func publisherRetriesInSeqOrder() async throws {
+        // Seq 0 is refused twice (a server coming back), seq 1's preconnect once. Sent out of order, seq 1 would
+        // move the server's nextWrite past 0 while 0 is still being retried, and a reader waiting on 0 would take
+        // it for abandoned (the long-outage loss). In order, no retry of 1 arrives before 0 was accepted.
+        let attempts = Mutex<[String: Int]>([:])
+        let server = ScriptedHTTPServer { request, _ in
+            guard request.method == .post else { return .init(.ok) }
+            let attempt = attempts.withLock { counts -> Int in
+                counts[request.path, default: 0] += 1
+                return counts[request.path]!
+            }
+            switch (request.path, attempt) {
+            case ("/ch/0", 1...2), ("/ch/1", 1): return .init(.serviceUnavailable, readsBody: false)
+            default: return .init(.ok)
+            }
+        }
+        try await server.run { base in
+            try await HTTPClient.withHTTPClient { client in
+                let publisher = TricklePublisher(
+                    url: try TrickleChannelURL("\(base)/ch"),
+                    httpClient: client,
+                    configuration: .init(start: .seq(0), retryBackoff: self.fastRetries, maximumConsecutiveFailures: 100),
+                    logger: quietLogger
+                )
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask { try await publisher.run() }
+                    try await publisher.write(ByteBuffer(string: "zero\n"))
+                    await publisher.finishSegment()
+                    try await publisher.write(ByteBuffer(string: "one\n"))
+                    await publisher.finishSegment()
+                    try await waitUntil("both segments to land") { publisher.stats.segments == 2 }
+                    try await publisher.close()
+                    try await group.waitForAll()
+                }
+            }
+        }
+        let posts = server.requests.enumerated().filter { $0.element.method == .post }
+        let zeroAccepted = try #require(posts.last { $0.element.path == "/ch/0" }).offset
+        let retriesOfOne = posts.filter { $0.element.path == "/ch/1" }.dropFirst()
+        #expect(!retriesOfOne.isEmpty)
+        #expect(retriesOfOne.allSatisfy { $0.offset > zeroAccepted }, "\(posts.map { "\($0.offset) \($0.element.path)" })")
+        #expect(posts.filter { $0.element.path == "/ch/0" }.last?.element.body == "zero\n")
+        #expect(posts.filter { $0.element.path == "/ch/1" }.last?.element.body == "one\n")
     }
 }
