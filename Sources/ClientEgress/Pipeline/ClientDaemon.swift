@@ -288,8 +288,9 @@ public final class ClientDaemon: Service, Sendable {
 
     /// Subscriptions per state (`waiting`, `following`, `finished`…).
     public var subscriptionStates: [String: Int] {
+        let channels = self.state.withLock { Array($0.channels.values) }
         var states: [String: Int] = [:]
-        for snapshot in self.subscriptions { states[snapshot.state, default: 0] += 1 }
+        for channel in channels { states[channel.stateName, default: 0] += 1 }
         return states
     }
 

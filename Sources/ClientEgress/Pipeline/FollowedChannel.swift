@@ -102,22 +102,26 @@ final class FollowedChannel: Sendable {
         }
     }
 
+    /// Its state as listed (`waiting`, `following`, `finished`, `stopped`, `failed`), without building a snapshot:
+    /// the metrics count states over every subscription at each scrape.
+    var stateName: String {
+        Self.state(of: self.currentPhase, hasRead: { self.reader.subscriber.stats.segments > 0 || self.dispatcher.stats.lines > 0 }).name
+    }
+
+    private static func state(of phase: Phase, hasRead: () -> Bool) -> (name: String, end: String?) {
+        switch phase {
+        case .running: return (hasRead() ? "following" : "waiting", nil)
+        case .finished(let how): return ("finished", how == .closed ? "closed" : "not_found")
+        case .stopped: return ("stopped", nil)
+        case .failed(let reason): return ("failed", reason)
+        }
+    }
+
     /// What `GET /v1/subscriptions` shows of it.
     func snapshot() -> SubscriptionSnapshot {
         let counters = self.dispatcher.stats
         let subscriber = self.reader.subscriber.stats
-        let state: String
-        var end: String?
-        switch self.currentPhase {
-        case .running: state = subscriber.segments > 0 || counters.lines > 0 ? "following" : "waiting"
-        case .finished(let how):
-            state = "finished"
-            end = how == .closed ? "closed" : "not_found"
-        case .stopped: state = "stopped"
-        case .failed(let reason):
-            state = "failed"
-            end = reason
-        }
+        let (state, end) = Self.state(of: self.currentPhase, hasRead: { subscriber.segments > 0 || counters.lines > 0 })
         return SubscriptionSnapshot(
             id: self.subscription.id,
             eventsURL: self.subscription.eventsURL.description,

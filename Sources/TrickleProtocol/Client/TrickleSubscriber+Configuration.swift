@@ -71,6 +71,11 @@ extension TrickleSubscriber {
         /// runners start costs almost nothing while it waits. ``TrickleSubscriber/expectChannel()`` (the control
         /// API's "expected now") starts again from the short delay. Default 120 s.
         public var channelWaitMaximumDelay: Duration = .seconds(120)
+        /// Once asks for a channel that is not there yet are this far apart, the subscription's own connection is
+        /// closed (the server would close it idle anyway) and the asks go to `GET …/next` over the shared HTTP
+        /// client's kept-alive connections: a waiting fleet holds no socket per channel and opens none per ask.
+        /// Default 10 s.
+        public var channelWaitAsksSharedAfter: Duration = .seconds(10)
         /// How long a `404` that follows data, without a clean close seen (`Lp-Trickle-Closed`), is taken for a
         /// restarting server rather than the end: the subscriber keeps asking for the same seq (and resumes inside
         /// the segment at the byte it reached) until the channel is back or this passes. `.zero` ends at once,

@@ -96,6 +96,9 @@ public final class TrickleSubscriber: Sendable {
         var channelAnswered = false
         var waitingSince: ContinuousClock.Instant?
         var waitingPolls = 0
+        // Whether the next ask for a channel that is not there yet goes to `/next` (see the ask below).
+        var asksWithNext = false
+        var nextUnsupported = false
         // Set while the channel is missing (404) or the server unreachable after it had answered: the grace
         // period runs from here (§7: without a clean close, a 404 may be a restarting server).
         var lostSince: ContinuousClock.Instant?
@@ -109,11 +112,22 @@ public final class TrickleSubscriber: Sendable {
             // Before the ask: an "expected now" that arrives while it is on its way still cuts the wait after it.
             let expectedBeforeAsk = self.expected.generation
             self.statsBox.withLock { $0.attempts += 1 }
-            let attempt = try await self.attempt(seq: seq, skipping: resumeOffset, connection: connection, handle)
+            var probe = NextWrite.unknown
+            if asksWithNext, waitingPolls > 0 {
+                // Waiting minutes apart: asked with `GET …/next` over the shared client's kept-alive connections
+                // (a few per server, not a new connection per waiting channel and ask); the segment GET on the
+                // subscription's own connection follows once the channel exists. A server without `/next` (the
+                // sample server answers 400) is asked with the GET from then on.
+                probe = await self.fetchNextWrite()
+                if probe == .unsupported { nextUnsupported = true }
+            }
+            let attempt =
+                probe == .notFound ? Attempt.notFound : try await self.attempt(seq: seq, skipping: resumeOffset, connection: connection, handle)
             switch attempt {
             case .notFound, .failed: break
             default:
                 channelAnswered = true
+                asksWithNext = false
                 if let since = lostSince {
                     lostSince = nil
                     self.statsBox.withLock { $0.reconnects += 1 }
@@ -163,10 +177,11 @@ public final class TrickleSubscriber: Sendable {
                     timeout - (now - waitingSince!)
                 )
                 waitingPolls += 1
-                if delay >= .seconds(10) {
+                if delay >= self.configuration.channelWaitAsksSharedAfter {
                     // Minutes apart, the next ask would find the server has closed the idle connection anyway:
                     // neither side holds a socket for a channel that is not there.
                     connection?.close()
+                    asksWithNext = self.configuration.usesOwnConnection && !nextUnsupported
                 }
                 let (seconds, attoseconds) = delay.components
                 let wait = TimeAmount.nanoseconds(seconds &* 1_000_000_000 &+ attoseconds / 1_000_000_000)
@@ -522,6 +537,8 @@ public final class TrickleSubscriber: Sendable {
     private enum NextWrite: Equatable {
         case value(Int)
         case notFound
+        /// The server has no `/next` (400 or 405).
+        case unsupported
         case unknown
     }
 
@@ -532,6 +549,7 @@ public final class TrickleSubscriber: Sendable {
             let body = try? await response.body.collect(upTo: 1024)
         else { return .unknown }
         if response.status == .notFound { return .notFound }
+        if response.status == .badRequest || response.status == .methodNotAllowed { return .unsupported }
         guard response.status == .ok,
             let latest = response.headers.first(name: TrickleHeaders.latest.rawName).flatMap({ TrickleSeq.parseHeader($0) })
                 ?? TrickleSeq.parseHeader(String(buffer: body))
