@@ -12,11 +12,15 @@ struct BenchServer {
     /// `[URL PID]` attaches to a running server; nothing starts `trickle-relay serve` on a free port.
     ///
     /// - Parameter tls: A certificate and key (PEM): the server is started with `--tls-cert`/`--tls-key`.
-    static func startOrAttach(arguments: [String], tls: (certificate: String, key: String)? = nil, serveArguments: [String] = []) async throws -> BenchServer {
+    static func startOrAttach(
+        arguments: [String],
+        tls: (certificate: String, key: String)? = nil,
+        serveArguments: [String] = [],
+        port: Int = 29_000 + Int.random(in: 0..<1_000)
+    ) async throws -> BenchServer {
         if arguments.count >= 2, let pid = Int32(arguments[1]) {
             return BenchServer(url: arguments[0], pid: pid, process: nil)
         }
-        let port = 29_000 + Int.random(in: 0..<1_000)
         let executable = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("trickle-relay")
         guard FileManager.default.isExecutableFile(atPath: executable.path) else {
             print("no \(executable.path): build it first (TRICKLE_RELAY_BENCHMARKS=1 swift build -c release --product trickle-relay), or pass URL PID")

@@ -21,7 +21,13 @@ enum ChunkedLinePublisher {
         tls: NIOSSLContext? = nil,
         line: @escaping @Sendable (Int) -> String
     ) async throws {
-        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        let channel = try await Self.connect(host: host, port: port, tls: tls)
+        try await Self.publish(on: channel, path: path, rate: rate, seconds: seconds, segmentLines: segmentLines, start: start, line: line)
+    }
+
+    /// The connection a publisher writes on (connected ahead, so a fleet can connect in batches).
+    static func connect(host: String, port: Int, tls: NIOSSLContext? = nil) async throws -> any Channel {
+        try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -30,6 +36,18 @@ enum ChunkedLinePublisher {
             }
             .connect(host: host, port: port)
             .get()
+    }
+
+    /// Publishes on a connection made by ``connect(host:port:tls:)``, as ``publish(host:port:path:rate:seconds:segmentLines:start:tls:line:)``.
+    static func publish(
+        on channel: any Channel,
+        path: String,
+        rate: Int,
+        seconds: Int,
+        segmentLines: Int,
+        start: NIODeadline,
+        line: @escaping @Sendable (Int) -> String
+    ) async throws {
         let total = rate * seconds
         let tick = TimeAmount.nanoseconds(max(10_000_000, 1_000_000_000 / Int64(max(rate, 1))))
         let state = Mutex(Progress())

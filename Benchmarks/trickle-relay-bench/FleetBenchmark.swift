@@ -13,8 +13,10 @@ import TrickleRelaySupport
 /// prints events/s, loss, the daemon's CPU and peak RSS, p50/p99 from write to the file, and how long a request
 /// of another client (a GET of a retained segment) takes on the server, idle and under the fleet.
 ///
-/// `fleet [--https] [channels] [rate per channel] [seconds]`; without numbers: 1,000 × 10/s for 30 s, then
-/// 100 × 1,000/s for 20 s. `--http2`: over TLS, the server offering HTTP/2 and the daemon reading through it
+/// `fleet [--https] [--servers N] [channels] [rate per channel] [seconds]`; without numbers: 1,000 × 10/s for 30 s,
+/// then 100 × 1,000/s for 20 s. `--servers N` spreads the channels over N `serve` processes (a server holds two
+/// descriptors per followed channel: 10,000 sessions need two here). The publishers connect in batches before
+/// the clock starts (8,000 simultaneous connects overflow the listen backlog). `--http2`: over TLS, the server offering HTTP/2 and the daemon reading through it
 /// (multiplexed). `--https` runs everything over TLS (a self-signed certificate the client trusts through
 /// `ca_file`): server, publishers, the daemon's subscribers.
 struct FleetBenchmark {
@@ -25,14 +27,21 @@ struct FleetBenchmark {
     /// `--http2`: over TLS, `serve --http2` and `client --http2` (the daemon's subscribers multiplexed through
     /// its HTTP client instead of one connection each).
     var http2 = false
+    var servers = 1
 
     static func run(arguments: [String]) async throws {
+        var arguments = arguments
+        var servers = 1
+        if let flag = arguments.firstIndex(of: "--servers"), flag + 1 < arguments.count, let count = Int(arguments[flag + 1]), count >= 1 {
+            servers = count
+            arguments.removeSubrange(flag...(flag + 1))
+        }
         let numbers = arguments.compactMap { Int($0) }
         let http2 = arguments.contains("--http2")
         let https = http2 || arguments.contains("--https")
         let runs =
             numbers.count >= 3
-            ? [FleetBenchmark(channels: numbers[0], rate: numbers[1], seconds: numbers[2], https: https, http2: http2)]
+            ? [FleetBenchmark(channels: numbers[0], rate: numbers[1], seconds: numbers[2], https: https, http2: http2, servers: servers)]
             : [
                 FleetBenchmark(channels: 1_000, rate: 10, seconds: 30, https: https, http2: http2),
                 FleetBenchmark(channels: 100, rate: 1_000, seconds: 20, https: https, http2: http2),
@@ -42,12 +51,19 @@ struct FleetBenchmark {
 
     func measure() async throws {
         let certificate = self.https ? try BenchServer.makeCertificate() : nil
-        let server = try await BenchServer.startOrAttach(arguments: [], tls: certificate, serveArguments: self.http2 ? ["--http2"] : [])
+        let firstPort = 29_000 + Int.random(in: 0..<1_000)
+        var servers: [BenchServer] = []
+        for index in 0..<self.servers {
+            servers.append(
+                try await BenchServer.startOrAttach(arguments: [], tls: certificate, serveArguments: self.http2 ? ["--http2"] : [], port: firstPort + index * 1_000)
+            )
+        }
+        defer { for server in servers { server.stop() } }
+        let server = servers[0]
         let trust = try certificate.map { try OutboundTLS(caFile: $0.certificate).configuration() }
         let publisherTLS = try certificate.map { _ in try NIOSSLContext(configuration: trust!) }
-        defer { server.stop() }
         let tag = UInt32.random(in: 0...UInt32.max)
-        let channels = (0..<self.channels).map { "\(server.url)/fleet-\(tag)-\($0)-events" }
+        let channels = (0..<self.channels).map { "\(servers[$0 % servers.count].url)/fleet-\(tag)-\($0)-events" }
         let output = FileManager.default.temporaryDirectory.appendingPathComponent("fleet-bench-\(tag).jsonl").path
         let configPath = output + ".config.json"
         let spool = output + ".spool"
@@ -82,8 +98,9 @@ struct FleetBenchmark {
             daemon.arguments = ["client", "--config", configPath, "--quiet", "--log-level", "warning"] + (self.http2 ? ["--http2"] : [])
             try daemon.run()
             defer { daemon.terminate() }
-            // Let every subscription reach its live edge (a benchmark may settle; a test may not).
-            try await Task.sleep(for: .seconds(3))
+            // Let every subscription reach its live edge (a benchmark may settle; a test may not): about a
+            // second per thousand channels.
+            try await Task.sleep(for: .seconds(max(3, self.channels / 1_000 * 3 / 2)))
             let restCPUBefore = BenchServer.cpuTime(pid: daemon.processIdentifier)
             try await Task.sleep(for: .seconds(3))
             let restCPU = BenchServer.cpuTime(pid: daemon.processIdentifier) - restCPUBefore
@@ -95,7 +112,26 @@ struct FleetBenchmark {
             let peakRSS = Peak()
             let probeUnderLoad = LatencyLog()
             let daemonCPUBefore = BenchServer.cpuTime(pid: daemon.processIdentifier)
-            let serverCPUBefore = BenchServer.cpuTime(pid: server.pid)
+            // Every publisher connected before the clock starts, in batches (not the measured work).
+            var connections: [any Channel] = []
+            connections.reserveCapacity(channels.count)
+            for batch in stride(from: 0, to: channels.count, by: 256) {
+                let end = min(batch + 256, channels.count)
+                let made = try await withThrowingTaskGroup(of: (Int, any Channel).self) { group in
+                    for index in batch..<end {
+                        group.addTask {
+                            let url = URL(string: channels[index])!
+                            return (index, try await ChunkedLinePublisher.connect(host: url.host!, port: url.port!, tls: publisherTLS))
+                        }
+                    }
+                    var made: [(Int, any Channel)] = []
+                    for try await connection in group { made.append(connection) }
+                    return made.sorted { $0.0 < $1.0 }.map(\.1)
+                }
+                connections.append(contentsOf: made)
+            }
+            let publishers = connections
+            let serverCPUBefore = servers.map { BenchServer.cpuTime(pid: $0.pid) }
             let benchCPUBefore = BenchServer.cpuTime(pid: getpid())
             let clock = ContinuousClock()
             let began = clock.now
@@ -112,7 +148,7 @@ struct FleetBenchmark {
                 try await withThrowingDiscardingTaskGroup { writers in
                     for (index, channel) in channels.enumerated() {
                         writers.addTask {
-                            try await Self.publish(channel: channel, index: index, rate: self.rate, seconds: self.seconds, began: beganDeadline, tls: publisherTLS)
+                            try await Self.publish(channel: channel, on: publishers[index], index: index, rate: self.rate, seconds: self.seconds, began: beganDeadline)
                         }
                     }
                 }
@@ -123,14 +159,14 @@ struct FleetBenchmark {
             }
             let elapsed = clock.now - began
             let daemonCPU = BenchServer.cpuTime(pid: daemon.processIdentifier) - daemonCPUBefore
-            let serverCPU = BenchServer.cpuTime(pid: server.pid) - serverCPUBefore
+            let serverCPU = zip(servers, serverCPUBefore).reduce(Duration.zero) { $0 + BenchServer.cpuTime(pid: $1.0.pid) - $1.1 }
             let benchCPU = BenchServer.cpuTime(pid: getpid()) - benchCPUBefore
             let latencies = tail.latencies.sorted()
             let probes = probeUnderLoad.values.sorted()
             print(
                 String(
                     format:
-                        (self.http2 ? "h2    " : self.https ? "https " : "http  ") + "fleet %5d channels × %5d/s for %d s: %d of %d events in the file (loss %d, duplicates %d), %.0f events/s; daemon CPU %.2f s = %.1f%% of one core (%.1f%% idle, before the first event; %.2f s CPU to start and connect every channel), %d sockets, RSS %.1f MiB at rest, %.1f MiB peak; write→file p50 %.2f ms p99 %.2f ms; server CPU %.1f%%, publishers + tail (this process) %.1f%%; other requests on the server p50/p99 %.2f/%.2f ms idle, %.2f/%.2f ms under the fleet",
+                        (self.http2 ? "h2    " : self.https ? "https " : "http  ") + "fleet %5d channels on \(servers.count) server(s) × %5d/s for %d s: %d of %d events in the file (loss %d, duplicates %d), %.0f events/s; daemon CPU %.2f s = %.1f%% of one core (%.1f%% idle, before the first event; %.2f s CPU to start and connect every channel), %d sockets, RSS %.1f MiB at rest, %.1f MiB peak; write→file p50 %.2f ms p99 %.2f ms; server CPU %.1f%%, publishers + tail (this process) %.1f%%; other requests on the server p50/p99 %.2f/%.2f ms idle, %.2f/%.2f ms under the fleet",
                     self.channels, self.rate, self.seconds, tail.received, total, total - tail.received, tail.duplicates,
                     Double(tail.received) / elapsed.seconds, daemonCPU.seconds, 100 * daemonCPU.seconds / elapsed.seconds, 100 * restCPU.seconds / 3, restCPUBefore.seconds, daemonSockets,
                     Double(rssAtRest) / 1_048_576, Double(peakRSS.value) / 1_048_576,
@@ -166,19 +202,17 @@ struct FleetBenchmark {
     /// Publishes `rate × seconds` lines on one channel, paced, in 10 s segments (one streaming POST each, one
     /// chunk per line) — on a raw connection (`ChunkedLinePublisher`), so this process's share of the two cores
     /// is small.
-    static func publish(channel: String, index: Int, rate: Int, seconds: Int, began: NIODeadline, tls: NIOSSLContext?) async throws {
-        guard let url = URL(string: channel), let host = url.host, let port = url.port else { return }
+    static func publish(channel: String, on connection: any Channel, index: Int, rate: Int, seconds: Int, began: NIODeadline) async throws {
+        guard let url = URL(string: channel) else { return }
         // Channels start spread over the first interval, as sessions do.
         let offset = TimeAmount.nanoseconds(Int64(index % 1_000) * 1_000_000_000 / Int64(max(rate, 1)) / 1_000)
         try await ChunkedLinePublisher.publish(
-            host: host,
-            port: port,
+            on: connection,
             path: url.path,
             rate: rate,
             seconds: seconds,
             segmentLines: rate * 10,
-            start: began + offset,
-            tls: tls
+            start: began + offset
         ) { n in
             #"{"type":"telemetry","event":{"id":"f\#(index)-\#(n)","type":"stream_trace","data":{"type":"metric","n":\#(n),"t":\#(monotonicNanoseconds())}}}"#
         }

@@ -504,12 +504,12 @@ public final class TrickleSubscriber: Sendable {
     /// never abandoned (§10.5).
     private func watchForStall(seq: Int, progress: Progress) async throws -> Attempt? {
         let timeout = self.configuration.stallTimeout
+        let loop = self.httpClient.eventLoopGroup.any()
         while true {
-            do {
-                try await Task.sleep(for: timeout / 4)
-            } catch {
-                return nil
-            }
+            // Wakes when the stall timeout would pass if nothing arrives meanwhile (once per timeout on a busy or
+            // quiet channel, on an event loop's timer: thousands of followed channels cost almost nothing).
+            let due = progress.snapshot.lastByteAt + timeout - ContinuousClock.now
+            guard await EventLoopSleep.sleep(for: TimeAmount(max(due, timeout / 16)), on: loop) else { return nil }
             let snapshot = progress.snapshot
             guard ContinuousClock.now - snapshot.lastByteAt >= timeout else { continue }
             let nextWrite = await self.fetchNextWrite()
