@@ -31,22 +31,13 @@ public final class GenerationSignal: Sendable {
 
     /// Returns once the generation differs from `seen`, or when the task is cancelled.
     public func wait(past seen: UInt64) async {
-        let id = self.state.withLock { state -> Int in
-            state.nextWaiterID += 1
-            return state.nextWaiterID
-        }
+        let id = self.newWaiterID()
         await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                let ready = self.state.withLock { state -> Bool in
-                    if state.generation != seen || Task.isCancelled { return true }
-                    state.waiters[id] = continuation
-                    return false
-                }
-                if ready { continuation.resume() }
+                if !self.register(continuation, id: id, past: seen) { continuation.resume() }
             }
         } onCancel: {
-            let waiter = self.state.withLock { $0.waiters.removeValue(forKey: id) }
-            waiter?.resume()
+            self.resumeWaiter(id: id)
         }
     }
 
@@ -57,30 +48,41 @@ public final class GenerationSignal: Sendable {
     /// - Returns: Whether the generation changed.
     @discardableResult
     public func wait(past seen: UInt64, timeout: TimeAmount, on loop: any EventLoop) async -> Bool {
-        let id = self.state.withLock { state -> Int in
-            state.nextWaiterID += 1
-            return state.nextWaiterID
-        }
+        let id = self.newWaiterID()
         await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                let ready = self.state.withLock { state -> Bool in
-                    if state.generation != seen || Task.isCancelled { return true }
-                    state.waiters[id] = continuation
-                    return false
-                }
-                if ready {
+                guard self.register(continuation, id: id, past: seen) else {
                     continuation.resume()
                     return
                 }
                 // The timer resumes the waiter only if `advance()` or cancellation did not take it first.
-                loop.scheduleTask(in: timeout) {
-                    self.state.withLock { $0.waiters.removeValue(forKey: id) }?.resume()
-                }
+                loop.scheduleTask(in: timeout) { self.resumeWaiter(id: id) }
             }
         } onCancel: {
-            let waiter = self.state.withLock { $0.waiters.removeValue(forKey: id) }
-            waiter?.resume()
+            self.resumeWaiter(id: id)
         }
         return self.generation != seen
+    }
+
+    private func newWaiterID() -> Int {
+        self.state.withLock { state in
+            state.nextWaiterID += 1
+            return state.nextWaiterID
+        }
+    }
+
+    /// Keeps `continuation` until the generation moves past `seen`; `false` when it already has (or the task
+    /// is cancelled): the caller resumes it.
+    private func register(_ continuation: CheckedContinuation<Void, Never>, id: Int, past seen: UInt64) -> Bool {
+        self.state.withLock { state in
+            if state.generation != seen || Task.isCancelled { return false }
+            state.waiters[id] = continuation
+            return true
+        }
+    }
+
+    /// Resumes waiter `id` if it is still waiting.
+    private func resumeWaiter(id: Int) {
+        self.state.withLock { $0.waiters.removeValue(forKey: id) }?.resume()
     }
 }

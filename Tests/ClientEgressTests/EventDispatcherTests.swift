@@ -138,4 +138,17 @@ struct EventDispatcherResumeTests {
             #expect(dispatcher.stats.skippedOnResume == 3)
         }
     }
+
+    @Test("envelope fields inside data are data's own: a member of the same name after data is not taken for it")
+    func envelopeFieldsStayInsideData() {
+        let envelope = ByteBuffer(string: #"{"id":"e1","data":{"note":"n","session_id":"s1"},"type":"stream_trace","timestamp":"17"}"#)
+        let fields = EnvelopeFields(envelope)
+        #expect(fields.id == "e1")
+        #expect(fields.sessionID == "s1")
+        #expect(fields.type == nil, "data has no type; the envelope's own type is not data.type")
+        #expect(EnvelopeFields.dataType(of: envelope) == nil)
+        let typed = ByteBuffer(string: #"{"data":{"type":"metric","x":{"type":"inner"}},"id":"e2"}"#)
+        #expect(EnvelopeFields.dataType(of: typed).map { String(buffer: $0) } == "metric")
+        #expect(EnvelopeFields(typed).type == "metric")
+    }
 }

@@ -85,9 +85,11 @@ public struct EnvelopeFields: Sendable, Hashable {
     }
 
     /// The range of the `data` object.
+    /// From the `data` object's `{` to the end of the envelope: its members are found by a skim that stops at
+    /// the one asked for (or at `data`'s closing brace), so a long `data` is never skimmed to its end.
     static func dataRange(in bytes: UnsafeRawBufferPointer) -> Range<Int>? {
-        guard let data = JSONSkim.member("data", in: bytes), bytes[data.lowerBound] == UInt8(ascii: "{") else { return nil }
-        return data
+        guard let start = JSONSkim.valueStart("data", in: bytes), bytes[start] == UInt8(ascii: "{") else { return nil }
+        return start..<bytes.count
     }
 
     private static func slice(_ envelope: ByteBuffer, _ range: Range<Int>) -> ByteBuffer {

@@ -5,6 +5,13 @@ import TrickleRelaySupport
 public enum JSONSkim {
     /// The byte range of the value of the top-level member `name` (raw bytes; a string keeps its quotes).
     public static func member(_ name: StaticString, in bytes: UnsafeRawBufferPointer) -> Range<Int>? {
+        guard let start = Self.valueStart(name, in: bytes), let end = Self.valueEnd(bytes, start) else { return nil }
+        return start..<end
+    }
+
+    /// Where the value of the top-level member `name` starts, without finding where it ends: for reading a
+    /// member *inside* it (`data.type`) without skimming the rest of it (a long `data` costs nothing).
+    public static func valueStart(_ name: StaticString, in bytes: UnsafeRawBufferPointer) -> Int? {
         let key = UnsafeRawBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount)
         var index = Self.skipWhitespace(bytes, 0)
         guard index < bytes.count, bytes[index] == UInt8(ascii: "{") else { return nil }
@@ -17,10 +24,10 @@ public enum JSONSkim {
             index = Self.skipWhitespace(bytes, keyEnd)
             guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { return nil }
             let valueStart = Self.skipWhitespace(bytes, index + 1)
-            guard let valueEnd = Self.valueEnd(bytes, valueStart) else { return nil }
             if keyEnd - 1 - keyStart == key.count, UnsafeRawBufferPointer(rebasing: bytes[keyStart..<(keyEnd - 1)]).elementsEqual(key) {
-                return valueStart..<valueEnd
+                return valueStart < bytes.count ? valueStart : nil
             }
+            guard let valueEnd = Self.valueEnd(bytes, valueStart) else { return nil }
             index = Self.skipWhitespace(bytes, valueEnd)
             guard index < bytes.count, bytes[index] == UInt8(ascii: ",") else { return nil }
             index += 1

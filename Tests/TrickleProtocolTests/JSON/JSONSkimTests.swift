@@ -30,4 +30,20 @@ struct JSONSkimTests {
         #expect(member("b", #"{"a":"unterminated"#) == nil)
         #expect(member("b", #"{"a":{"x":1"#) == nil)
     }
+
+    @Test("valueStart: where a member's value starts, for reading inside it without skimming it to its end")
+    func valueStart() {
+        let text = #"{"id":"x","data":{"type":"heartbeat","note":"long"},"type":"telemetry"}"#
+        let bytes = Array(text.utf8)
+        bytes.withUnsafeBytes { raw in
+            let start = JSONSkim.valueStart("data", in: raw)
+            #expect(start.map { raw[$0] } == UInt8(ascii: "{"))
+            // Members of `data` are found in the suffix from its brace; the skim stops at `data`'s end.
+            let inside = UnsafeRawBufferPointer(rebasing: raw[start!...])
+            #expect(JSONSkim.stringContents("type", in: inside).map { String(decoding: inside[$0], as: UTF8.self) } == "heartbeat")
+            #expect(JSONSkim.member("missing", in: inside) == nil)
+            #expect(JSONSkim.valueStart("nope", in: raw) == nil)
+            #expect(JSONSkim.valueStart("data", in: UnsafeRawBufferPointer(rebasing: raw[0..<17])) == nil, "cut short before the value")
+        }
+    }
 }
