@@ -2,7 +2,7 @@
 //   TRICKLE_RELAY_BENCHMARKS=1 swift run -c release trickle-relay-bench [reader|relay|emit|dispatcher|replay|spool|latency|flood|all]
 //   … trickle-relay-bench sdkwriter [rates] [seconds] [url pid]   (the server under the SDK's one-chunk-per-line writes)
 //   … trickle-relay-bench cycles [count] [url pid]                  (server RSS across channel lifecycles)
-//   … trickle-relay-bench fleet [channels rate seconds]             (one client daemon following many channels)
+//   … trickle-relay-bench fleet [--https|--http2] [--servers N] [channels rate seconds]   (one client daemon following many channels)
 //   … trickle-relay-bench waiting [count settle window]             (subscriptions waiting for their channels)
 //   … trickle-relay-bench kafka [events]                            (the Kafka sink into librdkafka's mock cluster)
 // Prints numbers; asserts nothing (figures live in docs/benchmarks.md and the issue notes).
