@@ -1,4 +1,3 @@
-import AsyncHTTPClient
 import HTTPTypes
 import NIOCore
 import Synchronization
@@ -25,21 +24,11 @@ struct ChannelWaitTests {
         return configuration
     }()
 
+    /// Follows `ch` on the scripted server until it ends; returns the bytes read.
     static func follow(_ server: ScriptedHTTPServer) async throws -> String {
-        try await server.run { base in
-            try await HTTPClient.withHTTPClient { client in
-                let subscriber = TrickleSubscriber(
-                    url: try TrickleChannelURL("\(base)/ch"),
-                    httpClient: client,
-                    configuration: Self.configuration,
-                    logger: quietLogger
-                )
-                let text = Mutex("")
-                _ = try await subscriber.run { event in
-                    if case .bytes(let chunk, _) = event { text.withLock { $0 += String(buffer: chunk) } }
-                }
-                return text.withLock { $0 }
-            }
+        let (_, _, events) = try await HostileServerTests.subscribe(to: server, configuration: Self.configuration)
+        return events.reduce(into: "") { text, event in
+            if case .bytes(let chunk, _) = event { text += String(buffer: chunk) }
         }
     }
 

@@ -19,14 +19,15 @@ struct HostileServerTests {
 
     /// Subscribes to `ch` on the scripted server until the stream ends; returns how, the counters, and every event.
     static func subscribe(
-        to server: ScriptedHTTPServer
+        to server: ScriptedHTTPServer,
+        configuration: TrickleSubscriber.Configuration = Self.quickRetries
     ) async throws -> (TrickleSubscriber.EndOfStream, TrickleSubscriber.Stats, [TrickleSubscriberEvent]) {
         try await server.run { base in
             try await HTTPClient.withHTTPClient { client in
                 let subscriber = TrickleSubscriber(
                     url: try TrickleChannelURL("\(base)/ch"),
                     httpClient: client,
-                    configuration: Self.quickRetries,
+                    configuration: configuration,
                     logger: quietLogger
                 )
                 let events = Mutex<[TrickleSubscriberEvent]>([])
