@@ -34,14 +34,17 @@ public struct BearerToken: Sendable, CustomStringConvertible {
 public struct BearerTokenMiddleware<Context: RequestContext>: RouterMiddleware {
     public let token: BearerToken
     public let queryParameter: String?
+    /// Paths served without the token: `/healthz`, and pages that carry no data (they ask for the token).
+    public let openPaths: Set<String>
 
-    public init(token: BearerToken, queryParameter: String? = nil) {
+    public init(token: BearerToken, queryParameter: String? = nil, openPaths: Set<String> = []) {
         self.token = token
         self.queryParameter = queryParameter
+        self.openPaths = openPaths.union(["/healthz"])
     }
 
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        if request.uri.path == "/healthz" { return try await next(request, context) }
+        if self.openPaths.contains(request.uri.path) { return try await next(request, context) }
         if let header = request.headers[.authorization], let presented = BearerToken.credentials(inAuthorization: header), self.token.matches(presented) {
             return try await next(request, context)
         }

@@ -15,6 +15,19 @@ public final class FailureLog: Sendable {
     private let logger: Logger
     private let state: Mutex<FailureState<RelayClock.Instant>>
     private let clock: RelayClock
+    private let latest = Mutex<Current?>(nil)
+
+    /// The failure state while it holds, for a status page: its name, the last reason, since when (wall clock)
+    /// and how many failures so far.
+    public struct Current: Sendable, Hashable {
+        public var name: String
+        public var reason: String
+        public var sinceUnixMilliseconds: Int64
+        public var failures: Int
+    }
+
+    /// The failure state now, or `nil` when it does not hold.
+    public var current: Current? { self.latest.withLock { $0 } }
 
     /// Creates the log of one failure state.
     /// - Parameters:
@@ -36,6 +49,13 @@ public final class FailureLog: Sendable {
     public func failed(reason: String, metadata: Logger.Metadata = [:]) {
         let now = self.clock.now
         let action = self.state.withLock { $0.failed(at: now) }
+        self.latest.withLock { latest in
+            if latest == nil {
+                latest = Current(name: self.name, reason: reason, sinceUnixMilliseconds: Int64(WallClock.unixNanoseconds() / 1_000_000), failures: 0)
+            }
+            latest!.reason = reason
+            latest!.failures += 1
+        }
         var metadata = metadata
         metadata["reason"] = "\(reason)"
         switch action {
@@ -54,6 +74,7 @@ public final class FailureLog: Sendable {
     public func cleared(metadata: Logger.Metadata = [:]) {
         let now = self.clock.now
         let action = self.state.withLock { $0.succeeded(at: now) }
+        self.latest.withLock { $0 = nil }
         guard case .cleared(let failures, let duration) = action else { return }
         var metadata = metadata
         metadata["failures"] = "\(failures)"

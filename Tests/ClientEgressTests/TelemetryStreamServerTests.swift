@@ -199,6 +199,37 @@ struct TelemetryStreamServerTests {
         }
     }
 
+    @Test("GET / serves the live page without the token (it holds no data), with a CSP of its own origin only; data routes still need it")
+    func livePage() async throws {
+        try await withStreamServer { _, base, client in
+            for path in ["/", "/ui/page.js", "/ui/page.css"] {
+                let response = try await client.execute(HTTPClientRequest(url: base + path), timeout: .seconds(5))
+                let body = String(buffer: try await response.body.collect(upTo: 1 << 20))
+                #expect(response.status == .ok, "\(path)")
+                #expect(response.headers.first(name: "Content-Security-Policy")?.contains("default-src 'none'") == true)
+                #expect(response.headers.first(name: "X-Content-Type-Options") == "nosniff")
+                // The SVG namespace is a name, not a request.
+                let addresses = body.replacingOccurrences(of: "http://www.w3.org/2000/svg", with: "")
+                #expect(!addresses.contains("http://") && !addresses.contains("https://"), "\(path) must load nothing from elsewhere")
+            }
+            let page = try await client.execute(HTTPClientRequest(url: base + "/"), timeout: .seconds(5))
+            let html = String(buffer: try await page.body.collect(upTo: 1 << 20))
+            #expect(html.contains("<script src=\"/ui/page.js\"></script>") && !html.contains("<script>"), "no inline script: the CSP forbids it")
+            #expect(try await client.execute(HTTPClientRequest(url: base + "/favicon.ico"), timeout: .seconds(5)).status == .noContent)
+            #expect(try await client.execute(HTTPClientRequest(url: base + "/metrics"), timeout: .seconds(5)).status == .unauthorized)
+            #expect(try await client.execute(HTTPClientRequest(url: base + "/metrics?jwt=sse-secret"), timeout: .seconds(5)).status == .ok)
+        }
+    }
+
+    @Test("?last_event_id= resumes like the Last-Event-ID header (a page reopening a refused stream)")
+    func lastEventIDQuery() async throws {
+        try await withStreamServer(token: nil) { stream, base, client in
+            try await stream.export((1...5).map(envelope))
+            let result = try await readStream(client, "\(base)/telemetry/stream?last_event_id=3", until: { events, _ in events.count >= 2 })
+            #expect(result.events.map(\.id) == [4, 5])
+        }
+    }
+
     @Test("a reader further behind than the ring is told how many it missed")
     func tooFarBehind() async throws {
         try await withStreamServer(capacity: 3) { stream, base, client in

@@ -179,7 +179,14 @@ public final class ClientApplication: Sendable {
                 logger.warning("subscription not added", metadata: ["subscription.id": "\(subscription.id)", "error": "\(error)"])
             }
         }
-        let metrics = ClientMetrics(daemon: self.daemon, spooledSink: spooledSink, reporter: self.reporter, kafka: self.kafkaSink, stream: stream)
+        let metrics = ClientMetrics(
+            daemon: self.daemon,
+            spooledSink: spooledSink,
+            reporter: self.reporter,
+            kafka: self.kafkaSink,
+            stream: stream,
+            sinkKind: configuration.sink.kind
+        )
         self.metrics = metrics
         if let endpointConfiguration = configuration.endpoint, let stream {
             self.endpoint = TelemetryStreamServer(
@@ -187,6 +194,7 @@ public final class ClientApplication: Sendable {
                 stream: stream,
                 logger: logger,
                 daemon: self.daemon,
+                egress: { metrics.egressStatus() },
                 metrics: { [exposition = configuration.metricsExposition] in MetricsExposition.body(for: metrics.snapshot(), exposition: exposition) }
             )
         } else {

@@ -1,3 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 import TrickleProtocol
 public import TrickleRelaySupport
 
@@ -8,13 +13,46 @@ public struct ClientMetrics: Sendable {
     public let reporter: MetricsReporter?
     public let kafka: KafkaSink?
     public let stream: TelemetryStream?
+    /// The egress sink's kind (``EgressSinkSpecification/kind``), shown as `sink_info{sink=…} 1`.
+    public let sinkKind: String?
 
-    public init(daemon: ClientDaemon, spooledSink: SpooledSink?, reporter: MetricsReporter?, kafka: KafkaSink? = nil, stream: TelemetryStream?) {
+    public init(
+        daemon: ClientDaemon,
+        spooledSink: SpooledSink?,
+        reporter: MetricsReporter?,
+        kafka: KafkaSink? = nil,
+        stream: TelemetryStream?,
+        sinkKind: String? = nil
+    ) {
+        self.sinkKind = sinkKind
         self.daemon = daemon
         self.spooledSink = spooledSink
         self.reporter = reporter
         self.kafka = kafka
         self.stream = stream
+    }
+
+    /// `GET /v1/egress`: the sink's kind and its failure states while they hold, in words (the live page shows
+    /// them as "metrics API answering 401 since 14:02"): `{"sink":…,"failures":[{"name","reason","since_unix_ms","failures"}]}`.
+    public func egressStatus() -> String {
+        struct Failure: Encodable {
+            let name: String
+            let reason: String
+            let since_unix_ms: Int64
+            let failures: Int
+        }
+        struct Status: Encodable {
+            let sink: String?
+            let failures: [Failure]
+        }
+        let current = [self.reporter?.failure, self.kafka?.failure, self.spooledSink?.spool.appendFailure].compactMap { $0 }
+        let status = Status(
+            sink: self.sinkKind,
+            failures: current.map { Failure(name: $0.name, reason: $0.reason, since_unix_ms: $0.sinceUnixMilliseconds, failures: $0.failures) }
+        )
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return (try? encoder.encode(status)).map { String(decoding: $0, as: UTF8.self) } ?? #"{"failures":[]}"#
     }
 
     /// The exposition now, as the client's own Prometheus text.
@@ -28,6 +66,7 @@ public struct ClientMetrics: Sendable {
         let counters = self.daemon.stats
         let subscriber = self.daemon.subscriberStats
         let states = self.daemon.subscriptionStates
+        if let sinkKind = self.sinkKind { text.add("sink_info", .gauge, "The egress sink's kind.", 1, labels: ["sink": sinkKind]) }
         for state in ["waiting", "following", "finished", "stopped", "failed"] {
             text.add("subscriptions", .gauge, "Subscriptions by state.", states[state] ?? 0, labels: ["state": state])
         }

@@ -80,6 +80,19 @@ public enum EgressSinkSpecification: Sendable, Hashable, CustomStringConvertible
         }
     }
 
+    /// Which kind of sink, in one word (`log`, `null`, `file`, `metrics`, `kafka`, `otlp`): what a metric label
+    /// and the live page show (no path, URL or broker).
+    public var kind: String {
+        switch self {
+        case .log: return "log"
+        case .null: return "null"
+        case .file: return "file"
+        case .metrics: return "metrics"
+        case .kafka: return "kafka"
+        case .otlp: return "otlp"
+        }
+    }
+
     /// A description safe for logs (a URL's query is redacted).
     public var description: String {
         switch self {

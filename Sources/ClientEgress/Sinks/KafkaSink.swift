@@ -147,6 +147,9 @@ public final class KafkaSink: SettlingEgressSink {
     private let pollerEnded = OneShotSignal<Void>()
     private let failures: FailureLog
 
+    /// Deliveries' failure state while it holds (reason in words, since when), for the live page.
+    var failure: FailureLog.Current? { self.failures.current }
+
     /// Creates the producer.
     ///
     /// - Throws: ``KafkaError``: librdkafka is not installed (the message names the package), or a property was

@@ -57,6 +57,9 @@ public final class MetricsReporter: SettlingEgressSink {
     private let state = Mutex(State())
     private let keyReload = GenerationSignal()
     private let failing: FailureLog
+
+    /// The endpoint's failure state while it holds (reason in words, since when), for the live page.
+    var failure: FailureLog.Current? { self.failing.current }
     private let tracing: DeliveryTracing
 
     /// Creates a reporter.
@@ -222,7 +225,9 @@ public final class MetricsReporter: SettlingEgressSink {
                 // Paused until the key differs from the one *this request* carried: re-reading it here would miss
                 // a key the operator fixed while the request was on its way, and pause forever.
                 self.state.withLock { $0.stats.unauthorized += 1 }
-                self.logger.warning("metrics endpoint answered 401; sending paused until the API key changes")
+                // A failure state like the others (logged when it starts, throttled while it lasts, shown on the
+                // live page in words), cleared by the next accepted batch.
+                self.failing.failed(reason: "HTTP 401: the API key was rejected; sending paused until it changes")
                 while self.apiKey() == rejectedKey {
                     if self.state.withLock({ $0.isShuttingDown }) { return }
                     let seen = self.keyReload.generation

@@ -87,6 +87,9 @@ public final class Spool: Sendable {
     /// Appends that fail (disk full, quota, I/O error): a failure state, logged when it starts, throttled while it
     /// lasts, and when an append succeeds again.
     let appendFailures: FailureLog
+
+    /// Appends' failure state while it holds (disk full, unwritable), for the live page.
+    var appendFailure: FailureLog.Current? { self.appendFailures.current }
     let stateFileLock = Mutex(())
 
     /// Opens (creating if needed) the spool in `configuration.directory`, recovering from a crash.

@@ -20,9 +20,11 @@ public import TrickleRelaySupport
 /// | route | what |
 /// | --- | --- |
 /// | `GET /telemetry/stream` | `text/event-stream`: every relayed envelope as `id: <n>`, `event: telemetry`, `data: <envelope>`, and every other event of the channel as `event: <its type>`, `data: <its line>`; `Last-Event-ID` resumes from the ring; a `: keep-alive` comment every 15 s |
+/// | `GET /` | the live page (``ClientLivePage``: HTML, `/ui/page.js`, `/ui/page.css`; no data, never needs the token) |
 /// | `GET /healthz` | liveness, never needs the token |
 /// | `GET /metrics` | Prometheus text |
 /// | `/v1/subscriptions` | the daemon's control API (``SubscriptionRoutes``) |
+/// | `GET /v1/egress` | the sink's kind and its failure states while they hold, in words (``ClientMetrics/egressStatus()``) |
 ///
 /// With a token, every route but `/healthz` needs `Authorization: Bearer <token>` or `?jwt=<token>` (browsers'
 /// `EventSource` cannot set headers). The token never reaches a log line: connections are logged by path
@@ -93,6 +95,7 @@ public final class TelemetryStreamServer: Service, Sendable {
     /// The SSE readers now and since start.
     public var readerStats: ReaderStats { self.readers.withLock { $0 } }
     private let metrics: @Sendable () -> String
+    private let egress: (@Sendable () -> String)?
     private let daemon: ClientDaemon?
     private let logger: Logger
     private let listener: HTTPListener
@@ -105,8 +108,10 @@ public final class TelemetryStreamServer: Service, Sendable {
         stream: TelemetryStream,
         logger: Logger,
         daemon: ClientDaemon? = nil,
+        egress: (@Sendable () -> String)? = nil,
         metrics: @escaping @Sendable () -> String
     ) {
+        self.egress = egress
         self.daemon = daemon
         self.configuration = configuration
         self.listener = HTTPListener(host: configuration.host, port: configuration.port)
@@ -142,7 +147,10 @@ public final class TelemetryStreamServer: Service, Sendable {
 
     private func makeRouter() -> Router<ChannelRequestContext> {
         let router = Router(context: ChannelRequestContext.self)
-        if let token = self.configuration.token { router.add(middleware: BearerTokenMiddleware(token: token, queryParameter: "jwt")) }
+        if let token = self.configuration.token {
+            router.add(middleware: BearerTokenMiddleware(token: token, queryParameter: "jwt", openPaths: StaticPage.paths))
+        }
+        ClientLivePage.page.add(to: router)
         router.get("healthz") { _, _ in
             Response(status: .ok, headers: [.contentType: "text/plain"], body: ResponseBody(byteBuffer: ByteBuffer(string: "ok\n")))
         }
@@ -154,6 +162,11 @@ public final class TelemetryStreamServer: Service, Sendable {
             )
         }
         if let daemon = self.daemon { SubscriptionRoutes.add(to: router, daemon: daemon) }
+        if let egress = self.egress {
+            router.get("v1/egress") { _, _ in
+                Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(string: egress())))
+            }
+        }
         router.get("telemetry/stream") { request, context in
             // Every reader gets its own bounded share (one write of at most `maximumWriteBytes`, dropped when it
             // stops reading); their number is bounded too, so readers can never starve the channel or delivery.
@@ -176,7 +189,10 @@ public final class TelemetryStreamServer: Service, Sendable {
             // reader gone before the head went out) — once either way.
             let slot = ReaderSlot { self.readers.withLock { $0.active -= 1 } }
             context.channel.closeFuture.whenComplete { _ in slot.release() }
-            let lastEventID = request.headers[HTTPField.Name("Last-Event-ID")!].flatMap(Self.parseLastEventID)
+            // `?last_event_id=` for a page that opens a new stream after the old one was refused (a new
+            // `EventSource` cannot carry the header).
+            let lastEventID = (request.headers[HTTPField.Name("Last-Event-ID")!] ?? request.uri.queryParameters["last_event_id"].map(String.init))
+                .flatMap(Self.parseLastEventID)
             self.logger.info(
                 "SSE reader connected",
                 metadata: [

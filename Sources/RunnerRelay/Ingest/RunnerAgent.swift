@@ -160,7 +160,14 @@ public final class RunnerAgent: Service, Sendable {
 
     private func makeRouter() -> Router<BasicRequestContext> {
         let router = Router()
-        if let token = self.configuration.token { router.add(middleware: BearerTokenMiddleware(token: token)) }
+        if let token = self.configuration.token { router.add(middleware: BearerTokenMiddleware(token: token, openPaths: StaticPage.paths)) }
+        RunnerLivePage.page.add(to: router)
+        router.get("v1/sessions") { _, _ in
+            // Running sessions, by id, each in the shape `DELETE /v1/sessions/{id}` answers with.
+            let running = self.sessions.withLock { $0.sorted { $0.key < $1.key }.map(\.value) }
+            let bodies = running.map { Self.endedSessionBody($0.relay.summary, eventsURL: $0.relay.configuration.eventsURL) }
+            return Self.json(.ok, #"{"sessions":["# + bodies.joined(separator: ",") + "]}")
+        }
         router.get("healthz") { _, _ in
             Self.json(.ok, #"{"status":"ok","sessions":\#(self.sessions.withLock { $0.count })}"#)
         }

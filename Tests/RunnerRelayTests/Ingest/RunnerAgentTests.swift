@@ -193,6 +193,27 @@ struct RunnerAgentTests {
         #expect(BearerToken("abc").matches("abc") && !BearerToken("abc").matches("abd") && !BearerToken("abc").matches("ab"))
     }
 
+    @Test("GET /v1/sessions lists the running sessions with their counters; GET / is the page, served without the token")
+    func sessionsListingAndPage() async throws {
+        try await withAgent({ $0.token = BearerToken("s3cret-token") }) { (_, api, trickle, client, _) async throws in
+            let auth = ["Authorization": "Bearer s3cret-token"]
+            #expect(try await client.send(.GET, "\(api)/v1/sessions", headers: auth).body == #"{"sessions":[]}"#)
+            for id in ["b-2", "a-1"] {
+                let started = try await client.send(.POST, "\(api)/v1/sessions", body: #"{"session_id":"\#(id)","events_url":"\#(trickle)/\#(id)-events"}"#, headers: auth)
+                #expect(started.status == 201)
+            }
+            _ = try await client.send(.POST, "\(api)/v1/sessions/a-1/telemetry", body: #"{"type":"metric","n":1}"#, headers: auth)
+            #expect(try await client.send(.GET, "\(api)/v1/sessions").status == 401)
+            let listing = try JSONSerialization.jsonObject(with: Data(try await client.send(.GET, "\(api)/v1/sessions", headers: auth).body.utf8)) as? [String: Any]
+            let sessions = try #require(listing?["sessions"] as? [[String: Any]])
+            #expect(sessions.map { $0["session_id"] as? String } == ["a-1", "b-2"], "sorted by id")
+            #expect((sessions[0]["telemetry"] as? [String: Any])?["queued_events"] != nil)
+            let page = try await client.send(.GET, "\(api)/")
+            #expect(page.status == 200 && page.body.contains("runner agent"))
+            #expect(try await client.send(.GET, "\(api)/ui/page.js").status == 200)
+        }
+    }
+
     @Test("graceful shutdown (SIGTERM) stops intake and flushes every session before returning")
     func shutdownFlushes() async throws {
         try await withTrickleServer { (server, trickle, client) async throws in

@@ -1,0 +1,147 @@
+import TrickleRelaySupport
+
+/// `GET /` on the runner agent's ingest API: whether telemetry flows, per session — queue depth, relayed,
+/// dropped, refused, lost, and the writer's state — for an operator beside the GPU runner. It reads only
+/// `GET /v1/sessions` and `/metrics` of the same API, embedded in the binary.
+enum RunnerLivePage {
+    static let page = StaticPage(html: html, script: script, style: StaticPage.baseStyle)
+
+    static let html = #"""
+        <!doctype html>
+        <html lang="en">
+        <head>
+        <meta charset="utf-8">
+        <meta name="viewport" content="width=device-width, initial-scale=1">
+        <title>TrickleRelay runner agent</title>
+        <link rel="stylesheet" href="/ui/page.css">
+        </head>
+        <body>
+        <header><h1>TrickleRelay runner agent — does telemetry flow?</h1><span id="status" class="status">connecting…</span></header>
+        <section id="auth" hidden>
+          <p id="auth-message"></p>
+          <form id="token-form"><label>Ingest token <input id="token-input" type="password" autocomplete="off"></label> <button type="submit">Use this token</button></form>
+        </section>
+        <section>
+          <h2>Sessions <span id="session-count" class="muted"></span></h2>
+          <table id="sessions">
+            <thead><tr><th>Session</th><th>Events URL</th><th class="number">Queued</th><th class="number">Relayed</th><th class="number">Dropped</th><th class="number">Refused</th><th class="number">Lost</th><th class="number">Redactions</th><th>Writer</th></tr></thead>
+            <tbody></tbody>
+          </table>
+        </section>
+        <section class="row">
+          <div class="panel"><h2>All sessions, ended ones included</h2><dl id="totals"></dl></div>
+        </section>
+        <script src="/ui/page.js"></script>
+        </body>
+        </html>
+
+        """#
+
+    static let script = #"""
+        'use strict';
+        (() => {
+          const $ = (id) => document.getElementById(id);
+          let token = null, authFailed = false;
+          const address = new URL(location.href);
+          if (address.searchParams.has('jwt')) {
+            token = address.searchParams.get('jwt');
+            address.searchParams.delete('jwt');
+            window.history.replaceState(null, '', address.pathname + address.search + address.hash);
+          }
+          class Unauthorized extends Error {}
+          async function get(path) {
+            const response = await fetch(path, { headers: token ? { Authorization: 'Bearer ' + token } : {}, cache: 'no-store' });
+            if (response.status === 401) throw new Unauthorized('401');
+            return response;
+          }
+          function setStatus(text, kind) {
+            $('status').textContent = text;
+            $('status').className = 'status ' + (kind || '');
+          }
+          function needToken() {
+            authFailed = true;
+            $('auth').hidden = false;
+            $('auth-message').textContent = token
+              ? 'The token was refused (wrong token). Enter the token in the agent’s --token-file (or TRICKLE_RELAY_TOKEN).'
+              : 'This ingest API needs its token (the agent’s --token-file or TRICKLE_RELAY_TOKEN). Enter it, or open this page once with ?jwt=TOKEN.';
+            setStatus('token needed', 'bad');
+          }
+          $('token-form').addEventListener('submit', (event) => {
+            event.preventDefault();
+            token = $('token-input').value;
+            $('token-input').value = '';
+            authFailed = false;
+            $('auth').hidden = true;
+            poll();
+          });
+          const plural = (count, word) => count + ' ' + word + (count === 1 ? '' : 's');
+          function cell(row, text, className) {
+            const td = document.createElement('td');
+            td.textContent = text;
+            if (className) td.className = className;
+            row.appendChild(td);
+          }
+          function renderSessions(list) {
+            const body = document.createElement('tbody');
+            for (const s of list.sessions || []) {
+              const t = s.telemetry || {};
+              const row = document.createElement('tr');
+              row.dataset.session = s.session_id;
+              cell(row, s.session_id);
+              cell(row, s.events_url);
+              cell(row, String(t.queued_events ?? 0), 'number');
+              cell(row, String(t.relayed ?? 0), 'number');
+              for (const key of ['dropped', 'refused', 'lost']) cell(row, String(t[key] ?? 0), (t[key] ?? 0) > 0 ? 'number loss' : 'number');
+              cell(row, String(t.redactions ?? 0), 'number');
+              const writer = s.connection_problem
+                ? 'failing: ' + s.connection_problem
+                : (s.failed_segments > 0 ? plural(s.failed_segments, 'segment') + ' failed, ' : '') + plural(s.segments, 'segment') + ' uploaded';
+              cell(row, writer, s.connection_problem || s.failed_segments > 0 ? 'problem' : '');
+              body.appendChild(row);
+            }
+            $('sessions').replaceChild(body, $('sessions').tBodies[0]);
+            $('session-count').textContent = (list.sessions || []).length + ' running';
+          }
+          function renderTotals(text) {
+            const values = new Map();
+            for (const line of text.split('\n')) {
+              if (!line || line.startsWith('#')) continue;
+              const space = line.lastIndexOf(' ');
+              values.set(line.slice(0, space), Number(line.slice(space + 1)));
+            }
+            const list = document.createElement('dl');
+            list.id = 'totals';
+            for (const [name, label, isLoss] of [
+              ['trickle_relay_telemetry_relayed_total', 'Relayed', false],
+              ['trickle_relay_telemetry_dropped_total', 'Dropped (queue full)', true],
+              ['trickle_relay_telemetry_refused_total', 'Refused (too large)', true],
+              ['trickle_relay_telemetry_lost_total', 'Lost (upload failed)', true],
+            ]) {
+              if (!values.has(name)) continue;
+              const dt = document.createElement('dt');
+              dt.textContent = label;
+              const dd = document.createElement('dd');
+              dd.textContent = String(values.get(name));
+              if (isLoss && values.get(name) > 0) dd.className = 'loss';
+              list.append(dt, dd);
+            }
+            $('totals').replaceWith(list);
+          }
+          async function poll() {
+            if (authFailed) return;
+            try {
+              const [sessions, metrics] = await Promise.all([get('/v1/sessions'), get('/metrics')]);
+              if (sessions.ok) renderSessions(await sessions.json());
+              if (metrics.ok) renderTotals(await metrics.text());
+              setStatus('live', 'ok');
+            } catch (error) {
+              if (error instanceof Unauthorized) { needToken(); return; }
+              setStatus('the runner agent is not answering — retrying', 'bad');
+            }
+          }
+          setInterval(poll, 2000);
+          poll();
+        })();
+
+        """#
+}
