@@ -230,6 +230,21 @@ struct TelemetryStreamServerTests {
         }
     }
 
+    @Test("a Last-Event-ID from before the daemon restarted reads this run's events from its first, none skipped")
+    func resumeAcrossRestart() async throws {
+        let firstRun = TelemetryStream(capacity: 100, firstID: 1_000)
+        try await firstRun.export((1...3).map(envelope))
+        let lastSeen = firstRun.latestID
+        let secondRun = TelemetryStream(capacity: 100, firstID: TelemetryStream.idsForThisRun())
+        #expect(secondRun.firstID > lastSeen)
+        try await secondRun.export((4...5).map(envelope))
+        let slice = secondRun.events(after: lastSeen)
+        #expect(slice.events.map { String(buffer: $0.data) } == [4, 5].map { String(buffer: envelope($0).envelope) })
+        #expect(slice.missed == 0)
+        #expect(secondRun.publishedCount == 2)
+        #expect(TelemetryStream.idsForThisRun() < 1 << 53, "exact as a JavaScript number")
+    }
+
     @Test("a reader further behind than the ring is told how many it missed")
     func tooFarBehind() async throws {
         try await withStreamServer(capacity: 3) { stream, base, client in

@@ -91,14 +91,14 @@ def main():
     runner_api = "http://127.0.0.1:%d" % runner_port
     client_api = "http://127.0.0.1:%d" % client_port
     logs = open(os.path.join(work, "processes.log"), "w")
+    client_arguments = [
+        BINARY, "client", "--listen", "127.0.0.1:%d" % client_port, "--stream-token-file", token_file, "--sink", "file:" + output,
+        "--spool-dir", os.path.join(work, "state"), "--keep-running", "--quiet", "--wait-for-channel", "120",
+    ]
     processes = [
         subprocess.Popen([BINARY, "serve", "--port", str(serve_port), "--log-level", "warning"], stdout=logs, stderr=logs),
         subprocess.Popen([BINARY, "runner", "--telemetry", "on", "--listen", "127.0.0.1:%d" % runner_port, "--token-file", token_file], stdout=logs, stderr=logs),
-        subprocess.Popen(
-            [BINARY, "client", "--listen", "127.0.0.1:%d" % client_port, "--stream-token-file", token_file, "--sink", "file:" + output, "--spool-dir", os.path.join(work, "state"),
-             "--keep-running", "--quiet", "--wait-for-channel", "120"],
-            stdout=logs, stderr=logs,
-        ),
+        subprocess.Popen(client_arguments, stdout=logs, stderr=logs),
         # A second client whose egress is a metrics API that rejects its key: the page says so, in words.
         subprocess.Popen(
             [BINARY, "client", "--listen", "127.0.0.1:%d" % failing_port, "--sink", "http://127.0.0.1:%d/v1/metrics" % metrics_api.server_port,
@@ -144,6 +144,26 @@ def main():
                         failures.append("client: the opened row is not the envelope as relayed:\n  shown   %r\n  relayed %r" % (shown, relayed))
                     if "sk-live-1234567890abcdef1234" in shown:
                         failures.append("client: a secret reached the page unredacted")
+                    # Filters: a type nothing has hides every row; the session filter keeps the probe.
+                    page.fill("#filter-type", "no-such-type")
+                    expect(page.locator("#telemetry tr.event")).to_have_count(0)
+                    page.fill("#filter-type", "")
+                    page.select_option("#filter-session", "browser-1")
+                    expect(page.locator("#telemetry tr.event", has_text="browser_probe")).to_have_count(1)
+                    # Pause: what arrives is counted, not drawn, until resumed.
+                    page.click("#pause")
+                    request("POST", runner_api + "/v1/sessions/browser-1/telemetry", {"type": "browser_while_paused"})
+                    expect(page.locator("#shown")).to_contain_text("1 arrived since", timeout=10_000)
+                    expect(page.locator("#telemetry tr.event", has_text="browser_while_paused")).to_have_count(0)
+                    page.click("#pause")
+                    expect(page.locator("#telemetry tr.event", has_text="browser_while_paused")).to_have_count(1, timeout=5_000)
+                    # Copy as JSONL: what is shown, one envelope per line, exactly as relayed.
+                    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=base)
+                    page.click("#copy")
+                    expect(page.locator("#shown")).to_contain_text("copied")
+                    copied = page.evaluate("navigator.clipboard.readText()")
+                    if shown + "\n" not in copied or not copied.endswith("\n"):
+                        failures.append("client: Copy as JSONL did not copy the shown envelopes as lines: %r" % copied[:300])
                     expect(page.locator("#egress")).to_contain_text("Telemetry handed to the sink")
                     handed = page.locator("#egress dt", has_text="Telemetry handed to the sink").locator("xpath=following-sibling::dd[1]")
                     expect(handed).not_to_have_text("0", timeout=10_000)
@@ -152,6 +172,15 @@ def main():
                     malformed = page.locator("#losses dt", has_text="Malformed lines skipped").locator("xpath=following-sibling::dd[1]")
                     expect(malformed).to_have_text("1", timeout=10_000)
                     expect(malformed).to_have_class("loss")
+                    # The daemon restarts: the page reconnects by itself, and what comes next shows.
+                    processes[2].terminate()
+                    processes[2].wait(timeout=20)
+                    expect(page.locator("#status")).not_to_have_text("live", timeout=10_000)
+                    processes[2] = subprocess.Popen(client_arguments, stdout=logs, stderr=logs)
+                    wait_for("the restarted client", lambda: request("GET", client_api + "/healthz", token=None)[0] == 200)
+                    request("POST", runner_api + "/v1/sessions/browser-1/telemetry", {"type": "browser_after_restart"})
+                    expect(page.locator("#telemetry tr.event", has_text="browser_after_restart")).to_have_count(1, timeout=20_000)
+                    expect(page.locator("#status")).to_have_text("live", timeout=10_000)
                 else:
                     relayed_cell = page.locator('#sessions tr[data-session="browser-1"] td').nth(3)
                     expect(relayed_cell).not_to_have_text("0", timeout=15_000)

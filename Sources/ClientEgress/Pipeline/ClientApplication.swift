@@ -148,7 +148,7 @@ public final class ClientApplication: Sendable {
         self.kafkaSink = base as? KafkaSink
         let spooledSink = spool.map { SpooledSink(spool: $0, downstream: base, tracing: configuration.tracing, logger: logger) }
         self.spooledSink = spooledSink
-        let stream = configuration.endpoint.map { _ in TelemetryStream(capacity: configuration.streamRing) }
+        let stream = configuration.endpoint.map { _ in TelemetryStream(capacity: configuration.streamRing, firstID: TelemetryStream.idsForThisRun()) }
         let store = configuration.stateDirectory.map(SubscriptionStore.init(directory:))
         let persisted: [ChannelSubscription]
         do {

@@ -117,7 +117,7 @@ public struct ClientMetrics: Sendable {
             }
         }
         if let stream = self.stream {
-            text.add("stream_events_total", .counter, "Envelopes published on the SSE stream.", stream.latestID)
+            text.add("stream_events_total", .counter, "Envelopes published on the SSE stream.", stream.publishedCount)
         }
         return text
     }

@@ -31,20 +31,36 @@ public final class TelemetryStream: EgressSink {
 
     private struct State {
         var ring: Deque<Event> = []
-        var nextID = 1
+        var nextID: Int
     }
 
     /// Envelopes held for resumption. Default 10,000.
     public let capacity: Int
-    private let state = Mutex(State())
+    /// The id of this run's first event. A daemon starts its ids past every id an earlier run can have handed out
+    /// (``idsForThisRun()``), so a reader that resumes with an id from before a restart gets this run's events,
+    /// not a gap or a repeat.
+    public let firstID: Int
+    private let state: Mutex<State>
     private let appended = GenerationSignal()
 
-    public init(capacity: Int = 10_000) {
+    public init(capacity: Int = 10_000, firstID: Int = 1) {
         self.capacity = max(capacity, 1)
+        self.firstID = max(firstID, 1)
+        self.state = Mutex(State(nextID: max(firstID, 1)))
+    }
+
+    /// A first id above any an earlier run handed out: the start time in milliseconds × 1,000 (ids stay below
+    /// 2^53, exact in JavaScript, and a run would need more than a million events a second to catch up with the
+    /// next run's start).
+    public static func idsForThisRun() -> Int {
+        Int(WallClock.unixNanoseconds() / 1_000_000) &* 1_000
     }
 
     /// The id of the latest envelope (0 before the first).
     public var latestID: Int { self.state.withLock { $0.nextID - 1 } }
+
+    /// Events published in this run.
+    public var publishedCount: Int { self.state.withLock { $0.nextID - self.firstID } }
 
     /// Bumped on every export; pass it to ``waitForEvents(past:)``.
     public var generation: UInt64 { self.appended.generation }
@@ -56,8 +72,10 @@ public final class TelemetryStream: EgressSink {
     /// process) is treated as "from now on".
     public func events(after id: Int, limit: Int = 1_000) -> Slice {
         self.state.withLock { state in
-            // A negative id (a caller's mistake; the server never passes one) reads as "from the start".
-            let id = max(id, 0)
+            // A negative id (a caller's mistake; the server never passes one) reads as "from the start", and so does
+            // an id from an earlier run of the daemon (below this run's first): what this run no longer holds is
+            // counted as missed, nothing of the earlier run.
+            let id = max(id, self.firstID - 1)
             guard id < state.nextID - 1, let oldest = state.ring.first?.id else { return Slice(events: [], missed: 0) }
             let first = max(id + 1, oldest)
             let start = first - oldest
