@@ -15,9 +15,9 @@ public struct StaticPage: Sendable {
         self.style = style
     }
 
-    /// The routes the page is served on (`/`, `/ui/page.js`, `/ui/page.css`, and an empty `/favicon.ico`): they carry no data, so a token
+    /// The routes the page is served on (`/`, `/ui/common.js`, `/ui/page.js`, `/ui/page.css`, and an empty `/favicon.ico`): they carry no data, so a token
     /// middleware lets them through (``BearerTokenMiddleware`` `openPaths`); the page asks for the token itself.
-    public static let paths: Set<String> = ["/", "/ui/page.js", "/ui/page.css", "/favicon.ico"]
+    public static let paths: Set<String> = ["/", "/ui/common.js", "/ui/page.js", "/ui/page.css", "/favicon.ico"]
 
     /// Only this origin, for everything: scripts, styles, requests (fetch and `EventSource`), images.
     public static let contentSecurityPolicy =
@@ -28,7 +28,9 @@ public struct StaticPage: Sendable {
         let html = ByteBuffer(string: self.html)
         let script = ByteBuffer(string: self.script)
         let style = ByteBuffer(string: self.style)
+        let common = ByteBuffer(string: Self.commonScript)
         router.get("/") { _, _ in Self.response(html, type: "text/html; charset=utf-8") }
+        router.get("ui/common.js") { _, _ in Self.response(common, type: "text/javascript; charset=utf-8") }
         router.get("ui/page.js") { _, _ in Self.response(script, type: "text/javascript; charset=utf-8") }
         router.get("ui/page.css") { _, _ in Self.response(style, type: "text/css; charset=utf-8") }
         // Browsers ask for it by themselves: answered, so it is neither a 401 nor a console error.
@@ -65,4 +67,70 @@ public struct StaticPage: Sendable {
         .preview { font-family: ui-monospace, monospace; font-size: 12px; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; max-width: 48rem; }
 
         """
+
+    /// What both pages' scripts share (loaded first, as `/ui/common.js`): the token — taken once from `?jwt=`,
+    /// kept in memory only and removed from the address bar, or asked for — requests that carry it, the status
+    /// line, and small DOM helpers. A page sets `page.onToken` to poll again once a token was entered.
+    public static let commonScript = #"""
+        'use strict';
+        const page = (() => {
+          const $ = (id) => document.getElementById(id);
+          const state = { token: null, authFailed: false };
+          const address = new URL(location.href);
+          if (address.searchParams.has('jwt')) {
+            state.token = address.searchParams.get('jwt');
+            address.searchParams.delete('jwt');
+            window.history.replaceState(null, '', address.pathname + address.search + address.hash);
+          }
+          class Unauthorized extends Error {}
+          async function get(path) {
+            const response = await fetch(path, { headers: state.token ? { Authorization: 'Bearer ' + state.token } : {}, cache: 'no-store' });
+            if (response.status === 401) throw new Unauthorized('401');
+            return response;
+          }
+          function setStatus(text, kind) {
+            $('status').textContent = text;
+            $('status').className = 'status ' + (kind || '');
+          }
+          // `where`: which flag or variable holds the token, for the message.
+          function needToken(where) {
+            state.authFailed = true;
+            $('auth').hidden = false;
+            $('auth-message').textContent = state.token
+              ? 'The token was refused (wrong token). Enter the token in ' + where + '.'
+              : 'This endpoint needs its token (' + where + '). Enter it, or open this page once with ?jwt=TOKEN.';
+            setStatus('token needed', 'bad');
+          }
+          const api = { $, state, Unauthorized, get, setStatus, needToken, onToken: () => {} };
+          $('token-form').addEventListener('submit', (event) => {
+            event.preventDefault();
+            state.token = $('token-input').value;
+            $('token-input').value = '';
+            state.authFailed = false;
+            $('auth').hidden = true;
+            api.onToken();
+          });
+          api.plural = (count, word) => count + ' ' + word + (count === 1 ? '' : 's');
+          api.cell = (row, text, className) => {
+            const td = document.createElement('td');
+            td.textContent = text;
+            if (className) td.className = className;
+            row.appendChild(td);
+            return td;
+          };
+          // Prometheus text → Map of "name{labels}" (without `prefix`) → number.
+          api.parseMetrics = (text, prefix) => {
+            const values = new Map();
+            for (const line of text.split('\n')) {
+              if (!line || line.startsWith('#')) continue;
+              const space = line.lastIndexOf(' ');
+              const name = line.slice(0, space);
+              values.set(prefix && name.startsWith(prefix) ? name.slice(prefix.length) : name, Number(line.slice(space + 1)));
+            }
+            return values;
+          };
+          return api;
+        })();
+
+        """#
 }

@@ -202,7 +202,7 @@ struct TelemetryStreamServerTests {
     @Test("GET / serves the live page without the token (it holds no data), with a CSP of its own origin only; data routes still need it")
     func livePage() async throws {
         try await withStreamServer { _, base, client in
-            for path in ["/", "/ui/page.js", "/ui/page.css"] {
+            for path in ["/", "/ui/common.js", "/ui/page.js", "/ui/page.css"] {
                 let response = try await client.execute(HTTPClientRequest(url: base + path), timeout: .seconds(5))
                 let body = String(buffer: try await response.body.collect(upTo: 1 << 20))
                 #expect(response.status == .ok, "\(path)")

@@ -46,6 +46,7 @@ enum ClientLivePage {
             <tbody></tbody>
           </table>
         </section>
+        <script src="/ui/common.js"></script>
         <script src="/ui/page.js"></script>
         </body>
         </html>
@@ -56,8 +57,8 @@ enum ClientLivePage {
         'use strict';
         (() => {
           const KEEP = 500, SHOW = 200, POLL_MS = 2000, WINDOW_MS = 60000, RENDER_MS = 250;
-          const $ = (id) => document.getElementById(id);
-          let token = null, authFailed = false, source = null, lastEventId = null;
+          const { $, cell, plural } = page;
+          let source = null, lastEventId = null;
           let paused = false, frozen = null, arrivedWhilePaused = 0;
           let events = [];             // newest last; trimmed to KEEP
           let received = 0, receivedBefore = 0, rateShown = 0;
@@ -68,65 +69,11 @@ enum ClientLivePage {
           let renderQueued = false;
           let egressFailures = [];
 
-          // A token given once as ?jwt= is kept in memory only and taken out of the address bar.
-          const address = new URL(location.href);
-          if (address.searchParams.has('jwt')) {
-            token = address.searchParams.get('jwt');
-            address.searchParams.delete('jwt');
-            window.history.replaceState(null, '', address.pathname + address.search + address.hash);
-          }
-
-          class Unauthorized extends Error {}
-
-          async function get(path) {
-            const response = await fetch(path, { headers: token ? { Authorization: 'Bearer ' + token } : {}, cache: 'no-store' });
-            if (response.status === 401) throw new Unauthorized('401');
-            return response;
-          }
-
-          function setStatus(text, kind) {
-            $('status').textContent = text;
-            $('status').className = 'status ' + (kind || '');
-          }
-
           function needToken() {
-            authFailed = true;
             if (source) { source.close(); source = null; }
-            $('auth').hidden = false;
-            $('auth-message').textContent = token
-              ? 'The token was refused (wrong token). Enter the token in the client’s --stream-token-file (or TRICKLE_RELAY_STREAM_TOKEN).'
-              : 'This endpoint needs its stream token (the client’s --stream-token-file or TRICKLE_RELAY_STREAM_TOKEN). Enter it, or open this page once with ?jwt=TOKEN.';
-            setStatus('token needed', 'bad');
+            page.needToken('the client’s --stream-token-file or TRICKLE_RELAY_STREAM_TOKEN');
           }
-
-          $('token-form').addEventListener('submit', (event) => {
-            event.preventDefault();
-            token = $('token-input').value;
-            $('token-input').value = '';
-            authFailed = false;
-            $('auth').hidden = true;
-            poll();
-          });
-
-          const plural = (count, word) => count + ' ' + word + (count === 1 ? '' : 's');
-
-          function cell(row, text, className) {
-            const td = document.createElement('td');
-            td.textContent = text;
-            if (className) td.className = className;
-            row.appendChild(td);
-            return td;
-          }
-
-          function parseMetrics(text) {
-            const values = new Map();
-            for (const line of text.split('\n')) {
-              if (!line || line.startsWith('#')) continue;
-              const space = line.lastIndexOf(' ');
-              values.set(line.slice(0, space).replace(/^trickle_relay_client_/, ''), Number(line.slice(space + 1)));
-            }
-            return values;
-          }
+          page.onToken = () => poll();
 
           function sparkline(points) {
             const svgNS = 'http://www.w3.org/2000/svg';
@@ -237,23 +184,23 @@ enum ClientLivePage {
           }
 
           async function poll() {
-            if (authFailed) return;
+            if (page.state.authFailed) return;
             try {
-              const [subscriptions, metrics, egress] = await Promise.all([get('/v1/subscriptions?limit=1000'), get('/metrics'), get('/v1/egress')]);
+              const [subscriptions, metrics, egress] = await Promise.all([page.get('/v1/subscriptions?limit=1000'), page.get('/metrics'), page.get('/v1/egress')]);
               if (subscriptions.ok) renderSessions(await subscriptions.json());
               if (egress.ok) egressFailures = (await egress.json()).failures || [];
-              if (metrics.ok) renderMetrics(parseMetrics(await metrics.text()));
+              if (metrics.ok) renderMetrics(page.parseMetrics(await metrics.text(), 'trickle_relay_client_'));
               if (!source) openStream();
-              setStatus('live', 'ok');
+              page.setStatus('live', 'ok');
             } catch (error) {
-              if (error instanceof Unauthorized) { needToken(); return; }
-              setStatus('the client daemon is not answering — retrying', 'bad');
+              if (error instanceof page.Unauthorized) { needToken(); return; }
+              page.setStatus('the client daemon is not answering — retrying', 'bad');
             }
           }
 
           function openStream() {
             const query = new URLSearchParams();
-            if (token) query.set('jwt', token);
+            if (page.state.token) query.set('jwt', page.state.token);
             if (lastEventId) query.set('last_event_id', lastEventId);
             const text = query.toString();
             source = new EventSource('/telemetry/stream' + (text ? '?' + text : ''));
@@ -281,9 +228,9 @@ enum ClientLivePage {
             source.addEventListener('error', () => {
               // The browser reconnects by itself (with Last-Event-ID); a refused stream is closed and reopened by the next poll.
               if (source && source.readyState === EventSource.CLOSED) { source.close(); source = null; }
-              setStatus('stream interrupted — reconnecting', 'bad');
+              page.setStatus('stream interrupted — reconnecting', 'bad');
             });
-            source.addEventListener('open', () => setStatus('live', 'ok'));
+            source.addEventListener('open', () => page.setStatus('live', 'ok'));
           }
 
           function visible() {

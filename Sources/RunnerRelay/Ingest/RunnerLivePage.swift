@@ -31,6 +31,7 @@ enum RunnerLivePage {
         <section class="row">
           <div class="panel"><h2>All sessions, ended ones included</h2><dl id="totals"></dl></div>
         </section>
+        <script src="/ui/common.js"></script>
         <script src="/ui/page.js"></script>
         </body>
         </html>
@@ -40,47 +41,9 @@ enum RunnerLivePage {
     static let script = #"""
         'use strict';
         (() => {
-          const $ = (id) => document.getElementById(id);
-          let token = null, authFailed = false;
-          const address = new URL(location.href);
-          if (address.searchParams.has('jwt')) {
-            token = address.searchParams.get('jwt');
-            address.searchParams.delete('jwt');
-            window.history.replaceState(null, '', address.pathname + address.search + address.hash);
-          }
-          class Unauthorized extends Error {}
-          async function get(path) {
-            const response = await fetch(path, { headers: token ? { Authorization: 'Bearer ' + token } : {}, cache: 'no-store' });
-            if (response.status === 401) throw new Unauthorized('401');
-            return response;
-          }
-          function setStatus(text, kind) {
-            $('status').textContent = text;
-            $('status').className = 'status ' + (kind || '');
-          }
-          function needToken() {
-            authFailed = true;
-            $('auth').hidden = false;
-            $('auth-message').textContent = token
-              ? 'The token was refused (wrong token). Enter the token in the agent’s --token-file (or TRICKLE_RELAY_TOKEN).'
-              : 'This ingest API needs its token (the agent’s --token-file or TRICKLE_RELAY_TOKEN). Enter it, or open this page once with ?jwt=TOKEN.';
-            setStatus('token needed', 'bad');
-          }
-          $('token-form').addEventListener('submit', (event) => {
-            event.preventDefault();
-            token = $('token-input').value;
-            $('token-input').value = '';
-            authFailed = false;
-            $('auth').hidden = true;
-            poll();
-          });
-          const plural = (count, word) => count + ' ' + word + (count === 1 ? '' : 's');
-          function cell(row, text, className) {
-            const td = document.createElement('td');
-            td.textContent = text;
-            if (className) td.className = className;
-            row.appendChild(td);
-          }
+          const { $, cell, plural } = page;
+          page.onToken = () => poll();
+
           function renderSessions(list) {
             const body = document.createElement('tbody');
             for (const s of list.sessions || []) {
@@ -103,12 +66,7 @@ enum RunnerLivePage {
             $('session-count').textContent = (list.sessions || []).length + ' running';
           }
           function renderTotals(text) {
-            const values = new Map();
-            for (const line of text.split('\n')) {
-              if (!line || line.startsWith('#')) continue;
-              const space = line.lastIndexOf(' ');
-              values.set(line.slice(0, space), Number(line.slice(space + 1)));
-            }
+            const values = page.parseMetrics(text);
             const list = document.createElement('dl');
             list.id = 'totals';
             for (const [name, label, isLoss] of [
@@ -128,15 +86,15 @@ enum RunnerLivePage {
             $('totals').replaceWith(list);
           }
           async function poll() {
-            if (authFailed) return;
+            if (page.state.authFailed) return;
             try {
-              const [sessions, metrics] = await Promise.all([get('/v1/sessions'), get('/metrics')]);
+              const [sessions, metrics] = await Promise.all([page.get('/v1/sessions'), page.get('/metrics')]);
               if (sessions.ok) renderSessions(await sessions.json());
               if (metrics.ok) renderTotals(await metrics.text());
-              setStatus('live', 'ok');
+              page.setStatus('live', 'ok');
             } catch (error) {
-              if (error instanceof Unauthorized) { needToken(); return; }
-              setStatus('the runner agent is not answering — retrying', 'bad');
+              if (error instanceof page.Unauthorized) { page.needToken('the agent’s --token-file or TRICKLE_RELAY_TOKEN'); return; }
+              page.setStatus('the runner agent is not answering — retrying', 'bad');
             }
           }
           setInterval(poll, 2000);

@@ -14,8 +14,14 @@ final class SegmentUpload: Sendable {
     let sendsReset: Bool
     let pipe: SegmentBodyPipe
     let done = OneShotSignal<Result>()
+    /// Set once this upload's requests stopped reaching the server in order — an attempt failed (a server gone or
+    /// restarting), or it waits behind an earlier seq that is held back: the next seq's requests then wait until
+    /// this one ended, so a restarted server sees seqs in order.
+    let isHeldBack = Atomic<Bool>(false)
     /// How the previous seq's upload ended, once it has: a retried request waits for it (see `perform`).
     let predecessorDone: OneShotSignal<Result>?
+    /// The previous seq's ``isHeldBack`` (its flag only: an upload never keeps the one before alive).
+    let predecessorHeldBack: HeldBackFlag?
     /// Units (e.g. telemetry lines) the writer counted into this segment, reported with its outcome.
     private let units = Atomic<Int>(0)
     private let otherUnits = Atomic<Int>(0)
@@ -35,6 +41,7 @@ final class SegmentUpload: Sendable {
         self.seq = seq
         self.sendsReset = sendsReset
         self.predecessorDone = predecessor?.done
+        self.predecessorHeldBack = predecessor.map { HeldBackFlag($0) }
         self.pipe = SegmentBodyPipe(highWatermark: maximumBufferedBytes, retentionLimit: retentionLimit, predecessor: predecessor?.done)
         self.onOutcome = onOutcome
     }
@@ -58,4 +65,14 @@ final class SegmentUpload: Sendable {
             )
         )
     }
+}
+
+/// Reads whether an upload is held back, without keeping the upload (or its body) alive.
+final class HeldBackFlag: Sendable {
+    private weak let upload: SegmentUpload?
+
+    init(_ upload: SegmentUpload) { self.upload = upload }
+
+    /// `false` once the upload is gone (it ended: nothing to wait for).
+    var isSet: Bool { self.upload?.isHeldBack.load(ordering: .acquiring) ?? false }
 }

@@ -320,11 +320,13 @@ public actor TricklePublisher: Service {
     private nonisolated func perform(_ upload: SegmentUpload) async {
         var failures = 0
         while true {
-            if failures > 0, let predecessor = upload.predecessorDone {
-                // After a failure (a restarted server), segments reach the server in seq order again: a preconnect
-                // that went first would move the server's nextWrite past the seq still being retried, and a
-                // reader waiting there would take that seq for abandoned and skip what it then carries. Bounded:
-                // the predecessor ends with its own body, retries or failure; cancellation ends it too.
+            if let predecessor = upload.predecessorDone, failures > 0 || upload.predecessorHeldBack?.isSet == true {
+                upload.isHeldBack.store(true, ordering: .releasing)  // and so is every later seq, behind this one
+                // After a failure (a restarted server), segments reach the server in seq order again: a later seq
+                // there first — a retried preconnect, or a new one opened while the one before is still being
+                // re-sent — makes the server take the earlier seq for gone (a 470 to its reader, or a nextWrite
+                // past it), and its events would be skipped. Bounded: the predecessor ends with its own body,
+                // retries or failure; cancellation ends it too.
                 _ = await predecessor.wait()
                 if Task.isCancelled || upload.pipe.failure != nil {
                     upload.pipe.fail(CancellationError())
@@ -413,6 +415,7 @@ public actor TricklePublisher: Service {
     /// ``Configuration/maximumResendBytes``), so a server that lost it gets all of it.
     private nonisolated func shouldRetry(_ upload: SegmentUpload, failures: inout Int, reason: String) async -> Bool {
         failures += 1
+        upload.isHeldBack.store(true, ordering: .releasing)
         // Every retry is a new attempt: the failed request's body gets nothing more, and bytes that went out are
         // sent again from the first.
         let resending = upload.pipe.deliveredBytes > 0

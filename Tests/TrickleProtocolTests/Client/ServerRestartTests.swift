@@ -183,4 +183,56 @@ struct ServerRestartTests {
         #expect(posts.filter { $0.element.path == "/ch/0" }.last?.element.body == "zero\n")
         #expect(posts.filter { $0.element.path == "/ch/1" }.last?.element.body == "one\n")
     }
+
+    @Test("a segment opened while earlier ones are being re-sent waits for them: its first POST reaches the server after theirs")
+    func newSegmentWaitsBehindResends() async throws {
+        // Seq 0 is refused three times and seq 1 once (a server coming back). Seq 2 is opened only after both
+        // failed: sent at once, it would reach the restarted server first, and the server would answer a reader of
+        // seq 0 or 1 that those are gone (470) — their events skipped.
+        let attempts = Mutex<[String: Int]>([:])
+        let server = ScriptedHTTPServer { request, _ in
+            guard request.method == .post else { return .init(.ok) }
+            let attempt = attempts.withLock { counts -> Int in
+                counts[request.path, default: 0] += 1
+                return counts[request.path]!
+            }
+            switch (request.path, attempt) {
+            case ("/ch/0", 1...3), ("/ch/1", 1): return .init(.serviceUnavailable, readsBody: false)
+            default: return .init(.ok)
+            }
+        }
+        try await server.run { base in
+            try await HTTPClient.withHTTPClient { client in
+                let publisher = TricklePublisher(
+                    url: try TrickleChannelURL("\(base)/ch"),
+                    httpClient: client,
+                    configuration: .init(start: .seq(0), retryBackoff: Backoff(initial: .milliseconds(50), maximum: .milliseconds(200)), maximumConsecutiveFailures: 100),
+                    logger: quietLogger
+                )
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask { try await publisher.run() }
+                    // Seq 0 open, seq 1 preconnected: both fail; only then does seq 1 take the writes and seq 2 open.
+                    try await publisher.write(ByteBuffer(string: "zero\n"))
+                    // Failed as the publisher sees it: every refused attempt so far counted as a retry.
+                    try await waitUntil("seq 0 and seq 1 to have failed") {
+                        let (zero, one) = attempts.withLock { ($0["/ch/0"] ?? 0, $0["/ch/1"] ?? 0) }
+                        return one >= 1 && publisher.stats.retries >= min(zero, 3) + 1
+                    }
+                    await publisher.finishSegment()
+                    try await publisher.write(ByteBuffer(string: "one\n"))
+                    await publisher.finishSegment()
+                    try await publisher.write(ByteBuffer(string: "two\n"))
+                    await publisher.finishSegment()
+                    try await waitUntil("three segments to land") { publisher.stats.segments == 3 }
+                    try await publisher.close()
+                    try await group.waitForAll()
+                }
+            }
+        }
+        let posts = server.requests.enumerated().filter { $0.element.method == .post }
+        let last = { (path: String) in posts.last { $0.element.path == path }?.offset ?? -1 }
+        let firstOfTwo = try #require(posts.first { $0.element.path == "/ch/2" }).offset
+        #expect(firstOfTwo > last("/ch/0") && firstOfTwo > last("/ch/1"), "\(posts.map { "\($0.offset) \($0.element.path)" })")
+        #expect(posts.last { $0.element.path == "/ch/2" }?.element.body == "two\n")
+    }
 }
