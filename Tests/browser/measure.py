@@ -43,16 +43,16 @@ def renderer_pids():
             continue
         try:
             with open("/proc/%s/cmdline" % entry, "rb") as f:
-                command = f.read().split(b"\0")
+                command = f.read()  # Chromium rewrites its arguments into one string
         except OSError:
             continue
-        if command and b"chrom" in command[0] and b"--type=renderer" in command:
+        if b"--type=renderer" in command:
             pids.append(int(entry))
     return pids
 
 
 def feed(stdin, stop):
-    line = b'{"type":"stream_heartbeat","fps_in":29.97,"frames":[1,2,3],"note":"' + b"x" * 600 + b'"}\n'
+    line = b'{"type":"telemetry","event":{"type":"stream_heartbeat","fps_in":29.97,"frames":[1,2,3],"note":"' + b"x" * 600 + b'"}}\n'
     batch = max(RATE // 100, 1)
     next_tick = time.monotonic()
     while not stop.is_set():
@@ -100,7 +100,7 @@ def main():
                 time.sleep(SECONDS)
                 opened = (cpu_seconds(client.pid) - before) / SECONDS
                 renderer = (sum(cpu_seconds(pid) for pid in renderers) - renderer_before) / SECONDS
-                shown = page.locator("#rate").text_content()
+                shown = "%s, %s, status %s" % (page.locator("#rate").text_content(), page.locator("#shown").text_content(), page.locator("#status").text_content())
                 page.close()
                 print(
                     "round %d, %d events/s: daemon %.1f%% of a core with no page, %.1f%% with the page open; the page's renderer %.1f%%; the page read %s"
