@@ -230,6 +230,21 @@ struct TelemetryStreamServerTests {
         }
     }
 
+    @Test("?backlog=N starts a new reader with the last N events held (the live page shows what just happened); hostile values are bounded")
+    func backlog() async throws {
+        try await withStreamServer(token: nil, capacity: 8) { stream, base, client in
+            try await stream.export((1...10).map(envelope))
+            let last3 = try await readStream(client, "\(base)/telemetry/stream?backlog=3", until: { events, _ in events.count >= 3 })
+            #expect(last3.events.map(\.id) == [8, 9, 10])
+            let all = try await readStream(client, "\(base)/telemetry/stream?backlog=99999999999999999999", until: { events, _ in events.count >= 8 })
+            #expect(all.events.map(\.id) == Array(3...10), "at most what the ring holds")
+            let none = try await readStream(
+                client, "\(base)/telemetry/stream?backlog=-5", until: { events, _ in !events.isEmpty }, whileOpen: { try await stream.export([envelope(11)]) }
+            )
+            #expect(none.events.map(\.id) == [11])
+        }
+    }
+
     @Test("a Last-Event-ID from before the daemon restarted reads this run's events from its first, none skipped")
     func resumeAcrossRestart() async throws {
         let firstRun = TelemetryStream(capacity: 100, firstID: 1_000)

@@ -201,7 +201,7 @@ enum ClientLivePage {
           function openStream() {
             const query = new URLSearchParams();
             if (page.state.token) query.set('jwt', page.state.token);
-            if (lastEventId) query.set('last_event_id', lastEventId);
+            if (lastEventId) query.set('last_event_id', lastEventId); else query.set('backlog', String(KEEP));
             const text = query.toString();
             source = new EventSource('/telemetry/stream' + (text ? '?' + text : ''));
             source.addEventListener('telemetry', (event) => {

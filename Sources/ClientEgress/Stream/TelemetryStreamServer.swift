@@ -202,7 +202,13 @@ public final class TelemetryStreamServer: Service, Sendable {
                 ]
             )
             // Decided before the head goes out: a reader that saw the head gets every event exported after it.
-            let start = lastEventID ?? self.stream.latestID
+            // `?backlog=N`: a new reader (the live page) starts with the last N events the ring holds (at most the
+            // ring, however large N is; a value that is not a number is ignored).
+            let backlog = request.uri.queryParameters["backlog"].map { text -> Int in
+                let digits = !text.isEmpty && text.utf8.allSatisfy { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }
+                return min(max(Int(text) ?? (digits ? Int.max : 0), 0), self.stream.capacity)
+            } ?? 0
+            let start = lastEventID ?? max(self.stream.latestID - backlog, self.stream.firstID - 1)
             let filter = StreamFilter(session: request.uri.queryParameters["session"].map(String.init), type: request.uri.queryParameters["type"].map(String.init))
             return Response(
                 status: .ok,
