@@ -240,8 +240,11 @@ public final class TrickleSubscriber: Sendable {
                     try await self.reportGap(from: servedSeq, to: next, handle)
                     seq = next
                 } else {
-                    // Ahead of the publisher: wait and ask again, unless the channel was evidently recreated.
-                    aheadCount += 1
+                    // Ahead of the publisher: wait and ask again, unless the channel was evidently recreated — a
+                    // publisher writing seqs below ours. A channel where nothing is written yet (a restarted server:
+                    // nextWrite 0) is no evidence: its publisher may be about to re-send this very seq, and
+                    // resyncing would skip the rest of it (the long-outage loss under a slow runner).
+                    if latest > 0 { aheadCount += 1 }
                     if aheadCount > self.configuration.maximumAheadRetries {
                         self.logger.debug(
                             "trickle subscriber resyncing to nextWrite",
