@@ -73,4 +73,30 @@ struct ChannelWaitTests {
         #expect(try await Self.follow(server) == "late but here\n")
         #expect(server.requests.filter { $0.path == "/ch/next" }.count == 1)
     }
+
+    @Test("ahead of a restarted server where nothing is written yet (470, latest 0), the subscriber keeps waiting for its seq instead of resyncing to 0")
+    func aheadOfAnEmptyRestartedChannel() async throws {
+        let asks = Atomic(0)
+        let server = ScriptedHTTPServer { request, _ in
+            switch request.path {
+            case "/ch/3":
+                // The runner re-sends seq 3 only after several asks (a slow recovery).
+                let asked = asks.add(1, ordering: .relaxed).newValue
+                return asked <= 8
+                    ? .init(.init(code: 470), headers: [TrickleHeaders.seq: "3", TrickleHeaders.latest: "0"], body: "Entry not found")
+                    : .init(.ok, headers: [TrickleHeaders.seq: "3"], body: "re-sent\n")
+            default:
+                return .init(.notFound, body: "Stream not found")
+            }
+        }
+        var configuration = TrickleSubscriber.Configuration(start: .seq(3), aheadRetryDelay: .milliseconds(5), reconnectGrace: .zero)
+        configuration.maximumAheadRetries = 2
+        let (_, stats, events) = try await HostileServerTests.subscribe(to: server, configuration: configuration)
+        let text = events.reduce(into: "") { text, event in
+            if case .bytes(let chunk, _) = event { text += String(buffer: chunk) }
+        }
+        #expect(text == "re-sent\n")
+        #expect(stats.resets == 0)
+        #expect(!server.requests.contains { $0.path == "/ch/0" }, "no resync to the empty channel's nextWrite")
+    }
 }
