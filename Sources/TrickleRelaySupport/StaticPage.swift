@@ -45,6 +45,33 @@ public struct StaticPage: Sendable {
         return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: body))
     }
 
+    /// A page's HTML: the head, the header with its status line, the token form (hidden until the endpoint asks for
+    /// a token), `content`, then the shared and the page's own script.
+    public static func document(title: String, heading: String, tokenLabel: String, content: String) -> String {
+        """
+        <!doctype html>
+        <html lang="en">
+        <head>
+        <meta charset="utf-8">
+        <meta name="viewport" content="width=device-width, initial-scale=1">
+        <title>\(title)</title>
+        <link rel="stylesheet" href="/ui/page.css">
+        </head>
+        <body>
+        <header><h1>\(heading)</h1><span id="status" class="status">connecting…</span></header>
+        <section id="auth" hidden>
+          <p id="auth-message"></p>
+          <form id="token-form"><label>\(tokenLabel) <input id="token-input" type="password" autocomplete="off"></label> <button type="submit">Use this token</button></form>
+        </section>
+        \(content)
+        <script src="/ui/common.js"></script>
+        <script src="/ui/page.js"></script>
+        </body>
+        </html>
+
+        """
+    }
+
     /// The look both pages share (system fonts only: nothing is fetched).
     public static let baseStyle = """
         :root { color-scheme: light dark; --bad: #c62828; --ok: #2e7d32; --muted: #777; --line: #8884; }

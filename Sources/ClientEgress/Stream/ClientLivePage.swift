@@ -6,52 +6,38 @@ import TrickleRelaySupport
 enum ClientLivePage {
     static let page = StaticPage(html: html, script: script, style: StaticPage.baseStyle)
 
-    static let html = #"""
-        <!doctype html>
-        <html lang="en">
-        <head>
-        <meta charset="utf-8">
-        <meta name="viewport" content="width=device-width, initial-scale=1">
-        <title>TrickleRelay client</title>
-        <link rel="stylesheet" href="/ui/page.css">
-        </head>
-        <body>
-        <header><h1>TrickleRelay client — what arrives from the runners</h1><span id="status" class="status">connecting…</span></header>
-        <section id="auth" hidden>
-          <p id="auth-message"></p>
-          <form id="token-form"><label>Stream token <input id="token-input" type="password" autocomplete="off"></label> <button type="submit">Use this token</button></form>
-        </section>
-        <section>
-          <h2>Sessions <span id="session-count" class="muted"></span></h2>
-          <table id="sessions">
-            <thead><tr><th>Session</th><th>State</th><th class="number">Events</th><th class="number">Gaps</th><th class="number">Last seq</th><th>Events/s, last minute</th><th>Last problem</th></tr></thead>
-            <tbody></tbody>
-          </table>
-        </section>
-        <section class="row">
-          <div class="panel"><h2>Egress</h2><dl id="egress"></dl></div>
-          <div class="panel"><h2>Losses</h2><dl id="losses"></dl></div>
-        </section>
-        <section>
-          <h2>Telemetry <span id="rate" class="muted"></span></h2>
-          <div class="controls">
-            <label>Session <select id="filter-session"><option value="">all</option></select></label>
-            <label>Type <input id="filter-type" placeholder="data.type contains…"></label>
-            <button id="pause" type="button">Pause</button>
-            <button id="copy" type="button">Copy as JSONL</button>
-            <span id="shown" class="muted"></span>
-          </div>
-          <table id="telemetry">
-            <thead><tr><th>Time</th><th>Session</th><th>data.type</th><th>Envelope (open a row for all of it, byte for byte)</th></tr></thead>
-            <tbody></tbody>
-          </table>
-        </section>
-        <script src="/ui/common.js"></script>
-        <script src="/ui/page.js"></script>
-        </body>
-        </html>
-
-        """#
+    static let html = StaticPage.document(
+        title: "TrickleRelay client",
+        heading: "TrickleRelay client — what arrives from the runners",
+        tokenLabel: "Stream token",
+        content: #"""
+            <section>
+              <h2>Sessions <span id="session-count" class="muted"></span></h2>
+              <table id="sessions">
+                <thead><tr><th>Session</th><th>State</th><th class="number">Events</th><th class="number">Gaps</th><th class="number">Last seq</th><th>Events/s, last minute</th><th>Last problem</th></tr></thead>
+                <tbody></tbody>
+              </table>
+            </section>
+            <section class="row">
+              <div class="panel"><h2>Egress</h2><dl id="egress"></dl></div>
+              <div class="panel"><h2>Losses</h2><dl id="losses"></dl></div>
+            </section>
+            <section>
+              <h2>Telemetry <span id="rate" class="muted"></span></h2>
+              <div class="controls">
+                <label>Session <select id="filter-session"><option value="">all</option></select></label>
+                <label>Type <input id="filter-type" placeholder="data.type contains…"></label>
+                <button id="pause" type="button">Pause</button>
+                <button id="copy" type="button">Copy as JSONL</button>
+                <span id="shown" class="muted"></span>
+              </div>
+              <table id="telemetry">
+                <thead><tr><th>Time</th><th>Session</th><th>data.type</th><th>Envelope (open a row for all of it, byte for byte)</th></tr></thead>
+                <tbody></tbody>
+              </table>
+            </section>
+            """#
+    )
 
     static let script = #"""
         'use strict';

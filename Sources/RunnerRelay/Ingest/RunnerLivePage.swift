@@ -6,37 +6,23 @@ import TrickleRelaySupport
 enum RunnerLivePage {
     static let page = StaticPage(html: html, script: script, style: StaticPage.baseStyle)
 
-    static let html = #"""
-        <!doctype html>
-        <html lang="en">
-        <head>
-        <meta charset="utf-8">
-        <meta name="viewport" content="width=device-width, initial-scale=1">
-        <title>TrickleRelay runner agent</title>
-        <link rel="stylesheet" href="/ui/page.css">
-        </head>
-        <body>
-        <header><h1>TrickleRelay runner agent — does telemetry flow?</h1><span id="status" class="status">connecting…</span></header>
-        <section id="auth" hidden>
-          <p id="auth-message"></p>
-          <form id="token-form"><label>Ingest token <input id="token-input" type="password" autocomplete="off"></label> <button type="submit">Use this token</button></form>
-        </section>
-        <section>
-          <h2>Sessions <span id="session-count" class="muted"></span></h2>
-          <table id="sessions">
-            <thead><tr><th>Session</th><th>Events URL</th><th class="number">Queued</th><th class="number">Relayed</th><th class="number">Dropped</th><th class="number">Refused</th><th class="number">Lost</th><th class="number">Redactions</th><th>Writer</th></tr></thead>
-            <tbody></tbody>
-          </table>
-        </section>
-        <section class="row">
-          <div class="panel"><h2>All sessions, ended ones included</h2><dl id="totals"></dl></div>
-        </section>
-        <script src="/ui/common.js"></script>
-        <script src="/ui/page.js"></script>
-        </body>
-        </html>
-
-        """#
+    static let html = StaticPage.document(
+        title: "TrickleRelay runner agent",
+        heading: "TrickleRelay runner agent — does telemetry flow?",
+        tokenLabel: "Ingest token",
+        content: #"""
+            <section>
+              <h2>Sessions <span id="session-count" class="muted"></span></h2>
+              <table id="sessions">
+                <thead><tr><th>Session</th><th>Events URL</th><th class="number">Queued</th><th class="number">Relayed</th><th class="number">Dropped</th><th class="number">Refused</th><th class="number">Lost</th><th class="number">Redactions</th><th>Writer</th></tr></thead>
+                <tbody></tbody>
+              </table>
+            </section>
+            <section class="row">
+              <div class="panel"><h2>All sessions, ended ones included</h2><dl id="totals"></dl></div>
+            </section>
+            """#
+    )
 
     static let script = #"""
         'use strict';

@@ -138,11 +138,14 @@ struct ServerRestartTests {
         }
     }
 
-    @Test("after a failure the publisher sends segments in seq order again: the next seq's retry waits until the one before is on the server")
-    func publisherRetriesInSeqOrder() async throws {
-        // Seq 0 is refused twice (a server coming back), seq 1's preconnect once. Sent out of order, seq 1 would
-        // move the server's nextWrite past 0 while 0 is still being retried, and a reader waiting on 0 would take
-        // it for abandoned (the long-outage loss). In order, no retry of 1 arrives before 0 was accepted.
+    /// Publishes through a scripted server that answers a segment's first `refusals[path]` POSTs with 503 (before
+    /// reading the body: a server coming back) and accepts the rest; `body` drives the publisher, seeing how many
+    /// POSTs each path got. Returns the POSTs in arrival order, with their place among all requests.
+    private func publishRefusing(
+        _ refusals: [String: Int],
+        retryBackoff: Backoff,
+        _ body: @Sendable (TricklePublisher, @escaping @Sendable (String) -> Int) async throws -> Void
+    ) async throws -> [(offset: Int, element: ScriptedHTTPServer.Request)] {
         let attempts = Mutex<[String: Int]>([:])
         let server = ScriptedHTTPServer { request, _ in
             guard request.method == .post else { return .init(.ok) }
@@ -150,32 +153,39 @@ struct ServerRestartTests {
                 counts[request.path, default: 0] += 1
                 return counts[request.path]!
             }
-            switch (request.path, attempt) {
-            case ("/ch/0", 1...2), ("/ch/1", 1): return .init(.serviceUnavailable, readsBody: false)
-            default: return .init(.ok)
-            }
+            return attempt <= refusals[request.path, default: 0] ? .init(.serviceUnavailable, readsBody: false) : .init(.ok)
         }
         try await server.run { base in
             try await HTTPClient.withHTTPClient { client in
                 let publisher = TricklePublisher(
                     url: try TrickleChannelURL("\(base)/ch"),
                     httpClient: client,
-                    configuration: .init(start: .seq(0), retryBackoff: self.fastRetries, maximumConsecutiveFailures: 100),
+                    configuration: .init(start: .seq(0), retryBackoff: retryBackoff, maximumConsecutiveFailures: 100),
                     logger: quietLogger
                 )
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     group.addTask { try await publisher.run() }
-                    try await publisher.write(ByteBuffer(string: "zero\n"))
-                    await publisher.finishSegment()
-                    try await publisher.write(ByteBuffer(string: "one\n"))
-                    await publisher.finishSegment()
-                    try await waitUntil("both segments to land") { publisher.stats.segments == 2 }
+                    try await body(publisher) { path in attempts.withLock { $0[path] ?? 0 } }
                     try await publisher.close()
                     try await group.waitForAll()
                 }
             }
         }
-        let posts = server.requests.enumerated().filter { $0.element.method == .post }
+        return server.requests.enumerated().filter { $0.element.method == .post }.map { (offset: $0.offset, element: $0.element) }
+    }
+
+    @Test("after a failure the publisher sends segments in seq order again: the next seq's retry waits until the one before is on the server")
+    func publisherRetriesInSeqOrder() async throws {
+        // Seq 0 is refused twice (a server coming back), seq 1's preconnect once. Sent out of order, seq 1 would
+        // move the server's nextWrite past 0 while 0 is still being retried, and a reader waiting on 0 would take
+        // it for abandoned (the long-outage loss). In order, no retry of 1 arrives before 0 was accepted.
+        let posts = try await self.publishRefusing(["/ch/0": 2, "/ch/1": 1], retryBackoff: self.fastRetries) { publisher, _ in
+            try await publisher.write(ByteBuffer(string: "zero\n"))
+            await publisher.finishSegment()
+            try await publisher.write(ByteBuffer(string: "one\n"))
+            await publisher.finishSegment()
+            try await waitUntil("both segments to land") { publisher.stats.segments == 2 }
+        }
         let zeroAccepted = try #require(posts.last { $0.element.path == "/ch/0" }).offset
         let retriesOfOne = posts.filter { $0.element.path == "/ch/1" }.dropFirst()
         #expect(!retriesOfOne.isEmpty)
@@ -189,47 +199,21 @@ struct ServerRestartTests {
         // Seq 0 is refused three times and seq 1 once (a server coming back). Seq 2 is opened only after both
         // failed: sent at once, it would reach the restarted server first, and the server would answer a reader of
         // seq 0 or 1 that those are gone (470) — their events skipped.
-        let attempts = Mutex<[String: Int]>([:])
-        let server = ScriptedHTTPServer { request, _ in
-            guard request.method == .post else { return .init(.ok) }
-            let attempt = attempts.withLock { counts -> Int in
-                counts[request.path, default: 0] += 1
-                return counts[request.path]!
+        let backoff = Backoff(initial: .milliseconds(50), maximum: .milliseconds(200))
+        let posts = try await self.publishRefusing(["/ch/0": 3, "/ch/1": 1], retryBackoff: backoff) { publisher, attempts in
+            // Seq 0 open, seq 1 preconnected: both fail; only then does seq 1 take the writes and seq 2 open.
+            try await publisher.write(ByteBuffer(string: "zero\n"))
+            // Failed as the publisher sees it: every refused attempt so far counted as a retry.
+            try await waitUntil("seq 0 and seq 1 to have failed") {
+                attempts("/ch/1") >= 1 && publisher.stats.retries >= min(attempts("/ch/0"), 3) + 1
             }
-            switch (request.path, attempt) {
-            case ("/ch/0", 1...3), ("/ch/1", 1): return .init(.serviceUnavailable, readsBody: false)
-            default: return .init(.ok)
-            }
+            await publisher.finishSegment()
+            try await publisher.write(ByteBuffer(string: "one\n"))
+            await publisher.finishSegment()
+            try await publisher.write(ByteBuffer(string: "two\n"))
+            await publisher.finishSegment()
+            try await waitUntil("three segments to land") { publisher.stats.segments == 3 }
         }
-        try await server.run { base in
-            try await HTTPClient.withHTTPClient { client in
-                let publisher = TricklePublisher(
-                    url: try TrickleChannelURL("\(base)/ch"),
-                    httpClient: client,
-                    configuration: .init(start: .seq(0), retryBackoff: Backoff(initial: .milliseconds(50), maximum: .milliseconds(200)), maximumConsecutiveFailures: 100),
-                    logger: quietLogger
-                )
-                try await withThrowingTaskGroup(of: Void.self) { group in
-                    group.addTask { try await publisher.run() }
-                    // Seq 0 open, seq 1 preconnected: both fail; only then does seq 1 take the writes and seq 2 open.
-                    try await publisher.write(ByteBuffer(string: "zero\n"))
-                    // Failed as the publisher sees it: every refused attempt so far counted as a retry.
-                    try await waitUntil("seq 0 and seq 1 to have failed") {
-                        let (zero, one) = attempts.withLock { ($0["/ch/0"] ?? 0, $0["/ch/1"] ?? 0) }
-                        return one >= 1 && publisher.stats.retries >= min(zero, 3) + 1
-                    }
-                    await publisher.finishSegment()
-                    try await publisher.write(ByteBuffer(string: "one\n"))
-                    await publisher.finishSegment()
-                    try await publisher.write(ByteBuffer(string: "two\n"))
-                    await publisher.finishSegment()
-                    try await waitUntil("three segments to land") { publisher.stats.segments == 3 }
-                    try await publisher.close()
-                    try await group.waitForAll()
-                }
-            }
-        }
-        let posts = server.requests.enumerated().filter { $0.element.method == .post }
         let last = { (path: String) in posts.last { $0.element.path == path }?.offset ?? -1 }
         let firstOfTwo = try #require(posts.first { $0.element.path == "/ch/2" }).offset
         #expect(firstOfTwo > last("/ch/0") && firstOfTwo > last("/ch/1"), "\(posts.map { "\($0.offset) \($0.element.path)" })")
