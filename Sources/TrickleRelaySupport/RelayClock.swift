@@ -20,6 +20,7 @@ public struct RelayClock: Clock, Sendable {
         public static func < (lhs: Self, rhs: Self) -> Bool { lhs.offset < rhs.offset }
         public static func + (lhs: Self, rhs: Duration) -> Self { Self(offset: lhs.offset + rhs) }
         public static func - (lhs: Self, rhs: Self) -> Duration { lhs.offset - rhs.offset }
+        public static func - (lhs: Self, rhs: Duration) -> Self { Self(offset: lhs.offset - rhs) }
     }
 
     private let elapsed: @Sendable () -> Duration

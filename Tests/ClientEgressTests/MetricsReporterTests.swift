@@ -138,12 +138,12 @@ struct MetricsReporterTests {
         try await withReporter(endpoint, configure: { $0.clock = RelayClock(clock) }) { reporter in
             // An idle reporter waits for a full batch or its flush interval: on this clock, until the test moves it.
             // (Exporting before it went idle sent at once, sometimes: the test raced the reporter's start.)
-            await clock.waitForSleepers(1)
+            try await clock.waitForSleepers(1)
             try await reporter.export([envelope("r1")])
             #expect(endpoint.requests.isEmpty, "a batch that is not full waits for the flush interval")
             clock.advance(by: .milliseconds(20))
             try await waitUntil("the 429") { reporter.stats.retries == 1 }
-            await clock.waitForSleepers(1)  // Retry-After
+            try await clock.waitForSleepers(1)  // Retry-After
             clock.advance(by: .milliseconds(999))
             #expect(clock.sleepers == 1 && endpoint.requests.count == 1, "nothing is sent before the second is over")
             clock.advance(by: .milliseconds(1))

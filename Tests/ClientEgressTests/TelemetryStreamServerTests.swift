@@ -289,12 +289,12 @@ struct TelemetryStreamServerTests {
                     )
                 }
                 for _ in 0..<2 {
-                    await clock.waitForSleepers(1)  // the reader's loop waits for events or the interval
+                    try await clock.waitForSleepers(1)  // the reader's loop waits for events or the interval
                     clock.advance(by: .seconds(14))
                     #expect(clock.sleepers == 1, "no keep-alive before the interval")
                     clock.advance(by: .seconds(1))
                 }
-                await clock.waitForSleepers(1)
+                try await clock.waitForSleepers(1)
                 clock.advance(by: .seconds(15))
                 let result = try #require(try await group.next())
                 #expect(result.events.isEmpty)

@@ -33,7 +33,7 @@ public final class ManualClock: Clock, Sendable {
         var now = Instant(offset: .zero)
         var sleepers: [Sleeper] = []
         var nextID: UInt64 = 0
-        var sleeperWaiters: [(count: Int, continuation: CheckedContinuation<Void, Never>)] = []
+        var sleeperWaiters: [(id: UInt64, count: Int, continuation: CheckedContinuation<Void, Never>)] = []
     }
 
     private let state = Mutex(State())
@@ -84,16 +84,50 @@ public final class ManualClock: Clock, Sendable {
     }
 
     /// Suspends until at least `count` tasks sleep on this clock: a test advances time only once the code under
-    /// test is waiting for it.
-    public func waitForSleepers(_ count: Int) async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let ready = self.state.withLock { state -> Bool in
-                if state.sleepers.count >= count { return true }
-                state.sleeperWaiters.append((count, continuation))
+    /// test is waiting for it. Bounded: after `limit` of real time it throws (the code under test never slept).
+    public func waitForSleepers(_ count: Int, within limit: Duration = .seconds(20)) async throws {
+        let id = self.state.withLock { state -> UInt64 in
+            state.nextID += 1
+            return state.nextID
+        }
+        let satisfied: Bool = try await withThrowingTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                await withTaskCancellationHandler {
+                    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                        let ready = self.state.withLock { state -> Bool in
+                            if state.sleepers.count >= count || Task.isCancelled { return true }
+                            state.sleeperWaiters.append((id, count, continuation))
+                            return false
+                        }
+                        if ready { continuation.resume() }
+                    }
+                } onCancel: {
+                    let waiter = self.state.withLock { state -> CheckedContinuation<Void, Never>? in
+                        guard let index = state.sleeperWaiters.firstIndex(where: { $0.id == id }) else { return nil }
+                        return state.sleeperWaiters.remove(at: index).continuation
+                    }
+                    waiter?.resume()
+                }
+                return !Task.isCancelled
+            }
+            group.addTask {
+                try await Task.sleep(for: limit)
                 return false
             }
-            if ready { continuation.resume() }
+            let first = try await group.next() ?? false
+            group.cancelAll()
+            return first
         }
+        guard satisfied else {
+            throw ManualClockTimedOut(description: "timed out after \(limit) waiting for \(count) sleepers (\(self.sleepers) sleeping)")
+        }
+    }
+
+    /// Moves time forward by `duration`, then waits until `count` tasks sleep again: the code that woke has done
+    /// its work and waits for its next deadline.
+    public func advance(by duration: Duration, thenWaitForSleepers count: Int) async throws {
+        self.advance(by: duration)
+        try await self.waitForSleepers(count)
     }
 
     private static func takeSatisfiedWaiters(_ state: inout State) -> [CheckedContinuation<Void, Never>] {
@@ -102,4 +136,9 @@ public final class ManualClock: Clock, Sendable {
         state.sleeperWaiters.removeAll { $0.count <= count }
         return satisfied
     }
+}
+
+/// The code under test did not sleep on the manual clock within the real-time limit.
+public struct ManualClockTimedOut: Error, CustomStringConvertible {
+    public let description: String
 }

@@ -10,15 +10,16 @@ import ServiceLifecycleTestKit
 public let quietLogger = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
 
 /// Starts an embedded trickle server on 127.0.0.1 port 0, hands it over with its base URL and an HTTP client,
-/// and tears both down afterwards.
+/// and tears both down afterwards. Its timers run on `clock` (a ``ManualClock`` for tests of them).
 public func withTrickleServer<T: Sendable>(
     _ configuration: TrickleServer.Configuration = .init(),
+    clock: some Clock<Duration> = ContinuousClock(),
     _ body: @Sendable (TrickleServer, String, HTTPClient) async throws -> T
 ) async throws -> T {
     var configuration = configuration
     configuration.host = "127.0.0.1"
     configuration.port = 0
-    let server = TrickleServer(configuration: configuration, logger: quietLogger)
+    let server = TrickleServer(configuration: configuration, logger: quietLogger, clock: clock)
     return try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration()) { client in
         try await withTestServer(server) { port in
             let base = "http://127.0.0.1:\(port)\(configuration.basePath == "/" ? "" : configuration.basePath)"

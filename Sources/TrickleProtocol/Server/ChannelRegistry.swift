@@ -10,7 +10,7 @@ import TrickleRelaySupport
 final class ChannelRegistry: Sendable {
     private struct Tombstone {
         var channel: ServerChannel
-        var deletedAt: ContinuousClock.Instant
+        var deletedAt: RelayClock.Instant
     }
 
     private let channels = Mutex<[String: ServerChannel]>([:])
@@ -19,8 +19,17 @@ final class ChannelRegistry: Sendable {
     private let gracePeriod: Duration
     private let maximumChannels: Int
     let accounting: ServerAccounting
+    /// The server's time: segment starts, deletions, the idle sweep and the grace period are read from it.
+    let clock: RelayClock
 
-    init(ringSize: Int, gracePeriod: Duration, maximumChannels: Int = .max, accounting: ServerAccounting = .init(maximumRetainedBytes: .max)) {
+    init(
+        ringSize: Int,
+        gracePeriod: Duration,
+        maximumChannels: Int = .max,
+        accounting: ServerAccounting = .init(maximumRetainedBytes: .max),
+        clock: RelayClock = .continuous
+    ) {
+        self.clock = clock
         self.ringSize = ringSize
         self.gracePeriod = gracePeriod
         self.maximumChannels = maximumChannels
@@ -33,8 +42,9 @@ final class ChannelRegistry: Sendable {
     }
 
     /// A live channel, or a deleted one still in its grace period (for GETs only).
-    func channelForReading(named name: String, now: ContinuousClock.Instant = .now) -> ServerChannel? {
+    func channelForReading(named name: String) -> ServerChannel? {
         if let live = self.channel(named: name) { return live }
+        let now = self.clock.now
         return self.tombstones.withLock { tombstones in
             guard let tombstone = tombstones[name] else { return nil }
             guard now - tombstone.deletedAt < self.gracePeriod else {
@@ -50,13 +60,12 @@ final class ChannelRegistry: Sendable {
     func channel(
         named name: String,
         creatingWith mimeType: String,
-        now: ContinuousClock.Instant,
         enforcingLimit: Bool = true
     ) -> (channel: ServerChannel, created: Bool)? {
         self.channels.withLock { channels in
             if let existing = channels[name] { return (existing, false) }
             guard !enforcingLimit || channels.count < self.maximumChannels else { return nil }
-            let channel = ServerChannel(name: name, mimeType: mimeType, ringSize: self.ringSize, now: now, accounting: self.accounting)
+            let channel = ServerChannel(name: name, mimeType: mimeType, ringSize: self.ringSize, now: self.clock.now, accounting: self.accounting)
             channels[name] = channel
             return (channel, true)
         }
@@ -69,7 +78,8 @@ final class ChannelRegistry: Sendable {
     var allChannels: [ServerChannel] { self.channels.withLock { Array($0.values) } }
 
     /// Forgets deleted channels whose grace period is over (their segments are freed with them).
-    func purgeExpiredTombstones(now: ContinuousClock.Instant = .now) {
+    func purgeExpiredTombstones() {
+        let now = self.clock.now
         // The channels are released outside the lock: the last reference frees their segments.
         let expired: [Tombstone] = self.tombstones.withLock { tombstones in
             let expired = tombstones.values.filter { now - $0.deletedAt >= self.gracePeriod }
@@ -85,7 +95,7 @@ final class ChannelRegistry: Sendable {
         guard let removed else { return false }
         removed.close()
         if self.gracePeriod > .zero {
-            let now = ContinuousClock.now
+            let now = self.clock.now
             self.tombstones.withLock { tombstones in
                 // Expired tombstones go now, not at the next sweep: a server cycling many channels holds at most
                 // one grace period's worth of deleted segments.
@@ -96,11 +106,12 @@ final class ChannelRegistry: Sendable {
         return true
     }
 
-    /// Removes and closes channels whose last segment started before `cutoff`; `_`-prefixed names are exempt
-    /// (§6). Returns the names removed.
-    func sweep(olderThan cutoff: ContinuousClock.Instant) -> [String] {
+    /// Removes and closes channels whose last segment started `timeout` ago or longer; `_`-prefixed names are
+    /// exempt (§6). Returns the names removed.
+    func sweep(idleFor timeout: Duration) -> [String] {
+        let cutoff = self.clock.now - timeout
         let removed: [ServerChannel] = self.channels.withLock { channels in
-            let stale = channels.values.filter { !$0.name.hasPrefix("_") && $0.lastSegmentStart < cutoff }
+            let stale = channels.values.filter { !$0.name.hasPrefix("_") && $0.lastSegmentStart <= cutoff }
             for channel in stale { channels.removeValue(forKey: channel.name) }
             return stale
         }
@@ -110,7 +121,8 @@ final class ChannelRegistry: Sendable {
     }
 
     /// Ends segments whose writer vanished more than `timeout` ago and was not replaced by a re-send.
-    func closeAbandonedSegments(olderThan timeout: Duration, now: ContinuousClock.Instant = .now) {
+    func closeAbandonedSegments(olderThan timeout: Duration) {
+        let now = self.clock.now
         for channel in self.allChannels { channel.closeAbandonedSegments(olderThan: timeout, now: now) }
     }
 

@@ -28,7 +28,7 @@ final class ServerChannel: Sendable {
     private struct State {
         var nextWrite = 0
         var ring: [ServerSegment?]
-        var lastSegmentStart: ContinuousClock.Instant
+        var lastSegmentStart: RelayClock.Instant
         var isClosed = false
 
         /// The lowest retained seq ≥ `seq` whose segment holds bytes, if any.
@@ -58,7 +58,7 @@ final class ServerChannel: Sendable {
     func writerStarted() { self.writers.add(1, ordering: .relaxed) }
     func writerEnded() { self.writers.subtract(1, ordering: .relaxed) }
 
-    init(name: String, mimeType: String, ringSize: Int, now: ContinuousClock.Instant, accounting: ServerAccounting? = nil) {
+    init(name: String, mimeType: String, ringSize: Int, now: RelayClock.Instant, accounting: ServerAccounting? = nil) {
         self.name = name
         self.mimeType = mimeType
         self.accounting = accounting
@@ -67,7 +67,7 @@ final class ServerChannel: Sendable {
 
     var nextWrite: Int { self.state.withLock { $0.nextWrite } }
 
-    var lastSegmentStart: ContinuousClock.Instant { self.state.withLock { $0.lastSegmentStart } }
+    var lastSegmentStart: RelayClock.Instant { self.state.withLock { $0.lastSegmentStart } }
 
     /// Resolves a GET. `seq` is ≥ -2 (validated by the router).
     func resolveRead(seq requested: Int) -> ReadResolution {
@@ -140,7 +140,7 @@ final class ServerChannel: Sendable {
     ///
     /// Earlier segments whose writer vanished part-way end now: the publisher moved on without re-sending them,
     /// so their readers must not wait any longer.
-    func noteSegmentStarted(seq: Int, now: ContinuousClock.Instant) {
+    func noteSegmentStarted(seq: Int, now: RelayClock.Instant) {
         // `seq` is ≤ TrickleSeq.maximum (the router refuses more), so `seq + 1` cannot overflow.
         let abandoned: [ServerSegment] = self.state.withLock { state in
             state.nextWrite = seq + 1
@@ -154,7 +154,7 @@ final class ServerChannel: Sendable {
     }
 
     /// Ends segments whose writer vanished longer than `timeout` ago with no re-send (a publisher that died).
-    func closeAbandonedSegments(olderThan timeout: Duration, now: ContinuousClock.Instant) {
+    func closeAbandonedSegments(olderThan timeout: Duration, now: RelayClock.Instant) {
         let abandoned: [ServerSegment] = self.state.withLock { state in
             state.ring.compactMap { segment in
                 guard let segment, let since = segment.writerVanishedAt, now - since >= timeout else { return nil }

@@ -43,7 +43,7 @@ final class ServerSegment: Sendable {
         var isClosed = false
         var isChannelClosed = false
         /// When its writer vanished part-way (the segment stays open for a re-send to continue it).
-        var writerVanishedAt: ContinuousClock.Instant?
+        var writerVanishedAt: RelayClock.Instant?
         /// Called once on the next append or close (readers at the live edge).
         var changeObservers: [Int: Observer] = [:]
         /// Called once when the segment ends (its writer).
@@ -115,14 +115,14 @@ final class ServerSegment: Sendable {
 
     /// Notes that the POST writing this segment broke part-way. The segment stays open: a re-send of the same seq
     /// continues it (see ``takeOverFromVanishedWriter()``), a later segment starting or a timeout ends it.
-    func markWriterVanished(at now: ContinuousClock.Instant = .now) {
+    func markWriterVanished(at now: RelayClock.Instant) {
         self.state.withLock { state in
             if !state.isClosed { state.writerVanishedAt = now }
         }
     }
 
     /// When the writer vanished, if it did and no one took over since.
-    var writerVanishedAt: ContinuousClock.Instant? { self.state.withLock { $0.writerVanishedAt } }
+    var writerVanishedAt: RelayClock.Instant? { self.state.withLock { $0.writerVanishedAt } }
 
     /// A new POST of this seq takes the segment over from a writer that vanished: returns how many bytes the
     /// segment already holds (the re-sent body repeats them from its first byte and they are skipped), or `nil`

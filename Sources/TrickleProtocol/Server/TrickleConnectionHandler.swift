@@ -396,7 +396,7 @@ final class TrickleConnectionHandler: ChannelDuplexHandler, RemovableChannelHand
             }
         }
         if upload.total == 0 {
-            upload.channel.noteSegmentStarted(seq: upload.segment.seq, now: .now)
+            upload.channel.noteSegmentStarted(seq: upload.segment.seq, now: self.router.registry.clock.now)
             self.router.registry.accounting.noteSegmentStarted()
             upload.interimTimer?.cancel()
             upload.interimTimer = nil
@@ -468,7 +468,7 @@ final class TrickleConnectionHandler: ChannelDuplexHandler, RemovableChannelHand
             // go-livepeer leaves the segment open with no way forward, so its readers hang (§4, §10.5). Ours stays
             // open for the writer's re-send of the same seq, which continues it where it broke (readers see no gap
             // and no repeat); it ends when a later segment starts or after `interruptedSegmentTimeout` without one.
-            segment.markWriterVanished()
+            segment.markWriterVanished(at: self.router.registry.clock.now)
             self.context?.close(promise: nil)
         }
     }

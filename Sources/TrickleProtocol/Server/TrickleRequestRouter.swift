@@ -78,7 +78,7 @@ struct TrickleRequestRouter: Sendable {
                 return .text(404, "channel creation is disabled on this server")
             }
             let mime = head.headers.first(name: TrickleHeaders.expectContent.rawName) ?? ""
-            guard let (_, created) = self.registry.channel(named: name, creatingWith: mime, now: .now) else {
+            guard let (_, created) = self.registry.channel(named: name, creatingWith: mime) else {
                 return self.channelLimit(closeConnection: false)
             }
             if created { self.logger.debug("trickle channel created", metadata: ["trickle.channel": "\(name)"]) }
@@ -134,7 +134,7 @@ struct TrickleRequestRouter: Sendable {
                 return .respond(.channelClosed(closeConnection: true))
             }
             let mime = head.headers.first(name: "Content-Type") ?? ""
-            guard let created = self.registry.channel(named: name, creatingWith: mime, now: .now) else {
+            guard let created = self.registry.channel(named: name, creatingWith: mime) else {
                 return .respond(self.channelLimit(closeConnection: true))
             }
             channel = created.channel

@@ -35,11 +35,13 @@ public final class TrickleServer: Service, Sendable {
     private let listening = OneShotSignal<Result<Int, TrickleServerError>>()
     private let ingestGate = PauseGate()
 
-    /// Creates a server; it listens once ``run()`` is called.
+    /// Creates a server; it listens once ``run()`` is called. Its timers — the idle sweep, the deleted channels'
+    /// grace period, the wait for a vanished writer to come back — run on `clock` (tests pass a manual one).
     public init(
         configuration: Configuration = .init(),
         logger: Logger,
-        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        clock: some Clock<Duration> = ContinuousClock()
     ) {
         self.configuration = configuration
         self.logger = logger
@@ -48,7 +50,8 @@ public final class TrickleServer: Service, Sendable {
             ringSize: max(configuration.ringSize, 1),
             gracePeriod: configuration.deletedChannelGracePeriod,
             maximumChannels: max(configuration.maximumChannels, 0),
-            accounting: ServerAccounting(maximumRetainedBytes: max(configuration.maximumRetainedBytes, 0))
+            accounting: ServerAccounting(maximumRetainedBytes: max(configuration.maximumRetainedBytes, 0)),
+            clock: RelayClock(clock)
         )
     }
 
@@ -172,7 +175,7 @@ public final class TrickleServer: Service, Sendable {
 
     /// Creates a channel (for servers run with `autocreate` off, like an orchestrator making a job's channels).
     public func createChannel(named name: String, mimeType: String = "application/jsonl") {
-        _ = self.registry.channel(named: name, creatingWith: mimeType, now: .now, enforcingLimit: false)
+        _ = self.registry.channel(named: name, creatingWith: mimeType, enforcingLimit: false)
     }
 
     /// Deletes a channel as `DELETE {channel}` would; returns whether it existed.
@@ -246,7 +249,7 @@ public final class TrickleServer: Service, Sendable {
         let interval = max(min(timeout / 4, grace > .zero ? grace / 2 : timeout / 4), .milliseconds(10))
         while !Task.isCancelled {
             do {
-                try await Task.sleep(for: interval)
+                try await self.registry.clock.sleep(for: interval)
             } catch {
                 return
             }
@@ -279,11 +282,11 @@ public final class TrickleServer: Service, Sendable {
     private func sweepIdleChannels() async {
         while !Task.isCancelled {
             do {
-                try await Task.sleep(for: self.configuration.idleSweepInterval)
+                try await self.registry.clock.sleep(for: self.configuration.idleSweepInterval)
             } catch {
                 return
             }
-            let removed = self.registry.sweep(olderThan: .now - self.configuration.idleChannelTimeout)
+            let removed = self.registry.sweep(idleFor: self.configuration.idleChannelTimeout)
             if !removed.isEmpty {
                 self.logger.debug("trickle idle channels swept", metadata: ["trickle.swept": "\(removed.count)"])
             }

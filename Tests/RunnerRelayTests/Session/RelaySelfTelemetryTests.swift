@@ -25,14 +25,14 @@ struct RelaySelfTelemetryTests {
             let telemetry = RelaySelfTelemetry(relay: relay, heartbeatInterval: .seconds(30), processStart: .now, clock: clock)
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await telemetry.run() }
-                await clock.waitForSleepers(1)
+                try await clock.waitForSleepers(1)
                 #expect(relay.sink.stats.received == 1, "relay_ready only")
                 clock.advance(by: .seconds(29))
                 #expect(clock.sleepers == 1 && relay.sink.stats.received == 1, "no heartbeat before the interval")
                 for beat in 1...3 {
                     clock.advance(by: .seconds(beat == 1 ? 1 : 30))
                     // The loop emits, then sleeps again: once it sleeps, its heartbeat is in the queue.
-                    await clock.waitForSleepers(1)
+                    try await clock.waitForSleepers(1)
                     #expect(relay.sink.stats.received == 1 + beat)
                 }
                 group.cancelAll()

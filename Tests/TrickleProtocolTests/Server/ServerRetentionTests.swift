@@ -10,7 +10,8 @@ struct ServerRetentionTests {
     @Test("10 × create / POST 5 segments / read / DELETE, then quiet: once the grace period ends, no channel, tombstone or segment byte is left")
     func channelLifecycles() async throws {
         let segment = String(repeating: "{\"n\":1}\n", count: 8_192)  // 64 KiB
-        try await withTrickleServer(.init(deletedChannelGracePeriod: .milliseconds(400))) { (server, base, client) async throws in
+        let clock = ManualClock()
+        try await withTrickleServer(.init(deletedChannelGracePeriod: .seconds(10)), clock: clock) { (server, base, client) async throws in
             for cycle in 0..<10 {
                 let channel = "\(base)/cycle-\(cycle)"
                 #expect(try await client.send(.POST, channel).status == 200)
@@ -24,10 +25,13 @@ struct ServerRetentionTests {
             // Right after the deletes the last channels are still readable (that is the grace period) …
             #expect(server.deletedChannelsReadable > 0 && server.retainedBytes > 0)
             #expect(server.channelCount == 0)
+            // … still within it (9 s) …
+            try await clock.waitForSleepers(2)
+            for _ in 0..<9 { try await clock.advance(by: .seconds(1), thenWaitForSleepers: 2) }
+            #expect(server.deletedChannelsReadable == 10 && server.retainedBytes > 0)
             // … and with no further request (no delete, no sweep) everything is given back once it ends.
-            try await waitUntil(timeout: .seconds(10), "every deleted channel and its segments to be freed") {
-                server.deletedChannelsReadable == 0 && server.retainedBytes == 0
-            }
+            for _ in 0..<2 { try await clock.advance(by: .seconds(1), thenWaitForSleepers: 2) }
+            #expect(server.deletedChannelsReadable == 0 && server.retainedBytes == 0)
         }
     }
 }

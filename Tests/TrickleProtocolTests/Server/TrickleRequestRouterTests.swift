@@ -70,7 +70,7 @@ struct TrickleRequestRouterTests {
             token: row.token.map(BearerToken.init)
         )
         let registry = ChannelRegistry(ringSize: 5, gracePeriod: .seconds(10), maximumChannels: row.maximumChannels)
-        for name in row.existing { _ = registry.channel(named: name, creatingWith: "application/jsonl", now: .now) }
+        for name in row.existing { _ = registry.channel(named: name, creatingWith: "application/jsonl") }
         let router = TrickleRequestRouter(
             registry: registry,
             configuration: configuration,

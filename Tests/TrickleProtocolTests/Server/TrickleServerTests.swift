@@ -284,15 +284,50 @@ struct TrickleServerTests {
         }
     }
 
-    @Test("idle channels are swept; `_`-prefixed ones are exempt")
+    @Test("idle channels are swept once idle for the timeout, not before; `_`-prefixed ones are exempt")
     func idleSweep() async throws {
-        let configuration = TrickleServer.Configuration(idleSweepInterval: .milliseconds(20), idleChannelTimeout: .milliseconds(100))
-        try await withTrickleServer(configuration) { (server, base, client) async throws in
+        let clock = ManualClock()
+        let configuration = TrickleServer.Configuration(idleSweepInterval: .seconds(60), idleChannelTimeout: .seconds(300))
+        try await withTrickleServer(configuration, clock: clock) { (server, base, client) async throws in
             _ = try await client.send(.POST, "\(base)/quiet/0", body: "x\n")
             _ = try await client.send(.POST, "\(base)/_changes/0", body: "x\n")
-            try await waitUntil("the quiet channel to be swept") { server.nextWrite(ofChannel: "quiet") == nil }
+            // The sweep and the housekeeping both wait on the clock.
+            try await clock.waitForSleepers(2)
+            // Four sweeps (240 s): not idle long enough yet.
+            for _ in 0..<4 { try await clock.advance(by: .seconds(60), thenWaitForSleepers: 2) }
+            #expect(server.nextWrite(ofChannel: "quiet") == 1)
+            // The fifth (300 s) sweeps it.
+            try await clock.advance(by: .seconds(60), thenWaitForSleepers: 2)
+            #expect(server.nextWrite(ofChannel: "quiet") == nil)
             #expect(server.nextWrite(ofChannel: "_changes") == 1)
             #expect(try await client.send(.GET, "\(base)/quiet/0").status == 404)
+        }
+    }
+
+    @Test("a segment whose writer vanished and never came back ends after the interrupted-segment timeout, not before")
+    func vanishedWriterEndsAfterTimeout() async throws {
+        let clock = ManualClock()
+        try await withTrickleServer(.init(interruptedSegmentTimeout: .seconds(30)), clock: clock) { (server, base, client) async throws in
+            _ = try await client.send(.POST, "\(base)/ch")
+            let port = Int(base.split(separator: ":").last!)!
+            let head = "POST /ch/0 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            try await RawConnection.sendAndClose(port: port, bytes: head + "4\r\nabc\n\r\n")
+            // Real sockets: the part arrives, the writer's connection is seen closing.
+            try await waitUntil("the first part to arrive and its writer to vanish") {
+                server.nextWrite(ofChannel: "ch") == 1 && server.activeWriters(ofChannel: "ch") == 0
+            }
+            try await withThrowingTaskGroup(of: RawResponse.self) { group in
+                group.addTask { try await client.send(.GET, "\(base)/ch/0") }
+                try await waitUntil("the reader to wait") { server.activeReaders(ofChannel: "ch") == 1 }
+                try await clock.waitForSleepers(2)
+                // 25 s after the writer vanished: the reader still waits for a re-send.
+                for _ in 0..<5 { try await clock.advance(by: .seconds(5), thenWaitForSleepers: 2) }
+                #expect(server.activeReaders(ofChannel: "ch") == 1)
+                // Past 30 s the segment ends with what arrived.
+                for _ in 0..<2 { try await clock.advance(by: .seconds(5), thenWaitForSleepers: 2) }
+                let read = try #require(try await group.next())
+                #expect(read.status == 200 && read.body == "abc\n")
+            }
         }
     }
 }
