@@ -1,3 +1,5 @@
+public import NIOCore
+
 /// Any `Clock` whose durations are `Duration`, reduced to what the relay's timers need — the time since the clock
 /// was taken and sleeping — so a type takes a clock without becoming generic over it. Production code passes
 /// nothing (``continuous``, a `ContinuousClock`); tests pass a manual clock and advance it instead of sleeping.
@@ -33,8 +35,26 @@ public struct RelayClock: Clock, Sendable {
         self.sleeper = { duration in try await clock.sleep(until: clock.now.advanced(by: duration), tolerance: nil) }
     }
 
+    private init(elapsed: @escaping @Sendable () -> Duration, sleeper: @escaping @Sendable (Duration) async throws -> Void) {
+        self.elapsed = elapsed
+        self.sleeper = sleeper
+    }
+
     /// The wall of real time: a `ContinuousClock`.
     public static var continuous: RelayClock { RelayClock(ContinuousClock()) }
+
+    /// Real time (a `ContinuousClock`'s) whose sleeps are scheduled tasks on `group`'s event loops
+    /// (``EventLoopSleep``): for types of which there are thousands, each sleeping a while — a timer thread and a
+    /// Dispatch hand-off per sleep (what `Task.sleep` costs) add up there.
+    public static func eventLoopTimers(_ group: any EventLoopGroup) -> RelayClock {
+        let origin = ContinuousClock.now
+        return RelayClock(
+            elapsed: { origin.duration(to: .now) },
+            sleeper: { duration in
+                guard await EventLoopSleep.sleep(for: TimeAmount(max(duration, .zero)), on: group.any()) else { throw CancellationError() }
+            }
+        )
+    }
 
     /// Now.
     public var now: Instant { Instant(offset: self.elapsed()) }

@@ -96,6 +96,11 @@ extension TrickleSubscriber {
         /// How long the subscriber's own connection may take to connect, and then to finish its TLS handshake
         /// (each). Default 5 s, the HTTP client's connect timeout.
         public var connectTimeout: Duration = .seconds(5)
+        /// The subscriber's time: the stall watchdog, the back-off between attempts, the reconnect grace and the
+        /// channel wait's deadline read it and sleep on it. `nil` (the default): real time, sleeping on the HTTP
+        /// client's event loops. Tests pass a manual clock. (The interval between asks for a channel that does not
+        /// exist yet is real time either way: it is also cut short by ``TrickleSubscriber/expectChannel()``.)
+        public var clock: RelayClock? = nil
 
         /// Creates a configuration; every parameter has the documented default.
         public init(

@@ -26,12 +26,15 @@ public final class TrickleSubscriber: Sendable {
     private let protocolErrors: FailureLog
     /// Advanced by ``expectChannel()``.
     private let expected = GenerationSignal()
+    /// ``Configuration/clock``, or real time on the HTTP client's event loops.
+    private let clock: RelayClock
 
     /// Creates a subscriber; nothing is requested until ``run(_:)``.
     public init(url: TrickleChannelURL, httpClient: HTTPClient, configuration: Configuration = .init(), logger: Logger) {
         self.url = url
         self.httpClient = httpClient
         self.configuration = configuration
+        self.clock = configuration.clock ?? .eventLoopTimers(httpClient.eventLoopGroup)
         var logger = logger
         logger[metadataKey: "trickle.channel"] = "\(url.channelName)"
         self.logger = logger
@@ -94,14 +97,14 @@ public final class TrickleSubscriber: Sendable {
         var failures = 0
         var aheadCount = 0
         var channelAnswered = false
-        var waitingSince: ContinuousClock.Instant?
+        var waitingSince: RelayClock.Instant?
         var waitingPolls = 0
         // Whether the next ask for a channel that is not there yet goes to `/next` (see the ask below).
         var asksWithNext = false
         var nextUnsupported = false
         // Set while the channel is missing (404) or the server unreachable after it had answered: the grace
         // period runs from here (§7: without a clean close, a 404 may be a restarting server).
-        var lostSince: ContinuousClock.Instant?
+        var lostSince: RelayClock.Instant?
         let connection =
             self.configuration.usesOwnConnection
             ? SegmentConnection(url: self.url, group: self.httpClient.eventLoopGroup, tls: self.configuration.tls ?? OutboundTLSContext.system, connectTimeout: self.configuration.connectTimeout)
@@ -133,7 +136,7 @@ public final class TrickleSubscriber: Sendable {
                     self.statsBox.withLock { $0.reconnects += 1 }
                     self.logger.warning(
                         "trickle channel is back; resuming",
-                        metadata: ["trickle.seq": "\(seq)", "trickle.offset": "\(resumeOffset)", "trickle.gone_ms": "\((ContinuousClock.now - since).components.seconds * 1000)"]
+                        metadata: ["trickle.seq": "\(seq)", "trickle.offset": "\(resumeOffset)", "trickle.gone_ms": "\((self.clock.now - since).components.seconds * 1000)"]
                     )
                 }
             }
@@ -143,7 +146,7 @@ public final class TrickleSubscriber: Sendable {
             case .notFound where channelAnswered:
                 // A 404 after data without a clean close: maybe a server restarting. Keep asking for the same seq
                 // (and offset) until the grace runs out; a clean close (Lp-Trickle-Closed) still ends at once.
-                let now = ContinuousClock.now
+                let now = self.clock.now
                 if lostSince == nil {
                     lostSince = now
                     if self.configuration.reconnectGrace > .zero {
@@ -160,11 +163,11 @@ public final class TrickleSubscriber: Sendable {
                     }
                     return .notFound
                 }
-                try await Task.sleep(for: min(self.configuration.retryBackoff.delay(forAttempt: 2), .seconds(1)))
+                try await self.clock.sleep(for: min(self.configuration.retryBackoff.delay(forAttempt: 2), .seconds(1)))
             case .notFound:
                 // A channel that never answered may just not exist yet: wait for it, if asked to.
                 guard !channelAnswered, let timeout = self.configuration.channelWaitTimeout else { return .notFound }
-                let now = ContinuousClock.now
+                let now = self.clock.now
                 if waitingSince == nil {
                     waitingSince = now
                     self.logger.info("waiting for the events channel to be created", metadata: ["trickle.channel": "\(self.url)"])
@@ -257,7 +260,7 @@ public final class TrickleSubscriber: Sendable {
                     } else {
                         // Waiting for the same seq (a restarted server not yet re-sent to): keep the offset.
                         seq = servedSeq
-                        try await Task.sleep(for: self.configuration.aheadRetryDelay)
+                        try await self.clock.sleep(for: self.configuration.aheadRetryDelay)
                     }
                 }
             }
@@ -283,7 +286,7 @@ public final class TrickleSubscriber: Sendable {
         _ handle: nonisolated(nonsending) @escaping @Sendable (TrickleSubscriberEvent) async throws -> Void,
         isolation: isolated (any Actor)? = #isolation
     ) async throws -> Attempt {
-        let progress = Progress()
+        let progress = Progress(clock: self.clock)
         return try await withThrowingTaskGroup(of: Attempt?.self) { group in
             // The request keeps the caller's isolation (passed on: a child task does not inherit it).
             group.addTask {
@@ -392,7 +395,7 @@ public final class TrickleSubscriber: Sendable {
         }
         self.statsBox.withLock { $0.retries += 1 }
         self.unreachable.failed(reason: reason)
-        try await Task.sleep(for: self.configuration.retryBackoff.delay(forAttempt: failures - 1))
+        try await self.clock.sleep(for: self.configuration.retryBackoff.delay(forAttempt: failures - 1))
     }
 
     // MARK: Segment bodies
@@ -405,25 +408,35 @@ public final class TrickleSubscriber: Sendable {
     /// Tracks the progress of one body for the stall watchdog.
     private final class Progress: Sendable {
         private struct State {
-            var lastByteAt: ContinuousClock.Instant = .now
+            var lastByteAt: RelayClock.Instant
             var received = 0
             var bodyStarted = false
             var isAbandoned = false
         }
 
-        private let state = Mutex(State())
+        private let clock: RelayClock
+        private let state: Mutex<State>
+
+        init(clock: RelayClock) {
+            self.clock = clock
+            self.state = Mutex(State(lastByteAt: clock.now))
+        }
 
         /// Notes bytes received; `false` once the watchdog abandoned the segment (the bytes are then dropped).
         func note(bytes: Int) -> Bool {
-            self.state.withLock {
+            let now = self.clock.now
+            return self.state.withLock {
                 guard !$0.isAbandoned else { return false }
-                $0.lastByteAt = .now
+                $0.lastByteAt = now
                 $0.received += bytes
                 return true
             }
         }
 
-        func touch() { self.state.withLock { $0.lastByteAt = .now } }
+        func touch() {
+            let now = self.clock.now
+            self.state.withLock { $0.lastByteAt = now }
+        }
 
         /// Marks the body as started; `false` once the watchdog abandoned the segment.
         func startBody() -> Bool {
@@ -436,7 +449,7 @@ public final class TrickleSubscriber: Sendable {
 
         /// Abandons the segment if no byte arrived since `lastByteAt`, atomically with the consumer's view:
         /// returns whether its body had started and how much was received, or `nil` when bytes came meanwhile.
-        func abandon(ifIdleSince lastByteAt: ContinuousClock.Instant) -> (bodyStarted: Bool, received: Int)? {
+        func abandon(ifIdleSince lastByteAt: RelayClock.Instant) -> (bodyStarted: Bool, received: Int)? {
             self.state.withLock {
                 guard $0.lastByteAt == lastByteAt else { return nil }
                 $0.isAbandoned = true
@@ -444,7 +457,7 @@ public final class TrickleSubscriber: Sendable {
             }
         }
 
-        var snapshot: (lastByteAt: ContinuousClock.Instant, received: Int, bodyStarted: Bool) {
+        var snapshot: (lastByteAt: RelayClock.Instant, received: Int, bodyStarted: Bool) {
             self.state.withLock { ($0.lastByteAt, $0.received, $0.bodyStarted) }
         }
     }
@@ -507,14 +520,13 @@ public final class TrickleSubscriber: Sendable {
     /// never abandoned (§10.5).
     private func watchForStall(seq: Int, progress: Progress) async throws -> Attempt? {
         let timeout = self.configuration.stallTimeout
-        let loop = self.httpClient.eventLoopGroup.any()
         while true {
             // Wakes when the stall timeout would pass if nothing arrives meanwhile (once per timeout on a busy or
             // quiet channel, on an event loop's timer: thousands of followed channels cost almost nothing).
-            let due = progress.snapshot.lastByteAt + timeout - ContinuousClock.now
-            guard await EventLoopSleep.sleep(for: TimeAmount(max(due, timeout / 16)), on: loop) else { return nil }
+            let due = progress.snapshot.lastByteAt + timeout - self.clock.now
+            do { try await self.clock.sleep(for: max(due, timeout / 16)) } catch { return nil }
             let snapshot = progress.snapshot
-            guard ContinuousClock.now - snapshot.lastByteAt >= timeout else { continue }
+            guard self.clock.now - snapshot.lastByteAt >= timeout else { continue }
             let nextWrite = await self.fetchNextWrite()
             if nextWrite == .notFound {
                 // The channel is gone while we waited (and our GET was never released): end of stream.

@@ -288,20 +288,33 @@ struct PublisherSubscriberTests {
         }
     }
 
-    @Test("a segment whose publisher died is abandoned after the stall timeout once the publisher moved on")
+    @Test("a segment whose publisher died is abandoned after the stall timeout (not before) once the publisher moved on")
     func stalledSegment() async throws {
         try await withTrickleServer { (server, base, client) async throws in
             server.createChannel(named: "ch")  // the subscriber may ask before the first POST would create it
             let dead = try self.publisher("\(base)/ch", client, start: .seq(0))
             let seen = Recorder<SeenEvent>()
+            let clock = ManualClock()
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await dead.run() }
                 try await dead.write(ByteBuffer(string: "partial\n"))  // segment 0 never ends
-                let subscriber = try self.subscriber("\(base)/ch", client, .init(start: .seq(0), stallTimeout: .milliseconds(200)))
+                var configuration = TrickleSubscriber.Configuration(start: .seq(0), stallTimeout: .seconds(30))
+                configuration.clock = RelayClock(clock)
+                let subscriber = try self.subscriber("\(base)/ch", client, configuration)
                 group.addTask { _ = try await subscriber.run { seen.append(SeenEvent($0)) } }
                 try await seen.wait("the partial segment") { $0.text == "partial\n" }
                 // A restarted publisher that does not send Lp-Trickle-Reset (like http-trickle's clients).
                 _ = try await client.send(.POST, "\(base)/ch/2", body: "after\n")
+                // The watchdog sleeps on the clock: 29 s of silence is not a stall yet.
+                try await clock.waitForSleepers(1)
+                clock.advance(by: .seconds(29))
+                try await clock.waitForSleepers(1)
+                #expect(subscriber.stats.stalls == 0)
+                // Then, one stall timeout at a time, segments 0 and 1 are abandoned and segment 2 is read.
+                for _ in 0..<4 where !seen.values.text.hasSuffix("after\n") {
+                    clock.advance(by: .seconds(30))
+                    try await clock.waitForSleepers(1)
+                }
                 try await seen.wait("the next segment after the stall") { $0.text.hasSuffix("after\n") }
                 #expect(seen.values.contains(.ended(0, .stalled(bytes: 8))))
                 // Segment 0 (mid-body) and segment 1 (the dead publisher's idle preconnect) were both abandoned.
