@@ -2,6 +2,7 @@ import NIOCore
 import NIOPosix
 import NIOSSL
 import Synchronization
+import TrickleRelaySupport
 
 /// A load generator for one channel that puts on the wire what the SDK's writer does — one streaming POST per
 /// segment, one HTTP chunk per line — over a raw connection, paced by a timer on the connection's event loop.
@@ -50,7 +51,7 @@ enum ChunkedLinePublisher {
     ) async throws {
         let total = rate * seconds
         let tick = TimeAmount.nanoseconds(max(10_000_000, 1_000_000_000 / Int64(max(rate, 1))))
-        let state = Mutex(Progress())
+        let state = RelayMutex(Progress())
         let finished = channel.eventLoop.makePromise(of: Void.self)
         let segmentLines = max(segmentLines, 1)
         channel.eventLoop.scheduleRepeatedTask(initialDelay: max(start - .now(), .zero), delay: tick) { task in

@@ -230,11 +230,11 @@ final class FileTail: Sendable {
     }
 
     let path: String
-    private let state: Mutex<State>
+    private let state: RelayMutex<State>
 
     init(path: String, channels: Int, perChannel: Int) {
         self.path = path
-        self.state = Mutex(State(seen: Array(repeating: Array(repeating: false, count: perChannel), count: channels)))
+        self.state = RelayMutex(State(seen: Array(repeating: Array(repeating: false, count: perChannel), count: channels)))
     }
 
     var received: Int { self.state.withLock { $0.received } }

@@ -3,6 +3,7 @@ import Foundation
 import NIOCore
 import RdKafka
 import Synchronization
+import TrickleRelaySupport
 
 /// The Kafka sink into librdkafka's mock cluster (3 brokers, in this process), ~1 KB envelopes: events/s through
 /// the spool (append, read back, produce, acknowledge, delete), and without the spool the time from export to
@@ -64,7 +65,7 @@ enum KafkaBenchmark {
         let cluster = try KafkaMockCluster(brokers: 3)
         _ = cluster.createTopic("latency", partitions: 6, replicationFactor: 3)
         let kafka = try KafkaSink(configuration: .init(bootstrapServers: [cluster.bootstrapServers], topic: "latency"), logger: logger)
-        let exported = Mutex([UInt64](repeating: 0, count: count))
+        let exported = RelayMutex([UInt64](repeating: 0, count: count))
         let latencies = LatencyLog()
         let settledThrough = Atomic<Int>(0)
         kafka.onSettled { settled in

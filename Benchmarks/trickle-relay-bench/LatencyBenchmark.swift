@@ -16,7 +16,7 @@ func monotonicNanoseconds() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
 /// the event) to the moment the file write returned.
 final class TimedFileSink: EgressSink {
     private let file: FileSink
-    private let state = Mutex((latencies: [UInt64](), delivered: 0))
+    private let state = RelayMutex((latencies: [UInt64](), delivered: 0))
 
     init(path: String) throws {
         self.file = try FileSink(path: path)
@@ -73,20 +73,24 @@ func benchmarkLatency(rate: Int, seconds: Int) async throws {
     try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration()) { client in
         // The server stops gracefully at the end: cancelling it under live connections trips NIO's
         // "NIOAsyncWriter deinited without finish()" precondition.
-        let serverGroup = ServiceGroup(services: [server], logger: logger)
+        // With tracing on, spans go to a loopback port nobody listens on: built, batched and exported (refused).
+        // The exporter runs first in the one group, so it is shut down last (after the pipeline's last spans).
+        let tracing = try ObservabilityModes.tracer(exportingTo: 9)
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        if let tracing { services.append(.init(service: tracing.service)) }
+        services.append(.init(service: server))
+        let serverGroup = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [], logger: logger))
         try await withThrowingTaskGroup(of: Void.self) { outer in
             outer.addTask { try await serverGroup.run() }
-            try await measureLatency(server: server, client: client, path: path, rate: rate, seconds: seconds)
+            try await measureLatency(server: server, client: client, tracing: tracing, path: path, rate: rate, seconds: seconds)
             await serverGroup.triggerGracefulShutdown()
             try await outer.waitForAll()
         }
     }
 }
 
-private func measureLatency(server: TrickleServer, client: HTTPClient, path: String, rate: Int, seconds: Int) async throws {
-    // With tracing on, spans go to a loopback port nobody listens on: built, batched and exported (refused).
-    let tracing = try ObservabilityModes.tracer(exportingTo: 9)
-    try await RelayTracing.running(tracing, logger: logger) {
+private func measureLatency(server: TrickleServer, client: HTTPClient, tracing: RelayTracing?, path: String, rate: Int, seconds: Int) async throws {
+    do {
         try await withThrowingTaskGroup(of: Void.self) { group in
             let port = try await server.waitUntilListening()
             server.createChannel(named: "latency")

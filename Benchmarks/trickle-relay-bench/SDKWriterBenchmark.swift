@@ -147,7 +147,7 @@ struct SDKWriterBenchmark {
 
 /// Latencies noted by the reading task.
 final class LatencyLog: Sendable {
-    private let stored = Mutex<[UInt64]>([])
+    private let stored = RelayMutex<[UInt64]>([])
     func append(_ values: [UInt64]) { self.stored.withLock { $0.append(contentsOf: values) } }
     var values: [UInt64] { self.stored.withLock { $0 } }
 }

@@ -107,7 +107,7 @@ struct JSONLFuzzCase {
 
 /// Keeps every envelope it is given.
 final class RecordingSink: EgressSink {
-    private let stored = Mutex<[[UInt8]]>([])
+    private let stored = RelayMutex<[[UInt8]]>([])
     var records: [[UInt8]] { self.stored.withLock { $0 } }
 
     func export(_ records: some Collection<TelemetryRecord> & Sendable) async throws {

@@ -21,8 +21,8 @@ public final class DemoDriver: Service, CustomStringConvertible {
     private let logger: Logger
     private let client: HTTPClient
     private let report: @Sendable (String) -> Void
-    private let result = Mutex<(SessionRelay.Summary, EventDispatcher.Counters)?>(nil)
-    private let daemon = Mutex<ClientDaemon?>(nil)
+    private let result = RelayMutex<(SessionRelay.Summary, EventDispatcher.Counters)?>(nil)
+    private let daemon = RelayMutex<ClientDaemon?>(nil)
 
     /// Creates the demo.
     /// - Parameters:

@@ -12,7 +12,7 @@ import TrickleRelaySupport
 /// tracer unless ``RelayTracingConfiguration/installsGlobally`` says so, so an application that embeds the relay
 /// keeps its own tracing untouched.
 public struct RelayTracing: Sendable {
-    private static let retained = Mutex<[(any Tracer, any Service)]>([])
+    private static let retained = RelayMutex<[(any Tracer, any Service)]>([])
 
     /// The tracer to hand to the relay's parts.
     public let tracer: any Tracer
@@ -119,30 +119,4 @@ public enum RelayTraceSampler: Sendable, Hashable {
         }
     }
     #endif
-}
-
-extension RelayTracing {
-    /// Runs `body` while the exporter runs beside it; when `body` returns, the exporter is shut down gracefully
-    /// (buffered spans are exported) before this returns. Without tracing, just runs `body`.
-    public static func running<Result: Sendable>(
-        _ tracing: RelayTracing?,
-        logger: Logger,
-        _ body: @Sendable () async throws -> Result
-    ) async throws -> Result {
-        guard let tracing else { return try await body() }
-        let group = ServiceGroup(configuration: .init(services: [.init(service: tracing.service)], gracefulShutdownSignals: [], logger: logger))
-        return try await withThrowingTaskGroup(of: Void.self) { tasks in
-            tasks.addTask { try await group.run() }
-            do {
-                let result = try await body()
-                await group.triggerGracefulShutdown()
-                try await tasks.waitForAll()
-                return result
-            } catch {
-                await group.triggerGracefulShutdown()
-                try? await tasks.waitForAll()
-                throw error
-            }
-        }
-    }
 }

@@ -27,7 +27,7 @@ public enum EventLoopSleep {
             var isFinished = false
         }
 
-        private let state = Mutex(State())
+        private let state = RelayMutex(State())
 
         /// Keeps the continuation; `false` (and resumed) when cancellation came first.
         func start(_ continuation: CheckedContinuation<Bool, Never>) -> Bool {

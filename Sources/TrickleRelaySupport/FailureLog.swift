@@ -13,9 +13,9 @@ public final class FailureLog: Sendable {
     /// The state's name, the constant part of every line (e.g. `metrics endpoint failing`).
     public let name: String
     private let logger: Logger
-    private let state: Mutex<FailureState<RelayClock.Instant>>
+    private let state: RelayMutex<FailureState<RelayClock.Instant>>
     private let clock: RelayClock
-    private let latest = Mutex<Current?>(nil)
+    private let latest = RelayMutex<Current?>(nil)
 
     /// The failure state while it holds, for a status page: its name, the last reason, since when (wall clock)
     /// and how many failures so far.
@@ -36,7 +36,7 @@ public final class FailureLog: Sendable {
     public init(_ name: String, logger: Logger, interval: Duration = .seconds(30), clock: some Clock<Duration> = ContinuousClock()) {
         self.name = name
         self.logger = logger
-        self.state = Mutex(FailureState(interval: interval))
+        self.state = RelayMutex(FailureState(interval: interval))
         self.clock = RelayClock(clock)
     }
 

@@ -12,7 +12,7 @@ public final class GenerationSignal: Sendable {
         var nextWaiterID = 0
     }
 
-    private let state = Mutex(State())
+    private let state = RelayMutex(State())
 
     public init() {}
 

@@ -17,7 +17,7 @@ public final class MetricsBridge: Sendable {
     }
 
     private let factory: any MetricsFactory
-    private let metrics = Mutex<[String: Metric]>([:])
+    private let metrics = RelayMutex<[String: Metric]>([:])
 
     /// - Parameter factory: Where the metrics go; the process-global factory by default (which the executable,
     ///   never the library, bootstraps).

@@ -10,7 +10,7 @@ public final class OneShotSignal<Value: Sendable>: Sendable {
         var nextWaiterID = 0
     }
 
-    private let state = Mutex(State())
+    private let state = RelayMutex(State())
 
     public init() {}
 

@@ -6,22 +6,29 @@ import Synchronization
 public final class ProblemLog: Sendable {
     private let logger: Logger
     private let level: Logger.Level
-    private let throttle: Mutex<ProblemThrottle>
+    private let throttle: RelayMutex<ProblemThrottle>
+    private let clock: RelayClock
 
-    /// Creates a log for reports of bad input at `level`.
-    public init(logger: Logger, level: Logger.Level = .warning, throttle: ProblemThrottle = .init()) {
+    /// Creates a log for reports of bad input at `level`; its intervals are measured on `clock`.
+    public init(
+        logger: Logger,
+        level: Logger.Level = .warning,
+        throttle: ProblemThrottle = .init(),
+        clock: some Clock<Duration> = ContinuousClock()
+    ) {
+        self.clock = RelayClock(clock)
         self.logger = logger
         self.level = level
-        self.throttle = Mutex(throttle)
+        self.throttle = RelayMutex(throttle)
     }
 
     /// Reports one problem of `kind`; `message` and `metadata` are only built when the line is logged.
     public func report(
         _ kind: String,
         _ message: @autoclosure () -> Logger.Message,
-        metadata: @autoclosure () -> Logger.Metadata = [:],
-        at now: ContinuousClock.Instant = .now
+        metadata: @autoclosure () -> Logger.Metadata = [:]
     ) {
+        let now = self.clock.now
         switch self.throttle.withLock({ $0.note(kind, at: now) }) {
         case .detailed:
             var metadata = metadata()

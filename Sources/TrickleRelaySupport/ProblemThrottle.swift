@@ -20,7 +20,7 @@ public struct ProblemThrottle: Sendable {
     private struct Kind {
         var seen = 0
         var suppressed = 0
-        var lastAggregate: ContinuousClock.Instant
+        var lastAggregate: RelayClock.Instant
     }
 
     /// Creates a throttle.
@@ -30,7 +30,7 @@ public struct ProblemThrottle: Sendable {
     }
 
     /// Notes one report of `kind`.
-    public mutating func note(_ kind: String, at now: ContinuousClock.Instant) -> Decision {
+    public mutating func note(_ kind: String, at now: RelayClock.Instant) -> Decision {
         // Kinds are a small fixed set in practice; a caller passing unbounded names is still capped here.
         if self.kinds[kind] == nil && self.kinds.count >= 64 { return .suppressed }
         var entry = self.kinds[kind] ?? Kind(lastAggregate: now)

@@ -37,7 +37,7 @@ public final class QueuedStreamWriter: Sendable {
     /// Set by the drain when a write fails. The caller's path reads only this flag, never the stream's own lock:
     /// the drain holds that lock for as long as a write to a stopped reader blocks.
     private let closed = Atomic(false)
-    private let stats = Mutex(Stats())
+    private let stats = RelayMutex(Stats())
     private let behind: FailureLog?
 
     /// - Parameters:

@@ -16,6 +16,8 @@ public struct RelayClock: Clock, Sendable {
         /// Time since the clock was taken.
         public var offset: Duration
 
+        public init(offset: Duration) { self.offset = offset }
+
         public func advanced(by duration: Duration) -> Self { Self(offset: self.offset + duration) }
         public func duration(to other: Self) -> Duration { other.offset - self.offset }
 

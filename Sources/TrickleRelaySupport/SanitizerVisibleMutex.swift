@@ -6,7 +6,7 @@ import Glibc
 /// The toolchain's `Synchronization` module is not built with ThreadSanitizer, so TSan never sees `Mutex` lock and
 /// unlock and reports every access to the state behind one as a race. Under `TRICKLE_RELAY_TSAN` (set by
 /// Package.swift when `TRICKLE_RELAY_TSAN` is in the environment, as `.ci/run` does for its `--sanitize=thread`
-/// run) each module aliases `Mutex` to this type, whose lock TSan intercepts; other builds use `Mutex` itself.
+/// run) ``RelayMutex`` is this type, whose lock TSan intercepts; other builds use `Mutex` itself.
 public final class SanitizerVisibleMutex<Value>: @unchecked Sendable {
     // @unchecked: `value` is only touched between `pthread_mutex_lock` and `pthread_mutex_unlock`.
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
@@ -30,5 +30,4 @@ public final class SanitizerVisibleMutex<Value>: @unchecked Sendable {
     }
 }
 
-typealias Mutex = SanitizerVisibleMutex
 #endif

@@ -11,7 +11,7 @@ public final class ServerTLS: Sendable {
     public let clientCertificateAuthority: String?
     /// Whether the server offers HTTP/2 (ALPN `h2` before `http/1.1`), as go-livepeer's does.
     public let offersHTTP2: Bool
-    private let current: Mutex<NIOSSLContext>
+    private let current: RelayMutex<NIOSSLContext>
 
     /// Loads `certificatePath` (a PEM chain, leaf first) and `keyPath` (its unencrypted PEM key).
     ///
@@ -23,7 +23,7 @@ public final class ServerTLS: Sendable {
         self.keyPath = keyPath
         self.clientCertificateAuthority = clientCertificateAuthority
         self.offersHTTP2 = offersHTTP2
-        self.current = Mutex(
+        self.current = RelayMutex(
             try Self.context(certificatePath: certificatePath, keyPath: keyPath, clientCertificateAuthority: clientCertificateAuthority, offersHTTP2: offersHTTP2)
         )
     }
@@ -36,7 +36,7 @@ public final class ServerTLS: Sendable {
         self.keyPath = nil
         self.clientCertificateAuthority = nil
         self.offersHTTP2 = offersHTTP2
-        self.current = Mutex(context)
+        self.current = RelayMutex(context)
     }
 
     /// The context new connections use.

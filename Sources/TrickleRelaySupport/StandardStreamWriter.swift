@@ -19,11 +19,11 @@ public final class StandardStreamWriter: Sendable {
 
     private let descriptor: Int32
     /// `nil` while open; the `errno` that closed it.
-    private let closedBy: Mutex<Int32?>
+    private let closedBy: RelayMutex<Int32?>
 
     public init(descriptor: Int32) {
         self.descriptor = descriptor
-        self.closedBy = Mutex(nil)
+        self.closedBy = RelayMutex(nil)
     }
 
     /// Whether a write failed (the reader went away, or the output is unusable).

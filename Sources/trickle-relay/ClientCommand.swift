@@ -505,9 +505,9 @@ struct ClientCommand: AsyncParsableCommand {
 
 /// The API key file in use: a reload of the configuration file may name another.
 final class CurrentKeyFile: Sendable {
-    private let current: Mutex<String?>
+    private let current: RelayMutex<String?>
 
-    init(_ path: String?) { self.current = Mutex(path) }
+    init(_ path: String?) { self.current = RelayMutex(path) }
 
     var path: String? {
         get { self.current.withLock { $0 } }

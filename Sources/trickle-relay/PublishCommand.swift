@@ -57,11 +57,11 @@ struct PublishCommand: AsyncParsableCommand {
             maximumSegmentBytes: self.maxSegmentBytes,
             publisher: publisherConfiguration
         )
-        let counts = Mutex((written: 0, refused: 0))
+        let counts = RelayMutex((written: 0, refused: 0))
         let maxSegmentBytes = self.maxSegmentBytes
         let interrupted = try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration(tls: try self.tls.configuration())) { client in
             let writer = JSONLWriter(url: url, httpClient: client, configuration: configuration, logger: logger)
-            let ended = Mutex<JSONLWriterError?>(nil)
+            let ended = RelayMutex<JSONLWriterError?>(nil)
             let interrupted = try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await writer.run() }
                 // SIGTERM/SIGINT stop reading input; what was written is still flushed (within a deadline).
@@ -103,7 +103,7 @@ struct PublishCommand: AsyncParsableCommand {
         _ input: some AsyncSequence<ByteBuffer, any Error>,
         to writer: JSONLWriter,
         maximumLineBytes: Int,
-        counts: borrowing Mutex<(written: Int, refused: Int)>
+        counts: borrowing RelayMutex<(written: Int, refused: Int)>
     ) async throws {
         try await JSONLPump.forEachFrame(in: input, maximumLineBytes: maximumLineBytes) { frame in
             switch frame {

@@ -174,7 +174,7 @@ struct RunnerCommand: AsyncParsableCommand {
             writer: writer,
             flushTimeout: SecondsFlag.duration(self.flushTimeout)
         )
-        let input = Mutex(LineIngest.Counts())
+        let input = RelayMutex(LineIngest.Counts())
         let summary = try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration(tls: try self.tls.configuration())) { client in
             let relay = SessionRelay(configuration: configuration, httpClient: client, logger: logger)
             // The process's one service group; tracing first, so it is shut down last (after the last spans).

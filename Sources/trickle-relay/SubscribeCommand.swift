@@ -67,13 +67,13 @@ struct SubscribeCommand: AsyncParsableCommand {
     func run() async throws {
         let logger = self.logging.makeLogger(label: "trickle-relay.subscribe")
         let url = try TrickleChannelURL(self.url)
-        let counts = Mutex((lines: 0, diagnostics: 0, gaps: 0))
+        let counts = RelayMutex((lines: 0, diagnostics: 0, gaps: 0))
         let tls = try self.tls.configuration()
         var subscriber = TrickleSubscriber.Configuration(start: self.startPosition ?? .latest, reconnectGrace: SecondsFlag.duration(self.reconnectGrace))
         subscriber.tls = try TLSOptions.outboundTLS(tls)
         let configuration = JSONLReader.Configuration(maximumSegmentBytes: self.maxSegmentBytes, subscriber: subscriber)
-        let end = Mutex<TrickleSubscriber.EndOfStream?>(nil)
-        let outputClosed = Mutex(false)
+        let end = RelayMutex<TrickleSubscriber.EndOfStream?>(nil)
+        let outputClosed = RelayMutex(false)
         let interrupted = try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration(tls: tls)) { client in
             let reader = JSONLReader(url: url, httpClient: client, configuration: configuration, logger: logger)
             // SIGTERM/SIGINT end the subscription at once; the summary still goes out.

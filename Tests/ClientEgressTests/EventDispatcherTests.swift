@@ -9,7 +9,7 @@ import TrickleTestSupport
 
 /// Keeps every envelope it is given.
 final class RecordingSink: EgressSink {
-    private let records = Mutex<[String]>([])
+    private let records = RelayMutex<[String]>([])
     var envelopes: [String] { self.records.withLock { $0 } }
 
     nonisolated(nonsending) func export(_ records: some Collection<TelemetryRecord> & Sendable) async throws {

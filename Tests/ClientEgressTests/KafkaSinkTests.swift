@@ -97,7 +97,7 @@ struct KafkaSinkTests {
                 exportInterval: .milliseconds(50)
             )
             let tracing = try RelayTracing(configuration: configuration, logger: quietLogger)
-            try await RelayTracing.running(tracing, logger: quietLogger) {
+            try await withTracingExporter(tracing, logger: quietLogger) {
                 let sink = try KafkaSink(
                     configuration: .init(bootstrapServers: [cluster.bootstrapServers], topic: "relay-traced"),
                     logger: quietLogger,

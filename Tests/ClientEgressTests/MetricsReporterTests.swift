@@ -101,7 +101,7 @@ struct MetricsReporterTests {
 
     @Test("401 pauses sending and keeps buffering; a refreshed key resumes it")
     func unauthorized() async throws {
-        let key = Mutex("old-key")
+        let key = RelayMutex("old-key")
         let endpoint = ScriptedEndpoint { request, _ in (request.authorization == "Bearer new-key" ? .ok : .unauthorized, [:]) }
         try await withReporter(endpoint, key: { key.withLock { $0 } }) { reporter in
             try await reporter.export([envelope("a1"), envelope("a2")])
@@ -116,7 +116,7 @@ struct MetricsReporterTests {
 
     @Test("a key fixed while the rejected request was on its way: sending resumes (the pause compares with the key that request carried)")
     func keyChangedDuringTheRejectedRequest() async throws {
-        let key = Mutex("old-key")
+        let key = RelayMutex("old-key")
         let endpoint = ScriptedEndpoint { request, _ in
             guard request.authorization == "Bearer new-key" else {
                 key.withLock { $0 = "new-key" }  // the operator's fix lands before the 401 reaches the reporter

@@ -61,7 +61,7 @@ struct OTLPSinkTests {
     func logRecords() async throws {
         let receiver = OTLPReceiver { _, index in index < 3 ? .serviceUnavailable : .ok }
         let records = (0..<20).map { envelope("e\($0)", traceparent: $0 == 0 ? parent : nil) }
-        let stats = Mutex(MetricsReporter.Stats())
+        let stats = RelayMutex(MetricsReporter.Stats())
         try await withOTLPSink(receiver) { reporter, _ in
             try await reporter.export(records)
             try await reporter.forceFlush()
@@ -122,7 +122,7 @@ struct OTLPSinkTests {
             configuration.clientCertificateFile = certificates.client.certificate
             configuration.clientKeyFile = certificates.client.key
             let tracing = try RelayTracing(configuration: configuration, logger: quietLogger)
-            try await RelayTracing.running(tracing, logger: quietLogger) {
+            try await withTracingExporter(tracing, logger: quietLogger) {
                 tracing.tracer.withSpan("trickle_relay.test.tls") { _ in }
                 try await waitUntil("the span over TLS") { traces.spans.contains { $0.name == "trickle_relay.test.tls" } }
             }
@@ -155,7 +155,7 @@ struct OTLPSinkTests {
         InstrumentationSystem.bootstrap(global)
         let traces = OTLPReceiver()
         let logs = OTLPReceiver()
-        let tracesBaseURL = Mutex("")
+        let tracesBaseURL = RelayMutex("")
         try await traces.run { tracesBase in
             tracesBaseURL.withLock { $0 = tracesBase }
             let configuration = RelayTracingConfiguration(
@@ -166,7 +166,7 @@ struct OTLPSinkTests {
                 exportInterval: .milliseconds(50)
             )
             let tracing = try RelayTracing(configuration: configuration, logger: quietLogger)
-            try await RelayTracing.running(tracing, logger: quietLogger) {
+            try await withTracingExporter(tracing, logger: quietLogger) {
                 try await withOTLPSink(logs, tracing: DeliveryTracing(tracer: tracing.tracer)) { reporter, _ in
                     try await reporter.export([envelope("one", traceparent: parent)])
                     try await reporter.forceFlush()

@@ -1,12 +1,10 @@
 public import Logging
 import Synchronization
-#if TRICKLE_RELAY_TSAN
-import TrickleRelaySupport  // SanitizerVisibleMutex
-#endif
+import TrickleRelaySupport
 
 /// Captures log messages (with metadata) in memory, per test.
 public final class CapturedLogs: Sendable {
-    private let entries = Mutex<[String]>([])
+    private let entries = RelayMutex<[String]>([])
 
     public init() {}
     public var lines: [String] { self.entries.withLock { $0 } }

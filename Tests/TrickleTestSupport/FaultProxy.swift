@@ -4,9 +4,7 @@ import Glibc
 import NIOCore
 import NIOPosix
 import Synchronization
-#if TRICKLE_RELAY_TSAN
-import TrickleRelaySupport  // SanitizerVisibleMutex
-#endif
+import TrickleRelaySupport
 
 /// A TCP proxy placed between two parties of a test (runner → server, server → client) that injects a fault class
 /// on demand, switched while traffic flows: a new class of fault is a new mode, not a new harness.
@@ -51,14 +49,14 @@ public final class FaultProxy: Sendable {
     /// One proxied connection: the accepted side and the side towards the target.
     final class Pair: Sendable {
         let inbound: any Channel
-        let outbound: Mutex<(any Channel)?> = Mutex(nil)
-        let forwarded = Mutex(0)
+        let outbound: RelayMutex<(any Channel)?> = RelayMutex(nil)
+        let forwarded = RelayMutex(0)
         /// When the last chunk each way is due (towards the target, back): a delayed or throttled chunk never
         /// overtakes the one before it.
-        let due = Mutex((towardsTarget: NIODeadline.distantPast, back: NIODeadline.distantPast))
+        let due = RelayMutex((towardsTarget: NIODeadline.distantPast, back: NIODeadline.distantPast))
         /// Reading starts once both sides are up: the accepted side active (a `read()` before that is dropped)
         /// and the target connected.
-        let ready = Mutex((inboundActive: false, outboundConnected: false, started: false))
+        let ready = RelayMutex((inboundActive: false, outboundConnected: false, started: false))
 
         /// Called when either side comes up; kicks off reading once both are, exactly once.
         func startIfReady(holding: Bool) {
@@ -82,7 +80,7 @@ public final class FaultProxy: Sendable {
 
     public let targetHost: String
     public let targetPort: Int
-    private let state = Mutex(State())
+    private let state = RelayMutex(State())
 
     public init(targetHost: String = "127.0.0.1", targetPort: Int) {
         self.targetHost = targetHost

@@ -1,7 +1,5 @@
 import Synchronization
-#if TRICKLE_RELAY_TSAN
-import TrickleRelaySupport  // SanitizerVisibleMutex
-#endif
+import TrickleRelaySupport
 
 /// A `Clock` that moves only when a test advances it: timing behaviour (throttled logs, heartbeats, report
 /// intervals) is tested by advancing time, not by sleeping and polling.
@@ -36,7 +34,7 @@ public final class ManualClock: Clock, Sendable {
         var sleeperWaiters: [(id: UInt64, count: Int, continuation: CheckedContinuation<Void, Never>)] = []
     }
 
-    private let state = Mutex(State())
+    private let state = RelayMutex(State())
 
     public init() {}
 

@@ -49,7 +49,7 @@ public final class OTLPReceiver: Sendable {
     }
 
     private let rule: Rule
-    private let received = Mutex(Received())
+    private let received = RelayMutex(Received())
 
     /// - Parameter rule: The status for the `index`-th request (counted over both paths).
     public init(rule: @escaping Rule = { _, _ in .ok }) {

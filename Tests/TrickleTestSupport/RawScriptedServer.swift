@@ -1,9 +1,7 @@
 import NIOCore
 import NIOPosix
 import Synchronization
-#if TRICKLE_RELAY_TSAN
-import TrickleRelaySupport  // SanitizerVisibleMutex
-#endif
+import TrickleRelaySupport
 
 /// A loopback HTTP/1.1 server that answers each request head with the raw bytes a script returns, and closes the
 /// connection when told to: for what a real server does to a client's connections (closes an idle one, answers
@@ -36,7 +34,7 @@ public final class RawScriptedServer: Sendable {
     }
 
     private let script: Script
-    private let state = Mutex(State())
+    private let state = RelayMutex(State())
 
     public init(script: @escaping Script) {
         self.script = script

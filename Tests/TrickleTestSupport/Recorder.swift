@@ -1,7 +1,5 @@
 import Synchronization
-#if TRICKLE_RELAY_TSAN
-import TrickleRelaySupport  // SanitizerVisibleMutex
-#endif
+import TrickleRelaySupport
 
 /// Collects values from concurrent producers and lets a test wait until they satisfy a condition, with a
 /// deadline: no sleeps as synchronisation.
@@ -17,7 +15,7 @@ public final class Recorder<Value: Sendable>: Sendable {
         var nextID = 0
     }
 
-    private let state = Mutex(State())
+    private let state = RelayMutex(State())
 
     public init() {}
 

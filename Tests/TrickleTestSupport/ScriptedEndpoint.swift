@@ -20,7 +20,7 @@ public final class ScriptedEndpoint: Sendable {
     public typealias Rule = @Sendable (Request, Int) -> (status: HTTPResponse.Status, headers: HTTPFields)
 
     private let rule: Rule
-    private let log = Mutex<[(Request, HTTPResponse.Status)]>([])
+    private let log = RelayMutex<[(Request, HTTPResponse.Status)]>([])
 
     public init(rule: @escaping Rule) {
         self.rule = rule

@@ -37,7 +37,7 @@ public final class ScriptedHTTPServer: Sendable {
     public typealias Script = @Sendable (Request, Int) -> Answer
 
     private let script: Script
-    private let log = Mutex<[Request]>([])
+    private let log = RelayMutex<[Request]>([])
 
     public init(script: @escaping Script) {
         self.script = script

@@ -1,15 +1,13 @@
 import NIOCore
 import NIOPosix
 import Synchronization
-#if TRICKLE_RELAY_TSAN
-import TrickleRelaySupport  // SanitizerVisibleMutex
-#endif
+import TrickleRelaySupport
 
 /// A loopback server that accepts connections and never reads from them or answers: a hung orchestrator, or a
 /// `serve` that was SIGSTOPped. What a client sends stays in the kernel's buffers until they fill; then its writes
 /// stall too.
 public final class StalledServer: Sendable {
-    private let accepted = Mutex(0)
+    private let accepted = RelayMutex(0)
 
     public init() {}
 
@@ -19,7 +17,7 @@ public final class StalledServer: Sendable {
     /// Runs the server on an ephemeral loopback port while `body` runs with its base URL (`http://127.0.0.1:PORT`);
     /// the held connections are closed after it.
     public func run<T: Sendable>(_ body: @Sendable (String) async throws -> T) async throws -> T {
-        let held = Mutex<[any Channel]>([])
+        let held = RelayMutex<[any Channel]>([])
         let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.autoRead, value: false)

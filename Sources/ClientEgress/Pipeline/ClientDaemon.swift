@@ -77,7 +77,7 @@ public final class ClientDaemon: Service, Sendable {
     private let stream: TelemetryStream?
     private let logger: Logger
     private let localConsumer: @Sendable (ChannelSubscription, EventDispatcher.LocalEvent) async -> Void
-    private let state: Mutex<State>
+    private let state: RelayMutex<State>
     private let starts: AsyncStream<FollowedChannel>
     private let startsContinuation: AsyncStream<FollowedChannel>.Continuation
 
@@ -101,7 +101,7 @@ public final class ClientDaemon: Service, Sendable {
         self.stream = stream
         self.logger = logger
         self.localConsumer = localConsumer
-        self.state = Mutex(State(resumePositions: configuration.resumePositions))
+        self.state = RelayMutex(State(resumePositions: configuration.resumePositions))
         (self.starts, self.startsContinuation) = AsyncStream.makeStream()
     }
 

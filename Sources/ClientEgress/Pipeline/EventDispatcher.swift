@@ -45,7 +45,7 @@ public final class EventDispatcher: Sendable {
     private let types: Set<String>?
     private let countsDataTypes: Bool
     private let logger: Logger
-    private let counters = Mutex(Counters())
+    private let counters = RelayMutex(Counters())
     private let problemLog: ProblemLog
     /// The sink refusing batches (a full disk, a broken endpoint): warned when it starts, throttled, and when it clears.
     private let sinkFailing: FailureLog
@@ -99,7 +99,7 @@ public final class EventDispatcher: Sendable {
     ) async throws -> TrickleSubscriber.EndOfStream {
         // Only the segment the reader resumes in is skipped into: once another segment shows up (the channel
         // moved on, or was recreated and counts from 0 again), nothing more is skipped.
-        let resuming = Mutex(resumePoint)
+        let resuming = RelayMutex(resumePoint)
         let mayResume = resumePoint != nil  // no lock per line on a run that does not resume
         defer { self.problemLog.flush() }
         return try await reader.runBatches { items in

@@ -18,7 +18,7 @@ final class FollowedChannel: Sendable {
     let dispatcher: EventDispatcher
     private let reader: JSONLReader
     private let resumePoint: (seq: Int, line: Int)?
-    private let phase = Mutex(Phase.running)
+    private let phase = RelayMutex(Phase.running)
     private let lastProblem = LatestProblem()
     private let stopRequested = OneShotSignal<Void>()
     let done = OneShotSignal<Phase>()
@@ -164,7 +164,7 @@ struct ChannelTap: EgressSink {
 
 /// The latest input a channel skipped, as a short text (reason and position, never payload).
 private final class LatestProblem: Sendable {
-    private let latest = Mutex<String?>(nil)
+    private let latest = RelayMutex<String?>(nil)
 
     var text: String? { self.latest.withLock { $0 } }
 

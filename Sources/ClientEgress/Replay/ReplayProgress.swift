@@ -16,7 +16,7 @@ public final class ReplayProgress: Sendable {
     private let total: Int
     private let isShown: Bool
     private let show: @Sendable (String) -> Void
-    private let state = Mutex((done: 0, lastShown: ContinuousClock.now))
+    private let state = RelayMutex((done: 0, lastShown: ContinuousClock.now))
 
     /// - Parameters:
     ///   - files: The files to be read (their sizes make the total).

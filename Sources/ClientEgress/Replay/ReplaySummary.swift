@@ -1,8 +1,6 @@
 import NIOCore
 import Synchronization
-#if TRICKLE_RELAY_TSAN
-import TrickleRelaySupport  // SanitizerVisibleMutex
-#endif
+import TrickleRelaySupport
 
 /// What a replay saw: events per type and per `data.type`, problems with file:line, duplicate envelope ids,
 /// and the time span the envelopes cover.
@@ -103,7 +101,7 @@ public final class ReplayObservingSink: EgressSink {
     }
 
     private let inner: any EgressSink
-    private let state = Mutex(State())
+    private let state = RelayMutex(State())
 
     public init(forwardingTo inner: any EgressSink) {
         self.inner = inner
@@ -153,7 +151,7 @@ public final class ReplayObservingSink: EgressSink {
 /// The problems a replay reports, kept bounded: the first ``ReplaySummary/maximumProblemsListed`` in full,
 /// every one counted by reason.
 public final class ReplayProblems: Sendable {
-    private let state = Mutex((listed: [ReplaySummary.Problem](), byReason: [String: Int](), notListed: 0))
+    private let state = RelayMutex((listed: [ReplaySummary.Problem](), byReason: [String: Int](), notListed: 0))
 
     public init() {}
 

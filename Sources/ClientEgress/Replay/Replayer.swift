@@ -164,7 +164,7 @@ public final class Replayer: Sendable {
 
 /// The file being replayed, for locating problems.
 private final class CurrentFile: Sendable {
-    let name = Mutex("")
+    let name = RelayMutex("")
 }
 
 /// Why a replay stopped.

@@ -9,9 +9,7 @@ import Glibc
 import NIOCore
 import NIOPosix
 import Synchronization
-#if TRICKLE_RELAY_TSAN
-import TrickleRelaySupport  // SanitizerVisibleMutex
-#endif
+import TrickleRelaySupport
 
 /// Appends each envelope's bytes and a newline to a file: the verbatim record of what was relayed.
 public final class FileSink: EgressSink {
@@ -26,10 +24,10 @@ public final class FileSink: EgressSink {
     public let path: String
     public let syncPolicy: SyncPolicy
     private let descriptor: Int32
-    private let isClosed = Mutex(false)
+    private let isClosed = RelayMutex(false)
     /// Held for a whole append: a failed write is cut back to where its batch began, which is only safe while no
     /// other batch can append after it.
-    private let appending = Mutex(())
+    private let appending = RelayMutex(())
 
     /// Opens (creating if needed) `path` for appending.
     /// - Throws: ``FileSinkError`` naming the path and the reason.

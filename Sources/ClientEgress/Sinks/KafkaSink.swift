@@ -141,7 +141,7 @@ public final class KafkaSink: SettlingEgressSink {
     private let tracing: DeliveryTracing
     private let producer: KafkaProducer
     private let logger: Logger
-    private let state: Mutex<State>
+    private let state: RelayMutex<State>
     private let progress = GenerationSignal()
     private let stopped = OneShotSignal<Void>()
     private let pollerEnded = OneShotSignal<Void>()
@@ -159,7 +159,7 @@ public final class KafkaSink: SettlingEgressSink {
         self.tracing = tracing
         self.logger = logger
         self.failures = FailureLog("Kafka deliveries failing (retried from memory; the spool keeps them until acknowledged)", logger: logger)
-        let state = Mutex(State())
+        let state = RelayMutex(State())
         self.state = state
         let box = DeliveryTarget()
         self.producer = try KafkaProducer(properties: configuration.librdkafkaProperties, topic: configuration.topic) { tag, error in

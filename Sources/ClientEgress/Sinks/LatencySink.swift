@@ -7,9 +7,7 @@ import Foundation
 import Glibc
 #endif
 import Synchronization
-#if TRICKLE_RELAY_TSAN
-import TrickleRelaySupport  // SanitizerVisibleMutex
-#endif
+import TrickleRelaySupport
 
 /// Counts delivered envelopes and their latency: envelope `timestamp` (Unix ms, stamped on the runner) to
 /// arrival here, in whole milliseconds (the timestamp's resolution). Memory is fixed: a histogram of 1 ms buckets
@@ -30,7 +28,7 @@ public final class LatencySink: EgressSink {
         var histogram = [Int](repeating: 0, count: LatencySink.buckets + 1)
     }
 
-    private let state = Mutex(State())
+    private let state = RelayMutex(State())
     /// Envelopes stamped before this (recorded envelopes a fixture replays as they are) carry their recording
     /// time, not their send time: they are delivered and counted, but not in the latency figures.
     private let startMilliseconds = Int64(Date().timeIntervalSince1970 * 1000) - 1_000

@@ -54,7 +54,7 @@ public final class MetricsReporter: SettlingEgressSink {
     private let httpClient: HTTPClient
     private let apiKey: @Sendable () -> String?
     private let logger: Logger
-    private let state = Mutex(State())
+    private let state = RelayMutex(State())
     private let keyReload = GenerationSignal()
     private let failing: FailureLog
 

@@ -1,12 +1,10 @@
 import NIOCore
 import Synchronization
-#if TRICKLE_RELAY_TSAN
-import TrickleRelaySupport  // SanitizerVisibleMutex
-#endif
+import TrickleRelaySupport
 
 /// Counts what it is given and keeps nothing: for benchmarks.
 public final class NullSink: EgressSink {
-    private let counts = Mutex((records: 0, bytes: 0))
+    private let counts = RelayMutex((records: 0, bytes: 0))
 
     public init() {}
 

@@ -80,7 +80,7 @@ public final class Spool: Sendable {
     let lockDescriptor: Int32
     /// `delivered`, open for rewriting in place; -1 when it cannot be opened (the state file's cursor then serves).
     let deliveredDescriptor: Int32
-    let state: Mutex<State>
+    let state: RelayMutex<State>
     let appended = GenerationSignal()
     let logger: Logger
     let stateFileFailures: FailureLog
@@ -90,7 +90,7 @@ public final class Spool: Sendable {
 
     /// Appends' failure state while it holds (disk full, unwritable), for the live page.
     var appendFailure: FailureLog.Current? { self.appendFailures.current }
-    let stateFileLock = Mutex(())
+    let stateFileLock = RelayMutex(())
 
     /// Opens (creating if needed) the spool in `configuration.directory`, recovering from a crash.
     /// - Throws: ``SpoolError`` when the directory cannot be used or another client holds it.
@@ -176,7 +176,7 @@ public final class Spool: Sendable {
         let total = segments.reduce(0) { $0 + $1.bytes }
         stats.bytes = total
         stats.segments = segments.count
-        self.state = Mutex(
+        self.state = RelayMutex(
             State(
                 segments: segments,
                 writeDescriptor: descriptor,

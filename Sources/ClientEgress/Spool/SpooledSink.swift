@@ -32,7 +32,7 @@ public final class SpooledSink: EgressSink {
     private let downstream: any EgressSink
     private let retryBackoff: Backoff
     private let logger: Logger
-    private let state = Mutex(State())
+    private let state = RelayMutex(State())
     private let progress = GenerationSignal()
     private let stopRequested = OneShotSignal<Void>()
     private let finished = OneShotSignal<Void>()

@@ -40,13 +40,13 @@ public final class TelemetryStream: EgressSink {
     /// (``idsForThisRun()``), so a reader that resumes with an id from before a restart gets this run's events,
     /// not a gap or a repeat.
     public let firstID: Int
-    private let state: Mutex<State>
+    private let state: RelayMutex<State>
     private let appended = GenerationSignal()
 
     public init(capacity: Int = 10_000, firstID: Int = 1) {
         self.capacity = max(capacity, 1)
         self.firstID = max(firstID, 1)
-        self.state = Mutex(State(nextID: max(firstID, 1)))
+        self.state = RelayMutex(State(nextID: max(firstID, 1)))
     }
 
     /// A first id above any an earlier run handed out: the start time in milliseconds × 1,000 (ids stay below

@@ -78,7 +78,7 @@ public final class TelemetryStreamServer: Service, Sendable {
 
     public let configuration: Configuration
     public let stream: TelemetryStream
-    private let readers = Mutex(ReaderStats())
+    private let readers = RelayMutex(ReaderStats())
     /// Dropped readers, logged throttled (the first few, then a count per interval).
     private let slowReaders: ProblemLog
 
@@ -322,7 +322,7 @@ public final class TelemetryStreamServer: Service, Sendable {
 
 /// One admitted SSE reader's place in the count, given back exactly once.
 private final class ReaderSlot: Sendable {
-    private let released = Mutex(false)
+    private let released = RelayMutex(false)
     private let onRelease: @Sendable () -> Void
 
     init(onRelease: @escaping @Sendable () -> Void) { self.onRelease = onRelease }

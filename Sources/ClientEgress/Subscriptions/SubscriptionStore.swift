@@ -49,7 +49,7 @@ public final class SubscriptionStore: Sendable {
     /// The earlier versions' file, migrated on ``load()``.
     public let legacyPath: String
     private let directory: String
-    private let state = Mutex(State())
+    private let state = RelayMutex(State())
 
     /// The most bytes a journal may have (10,000 subscriptions with long URLs are a few MB).
     static let maximumJournalBytes = 256 * 1024 * 1024

@@ -37,11 +37,11 @@ public final class RunnerAgent: Service, Sendable {
     public let configuration: Configuration
     private let httpClient: HTTPClient
     private let logger: Logger
-    private let sessions = Mutex<[String: ManagedSession]>([:])
-    private let finishedTotals = Mutex(TrickleEventsSink.Stats())
-    private let finishedSegments = Mutex(0)
+    private let sessions = RelayMutex<[String: ManagedSession]>([:])
+    private let finishedTotals = RelayMutex(TrickleEventsSink.Stats())
+    private let finishedSegments = RelayMutex(0)
     /// Sessions refused at ``Configuration/maximumSessions``.
-    private let sessionsRefused = Mutex(0)
+    private let sessionsRefused = RelayMutex(0)
     private let starts: AsyncStream<ManagedSession>
     private let startsContinuation: AsyncStream<ManagedSession>.Continuation
     private let listener: HTTPListener

@@ -25,7 +25,7 @@ public struct StandardInputPump: Service, CustomStringConvertible {
         // number, then one line per interval with the count (100 MB of noise is a handful of lines, not 400,000).
         let problems = ProblemLog(logger: self.logger)
         defer { problems.flush() }
-        let counted = Mutex(LineIngest.Counts())
+        let counted = RelayMutex(LineIngest.Counts())
         defer { self.onEnd(counted.withLock { $0 }) }
         do {
             let counts = try await cancelWhenGracefulShutdown {

@@ -69,8 +69,8 @@ public final class TrickleEventsSink: Service, Sendable {
     /// `trickle_relay_emit_to_relay_seconds`, through swift-metrics (whatever factory the process bootstrapped).
     private let emitToRelay = CoreMetrics.Timer(label: "trickle_relay_emit_to_relay_seconds")
     private let logger: Logger
-    private let state = Mutex(State())
-    private let lastReportAt: Mutex<RelayClock.Instant>
+    private let state = RelayMutex(State())
+    private let lastReportAt: RelayMutex<RelayClock.Instant>
     private let refusedLog: ProblemLog
     /// Bytes a stamped envelope and its frame add to an event, at most (ids, timestamps, session fields).
     private let framingAllowance: Int
@@ -84,7 +84,7 @@ public final class TrickleEventsSink: Service, Sendable {
         logger[metadataKey: "session.id"] = "\(configuration.identity.sessionID)"
         self.logger = logger
         self.refusedLog = ProblemLog(logger: logger)
-        self.lastReportAt = Mutex(configuration.clock.now)
+        self.lastReportAt = RelayMutex(configuration.clock.now)
         self.framingAllowance = 256 + configuration.identity.sessionID.utf8.count * 2
             + (configuration.identity.connectionID?.utf8.count ?? 0) * 2 + configuration.identity.clientSource.utf8.count * 2
         // `relayed` means accepted by the server: each segment's telemetry lines are counted when its upload

@@ -1,8 +1,6 @@
 public import NIOSSL
 import Synchronization
-#if TRICKLE_RELAY_TSAN
-import TrickleRelaySupport  // SanitizerVisibleMutex
-#endif
+import TrickleRelaySupport
 
 /// A process's outbound TLS as it is now: the `NIOSSLContext` of subscribers' own connections
 /// (``SegmentConnection`` for `https` channels; one per process, because creating one loads the trust store:
@@ -10,13 +8,13 @@ import TrickleRelaySupport  // SanitizerVisibleMutex
 /// carry (the metrics reporter, the OTLP log sink). ``replace(with:)`` swaps both (the client's SIGHUP):
 /// connections made afterwards use the new TLS, open ones keep theirs.
 public final class OutboundTLSContext: Sendable {
-    private let current: Mutex<(context: NIOSSLContext, configuration: TLSConfiguration)>
+    private let current: RelayMutex<(context: NIOSSLContext, configuration: TLSConfiguration)>
 
     /// A context for `configuration` (from ``OutboundTLS/configuration(now:)``: trust and client certificate).
     ///
     /// - Throws: NIOSSL's error when the configuration cannot make a context.
     public init(_ configuration: TLSConfiguration) throws {
-        self.current = Mutex((try Self.context(configuration), configuration))
+        self.current = RelayMutex((try Self.context(configuration), configuration))
     }
 
     /// The context new segment connections use.

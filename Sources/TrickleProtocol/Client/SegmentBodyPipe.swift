@@ -47,7 +47,7 @@ final class SegmentBodyPipe: AsyncSequence, Sendable {
         var nextProducerID = 0
     }
 
-    private let state = Mutex(State())
+    private let state = RelayMutex(State())
     let highWatermark: Int
     /// Bytes kept for a re-send at most; past it the segment can no longer be re-sent.
     let retentionLimit: Int

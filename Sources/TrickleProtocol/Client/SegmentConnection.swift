@@ -20,7 +20,7 @@ final class SegmentConnection: Sendable {
     private let group: any EventLoopGroup
     private let connectTimeout: TimeAmount
     private let tls: OutboundTLSContext?
-    private let idle = Mutex<(any Channel)?>(nil)
+    private let idle = RelayMutex<(any Channel)?>(nil)
 
     /// A connection for `url`'s server, or `nil` when its authority does not parse (the HTTP client then reports
     /// the problem) or it is `https` and no TLS context is given.

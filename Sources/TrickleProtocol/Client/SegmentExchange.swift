@@ -29,7 +29,7 @@ final class SegmentExchange: Sendable {
 
     let channel: any Channel
     let request: HTTPRequestHead
-    private let state = Mutex(State())
+    private let state = RelayMutex(State())
 
     init(channel: any Channel, request: HTTPRequestHead) {
         self.channel = channel

@@ -15,7 +15,7 @@ final class TLSPeerProbe: Sendable {
         var at: ContinuousClock.Instant
     }
 
-    private let cache = Mutex<[String: Remembered]>([:])
+    private let cache = RelayMutex<[String: Remembered]>([:])
     private let context: NIOSSLContext?
     private let timeout: Duration = .seconds(5)
     private let memory: Duration = .seconds(60)
@@ -45,7 +45,7 @@ final class TLSPeerProbe: Sendable {
         guard let context = self.context else { return nil }
         let group = MultiThreadedEventLoopGroup.singleton
         let result = group.next().makePromise(of: NIOSSLCertificate?.self)
-        let settled = Mutex(false)
+        let settled = RelayMutex(false)
         @Sendable func settle(_ certificate: NIOSSLCertificate?) {
             guard settled.withLock({ done in defer { done = true }; return !done }) else { return }
             result.succeed(certificate)

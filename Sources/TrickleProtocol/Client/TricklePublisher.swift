@@ -34,9 +34,9 @@ public actor TricklePublisher: Service {
     public nonisolated let configuration: Configuration
     private nonisolated let httpClient: HTTPClient
     private nonisolated let logger: Logger
-    private nonisolated let statsBox = Mutex(Stats())
+    private nonisolated let statsBox = RelayMutex(Stats())
     private nonisolated let failing: FailureLog
-    private nonisolated let outcomeHandler = Mutex<(@Sendable (SegmentOutcome) -> Void)?>(nil)
+    private nonisolated let outcomeHandler = RelayMutex<(@Sendable (SegmentOutcome) -> Void)?>(nil)
     private nonisolated let uploads: AsyncStream<SegmentUpload>
     private nonisolated let uploadsContinuation: AsyncStream<SegmentUpload>.Continuation
 

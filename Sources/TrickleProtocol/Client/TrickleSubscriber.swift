@@ -21,7 +21,7 @@ public final class TrickleSubscriber: Sendable {
     public let configuration: Configuration
     private let httpClient: HTTPClient
     private let logger: Logger
-    private let statsBox = Mutex(Stats())
+    private let statsBox = RelayMutex(Stats())
     private let unreachable: FailureLog
     private let protocolErrors: FailureLog
     /// Advanced by ``expectChannel()``.
@@ -415,11 +415,11 @@ public final class TrickleSubscriber: Sendable {
         }
 
         private let clock: RelayClock
-        private let state: Mutex<State>
+        private let state: RelayMutex<State>
 
         init(clock: RelayClock) {
             self.clock = clock
-            self.state = Mutex(State(lastByteAt: clock.now))
+            self.state = RelayMutex(State(lastByteAt: clock.now))
         }
 
         /// Notes bytes received; `false` once the watchdog abandoned the segment (the bytes are then dropped).

@@ -94,7 +94,7 @@ public struct JSONLReader: Sendable {
     nonisolated(nonsending) public func runBatches(
         _ handle: nonisolated(nonsending) @escaping @Sendable ([Item]) async throws -> Void
     ) async throws -> TrickleSubscriber.EndOfStream {
-        let parser = Mutex(
+        let parser = RelayMutex(
             JSONLSegmentParser(
                 source: self.subscriber.url.channelName,
                 seq: -1,
@@ -103,7 +103,7 @@ public struct JSONLReader: Sendable {
             )
         )
         let onSegmentRead = self.onSegmentRead
-        let current = Mutex<SegmentRead?>(nil)  // the segment being read, for `onSegmentRead`
+        let current = RelayMutex<SegmentRead?>(nil)  // the segment being read, for `onSegmentRead`
         return try await self.subscriber.run { event in
             var items: [JSONLSegmentParser.Item] = []
             switch event {

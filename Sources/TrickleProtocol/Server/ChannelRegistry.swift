@@ -13,8 +13,8 @@ final class ChannelRegistry: Sendable {
         var deletedAt: RelayClock.Instant
     }
 
-    private let channels = Mutex<[String: ServerChannel]>([:])
-    private let tombstones = Mutex<[String: Tombstone]>([:])
+    private let channels = RelayMutex<[String: ServerChannel]>([:])
+    private let tombstones = RelayMutex<[String: Tombstone]>([:])
     private let ringSize: Int
     private let gracePeriod: Duration
     private let maximumChannels: Int

@@ -8,7 +8,7 @@ final class PauseGate: Sendable {
         var observers: [@Sendable () -> Void] = []
     }
 
-    private let state = Mutex(State())
+    private let state = RelayMutex(State())
 
     init() {}
 

@@ -23,7 +23,7 @@ final class ServerAccounting: Sendable {
 
     let maximumRetainedBytes: Int
     private let retained = Atomic<Int>(0)
-    private let refusals = Mutex([Int](repeating: 0, count: Refusal.allCases.count))  // refusals are rare
+    private let refusals = RelayMutex([Int](repeating: 0, count: Refusal.allCases.count))  // refusals are rare
     private let segmentsStarted = Atomic<Int>(0)
     private let bytesReceived = Atomic<Int>(0)
     /// The most bytes held at once since the last ``takeReleasedSinceHighWater()``.

@@ -43,7 +43,7 @@ final class ServerChannel: Sendable {
 
     let name: String
     let mimeType: String
-    private let state: Mutex<State>
+    private let state: RelayMutex<State>
     private let accounting: ServerAccounting?
     private let readers = Atomic<Int>(0)
     private let writers = Atomic<Int>(0)
@@ -62,7 +62,7 @@ final class ServerChannel: Sendable {
         self.name = name
         self.mimeType = mimeType
         self.accounting = accounting
-        self.state = Mutex(State(ring: Array(repeating: nil, count: ringSize), lastSegmentStart: now))
+        self.state = RelayMutex(State(ring: Array(repeating: nil, count: ringSize), lastSegmentStart: now))
     }
 
     var nextWrite: Int { self.state.withLock { $0.nextWrite } }

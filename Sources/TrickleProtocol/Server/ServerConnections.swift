@@ -4,7 +4,7 @@ import TrickleRelaySupport
 
 /// The open connections of the embedded server, so that shutting down can end each of them.
 final class ServerConnections: Sendable {
-    private let channels = Mutex<[ObjectIdentifier: any Channel]>([:])
+    private let channels = RelayMutex<[ObjectIdentifier: any Channel]>([:])
 
     /// Tracks `channel` until it closes.
     func add(_ channel: any Channel) {

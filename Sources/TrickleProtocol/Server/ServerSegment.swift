@@ -72,7 +72,7 @@ final class ServerSegment: Sendable {
     }
 
     let seq: Int
-    private let state = Mutex(State())
+    private let state = RelayMutex(State())
     private let accounting: ServerAccounting?
 
     init(seq: Int, accounting: ServerAccounting? = nil) {

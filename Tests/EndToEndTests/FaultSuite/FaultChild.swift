@@ -12,7 +12,7 @@ final class FaultChild: Sendable {
     let process: Process
     let exited: OneShotSignal<Int32>
     let lines = Recorder<String>()
-    private let peakRSS = Mutex(0)
+    private let peakRSS = RelayMutex(0)
 
     init(_ arguments: [String], environment: [String: String] = [:], input: Pipe? = nil, output: Pipe? = nil) throws {
         let process = Process()

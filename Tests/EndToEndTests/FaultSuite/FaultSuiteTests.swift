@@ -125,7 +125,7 @@ struct FaultSuiteTests {
         let (total, kills) = self.profile == .long ? (20_000, 5) : (6_000, 3)
         let port = try await unusedPort()
         let channel = "http://127.0.0.1:\(port)/restarts-events"
-        let servers = Mutex<[FaultChild]>([try await self.startServe(port: port)])
+        let servers = RelayMutex<[FaultChild]>([try await self.startServe(port: port)])
         let output = self.temporaryPath("restarts.jsonl")
         let client = try FaultChild(["client", "--events-url", channel, "--start", "0", "--sink", "file:\(output)", "--listen", "off", "--quiet", "--wait-for-channel", "30"])
         let input = Pipe()
@@ -165,7 +165,7 @@ struct FaultSuiteTests {
         let (total, outage) = self.profile == .long ? (6_000, Duration.seconds(300)) : (3_000, Duration.seconds(20))
         let port = try await unusedPort()
         let channel = "http://127.0.0.1:\(port)/outage-events"
-        let servers = Mutex<[FaultChild]>([try await self.startServe(port: port)])
+        let servers = RelayMutex<[FaultChild]>([try await self.startServe(port: port)])
         let output = self.temporaryPath("outage.jsonl")
         let client = try FaultChild(["client", "--events-url", channel, "--start", "0", "--sink", "file:\(output)", "--listen", "off", "--quiet", "--wait-for-channel", "30"])
         let input = Pipe()
@@ -344,7 +344,7 @@ struct FaultSuiteTests {
         let total = self.profile == .long ? 20_000 : 3_000
         let keyFile = self.temporaryPath("key")
         try "key-1\n".write(toFile: keyFile, atomically: true, encoding: .utf8)
-        let scheduled = Mutex(0)
+        let scheduled = RelayMutex(0)
         let endpoint = ScriptedEndpoint { request, _ in
             let step = scheduled.withLock { step -> Int in
                 step += 1

@@ -37,7 +37,7 @@ struct RelayedCountsTests {
 
     @Test("a segment whose upload breaks after its bytes went out is sent again from its first byte: relayed, not lost")
     func resentAfterFailures() async throws {
-        let segmentZeroPosts = Mutex(0)
+        let segmentZeroPosts = RelayMutex(0)
         let server = ScriptedHTTPServer { request, _ in
             if request.path.hasSuffix("/next") { return .init(.ok, headers: [TrickleHeaders.latest: "0"], body: "0") }
             guard request.path == "/events/0" else { return .init(.ok) }

@@ -28,7 +28,7 @@ struct FailureLoggingTests {
     @Test("ProblemThrottle: the first few in full, then one aggregate per interval, then the rest at the end")
     func problemThrottle() {
         var throttle = ProblemThrottle(detailedPerKind: 3, interval: .seconds(10))
-        let start = ContinuousClock.now
+        let start = RelayClock.Instant(offset: .zero)
         var decisions: [ProblemThrottle.Decision] = []
         for n in 0..<1_000 { decisions.append(throttle.note("malformed_json", at: start + .milliseconds(n * 20))) }
         #expect(decisions.prefix(3).allSatisfy { $0 == .detailed })

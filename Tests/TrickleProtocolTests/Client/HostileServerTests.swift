@@ -30,7 +30,7 @@ struct HostileServerTests {
                     configuration: configuration,
                     logger: quietLogger
                 )
-                let events = Mutex<[TrickleSubscriberEvent]>([])
+                let events = RelayMutex<[TrickleSubscriberEvent]>([])
                 let end = try await subscriber.run { event in events.withLock { $0.append(event) } }
                 return (end, subscriber.stats, events.withLock { $0 })
             }

@@ -146,7 +146,7 @@ struct ServerRestartTests {
         retryBackoff: Backoff,
         _ body: @Sendable (TricklePublisher, @escaping @Sendable (String) -> Int) async throws -> Void
     ) async throws -> [(offset: Int, element: ScriptedHTTPServer.Request)] {
-        let attempts = Mutex<[String: Int]>([:])
+        let attempts = RelayMutex<[String: Int]>([:])
         let server = ScriptedHTTPServer { request, _ in
             guard request.method == .post else { return .init(.ok) }
             let attempt = attempts.withLock { counts -> Int in

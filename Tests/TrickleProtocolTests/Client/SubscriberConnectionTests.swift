@@ -46,7 +46,7 @@ struct SubscriberConnectionTests {
                     configuration: Self.configuration,
                     logger: quietLogger
                 )
-                let segments = Mutex<[Int: String]>([:])
+                let segments = RelayMutex<[Int: String]>([:])
                 let end = try await subscriber.run { event in
                     if case .bytes(let chunk, let seq) = event {
                         segments.withLock { $0[seq, default: ""] += String(buffer: chunk) }
@@ -182,7 +182,7 @@ struct SubscriberConnectionTests {
                 var configuration = Self.configuration
                 configuration.maximumSegmentBytes = 32 * 1024 * 1024
                 let subscriber = TrickleSubscriber(url: try TrickleChannelURL("\(base)/ch"), httpClient: client, configuration: configuration, logger: quietLogger)
-                let received = Mutex(ByteBuffer())
+                let received = RelayMutex(ByteBuffer())
                 let end = try await subscriber.run { event in
                     guard case .bytes(var chunk, _) = event else { return }
                     // Slower than the socket: the connection gets ahead and must stop reading, then go on.

@@ -136,6 +136,9 @@ struct JSONLNetworkTests {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await writer.run() }
                 group.addTask { _ = try await reader.run { seen.append(ReadItem($0)) } }
+                // The reader starts at the live edge: it must be waiting there before seq 0 is written (and closed
+                // by the window), or it would start at seq 1.
+                try await waitUntil("the reader to wait at the live edge") { server.activeReaders(ofChannel: "events") == 1 }
                 try await writer.write(["n": 1])
                 try await waitUntil("the window to close the segment") { await writer.publisher.hasOpenSegment == false }
                 try await writer.write(["n": 2])

@@ -1,3 +1,4 @@
+import Logging
 import Testing
 import TrickleProtocol
 import TrickleRelaySupport
@@ -27,5 +28,24 @@ struct FailureLogClockTests {
         log.cleared()
         #expect(logs.lines.count == 3, "a success while healthy logs nothing")
         #expect(!log.isFailing)
+    }
+
+    @Test("ProblemLog: the first reports in full, then one 'more input skipped' per interval of the clock, the rest at flush")
+    func problemLogThrottledByTheClock() {
+        let clock = ManualClock()
+        let logs = CapturedLogs()
+        let log = ProblemLog(logger: logs.logger(), throttle: ProblemThrottle(detailedPerKind: 2, interval: .seconds(10)), clock: clock)
+        for n in 0..<50 { log.report("malformed_json", "bad line", metadata: ["line": "\(n)"]) }
+        #expect(logs.lines.count == 2, "only the first two in full: \(logs.lines)")
+        clock.advance(by: .seconds(9))
+        log.report("malformed_json", "bad line")
+        #expect(logs.lines.count == 2, "within the interval: silent")
+        clock.advance(by: .seconds(1))
+        log.report("malformed_json", "bad line")
+        let skipped = logs.lines.filter { $0.contains("more input skipped") }
+        #expect(skipped.count == 1 && skipped[0].contains("count=50"), "\(logs.lines)")
+        log.report("malformed_json", "bad line")
+        log.flush()
+        #expect(logs.lines.last?.contains("count=1") == true, "\(logs.lines)")
     }
 }
