@@ -41,6 +41,9 @@ extension TricklePublisher {
         /// create the channel again (`POST {channel}`) and re-send, where the server allows it. A server that
         /// answers `404` to the create too (an orchestrator) ends the session: that is terminal. Default `true`.
         public var recreatesChannel: Bool
+        /// The publisher's time: segment ages (the writer's window), back-off between attempts, the linger before
+        /// the delete, and its failure log's interval. Default real time; tests pass a manual clock.
+        public var clock: RelayClock = .continuous
 
         /// Creates a configuration; every parameter has the documented default.
         public init(

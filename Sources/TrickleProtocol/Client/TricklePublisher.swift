@@ -44,7 +44,7 @@ public actor TricklePublisher: Service {
     private var pendingReset = false
     private var current: SegmentUpload?
     private var currentBytes = 0
-    private var currentOpenedAt: ContinuousClock.Instant = .now
+    private var currentOpenedAt: RelayClock.Instant
     private var preconnected: SegmentUpload?
     /// Uploads that carry data and have not finished (the preconnect is not among them until it is used).
     private var inFlight: [SegmentUpload] = []
@@ -64,10 +64,11 @@ public actor TricklePublisher: Service {
         self.url = url
         self.httpClient = httpClient
         self.configuration = configuration
+        self.currentOpenedAt = configuration.clock.now
         var logger = logger
         logger[metadataKey: "trickle.channel"] = "\(url.channelName)"
         self.logger = logger
-        self.failing = FailureLog("trickle server not accepting segments", logger: logger)
+        self.failing = FailureLog("trickle server not accepting segments", logger: logger, clock: configuration.clock)
         (self.uploads, self.uploadsContinuation) = AsyncStream.makeStream()
     }
 
@@ -184,7 +185,7 @@ public actor TricklePublisher: Service {
     /// - Returns: Whether a segment was finished.
     @discardableResult
     public func finishSegment(ifOpenFor age: Duration) -> Bool {
-        guard self.current != nil, ContinuousClock.now - self.currentOpenedAt >= age else { return false }
+        guard self.current != nil, self.configuration.clock.now - self.currentOpenedAt >= age else { return false }
         let waiting = self.inFlight.reduce(0) { count, upload in
             upload === self.current || upload.done.value != nil ? count : count + 1
         }
@@ -220,7 +221,7 @@ public actor TricklePublisher: Service {
         }
         if self.configuration.deletesChannelOnClose && self.terminalError == nil {
             if self.configuration.lingerBeforeDelete > .zero {
-                try? await Task.sleep(for: self.configuration.lingerBeforeDelete)  // readers fetch the tail
+                try? await self.configuration.clock.sleep(for: self.configuration.lingerBeforeDelete)  // readers fetch the tail
             }
             await self.deleteChannel()
         }
@@ -255,7 +256,7 @@ public actor TricklePublisher: Service {
         self.preconnected = self.startUpload(seq: seq + 1, sendsReset: false, predecessor: upload)
         self.current = upload
         self.currentBytes = 0
-        self.currentOpenedAt = .now
+        self.currentOpenedAt = self.configuration.clock.now
         return upload
     }
 
@@ -437,7 +438,7 @@ public actor TricklePublisher: Service {
         self.failing.failed(reason: reason, metadata: ["trickle.seq": "\(upload.seq)"])
         self.statsBox.withLock { $0.retries += 1 }
         do {
-            try await Task.sleep(for: self.configuration.retryBackoff.delay(forAttempt: failures - 1))
+            try await self.configuration.clock.sleep(for: self.configuration.retryBackoff.delay(forAttempt: failures - 1))
         } catch {
             upload.complete(.failed)
             return false

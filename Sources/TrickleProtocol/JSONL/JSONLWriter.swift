@@ -216,7 +216,7 @@ public final class JSONLWriter: Service, Sendable {
     private func rotateOnWindow() async throws {
         let tick = max(self.configuration.segmentWindow / 20, .milliseconds(5))
         while true {
-            try await Task.sleep(for: tick)
+            try await self.publisher.configuration.clock.sleep(for: tick)
             await self.publisher.finishSegment(ifOpenFor: self.configuration.segmentWindow)
         }
     }

@@ -126,21 +126,34 @@ struct JSONLNetworkTests {
         }
     }
 
-    @Test("segments rotate on the time window")
+    @Test("segments rotate on the time window: open for less than the window, kept; at the window, ended")
     func rotationByTime() async throws {
         try await withTrickleServer { (server, base, client) async throws in
             server.createChannel(named: "events")
-            let writer = try self.writer("\(base)/events", client, window: .milliseconds(50))
+            let clock = ManualClock()
+            var publisher = TricklePublisher.Configuration(mimeType: "application/jsonl")
+            publisher.clock = RelayClock(clock)
+            let writer = JSONLWriter(
+                url: try TrickleChannelURL("\(base)/events"),
+                httpClient: client,
+                configuration: .init(segmentWindow: .seconds(10), publisher: publisher),
+                logger: quietLogger
+            )
             let reader = try self.reader("\(base)/events", client)
             let seen = Recorder<ReadItem>()
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await writer.run() }
                 group.addTask { _ = try await reader.run { seen.append(ReadItem($0)) } }
-                // The reader starts at the live edge: it must be waiting there before seq 0 is written (and closed
-                // by the window), or it would start at seq 1.
+                // The reader starts at the live edge: it must be waiting there before seq 0 is written.
                 try await waitUntil("the reader to wait at the live edge") { server.activeReaders(ofChannel: "events") == 1 }
                 try await writer.write(["n": 1])
-                try await waitUntil("the window to close the segment") { await writer.publisher.hasOpenSegment == false }
+                try await seen.wait("the first line") { $0.count(where: { $0.text != nil }) == 1 }
+                // The writer checks the window on the clock: 9.5 s open is not yet 10.
+                try await clock.waitForSleepers(1)
+                try await clock.advance(by: .milliseconds(9_500), thenWaitForSleepers: 1)
+                #expect(await writer.publisher.hasOpenSegment == true)
+                try await clock.advance(by: .milliseconds(500), thenWaitForSleepers: 1)
+                #expect(await writer.publisher.hasOpenSegment == false)
                 try await writer.write(["n": 2])
                 try await seen.wait("both lines") { $0.count(where: { $0.text != nil }) == 2 }
                 try await writer.close()
