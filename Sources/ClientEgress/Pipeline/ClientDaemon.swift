@@ -36,6 +36,10 @@ public final class ClientDaemon: Service, Sendable {
         /// The relay's own tracing: each segment read (`trickle_relay.segment.read`) and each batch handed to the
         /// sink (`trickle_relay.dispatch`) becomes a span. Default off.
         public var tracing: DeliveryTracing = .off
+        /// Whether subscriptions that wait for their channel (`reader.subscriber.channelWaitTimeout`) follow their
+        /// server's channel announcements (its `_changes` feed: one long-poll per server, see
+        /// ``ChannelAnnouncements``) instead of each asking often. Default `true`.
+        public var followsChannelAnnouncements = true
 
         public init(
             reader: JSONLReader.Configuration = .init(),
@@ -68,6 +72,8 @@ public final class ClientDaemon: Service, Sendable {
         /// Subscriptions followed in this run, and those whose channel ended: counted whatever the list keeps.
         var followed = 0
         var ended = 0
+        /// Per server (its feed URL), the announcements its waiting subscriptions share.
+        var announcements: [String: ChannelAnnouncements] = [:]
     }
 
     public let configuration: Configuration
@@ -80,6 +86,9 @@ public final class ClientDaemon: Service, Sendable {
     private let state: RelayMutex<State>
     private let starts: AsyncStream<FollowedChannel>
     private let startsContinuation: AsyncStream<FollowedChannel>.Continuation
+    /// Servers whose announcements are to be followed, as their first waiting subscription is added.
+    private let feeds: AsyncStream<ChannelAnnouncements>
+    private let feedsContinuation: AsyncStream<ChannelAnnouncements>.Continuation
 
     /// Creates a daemon; add subscriptions with ``add(_:)`` (before or while it runs).
     ///
@@ -103,6 +112,7 @@ public final class ClientDaemon: Service, Sendable {
         self.localConsumer = localConsumer
         self.state = RelayMutex(State(resumePositions: configuration.resumePositions))
         (self.starts, self.startsContinuation) = AsyncStream.makeStream()
+        (self.feeds, self.feedsContinuation) = AsyncStream.makeStream()
     }
 
     /// A daemon following one channel (its records carry no subscription id: a spool of its own).
@@ -156,10 +166,14 @@ public final class ClientDaemon: Service, Sendable {
             guard state.running < self.configuration.maximumSubscriptions else {
                 return .failure(SubscriptionError(.unavailable, "the client follows \(state.running) channels, its limit"))
             }
+            var reader = self.configuration.reader
+            if self.configuration.followsChannelAnnouncements, reader.subscriber.channelWaitTimeout != nil {
+                reader.subscriber.announcements = self.announcements(forServerOf: subscription.eventsURL, in: &state)
+            }
             let channel = FollowedChannel(
                 subscription: subscription,
                 resumingAfter: state.resumePositions.removeValue(forKey: subscription.id),
-                reader: self.configuration.reader,
+                reader: reader,
                 tracing: self.configuration.tracing,
                 httpClient: self.httpClient,
                 sink: self.sink,
@@ -192,6 +206,16 @@ public final class ClientDaemon: Service, Sendable {
         )
         self.startsContinuation.yield(channel)
         return channel.snapshot()
+    }
+
+    /// The announcements of `url`'s server, shared by its subscriptions; the first asks for them to be followed.
+    private func announcements(forServerOf url: TrickleChannelURL, in state: inout State) -> ChannelAnnouncements {
+        let feedURL = url.sibling(named: "_changes").url()
+        if let existing = state.announcements[feedURL] { return existing }
+        let announcements = ChannelAnnouncements(serverOf: url)
+        state.announcements[feedURL] = announcements
+        self.feedsContinuation.yield(announcements)
+        return announcements
     }
 
     /// Stops following subscription `id` and removes it from the list (and from the persisted ones).
@@ -336,12 +360,23 @@ public final class ClientDaemon: Service, Sendable {
     private func followAll() async -> Bool {
         let isIdle = self.state.withLock { $0.running == 0 }
         if isIdle, !self.configuration.runsUntilStopped { self.startsContinuation.finish() }
-        await withDiscardingTaskGroup { group in
-            for await channel in self.starts {
-                // A channel's reads, framing, parsing and dispatch run isolated to one event loop (see EventLoopActor).
-                let loop = EventLoopActor(self.httpClient.eventLoopGroup.next())
-                group.addTask { await loop.run { await self.follow(channel) } }
+        await withDiscardingTaskGroup { feeds in
+            // The servers' announcements are followed while any channel is: they end with the last one.
+            feeds.addTask {
+                await withDiscardingTaskGroup { group in
+                    for await announcements in self.feeds {
+                        group.addTask { await announcements.follow(httpClient: self.httpClient, logger: self.logger) }
+                    }
+                }
             }
+            await withDiscardingTaskGroup { group in
+                for await channel in self.starts {
+                    // A channel's reads, framing, parsing and dispatch run isolated to one event loop (see EventLoopActor).
+                    let loop = EventLoopActor(self.httpClient.eventLoopGroup.next())
+                    group.addTask { await loop.run { await self.follow(channel) } }
+                }
+            }
+            feeds.cancelAll()
         }
         return self.state.withLock { $0.isStopping }
     }

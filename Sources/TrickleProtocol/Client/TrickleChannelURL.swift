@@ -5,7 +5,7 @@ import TrickleRelaySupport
 /// Validated once, at construction, so that every request built from it is well formed.
 public struct TrickleChannelURL: Sendable, Hashable, CustomStringConvertible {
     /// The channel URL without a trailing slash, query or fragment.
-    public let base: String
+    public private(set) var base: String
     /// The query string (without `?`), appended to every request; may carry a `jwt=` token.
     private let query: String?
 
@@ -64,6 +64,13 @@ public struct TrickleChannelURL: Sendable, Hashable, CustomStringConvertible {
     public func url(_ suffix: String = "") -> String {
         if let query { return "\(self.base)\(suffix)?\(query)" }
         return "\(self.base)\(suffix)"
+    }
+
+    /// The channel `name` beside this one on the same server (same path prefix, same query).
+    public func sibling(named name: String) -> TrickleChannelURL {
+        var copy = self
+        copy.base = String(self.base[...self.base.lastIndex(of: "/")!]) + name
+        return copy
     }
 
     /// The URL of segment `seq`.

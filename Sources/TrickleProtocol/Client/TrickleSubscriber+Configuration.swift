@@ -71,6 +71,13 @@ extension TrickleSubscriber {
         /// runners start costs almost nothing while it waits. ``TrickleSubscriber/expectChannel()`` (the control
         /// API's "expected now") starts again from the short delay. Default 120 s.
         public var channelWaitMaximumDelay: Duration = .seconds(120)
+        /// The server's channel announcements (its `_changes` feed), shared by the subscribers of that server: a
+        /// subscriber waiting for its channel asks at once when the feed announces it, and — while the feed is
+        /// followed — asks on its own only up to ``channelWaitMaximumDelayWhenAnnounced`` apart. `nil`: none.
+        public var announcements: ChannelAnnouncements? = nil
+        /// ``channelWaitMaximumDelay`` while ``announcements`` follows the server's feed (a backstop only: the feed
+        /// says when the channel appears). Default 10 min.
+        public var channelWaitMaximumDelayWhenAnnounced: Duration = .seconds(600)
         /// Once asks for a channel that is not there yet are this far apart, the subscription's own connection is
         /// closed (the server would close it idle anyway) and the asks go to `GET …/next` over the shared HTTP
         /// client's kept-alive connections: a waiting fleet holds no socket per channel and opens none per ask.

@@ -110,12 +110,15 @@ public final class TrickleSubscriber: Sendable {
             ? SegmentConnection(url: self.url, group: self.httpClient.eventLoopGroup, tls: self.configuration.tls ?? OutboundTLSContext.system, connectTimeout: self.configuration.connectTimeout)
             : nil
         defer { connection?.close() }
+        // Registered with the server's announcements while waiting for the channel to be created.
+        var announcedBy: ChannelAnnouncements?
+        defer { announcedBy?.unregister(channel: self.url.channelName, self.expected) }
         while true {
             try Task.checkCancellation()
             // Before the ask: an "expected now" that arrives while it is on its way still cuts the wait after it.
             let expectedBeforeAsk = self.expected.generation
             self.statsBox.withLock { $0.attempts += 1 }
-            var probe = NextWrite.unknown
+            var probe = ChannelNextWrite.unknown
             if asksWithNext, waitingPolls > 0 {
                 // Waiting minutes apart: asked with `GET …/next` over the shared client's kept-alive connections
                 // (a few per server, not a new connection per waiting channel and ask); the segment GET on the
@@ -131,6 +134,10 @@ public final class TrickleSubscriber: Sendable {
             default:
                 channelAnswered = true
                 asksWithNext = false
+                if let announcements = announcedBy {
+                    announcements.unregister(channel: self.url.channelName, self.expected)
+                    announcedBy = nil
+                }
                 if let since = lostSince {
                     lostSince = nil
                     self.statsBox.withLock { $0.reconnects += 1 }
@@ -171,11 +178,20 @@ public final class TrickleSubscriber: Sendable {
                 if waitingSince == nil {
                     waitingSince = now
                     self.logger.info("waiting for the events channel to be created", metadata: ["trickle.channel": "\(self.url)"])
+                    if let announcements = self.configuration.announcements {
+                        announcements.register(channel: self.url.channelName, self.expected)
+                        announcedBy = announcements
+                    }
                 }
                 guard now - waitingSince! < timeout else { return .notFound }
-                // Asked again after a delay that grows to minutes, or at once when told the channel is expected.
+                // Asked again after a delay that grows to minutes (further apart while the server's feed is
+                // followed: it says when the channel appears), or at once when told the channel is expected.
+                let maximumDelay =
+                    announcedBy?.isFollowing == true
+                    ? max(self.configuration.channelWaitMaximumDelayWhenAnnounced, self.configuration.channelWaitMaximumDelay)
+                    : self.configuration.channelWaitMaximumDelay
                 let delay = min(
-                    Backoff(initial: self.configuration.aheadRetryDelay, maximum: self.configuration.channelWaitMaximumDelay)
+                    Backoff(initial: self.configuration.aheadRetryDelay, maximum: maximumDelay)
                         .delay(forAttempt: waitingPolls),
                     timeout - (now - waitingSince!)
                 )
@@ -549,26 +565,7 @@ public final class TrickleSubscriber: Sendable {
         }
     }
 
-    private enum NextWrite: Equatable {
-        case value(Int)
-        case notFound
-        /// The server has no `/next` (400 or 405).
-        case unsupported
-        case unknown
-    }
-
-    private func fetchNextWrite() async -> NextWrite {
-        var request = HTTPClientRequest(url: self.url.url("/next"))
-        request.method = .GET
-        guard let response = try? await self.httpClient.execute(request, timeout: .seconds(5), logger: self.logger),
-            let body = try? await response.body.collect(upTo: 1024)
-        else { return .unknown }
-        if response.status == .notFound { return .notFound }
-        if response.status == .badRequest || response.status == .methodNotAllowed { return .unsupported }
-        guard response.status == .ok,
-            let latest = response.headers.first(name: TrickleHeaders.latest.rawName).flatMap({ TrickleSeq.parseHeader($0) })
-                ?? TrickleSeq.parseHeader(String(buffer: body))
-        else { return .unknown }
-        return .value(latest)
+    private func fetchNextWrite() async -> ChannelNextWrite {
+        await ChannelNextWrite.fetch(self.url, httpClient: self.httpClient, logger: self.logger)
     }
 }

@@ -21,24 +21,29 @@ final class ChannelRegistry: Sendable {
     let accounting: ServerAccounting
     /// The server's time: segment starts, deletions, the idle sweep and the grace period are read from it.
     let clock: RelayClock
+    /// `_changes`, where creations and removals are announced; `nil` when the server keeps no feed.
+    let changeFeed: ChannelChangeFeed?
 
     init(
         ringSize: Int,
         gracePeriod: Duration,
         maximumChannels: Int = .max,
         accounting: ServerAccounting = .init(maximumRetainedBytes: .max),
-        clock: RelayClock = .continuous
+        clock: RelayClock = .continuous,
+        announcesChanges: Bool = false
     ) {
         self.clock = clock
+        self.changeFeed = announcesChanges ? ChannelChangeFeed(now: clock.now) : nil
         self.ringSize = ringSize
         self.gracePeriod = gracePeriod
         self.maximumChannels = maximumChannels
         self.accounting = accounting
     }
 
-    /// A live channel.
+    /// A live channel (the change feed's too).
     func channel(named name: String) -> ServerChannel? {
-        self.channels.withLock { $0[name] }
+        if let feed = self.changeFeed, name == ChannelChangeFeed.channelName { return feed.channel }
+        return self.channels.withLock { $0[name] }
     }
 
     /// A live channel, or a deleted one still in its grace period (for GETs only).
@@ -62,13 +67,16 @@ final class ChannelRegistry: Sendable {
         creatingWith mimeType: String,
         enforcingLimit: Bool = true
     ) -> (channel: ServerChannel, created: Bool)? {
-        self.channels.withLock { channels in
+        if let feed = self.changeFeed, name == ChannelChangeFeed.channelName { return (feed.channel, false) }
+        let made: (channel: ServerChannel, created: Bool)? = self.channels.withLock { channels in
             if let existing = channels[name] { return (existing, false) }
             guard !enforcingLimit || channels.count < self.maximumChannels else { return nil }
             let channel = ServerChannel(name: name, mimeType: mimeType, ringSize: self.ringSize, now: self.clock.now, accounting: self.accounting)
             channels[name] = channel
             return (channel, true)
         }
+        if let made, made.created, !name.hasPrefix("_") { self.changeFeed?.added(name) }
+        return made
     }
 
     /// Deleted channels still readable in their grace period.
@@ -94,6 +102,7 @@ final class ChannelRegistry: Sendable {
         let removed = self.channels.withLock { $0.removeValue(forKey: name) }
         guard let removed else { return false }
         removed.close()
+        if !name.hasPrefix("_") { self.changeFeed?.removed(name) }
         if self.gracePeriod > .zero {
             let now = self.clock.now
             self.tombstones.withLock { tombstones in
@@ -115,7 +124,10 @@ final class ChannelRegistry: Sendable {
             for channel in stale { channels.removeValue(forKey: channel.name) }
             return stale
         }
-        for channel in removed { channel.close() }
+        for channel in removed {
+            channel.close()
+            self.changeFeed?.removed(channel.name)
+        }
         self.purgeExpiredTombstones()
         return removed.map(\.name)
     }
@@ -134,6 +146,7 @@ final class ChannelRegistry: Sendable {
         }
         self.tombstones.withLock { $0 = [:] }
         for channel in all { channel.close() }
+        self.changeFeed?.close()
     }
 
     var count: Int { self.channels.withLock { $0.count } }

@@ -1,3 +1,4 @@
+import NIOCore
 import Synchronization
 import TrickleRelaySupport
 
@@ -162,6 +163,14 @@ final class ServerChannel: Sendable {
             }
         }
         for segment in abandoned { segment.close() }
+    }
+
+    /// Writes `bytes` as the next segment, whole and closed (the server's own channels: `_changes`).
+    func writeWholeSegment(_ bytes: ByteBuffer, now: RelayClock.Instant) {
+        guard case .segment(let segment) = self.resolveWrite(seq: -1, reset: false) else { return }
+        self.noteSegmentStarted(seq: segment.seq, now: now)
+        _ = segment.append(bytes)
+        segment.close()
     }
 
     /// A POST to `seq` ended with zero bytes: go-livepeer still moves nextWrite past it (§1).

@@ -54,6 +54,10 @@ extension TrickleServer {
         public var requestHeadTimeout: Duration = .seconds(90)
         /// TLS for every connection (`serve --tls-cert --tls-key`); `nil` (the default) serves plain HTTP.
         public var tls: ServerTLS? = nil
+        /// Whether the server announces every channel created and removed on its `_changes` channel
+        /// (`{"added":[…]}` / `{"removed":[…]}` lines, as http-trickle's sample server does), so that a client
+        /// waiting for channels follows one channel instead of asking for each. Default `true`.
+        public var announcesChannels: Bool = true
 
         /// Creates a configuration; every parameter has the documented default.
         public init(

@@ -51,7 +51,8 @@ public final class TrickleServer: Service, Sendable {
             gracePeriod: configuration.deletedChannelGracePeriod,
             maximumChannels: max(configuration.maximumChannels, 0),
             accounting: ServerAccounting(maximumRetainedBytes: max(configuration.maximumRetainedBytes, 0)),
-            clock: RelayClock(clock)
+            clock: RelayClock(clock),
+            announcesChanges: configuration.announcesChannels
         )
     }
 
@@ -91,6 +92,11 @@ public final class TrickleServer: Service, Sendable {
                     group.addTask { try? await serverChannel.closeFuture.get() }
                     group.addTask { await cancelWhenGracefulShutdown { await self.sweepIdleChannels() } }
                     group.addTask { await cancelWhenGracefulShutdown { await self.housekeeping() } }
+                    if let feed = self.registry.changeFeed {
+                        let registry = self.registry
+                        let loop = self.eventLoopGroup.any()
+                        group.addTask { await cancelWhenGracefulShutdown { await feed.run(on: loop, now: { registry.clock.now }) } }
+                    }
                     if let recording = self.configuration.metricsRecording {
                         let recorder = MetricsRecorder(recording, bridge: self.configuration.metricsExposition?.bridge) { [weak self] in
                             self?.metricsSnapshot() ?? PrometheusText()

@@ -290,7 +290,7 @@ struct TrickleServerTests {
         let configuration = TrickleServer.Configuration(idleSweepInterval: .seconds(60), idleChannelTimeout: .seconds(300))
         try await withTrickleServer(configuration, clock: clock) { (server, base, client) async throws in
             _ = try await client.send(.POST, "\(base)/quiet/0", body: "x\n")
-            _ = try await client.send(.POST, "\(base)/_changes/0", body: "x\n")
+            _ = try await client.send(.POST, "\(base)/_internal/0", body: "x\n")
             // The sweep and the housekeeping both wait on the clock.
             try await clock.waitForSleepers(2)
             // Four sweeps (240 s): not idle long enough yet.
@@ -299,7 +299,7 @@ struct TrickleServerTests {
             // The fifth (300 s) sweeps it.
             try await clock.advance(by: .seconds(60), thenWaitForSleepers: 2)
             #expect(server.nextWrite(ofChannel: "quiet") == nil)
-            #expect(server.nextWrite(ofChannel: "_changes") == 1)
+            #expect(server.nextWrite(ofChannel: "_internal") == 1)
             #expect(try await client.send(.GET, "\(base)/quiet/0").status == 404)
         }
     }
