@@ -75,8 +75,10 @@ extension TrickleSubscriber {
         /// subscriber waiting for its channel asks at once when the feed announces it, and — while the feed is
         /// followed — asks on its own only up to ``channelWaitMaximumDelayWhenAnnounced`` apart. `nil`: none.
         public var announcements: ChannelAnnouncements? = nil
-        /// ``channelWaitMaximumDelay`` while ``announcements`` follows the server's feed (a backstop only: the feed
-        /// says when the channel appears). Default 10 min.
+        /// While ``announcements`` follows the server's feed, a waiting subscriber's own asks are this far apart
+        /// (half-jittered; a backstop only: the feed says when the channel appears), and after being told (an
+        /// announcement, ``TrickleSubscriber/expectChannel()``) they grow from ``aheadRetryDelay`` to this.
+        /// Default 10 min.
         public var channelWaitMaximumDelayWhenAnnounced: Duration = .seconds(600)
         /// Once asks for a channel that is not there yet are this far apart, the subscription's own connection is
         /// closed (the server would close it idle anyway) and the asks go to `GET …/next` over the shared HTTP

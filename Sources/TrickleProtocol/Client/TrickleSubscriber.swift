@@ -99,6 +99,8 @@ public final class TrickleSubscriber: Sendable {
         var channelAnswered = false
         var waitingSince: RelayClock.Instant?
         var waitingPolls = 0
+        // Told the channel is expected (the control API) or announced since waiting began: asks short again.
+        var toldSinceWaiting = false
         // Whether the next ask for a channel that is not there yet goes to `/next` (see the ask below).
         var asksWithNext = false
         var nextUnsupported = false
@@ -184,17 +186,19 @@ public final class TrickleSubscriber: Sendable {
                     }
                 }
                 guard now - waitingSince! < timeout else { return .notFound }
-                // Asked again after a delay that grows to minutes (further apart while the server's feed is
-                // followed: it says when the channel appears), or at once when told the channel is expected.
+                // Asked again after a delay that grows to minutes, or at once when told the channel is expected
+                // (or announced). While the server's feed is followed it says when the channel appears: until
+                // told, the subscriber's own asks are a rare backstop (``channelWaitMaximumDelayWhenAnnounced``).
+                let announced = announcedBy?.isFollowing == true
                 let maximumDelay =
-                    announcedBy?.isFollowing == true
+                    announced
                     ? max(self.configuration.channelWaitMaximumDelayWhenAnnounced, self.configuration.channelWaitMaximumDelay)
                     : self.configuration.channelWaitMaximumDelay
-                let delay = min(
-                    Backoff(initial: self.configuration.aheadRetryDelay, maximum: maximumDelay)
-                        .delay(forAttempt: waitingPolls),
-                    timeout - (now - waitingSince!)
-                )
+                let backoff =
+                    announced && !toldSinceWaiting
+                    ? Backoff(initial: maximumDelay, maximum: maximumDelay)
+                    : Backoff(initial: self.configuration.aheadRetryDelay, maximum: maximumDelay)
+                let delay = min(backoff.delay(forAttempt: waitingPolls), timeout - (now - waitingSince!))
                 waitingPolls += 1
                 if delay >= self.configuration.channelWaitAsksSharedAfter {
                     // Minutes apart, the next ask would find the server has closed the idle connection anyway:
@@ -206,6 +210,7 @@ public final class TrickleSubscriber: Sendable {
                 let wait = TimeAmount.nanoseconds(seconds &* 1_000_000_000 &+ attoseconds / 1_000_000_000)
                 if await self.expected.wait(past: expectedBeforeAsk, timeout: wait, on: self.httpClient.eventLoopGroup.any()) {
                     waitingPolls = 0
+                    toldSinceWaiting = true
                 }
                 try Task.checkCancellation()
             case .failed(let reason):
