@@ -10,14 +10,15 @@ import TrickleProtocol
 /// each quarter of the adds, then the CPU the daemon and the server spend while every subscription waits, after
 /// `settle` seconds (the wait back-off grows for about two minutes), over `window` seconds.
 ///
-/// `waiting [count] [settle seconds] [window seconds]`; default 10,000, 150, 60.
+/// `waiting [count] [settle seconds] [window seconds] [serve flags…]`; default 10,000, 150, 60. Flags pass to
+/// `serve` (`--no-announce-channels`: the subscriptions then ask on their own back-off, without the feed).
 struct WaitingBenchmark {
     static func run(arguments: [String]) async throws {
         let numbers = arguments.compactMap { Int($0) }
         let count = numbers.first ?? 10_000
         let settle = numbers.count > 1 ? numbers[1] : 150
         let window = numbers.count > 2 ? numbers[2] : 60
-        let server = try await BenchServer.startOrAttach(arguments: [])
+        let server = try await BenchServer.startOrAttach(arguments: [], serveArguments: arguments.filter { $0.hasPrefix("--") })
         defer { server.stop() }
         let state = FileManager.default.temporaryDirectory.appendingPathComponent("waiting-bench-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: state) }

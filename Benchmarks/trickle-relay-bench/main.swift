@@ -3,7 +3,7 @@
 //   … trickle-relay-bench sdkwriter [rates] [seconds] [url pid]   (the server under the SDK's one-chunk-per-line writes)
 //   … trickle-relay-bench cycles [count] [url pid]                  (server RSS across channel lifecycles)
 //   … trickle-relay-bench fleet [--https|--http2] [--servers N] [channels rate seconds]   (one client daemon following many channels)
-//   … trickle-relay-bench waiting [count settle window]             (subscriptions waiting for their channels)
+//   … trickle-relay-bench waiting [count settle window] [--no-announce-channels]  (subscriptions waiting for their channels)
 //   … trickle-relay-bench kafka [events]                            (the Kafka sink into librdkafka's mock cluster)
 // Prints numbers; asserts nothing (figures live in docs/benchmarks.md and the issue notes).
 

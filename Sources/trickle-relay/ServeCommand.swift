@@ -68,6 +68,12 @@ struct ServeCommand: AsyncParsableCommand {
     @Flag(help: "Require the token for segment GETs and /next too.")
     var tokenForReads = false
 
+    @Flag(
+        inversion: .prefixedNo,
+        help: "Announce every channel created and removed on the _changes channel (clients waiting for channels follow it instead of asking for each; with --token-file, reading it needs the token)."
+    )
+    var announceChannels = true
+
     @Option(name: .customLong("tls-cert"), help: ArgumentHelp(
         "Serve HTTPS with this PEM certificate chain (leaf first); re-read with --tls-key on SIGHUP.",
         valueName: "PEM"
@@ -168,6 +174,7 @@ struct ServeCommand: AsyncParsableCommand {
             )
         let tls = try self.serverTLS()
         configuration.tls = tls
+        configuration.announcesChannels = self.announceChannels
         configuration.metricsExposition = ProcessMetrics.bootstrap()
         let server = TrickleServer(configuration: configuration, logger: logger)
         for channel in self.channels { server.createChannel(named: channel) }

@@ -112,8 +112,13 @@ public final class TrickleSubscriber: Sendable {
             ? SegmentConnection(url: self.url, group: self.httpClient.eventLoopGroup, tls: self.configuration.tls ?? OutboundTLSContext.system, connectTimeout: self.configuration.connectTimeout)
             : nil
         defer { connection?.close() }
-        // Registered with the server's announcements while waiting for the channel to be created.
+        // Registered with the server's announcements until the channel answers — from before the first ask, so an
+        // announcement made while that ask is on its way is not missed.
         var announcedBy: ChannelAnnouncements?
+        if self.configuration.channelWaitTimeout != nil, let announcements = self.configuration.announcements {
+            announcements.register(channel: self.url.channelName, self.expected)
+            announcedBy = announcements
+        }
         defer { announcedBy?.unregister(channel: self.url.channelName, self.expected) }
         while true {
             try Task.checkCancellation()
@@ -180,10 +185,6 @@ public final class TrickleSubscriber: Sendable {
                 if waitingSince == nil {
                     waitingSince = now
                     self.logger.info("waiting for the events channel to be created", metadata: ["trickle.channel": "\(self.url)"])
-                    if let announcements = self.configuration.announcements {
-                        announcements.register(channel: self.url.channelName, self.expected)
-                        announcedBy = announcements
-                    }
                 }
                 guard now - waitingSince! < timeout else { return .notFound }
                 // Asked again after a delay that grows to minutes, or at once when told the channel is expected

@@ -46,7 +46,11 @@ struct TrickleRequestRouter: Sendable {
         }
         // A POST refused before its body is read closes the connection: the body is not drained.
         let isPost = method == .POST
-        if self.configuration.token != nil, method != .GET || self.configuration.tokenRequiredForReads, !self.isAuthorized(head) {
+        // The channel announcements name every channel (names that may be capabilities): with a token, reading
+        // them needs it even where segment reads are open.
+        if self.configuration.token != nil, method != .GET || self.configuration.tokenRequiredForReads || self.isChangeFeed(path),
+            !self.isAuthorized(head)
+        {
             self.accounting.count(.unauthorized)
             return .respond(self.unauthorized(closeConnection: isPost))
         }
@@ -164,6 +168,15 @@ struct TrickleRequestRouter: Sendable {
 
     /// Whether the request carries the server's token (always `true` without one): `Authorization: Bearer`
     /// with the scheme in any case (RFC 7235 §2.1), or a `token=`/`jwt=` query parameter.
+    /// Whether `path` names the change feed's channel (the channel, its `/next` or a segment).
+    private func isChangeFeed(_ path: String) -> Bool {
+        guard self.registry.changeFeed != nil else { return false }
+        switch TrickleRoute(path: path, basePath: self.basePath) {
+        case .channel(let name), .next(let name), .segment(let name, _): return name == ChannelChangeFeed.channelName
+        default: return false
+        }
+    }
+
     private func isAuthorized(_ head: HTTPRequestHead) -> Bool {
         guard let token = self.configuration.token else { return true }
         if let header = head.headers.first(name: "Authorization"), let presented = BearerToken.credentials(inAuthorization: header) {

@@ -72,6 +72,19 @@ struct ChannelChangeFeedTests {
         }
     }
 
+    @Test("with a token, reading the feed needs it even where segment reads are open (channel names may be capabilities)")
+    func feedNeedsTheToken() async throws {
+        try await withTrickleServer(.init(token: BearerToken("s3cret"))) { (_, base, client) async throws in
+            #expect(try await client.send(.POST, "\(base)/open?token=s3cret").status == 200)
+            #expect(try await client.send(.GET, "\(base)/open/next").status == 200)
+            #expect(try await client.send(.GET, "\(base)/_changes/next").status == 401)
+            #expect(try await client.send(.GET, "\(base)/_changes/0").status == 401)
+            #expect(try await client.send(.GET, "\(base)/_changes/next?token=s3cret").status == 200)
+            let segment = try await client.send(.GET, "\(base)/_changes/0?jwt=s3cret")
+            #expect(segment.status == 200 && segment.body == #"{"added":["open"]}"# + "\n")
+        }
+    }
+
     @Test("a server configured without announcements has no _changes")
     func turnedOff() async throws {
         var configuration = TrickleServer.Configuration()
