@@ -30,7 +30,11 @@ struct WaitingBenchmark {
             "--wait-for-channel", "86400", "--spool-dir", state,
         ]
         try daemon.run()
-        defer { daemon.terminate() }
+        defer {
+            // Gone before its state directory is removed (it writes its state as it stops).
+            daemon.terminate()
+            daemon.waitUntilExit()
+        }
         let api = "http://127.0.0.1:\(port)"
         try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration()) { client in
             for _ in 0..<200 {

@@ -18,20 +18,33 @@ struct ChannelAnnouncementsTests {
         return TrickleSubscriber(url: try TrickleChannelURL(url), httpClient: client, configuration: configuration, logger: quietLogger)
     }
 
+    /// Runs the feed follower and the subscriber (collecting the bytes it reads) while `body` runs.
+    static func running(
+        _ announcements: ChannelAnnouncements,
+        _ subscriber: TrickleSubscriber,
+        _ client: HTTPClient,
+        _ body: (Recorder<String>) async throws -> Void
+    ) async throws {
+        let seen = Recorder<String>()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await announcements.follow(httpClient: client, logger: quietLogger) }
+            group.addTask {
+                _ = try await subscriber.run { event in
+                    if case .bytes(let chunk, _) = event { seen.append(String(buffer: chunk)) }
+                }
+            }
+            try await body(seen)
+            group.cancelAll()
+        }
+    }
+
     @Test("a subscriber asking minutes apart reads its channel's first segment moments after the server announces it")
     func announcedChannelIsReadAtOnce() async throws {
         try await withTrickleServer { (server, base, client) async throws in
             let announcements = ChannelAnnouncements(serverOf: try TrickleChannelURL("\(base)/session-1"))
             #expect(announcements.feedURL.url() == "\(base)/_changes")
             let subscriber = try Self.patientSubscriber("\(base)/session-1", client, announcements)
-            let seen = Recorder<String>()
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { await announcements.follow(httpClient: client, logger: quietLogger) }
-                group.addTask {
-                    _ = try await subscriber.run { event in
-                        if case .bytes(let chunk, _) = event { seen.append(String(buffer: chunk)) }
-                    }
-                }
+            try await Self.running(announcements, subscriber, client) { seen in
                 try await waitUntil("the subscriber to wait, registered, and the feed to be followed") {
                     announcements.waitingCount == 1 && announcements.isFollowing && server.activeReaders(ofChannel: "_changes") == 1
                 }
@@ -43,7 +56,6 @@ struct ChannelAnnouncementsTests {
                 try await seen.wait(timeout: .seconds(10), "the first segment, long before the subscriber's own next ask") { $0.joined() == "first\n" }
                 #expect(announcements.announced - before == 1)
                 #expect(announcements.waitingCount == 0, "a subscriber whose channel answered no longer waits")
-                group.cancelAll()
             }
         }
     }
@@ -58,20 +70,12 @@ struct ChannelAnnouncementsTests {
             subscriberConfiguration.channelWaitMaximumDelay = .milliseconds(100)
             subscriberConfiguration.announcements = announcements
             let subscriber = TrickleSubscriber(url: try TrickleChannelURL("\(base)/ch"), httpClient: client, configuration: subscriberConfiguration, logger: quietLogger)
-            let seen = Recorder<String>()
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { await announcements.follow(httpClient: client, logger: quietLogger) }
-                group.addTask {
-                    _ = try await subscriber.run { event in
-                        if case .bytes(let chunk, _) = event { seen.append(String(buffer: chunk)) }
-                    }
-                }
+            try await Self.running(announcements, subscriber, client) { seen in
                 try await waitUntil("the subscriber to wait") { announcements.waitingCount == 1 }
                 #expect(!announcements.isFollowing)
                 #expect(try await client.send(.POST, "\(base)/ch/0", body: "found by asking\n").status == 200)
                 try await seen.wait("the segment") { $0.joined() == "found by asking\n" }
                 #expect(announcements.announced == 0)
-                group.cancelAll()
             }
         }
     }
