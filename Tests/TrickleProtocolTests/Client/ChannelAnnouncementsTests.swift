@@ -11,23 +11,26 @@ import TrickleTestSupport
 @Suite("Channel announcements for waiting subscribers", .timeLimit(.minutes(1)))
 struct ChannelAnnouncementsTests {
     /// A subscriber whose own asks are a minute or more apart (so only the feed can make it read in time).
-    static func patientSubscriber(_ url: String, _ client: HTTPClient, _ announcements: ChannelAnnouncements?) throws -> TrickleSubscriber {
+    static func patientSubscriber(_ url: String, _ client: HTTPClient, _ announcements: ChannelAnnouncements?, logs: CapturedLogs) throws -> TrickleSubscriber {
         var configuration = TrickleSubscriber.Configuration(start: .latest, aheadRetryDelay: .seconds(120), channelWaitTimeout: .seconds(600))
         configuration.channelWaitMaximumDelay = .seconds(120)
         configuration.announcements = announcements
-        return TrickleSubscriber(url: try TrickleChannelURL(url), httpClient: client, configuration: configuration, logger: quietLogger)
+        return TrickleSubscriber(url: try TrickleChannelURL(url), httpClient: client, configuration: configuration, logger: logs.logger())
     }
 
-    /// Runs the feed follower and the subscriber (collecting the bytes it reads) while `body` runs.
+    /// Runs the feed follower, then (once `followerReady` returns) the subscriber (collecting the bytes it reads)
+    /// while `body` runs.
     static func running(
         _ announcements: ChannelAnnouncements,
         _ subscriber: TrickleSubscriber,
         _ client: HTTPClient,
+        followerReady: () async throws -> Void = {},
         _ body: (Recorder<String>) async throws -> Void
     ) async throws {
         let seen = Recorder<String>()
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await announcements.follow(httpClient: client, logger: quietLogger) }
+            try await followerReady()
             group.addTask {
                 _ = try await subscriber.run { event in
                     if case .bytes(let chunk, _) = event { seen.append(String(buffer: chunk)) }
@@ -43,19 +46,25 @@ struct ChannelAnnouncementsTests {
         try await withTrickleServer { (server, base, client) async throws in
             let announcements = ChannelAnnouncements(serverOf: try TrickleChannelURL("\(base)/session-1"))
             #expect(announcements.feedURL.url() == "\(base)/_changes")
-            let subscriber = try Self.patientSubscriber("\(base)/session-1", client, announcements)
-            try await Self.running(announcements, subscriber, client) { seen in
-                try await waitUntil("the subscriber to wait, registered, and the feed to be followed") {
-                    announcements.waitingCount == 1 && announcements.isFollowing && server.activeReaders(ofChannel: "_changes") == 1
+            let logs = CapturedLogs()
+            let subscriber = try Self.patientSubscriber("\(base)/session-1", client, announcements, logs: logs)
+            // The feed is followed first (when it is found, whoever waits then asks once: nobody yet).
+            let feedFollowed: () async throws -> Void = {
+                try await waitUntil("the feed to be followed") { announcements.isFollowing && server.activeReaders(ofChannel: "_changes") == 1 }
+            }
+            try await Self.running(announcements, subscriber, client, followerReady: feedFollowed) { seen in
+                try await waitUntil("the subscriber's first ask answered 404") {
+                    logs.lines.contains { $0.contains("waiting for the events channel to be created") }
                 }
-                // (Found, the feed made whoever waited then ask once: what was created before was announced to nobody.)
+                #expect(announcements.waitingCount == 1)
                 let before = announcements.announced
                 // Another channel wakes nobody.
                 server.createChannel(named: "session-2")
                 #expect(try await client.send(.POST, "\(base)/session-1/0", body: "first\n").status == 200)
                 try await seen.wait(timeout: .seconds(10), "the first segment, long before the subscriber's own next ask") { $0.joined() == "first\n" }
-                #expect(announcements.announced - before == 1)
-                #expect(announcements.waitingCount == 0, "a subscriber whose channel answered no longer waits")
+                #expect(announcements.announced - before == 1, "announced \(announcements.announced) before \(before) attempts \(subscriber.stats.attempts) logs \(logs.lines)")
+                // Once its first segment is read, the subscriber leaves the waiting list.
+                try await waitUntil("the subscriber to leave the waiting list") { announcements.waitingCount == 0 }
             }
         }
     }

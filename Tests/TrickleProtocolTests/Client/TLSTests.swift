@@ -175,7 +175,9 @@ struct TLSTests {
             try await HTTPClient.withHTTPClient(configuration: configuration) { client in
                 var subscriberConfiguration = TrickleSubscriber.Configuration(start: .seq(0), retryBackoff: fastRetries)
                 subscriberConfiguration.usesOwnConnection = ownConnection
-                subscriberConfiguration.connectTimeout = .milliseconds(300)
+                // Its own connection times connect and handshake separately: 1 s, so that a loopback connect under a
+                // loaded parallel run (it took over 300 ms once) is not what times out — the silent handshake is.
+                subscriberConfiguration.connectTimeout = .seconds(1)
                 let publisher = try fastPublisher("\(base)/silent", client)
                 let subscriber = TrickleSubscriber(url: try TrickleChannelURL("\(base)/silent"), httpClient: client, configuration: subscriberConfiguration, logger: quietLogger)
                 try await withThrowingTaskGroup(of: Void.self) { group in
