@@ -4,6 +4,7 @@ import Foundation
 import HTTPTypes
 import Logging
 import NIOCore
+import Synchronization
 import Testing
 import TrickleProtocol
 import TrickleRelaySupport
@@ -26,6 +27,35 @@ private func withSpoolDirectory(_ body: (String) async throws -> Void) async thr
 
 private func segmentFiles(_ directory: String) -> [String] {
     ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { $0.hasSuffix(".jsonl") }.sorted()
+}
+
+/// A sink that holds what it is given and settles when the test says so (as the metrics reporter does when its
+/// endpoint answers). Exports past `blockingAfter` records wait for ``release()`` (a sink whose buffer is full).
+private final class HeldSettlingSink: SettlingEgressSink {
+    let received = RelayMutex<[TelemetryRecord]>([])
+    private let handler = RelayMutex<(@Sendable (Int) -> Void)?>(nil)
+    private let blockingAfter: Int
+    private let released = OneShotSignal<Void>()
+
+    init(blockingAfter: Int = .max) {
+        self.blockingAfter = blockingAfter
+    }
+
+    nonisolated(nonsending) func export(_ records: some Collection<TelemetryRecord> & Sendable) async throws {
+        let count = self.received.withLock { received in
+            received += records
+            return received.count
+        }
+        if count > self.blockingAfter { _ = await self.released.wait() }
+    }
+
+    func release() { self.released.fulfill(()) }
+
+    func onSettled(_ handler: @escaping @Sendable (Int) -> Void) { self.handler.withLock { $0 = handler } }
+    var maximumUnsettledRecords: Int { 100 }
+    func settle(_ count: Int) { self.handler.withLock { $0 }?(count) }
+    func forceFlush() async throws {}
+    func shutdown() async {}
 }
 
 @Suite("Spool", .timeLimit(.minutes(1)))
@@ -238,6 +268,34 @@ struct SpoolTests {
                         try await group.waitForAll()
                     }
                 }
+            }
+        }
+    }
+
+    @Test("SpooledSink: records the sink settled are recorded the moment it settles them, part of a batch too: a kill -9 right after re-delivers none of them")
+    func settledRecordedAtOnce() async throws {
+        try await withSpoolDirectory { directory in
+            let spool = try Spool(configuration: .init(directory: directory, segmentBytes: 1 << 20), logger: quietLogger)
+            // The delivery loop is held in its third export (so it cannot be the one that acknowledges).
+            let held = HeldSettlingSink(blockingAfter: 20)
+            let sink = SpooledSink(spool: spool, downstream: held, batchRecords: 10, logger: quietLogger)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await sink.run() }
+                try await sink.export((0..<25).map { record($0) })
+                try await waitUntil("every record handed to the sink behind") { held.received.withLock { $0.count } == 25 }
+                // The endpoint accepted the first 13 (a request that ends inside the second batch of 10). The
+                // directory is copied the moment the sink says so, as a kill -9 right then would leave it.
+                held.settle(13)
+                let crashed = directory + "-crashed"
+                try FileManager.default.copyItem(atPath: directory, toPath: crashed)
+                defer { try? FileManager.default.removeItem(atPath: crashed) }
+                held.release()
+                await sink.shutdown()
+                try await group.waitForAll()
+                let restarted = try Spool(configuration: .init(directory: crashed, segmentBytes: 1 << 20), logger: quietLogger)
+                defer { restarted.close() }
+                let rest = try await restarted.read(from: restarted.deliveryStart, maximumRecords: 100)
+                #expect(rest.records.map(\.lineNumber) == Array(14...25), "the 13 settled records are not delivered again")
             }
         }
     }

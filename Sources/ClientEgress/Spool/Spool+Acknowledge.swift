@@ -49,8 +49,12 @@ extension Spool {
             }
             // A cursor at the end of a deleted segment is the start of the next one.
             state.delivered = max(state.delivered, Cursor(segment: state.segments[0].index, offset: 0))
-            // 24 bytes rewritten in place (page cache, no new blocks: it cannot fail on a full disk), in order.
-            self.writeDeliveredCursor(state.delivered)
+            // 24 bytes rewritten in place (page cache, no new blocks: it cannot fail on a full disk), in order,
+            // never behind what ``recordDelivered(through:)`` wrote.
+            if state.delivered > state.recorded {
+                state.recorded = state.delivered
+                self.writeDeliveredCursor(state.delivered)
+            }
             state.stats.bytes = state.totalBytes
             state.stats.segments = state.segments.count
             // The state (with the read positions) is on disk before any segment goes: a crash in between leaves
@@ -73,6 +77,19 @@ extension Spool {
         if written != true {
             // The segments stay; the next start deletes them once it has read their positions.
             self.logger.debug("delivered spool segments kept until the state file is written", metadata: ["spool.segments": "\(work.deletable.count)"])
+        }
+    }
+
+    /// Everything before `cursor` was accepted by the remote side: records it at once (the 24-byte `delivered`
+    /// file, rewritten in place), so a crash from here on does not deliver those records again. Deleting the
+    /// files behind it is ``acknowledge(through:)``'s part. Synchronous and cheap (one `pwrite` to the page
+    /// cache): a settling sink's callback calls it the moment the remote side answers, which narrows what a
+    /// crash re-delivers to the request in flight.
+    public func recordDelivered(through cursor: Cursor) {
+        self.state.withLock { state in
+            guard !state.isClosed, cursor > state.recorded else { return }
+            state.recorded = cursor
+            self.writeDeliveredCursor(cursor)
         }
     }
 

@@ -15,9 +15,20 @@ import TrickleRelaySupport
 extension Spool {
     // MARK: Reading
 
+    /// Records read back: each with the cursor just after its line, and where the next read starts.
+    public struct ReadBatch: Sendable {
+        /// The records, in spool order.
+        public var records: [TelemetryRecord]
+        /// `ends[i]` is the cursor just after `records[i]`: acknowledging through it covers exactly the records up
+        /// to `i` (a sink that settled part of a batch acknowledges that part).
+        public var ends: [Cursor]
+        /// Where the next read starts (past unreadable lines after the last record, too).
+        public var next: Cursor
+    }
+
     /// Reads up to `maximumRecords` records from `cursor`, in order, and the cursor after them (on NIO's thread
     /// pool). Returns no records when the cursor is at the end of what was appended.
-    public func read(from cursor: Cursor, maximumRecords: Int) async throws(SpoolError) -> (records: [TelemetryRecord], next: Cursor) {
+    public func read(from cursor: Cursor, maximumRecords: Int) async throws(SpoolError) -> ReadBatch {
         do {
             return try await BlockingIO.run { try self.readNow(from: cursor, maximumRecords: maximumRecords) }
         } catch let error as SpoolError {
@@ -28,9 +39,10 @@ extension Spool {
     }
 
     /// ``read(from:maximumRecords:)``, on the calling thread.
-    func readNow(from cursor: Cursor, maximumRecords: Int) throws(SpoolError) -> (records: [TelemetryRecord], next: Cursor) {
+    func readNow(from cursor: Cursor, maximumRecords: Int) throws(SpoolError) -> ReadBatch {
         var cursor = cursor
         var records: [TelemetryRecord] = []
+        var ends: [Cursor] = []
         while records.count < maximumRecords {
             let found: (index: Int, available: Int, isLast: Bool)? = self.state.withLock { state in
                 guard let position = state.segments.firstIndex(where: { $0.index >= cursor.segment }) else { return nil }
@@ -48,10 +60,10 @@ extension Spool {
             // second read of up to 8 MiB, which always holds one (a spool line is at most a 5 MiB line plus its
             // wrapper).
             var chunk = try self.readChunk(segment: found.index, offset: cursor.offset, length: min(found.available, 256 << 10))
-            var consumed = self.parse(chunk, into: &records, maximumRecords: maximumRecords)
+            var consumed = self.parse(chunk, at: cursor, into: &records, ends: &ends, maximumRecords: maximumRecords)
             if consumed == 0, chunk.readableBytes < min(found.available, 8 << 20) {
                 chunk = try self.readChunk(segment: found.index, offset: cursor.offset, length: min(found.available, 8 << 20))
-                consumed = self.parse(chunk, into: &records, maximumRecords: maximumRecords)
+                consumed = self.parse(chunk, at: cursor, into: &records, ends: &ends, maximumRecords: maximumRecords)
             }
             guard consumed > 0 else {
                 // Appended lines always end with a newline, so this is a line we cannot read: skip the chunk.
@@ -63,11 +75,12 @@ extension Spool {
         }
         let delivered = records.count
         self.state.withLock { $0.stats.delivered += delivered }
-        return (records, cursor)
+        return ReadBatch(records: records, ends: ends, next: cursor)
     }
 
-    /// Splits `chunk` into records; returns the bytes consumed (whole lines only).
-    func parse(_ chunk: ByteBuffer, into records: inout [TelemetryRecord], maximumRecords: Int) -> Int {
+    /// Splits `chunk` (read at `start`) into records and their end cursors; returns the bytes consumed (whole
+    /// lines only).
+    func parse(_ chunk: ByteBuffer, at start: Cursor, into records: inout [TelemetryRecord], ends: inout [Cursor], maximumRecords: Int) -> Int {
         var consumed = 0
         var corrupt = 0
         chunk.withUnsafeReadableBytes { bytes in
@@ -76,6 +89,7 @@ extension Spool {
                 let line = chunk.getSlice(at: chunk.readerIndex + consumed, length: newline - consumed)!
                 if let record = SpoolLine.read(line) {
                     records.append(record)
+                    ends.append(Cursor(segment: start.segment, offset: start.offset + newline + 1))
                 } else {
                     corrupt += 1
                 }

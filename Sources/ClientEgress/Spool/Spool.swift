@@ -23,9 +23,9 @@ import TrickleRelaySupport
 /// ``resumePosition`` says how far the channel had been read.
 ///
 /// Files: `NNNNNNNNNNNNNNNN.jsonl` segments (see ``SpoolLine`` for the line format), `state.json` (delivered
-/// cursor and read position, replaced atomically), `delivered` (the delivered cursor, rewritten in place at every
-/// acknowledgement: 24 bytes with a check, so a crash re-delivers at most the batch in flight), `lock` (one client
-/// per spool directory).
+/// cursor and read position, replaced atomically), `delivered` (the delivered cursor, rewritten in place whenever
+/// the remote side settles records — ``recordDelivered(through:)`` — and at every acknowledgement: 24 bytes with a
+/// check, so a crash re-delivers at most the request in flight), `lock` (one client per spool directory).
 public final class Spool: Sendable {
     struct Segment {
         var index: Int
@@ -54,6 +54,9 @@ public final class Spool: Sendable {
         var settleWaiters: [(ticket: UInt64, continuation: CheckedContinuation<Void, Never>)] = []
         var lastAppended: [String: ChannelPosition]
         var delivered: Cursor
+        /// The cursor last written to `delivered` (at or past ``delivered``: ``recordDelivered(through:)`` writes
+        /// ahead of the acknowledgement that deletes files).
+        var recorded: Cursor
         var stats = Stats()
         var isClosed = false
         var lastStateWrite: ContinuousClock.Instant?
@@ -183,6 +186,7 @@ public final class Spool: Sendable {
                 totalBytes: total,
                 lastAppended: positions,
                 delivered: self.deliveryStart,
+                recorded: self.deliveryStart,
                 stats: stats
             )
         )

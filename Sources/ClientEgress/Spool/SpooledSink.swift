@@ -14,8 +14,18 @@ public import TrickleRelaySupport
 /// returns after ``shutdown()``: hand the `SpooledSink` to a ``ClientDaemon`` (it runs the sink and calls
 /// `shutdown()` after its last dispatch), not the sink behind it.
 public final class SpooledSink: EgressSink {
+    /// A batch read from the spool and handed to the sink behind: the ordinal of its first record among all
+    /// handed on, and the spool cursor after each of its records.
+    private struct HandedBatch {
+        var firstOrdinal: Int
+        var ends: [Spool.Cursor]
+        var next: Spool.Cursor
+        var endOrdinal: Int { self.firstOrdinal + self.ends.count }
+    }
+
     private struct State {
-        var unsettled: Deque<(target: Int, cursor: Spool.Cursor)> = []
+        /// Batches handed to the sink behind and not wholly settled, oldest first.
+        var unsettled: Deque<HandedBatch> = []
         var exported = 0
         var settled = 0
         var deliveryFailures = 0
@@ -155,7 +165,7 @@ public final class SpooledSink: EgressSink {
                 await self.progress.wait(past: settledGeneration)
                 continue
             }
-            let batch: (records: [TelemetryRecord], next: Spool.Cursor)
+            let batch: Spool.ReadBatch
             do {
                 batch = try await self.spool.read(from: cursor, maximumRecords: min(room, self.batchRecords))
             } catch {
@@ -188,8 +198,8 @@ public final class SpooledSink: EgressSink {
             if self.downstream is any SettlingEgressSink {
                 let count = batch.records.count
                 let settled = self.state.withLock { state in
+                    state.unsettled.append(HandedBatch(firstOrdinal: state.exported, ends: batch.ends, next: batch.next))
                     state.exported += count
-                    state.unsettled.append((state.exported, batch.next))
                     return state.settled
                 }
                 self.settle(settled)
@@ -207,19 +217,26 @@ public final class SpooledSink: EgressSink {
         self.progress.advance()
     }
 
-    /// The sink behind settled its first `count` records: the spool is acknowledged up to the last whole batch
-    /// (by the delivery loop, woken here).
+    /// The sink behind settled its first `count` records: the spool's `delivered` cursor is written at once, just
+    /// after the last settled record (a crash from here on does not deliver them again); acknowledging, which
+    /// deletes the files behind it, is the delivery loop's part (woken here).
     private func settle(_ count: Int) {
         let cursor: Spool.Cursor? = self.state.withLock { state in
+            // (Also called by the delivery loop with the count so far: a sink may settle records of a batch before
+            // the batch is noted here.)
             state.settled = max(state.settled, count)
             var cursor: Spool.Cursor?
-            while let first = state.unsettled.first, first.target <= state.settled {
-                cursor = first.cursor
+            while let first = state.unsettled.first, first.endOrdinal <= state.settled {
+                cursor = first.next
                 state.unsettled.removeFirst()
             }
+            if let first = state.unsettled.first, state.settled > first.firstOrdinal {
+                cursor = first.ends[state.settled - first.firstOrdinal - 1]
+            }
+            if let cursor { state.acknowledgeThrough = max(state.acknowledgeThrough ?? cursor, cursor) }
             return cursor
         }
-        if let cursor { self.state.withLock { $0.acknowledgeThrough = max($0.acknowledgeThrough ?? cursor, cursor) } }
+        if let cursor { self.spool.recordDelivered(through: cursor) }
         self.progress.advance()
     }
 
