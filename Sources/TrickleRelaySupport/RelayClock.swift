@@ -29,17 +29,26 @@ public struct RelayClock: Clock, Sendable {
 
     private let elapsed: @Sendable () -> Duration
     private let sleeper: @Sendable (Duration) async throws -> Void
+    /// The event loops whose timers measure this clock's time (``eventLoopTimers(_:)``); `nil` for any other
+    /// clock. A waiter with a timeout can then be one scheduled task on a loop instead of a sleeping task.
+    public let timerEventLoops: (any EventLoopGroup)?
 
     /// Wraps `clock`; its "now" at this call is ``Instant`` zero.
     public init<C: Clock>(_ clock: C) where C.Duration == Duration {
         let origin = clock.now
         self.elapsed = { origin.duration(to: clock.now) }
         self.sleeper = { duration in try await clock.sleep(until: clock.now.advanced(by: duration), tolerance: nil) }
+        self.timerEventLoops = nil
     }
 
-    private init(elapsed: @escaping @Sendable () -> Duration, sleeper: @escaping @Sendable (Duration) async throws -> Void) {
+    private init(
+        elapsed: @escaping @Sendable () -> Duration,
+        sleeper: @escaping @Sendable (Duration) async throws -> Void,
+        timerEventLoops: any EventLoopGroup
+    ) {
         self.elapsed = elapsed
         self.sleeper = sleeper
+        self.timerEventLoops = timerEventLoops
     }
 
     /// The wall of real time: a `ContinuousClock`.
@@ -54,7 +63,8 @@ public struct RelayClock: Clock, Sendable {
             elapsed: { origin.duration(to: .now) },
             sleeper: { duration in
                 guard await EventLoopSleep.sleep(for: TimeAmount(max(duration, .zero)), on: group.any()) else { throw CancellationError() }
-            }
+            },
+            timerEventLoops: group
         )
     }
 

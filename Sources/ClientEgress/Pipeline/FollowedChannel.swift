@@ -20,8 +20,14 @@ final class FollowedChannel: Sendable {
     private let resumePoint: (seq: Int, line: Int)?
     private let phase = RelayMutex(Phase.running)
     private let lastProblem = LatestProblem()
-    private let stopRequested = OneShotSignal<Void>()
+    /// How reading ends: ``stop()``, or the reading task's own end (whichever comes first).
+    private let ending = OneShotSignal<Ending>()
     let done = OneShotSignal<Phase>()
+
+    private enum Ending: Sendable {
+        case stopped
+        case read(Result<TrickleSubscriber.EndOfStream?, any Error>)
+    }
 
     init(
         subscription: ChannelSubscription,
@@ -86,19 +92,30 @@ final class FollowedChannel: Sendable {
     }
 
     /// Stops following (what was dispatched stays dispatched).
-    func stop() { self.stopRequested.fulfill(()) }
+    func stop() { self.ending.fulfill(.stopped) }
 
     private func runUntilStopped(isolation: isolated (any Actor)? = #isolation) async throws -> TrickleSubscriber.EndOfStream? {
-        try await withThrowingTaskGroup(of: TrickleSubscriber.EndOfStream?.self) { group in
+        // One task reads; this one waits for its end or a stop, whichever comes first (a stop cancels the
+        // reading). No task of its own for waiting on the stop: 10,000 followed channels are 10,000 fewer tasks.
+        let ending: Ending? = await withTaskGroup(of: Void.self) { group in
             // The reading task keeps the caller's isolation (its event loop): passed on explicitly, as a child
             // task does not inherit it.
-            group.addTask { try await self.dispatcher.run(reader: self.reader, resumingAfter: self.resumePoint, isolation: isolation) }
             group.addTask {
-                _ = await self.stopRequested.wait()
-                return nil
+                let result: Result<TrickleSubscriber.EndOfStream?, any Error>
+                do {
+                    result = .success(try await self.dispatcher.run(reader: self.reader, resumingAfter: self.resumePoint, isolation: isolation))
+                } catch {
+                    result = .failure(error)
+                }
+                self.ending.fulfill(.read(result))
             }
-            defer { group.cancelAll() }
-            return try await group.next() ?? nil
+            let ending = await self.ending.wait()  // nil: this task was cancelled (and so is the reading one)
+            group.cancelAll()
+            return ending
+        }
+        switch ending {
+        case .read(let result): return try result.get()
+        case .stopped, nil: return nil
         }
     }
 

@@ -300,7 +300,8 @@ public final class TrickleSubscriber: Sendable {
         case abandonedBeforeStart
     }
 
-    /// One GET of `seq`, raced against the stall watchdog.
+    /// One GET of `seq`, watched for a stall: the request runs in a task of its own, this one wakes when it ends
+    /// or when the stall timeout would pass (an event-loop timer: ``AwaitedOutcome``), and checks.
     private func attempt(
         seq: Int,
         skipping skip: Int,
@@ -309,19 +310,31 @@ public final class TrickleSubscriber: Sendable {
         isolation: isolated (any Actor)? = #isolation
     ) async throws -> Attempt {
         let progress = Progress(clock: self.clock)
-        return try await withThrowingTaskGroup(of: Attempt?.self) { group in
+        let outcome = AwaitedOutcome<Result<Attempt?, any Error>>()
+        return try await withThrowingTaskGroup(of: Void.self) { group in
             // The request keeps the caller's isolation (passed on: a child task does not inherit it).
             group.addTask {
-                try await self.request(seq: seq, skipping: skip, connection: connection, progress: progress, handle, isolation: isolation)
-            }
-            if seq >= 0 {
-                group.addTask { try await self.watchForStall(seq: seq, progress: progress) }
+                _ = isolation
+                let result: Result<Attempt?, any Error>
+                do {
+                    result = .success(try await self.request(seq: seq, skipping: skip, connection: connection, progress: progress, handle, isolation: isolation))
+                } catch {
+                    result = .failure(error)
+                }
+                outcome.fulfill(result)
             }
             defer { group.cancelAll() }
-            while let result = try await group.next() {
-                if let result { return result }
+            let timeout = self.configuration.stallTimeout
+            while true {
+                // Wakes when the stall timeout would pass if nothing arrives meanwhile: once per timeout on a busy
+                // or quiet channel (asking for seq -1 is never a stall: the server answers at once).
+                let due = seq >= 0 ? max(progress.snapshot.lastByteAt + timeout - self.clock.now, timeout / 16) : nil
+                if let result = await outcome.wait(upTo: due, clock: self.clock) {
+                    return try result.get() ?? .failed("request ended without an outcome")
+                }
+                try Task.checkCancellation()
+                if seq >= 0, let stalled = await self.checkForStall(seq: seq, progress: progress) { return stalled }
             }
-            return .failed("request ended without an outcome")
         }
     }
 
@@ -538,37 +551,31 @@ public final class TrickleSubscriber: Sendable {
     }
 
     /// Returns an outcome when nothing arrived for the stall timeout and the publisher moved on past `seq`
-    /// (nextWrite > seq + 1); returns `nil` when cancelled. A quiet segment at the live edge is normal and is
-    /// never abandoned (§10.5).
-    private func watchForStall(seq: Int, progress: Progress) async throws -> Attempt? {
-        let timeout = self.configuration.stallTimeout
-        while true {
-            // Wakes when the stall timeout would pass if nothing arrives meanwhile (once per timeout on a busy or
-            // quiet channel, on an event loop's timer: thousands of followed channels cost almost nothing).
-            let due = progress.snapshot.lastByteAt + timeout - self.clock.now
-            do { try await self.clock.sleep(for: max(due, timeout / 16)) } catch { return nil }
-            let snapshot = progress.snapshot
-            guard self.clock.now - snapshot.lastByteAt >= timeout else { continue }
-            let nextWrite = await self.fetchNextWrite()
-            if nextWrite == .notFound {
-                // The channel is gone while we waited (and our GET was never released): end of stream.
-                return .notFound
-            }
-            if case .value(let nextWrite) = nextWrite, nextWrite > seq + 1,
-                let state = progress.abandon(ifIdleSince: snapshot.lastByteAt)
-            {
-                self.logger.debug(
-                    "trickle segment stalled, abandoning",
-                    metadata: ["trickle.seq": "\(seq)", "trickle.latest": "\(nextWrite)"]
-                )
-                self.statsBox.withLock {
-                    $0.stalls += 1
-                    if state.bodyStarted { $0.segments += 1 }
-                }
-                return state.bodyStarted ? .segment(seq: seq, .ended(.stalled(bytes: state.received))) : .abandonedBeforeStart
-            }
-            progress.touch()
+    /// (nextWrite > seq + 1); `nil` to keep waiting. A quiet segment at the live edge is normal and is never
+    /// abandoned (§10.5).
+    private func checkForStall(seq: Int, progress: Progress) async -> Attempt? {
+        let snapshot = progress.snapshot
+        guard self.clock.now - snapshot.lastByteAt >= self.configuration.stallTimeout else { return nil }
+        let nextWrite = await self.fetchNextWrite()
+        if nextWrite == .notFound {
+            // The channel is gone while we waited (and our GET was never released): end of stream.
+            return .notFound
         }
+        if case .value(let nextWrite) = nextWrite, nextWrite > seq + 1,
+            let state = progress.abandon(ifIdleSince: snapshot.lastByteAt)
+        {
+            self.logger.debug(
+                "trickle segment stalled, abandoning",
+                metadata: ["trickle.seq": "\(seq)", "trickle.latest": "\(nextWrite)"]
+            )
+            self.statsBox.withLock {
+                $0.stalls += 1
+                if state.bodyStarted { $0.segments += 1 }
+            }
+            return state.bodyStarted ? .segment(seq: seq, .ended(.stalled(bytes: state.received))) : .abandonedBeforeStart
+        }
+        progress.touch()
+        return nil
     }
 
     private func fetchNextWrite() async -> ChannelNextWrite {

@@ -325,6 +325,32 @@ struct PublisherSubscriberTests {
         }
     }
 
+    @Test("with the default clock (event-loop timers, no watchdog task) a dead publisher's segments are abandoned one stall timeout each, never sooner")
+    func stalledSegmentOnEventLoopTimers() async throws {
+        try await withTrickleServer { (server, base, client) async throws in
+            server.createChannel(named: "ch")
+            let dead = try self.publisher("\(base)/ch", client, start: .seq(0))
+            let seen = Recorder<SeenEvent>()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await dead.run() }
+                try await dead.write(ByteBuffer(string: "partial\n"))  // segment 0 never ends
+                let timeout = Duration.milliseconds(300)
+                let subscriber = try self.subscriber("\(base)/ch", client, .init(start: .seq(0), stallTimeout: timeout))
+                group.addTask { _ = try await subscriber.run { seen.append(SeenEvent($0)) } }
+                try await seen.wait("the partial segment") { $0.text == "partial\n" }
+                let quietSince = ContinuousClock.now
+                _ = try await client.send(.POST, "\(base)/ch/2", body: "after\n")
+                try await seen.wait("the next segment after the stalls") { $0.text.hasSuffix("after\n") }
+                // Segments 0 and 1 each waited out a whole stall timeout of silence first.
+                #expect(ContinuousClock.now - quietSince >= timeout * 2)
+                #expect(seen.values.contains(.ended(0, .stalled(bytes: 8))))
+                #expect(subscriber.stats.stalls == 2)
+                _ = server.deleteChannel(named: "ch")
+                group.cancelAll()
+            }
+        }
+    }
+
     @Test("a subscriber cuts a segment over its limit and reads the next one")
     func subscriberSegmentLimit() async throws {
         try await withTrickleServer { (server, base, client) async throws in
