@@ -108,30 +108,43 @@ public final class EventDispatcher: Sendable {
             for item in items {
                 switch item {
                 case .line(let line):
-                    let skip = mayResume && resuming.withLock { point -> Bool in
-                        guard let resume = point else { return false }
-                        guard line.seq == resume.seq else {
-                            point = nil
-                            return false
-                        }
-                        return line.lineNumber <= resume.line
-                    }
-                    if skip {
-                        self.counters.withLock { $0.skippedOnResume += 1 }
-                        continue
-                    }
+                    if mayResume, self.skipsOnResume(line, resuming) { continue }
                     lines.append(line)
                 case .diagnostic(let diagnostic):
                     await self.dispatch(lines)  // keep the order of lines and diagnostics
                     lines.removeAll(keepingCapacity: true)
                     self.count(diagnostic)
                 case .gap(let from, let to):
-                    self.counters.withLock { $0.segmentsLost += to - from }
-                    self.logger.warning("segments lost before they were read", metadata: ["trickle.from": "\(from)", "trickle.to": "\(to)"])
+                    self.noteGap(from: from, to: to)
                 }
             }
             await self.dispatch(lines)
         }
+    }
+
+    // Synchronous work of the reading path, kept out of its async functions (never inlined): an async
+    // function's frame holds every local its inlined code needs, and each followed channel keeps the deepest
+    // frames it ever had (10,000 channels: every KiB here is 10 MiB).
+
+    /// Whether `line` was dispatched before a restart (it is at or before the resume point in its segment).
+    @inline(never)
+    private func skipsOnResume(_ line: JSONLLine, _ resuming: borrowing RelayMutex<(seq: Int, line: Int)?>) -> Bool {
+        let skip = resuming.withLock { point -> Bool in
+            guard let resume = point else { return false }
+            guard line.seq == resume.seq else {
+                point = nil
+                return false
+            }
+            return line.lineNumber <= resume.line
+        }
+        if skip { self.counters.withLock { $0.skippedOnResume += 1 } }
+        return skip
+    }
+
+    @inline(never)
+    private func noteGap(from: Int, to: Int) {
+        self.counters.withLock { $0.segmentsLost += to - from }
+        self.logger.warning("segments lost before they were read", metadata: ["trickle.from": "\(from)", "trickle.to": "\(to)"])
     }
 
     /// Dispatches a byte stream of JSONL (a file, stdin, a captured segment) to its end.
@@ -178,17 +191,47 @@ public final class EventDispatcher: Sendable {
         await self.dispatch(lines)
     }
 
-    /// Routes lines; telemetry of one call goes to the sink as one batch.
-    nonisolated(nonsending) public func dispatch(_ lines: [JSONLLine]) async {
-        guard !lines.isEmpty else { return }
-        let started = ContinuousClock.now
+    /// Lines routed: telemetry for the sink, events for local consumers, and the counts they add.
+    private struct Routed {
         var batch: [TelemetryRecord] = []
         var local: [LocalEvent] = []
         var delta = Counters()
         var dataTypes: [ByteBuffer: Int] = [:]  // keyed by slices: no string per event
-        if let last = lines.last, last.seq >= 0 { delta.lastSeq = last.seq }
+    }
+
+    /// Routes lines; telemetry of one call goes to the sink as one batch.
+    nonisolated(nonsending) public func dispatch(_ lines: [JSONLLine]) async {
+        guard !lines.isEmpty else { return }
+        let started = ContinuousClock.now
+        var routed = self.route(lines)
+        if !routed.batch.isEmpty {
+            do {
+                if self.tracing.tracer == nil {
+                    try await self.sink.export(routed.batch)
+                } else {
+                    try await self.exportTraced(routed.batch)
+                }
+                self.noteExported(since: started)
+            } catch {
+                self.noteSinkFailure(error, records: routed.batch.count, delta: &routed.delta)
+            }
+        }
+        self.add(&routed)
+        for event in routed.local { await self.localConsumer(event) }
+    }
+
+    private func exportTraced(_ batch: [TelemetryRecord]) async throws {
+        try await self.tracing.withSpan("trickle_relay.dispatch", attributes: ["trickle_relay.events": batch.count]) {
+            try await self.sink.export(batch)
+        }
+    }
+
+    @inline(never)
+    private func route(_ lines: [JSONLLine]) -> Routed {
+        var routed = Routed()
+        if let last = lines.last, last.seq >= 0 { routed.delta.lastSeq = last.seq }
         for line in lines {
-            delta.lines += 1
+            routed.delta.lines += 1
             let route = Self.route(line.bytes)
             if let types = self.types {
                 switch route {
@@ -201,51 +244,52 @@ public final class EventDispatcher: Sendable {
             }
             switch route {
             case .telemetry(let envelope):
-                delta.telemetry += 1  // also `byType["telemetry"]`, added below (no dictionary per call)
-                if self.countsDataTypes, let dataType = EnvelopeFields.dataType(of: envelope) { dataTypes[dataType, default: 0] += 1 }
-                batch.append(TelemetryRecord(envelope: envelope, seq: line.seq, lineNumber: line.lineNumber, subscription: self.subscription))
+                routed.delta.telemetry += 1  // also `byType["telemetry"]`, added below (no dictionary per call)
+                if self.countsDataTypes, let dataType = EnvelopeFields.dataType(of: envelope) { routed.dataTypes[dataType, default: 0] += 1 }
+                routed.batch.append(TelemetryRecord(envelope: envelope, seq: line.seq, lineNumber: line.lineNumber, subscription: self.subscription))
             case .local(let type):
-                delta.byType[type ?? "(none)", default: 0] += 1
-                local.append(LocalEvent(type: type, line: line.bytes))
+                routed.delta.byType[type ?? "(none)", default: 0] += 1
+                routed.local.append(LocalEvent(type: type, line: line.bytes))
             case .malformed(let error):
-                delta.malformed += 1
+                routed.delta.malformed += 1
                 // Ill-formed UTF-8 is malformed JSON with a reason of its own: the one a strict endpoint gives.
                 let reason = error.isInvalidUTF8 ? "invalid_utf8" : "malformed_json"
                 self.skipped(Problem(seq: line.seq, lineNumber: line.lineNumber, reason: reason, detail: error.description))
             case .nonObject:
-                delta.nonObject += 1
+                routed.delta.nonObject += 1
                 self.skipped(Problem(seq: line.seq, lineNumber: line.lineNumber, reason: "not_an_object", detail: ""))
             case .telemetryWithoutObjectEvent:
-                delta.telemetryWithoutObjectEvent += 1
+                routed.delta.telemetryWithoutObjectEvent += 1
                 self.skipped(Problem(seq: line.seq, lineNumber: line.lineNumber, reason: "telemetry_without_object_event", detail: ""))
             }
         }
-        if !batch.isEmpty {
-            do {
-                if self.tracing.tracer == nil {
-                    try await self.sink.export(batch)
-                } else {
-                    try await self.tracing.withSpan("trickle_relay.dispatch", attributes: ["trickle_relay.events": batch.count]) {
-                        try await self.sink.export(batch)
-                    }
-                }
-                // Read from the channel → taken by the sink (the spool, or the sink itself), per batch.
-                let elapsed = ContinuousClock.now - started
-                Self.dispatchToSink.recordNanoseconds(elapsed.components.seconds &* 1_000_000_000 &+ elapsed.components.attoseconds / 1_000_000_000)
-                self.sinkFailing.cleared()
-            } catch {
-                delta.sinkFailures += 1
-                delta.sinkFailedEvents += batch.count
-                self.sinkFailing.failed(reason: "\(error)", metadata: ["sink.records": "\(batch.count)"])
-            }
-        }
-        for (dataType, count) in dataTypes { delta.byDataType[String(buffer: dataType), default: 0] += count }
-        let telemetry = delta.telemetry
+        return routed
+    }
+
+    /// Read from the channel → taken by the sink (the spool, or the sink itself), per batch.
+    @inline(never)
+    private func noteExported(since started: ContinuousClock.Instant) {
+        let elapsed = ContinuousClock.now - started
+        Self.dispatchToSink.recordNanoseconds(elapsed.components.seconds &* 1_000_000_000 &+ elapsed.components.attoseconds / 1_000_000_000)
+        self.sinkFailing.cleared()
+    }
+
+    @inline(never)
+    private func noteSinkFailure(_ error: any Error, records: Int, delta: inout Counters) {
+        delta.sinkFailures += 1
+        delta.sinkFailedEvents += records
+        self.sinkFailing.failed(reason: "\(error)", metadata: ["sink.records": "\(records)"])
+    }
+
+    /// Adds what one dispatch counted to the counters.
+    @inline(never)
+    private func add(_ routed: inout Routed) {
+        for (dataType, count) in routed.dataTypes { routed.delta.byDataType[String(buffer: dataType), default: 0] += count }
+        let telemetry = routed.delta.telemetry
         self.counters.withLock { counters in
-            counters.add(delta)
+            counters.add(routed.delta)
             if telemetry > 0 { counters.byType["telemetry", default: 0] += telemetry }
         }
-        for event in local { await self.localConsumer(event) }
     }
 
     /// Reports a skipped line: to `onProblem` always, to the log through the throttle (the first few of each

@@ -107,10 +107,7 @@ public final class TrickleSubscriber: Sendable {
         // Set while the channel is missing (404) or the server unreachable after it had answered: the grace
         // period runs from here (§7: without a clean close, a 404 may be a restarting server).
         var lostSince: RelayClock.Instant?
-        let connection =
-            self.configuration.usesOwnConnection
-            ? SegmentConnection(url: self.url, group: self.httpClient.eventLoopGroup, tls: self.configuration.tls ?? OutboundTLSContext.system, connectTimeout: self.configuration.connectTimeout)
-            : nil
+        let connection = self.makeConnection()
         defer { connection?.close() }
         // Registered with the server's announcements until the channel answers — from before the first ask, so an
         // announcement made while that ask is on its way is not missed.
@@ -147,11 +144,7 @@ public final class TrickleSubscriber: Sendable {
                 }
                 if let since = lostSince {
                     lostSince = nil
-                    self.statsBox.withLock { $0.reconnects += 1 }
-                    self.logger.warning(
-                        "trickle channel is back; resuming",
-                        metadata: ["trickle.seq": "\(seq)", "trickle.offset": "\(resumeOffset)", "trickle.gone_ms": "\((self.clock.now - since).components.seconds * 1000)"]
-                    )
+                    self.noteBack(seq: seq, offset: resumeOffset, since: since)
                 }
             }
             switch attempt {
@@ -163,18 +156,10 @@ public final class TrickleSubscriber: Sendable {
                 let now = self.clock.now
                 if lostSince == nil {
                     lostSince = now
-                    if self.configuration.reconnectGrace > .zero {
-                        self.logger.warning(
-                            "trickle channel answered 404 without a clean close; waiting for it to come back",
-                            metadata: ["trickle.seq": "\(seq)", "trickle.grace_s": "\(self.configuration.reconnectGrace.components.seconds)"]
-                        )
-                    }
+                    self.noteLost(seq: seq)
                 }
                 guard now - lostSince! < self.configuration.reconnectGrace else {
-                    if self.configuration.reconnectGrace > .zero {
-                        self.statsBox.withLock { $0.reconnectGraceExpired = true }
-                        self.logger.warning("trickle channel did not come back within the reconnect grace; ending", metadata: ["trickle.seq": "\(seq)"])
-                    }
+                    self.noteGraceExpired(seq: seq)
                     return .notFound
                 }
                 try await self.clock.sleep(for: min(self.configuration.retryBackoff.delay(forAttempt: 2), .seconds(1)))
@@ -184,22 +169,13 @@ public final class TrickleSubscriber: Sendable {
                 let now = self.clock.now
                 if waitingSince == nil {
                     waitingSince = now
-                    self.logger.info("waiting for the events channel to be created", metadata: ["trickle.channel": "\(self.url)"])
+                    self.noteWaiting()
                 }
                 guard now - waitingSince! < timeout else { return .notFound }
-                // Asked again after a delay that grows to minutes, or at once when told the channel is expected
-                // (or announced). While the server's feed is followed it says when the channel appears: until
-                // told, the subscriber's own asks are a rare backstop (``channelWaitMaximumDelayWhenAnnounced``).
-                let announced = announcedBy?.isFollowing == true
-                let maximumDelay =
-                    announced
-                    ? max(self.configuration.channelWaitMaximumDelayWhenAnnounced, self.configuration.channelWaitMaximumDelay)
-                    : self.configuration.channelWaitMaximumDelay
-                let backoff =
-                    announced && !toldSinceWaiting
-                    ? Backoff(initial: maximumDelay, maximum: maximumDelay)
-                    : Backoff(initial: self.configuration.aheadRetryDelay, maximum: maximumDelay)
-                let delay = min(backoff.delay(forAttempt: waitingPolls), timeout - (now - waitingSince!))
+                let delay = min(
+                    self.channelWaitDelay(announced: announcedBy?.isFollowing == true, told: toldSinceWaiting, polls: waitingPolls),
+                    timeout - (now - waitingSince!)
+                )
                 waitingPolls += 1
                 if delay >= self.configuration.channelWaitAsksSharedAfter {
                     // Minutes apart, the next ask would find the server has closed the idle connection anyway:
@@ -207,9 +183,7 @@ public final class TrickleSubscriber: Sendable {
                     connection?.close()
                     asksWithNext = self.configuration.usesOwnConnection && !nextUnsupported
                 }
-                let (seconds, attoseconds) = delay.components
-                let wait = TimeAmount.nanoseconds(seconds &* 1_000_000_000 &+ attoseconds / 1_000_000_000)
-                if await self.expected.wait(past: expectedBeforeAsk, timeout: wait, on: self.httpClient.eventLoopGroup.any()) {
+                if await self.expected.wait(past: expectedBeforeAsk, timeout: TimeAmount(max(delay, .zero)), on: self.httpClient.eventLoopGroup.any()) {
                     waitingPolls = 0
                     toldSinceWaiting = true
                 }
@@ -271,11 +245,7 @@ public final class TrickleSubscriber: Sendable {
                     // resyncing would skip the rest of it (the long-outage loss under a slow runner).
                     if latest > 0 { aheadCount += 1 }
                     if aheadCount > self.configuration.maximumAheadRetries {
-                        self.logger.debug(
-                            "trickle subscriber resyncing to nextWrite",
-                            metadata: ["trickle.seq": "\(servedSeq)", "trickle.latest": "\(latest)"]
-                        )
-                        self.statsBox.withLock { $0.resets += 1 }
+                        self.noteResync(seq: servedSeq, latest: latest)
                         aheadCount = 0
                         try await leaveResumedSegment()
                         seq = latest
@@ -351,62 +321,157 @@ public final class TrickleSubscriber: Sendable {
             response = try await SegmentReply.get(self.url.url(seq: seq), connection: connection, httpClient: self.httpClient, logger: self.logger)
         } catch {
             try Task.checkCancellation()
-            self.logger.debug("trickle GET failed", metadata: ["trickle.seq": "\(seq)", "error": "\(error)"])
-            let problem = await ConnectionProblem.diagnose(error, url: self.url.base)
-            self.statsBox.withLock { $0.lastConnectionProblem = problem }
-            return .failed(problem.description)
+            return await self.requestFailed(seq: seq, error)
         }
         defer { response.finish() }
-        self.unreachable.cleared()
-        self.statsBox.withLock { $0.lastConnectionProblem = nil }
-        let headers = response.headers
-        if headers.first(name: TrickleHeaders.closed.rawName) != nil {
-            // A 200 carrying `Closed` is end of stream, never data (§10.1).
-            _ = try? await response.collect(upTo: 64 * 1024)
-            return .closed
-        }
-        // Every number in a reply is hostile (STYLE §6): parsed once, bounded, and checked against what we asked.
-        let servedSeq: Int
-        if let text = headers.first(name: TrickleHeaders.seq.rawName) {
-            guard let parsed = TrickleSeq.parseHeader(text) else {
-                _ = try? await response.collect(upTo: 64 * 1024)
-                return .protocolError("Lp-Trickle-Seq out of range or not a number on a \(response.status) reply")
-            }
-            servedSeq = parsed
-        } else if seq >= 0 || response.status != 200 {
-            servedSeq = seq
-        } else {
-            _ = try? await response.collect(upTo: 64 * 1024)
-            return .protocolError("a 200 reply to GET \(seq) without Lp-Trickle-Seq")
-        }
-        if seq >= 0, response.status == 200, servedSeq != seq {
-            _ = try? await response.collect(upTo: 64 * 1024)
-            return .protocolError("GET \(seq) was answered with segment \(servedSeq)")
-        }
-        switch response.status {
-        case 200:
+        switch self.classify(status: response.status, headers: response.headers, seq: seq) {
+        case .body(let servedSeq):
             // nil: the watchdog abandoned the segment and supplies the outcome.
             return try await self.consume(&response, seq: servedSeq, skipping: skip, progress: progress, handle)
                 .map { .segment(seq: servedSeq, $0) }
-        case 404:
+        case .drained(let attempt):
             _ = try? await response.collect(upTo: 64 * 1024)
-            return .notFound
-        case 470:  // TrickleHeaders.notRetainedStatus
-            _ = try? await response.collect(upTo: 64 * 1024)
-            guard let latest = headers.first(name: TrickleHeaders.latest.rawName).flatMap({ TrickleSeq.parseHeader($0) }) else {
-                return .protocolError("470 without a valid Lp-Trickle-Latest")
-            }
-            return .notRetained(seq: servedSeq, latest: latest)
-        case 500..<600:
-            _ = try? await response.collect(upTo: 64 * 1024)
-            return .failed("HTTP \(response.status)")
-        default:
+            return attempt
+        case .unexpected:
             let body = (try? await response.collect(upTo: 4096)).map { String(buffer: $0) } ?? ""
-            throw TrickleClientError(
-                .unexpectedStatus,
-                "GET \(self.url)/\(seq) answered \(response.status) (\(body.trimmingWhitespace())); expected 200, 404 or 470"
-            )
+            throw self.unexpectedStatus(response.status, seq: seq, body: body)
         }
+    }
+
+    /// What a reply head says: a segment body to read, an outcome (its body read and dropped), or a status we do
+    /// not expect.
+    private enum ReplyReading {
+        case body(servedSeq: Int)
+        case drained(Attempt)
+        case unexpected
+    }
+
+    /// Reads a reply head. Every number in a reply is hostile (STYLE §6): parsed once, bounded, and checked
+    /// against what we asked. (Synchronous and never inlined: see "Out of the follow loop".)
+    @inline(never)
+    private func classify(status: Int, headers: HTTPHeaders, seq: Int) -> ReplyReading {
+        self.unreachable.cleared()
+        self.statsBox.withLock { $0.lastConnectionProblem = nil }
+        if headers.first(name: TrickleHeaders.closed.rawName) != nil {
+            // A 200 carrying `Closed` is end of stream, never data (§10.1).
+            return .drained(.closed)
+        }
+        let servedSeq: Int
+        if let text = headers.first(name: TrickleHeaders.seq.rawName) {
+            guard let parsed = TrickleSeq.parseHeader(text) else {
+                return .drained(.protocolError("Lp-Trickle-Seq out of range or not a number on a \(status) reply"))
+            }
+            servedSeq = parsed
+        } else if seq >= 0 || status != 200 {
+            servedSeq = seq
+        } else {
+            return .drained(.protocolError("a 200 reply to GET \(seq) without Lp-Trickle-Seq"))
+        }
+        if seq >= 0, status == 200, servedSeq != seq {
+            return .drained(.protocolError("GET \(seq) was answered with segment \(servedSeq)"))
+        }
+        switch status {
+        case 200:
+            return .body(servedSeq: servedSeq)
+        case 404:
+            return .drained(.notFound)
+        case 470:  // TrickleHeaders.notRetainedStatus
+            guard let latest = headers.first(name: TrickleHeaders.latest.rawName).flatMap({ TrickleSeq.parseHeader($0) }) else {
+                return .drained(.protocolError("470 without a valid Lp-Trickle-Latest"))
+            }
+            return .drained(.notRetained(seq: servedSeq, latest: latest))
+        case 500..<600:
+            return .drained(.failed("HTTP \(status)"))
+        default:
+            return .unexpected
+        }
+    }
+
+    @inline(never)
+    private func unexpectedStatus(_ status: Int, seq: Int, body: String) -> TrickleClientError {
+        TrickleClientError(
+            .unexpectedStatus,
+            "GET \(self.url)/\(seq) answered \(status) (\(body.trimmingWhitespace())); expected 200, 404 or 470"
+        )
+    }
+
+    /// A GET that failed before its reply head: diagnosed (what the connection problem is), kept for the
+    /// subscription's listing, and retried by the caller.
+    private func requestFailed(seq: Int, _ error: any Error) async -> Attempt {
+        self.logger.debug("trickle GET failed", metadata: ["trickle.seq": "\(seq)", "error": "\(error)"])
+        let problem = await ConnectionProblem.diagnose(error, url: self.url.base)
+        self.statsBox.withLock { $0.lastConnectionProblem = problem }
+        return .failed(problem.description)
+    }
+
+    // MARK: Out of the follow loop
+    //
+    // Synchronous work of the follow loop, kept out of it (never inlined): an async function's frame holds every
+    // local its inlined code needs, and each followed channel keeps the deepest frames it ever had.
+
+    /// The subscriber's own connection (plain `http`), or `nil` to read through the shared HTTP client.
+    @inline(never)
+    private func makeConnection() -> SegmentConnection? {
+        guard self.configuration.usesOwnConnection else { return nil }
+        return SegmentConnection(
+            url: self.url,
+            group: self.httpClient.eventLoopGroup,
+            tls: self.configuration.tls ?? OutboundTLSContext.system,
+            connectTimeout: self.configuration.connectTimeout
+        )
+    }
+
+    @inline(never)
+    private func noteResync(seq: Int, latest: Int) {
+        self.logger.debug("trickle subscriber resyncing to nextWrite", metadata: ["trickle.seq": "\(seq)", "trickle.latest": "\(latest)"])
+        self.statsBox.withLock { $0.resets += 1 }
+    }
+
+    @inline(never)
+    private func noteBack(seq: Int, offset: Int, since: RelayClock.Instant) {
+        self.statsBox.withLock { $0.reconnects += 1 }
+        self.logger.warning(
+            "trickle channel is back; resuming",
+            metadata: ["trickle.seq": "\(seq)", "trickle.offset": "\(offset)", "trickle.gone_ms": "\((self.clock.now - since).components.seconds * 1000)"]
+        )
+    }
+
+    @inline(never)
+    private func noteLost(seq: Int) {
+        guard self.configuration.reconnectGrace > .zero else { return }
+        self.logger.warning(
+            "trickle channel answered 404 without a clean close; waiting for it to come back",
+            metadata: ["trickle.seq": "\(seq)", "trickle.grace_s": "\(self.configuration.reconnectGrace.components.seconds)"]
+        )
+    }
+
+    @inline(never)
+    private func noteGraceExpired(seq: Int) {
+        guard self.configuration.reconnectGrace > .zero else { return }
+        self.statsBox.withLock { $0.reconnectGraceExpired = true }
+        self.logger.warning("trickle channel did not come back within the reconnect grace; ending", metadata: ["trickle.seq": "\(seq)"])
+    }
+
+    @inline(never)
+    private func noteWaiting() {
+        self.logger.info("waiting for the events channel to be created", metadata: ["trickle.channel": "\(self.url)"])
+    }
+
+    /// The delay before asking again for a channel that is not there yet: growing to minutes, or at once when
+    /// told the channel is expected (or announced). While the server's feed is followed it says when the channel
+    /// appears: until told, the subscriber's own asks are a rare backstop
+    /// (``Configuration/channelWaitMaximumDelayWhenAnnounced``).
+    @inline(never)
+    private func channelWaitDelay(announced: Bool, told: Bool, polls: Int) -> Duration {
+        let maximumDelay =
+            announced
+            ? max(self.configuration.channelWaitMaximumDelayWhenAnnounced, self.configuration.channelWaitMaximumDelay)
+            : self.configuration.channelWaitMaximumDelay
+        let backoff =
+            announced && !told
+            ? Backoff(initial: maximumDelay, maximum: maximumDelay)
+            : Backoff(initial: self.configuration.aheadRetryDelay, maximum: maximumDelay)
+        return backoff.delay(forAttempt: polls)
     }
 
     nonisolated(nonsending) private func reportGap(
