@@ -13,19 +13,39 @@ struct SegmentReply {
 
     private enum Source {
         case connection(SegmentConnection, SegmentExchange, HTTPResponseHead)
-        case client(HTTPClientResponse.Body.AsyncIterator)
+        case client(ClientBody)
+    }
+
+    /// The HTTP client's body iterator, boxed: a large value that would otherwise widen every reply, and so the
+    /// frame of every subscriber's request, own-connection ones included.
+    private final class ClientBody {
+        var iterator: HTTPClientResponse.Body.AsyncIterator
+
+        init(_ iterator: HTTPClientResponse.Body.AsyncIterator) {
+            self.iterator = iterator
+        }
     }
 
     /// Sends the GET and waits for the reply head.
     nonisolated(nonsending) static func get(_ url: String, connection: SegmentConnection?, httpClient: HTTPClient, logger: Logger) async throws -> SegmentReply {
-        if let connection {
-            let (exchange, head) = try await connection.get(url)
-            return SegmentReply(status: Int(head.status.code), headers: head.headers, source: .connection(connection, exchange, head))
-        }
+        if let connection { return try await self.get(url, on: connection) }
+        return try await self.get(url, through: httpClient, logger: logger)
+    }
+
+    /// On the subscriber's own connection. (Apart from the HTTP client's path: its request and response are
+    /// not in this frame, which every followed channel keeps.)
+    @inline(never)
+    nonisolated(nonsending) private static func get(_ url: String, on connection: SegmentConnection) async throws -> SegmentReply {
+        let (exchange, head) = try await connection.get(url)
+        return SegmentReply(status: Int(head.status.code), headers: head.headers, source: .connection(connection, exchange, head))
+    }
+
+    @inline(never)
+    nonisolated(nonsending) private static func get(_ url: String, through httpClient: HTTPClient, logger: Logger) async throws -> SegmentReply {
         var request = HTTPClientRequest(url: url)
         request.method = .GET
         let response = try await httpClient.execute(request, deadline: TrickleHTTPClient.streamingDeadline, logger: logger)
-        return SegmentReply(status: Int(response.status.code), headers: response.headers, source: .client(response.body.makeAsyncIterator()))
+        return SegmentReply(status: Int(response.status.code), headers: response.headers, source: .client(ClientBody(response.body.makeAsyncIterator())))
     }
 
     /// The next body chunk, or `nil` at the end of the body.
@@ -33,9 +53,8 @@ struct SegmentReply {
         switch self.source {
         case .connection(_, let exchange, _):
             return try await exchange.next()
-        case .client(var iterator):
-            defer { self.source = .client(iterator) }
-            return try await iterator.next(isolation: #isolation)
+        case .client(let body):
+            return try await body.iterator.next(isolation: #isolation)
         }
     }
 

@@ -308,6 +308,7 @@ public final class TrickleSubscriber: Sendable {
         }
     }
 
+    @inline(never)
     private func request(
         seq: Int,
         skipping skip: Int,
@@ -330,12 +331,17 @@ public final class TrickleSubscriber: Sendable {
             return try await self.consume(&response, seq: servedSeq, skipping: skip, progress: progress, handle)
                 .map { .segment(seq: servedSeq, $0) }
         case .drained(let attempt):
-            _ = try? await response.collect(upTo: 64 * 1024)
+            await Self.drain(&response)
             return attempt
         case .unexpected:
-            let body = (try? await response.collect(upTo: 4096)).map { String(buffer: $0) } ?? ""
-            throw self.unexpectedStatus(response.status, seq: seq, body: body)
+            throw await self.unexpectedStatus(&response, seq: seq)
         }
+    }
+
+    /// Reads a reply's body (up to 64 KiB) and drops it, so its connection can carry the next GET.
+    @inline(never)
+    private static func drain(_ response: inout SegmentReply) async {
+        _ = try? await response.collect(upTo: 64 * 1024)
     }
 
     /// What a reply head says: a segment body to read, an outcome (its body read and dropped), or a status we do
@@ -387,16 +393,18 @@ public final class TrickleSubscriber: Sendable {
         }
     }
 
-    @inline(never)
-    private func unexpectedStatus(_ status: Int, seq: Int, body: String) -> TrickleClientError {
-        TrickleClientError(
+    /// The error for a status the protocol does not have, with the start of the reply's body.
+    private func unexpectedStatus(_ response: inout SegmentReply, seq: Int) async -> TrickleClientError {
+        let body = (try? await response.collect(upTo: 4096)).map { String(buffer: $0) } ?? ""
+        return TrickleClientError(
             .unexpectedStatus,
-            "GET \(self.url)/\(seq) answered \(status) (\(body.trimmingWhitespace())); expected 200, 404 or 470"
+            "GET \(self.url)/\(seq) answered \(response.status) (\(body.trimmingWhitespace())); expected 200, 404 or 470"
         )
     }
 
     /// A GET that failed before its reply head: diagnosed (what the connection problem is), kept for the
     /// subscription's listing, and retried by the caller.
+    @inline(never)
     private func requestFailed(seq: Int, _ error: any Error) async -> Attempt {
         self.logger.debug("trickle GET failed", metadata: ["trickle.seq": "\(seq)", "error": "\(error)"])
         let problem = await ConnectionProblem.diagnose(error, url: self.url.base)
