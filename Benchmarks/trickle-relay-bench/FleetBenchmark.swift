@@ -13,7 +13,7 @@ import TrickleRelaySupport
 /// prints events/s, loss, the daemon's CPU and peak RSS, p50/p99 from write to the file, and how long a request
 /// of another client (a GET of a retained segment) takes on the server, idle and under the fleet.
 ///
-/// `fleet [--https] [--servers N] [channels] [rate per channel] [seconds]`; without numbers: 1,000 × 10/s for 30 s,
+/// `fleet [--https] [--servers N] [--spread-segments] [channels] [rate per channel] [seconds]`; without numbers: 1,000 × 10/s for 30 s,
 /// then 100 × 1,000/s for 20 s. `--servers N` spreads the channels over N `serve` processes (a server holds two
 /// descriptors per followed channel: 10,000 sessions need two here). The publishers connect in batches before
 /// the clock starts (8,000 simultaneous connects overflow the listen backlog). `--http2`: over TLS, the server offering HTTP/2 and the daemon reading through it
@@ -28,6 +28,10 @@ struct FleetBenchmark {
     /// its HTTP client instead of one connection each).
     var http2 = false
     var servers = 1
+    /// `--spread-segments`: channels start spread over a whole segment (10 s), so their segments rotate at
+    /// different moments, as sessions that started at different times do; without it they start within the
+    /// first interval and every segment rotates in the same second (the worst case).
+    var spreadsSegments = false
 
     static func run(arguments: [String]) async throws {
         var arguments = arguments
@@ -39,9 +43,10 @@ struct FleetBenchmark {
         let numbers = arguments.compactMap { Int($0) }
         let http2 = arguments.contains("--http2")
         let https = http2 || arguments.contains("--https")
+        let spreadsSegments = arguments.contains("--spread-segments")
         let runs =
             numbers.count >= 3
-            ? [FleetBenchmark(channels: numbers[0], rate: numbers[1], seconds: numbers[2], https: https, http2: http2, servers: servers)]
+            ? [FleetBenchmark(channels: numbers[0], rate: numbers[1], seconds: numbers[2], https: https, http2: http2, servers: servers, spreadsSegments: spreadsSegments)]
             : [
                 FleetBenchmark(channels: 1_000, rate: 10, seconds: 30, https: https, http2: http2),
                 FleetBenchmark(channels: 100, rate: 1_000, seconds: 20, https: https, http2: http2),
@@ -148,7 +153,7 @@ struct FleetBenchmark {
                 try await withThrowingDiscardingTaskGroup { writers in
                     for (index, channel) in channels.enumerated() {
                         writers.addTask {
-                            try await Self.publish(channel: channel, on: publishers[index], index: index, rate: self.rate, seconds: self.seconds, began: beganDeadline)
+                            try await Self.publish(channel: channel, on: publishers[index], index: index, rate: self.rate, seconds: self.seconds, began: beganDeadline, spreadsSegments: self.spreadsSegments)
                         }
                     }
                 }
@@ -166,7 +171,7 @@ struct FleetBenchmark {
             print(
                 String(
                     format:
-                        (self.http2 ? "h2    " : self.https ? "https " : "http  ") + "fleet %5d channels on \(servers.count) server(s) × %5d/s for %d s: %d of %d events in the file (loss %d, duplicates %d), %.0f events/s; daemon CPU %.2f s = %.1f%% of one core (%.1f%% idle, before the first event; %.2f s CPU to start and connect every channel), %d sockets, RSS %.1f MiB at rest, %.1f MiB peak; write→file p50 %.2f ms p99 %.2f ms; server CPU %.1f%%, publishers + tail (this process) %.1f%%; other requests on the server p50/p99 %.2f/%.2f ms idle, %.2f/%.2f ms under the fleet",
+                        (self.http2 ? "h2    " : self.https ? "https " : "http  ") + (self.spreadsSegments ? "spread " : "") + "fleet %5d channels on \(servers.count) server(s) × %5d/s for %d s: %d of %d events in the file (loss %d, duplicates %d), %.0f events/s; daemon CPU %.2f s = %.1f%% of one core (%.1f%% idle, before the first event; %.2f s CPU to start and connect every channel), %d sockets, RSS %.1f MiB at rest, %.1f MiB peak; write→file p50 %.2f ms p99 %.2f ms; server CPU %.1f%%, publishers + tail (this process) %.1f%%; other requests on the server p50/p99 %.2f/%.2f ms idle, %.2f/%.2f ms under the fleet",
                     self.channels, self.rate, self.seconds, tail.received, total, total - tail.received, tail.duplicates,
                     Double(tail.received) / elapsed.seconds, daemonCPU.seconds, 100 * daemonCPU.seconds / elapsed.seconds, 100 * restCPU.seconds / 3, restCPUBefore.seconds, daemonSockets,
                     Double(rssAtRest) / 1_048_576, Double(peakRSS.value) / 1_048_576,
@@ -202,10 +207,12 @@ struct FleetBenchmark {
     /// Publishes `rate × seconds` lines on one channel, paced, in 10 s segments (one streaming POST each, one
     /// chunk per line) — on a raw connection (`ChunkedLinePublisher`), so this process's share of the two cores
     /// is small.
-    static func publish(channel: String, on connection: any Channel, index: Int, rate: Int, seconds: Int, began: NIODeadline) async throws {
+    static func publish(channel: String, on connection: any Channel, index: Int, rate: Int, seconds: Int, began: NIODeadline, spreadsSegments: Bool) async throws {
         guard let url = URL(string: channel) else { return }
         // Channels start spread over the first interval, as sessions do.
-        let offset = TimeAmount.nanoseconds(Int64(index % 1_000) * 1_000_000_000 / Int64(max(rate, 1)) / 1_000)
+        // (or, with `spreadsSegments`, over a whole 10 s segment).
+        let interval: Int64 = spreadsSegments ? 10_000_000_000 : 1_000_000_000 / Int64(max(rate, 1))
+        let offset = TimeAmount.nanoseconds(Int64(index % 1_000) * interval / 1_000)
         try await ChunkedLinePublisher.publish(
             on: connection,
             path: url.path,
