@@ -74,6 +74,8 @@ public final class ClientDaemon: Service, Sendable {
         var ended = 0
         /// Per server (its feed URL), the announcements its waiting subscriptions share.
         var announcements: [String: ChannelAnnouncements] = [:]
+        /// Per server, the watch its subscriptions share while it does not answer.
+        var serverReturns: [HTTPOrigin: ServerReturnWatch] = [:]
     }
 
     public let configuration: Configuration
@@ -170,6 +172,9 @@ public final class ClientDaemon: Service, Sendable {
             if self.configuration.followsChannelAnnouncements, reader.subscriber.channelWaitTimeout != nil {
                 reader.subscriber.announcements = self.announcements(forServerOf: subscription.eventsURL, in: &state)
             }
+            if reader.subscriber.serverReturn == nil {
+                reader.subscriber.serverReturn = Self.serverReturnWatch(forServerOf: subscription.eventsURL, in: &state)
+            }
             let channel = FollowedChannel(
                 subscription: subscription,
                 resumingAfter: state.resumePositions.removeValue(forKey: subscription.id),
@@ -216,6 +221,16 @@ public final class ClientDaemon: Service, Sendable {
         state.announcements[feedURL] = announcements
         self.feedsContinuation.yield(announcements)
         return announcements
+    }
+
+    /// The watch of `url`'s server while it does not answer, shared by its subscriptions (one connect attempt per
+    /// interval during an outage, however many channels wait for it).
+    private static func serverReturnWatch(forServerOf url: TrickleChannelURL, in state: inout State) -> ServerReturnWatch? {
+        guard let origin = HTTPOrigin(url: url.base) else { return nil }
+        if let existing = state.serverReturns[origin] { return existing }
+        let watch = ServerReturnWatch(origin: origin)
+        state.serverReturns[origin] = watch
+        return watch
     }
 
     /// Stops following subscription `id` and removes it from the list (and from the persisted ones).

@@ -75,6 +75,11 @@ extension TrickleSubscriber {
         /// subscriber waiting for its channel asks at once when the feed announces it, and — while the feed is
         /// followed — asks on its own only up to ``channelWaitMaximumDelayWhenAnnounced`` apart. `nil`: none.
         public var announcements: ChannelAnnouncements? = nil
+        /// Watches the server while it does not answer, so the subscriber asks again the moment it accepts
+        /// connections instead of at the end of its back-off; shared by the subscribers of one server (one connect
+        /// attempt per interval for all of them). `nil` (default): the subscriber watches its server on its own.
+        /// Not used with a ``clock`` of a test's own.
+        public var serverReturn: ServerReturnWatch? = nil
         /// While ``announcements`` follows the server's feed, a waiting subscriber's own asks are this far apart
         /// (half-jittered; a backstop only: the feed says when the channel appears), and after being told (an
         /// announcement, ``TrickleSubscriber/expectChannel()``) they grow from ``aheadRetryDelay`` to this.

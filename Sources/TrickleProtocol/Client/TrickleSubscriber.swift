@@ -28,6 +28,8 @@ public final class TrickleSubscriber: Sendable {
     private let expected = GenerationSignal()
     /// ``Configuration/clock``, or real time on the HTTP client's event loops.
     private let clock: RelayClock
+    /// ``Configuration/serverReturn``, or a watch of its own (real time only).
+    private let serverReturn: ServerReturnWatch?
 
     /// Creates a subscriber; nothing is requested until ``run(_:)``.
     public init(url: TrickleChannelURL, httpClient: HTTPClient, configuration: Configuration = .init(), logger: Logger) {
@@ -35,6 +37,8 @@ public final class TrickleSubscriber: Sendable {
         self.httpClient = httpClient
         self.configuration = configuration
         self.clock = configuration.clock ?? .eventLoopTimers(httpClient.eventLoopGroup)
+        self.serverReturn =
+            self.clock.timerEventLoops == nil ? nil : configuration.serverReturn ?? HTTPOrigin(url: url.base).map { ServerReturnWatch(origin: $0) }
         var logger = logger
         logger[metadataKey: "trickle.channel"] = "\(url.channelName)"
         self.logger = logger
@@ -107,6 +111,9 @@ public final class TrickleSubscriber: Sendable {
         // Set while the channel is missing (404) or the server unreachable after it had answered: the grace
         // period runs from here (§7: without a clean close, a 404 may be a restarting server).
         var lostSince: RelayClock.Instant?
+        // Whether the last back-off was cut short by the server's return: the next one is not (a server that
+        // accepts connections but fails every GET — a TLS mismatch, say — must not be asked in a tight loop).
+        var askedOnReturn = false
         let connection = self.makeConnection()
         defer { connection?.close() }
         // Registered with the server's announcements until the channel answers — from before the first ask, so an
@@ -133,8 +140,9 @@ public final class TrickleSubscriber: Sendable {
             }
             let attempt =
                 probe == .notFound ? Attempt.notFound : try await self.attempt(seq: seq, skipping: resumeOffset, connection: connection, handle)
+            if case .unreachable = attempt {} else { askedOnReturn = false }
             switch attempt {
-            case .notFound, .failed: break
+            case .notFound, .failed, .unreachable: break
             default:
                 channelAnswered = true
                 asksWithNext = false
@@ -190,6 +198,11 @@ public final class TrickleSubscriber: Sendable {
                 try Task.checkCancellation()
             case .failed(let reason):
                 try await self.failed(&failures, reason: reason)
+            case .unreachable(let reason):
+                // The server did not answer: back off, but ask again the moment it accepts connections again — a
+                // server restarted after an outage is sent a burst of held segments at once, and its ring of five
+                // does not wait for a reader still in a 5 s back-off (the long-outage loss).
+                askedOnReturn = try await self.failed(&failures, reason: reason, untilReturnOf: askedOnReturn ? nil : self.serverReturn)
             case .protocolError(let reason):
                 // A reply we cannot act on (a header out of range, a seq we did not ask for): counted, logged
                 // once, and retried with back-off like any other failure — never trusted, never a trap.
@@ -263,7 +276,10 @@ public final class TrickleSubscriber: Sendable {
     private enum Attempt: Sendable {
         case closed
         case notFound
+        /// An answer that is a failure (5xx): retried with back-off.
         case failed(String)
+        /// No answer (connection refused, reset, timed out): retried with back-off or when the server is back.
+        case unreachable(String)
         case protocolError(String)
         case notRetained(seq: Int, latest: Int)
         case segment(seq: Int, BodyEnd)
@@ -409,7 +425,7 @@ public final class TrickleSubscriber: Sendable {
         self.logger.debug("trickle GET failed", metadata: ["trickle.seq": "\(seq)", "error": "\(error)"])
         let problem = await ConnectionProblem.diagnose(error, url: self.url.base)
         self.statsBox.withLock { $0.lastConnectionProblem = problem }
-        return .failed(problem.description)
+        return .unreachable(problem.description)
     }
 
     // MARK: Out of the follow loop
@@ -493,7 +509,15 @@ public final class TrickleSubscriber: Sendable {
         try await handle(.gap(from: from, to: to))
     }
 
-    nonisolated(nonsending) private func failed(_ failures: inout Int, reason: String) async throws {
+    /// Counts a failed attempt and waits its back-off (or, given a watch, until its server is back if sooner).
+    ///
+    /// - Returns: Whether the wait was cut short by the server's return.
+    @discardableResult
+    nonisolated(nonsending) private func failed(
+        _ failures: inout Int,
+        reason: String,
+        untilReturnOf watch: ServerReturnWatch? = nil
+    ) async throws -> Bool {
         failures += 1
         if let maximum = self.configuration.maximumConsecutiveFailures, failures >= maximum {
             throw TrickleClientError(
@@ -503,7 +527,17 @@ public final class TrickleSubscriber: Sendable {
         }
         self.statsBox.withLock { $0.retries += 1 }
         self.unreachable.failed(reason: reason)
-        try await self.clock.sleep(for: self.configuration.retryBackoff.delay(forAttempt: failures - 1))
+        let delay = self.configuration.retryBackoff.delay(forAttempt: failures - 1)
+        guard let watch, let loops = self.clock.timerEventLoops else {
+            try await self.clock.sleep(for: delay)
+            return false
+        }
+        let spread = await watch.waitForReturn(upTo: delay, on: loops)
+        try Task.checkCancellation()
+        guard let spread else { return false }
+        self.logger.debug("trickle server accepts connections again; asking now")
+        if spread > .zero { try await self.clock.sleep(for: spread) }
+        return true
     }
 
     // MARK: Segment bodies

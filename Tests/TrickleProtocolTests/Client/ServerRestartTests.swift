@@ -59,6 +59,61 @@ struct ServerRestartTests {
         }
     }
 
+    @Test("a subscriber in a long back-off asks again as soon as its server accepts connections, not at the end of the back-off")
+    func subscriberAsksWhenServerReturns() async throws {
+        let port = try await vacantPort()
+        try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration(connectTimeout: .milliseconds(200))) { client in
+            let watch = ServerReturnWatch(origin: try #require(HTTPOrigin(url: "http://127.0.0.1:\(port)")), probeInterval: .milliseconds(100))
+            // Every back-off 30–60 s: only the watch can bring the subscriber back within the test's minute.
+            var configuration = TrickleSubscriber.Configuration(start: .seq(0), retryBackoff: Backoff(initial: .seconds(60), maximum: .seconds(60)))
+            configuration.serverReturn = watch
+            let subscriber = TrickleSubscriber(
+                url: try TrickleChannelURL("http://127.0.0.1:\(port)/ch"),
+                httpClient: client,
+                configuration: configuration,
+                logger: quietLogger
+            )
+            let seen = Recorder<SeenEvent>()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { _ = try await subscriber.run { seen.append(SeenEvent($0)) } }
+                try await waitUntil("the first failed attempt") { subscriber.stats.retries >= 1 }
+                try await withServer(port: port, channel: "ch") { server in
+                    try await HTTPClient.withHTTPClient { other in
+                        _ = try await other.send(.POST, "http://127.0.0.1:\(port)/ch/0", body: "back\n")
+                    }
+                    try await seen.wait(timeout: .seconds(20), "the data, well before the back-off ends") { $0.hasEnded(0) }
+                    _ = server.deleteChannel(named: "ch")
+                    try await group.waitForAll()
+                }
+            }
+            #expect(seen.values.text == "back\n")
+            #expect(watch.returns >= 1)
+            #expect(subscriber.stats.retries == 1, "asked once more, when the server was back")
+        }
+    }
+
+    @Test("a server that accepts connections but drops every GET unanswered is not asked in a loop: the watch cuts one back-off short, not the next")
+    func serverReturnIsNoTightLoop() async throws {
+        let server = RawScriptedServer { _, _ in .init("", closesConnection: true) }
+        try await server.run { base in
+            try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration(connectTimeout: .milliseconds(200))) { client in
+                let watch = ServerReturnWatch(origin: try #require(HTTPOrigin(url: base)), probeInterval: .milliseconds(50))
+                var configuration = TrickleSubscriber.Configuration(start: .seq(0), retryBackoff: Backoff(initial: .seconds(60), maximum: .seconds(60)))
+                configuration.serverReturn = watch
+                let subscriber = TrickleSubscriber(url: try TrickleChannelURL("\(base)/ch"), httpClient: client, configuration: configuration, logger: quietLogger)
+                let reading = Task { try await subscriber.run { _ in } }
+                try await waitUntil("the GET asked again when the watch connected") { server.requests.count >= 2 }
+                // A window of twenty probe intervals: a subscriber woken on every connect would ask ~20 times more.
+                try await Task.sleep(for: .seconds(1))
+                #expect(server.requests.count == 2, "\(server.requests.count) GETs")
+                #expect(watch.returns == 1)
+                #expect(subscriber.stats.retries == 2)
+                reading.cancel()
+                _ = try? await reading.value
+            }
+        }
+    }
+
     @Test("a publisher retries a POST that failed before sending any byte, and delivers once the server is back")
     func publisherRetries() async throws {
         let port = try await vacantPort()
