@@ -166,16 +166,39 @@ public final class EventDispatcher: Sendable {
         )
         var items: [JSONLSegmentParser.Item] = []
         defer { self.problemLog.flush() }
-        for try await chunk in bytes {
-            parser.feed(chunk, into: &items)
-            await self.dispatch(items)
-            items.removeAll(keepingCapacity: true)
+        // Two stages, one chunk apart: while a chunk's lines are delivered (sink, counters, problems — in order,
+        // one chunk after another), the next chunk is read, framed and routed (its halves on two cores).
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            var delivering = false
+            var finished = false
+            var iterator = bytes.makeAsyncIterator()
+            while !finished {
+                if let chunk = try await iterator.next() {
+                    parser.feed(chunk, into: &items)
+                } else {
+                    parser.finishSegment(into: &items)
+                    finished = true
+                }
+                let routed = await self.route(items, onTwoCores: true)
+                items.removeAll(keepingCapacity: true)
+                if delivering { try await group.next() }
+                group.addTask { await self.deliver(routed) }
+                delivering = true
+            }
+            try await group.waitForAll()
         }
-        parser.finishSegment(into: &items)
-        await self.dispatch(items)
     }
 
-    nonisolated(nonsending) private func dispatch(_ items: [JSONLSegmentParser.Item]) async {
+    /// A run of a chunk's items, routed: lines, or a framing diagnostic between them.
+    private enum RoutedItems: Sendable {
+        case lines(Routed)
+        case diagnostic(JSONLDiagnostic)
+    }
+
+    /// Routes a chunk's lines, in runs between its diagnostics (their order is kept).
+    @inline(never)
+    private func route(_ items: [JSONLSegmentParser.Item], onTwoCores: Bool) async -> [RoutedItems] {
+        var routed: [RoutedItems] = []
         var lines: [JSONLLine] = []
         lines.reserveCapacity(items.count)
         for item in items {
@@ -183,20 +206,44 @@ public final class EventDispatcher: Sendable {
             case .line(let line):
                 lines.append(line)
             case .diagnostic(let diagnostic):
-                await self.dispatch(lines)  // keep the order of lines and diagnostics
+                if !lines.isEmpty { routed.append(.lines(await self.route(lines, onTwoCores: onTwoCores))) }
                 lines.removeAll(keepingCapacity: true)
+                routed.append(.diagnostic(diagnostic))
+            }
+        }
+        if !lines.isEmpty { routed.append(.lines(await self.route(lines, onTwoCores: onTwoCores))) }
+        return routed
+    }
+
+    /// Delivers a chunk's routed lines and counts its diagnostics, in order.
+    private func deliver(_ routed: [RoutedItems]) async {
+        for item in routed {
+            switch item {
+            case .lines(var lines):
+                await self.deliver(&lines, since: ContinuousClock.now)
+            case .diagnostic(let diagnostic):
                 self.count(diagnostic)
             }
         }
-        await self.dispatch(lines)
     }
 
-    /// Lines routed: telemetry for the sink, events for local consumers, and the counts they add.
-    private struct Routed {
+    /// Lines routed: telemetry for the sink, events for local consumers, the lines skipped, and the counts they
+    /// add.
+    private struct Routed: Sendable {
         var batch: [TelemetryRecord] = []
         var local: [LocalEvent] = []
+        var problems: [Problem] = []
         var delta = Counters()
         var dataTypes: [ByteBuffer: Int] = [:]  // keyed by slices: no string per event
+
+        /// Appends what the lines after these routed to.
+        mutating func append(_ later: Routed) {
+            self.batch.append(contentsOf: later.batch)
+            self.local.append(contentsOf: later.local)
+            self.problems.append(contentsOf: later.problems)
+            self.delta.add(later.delta)
+            for (dataType, count) in later.dataTypes { self.dataTypes[dataType, default: 0] += count }
+        }
     }
 
     /// Routes lines; telemetry of one call goes to the sink as one batch.
@@ -204,6 +251,19 @@ public final class EventDispatcher: Sendable {
         guard !lines.isEmpty else { return }
         let started = ContinuousClock.now
         var routed = self.route(lines)
+        await self.deliver(&routed, since: started)
+    }
+
+    /// Routes lines — the two halves of a large batch on two cores when asked (a file or stdin read as fast as it
+    /// can be; never the daemon's channels, whose tasks already share the cores).
+    private func route(_ lines: [JSONLLine], onTwoCores: Bool) async -> Routed {
+        onTwoCores && lines.count >= Self.linesWorthASecondCore ? await self.routeInHalves(lines) : self.route(lines)
+    }
+
+    /// Reports the lines skipped, hands the telemetry to the sink as one batch, counts, and hands the other
+    /// events to the local consumer.
+    nonisolated(nonsending) private func deliver(_ routed: inout Routed, since started: ContinuousClock.Instant) async {
+        for problem in routed.problems { self.skipped(problem) }
         if !routed.batch.isEmpty {
             do {
                 if self.tracing.tracer == nil {
@@ -226,8 +286,22 @@ public final class EventDispatcher: Sendable {
         }
     }
 
+    /// Below this many lines, a batch is routed on one core (a second task costs more than it saves).
+    static let linesWorthASecondCore = 64
+
+    /// Routes the first half of `lines` in a child task while this one routes the second.
     @inline(never)
-    private func route(_ lines: [JSONLLine]) -> Routed {
+    private func routeInHalves(_ lines: [JSONLLine]) async -> Routed {
+        let half = lines.count / 2
+        async let first = self.route(lines[..<half])
+        let second = self.route(lines[half...])
+        var routed = await first
+        routed.append(second)
+        return routed
+    }
+
+    @inline(never)
+    private func route(_ lines: some RandomAccessCollection<JSONLLine>) -> Routed {
         var routed = Routed()
         if let last = lines.last, last.seq >= 0 { routed.delta.lastSeq = last.seq }
         for line in lines {
@@ -254,13 +328,13 @@ public final class EventDispatcher: Sendable {
                 routed.delta.malformed += 1
                 // Ill-formed UTF-8 is malformed JSON with a reason of its own: the one a strict endpoint gives.
                 let reason = error.isInvalidUTF8 ? "invalid_utf8" : "malformed_json"
-                self.skipped(Problem(seq: line.seq, lineNumber: line.lineNumber, reason: reason, detail: error.description))
+                routed.problems.append(Problem(seq: line.seq, lineNumber: line.lineNumber, reason: reason, detail: error.description))
             case .nonObject:
                 routed.delta.nonObject += 1
-                self.skipped(Problem(seq: line.seq, lineNumber: line.lineNumber, reason: "not_an_object", detail: ""))
+                routed.problems.append(Problem(seq: line.seq, lineNumber: line.lineNumber, reason: "not_an_object", detail: ""))
             case .telemetryWithoutObjectEvent:
                 routed.delta.telemetryWithoutObjectEvent += 1
-                self.skipped(Problem(seq: line.seq, lineNumber: line.lineNumber, reason: "telemetry_without_object_event", detail: ""))
+                routed.problems.append(Problem(seq: line.seq, lineNumber: line.lineNumber, reason: "telemetry_without_object_event", detail: ""))
             }
         }
         return routed

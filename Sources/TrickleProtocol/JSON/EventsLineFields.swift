@@ -18,8 +18,8 @@ public struct EventsLineFields: Sendable {
         return line.withUnsafeReadableBytes { bytes in
             do throws(JSONSyntaxError) {
                 let kind = try JSONScanner.scan(bytes) { key, member in
-                    if key.count == 4, key.elementsEqual("type".utf8), member.kind == .string { type = member.range }
-                    if key.count == 5, key.elementsEqual("event".utf8) { event = member }
+                    if RawBytes.equal(key, "type"), member.kind == .string { type = member.range }
+                    if RawBytes.equal(key, "event") { event = member }
                 }
                 return .success(Self(kind: kind, typeRange: type, event: event))
             } catch {
@@ -28,11 +28,11 @@ public struct EventsLineFields: Sendable {
         }
     }
 
-    /// Whether the `type` is exactly `name` (compared on the raw bytes).
-    public func type(is name: String, in line: ByteBuffer) -> Bool {
-        guard let typeRange, typeRange.count == name.utf8.count + 2 else { return false }
+    /// Whether the `type` is exactly `name` (compared on the raw bytes): the routing test, on every line.
+    public func type(is name: StaticString, in line: ByteBuffer) -> Bool {
+        guard let typeRange, typeRange.count == name.utf8CodeUnitCount + 2 else { return false }
         return line.withUnsafeReadableBytes { bytes in
-            UnsafeRawBufferPointer(rebasing: bytes[(typeRange.lowerBound + 1)..<(typeRange.upperBound - 1)]).elementsEqual(name.utf8)
+            RawBytes.equal(UnsafeRawBufferPointer(rebasing: bytes[(typeRange.lowerBound + 1)..<(typeRange.upperBound - 1)]), name)
         }
     }
 

@@ -24,7 +24,7 @@ public enum JSONSkim {
             index = Self.skipWhitespace(bytes, keyEnd)
             guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { return nil }
             let valueStart = Self.skipWhitespace(bytes, index + 1)
-            if keyEnd - 1 - keyStart == key.count, UnsafeRawBufferPointer(rebasing: bytes[keyStart..<(keyEnd - 1)]).elementsEqual(key) {
+            if keyEnd - 1 - keyStart == key.count, RawBytes.equal(UnsafeRawBufferPointer(rebasing: bytes[keyStart..<(keyEnd - 1)]), key) {
                 return valueStart < bytes.count ? valueStart : nil
             }
             guard let valueEnd = Self.valueEnd(bytes, valueStart) else { return nil }
