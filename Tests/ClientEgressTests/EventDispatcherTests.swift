@@ -68,6 +68,61 @@ struct EventDispatcherTests {
         #expect(stats.byDataType["x"] == 1)
     }
 
+    @Test("a long stream in many chunks (routed on two cores, delivered a chunk behind): the same envelopes, local events and problems, in line order")
+    func manyChunksKeepLineOrder() async throws {
+        var text = ""
+        var envelopes: [String] = []
+        var locals: [String] = []
+        var problems: [String] = []
+        for n in 1...6_000 {
+            let line: String
+            switch n % 37 {
+            case 5:
+                line = #"{"type":"telemetry","event":{"id":"\#(n)""#  // malformed
+                problems.append("\(n) malformed_json")
+            case 17:
+                line = "[\(n)]"
+                problems.append("\(n) not_an_object")
+            case 29:
+                line = #"{"type":"telemetry","event":\#(n)}"#
+                problems.append("\(n) telemetry_without_object_event")
+            default:
+                if n % 11 == 0 {
+                    line = #"{"type":"notification","n":\#(n)}"#
+                    locals.append(line)
+                } else {
+                    let envelope = #"{"id":"e\#(n)","timestamp":"\#(1_000 + n)","data":{"type":"t\#(n % 3)","note":"caf\u00e9 \#(String(repeating: "x", count: n % 90))"}}"#
+                    envelopes.append(envelope)
+                    line = #"{"type":"telemetry","event":\#(envelope)}"#
+                }
+            }
+            text += line + "\n"
+        }
+        // Chunks of 16 KiB: lines cut across chunks, about 100 lines in each (routed in two halves from 64).
+        var whole = ByteBuffer(string: text)
+        var chunks: [ByteBuffer] = []
+        while whole.readableBytes > 0 { chunks.append(whole.readSlice(length: min(16_384, whole.readableBytes))!) }
+        #expect(chunks.count > 20)
+        let sink = RecordingSink()
+        let local = Recorder<String>()
+        let seen = Recorder<String>()
+        let dispatcher = EventDispatcher(
+            sink: sink,
+            logger: quietLogger,
+            countsDataTypes: true,
+            onProblem: { seen.append("\($0.lineNumber ?? -1) \($0.reason)") },
+            localConsumer: { local.append(String(buffer: $0.line)) }
+        )
+        try await dispatcher.run(bytes: Chunks(chunks: chunks), source: "test")
+        #expect(sink.envelopes == envelopes)
+        #expect(local.values == locals)
+        #expect(seen.values == problems)
+        let stats = dispatcher.stats
+        #expect(stats.lines == 6_000 && stats.telemetry == envelopes.count)
+        #expect(stats.byDataType.values.reduce(0, +) == envelopes.count)
+        #expect(stats.malformed + stats.nonObject + stats.telemetryWithoutObjectEvent == problems.count)
+    }
+
     @Test("the log sink names type, id and session, never the payload")
     func logLine() {
         let envelope = #"{"id":"abc","type":"stream_trace","timestamp":"1","data":{"secret":"x","type":"pipeline_loaded","session_id":"s-1"}}"#
