@@ -206,4 +206,23 @@ struct EventDispatcherResumeTests {
         #expect(EnvelopeFields.dataType(of: typed).map { String(buffer: $0) } == "metric")
         #expect(EnvelopeFields(typed).type == "metric")
     }
+
+    @Test("the replay's one walk reads id, timestamp and data.type exactly as the three separate reads do, in any member order")
+    func oneWalkSameAsThree() {
+        let members = [
+            #""id":"e\u0031""#, #""id":7"#, #""timestamp":"1763769600123""#, #""timestamp":"12x""#, #""timestamp":"1234567890123456789""#,
+            #""data":{"note":"n","type":"metric","x":{"type":"inner"}}"#, #""data":{"type":5}"#, #""data":"text""#, #""data":{}"#,
+            #""type":"stream_trace""#, #""pad":[1,{"id":"inner"},"\"id\""]"#, #""i\u0064":"escaped key""#,
+        ]
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<5_000 {
+            let chosen = (0..<Int.random(in: 0...6, using: &generator)).map { _ in members.randomElement(using: &generator)! }
+            let envelope = ByteBuffer(string: "{" + chosen.joined(separator: ",") + "}")
+            let walked = EnvelopeFields.idTimestampAndDataType(of: envelope)
+            let text = String(buffer: envelope)
+            #expect(walked.id.map { String(buffer: $0) } == EnvelopeFields.stringBytes("id", of: envelope).map { String(buffer: $0) }, "\(text)")
+            #expect(walked.timestamp == EnvelopeFields.timestamp(of: envelope), "\(text)")
+            #expect(walked.dataType.map { String(buffer: $0) } == EnvelopeFields.dataType(of: envelope).map { String(buffer: $0) }, "\(text)")
+        }
+    }
 }

@@ -118,3 +118,23 @@ struct ReplayerTests {
         #expect(text.contains("hint: most lines are not JSON"))
     }
 }
+
+@Suite("FingerprintSet")
+struct FingerprintSetTests {
+    @Test("holds what Set<UInt64> holds: 200,000 inserts with repeats, zero and colliding low bits included")
+    func sameAsSet() {
+        var set = FingerprintSet()
+        var reference = Set<UInt64>()
+        var generator = SystemRandomNumberGenerator()
+        for n in 0..<200_000 {
+            let fingerprint: UInt64 =
+                switch n % 5 {
+                case 0: UInt64(n / 5) << 40  // same low bits
+                case 1: UInt64.random(in: 0..<UInt64(n + 1), using: &generator)  // repeats, and 0
+                default: UInt64.random(in: .min ... .max, using: &generator)
+                }
+            #expect(set.insert(fingerprint) == reference.insert(fingerprint).inserted)
+        }
+        #expect(set.count == reference.count)
+    }
+}

@@ -62,7 +62,10 @@ public struct ReplaySummary: Sendable, Codable, Hashable {
         self.lines = counters.lines
         self.telemetry = counters.telemetry
         self.byType = counters.byType
-        self.byDataType = counters.byDataType
+        let seen = observations.observations
+        // Counted by the observing sink, in the same walk that reads ids and timestamps (a dispatcher counting too
+        // is added: the replay's own does not).
+        self.byDataType = counters.byDataType.merging(seen.byDataType, uniquingKeysWith: +)
         self.malformed = counters.malformed
         self.nonObject = counters.nonObject
         self.telemetryWithoutObjectEvent = counters.telemetryWithoutObjectEvent
@@ -73,7 +76,6 @@ public struct ReplaySummary: Sendable, Codable, Hashable {
         self.problems = problems.listed
         self.problemsByReason = problems.byReason
         self.problemsNotListed = problems.notListed
-        let seen = observations.observations
         self.duplicateIDs = seen.duplicateIDs
         self.duplicates = seen.duplicates
         self.distinctDuplicatedIDs = seen.distinctDuplicatedIDs
@@ -92,12 +94,13 @@ public struct ReplaySummary: Sendable, Codable, Hashable {
 /// Wraps a sink: forwards every envelope and notes ids (to find duplicates) and timestamps (the time span).
 public final class ReplayObservingSink: EgressSink {
     private struct State {
-        var seen: Set<UInt64> = []
+        var seen = FingerprintSet()
         var duplicated: Set<UInt64> = []
         var duplicateIDs: [String] = []
         var duplicates = 0
         var first: Int64?
         var last: Int64?
+        var byDataType: [String: Int] = [:]
     }
 
     private let inner: any EgressSink
@@ -108,27 +111,31 @@ public final class ReplayObservingSink: EgressSink {
     }
 
     /// Duplicates (the first distinct ids, how many repeats, how many distinct ids) and the timestamp range.
-    public var observations: (duplicateIDs: [String], duplicates: Int, distinctDuplicatedIDs: Int, first: Int64?, last: Int64?) {
-        self.state.withLock { ($0.duplicateIDs, $0.duplicates, $0.duplicated.count, $0.first, $0.last) }
+    public var observations: (duplicateIDs: [String], duplicates: Int, distinctDuplicatedIDs: Int, first: Int64?, last: Int64?, byDataType: [String: Int]) {
+        self.state.withLock { ($0.duplicateIDs, $0.duplicates, $0.duplicated.count, $0.first, $0.last, $0.byDataType) }
     }
 
     nonisolated(nonsending) public func export(_ records: some Collection<TelemetryRecord> & Sendable) async throws {
         let records = Array(records)
-        let fields: [Fields]
+        let fields: Fields
         if records.count >= 2 * Self.recordsWorthASecondCore {
             // A large batch (a replay read as fast as it can be): the two halves' fields are read on two cores.
             let half = records.count / 2
             async let first = Self.fields(of: records[..<half])
-            fields = await first + Self.fields(of: records[half...])
+            var both = await first
+            both.append(Self.fields(of: records[half...]))
+            fields = both
         } else {
             fields = Self.fields(of: records[...])
         }
+        let byDataType = fields.dataTypes.map { (String(buffer: $0.key), $0.value) }
         self.state.withLock { state in
-            for (index, (fingerprint, timestamp)) in fields.enumerated() {
+            for (type, count) in byDataType { state.byDataType[type, default: 0] += count }
+            for (index, (fingerprint, timestamp)) in zip(fields.fingerprints, fields.timestamps).enumerated() {
                 // Ids are remembered as 64-bit fingerprints (FNV-1a), not strings: a gigabyte recording stays at
                 // a few bytes per event. (Two different ids colliding is a one-in-10^7 chance at a million ids.)
                 if let fingerprint {
-                    if !state.seen.insert(fingerprint).inserted {
+                    if !state.seen.insert(fingerprint) {
                         state.duplicates += 1
                         if state.duplicated.insert(fingerprint).inserted, state.duplicateIDs.count < ReplaySummary.maximumDuplicateIDsListed,
                             let id = EnvelopeFields.stringBytes("id", of: records[index].envelope)
@@ -146,14 +153,33 @@ public final class ReplayObservingSink: EgressSink {
         try await self.inner.export(records)
     }
 
-    /// An envelope's id fingerprint and timestamp.
-    private typealias Fields = (fingerprint: UInt64?, timestamp: Int64?)
+    /// The id fingerprints and timestamps of records, in order, and their counts per `data.type`.
+    private struct Fields: Sendable {
+        var fingerprints: [UInt64?] = []
+        var timestamps: [Int64?] = []
+        var dataTypes: [ByteBuffer: Int] = [:]  // keyed by slices: no string per event
+
+        mutating func append(_ later: Fields) {
+            self.fingerprints.append(contentsOf: later.fingerprints)
+            self.timestamps.append(contentsOf: later.timestamps)
+            for (type, count) in later.dataTypes { self.dataTypes[type, default: 0] += count }
+        }
+    }
 
     /// Below this many records per half, a batch's fields are read on one core.
     private static let recordsWorthASecondCore = 64
 
-    private static func fields(of records: ArraySlice<TelemetryRecord>) -> [Fields] {
-        records.map { (EnvelopeFields.stringBytes("id", of: $0.envelope).map(Self.fingerprint), EnvelopeFields.timestamp(of: $0.envelope)) }
+    private static func fields(of records: ArraySlice<TelemetryRecord>) -> Fields {
+        var fields = Fields()
+        fields.fingerprints.reserveCapacity(records.count)
+        fields.timestamps.reserveCapacity(records.count)
+        for record in records {
+            let (id, timestamp, dataType) = EnvelopeFields.idTimestampAndDataType(of: record.envelope)
+            fields.fingerprints.append(id.map(Self.fingerprint))
+            fields.timestamps.append(timestamp)
+            if let dataType { fields.dataTypes[dataType, default: 0] += 1 }
+        }
+        return fields
     }
 
     static func fingerprint(_ bytes: ByteBuffer) -> UInt64 {

@@ -65,7 +65,7 @@ public final class Replayer: Sendable {
             sink: self.sink,
             logger: logger,
             types: configuration.types,
-            countsDataTypes: true,
+            countsDataTypes: false,  // the observing sink counts them, in the walk that reads ids and timestamps
             onProblem: { problem in
                 let file = currentFile.name.withLock { $0 }
                 problems.add(ReplaySummary.Problem(file: file, line: problem.lineNumber, reason: problem.reason, detail: problem.detail))

@@ -74,14 +74,53 @@ public struct EnvelopeFields: Sendable, Hashable {
     /// The envelope's `timestamp` (Unix ms, a decimal string) as a number, if present and numeric.
     public static func timestamp(of envelope: ByteBuffer) -> Int64? {
         envelope.withUnsafeReadableBytes { bytes -> Int64? in
-            guard let digits = JSONSkim.stringContents("timestamp", in: bytes), (1...18).contains(digits.count) else { return nil }  // < 10^18: no overflow
-            var number: Int64 = 0
-            for byte in bytes[digits] {
-                guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return nil }
-                number = number &* 10 &+ Int64(byte - UInt8(ascii: "0"))
-            }
-            return number
+            JSONSkim.stringContents("timestamp", in: bytes).flatMap { Self.number(UnsafeRawBufferPointer(rebasing: bytes[$0])) }
         }
+    }
+
+    /// `id` (string contents), `timestamp` (a number) and `data.type` (string contents) of an envelope known to be
+    /// valid, in one walk of its members that stops once all three were met (a long `data` that comes last is
+    /// never skimmed): what a replay summary reads of every envelope. Each is what ``stringBytes(_:of:)``,
+    /// ``timestamp(of:)`` and ``dataType(of:)`` return (the first member of each name counts).
+    public static func idTimestampAndDataType(of envelope: ByteBuffer) -> (id: ByteBuffer?, timestamp: Int64?, dataType: ByteBuffer?) {
+        var id: Range<Int>?
+        var timestamp: Int64?
+        var dataType: Range<Int>?
+        envelope.withUnsafeReadableBytes { bytes in
+            var met = (id: false, timestamp: false, data: false)
+            JSONSkim.forEachMember(in: bytes) { key, start in
+                if !met.id, JSONSkim.key(key, is: "id") {
+                    met.id = true
+                    id = JSONSkim.stringContents(at: start, in: bytes)
+                } else if !met.timestamp, JSONSkim.key(key, is: "timestamp") {
+                    met.timestamp = true
+                    timestamp = JSONSkim.stringContents(at: start, in: bytes).flatMap { Self.number(UnsafeRawBufferPointer(rebasing: bytes[$0])) }
+                } else if !met.data, JSONSkim.key(key, is: "data") {
+                    met.data = true
+                    if bytes[start] == UInt8(ascii: "{") {
+                        let data = UnsafeRawBufferPointer(rebasing: bytes[start...])
+                        JSONSkim.forEachMember(in: data) { key, typeStart in
+                            guard JSONSkim.key(key, is: "type") else { return true }
+                            dataType = JSONSkim.stringContents(at: typeStart, in: data).map { (start + $0.lowerBound)..<(start + $0.upperBound) }
+                            return false
+                        }
+                    }
+                }
+                return !(met.id && met.timestamp && met.data)
+            }
+        }
+        return (id.map { Self.slice(envelope, $0) }, timestamp, dataType.map { Self.slice(envelope, $0) })
+    }
+
+    /// A decimal timestamp's digits (1 to 18: no overflow) as a number.
+    private static func number(_ digits: UnsafeRawBufferPointer) -> Int64? {
+        guard (1...18).contains(digits.count) else { return nil }
+        var number: Int64 = 0
+        for byte in digits {
+            guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return nil }
+            number = number &* 10 &+ Int64(byte - UInt8(ascii: "0"))
+        }
+        return number
     }
 
     /// The range of the `data` object.

@@ -34,6 +34,39 @@ public enum JSONSkim {
         }
     }
 
+    /// Walks the top-level members of an object: `visit(key, valueStart)` for each (the key as written, without its
+    /// quotes) until it returns `false` or the object ends. A value is skimmed only when the walk goes on past it.
+    public static func forEachMember(in bytes: UnsafeRawBufferPointer, _ visit: (UnsafeRawBufferPointer, Int) -> Bool) {
+        var index = Self.skipWhitespace(bytes, 0)
+        guard index < bytes.count, bytes[index] == UInt8(ascii: "{") else { return }
+        index += 1
+        while true {
+            index = Self.skipWhitespace(bytes, index)
+            guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { return }
+            let keyStart = index + 1
+            guard let keyEnd = Self.stringEnd(bytes, index) else { return }
+            index = Self.skipWhitespace(bytes, keyEnd)
+            guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { return }
+            let valueStart = Self.skipWhitespace(bytes, index + 1)
+            guard valueStart < bytes.count, visit(UnsafeRawBufferPointer(rebasing: bytes[keyStart..<(keyEnd - 1)]), valueStart) else { return }
+            guard let valueEnd = Self.valueEnd(bytes, valueStart) else { return }
+            index = Self.skipWhitespace(bytes, valueEnd)
+            guard index < bytes.count, bytes[index] == UInt8(ascii: ",") else { return }
+            index += 1
+        }
+    }
+
+    /// The contents (between the quotes) of the string value starting at `start`, or `nil` when it is not a string.
+    public static func stringContents(at start: Int, in bytes: UnsafeRawBufferPointer) -> Range<Int>? {
+        guard start < bytes.count, bytes[start] == UInt8(ascii: "\""), let end = Self.stringEnd(bytes, start) else { return nil }
+        return (start + 1)..<(end - 1)
+    }
+
+    /// Whether `key` (as written) is `name`.
+    public static func key(_ key: UnsafeRawBufferPointer, is name: StaticString) -> Bool {
+        RawBytes.equal(key, name)
+    }
+
     /// The byte range of the contents (between the quotes, escapes as written) of the top-level member `name`,
     /// when it is a string.
     public static func stringContents(_ name: StaticString, in bytes: UnsafeRawBufferPointer) -> Range<Int>? {

@@ -98,4 +98,28 @@ struct JSONScannerTests {
             #expect((try? kind(#"{"k":"\#(pad)"#).get()) == nil, "unterminated at \(offset)")
         }
     }
+
+    @Test("the block-at-a-time string skip never passes a quote, backslash, control byte (or, when asked, non-ASCII)")
+    func plainSkipStopsInTime() {
+        var generator = SystemRandomNumberGenerator()
+        let specials: [UInt8] = [0x22, 0x5C, 0x00, 0x1F, 0x0A, 0x80, 0xC3, 0xFF, 0x7F, 0x20]
+        for _ in 0..<20_000 {
+            let count = Int.random(in: 0...64, using: &generator)
+            var bytes = [UInt8]((0..<count).map { _ in UInt8.random(in: 0x21...0x7E, using: &generator) }).map { $0 == 0x22 || $0 == 0x5C ? 0x41 : $0 }
+            for _ in 0..<Int.random(in: 0...2, using: &generator) where count > 0 {
+                bytes[Int.random(in: 0..<count, using: &generator)] = specials.randomElement(using: &generator)!
+            }
+            let start = Int.random(in: 0...count, using: &generator)
+            for stopsAtNonASCII in [false, true] {
+                let stop = bytes.withUnsafeBytes { JSONStringWords.skipPlainWords($0, from: start, stopsAtNonASCII: stopsAtNonASCII) }
+                let firstSpecial = bytes[start...].firstIndex { $0 == 0x22 || $0 == 0x5C || $0 < 0x20 || (stopsAtNonASCII && $0 >= 0x80) } ?? count
+                #expect(stop >= start && stop <= firstSpecial, "\(bytes) from \(start): stopped at \(stop), first special at \(firstSpecial)")
+                // A stop short of the end is caused by its block (16 bytes, or 8 near the end): a special byte there,
+                // or 0xFF (left to the byte loop when non-ASCII does not stop the skip).
+                let block = bytes[stop..<min(stop + 16, count)]
+                let caused = block.contains { $0 == 0x22 || $0 == 0x5C || $0 < 0x20 || $0 == 0xFF || (stopsAtNonASCII && $0 >= 0x80) }
+                #expect(count - stop < 8 || caused, "\(bytes) from \(start): stopped at \(stop) without cause")
+            }
+        }
+    }
 }
