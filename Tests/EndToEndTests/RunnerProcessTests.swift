@@ -225,9 +225,22 @@ struct ReplayProcessTests {
             #expect(result.status == 0)
             #expect(result.errors.contains("republished 6 lines"))
             let seen = Recorder<String>()
-            let reader = JSONLReader(url: try TrickleChannelURL("\(base)/again"), httpClient: client, configuration: .init(subscriber: .init(start: .seq(0))), logger: quietLogger)
-            _ = try await reader.run { item in if case .line(let line) = item { seen.append(String(buffer: line.bytes)) } }
-            #expect(seen.values.count == 6)
+            // The replay deleted the channel when it ended: a 404 after its segments is the end (no reconnect grace,
+            // which would wait 30 s for a server restart), and the whole read is bounded.
+            let reader = JSONLReader(
+                url: try TrickleChannelURL("\(base)/again"),
+                httpClient: client,
+                configuration: .init(subscriber: .init(start: .seq(0), reconnectGrace: .zero)),
+                logger: quietLogger
+            )
+            let ended = "(end of the channel)"
+            let reading = Task {
+                _ = try await reader.run { item in if case .line(let line) = item { seen.append(String(buffer: line.bytes)) } }
+                seen.append(ended)
+            }
+            defer { reading.cancel() }
+            try await seen.wait(timeout: .seconds(20), "the republished lines and the channel's end") { $0.last == ended }
+            #expect(seen.values.dropLast().count == 6, "\(seen.values)")
             #expect(seen.values.first == #"{"type":"runner_ready","runner_job_id":"job-bad"}"#)
         }
         // The recorded session spans 16.5 s of envelope time: at 20× it takes about 0.8 s, at max speed far less.
