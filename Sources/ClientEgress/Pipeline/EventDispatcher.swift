@@ -247,6 +247,7 @@ public final class EventDispatcher: Sendable {
     }
 
     /// Routes lines; telemetry of one call goes to the sink as one batch.
+    @inline(never)  // its frame stays out of the per-channel reading closure (see "Synchronous work of the reading path")
     nonisolated(nonsending) public func dispatch(_ lines: [JSONLLine]) async {
         guard !lines.isEmpty else { return }
         let started = ContinuousClock.now
