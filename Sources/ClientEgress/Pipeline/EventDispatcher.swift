@@ -179,7 +179,7 @@ public final class EventDispatcher: Sendable {
                     parser.finishSegment(into: &items)
                     finished = true
                 }
-                let routed = await self.route(items, onTwoCores: true)
+                let routed = await self.route(items)
                 items.removeAll(keepingCapacity: true)
                 if delivering { try await group.next() }
                 group.addTask { await self.deliver(routed) }
@@ -195,9 +195,10 @@ public final class EventDispatcher: Sendable {
         case diagnostic(JSONLDiagnostic)
     }
 
-    /// Routes a chunk's lines, in runs between its diagnostics (their order is kept).
+    /// Routes a chunk's lines, in runs between its diagnostics (their order is kept): the two halves of a run on
+    /// two cores.
     @inline(never)
-    private func route(_ items: [JSONLSegmentParser.Item], onTwoCores: Bool) async -> [RoutedItems] {
+    private func route(_ items: [JSONLSegmentParser.Item]) async -> [RoutedItems] {
         var routed: [RoutedItems] = []
         var lines: [JSONLLine] = []
         lines.reserveCapacity(items.count)
@@ -206,12 +207,12 @@ public final class EventDispatcher: Sendable {
             case .line(let line):
                 lines.append(line)
             case .diagnostic(let diagnostic):
-                if !lines.isEmpty { routed.append(.lines(await self.route(lines, onTwoCores: onTwoCores))) }
+                if !lines.isEmpty { routed.append(.lines(await self.routeInHalves(lines))) }
                 lines.removeAll(keepingCapacity: true)
                 routed.append(.diagnostic(diagnostic))
             }
         }
-        if !lines.isEmpty { routed.append(.lines(await self.route(lines, onTwoCores: onTwoCores))) }
+        if !lines.isEmpty { routed.append(.lines(await self.routeInHalves(lines))) }
         return routed
     }
 
@@ -255,12 +256,6 @@ public final class EventDispatcher: Sendable {
         await self.deliver(&routed, since: started)
     }
 
-    /// Routes lines — the two halves of a large batch on two cores when asked (a file or stdin read as fast as it
-    /// can be; never the daemon's channels, whose tasks already share the cores).
-    private func route(_ lines: [JSONLLine], onTwoCores: Bool) async -> Routed {
-        onTwoCores && lines.count >= Self.linesWorthASecondCore ? await self.routeInHalves(lines) : self.route(lines)
-    }
-
     /// Reports the lines skipped, hands the telemetry to the sink as one batch, counts, and hands the other
     /// events to the local consumer.
     nonisolated(nonsending) private func deliver(_ routed: inout Routed, since started: ContinuousClock.Instant) async {
@@ -287,18 +282,10 @@ public final class EventDispatcher: Sendable {
         }
     }
 
-    /// Below this many lines, a batch is routed on one core (a second task costs more than it saves).
-    static let linesWorthASecondCore = 64
-
-    /// Routes the first half of `lines` in a child task while this one routes the second.
+    /// Routes `lines`, the first half in a child task while this one routes the second (from 64 lines).
     @inline(never)
     private func routeInHalves(_ lines: [JSONLLine]) async -> Routed {
-        let half = lines.count / 2
-        async let first = self.route(lines[..<half])
-        let second = self.route(lines[half...])
-        var routed = await first
-        routed.append(second)
-        return routed
+        await inTwoHalves(lines, minimumCount: 64, { self.route($0) }, joining: { $0.append($1) })
     }
 
     @inline(never)

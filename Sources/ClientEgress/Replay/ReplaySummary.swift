@@ -117,17 +117,8 @@ public final class ReplayObservingSink: EgressSink {
 
     nonisolated(nonsending) public func export(_ records: some Collection<TelemetryRecord> & Sendable) async throws {
         let records = Array(records)
-        let fields: Fields
-        if records.count >= 2 * Self.recordsWorthASecondCore {
-            // A large batch (a replay read as fast as it can be): the two halves' fields are read on two cores.
-            let half = records.count / 2
-            async let first = Self.fields(of: records[..<half])
-            var both = await first
-            both.append(Self.fields(of: records[half...]))
-            fields = both
-        } else {
-            fields = Self.fields(of: records[...])
-        }
+        // A large batch (a replay read as fast as it can be): the two halves' fields are read on two cores.
+        let fields = await inTwoHalves(records, minimumCount: 128, { Self.fields(of: $0) }, joining: { $0.append($1) })
         let byDataType = fields.dataTypes.map { (String(buffer: $0.key), $0.value) }
         self.state.withLock { state in
             for (type, count) in byDataType { state.byDataType[type, default: 0] += count }
@@ -165,9 +156,6 @@ public final class ReplayObservingSink: EgressSink {
             for (type, count) in later.dataTypes { self.dataTypes[type, default: 0] += count }
         }
     }
-
-    /// Below this many records per half, a batch's fields are read on one core.
-    private static let recordsWorthASecondCore = 64
 
     private static func fields(of records: ArraySlice<TelemetryRecord>) -> Fields {
         var fields = Fields()
