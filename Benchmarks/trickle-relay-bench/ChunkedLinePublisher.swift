@@ -24,6 +24,7 @@ enum ChunkedLinePublisher {
     ) async throws {
         let channel = try await Self.connect(host: host, port: port, tls: tls)
         try await Self.publish(on: channel, path: path, rate: rate, seconds: seconds, segmentLines: segmentLines, start: start, line: line)
+        await Self.end(channel)
     }
 
     /// The connection a publisher writes on (connected ahead, so a fleet can connect in batches).
@@ -39,7 +40,10 @@ enum ChunkedLinePublisher {
             .get()
     }
 
-    /// Publishes on a connection made by ``connect(host:port:tls:)``, as ``publish(host:port:path:rate:seconds:segmentLines:start:tls:line:)``.
+    /// Publishes on a connection made by ``connect(host:port:tls:)``, as ``publish(host:port:path:rate:seconds:segmentLines:start:tls:line:)``,
+    /// and returns once the last line is written, leaving the connection open: ``end(_:)`` closes it. (A fleet ends
+    /// its thousands of connections after the measurement: their teardown is the load generator's work, not the
+    /// daemon's, and done in the same second it took both cores from the last lines' delivery.)
     static func publish(
         on channel: any Channel,
         path: String,
@@ -81,7 +85,11 @@ enum ChunkedLinePublisher {
             }
         }
         try await finished.futureResult.get()
-        // End the output: the server reads every chunk before the end of input, answers the last POST, and closes.
+    }
+
+    /// Ends a publisher's connection: the server reads every chunk before the end of input, answers the last POST,
+    /// and closes (10 s at most).
+    static func end(_ channel: any Channel) async {
         try? await channel.close(mode: .output).get()
         let closed = channel.eventLoop.makePromise(of: Void.self)
         channel.closeFuture.cascade(to: closed)

@@ -166,6 +166,10 @@ struct FleetBenchmark {
             let daemonCPU = BenchServer.cpuTime(pid: daemon.processIdentifier) - daemonCPUBefore
             let serverCPU = zip(servers, serverCPUBefore).reduce(Duration.zero) { $0 + BenchServer.cpuTime(pid: $1.0.pid) - $1.1 }
             let benchCPU = BenchServer.cpuTime(pid: getpid()) - benchCPUBefore
+            // The publishers' connections end after the measurement (see `ChunkedLinePublisher.end`).
+            await withDiscardingTaskGroup { enders in
+                for publisher in publishers { enders.addTask { await ChunkedLinePublisher.end(publisher) } }
+            }
             let latencies = tail.latencies.sorted()
             let probes = probeUnderLoad.values.sorted()
             print(
@@ -238,6 +242,7 @@ final class FileTail: Sendable {
 
     let path: String
     private let state: RelayMutex<State>
+    private let stopped = Atomic<Bool>(false)
 
     init(path: String, channels: Int, perChannel: Int) {
         self.path = path
@@ -248,13 +253,28 @@ final class FileTail: Sendable {
     var duplicates: Int { self.state.withLock { $0.duplicates } }
     var latencies: [UInt64] { self.state.withLock { $0.latencies } }
 
+    /// Follows the file on a thread of its own until cancelled: the moment a line is read must not wait for a
+    /// turn on the concurrency pool this process's publisher tasks share.
     func follow() async {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                Thread {
+                    self.followUntilStopped()
+                    continuation.resume()
+                }.start()
+            }
+        } onCancel: {
+            self.stopped.store(true, ordering: .relaxed)
+        }
+    }
+
+    private func followUntilStopped() {
         guard let handle = FileHandle(forReadingAtPath: self.path) else { return }
         var partial = ByteBuffer()
-        while !Task.isCancelled {
+        while !self.stopped.load(ordering: .relaxed) {
             let data = handle.availableData
             if data.isEmpty {
-                try? await Task.sleep(for: .milliseconds(1))
+                usleep(1_000)
                 continue
             }
             let now = monotonicNanoseconds()
