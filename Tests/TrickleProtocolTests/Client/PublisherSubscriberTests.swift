@@ -345,6 +345,37 @@ struct PublisherSubscriberTests {
                 #expect(ContinuousClock.now - quietSince >= timeout * 2)
                 #expect(seen.values.contains(.ended(0, .stalled(bytes: 8))))
                 #expect(subscriber.stats.stalls == 2)
+                // Abandoning closes the connection under the GET: that is the watchdog's doing, not a connection
+                // problem, and not a failed attempt.
+                #expect(subscriber.stats.lastConnectionProblem == nil)
+                #expect(subscriber.stats.retries == 0)
+                _ = server.deleteChannel(named: "ch")
+                group.cancelAll()
+            }
+        }
+    }
+
+    @Test("with the default clock a quiet segment at the live edge is checked, never abandoned: its next line arrives in it after several stall timeouts of silence")
+    func quietSegmentOnEventLoopTimers() async throws {
+        try await withTrickleServer { (server, base, client) async throws in
+            server.createChannel(named: "ch")
+            let publisher = try self.publisher("\(base)/ch", client, start: .seq(0))
+            let seen = Recorder<SeenEvent>()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await publisher.run() }
+                try await publisher.write(ByteBuffer(string: "first\n"))
+                let timeout = Duration.milliseconds(150)
+                let subscriber = try self.subscriber("\(base)/ch", client, .init(start: .seq(0), stallTimeout: timeout))
+                group.addTask { _ = try await subscriber.run { seen.append(SeenEvent($0)) } }
+                try await seen.wait("the first line") { $0.text == "first\n" }
+                // Silence for four stall timeouts: the watchdog checks (the publisher is still on segment 0) and
+                // keeps waiting. (Time passing is what is tested here, not a way to wait for something.)
+                try await Task.sleep(for: timeout * 4)
+                try await publisher.write(ByteBuffer(string: "second\n"))
+                try await seen.wait("the second line in the same segment") { $0.bytes(ofSeq: 0) == "first\nsecond\n" }
+                #expect(subscriber.stats.stalls == 0)
+                #expect(subscriber.stats.retries == 0)
+                #expect(!seen.values.contains { if case .ended = $0 { return true } else { return false } })
                 _ = server.deleteChannel(named: "ch")
                 group.cancelAll()
             }
