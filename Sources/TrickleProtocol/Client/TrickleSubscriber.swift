@@ -293,6 +293,10 @@ public final class TrickleSubscriber: Sendable {
     /// 10,000 channels, 24 MiB less resident and a task, a task group and their wake-ups less per segment. Through
     /// the shared HTTP client (HTTP/2), whose request only cancelling its task can end, or on a test's clock, the GET
     /// runs in a child task this one watches.
+    ///
+    /// (Neither way is inlined here, nor this into the follow loop: a followed channel keeps the deepest frames its
+    /// task ever had.)
+    @inline(never)
     private func attempt(
         seq: Int,
         skipping skip: Int,
@@ -304,6 +308,20 @@ public final class TrickleSubscriber: Sendable {
         if let connection, let loops = self.clock.timerEventLoops {
             return try await self.attemptInThisTask(seq: seq, skipping: skip, connection: connection, progress: progress, loops: loops, handle, isolation: isolation)
         }
+        return try await self.attemptInChildTask(seq: seq, skipping: skip, connection: connection, progress: progress, handle, isolation: isolation)
+    }
+
+    /// The GET in a child task, this one waking when it ends or when the stall timeout would pass (an event-loop
+    /// timer or the test's clock: ``AwaitedOutcome``), and checking.
+    @inline(never)
+    private func attemptInChildTask(
+        seq: Int,
+        skipping skip: Int,
+        connection: SegmentConnection?,
+        progress: Progress,
+        _ handle: nonisolated(nonsending) @escaping @Sendable (TrickleSubscriberEvent) async throws -> Void,
+        isolation: isolated (any Actor)?
+    ) async throws -> Attempt {
         let outcome = AwaitedOutcome<Result<Attempt?, any Error>>()
         return try await withThrowingTaskGroup(of: Void.self) { group in
             // The request keeps the caller's isolation (passed on: a child task does not inherit it).
