@@ -16,9 +16,6 @@ public final class FailureLog: Sendable {
     private let state: RelayMutex<FailureState<RelayClock.Instant>>
     private let clock: RelayClock
     private let latest = RelayMutex<Current?>(nil)
-    /// Whether the state holds, kept beside it (written under its lock) so that ``cleared(metadata:)`` — called on
-    /// every success, thousands of times a second in a daemon — costs one atomic load while nothing is failing.
-    private let holds = Atomic<Bool>(false)
 
     /// The failure state while it holds, for a status page: its name, the last reason, since when (wall clock)
     /// and how many failures so far.
@@ -44,25 +41,20 @@ public final class FailureLog: Sendable {
     }
 
     /// Whether the failure state holds.
-    public var isFailing: Bool { self.holds.load(ordering: .acquiring) }
+    public var isFailing: Bool { self.state.withLock { $0.isFailing } }
 
     /// Notes a failure; logs when the state starts and at most once per interval after.
     ///
     /// - Parameter reason: Why, for the log line (never a credential).
     public func failed(reason: String, metadata: Logger.Metadata = [:]) {
         let now = self.clock.now
-        // The flag, the state and what ``current`` shows change together (under the state's lock, then the
-        // latest's: always in that order), so a success noted at the same time cannot leave one behind.
-        let action = self.state.withLock { state in
-            self.holds.store(true, ordering: .releasing)
-            self.latest.withLock { latest in
-                if latest == nil {
-                    latest = Current(name: self.name, reason: reason, sinceUnixMilliseconds: Int64(WallClock.unixNanoseconds() / 1_000_000), failures: 0)
-                }
-                latest!.reason = reason
-                latest!.failures += 1
+        let action = self.state.withLock { $0.failed(at: now) }
+        self.latest.withLock { latest in
+            if latest == nil {
+                latest = Current(name: self.name, reason: reason, sinceUnixMilliseconds: Int64(WallClock.unixNanoseconds() / 1_000_000), failures: 0)
             }
-            return state.failed(at: now)
+            latest!.reason = reason
+            latest!.failures += 1
         }
         var metadata = metadata
         metadata["reason"] = "\(reason)"
@@ -80,15 +72,9 @@ public final class FailureLog: Sendable {
 
     /// Notes a success; logs once if a failure state held.
     public func cleared(metadata: Logger.Metadata = [:]) {
-        // Nothing failing (the common case): nothing to clear. A failure noted meanwhile is after this success.
-        guard self.holds.load(ordering: .acquiring) else { return }
         let now = self.clock.now
-        let action = self.state.withLock { state in
-            let action = state.succeeded(at: now)
-            self.holds.store(state.isFailing, ordering: .releasing)
-            if !state.isFailing { self.latest.withLock { $0 = nil } }
-            return action
-        }
+        let action = self.state.withLock { $0.succeeded(at: now) }
+        self.latest.withLock { $0 = nil }
         guard case .cleared(let failures, let duration) = action else { return }
         var metadata = metadata
         metadata["failures"] = "\(failures)"
