@@ -119,6 +119,12 @@ struct JSONScannerTests {
                 let block = bytes[stop..<min(stop + 16, count)]
                 let caused = block.contains { $0 == 0x22 || $0 == 0x5C || $0 < 0x20 || $0 == 0xFF || (stopsAtNonASCII && $0 >= 0x80) }
                 #expect(count - stop < 8 || caused, "\(bytes) from \(start): stopped at \(stop) without cause")
+                // And on the special byte itself when 8 bytes from there on are in the buffer and no 0xFF comes
+                // first: the byte loop after it does not step there one byte at a time.
+                let noFFBefore = !bytes[start..<firstSpecial].contains(0xFF)
+                if firstSpecial + 8 <= count, noFFBefore {
+                    #expect(stop == firstSpecial, "\(bytes) from \(start): stopped at \(stop), before the first special at \(firstSpecial)")
+                }
             }
         }
     }
