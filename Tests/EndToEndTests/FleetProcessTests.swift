@@ -22,16 +22,12 @@ struct FleetProcessTests {
         let runnerAPI: String
 
         static func start() async throws -> Fleet {
-            let servePort = try await unusedPort()
-            let runnerPort = try await unusedPort()
-            let serve = try await FaultChild.started(
-                ["serve", "--port", "\(servePort)", "--log-level", "error"],
-                healthURL: "http://127.0.0.1:\(servePort)/healthz"
-            )
-            let runner = try await FaultChild.started(
-                ["runner", "--telemetry", "on", "--listen", "127.0.0.1:\(runnerPort)", "--segment-window", "1", "--log-level", "error"],
-                healthURL: "http://127.0.0.1:\(runnerPort)/healthz"
-            )
+            let (serve, servePort) = try await FaultChild.startedOnUnusedPort { port in
+                ["serve", "--port", "\(port)", "--log-level", "error"]
+            }
+            let (runner, runnerPort) = try await FaultChild.startedOnUnusedPort { port in
+                ["runner", "--telemetry", "on", "--listen", "127.0.0.1:\(port)", "--segment-window", "1", "--log-level", "error"]
+            }
             return Fleet(serve: serve, runner: runner, trickle: "http://127.0.0.1:\(servePort)", runnerAPI: "http://127.0.0.1:\(runnerPort)")
         }
 
@@ -133,16 +129,15 @@ struct FleetProcessTests {
             try? FileManager.default.removeItem(atPath: output)
             try? FileManager.default.removeItem(atPath: state)
         }
-        let clientPort = try await unusedPort()
-        let api = "http://127.0.0.1:\(clientPort)"
         let sessions = 0..<50
         let flagged = 0..<10
-        let client = try await FaultChild.started(
-            ["client", "--sink", "file:\(output)", "--listen", "127.0.0.1:\(clientPort)", "--wait-for-channel", "120", "--start", "0",
+        let (client, clientPort) = try await FaultChild.startedOnUnusedPort { port in
+            ["client", "--sink", "file:\(output)", "--listen", "127.0.0.1:\(port)", "--wait-for-channel", "120", "--start", "0",
                 "--quiet", "--keep-running", "--spool-dir", state]
-                + flagged.flatMap { ["--events-url", fleet.channel($0)] },
-            healthURL: "\(api)/healthz"
-        )
+                + flagged.flatMap { ["--events-url", fleet.channel($0)] }
+        }
+        let api = "http://127.0.0.1:\(clientPort)"
+
         defer { client.stopIfRunning() }
         try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration()) { http in
             for session in sessions.dropFirst(flagged.count) {

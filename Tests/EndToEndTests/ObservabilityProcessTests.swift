@@ -16,18 +16,17 @@ struct ObservabilityProcessTests {
     func headersNeverLogged() async throws {
         let traces = OTLPReceiver()
         try await traces.run { tracesBase in
-            let clientPort = try await unusedPort()
-            let client = try await FaultChild.started(
-                ["client", "--events-url", "http://127.0.0.1:9/none-events", "--sink", "null", "--listen", "127.0.0.1:\(clientPort)", "--log-level", "trace", "--wait-for-channel", "60"],
+            let (client, _) = try await FaultChild.startedOnUnusedPort(
                 environment: [
                     "TRICKLE_RELAY_OTLP_TRACES_ENDPOINT": tracesBase,
                     "TRICKLE_RELAY_OTLP_TRACES_HEADERS": "x-token=s3cr3t-relay",
                     // swift-otel applies (and logs) the standard variables too: their values must be redacted.
                     "OTEL_EXPORTER_OTLP_TRACES_HEADERS": "authorization=Bearer%20s3cr3t-otel",
                     "TRICKLE_RELAY_OTLP_LOGS_HEADERS": "authorization=Bearer%20s3cr3t-logs",
-                ],
-                healthURL: "http://127.0.0.1:\(clientPort)/healthz"
-            )
+                ]
+            ) { port in
+                ["client", "--events-url", "http://127.0.0.1:9/none-events", "--sink", "null", "--listen", "127.0.0.1:\(port)", "--log-level", "trace", "--wait-for-channel", "60"]
+            }
             defer { client.stopIfRunning() }
             try await client.lines.wait("the tracing line") { $0.contains { $0.contains("relay tracing on") } }
             client.signal(SIGTERM)
@@ -52,29 +51,21 @@ struct ObservabilityProcessTests {
                     "TRICKLE_RELAY_OTLP_TRACES_ENDPOINT": tracesBase,
                     "TRICKLE_RELAY_OTLP_TRACES_PROTOCOL": "http/json",
                 ]
-                let servePort = try await unusedPort()
-                let runnerPort = try await unusedPort()
-                let clientPort = try await unusedPort()
-                let serve = try await FaultChild.started(
-                    ["serve", "--port", "\(servePort)", "--log-level", "error"],
-                    healthURL: "http://127.0.0.1:\(servePort)/healthz"
-                )
+                let (serve, servePort) = try await FaultChild.startedOnUnusedPort { port in
+                    ["serve", "--port", "\(port)", "--log-level", "error"]
+                }
                 defer { serve.stopIfRunning() }
-                let runner = try await FaultChild.started(
-                    ["runner", "--telemetry", "on", "--listen", "127.0.0.1:\(runnerPort)", "--segment-window", "1", "--log-level", "error"],
-                    environment: tracing,
-                    healthURL: "http://127.0.0.1:\(runnerPort)/healthz"
-                )
+                let (runner, runnerPort) = try await FaultChild.startedOnUnusedPort(environment: tracing) { port in
+                    ["runner", "--telemetry", "on", "--listen", "127.0.0.1:\(port)", "--segment-window", "1", "--log-level", "error"]
+                }
                 defer { runner.stopIfRunning() }
                 let channel = "http://127.0.0.1:\(servePort)/otel-s1-events"
-                let client = try await FaultChild.started(
+                let (client, clientPort) = try await FaultChild.startedOnUnusedPort(environment: tracing) { port in
                     [
                         "client", "--events-url", channel, "--start", "0", "--wait-for-channel", "60", "--sink", "otlp:\(logsBase)",
-                        "--spool-dir", spool.path, "--listen", "127.0.0.1:\(clientPort)", "--quiet", "--log-level", "error",
-                    ],
-                    environment: tracing,
-                    healthURL: "http://127.0.0.1:\(clientPort)/healthz"
-                )
+                        "--spool-dir", spool.path, "--listen", "127.0.0.1:\(port)", "--quiet", "--log-level", "error",
+                    ]
+                }
                 defer { client.stopIfRunning() }
                 try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration()) { http in
                     let started = try await http.send(.POST, "http://127.0.0.1:\(runnerPort)/v1/sessions", body: #"{"session_id":"s1","events_url":"\#(channel)"}"#)

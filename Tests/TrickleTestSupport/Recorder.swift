@@ -87,9 +87,19 @@ public func waitUntil(
     _ condition: @Sendable () async throws -> Bool
 ) async throws {
     let deadline = ContinuousClock.now + timeout
+    // The longest a poll took to come round again: far above `interval` means the whole test process stood still
+    // (its few pool threads blocked), not that the condition's owner hung — a timeout says which.
+    var longestPollGap = Duration.zero
+    var lastPoll = ContinuousClock.now
     while !(try await condition()) {
-        guard ContinuousClock.now < deadline else {
-            throw Recorder<Int>.TimedOut(description: "timed out after \(timeout) waiting for \(what)")
+        let now = ContinuousClock.now
+        longestPollGap = max(longestPollGap, now - lastPoll)
+        lastPoll = now
+        guard now < deadline else {
+            throw Recorder<Int>.TimedOut(
+                description: "timed out after \(timeout) waiting for \(what) (longest gap between two polls: \(longestPollGap), "
+                    + "polling every \(interval))"
+            )
         }
         try await Task.sleep(for: interval)
     }

@@ -43,6 +43,28 @@ final class FaultChild: Sendable {
         return child
     }
 
+    /// Starts a child that serves HTTP on a port picked here: `arguments(port)`, ready once
+    /// `http://127.0.0.1:PORT{healthPath}` answers 200. A port is free when picked but may be taken by the time the
+    /// child binds it (a connection of another test, another test process): a child that exits with "Address
+    /// already in use" is started again on another port, up to five times.
+    static func startedOnUnusedPort(
+        environment: [String: String] = [:],
+        healthPath: String = "/healthz",
+        _ arguments: (Int) -> [String]
+    ) async throws -> (child: FaultChild, port: Int) {
+        var attempts = 0
+        while true {
+            attempts += 1
+            let port = try await unusedPort()
+            do {
+                let child = try await Self.started(arguments(port), environment: environment, healthURL: "http://127.0.0.1:\(port)\(healthPath)")
+                return (child, port)
+            } catch let exited as ChildExited where attempts < 5 && exited.lines.contains(where: { $0.contains("Address already in use") }) {
+                continue
+            }
+        }
+    }
+
     var pid: Int32 { self.process.processIdentifier }
     var peakRSSBytes: Int { self.peakRSS.withLock { $0 } }
 
