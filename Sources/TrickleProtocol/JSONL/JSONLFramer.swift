@@ -43,7 +43,9 @@ public struct JSONLFramer: Sendable {
                 return base.distance(to: UnsafeRawPointer(found))
             }
             guard let newline else {
-                self.accumulate(chunk)
+                // Only the unread bytes: the chunk itself spans its whole storage, and appending the next chunk's
+                // head to it would copy everything before its reader index too (a whole chunk per chunk).
+                self.accumulate(chunk.slice())
                 return
             }
             let piece = chunk.readSlice(length: newline)!  // newline < readableBytes
@@ -78,10 +80,19 @@ public struct JSONLFramer: Sendable {
             self.pending = nil
             return
         }
-        if self.pending == nil {
-            self.pending = piece
+        if var pending = self.pending {
+            // A line across chunks: one buffer of exactly its bytes so far (the first piece is a slice of a chunk
+            // other lines share, so appending to it in place would copy it anyway).
+            self.pending = nil
+            if pending.capacity - pending.writerIndex < piece.readableBytes {
+                var joined = ByteBufferAllocator().buffer(capacity: pending.readableBytes + piece.readableBytes)
+                joined.writeImmutableBuffer(pending)
+                pending = joined
+            }
+            pending.writeImmutableBuffer(piece)
+            self.pending = pending
         } else {
-            self.pending!.writeImmutableBuffer(piece)
+            self.pending = piece
         }
     }
 

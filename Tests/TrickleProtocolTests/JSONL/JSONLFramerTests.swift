@@ -47,4 +47,24 @@ struct JSONLFramerTests {
         #expect(self.frames(line + "\n", chunkSize: 3, maximumLineBytes: 20) == ["1:\(line)"])
         #expect(self.frames(line + "z\n", chunkSize: 3, maximumLineBytes: 20) == ["1:oversize(21)"])
     }
+
+    @Test("a line across chunks is one buffer of its own bytes, not a copy of the chunk it started in")
+    func lineAcrossChunksHoldsOnlyItself() {
+        var framer = JSONLFramer(maximumLineBytes: 1 << 20)
+        var frames: [JSONLFramer.Frame] = []
+        // A 256 KiB chunk of short lines whose last line goes on in the next two chunks.
+        var first = ByteBufferAllocator().buffer(capacity: 256 * 1024)
+        while first.readableBytes < 256 * 1024 - 64 { first.writeString("{\"n\":1}\n") }
+        first.writeString("{\"tail\":\"")
+        framer.feed(first, into: &frames)
+        framer.feed(ByteBuffer(string: "abc"), into: &frames)
+        framer.feed(ByteBuffer(string: "def\"}\n"), into: &frames)
+        guard case .line(let tail, _, isTerminated: true)? = frames.last else {
+            Issue.record("no last line")
+            return
+        }
+        #expect(String(buffer: tail) == "{\"tail\":\"abcdef\"}")
+        // Before: the first piece kept the whole chunk's storage and appending copied all 256 KiB of it.
+        #expect(tail.capacity < 1024, "the line holds \(tail.capacity) bytes")
+    }
 }
