@@ -358,10 +358,20 @@ struct JSONByteParser {
         (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x46) || (byte >= 0x61 && byte <= 0x66)
     }
 
+    /// Skips ASCII digits; returns how many. Eight bytes at a time while eight remain (``JSONDigitWords``).
     @inlinable
     mutating func skipDigits() -> Int {
         let start = self.index
-        while self.index < self.bytes.count, self.bytes[self.index] &- 0x30 < 10 {
+        let count = self.bytes.count
+        if let base = self.bytes.baseAddress {
+            while self.index + 8 <= count {
+                let word = UInt64(littleEndian: base.loadUnaligned(fromByteOffset: self.index, as: UInt64.self))
+                let digits = JSONDigitWords.leadingDigits(word)
+                self.index += digits
+                if digits < 8 { return self.index - start }
+            }
+        }
+        while self.index < count, self.bytes[self.index] &- 0x30 < 10 {
             self.index += 1
         }
         return self.index - start

@@ -2,12 +2,12 @@ import TrickleRelaySupport
 /// The many-bytes-at-a-time fast path of every string scan (``JSONScanner`` and ``JSONSkim``).
 @usableFromInline
 enum JSONStringWords {
-    /// An index at or after `start`, at or before the first quote, backslash or control character: the first
-    /// such byte itself when an 8-byte test finds it (or the last index from which fewer than 8 bytes remain). It
-    /// only means "look closer": the caller's byte loop decides exactly. Blocks of 16 are compared as vectors (SSE2 / NEON);
-    /// the tail of 8 uses the usual SWAR tests for "has a byte equal to" and "has a byte less than".
+    /// An index at or after `start`, at or before the first quote, backslash or control character: that byte
+    /// itself when it lies at least 8 bytes before the end (or the last index from which fewer than 8 bytes
+    /// remain); the caller's byte loop decides from there. Blocks of 16 are compared as vectors (SSE2 / NEON), the
+    /// tail of 8 with the usual SWAR tests for "has a byte equal to" and "has a byte less than".
     ///
-    /// - Parameter stopsAtNonASCII: Also stop at a block holding a byte ≥ 0x80 (the validating scanner checks
+    /// - Parameter stopsAtNonASCII: Also stop at a byte ≥ 0x80 (the validating scanner checks
     ///   UTF-8 there); ASCII text, the common case, stays on the fast path either way.
     @inlinable
     static func skipPlainWords(_ bytes: UnsafeRawBufferPointer, from start: Int, stopsAtNonASCII: Bool = false) -> Int {
@@ -16,24 +16,22 @@ enum JSONStringWords {
         let quote = SIMD16<UInt8>(repeating: 0x22)
         let backslash = SIMD16<UInt8>(repeating: 0x5C)
         let space = SIMD16<UInt8>(repeating: 0x20)
-        let high = SIMD16<UInt8>(repeating: stopsAtNonASCII ? 0x80 : 0xFF)
         while index + 16 <= bytes.count {
             let block = base.loadUnaligned(fromByteOffset: index, as: SIMD16<UInt8>.self)
-            // Bytes < 0x20 or ≥ the high bound (0x80, or never when 0xFF is allowed) are outside [0x20, high):
-            // one unsigned range test, as a wrapping subtraction.
-            let outside = (block &- space) .>= (high &- space)
-            let hits = (block .== quote) .| (block .== backslash) .| outside
+            // Control characters, and with `stopsAtNonASCII` bytes ≥ 0x80 too: as signed bytes those are negative,
+            // so one signed "less than 0x20" finds both.
+            let low =
+                stopsAtNonASCII
+                ? unsafeBitCast(block, to: SIMD16<Int8>.self) .< SIMD16<Int8>(repeating: 0x20)
+                : block .< space
+            let hits = (block .== quote) .| (block .== backslash) .| low
             if any(hits) {
-                // Where exactly: the first byte the 8-byte test flags (its lowest flag is exact; above it there
-                // can be false ones), so the caller's byte loop starts on it instead of stepping up to it — one
-                // predictable iteration instead of up to 15 with a mispredicted exit. 0xFF, plain text when
-                // non-ASCII does not stop us, is a block hit but no word hit: the byte loop decides from the start.
-                for half in 0..<2 {
-                    let word = UInt64(littleEndian: base.loadUnaligned(fromByteOffset: index + 8 * half, as: UInt64.self))
-                    let flags = Self.wordFlags(word, stopsAtNonASCII: stopsAtNonASCII)
-                    if flags != 0 { return index + 8 * half + flags.trailingZeroBitCount / 8 }
-                }
-                return index
+                // Exactly where: a mask lane is all ones or all zeros, so the lowest set byte of the two halves is
+                // the first special byte (the caller's byte loop starts on it).
+                let lanes = unsafeBitCast(hits, to: (UInt64, UInt64).self)
+                let firstHalf = UInt64(littleEndian: lanes.0)
+                if firstHalf != 0 { return index + firstHalf.trailingZeroBitCount / 8 }
+                return index + 8 + UInt64(littleEndian: lanes.1).trailingZeroBitCount / 8
             }
             index += 16
         }

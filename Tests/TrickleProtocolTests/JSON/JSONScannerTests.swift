@@ -128,4 +128,41 @@ struct JSONScannerTests {
             }
         }
     }
+
+    @Test("the eight-at-a-time digit count agrees with a byte loop for every byte value at every position")
+    func digitWords() {
+        var generator = SystemRandomNumberGenerator()
+        for position in 0..<8 {
+            for value in 0...255 {
+                for _ in 0..<4 {
+                    // Digits before the probe, anything after it (a carry out of a byte ≥ 0xFA must not matter).
+                    var bytes = (0..<8).map { _ in UInt8.random(in: 0x30...0x39, using: &generator) }
+                    bytes[position] = UInt8(value)
+                    for later in (position + 1)..<8 where Bool.random(using: &generator) {
+                        bytes[later] = UInt8.random(in: 0...255, using: &generator)
+                    }
+                    let word = bytes.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
+                    let expected = bytes.firstIndex { $0 < 0x30 || $0 > 0x39 } ?? 8
+                    #expect(JSONDigitWords.leadingDigits(word) == expected, "\(bytes)")
+                }
+            }
+        }
+    }
+
+    @Test("numbers of every length and shape validate exactly as before, across the eight-byte boundary")
+    func numbersAcrossWords() throws {
+        for digits in 1...20 {
+            let integer = "1" + String(repeating: "7", count: digits - 1)
+            for text in [integer, "-\(integer)", "\(integer).5", "0.\(integer)", "\(integer)e+\(digits)", "-0.\(integer)E-9"] {
+                for suffix in ["]", ",1]", " ]", "}"] {
+                    let line = suffix == "}" ? "{\"n\":\(text)}" : "[\(text)\(suffix)"
+                    #expect((try? JSONScanner.kind(of: ByteBuffer(string: line)).get()) == (suffix == "}" ? .object : .array), "\(line)")
+                }
+            }
+            #expect((try? JSONScanner.kind(of: ByteBuffer(string: "[0\(integer)]")).get()) == nil, "leading zero")
+            #expect((try? JSONScanner.kind(of: ByteBuffer(string: "[\(integer).]")).get()) == nil, "no fraction digit")
+            #expect((try? JSONScanner.kind(of: ByteBuffer(string: "[\(integer)e]")).get()) == nil, "no exponent digit")
+            #expect((try? JSONScanner.kind(of: ByteBuffer(string: "[\(integer)x]")).get()) == nil, "junk after digits")
+        }
+    }
 }
