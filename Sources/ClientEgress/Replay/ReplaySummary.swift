@@ -119,7 +119,7 @@ public final class ReplayObservingSink: EgressSink {
         let records = Array(records)
         // A large batch (a replay read as fast as it can be): the two halves' fields are read on two cores.
         let fields = await inTwoHalves(records, minimumCount: 128, { Self.fields(of: $0) }, joining: { $0.append($1) })
-        let byDataType = fields.dataTypes.map { (String(buffer: $0.key), $0.value) }
+        let byDataType = fields.dataTypes.counts
         self.state.withLock { state in
             for (type, count) in byDataType { state.byDataType[type, default: 0] += count }
             for (index, (fingerprint, timestamp)) in zip(fields.fingerprints, fields.timestamps).enumerated() {
@@ -148,31 +148,39 @@ public final class ReplayObservingSink: EgressSink {
     private struct Fields: Sendable {
         var fingerprints: [UInt64?] = []
         var timestamps: [Int64?] = []
-        var dataTypes: [ByteBuffer: Int] = [:]  // keyed by slices: no string per event
+        var dataTypes = DataTypeTally()
 
         mutating func append(_ later: Fields) {
             self.fingerprints.append(contentsOf: later.fingerprints)
             self.timestamps.append(contentsOf: later.timestamps)
-            for (type, count) in later.dataTypes { self.dataTypes[type, default: 0] += count }
+            self.dataTypes.add(later.dataTypes)
         }
     }
 
+    @inline(never)
     private static func fields(of records: ArraySlice<TelemetryRecord>) -> Fields {
         var fields = Fields()
         fields.fingerprints.reserveCapacity(records.count)
         fields.timestamps.reserveCapacity(records.count)
         for record in records {
-            let (id, timestamp, dataType) = EnvelopeFields.idTimestampAndDataType(of: record.envelope)
-            fields.fingerprints.append(id.map(Self.fingerprint))
-            fields.timestamps.append(timestamp)
-            if let dataType { fields.dataTypes[dataType, default: 0] += 1 }
+            record.envelope.withUnsafeReadableBytes { bytes in
+                let (id, timestamp, dataType) = EnvelopeFields.idTimestampAndDataType(in: bytes)
+                fields.fingerprints.append(id.map { Self.fingerprint(UnsafeRawBufferPointer(rebasing: bytes[$0])) })
+                fields.timestamps.append(timestamp)
+                if let dataType { fields.dataTypes.count(UnsafeRawBufferPointer(rebasing: bytes[dataType])) }
+            }
         }
         return fields
     }
 
     static func fingerprint(_ bytes: ByteBuffer) -> UInt64 {
+        bytes.withUnsafeReadableBytes { Self.fingerprint($0) }
+    }
+
+    /// FNV-1a, 64 bits.
+    static func fingerprint(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
         var hash: UInt64 = 0xCBF2_9CE4_8422_2325
-        for byte in bytes.readableBytesView {
+        for byte in bytes {
             hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01B3
         }
         return hash

@@ -83,33 +83,47 @@ public struct EnvelopeFields: Sendable, Hashable {
     /// never skimmed): what a replay summary reads of every envelope. Each is what ``stringBytes(_:of:)``,
     /// ``timestamp(of:)`` and ``dataType(of:)`` return (the first member of each name counts).
     public static func idTimestampAndDataType(of envelope: ByteBuffer) -> (id: ByteBuffer?, timestamp: Int64?, dataType: ByteBuffer?) {
+        let found = envelope.withUnsafeReadableBytes { Self.idTimestampAndDataType(in: $0) }
+        return (found.id.map { Self.slice(envelope, $0) }, found.timestamp, found.dataType.map { Self.slice(envelope, $0) })
+    }
+
+    /// ``idTimestampAndDataType(of:)`` on the envelope's bytes: where `id` and `data.type` sit (contents, escapes
+    /// as written), and the timestamp — no slice, so a caller that only hashes or counts them allocates nothing.
+    public static func idTimestampAndDataType(in bytes: UnsafeRawBufferPointer) -> (id: Range<Int>?, timestamp: Int64?, dataType: Range<Int>?) {
         var id: Range<Int>?
         var timestamp: Int64?
         var dataType: Range<Int>?
-        envelope.withUnsafeReadableBytes { bytes in
-            var met = (id: false, timestamp: false, data: false)
-            JSONSkim.forEachMember(in: bytes) { key, start in
-                if !met.id, JSONSkim.key(key, is: "id") {
-                    met.id = true
-                    id = JSONSkim.stringContents(at: start, in: bytes)
-                } else if !met.timestamp, JSONSkim.key(key, is: "timestamp") {
-                    met.timestamp = true
-                    timestamp = JSONSkim.stringContents(at: start, in: bytes).flatMap { Self.number(UnsafeRawBufferPointer(rebasing: bytes[$0])) }
-                } else if !met.data, JSONSkim.key(key, is: "data") {
-                    met.data = true
-                    if bytes[start] == UInt8(ascii: "{") {
-                        let data = UnsafeRawBufferPointer(rebasing: bytes[start...])
-                        JSONSkim.forEachMember(in: data) { key, typeStart in
-                            guard JSONSkim.key(key, is: "type") else { return true }
-                            dataType = JSONSkim.stringContents(at: typeStart, in: data).map { (start + $0.lowerBound)..<(start + $0.upperBound) }
-                            return false
-                        }
+        var met = (id: false, timestamp: false, data: false)
+        JSONSkim.forEachMember(in: bytes) { key, start in
+            if !met.id, Self.key(key, is: "id") {
+                met.id = true
+                id = JSONSkim.stringContents(at: start, in: bytes)
+            } else if !met.timestamp, Self.key(key, is: "timestamp") {
+                met.timestamp = true
+                timestamp = JSONSkim.stringContents(at: start, in: bytes).flatMap { Self.number(UnsafeRawBufferPointer(rebasing: bytes[$0])) }
+            } else if !met.data, Self.key(key, is: "data") {
+                met.data = true
+                if bytes[start] == UInt8(ascii: "{") {
+                    let data = UnsafeRawBufferPointer(rebasing: bytes[start...])
+                    JSONSkim.forEachMember(in: data) { key, typeStart in
+                        guard Self.key(key, is: "type") else { return true }
+                        dataType = JSONSkim.stringContents(at: typeStart, in: data).map { (start + $0.lowerBound)..<(start + $0.upperBound) }
+                        return false
                     }
                 }
-                return !(met.id && met.timestamp && met.data)
             }
+            return !(met.id && met.timestamp && met.data)
         }
-        return (id.map { Self.slice(envelope, $0) }, timestamp, dataType.map { Self.slice(envelope, $0) })
+        return (id, timestamp, dataType)
+    }
+
+    /// Whether a short key is `name`: a byte loop (a `memcmp` call costs more than these few bytes).
+    @inline(__always)
+    private static func key(_ key: UnsafeRawBufferPointer, is name: StaticString) -> Bool {
+        guard key.count == name.utf8CodeUnitCount else { return false }
+        let literal = name.utf8Start
+        for offset in 0..<key.count where key[offset] != literal[offset] { return false }
+        return true
     }
 
     /// A decimal timestamp's digits (1 to 18: no overflow) as a number.
