@@ -263,7 +263,7 @@ struct JSONByteParser {
     }
 
     /// Parses a string starting at its opening quote; returns whether it held escapes.
-    @inlinable
+    @inlinable @inline(__always)
     mutating func parseString() throws(JSONSyntaxError) -> Bool {
         self.index += 1  // opening quote
         var hasEscapes = false
@@ -359,7 +359,7 @@ struct JSONByteParser {
     }
 
     /// Skips ASCII digits; returns how many. Eight bytes at a time while eight remain (``JSONDigitWords``).
-    @inlinable
+    @inlinable @inline(__always)
     mutating func skipDigits() -> Int {
         let start = self.index
         let count = self.bytes.count
@@ -377,7 +377,7 @@ struct JSONByteParser {
         return self.index - start
     }
 
-    @inlinable
+    @inlinable @inline(__always)
     mutating func parseNumber() throws(JSONSyntaxError) {
         if self.bytes[self.index] == UInt8(ascii: "-") { self.index += 1 }
         guard self.index < self.bytes.count else { throw self.error("truncated number") }
