@@ -118,6 +118,36 @@ struct ReplayerTests {
         #expect(text.contains("… and 4980 more"))
         #expect(text.contains("hint: most lines are not JSON"))
     }
+
+    @Test("a file read one chunk ahead: every byte in order; closed part-way, nothing more is read after the read in flight")
+    func readAheadFile() async throws {
+        let bytes = (0..<(5 * 512 * 1024)).map { UInt8(truncatingIfNeeded: $0 % 251) }
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("ahead-\(UUID().uuidString).bin").path
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+
+        let whole = try ReadAheadFile(path: path, chunkSize: 1 << 20)
+        var read: [UInt8] = []
+        var chunks = 0
+        for try await chunk in whole.chunks {
+            read += chunk.readableBytesView
+            chunks += 1
+        }
+        whole.close()
+        #expect(read == bytes)
+        #expect(chunks == 3)  // 1 MiB, 1 MiB, 0.5 MiB
+
+        let partial = try ReadAheadFile(path: path, chunkSize: 1 << 16)
+        var iterator = partial.chunks.makeAsyncIterator()
+        #expect(try await iterator.next()?.readableBytes == 1 << 16)  // and the next read is under way
+        partial.close()
+        var after = 0
+        while let chunk = try await iterator.next() {
+            after += chunk.readableBytes
+            #expect(after <= 1 << 16, "read on after close")
+        }
+        #expect(throws: FileChunks.ReadError.self) { try ReadAheadFile(path: path + ".missing", chunkSize: 1024) }
+    }
 }
 
 @Suite("FingerprintSet")

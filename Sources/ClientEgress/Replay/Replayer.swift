@@ -148,14 +148,17 @@ public final class Replayer: Sendable {
         return EnvelopeFields.timestamp(of: slice)
     }
 
-    private static func withOpenFile(_ file: String, _ body: (FileChunks) async throws -> Void) async throws {
-        let descriptor = open(file, O_RDONLY | O_CLOEXEC)
-        guard descriptor >= 0 else {
-            throw ReplayError(.unreadable, "cannot read \(file): \(String(cString: strerror(errno)))")
-        }
-        defer { close(descriptor) }
+    private static func withOpenFile(_ file: String, _ body: (ReadAheadFile.Chunks) async throws -> Void) async throws {
+        let opened: ReadAheadFile
         do {
-            try await body(FileChunks(descriptor: descriptor, chunkSize: 1 << 20))
+            // 1 MiB reads, one ahead: the next chunk comes out of the page cache while this one is parsed.
+            opened = try ReadAheadFile(path: file, chunkSize: 1 << 20)
+        } catch {
+            throw ReplayError(.unreadable, "cannot read \(file): \(String(cString: strerror(error.errno)))")
+        }
+        defer { opened.close() }
+        do {
+            try await body(opened.chunks)
         } catch let error as FileChunks.ReadError {
             throw ReplayError(.unreadable, "cannot read \(file): \(error)")
         }
