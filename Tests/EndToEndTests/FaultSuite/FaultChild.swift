@@ -55,7 +55,9 @@ final class FaultChild: Sendable {
         var attempts = 0
         while true {
             attempts += 1
-            let port = try await unusedPort()
+            let reserved = try PortReservation()
+            let port = reserved.port
+            reserved.release()  // just before the child binds it
             do {
                 let child = try await Self.started(arguments(port), environment: environment, healthURL: "http://127.0.0.1:\(port)\(healthPath)")
                 return (child, port)

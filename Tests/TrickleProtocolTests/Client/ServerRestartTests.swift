@@ -11,6 +11,16 @@ import TrickleProtocol
 import TrickleRelaySupport
 import TrickleTestSupport
 
+/// Runs a server on a reserved port (released just before the server binds it) until `body` returns.
+private func withReservedServer<T: Sendable>(
+    _ reserved: PortReservation,
+    channel: String? = nil,
+    _ body: (TrickleServer) async throws -> T
+) async throws -> T {
+    reserved.release()
+    return try await withServer(port: reserved.port, channel: channel, body)
+}
+
 /// Runs a server on `port` until `body` returns (no channel pre-created unless asked).
 private func withServer<T: Sendable>(
     port: Int,
@@ -22,10 +32,7 @@ private func withServer<T: Sendable>(
     return try await withTestServer(server) { _ in try await body(server) }
 }
 
-/// A loopback port nothing listens on right now (a server bound it and went away).
-private func vacantPort() async throws -> Int {
-    try await withServer(port: 0) { server in try await server.waitUntilListening() }
-}
+
 
 @Suite("Servers that vanish and come back", .timeLimit(.minutes(1)))
 struct ServerRestartTests {
@@ -33,7 +40,9 @@ struct ServerRestartTests {
 
     @Test("a subscriber retries with back-off while the server is down and reads once it is back")
     func subscriberReconnects() async throws {
-        let port = try await vacantPort()
+        // Held (refusing connections) until the server starts on it: no other test's socket can take it meanwhile.
+        let reserved = try PortReservation()
+        let port = reserved.port
         try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration(connectTimeout: .milliseconds(200))) { client in
             let subscriber = TrickleSubscriber(
                 url: try TrickleChannelURL("http://127.0.0.1:\(port)/ch"),
@@ -45,7 +54,7 @@ struct ServerRestartTests {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { _ = try await subscriber.run { seen.append(SeenEvent($0)) } }
                 try await waitUntil("a few failed attempts") { subscriber.stats.retries >= 3 }
-                try await withServer(port: port, channel: "ch") { server in
+                try await withReservedServer(reserved, channel: "ch") { server in
                     // A separate client: the subscriber's pool may still be backing off from refused connections.
                     try await HTTPClient.withHTTPClient { other in
                         _ = try await other.send(.POST, "http://127.0.0.1:\(port)/ch/0", body: "back\n")
@@ -61,7 +70,9 @@ struct ServerRestartTests {
 
     @Test("a subscriber in a long back-off asks again as soon as its server accepts connections, not at the end of the back-off")
     func subscriberAsksWhenServerReturns() async throws {
-        let port = try await vacantPort()
+        // Held (refusing connections) until the server starts on it: no other test's socket can take it meanwhile.
+        let reserved = try PortReservation()
+        let port = reserved.port
         try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration(connectTimeout: .milliseconds(200))) { client in
             let watch = ServerReturnWatch(origin: try #require(HTTPOrigin(url: "http://127.0.0.1:\(port)")), probeInterval: .milliseconds(100))
             // Every back-off 30–60 s: only the watch can bring the subscriber back within the test's minute.
@@ -77,7 +88,7 @@ struct ServerRestartTests {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { _ = try await subscriber.run { seen.append(SeenEvent($0)) } }
                 try await waitUntil("the first failed attempt") { subscriber.stats.retries >= 1 }
-                try await withServer(port: port, channel: "ch") { server in
+                try await withReservedServer(reserved, channel: "ch") { server in
                     try await HTTPClient.withHTTPClient { other in
                         _ = try await other.send(.POST, "http://127.0.0.1:\(port)/ch/0", body: "back\n")
                     }
@@ -116,7 +127,9 @@ struct ServerRestartTests {
 
     @Test("a publisher retries a POST that failed before sending any byte, and delivers once the server is back")
     func publisherRetries() async throws {
-        let port = try await vacantPort()
+        // Held (refusing connections) until the server starts on it: no other test's socket can take it meanwhile.
+        let reserved = try PortReservation()
+        let port = reserved.port
         try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration(connectTimeout: .milliseconds(200))) { client in
             let publisher = TricklePublisher(
                 url: try TrickleChannelURL("http://127.0.0.1:\(port)/ch"),
@@ -129,7 +142,7 @@ struct ServerRestartTests {
                 try await publisher.write(ByteBuffer(string: "queued while down\n"))
                 await publisher.finishSegment()
                 try await waitUntil("a few failed attempts") { publisher.stats.retries >= 3 }
-                try await withServer(port: port, channel: "ch") { server in
+                try await withReservedServer(reserved, channel: "ch") { server in
                     try await waitUntil("the segment to land") { publisher.stats.segments == 1 }
                     let body = try await HTTPClient.withHTTPClient { other in
                         try await other.send(.GET, "http://127.0.0.1:\(port)/ch/0").body
@@ -145,7 +158,9 @@ struct ServerRestartTests {
 
     @Test("a publisher gives up after the configured consecutive failures with a clear error")
     func publisherGivesUp() async throws {
-        let port = try await vacantPort()
+        // Held (refusing connections) until the server starts on it: no other test's socket can take it meanwhile.
+        let reserved = try PortReservation()
+        let port = reserved.port
         try await HTTPClient.withHTTPClient(configuration: TrickleHTTPClient.configuration(connectTimeout: .milliseconds(200))) { client in
             let publisher = TricklePublisher(
                 url: try TrickleChannelURL("http://127.0.0.1:\(port)/ch"),
