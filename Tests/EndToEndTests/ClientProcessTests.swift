@@ -151,7 +151,7 @@ extension ClientProcessTests {
 
 /// Collects a pipe's lines as they arrive (on a Dispatch thread), so a test can wait for one.
 func collectLines(_ pipe: Pipe, into lines: Recorder<String>) {
-    DispatchQueue.global().async {
+    onDedicatedThread {
         var pending = Data()
         while true {
             let data = pipe.fileHandleForReading.availableData

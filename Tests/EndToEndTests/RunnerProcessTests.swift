@@ -20,7 +20,7 @@ func trickleRelayExecutable() throws -> URL {
 /// few threads (on 2 cores that stalls every other test).
 func readAll(_ pipe: Pipe) async -> String {
     await withCheckedContinuation { continuation in
-        DispatchQueue.global().async {
+        onDedicatedThread {
             continuation.resume(returning: String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))
         }
     }

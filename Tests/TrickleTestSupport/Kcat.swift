@@ -35,7 +35,7 @@ public func readTopic(_ topic: String, bootstrap: String, expecting count: Int) 
         process.standardError = FileHandle.nullDevice
         try process.run()
         let data = await withCheckedContinuation { continuation in
-            DispatchQueue.global().async { continuation.resume(returning: output.fileHandleForReading.readDataToEndOfFile()) }
+            onDedicatedThread { continuation.resume(returning: output.fileHandleForReading.readDataToEndOfFile()) }
         }
         process.waitUntilExit()
         messages = String(decoding: data, as: UTF8.self).split(separator: "\n").compactMap { line in

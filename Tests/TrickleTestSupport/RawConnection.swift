@@ -47,7 +47,7 @@ public enum RawConnection {
         _ body: @escaping @Sendable (Int32) -> T
     ) async throws -> T {
         try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global().async {
+            onDedicatedThread {
                 let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
                 guard descriptor >= 0 else {
                     continuation.resume(throwing: POSIXError(.EIO))
