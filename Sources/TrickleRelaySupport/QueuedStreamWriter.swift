@@ -1,10 +1,16 @@
 import Dispatch
 public import Logging
+import NIOPosix
 import Synchronization
 
-/// Writes records to a ``StandardStreamWriter`` from a queue of its own, so a slow or stopped reader (a paused
+/// Writes records to a ``StandardStreamWriter`` from a thread of its own, so a slow or stopped reader (a paused
 /// terminal, `| less` left open, a full pipe) never blocks the caller: the client's dispatch path hands its local
 /// lines here and goes on delivering to the sink.
+///
+/// A thread of its own, not a Dispatch queue: on Linux the Swift concurrency pool runs on Dispatch's default-QoS
+/// root queue, and a queue's write blocked for as long as the reader is stopped would hold one of its workers —
+/// with one more blocked (a slow DNS lookup, which NIO also runs on a Dispatch queue) every task of the process
+/// stalls until Dispatch adds a thread, about once a second.
 ///
 /// The queue is bounded in bytes: a record that would pass the bound is dropped and counted, a failure state
 /// logged when it starts, at most once per interval while it lasts, and when it clears. A reader that went away
@@ -31,7 +37,8 @@ public final class QueuedStreamWriter: Sendable {
     }
 
     private let stream: StandardStreamWriter
-    private let queue: DispatchQueue
+    /// One thread: records are written in the order they were queued.
+    private let writerThread: NIOThreadPool
     private let maximumQueuedBytes: Int
     private let queuedBytes = Atomic<Int>(0)
     /// Set by the drain when a write fails. The caller's path reads only this flag, never the stream's own lock:
@@ -45,7 +52,8 @@ public final class QueuedStreamWriter: Sendable {
     ///   - logger: Where the "reader is behind" failure state is logged; `nil` for none.
     public init(_ stream: StandardStreamWriter, maximumQueuedBytes: Int = 4 * 1024 * 1024, logger: Logger? = nil) {
         self.stream = stream
-        self.queue = DispatchQueue(label: "trickle-relay.queued-stream-writer")
+        self.writerThread = NIOThreadPool(numberOfThreads: 1)
+        self.writerThread.start()
         self.maximumQueuedBytes = max(1, maximumQueuedBytes)
         self.behind = logger.map { FailureLog("output reader not keeping up: records dropped", logger: $0) }
     }
@@ -73,7 +81,7 @@ public final class QueuedStreamWriter: Sendable {
             self.behind?.failed(reason: "the output queue holds \(self.maximumQueuedBytes) bytes", metadata: ["output.dropped_total": "\(dropped)"])
             return .dropped
         }
-        self.queue.async {
+        self.writerThread.submit { _ in
             let ok = !self.closed.load(ordering: .relaxed) && self.stream.write(record)
             if !ok { self.closed.store(true, ordering: .relaxed) }
             let left = self.queuedBytes.wrappingSubtract(size, ordering: .relaxed).newValue
@@ -89,10 +97,15 @@ public final class QueuedStreamWriter: Sendable {
     @discardableResult
     public func drain(timeout: Duration) -> Bool {
         let done = DispatchSemaphore(value: 0)
-        self.queue.async { done.signal() }
+        self.writerThread.submit { _ in done.signal() }
         let nanoseconds = timeout.components.seconds.multipliedReportingOverflow(by: 1_000_000_000)
         let wait = nanoseconds.overflow ? Int.max : Int(clamping: nanoseconds.partialValue + timeout.components.attoseconds / 1_000_000_000)
         return done.wait(timeout: .now() + .nanoseconds(wait)) == .success
+    }
+
+    deinit {
+        // Every queued record holds the writer, so none is left: the thread ends.
+        self.writerThread.shutdownGracefully { _ in }
     }
 
     private func reserve(_ size: Int) -> (Bool, Int) {
