@@ -41,24 +41,30 @@ public struct FileChunks: AsyncSequence, Sendable {
             let size = self.chunkSize
             let descriptor = self.descriptor
             let chunk: ByteBuffer? = try await NIOThreadPool.singleton.runIfActive {
-                var buffer = ByteBufferAllocator().buffer(capacity: size)
-                var failure: Int32?
-                let count = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { pointer in
-                    while true {
-                        let result = read(descriptor, pointer.baseAddress, pointer.count)
-                        if result >= 0 { return result }
-                        if errno != EINTR {
-                            failure = errno
-                            return 0
-                        }
-                    }
-                }
-                if let failure { throw ReadError(errno: failure) }
-                return count == 0 ? nil : buffer
+                try FileChunks.readChunk(from: descriptor, upTo: size)
             }
             if chunk == nil { self.ended = true }
             return chunk
         }
+    }
+
+    /// One `read(2)` of up to `size` bytes (retried on `EINTR`); `nil` at end of file. Blocking: call it on a
+    /// thread that may block (NIO's thread pool).
+    static func readChunk(from descriptor: Int32, upTo size: Int) throws(ReadError) -> ByteBuffer? {
+        var buffer = ByteBufferAllocator().buffer(capacity: size)
+        var failure: Int32?
+        let count = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { pointer in
+            while true {
+                let result = read(descriptor, pointer.baseAddress, pointer.count)
+                if result >= 0 { return result }
+                if errno != EINTR {
+                    failure = errno
+                    return 0
+                }
+            }
+        }
+        if let failure { throw ReadError(errno: failure) }
+        return count == 0 ? nil : buffer
     }
 
     public func makeAsyncIterator() -> AsyncIterator {

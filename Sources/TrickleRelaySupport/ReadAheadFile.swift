@@ -98,20 +98,7 @@ public final class ReadAheadFile: Sendable {
             }
             if closing { closeFileDescriptor(descriptor) }
         }
-        var buffer = ByteBufferAllocator().buffer(capacity: self.chunkSize)
-        var failure: Int32?
-        let count = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: self.chunkSize) { pointer in
-            while true {
-                let result = read(descriptor, pointer.baseAddress, pointer.count)
-                if result >= 0 { return result }
-                if errno != EINTR {
-                    failure = errno
-                    return 0
-                }
-            }
-        }
-        if let failure { throw FileChunks.ReadError(errno: failure) }
-        return count == 0 ? nil : buffer
+        return try FileChunks.readChunk(from: descriptor, upTo: self.chunkSize)
     }
 }
 
