@@ -135,6 +135,8 @@ final class SegmentConnection: Sendable {
         do {
             channel = try await ClientBootstrap(group: loop)
                 .connectTimeout(self.connectTimeout)
+                // getaddrinfo on the relay's own threads, never a Dispatch worker (ThreadPoolResolver).
+                .resolver(ThreadPoolResolver(loop: loop))
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 // Each connection keeps its receive buffer between reads. NIO's default starts it at 2 KiB; most
                 // reads here are a line or two of telemetry, and the buffer still grows for a busy channel. At
