@@ -20,6 +20,8 @@ public struct JSONLFramer: Sendable {
     /// The largest line kept.
     public let maximumLineBytes: Int
     private var pending: ByteBuffer?
+    /// Whether `pending` is a buffer of the framer's own (not a slice of a chunk), so it grows in place.
+    private var pendingIsOwn = false
     private var pendingBytes = 0
     private var discarding = false
     private var lineNumber = 1
@@ -81,18 +83,21 @@ public struct JSONLFramer: Sendable {
             return
         }
         if var pending = self.pending {
-            // A line across chunks: one buffer of exactly its bytes so far (the first piece is a slice of a chunk
-            // other lines share, so appending to it in place would copy it anyway).
+            // A line across chunks: a buffer of its own (the first piece is a slice of a chunk other lines share,
+            // so appending to it in place would copy that chunk), then grown in place — by doubling, so a long line
+            // in many small reads costs linear time.
             self.pending = nil
-            if pending.capacity - pending.writerIndex < piece.readableBytes {
-                var joined = ByteBufferAllocator().buffer(capacity: pending.readableBytes + piece.readableBytes)
-                joined.writeImmutableBuffer(pending)
-                pending = joined
+            if !self.pendingIsOwn {
+                var own = ByteBufferAllocator().buffer(capacity: max(pending.readableBytes + piece.readableBytes, 2 * pending.readableBytes))
+                own.writeImmutableBuffer(pending)
+                pending = own
+                self.pendingIsOwn = true
             }
             pending.writeImmutableBuffer(piece)
             self.pending = pending
         } else {
             self.pending = piece
+            self.pendingIsOwn = false
         }
     }
 

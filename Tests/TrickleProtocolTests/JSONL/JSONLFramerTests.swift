@@ -3,7 +3,7 @@ import Testing
 @testable import TrickleProtocol
 import TrickleRelaySupport
 
-@Suite("JSONLFramer")
+@Suite("JSONLFramer", .timeLimit(.minutes(1)))
 struct JSONLFramerTests {
     /// Feeds `input` in chunks of `chunkSize` bytes and collects the frames, flushing at the end.
     private func frames(_ input: String, chunkSize: Int, maximumLineBytes: Int = 1024) -> [String] {
@@ -66,5 +66,23 @@ struct JSONLFramerTests {
         #expect(String(buffer: tail) == "{\"tail\":\"abcdef\"}")
         // Before: the first piece kept the whole chunk's storage and appending copied all 256 KiB of it.
         #expect(tail.capacity < 1024, "the line holds \(tail.capacity) bytes")
+    }
+
+    @Test("a long line in many small reads is assembled in place (16 MiB in 64-byte chunks: linear, not a copy per chunk)")
+    func longLineInSmallChunks() {
+        // Copying the line so far on every chunk would move 2^24 * 2^18 / 2 bytes (2 TB) here: far past the limit.
+        let size = 16 << 20
+        var framer = JSONLFramer(maximumLineBytes: 32 << 20)
+        var frames: [JSONLFramer.Frame] = []
+        let chunk = ByteBuffer(repeating: UInt8(ascii: "x"), count: 64)
+        for _ in 0..<(size / 64) { framer.feed(chunk, into: &frames) }
+        framer.feed(ByteBuffer(string: "\n"), into: &frames)
+        guard case .line(let line, number: 1, isTerminated: true)? = frames.first, frames.count == 1 else {
+            Issue.record("\(frames.count) frames")
+            return
+        }
+        #expect(line.readableBytes == size)
+        #expect(line.getInteger(at: line.readerIndex, as: UInt8.self) == UInt8(ascii: "x"))
+        #expect(line.getInteger(at: line.writerIndex - 1, as: UInt8.self) == UInt8(ascii: "x"))
     }
 }
