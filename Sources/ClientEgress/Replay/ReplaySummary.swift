@@ -173,10 +173,6 @@ public final class ReplayObservingSink: EgressSink {
         return fields
     }
 
-    static func fingerprint(_ bytes: ByteBuffer) -> UInt64 {
-        bytes.withUnsafeReadableBytes { Self.fingerprint($0) }
-    }
-
     /// FNV-1a, 64 bits.
     static func fingerprint(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
         var hash: UInt64 = 0xCBF2_9CE4_8422_2325
