@@ -1,5 +1,6 @@
 import ArgumentParser
 import Logging
+import TrickleRelaySupport
 
 /// `--log-level`, shared by every subcommand; only the executable bootstraps logging.
 struct LoggingOptions: ParsableArguments {
@@ -12,12 +13,13 @@ struct LoggingOptions: ParsableArguments {
         }
     }
 
-    /// Bootstraps swift-log to stderr and returns a logger labelled `label`.
+    /// Bootstraps swift-log to stderr (through its queue: a stopped reader never blocks a thread that logs) and
+    /// returns a logger labelled `label`.
     func makeLogger(label: String) -> Logger {
         let environmentLevel = Environment.value("TRICKLE_RELAY_LOG_LEVEL").flatMap(Logger.Level.init(rawValue:))
         let level = self.logLevel.flatMap(Logger.Level.init(rawValue:)) ?? environmentLevel ?? .info
         LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
+            var handler = StreamLogHandler(label: label, stream: StandardErrorQueue.shared.textStream, metadataProvider: LoggingSystem.metadataProvider)
             handler.logLevel = level
             return handler
         }

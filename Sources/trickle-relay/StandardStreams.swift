@@ -22,14 +22,15 @@ enum StandardOutput {
     }
 }
 
-/// Writes a line to standard error (messages for people; never payloads). A closed standard error drops them.
+/// Writes a line to standard error (messages for people; never payloads), in order with the log's lines through
+/// their queue (``StandardErrorQueue``). A closed standard error drops them.
 enum StandardError {
     static func write(_ text: String) {
         self.writeRaw(text + "\n")
     }
 
     static func writeRaw(_ text: String) {
-        StandardStreamWriter.standardError.write(text)
+        StandardErrorQueue.shared.write(text)
     }
 }
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import TrickleRelaySupport
 
 #if canImport(Glibc)
 import Glibc
@@ -35,6 +36,19 @@ struct TrickleRelayCommand: AsyncParsableCommand {
         signal(SIGXFSZ, SIG_IGN)
         // A second SIGTERM/SIGINT ends the process at once, whatever the graceful stop is waiting for.
         SecondSignalExit.install()
-        await self.main(nil)
+        // ArgumentParser's `main`, with standard error's queue drained before the process ends (its last log
+        // lines and summary are queued: a reader that stopped must never block the process that logs).
+        do {
+            var command = try await asyncParseAsRoot()
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            StandardErrorQueue.shared.drain(timeout: .seconds(2))
+            exit(withError: error)
+        }
+        StandardErrorQueue.shared.drain(timeout: .seconds(2))
     }
 }

@@ -49,6 +49,36 @@ struct OutputAndSecretsProcessTests {
         #expect(!text.contains("Fatal error"), "\(text)")
     }
 
+    @Test("standard error's reader stops (2>&1 | less left on its first page): the log sink's 2 MB of lines cost dropped lines, never a hung process")
+    func stoppedStandardErrorReader() async throws {
+        var bytes = Data()
+        for index in 0..<20_000 {
+            bytes += Data(#"{"type":"telemetry","event":{"id":"e-\#(index)","type":"stream_trace","timestamp":"1","data":{"type":"metric"}}}"#.utf8) + Data([0x0A])
+        }
+        let input = FileManager.default.temporaryDirectory.appendingPathComponent("stderr-stop-\(UUID().uuidString).jsonl").path
+        try bytes.write(to: URL(fileURLWithPath: input))
+        defer { try? FileManager.default.removeItem(atPath: input) }
+        let process = Process()
+        process.executableURL = try trickleRelayExecutable()
+        process.arguments = ["replay", "--summary", "json", "--sink", "log", input]
+        let output = Pipe()
+        let errors = Pipe()  // never read while the child runs: the kernel's 64 KiB fill, then every write would block
+        process.standardOutput = output
+        process.standardError = errors
+        let exited = try launch(process)
+        async let out = readAll(output)
+        // A blocking write to standard error would hold the replay for good (the suite's time limit fails it).
+        let status = await exited.wait()
+        let summary = try #require(try JSONSerialization.jsonObject(with: Data(await out.utf8)) as? [String: Any])
+        #expect(status == 0)
+        #expect(summary["telemetry"] as? Int == 20_000)
+        // The pipe holds what fitted (its 64 KiB): whole lines, but for the one the exit cut (the child waited 2 s).
+        try? errors.fileHandleForWriting.close()
+        let text = await readAll(errors)
+        #expect(text.utf8.count >= 60_000 && text.utf8.count < 2_000_000, "\(text.utf8.count) bytes")
+        #expect(text.split(separator: "\n").dropLast().allSatisfy { $0.hasPrefix("TELEMETRY ") || $0.contains(" trickle-relay") }, "\(text.suffix(300))")
+    }
+
     @Test("a token or key file that is missing, empty, a directory or too large is refused at start (exit 64, the file named) by serve, runner and client")
     func secretFilesRefused() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("secrets-\(UUID().uuidString)")

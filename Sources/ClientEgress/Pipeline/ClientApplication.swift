@@ -216,10 +216,11 @@ public final class ClientApplication: Sendable {
         )
     }
 
-    /// The log sink's default output.
-    /// A closed standard error (its reader gone) drops the text instead of failing the sink: the log sink is a
-    /// development aid, and the spool and the other sinks never depend on it.
-    public static let writeToStandardError: @Sendable (String) -> Void = { StandardStreamWriter.standardError.write($0) }
+    /// The log sink's default output: standard error's queue, in order with the log's lines. A reader that stops
+    /// never blocks delivery (past the queue's bound lines are dropped, and a line says how many), and a closed
+    /// standard error (its reader gone) drops the text instead of failing the sink: the log sink is a development
+    /// aid, and the spool and the other sinks never depend on it.
+    public static let writeToStandardError: @Sendable (String) -> Void = { StandardErrorQueue.shared.write($0) }
 
     /// Re-reads the metrics API key now (SIGHUP).
     public func reloadKey() { self.reporter?.reloadKey() }
