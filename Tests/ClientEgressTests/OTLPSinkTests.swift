@@ -145,6 +145,52 @@ struct OTLPSinkTests {
         #expect(throws: TrustBundle.Failure.self) { try TrustBundle.combining(caFile: certificates.folder + "/missing.pem", directory: certificates.folder) }
     }
 
+    @Test("the trust bundle is one file per trust configuration, however often a process starts: reused when it holds exactly those bytes, replaced (never followed) when it does not")
+    func trustBundleReused() async throws {
+        let certificates = try await TestCertificates.shared()
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("trust-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        // Ten starts with the same CA file: one file (each start used to leave a 200 KB file of its own in /tmp).
+        let paths = try (0..<10).map { _ in try TrustBundle.combining(caFile: certificates.ca, directory: directory) }
+        #expect(Set(paths).count == 1)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory).count == 1)
+        let path = paths[0]
+        #expect(path.hasPrefix("\(directory)/trickle-relay-trust-\(getuid())-") && path.hasSuffix(".pem"), "\(path)")
+        let expected = try Data(contentsOf: URL(fileURLWithPath: path))
+        // Used as it is (not rewritten: the same inode) when it holds exactly those bytes.
+        var before = stat()
+        var after = stat()
+        #expect(stat(path, &before) == 0)
+        #expect(try TrustBundle.combining(caFile: certificates.ca, directory: directory) == path)
+        #expect(stat(path, &after) == 0 && after.st_ino == before.st_ino)
+
+        // Another CA file: a file of its own.
+        let other = directory + "/other-ca.pem"
+        try (String(contentsOfFile: certificates.ca, encoding: .utf8) + "\n").write(toFile: other, atomically: true, encoding: .utf8)
+        let otherPath = try TrustBundle.combining(caFile: other, directory: directory)
+        #expect(otherPath != path)
+
+        // Tampered with: rewritten whole, not trusted as it is.
+        try Data("-----BEGIN CERTIFICATE-----\nnot ours\n".utf8).write(to: URL(fileURLWithPath: path))
+        chmod(path, 0o600)
+        #expect(try TrustBundle.combining(caFile: certificates.ca, directory: directory) == path)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == expected)
+
+        // A symbolic link planted under the name: replaced by the bundle, the file it points to left alone.
+        let target = directory + "/elsewhere"
+        try Data("untouched".utf8).write(to: URL(fileURLWithPath: target))
+        unlink(path)
+        #expect(symlink(target, path) == 0)
+        #expect(try TrustBundle.combining(caFile: certificates.ca, directory: directory) == path)
+        var info = stat()
+        #expect(lstat(path, &info) == 0 && info.st_mode & S_IFMT == S_IFREG && info.st_mode & 0o777 == 0o600)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == expected)
+        #expect(try String(contentsOfFile: target, encoding: .utf8) == "untouched")
+        // Nothing left behind by the rewrites: the bundles, the other CA file, the link's target.
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory).sorted() == [path, otherPath, other, target].map { ($0 as NSString).lastPathComponent }.sorted())
+    }
+
     @Test(
         "the delivery span is a child of the event's traceparent, exported to the relay's endpoint only, never to the global tracer",
         .enabled(if: RelayTracing.isAvailable, "this build has no OTLP exporter (ThreadSanitizer builds leave swift-otel out)")

@@ -174,13 +174,7 @@ public final class ReplayObservingSink: EgressSink {
     }
 
     /// FNV-1a, 64 bits.
-    static func fingerprint(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
-        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
-        for byte in bytes {
-            hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01B3
-        }
-        return hash
-    }
+    static func fingerprint(_ bytes: UnsafeRawBufferPointer) -> UInt64 { FNV1a.hash(bytes) }
 
     public func forceFlush() async throws { try await self.inner.forceFlush() }
     public func shutdown() async { await self.inner.shutdown() }
