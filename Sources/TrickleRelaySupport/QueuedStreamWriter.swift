@@ -65,8 +65,11 @@ public final class QueuedStreamWriter: Sendable {
     public var isClosed: Bool { self.closed.load(ordering: .relaxed) }
 
     /// Queues `record` (written whole, in order) without blocking.
+    ///
+    /// - Parameter whenDone: Called on the writing thread once a queued record was written (`true`) or could not
+    ///   be (`false`: the stream closed first); not called for a record that was not queued.
     @discardableResult
-    public func write(_ record: [UInt8]) -> Outcome {
+    public func write(_ record: [UInt8], whenDone: (@Sendable (Bool) -> Void)? = nil) -> Outcome {
         if self.closed.load(ordering: .relaxed) {
             self.stats.withLock { $0.closedOut += 1 }
             return .closed
@@ -86,6 +89,7 @@ public final class QueuedStreamWriter: Sendable {
             if !ok { self.closed.store(true, ordering: .relaxed) }
             let left = self.queuedBytes.wrappingSubtract(size, ordering: .relaxed).newValue
             self.stats.withLock { if ok { $0.written += 1 } else { $0.closedOut += 1 } }
+            whenDone?(ok)
             if ok, left == 0 { self.behind?.cleared() }
         }
         return .queued

@@ -49,14 +49,43 @@ struct OutputAndSecretsProcessTests {
         #expect(!text.contains("Fatal error"), "\(text)")
     }
 
+    /// A recording of `count` telemetry events, `padding` bytes of text each; removed by the caller.
+    func recording(_ count: Int, padding: Int = 0) throws -> String {
+        var bytes = Data()
+        let text = String(repeating: "x", count: padding)
+        for index in 0..<count {
+            bytes += Data(#"{"type":"telemetry","event":{"id":"e-\#(index)","type":"stream_trace","timestamp":"1","data":{"type":"metric","p":"\#(text)"}}}"#.utf8) + Data([0x0A])
+        }
+        let input = FileManager.default.temporaryDirectory.appendingPathComponent("stopped-reader-\(UUID().uuidString).jsonl").path
+        try bytes.write(to: URL(fileURLWithPath: input))
+        return input
+    }
+
+    @Test("the file sink into a pipe whose reader stops (--sink file:/dev/stderr, stderr never read): batches that do not fit are counted as not delivered (exit 5), never a hung process")
+    func stoppedFileSinkReader() async throws {
+        let input = try self.recording(20_000, padding: 400)  // 9 MB: past the pipe's 64 KiB and the sink's 4 MiB queue
+        defer { try? FileManager.default.removeItem(atPath: input) }
+        let process = Process()
+        process.executableURL = try trickleRelayExecutable()
+        process.arguments = ["replay", "--summary", "json", "--sink", "file:/dev/stderr", input]
+        let output = Pipe()
+        let errors = Pipe()  // never read while the child runs
+        process.standardOutput = output
+        process.standardError = errors
+        let exited = try launch(process)
+        async let out = readAll(output)
+        // A write that waited for the reader would hold the replay for good (the suite's time limit fails it).
+        let status = await exited.wait()
+        let summary = try #require(try JSONSerialization.jsonObject(with: Data(await out.utf8)) as? [String: Any])
+        #expect(status == 5, "the sink could not take every event")
+        #expect(summary["telemetry"] as? Int == 20_000)
+        let failed = try #require(summary["sinkFailedEvents"] as? Int)
+        #expect(failed > 5_000 && failed < 20_000, "\(failed) events not delivered")
+    }
+
     @Test("standard error's reader stops (2>&1 | less left on its first page): the log sink's 2 MB of lines cost dropped lines, never a hung process")
     func stoppedStandardErrorReader() async throws {
-        var bytes = Data()
-        for index in 0..<20_000 {
-            bytes += Data(#"{"type":"telemetry","event":{"id":"e-\#(index)","type":"stream_trace","timestamp":"1","data":{"type":"metric"}}}"#.utf8) + Data([0x0A])
-        }
-        let input = FileManager.default.temporaryDirectory.appendingPathComponent("stderr-stop-\(UUID().uuidString).jsonl").path
-        try bytes.write(to: URL(fileURLWithPath: input))
+        let input = try self.recording(20_000)
         defer { try? FileManager.default.removeItem(atPath: input) }
         let process = Process()
         process.executableURL = try trickleRelayExecutable()

@@ -138,7 +138,7 @@ extension EgressSinkSpecification {
         switch self {
         case .null: return NullSink()
         case .log: return LogSink(write: logOutput)
-        case .file(let path): return try FileSink(path: path, syncPolicy: fileSync)
+        case .file(let path): return try FileSink(path: path, syncPolicy: fileSync, logger: logger)
         case .metrics(let url):
             guard let httpClient else { throw EgressSinkSpecificationError("the metrics sink cannot be used here; use log, null or file:PATH") }
             var configuration = MetricsReporter.Configuration(url: url)

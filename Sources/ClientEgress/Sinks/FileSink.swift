@@ -6,12 +6,18 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+public import Logging
 import NIOCore
 import NIOPosix
 import Synchronization
 import TrickleRelaySupport
 
 /// Appends each envelope's bytes and a newline to a file: the verbatim record of what was relayed.
+///
+/// A path whose writes wait for a reader — a FIFO, `/dev/stdout` into a pipe, a terminal — is a reader that can stop:
+/// its batches go through a bounded queue written from a thread of its own (``QueuedStreamWriter``), so a
+/// stopped reader never blocks delivery or shutdown. A batch that does not fit (4 MiB waiting) or finds the reader
+/// gone fails its export, and the dispatcher counts its events as not delivered.
 public final class FileSink: EgressSink {
     /// When the file is synced to disk.
     public enum SyncPolicy: Sendable, Hashable {
@@ -24,6 +30,13 @@ public final class FileSink: EgressSink {
     public let path: String
     public let syncPolicy: SyncPolicy
     private let descriptor: Int32
+    /// The queue in front of a path whose writes wait for a reader; `nil` for a file.
+    private let stream: QueuedStreamWriter?
+    /// Events queued for a stream's reader and not written yet.
+    private let waitingEvents = Atomic<Int>(0)
+    /// Events queued for a stream's reader that could not be written (it went away first).
+    private let lostEvents = Atomic<Int>(0)
+    private let logger: Logger?
     private let isClosed = RelayMutex(false)
     /// Held for a whole append: a failed write is cut back to where its batch began, which is only safe while no
     /// other batch can append after it.
@@ -31,14 +44,29 @@ public final class FileSink: EgressSink {
 
     /// Opens (creating if needed) `path` for appending.
     /// - Throws: ``FileSinkError`` naming the path and the reason.
-    public init(path: String, syncPolicy: SyncPolicy = .never) throws(FileSinkError) {
-        let descriptor = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+    /// - Parameter logger: Where a stream's events left unwritten at shutdown are reported.
+    public init(path: String, syncPolicy: SyncPolicy = .never, logger: Logger? = nil) throws(FileSinkError) {
+        // Non-blocking only to open: a FIFO nobody reads yet is refused (ENXIO) instead of blocking the start.
+        let descriptor = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NONBLOCK, 0o644)
         guard descriptor >= 0 else {
-            throw FileSinkError(.cannotOpen, description: "cannot open \(path) for appending: \(String(cString: strerror(errno)))")
+            let reason = errno == ENXIO ? "a FIFO nobody reads (start its reader first)" : String(cString: strerror(errno))
+            throw FileSinkError(.cannotOpen, description: "cannot open \(path) for appending: \(reason)")
         }
+        _ = fcntl(descriptor, F_SETFL, fcntl(descriptor, F_GETFL) & ~O_NONBLOCK)
         self.path = path
         self.syncPolicy = syncPolicy
         self.descriptor = descriptor
+        self.logger = logger
+        self.stream = Self.hasReader(descriptor) ? QueuedStreamWriter(StandardStreamWriter(descriptor: descriptor), maximumQueuedBytes: Self.streamQueueBytes) : nil
+    }
+
+    /// The most bytes waiting for a stream's reader.
+    static let streamQueueBytes = 4 * 1024 * 1024
+
+    /// Whether writes to `descriptor` wait for a reader: a pipe, a FIFO or a socket (they cannot seek) or a
+    /// terminal. Files and devices that take writes at once (`/dev/null`) can seek.
+    private static func hasReader(_ descriptor: Int32) -> Bool {
+        isatty(descriptor) == 1 || (lseek(descriptor, 0, SEEK_CUR) < 0 && errno == ESPIPE)
     }
 
     nonisolated(nonsending) public func export(_ records: some Collection<TelemetryRecord> & Sendable) async throws {
@@ -52,6 +80,22 @@ public final class FileSink: EgressSink {
         // thread hops (most of the latency at a thousand events a second). Large or synced writes go to the
         // blocking pool, off the concurrency threads.
         let count = records.count
+        if let stream = self.stream {
+            self.waitingEvents.add(count, ordering: .relaxed)
+            let outcome = stream.write(Array(data.readableBytesView)) { [self] written in
+                self.waitingEvents.subtract(count, ordering: .relaxed)
+                if !written { self.lostEvents.add(count, ordering: .relaxed) }
+            }
+            if outcome != .queued { self.waitingEvents.subtract(count, ordering: .relaxed) }
+            switch outcome {
+            case .queued:
+                return
+            case .dropped:
+                throw FileSinkError(.writeFailed, description: "the reader of \(path) is not keeping up (\(Self.streamQueueBytes) bytes wait for it): a batch of \(count) events was not written")
+            case .closed:
+                throw FileSinkError(.writeFailed, description: "the reader of \(path) went away: a batch of \(count) events was not written")
+            }
+        }
         if !sync, data.readableBytes <= Self.inlineWriteLimit {
             try self.appending.withLock { _ in try Self.append(data, records: count, to: descriptor, path: path) }
             return
@@ -108,19 +152,40 @@ public final class FileSink: EgressSink {
     }
 
     public func forceFlush() async throws {
+        if let stream = self.stream {
+            // What waits for a stream's reader, for a bounded time (a stopped reader does not hold the caller).
+            _ = try await BlockingIO.run { stream.drain(timeout: Self.streamDrainTimeout) }
+            return
+        }
         let descriptor = self.descriptor
         try await BlockingIO.run { _ = fsync(descriptor) }
     }
+
+    /// How long a stream's queue may take to reach its reader at a flush or shutdown.
+    static let streamDrainTimeout: Duration = .seconds(2)
 
     public func shutdown() async {
         let wasClosed = self.isClosed.withLock { closed in
             defer { closed = true }
             return closed
         }
-        if !wasClosed {
-            _ = fsync(self.descriptor)
-            close(self.descriptor)
+        guard !wasClosed else { return }
+        if let stream = self.stream {
+            // A reader that stopped keeps its thread in a write: the descriptor stays open (closing it could hand
+            // its number to another file while that write, or a queued one, is still to come).
+            let drained = (try? await BlockingIO.run { stream.drain(timeout: Self.streamDrainTimeout) }) ?? false
+            if drained { close(self.descriptor) }
+            let (waiting, lost) = (self.waitingEvents.load(ordering: .relaxed), self.lostEvents.load(ordering: .relaxed))
+            if waiting + lost > 0 {
+                self.logger?.warning(
+                    "events handed to the file sink were not written: its reader stopped or went away",
+                    metadata: ["file.path": "\(self.path)", "sink.unwritten_events": "\(waiting + lost)"]
+                )
+            }
+            return
         }
+        _ = fsync(self.descriptor)
+        close(self.descriptor)
     }
 }
 
