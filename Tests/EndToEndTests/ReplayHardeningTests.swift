@@ -23,7 +23,9 @@ struct ReplayHardeningTests {
         bytes += Data([0xC0, 0xAF, 0xED, 0xA0, 0x80]) + Data(#""}}}"#.utf8) + Data([0x0A])
         bytes += self.envelope("c")
         let input = try self.temporaryFile(bytes)
+        defer { try? FileManager.default.removeItem(atPath: input) }
         let output = FileManager.default.temporaryDirectory.appendingPathComponent("replay-out-\(UUID().uuidString).jsonl").path
+        defer { try? FileManager.default.removeItem(atPath: output) }
         let result = try await runTrickleRelay(["replay", "--summary", "json", "--sink", "file:\(output)", input])
         #expect(result.status == 0)
         let summary = try #require(try JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any])
@@ -47,6 +49,7 @@ struct ReplayHardeningTests {
         for _ in 0..<100_000 { bytes += self.envelope("same") }
         bytes += self.envelope("other") + self.envelope("other")
         let input = try self.temporaryFile(bytes)
+        defer { try? FileManager.default.removeItem(atPath: input) }
         let json = try await runTrickleRelay(["replay", "--summary", "json", "--sink", "null", input])
         let summary = try #require(try JSONSerialization.jsonObject(with: Data(json.output.utf8)) as? [String: Any])
         #expect(summary["duplicates"] as? Int == 100_000)
@@ -63,6 +66,7 @@ struct ReplayHardeningTests {
         for n in 0..<50_000 { bytes += Data("garbage \(n)\n".utf8) }
         bytes += self.envelope("fine")
         let input = try self.temporaryFile(bytes)
+        defer { try? FileManager.default.removeItem(atPath: input) }
         let text = try await runTrickleRelay(["replay", "--sink", "null", "--log-level", "info", input])
         #expect(text.status == 0)
         #expect(text.output.contains("skipped by reason: malformed_json=50000"))
@@ -83,6 +87,7 @@ struct ReplayHardeningTests {
         var bytes = self.envelope("a") + Data("   \n\t\r\n\n".utf8) + self.envelope("b")
         bytes += Data(#"{"type":"telemetry","event":{"id":"c","ty"#.utf8)  // cut short, no newline
         let input = try self.temporaryFile(bytes)
+        defer { try? FileManager.default.removeItem(atPath: input) }
         let json = try await runTrickleRelay(["replay", "--summary", "json", "--sink", "null", input])
         let summary = try #require(try JSONSerialization.jsonObject(with: Data(json.output.utf8)) as? [String: Any])
         let problems = try #require(summary["problems"] as? [[String: Any]])

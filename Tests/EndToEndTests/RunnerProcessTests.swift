@@ -110,6 +110,7 @@ struct RunnerProcessTests {
         try await withTrickleServer { (server, base, _) async throws in
             server.createChannel(named: "noise-events")
             let file = FileManager.default.temporaryDirectory.appendingPathComponent("noise-\(UUID().uuidString).jsonl")
+            defer { try? FileManager.default.removeItem(at: file) }
             var text = ""
             for n in 0..<30_000 { text += n % 3 == 0 ? "[\(n)]\n" : "garbage \(n) {\n" }
             text += #"{"type":"telemetry","event":{"type":"metric","n":1}}"# + "\n"

@@ -33,6 +33,7 @@ struct ServeProcessTests {
     @Test("a non-loopback serve with a token but neither TLS nor --allow-plain-http is refused, saying how to fix it")
     func plainHTTPOffLoopback() async throws {
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("serve-token-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: file) }
         try "tok-123456789\n".write(toFile: file, atomically: true, encoding: .utf8)
         let result = try await runTrickleRelay(["serve", "--host", "0.0.0.0", "--port", "0", "--token-file", file])
         #expect(result.status == 64)
@@ -49,6 +50,7 @@ struct ServeProcessTests {
 
         let (serve, port, exited) = try await startTLSServe(certificates.server)
         let input = FileManager.default.temporaryDirectory.appendingPathComponent("tls-\(UUID().uuidString).jsonl")
+        defer { try? FileManager.default.removeItem(at: input) }
         try (0..<3).map { #"{"type":"telemetry","event":{"type":"metric","n":\#($0)}}"# + "\n" }.joined().write(to: input, atomically: true, encoding: .utf8)
         func runner(_ extra: [String], channel: String = "tls-\(UUID().uuidString)-events") async throws -> (status: Int32, errors: String) {
             let process = Process()
@@ -67,6 +69,7 @@ struct ServeProcessTests {
         }
         // A client that trusts the CA through its configuration file follows the channel over TLS to a file.
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("tls-client-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: folder) }
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         let config = folder.appendingPathComponent("client.json")
         let output = folder.appendingPathComponent("telemetry.jsonl")
@@ -108,6 +111,7 @@ struct ServeProcessTests {
     @Test("a non-loopback serve with a token file starts; /healthz answers; the token never reaches the log")
     func tokenFile() async throws {
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("serve-token-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: file) }
         try "tok-123456789\n".write(toFile: file, atomically: true, encoding: .utf8)
         let process = Process()
         process.executableURL = try trickleRelayExecutable()
@@ -136,6 +140,7 @@ struct ClientTrustReloadTests {
         let channel = "https://127.0.0.1:\(port)/reload-events"
 
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("tls-reload-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: folder) }
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         let config = folder.appendingPathComponent("client.json")
         let output = folder.appendingPathComponent("telemetry.jsonl")

@@ -28,6 +28,7 @@ struct ServerRestartProcessTests {
         let channel = "http://127.0.0.1:\(port)/restart-events"
         var serve = try await self.startServe(port: port)
         let output = FileManager.default.temporaryDirectory.appendingPathComponent("restart-\(UUID().uuidString).jsonl").path
+        defer { try? FileManager.default.removeItem(atPath: output) }
         let client = try FaultChild(
             ["client", "--events-url", channel, "--start", "0", "--sink", "file:\(output)", "--listen", "off", "--wait-for-channel", "30", "--quiet", "--log-level", "debug"]
         )
@@ -92,6 +93,7 @@ struct ServerRestartProcessTests {
         let channel = "http://127.0.0.1:\(port)/pending-events"
         var serve = try await self.startServe(port: port)
         let output = FileManager.default.temporaryDirectory.appendingPathComponent("pending-\(UUID().uuidString).jsonl").path
+        defer { try? FileManager.default.removeItem(atPath: output) }
         let client = try FaultChild(
             ["client", "--events-url", channel, "--start", "0", "--sink", "file:\(output)", "--listen", "off", "--wait-for-channel", "30", "--quiet"]
         )
