@@ -8,7 +8,8 @@ import Darwin
 
 /// The escape hatch every long-running Unix tool has: the first SIGTERM or SIGINT asks for a graceful stop (the
 /// command's `ServiceGroup` flushes, closes and prints its summary, within its documented bounds); a second one
-/// ends the process at once with 128 + the signal's number (143 for SIGTERM, 130 for SIGINT), saying so.
+/// ends the process at once with 128 + the signal's number (143 for SIGTERM, 130 for SIGINT), saying so (when
+/// standard error takes the line at once: a stopped reader of it never holds the exit).
 ///
 /// Installed once by `main` beside the service group's own handling: dispatch delivers each signal to every
 /// source watching it, so this only counts.
@@ -29,7 +30,11 @@ enum SecondSignalExit {
                 guard received.pointee >= 2 else { return }
                 let name = signalNumber == SIGTERM ? "SIGTERM" : "SIGINT"
                 let message = "trickle-relay: second stop signal (\(name)): exiting now, without waiting for the graceful stop\n"
-                _ = message.utf8CString.withUnsafeBufferPointer { write(2, $0.baseAddress, $0.count - 1) }
+                // Said only if standard error takes it now: a reader that stopped must not hold the way out.
+                var output = pollfd(fd: 2, events: Int16(POLLOUT), revents: 0)
+                if poll(&output, 1, 100) == 1, output.revents & Int16(POLLOUT) != 0 {
+                    _ = message.utf8CString.withUnsafeBufferPointer { write(2, $0.baseAddress, $0.count - 1) }
+                }
                 _exit(128 + signalNumber)
             }
             source.resume()

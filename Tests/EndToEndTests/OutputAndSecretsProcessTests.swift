@@ -61,22 +61,32 @@ struct OutputAndSecretsProcessTests {
         return input
     }
 
-    @Test("the file sink into a pipe whose reader stops (--sink file:/dev/stderr, stderr never read): batches that do not fit are counted as not delivered (exit 5), never a hung process")
-    func stoppedFileSinkReader() async throws {
-        let input = try self.recording(20_000, padding: 400)  // 9 MB: past the pipe's 64 KiB and the sink's 4 MiB queue
+    /// Replays `count` events (`padding` bytes of text each) with `sink`, standard error into a pipe that is never
+    /// read while the child runs: the kernel's 64 KiB fill, then every write to it would block. A write that waited
+    /// would hold the replay for good (the suite's time limit fails the test). Returns its exit status, its summary
+    /// and what standard error's pipe held.
+    func replayWithStandardErrorUnread(sink: String, events count: Int, padding: Int = 0) async throws -> (status: Int32?, summary: [String: Any], errors: String) {
+        let input = try self.recording(count, padding: padding)
         defer { try? FileManager.default.removeItem(atPath: input) }
         let process = Process()
         process.executableURL = try trickleRelayExecutable()
-        process.arguments = ["replay", "--summary", "json", "--sink", "file:/dev/stderr", input]
+        process.arguments = ["replay", "--summary", "json", "--sink", sink, input]
         let output = Pipe()
-        let errors = Pipe()  // never read while the child runs
+        let errors = Pipe()
         process.standardOutput = output
         process.standardError = errors
         let exited = try launch(process)
         async let out = readAll(output)
-        // A write that waited for the reader would hold the replay for good (the suite's time limit fails it).
         let status = await exited.wait()
         let summary = try #require(try JSONSerialization.jsonObject(with: Data(await out.utf8)) as? [String: Any])
+        try? errors.fileHandleForWriting.close()
+        return (status, summary, await readAll(errors))
+    }
+
+    @Test("the file sink into a pipe whose reader stops (--sink file:/dev/stderr, stderr never read): batches that do not fit are counted as not delivered (exit 5), never a hung process")
+    func stoppedFileSinkReader() async throws {
+        // 9 MB: past the pipe's 64 KiB and the sink's 4 MiB queue.
+        let (status, summary, _) = try await self.replayWithStandardErrorUnread(sink: "file:/dev/stderr", events: 20_000, padding: 400)
         #expect(status == 5, "the sink could not take every event")
         #expect(summary["telemetry"] as? Int == 20_000)
         let failed = try #require(summary["sinkFailedEvents"] as? Int)
@@ -85,25 +95,10 @@ struct OutputAndSecretsProcessTests {
 
     @Test("standard error's reader stops (2>&1 | less left on its first page): the log sink's 2 MB of lines cost dropped lines, never a hung process")
     func stoppedStandardErrorReader() async throws {
-        let input = try self.recording(20_000)
-        defer { try? FileManager.default.removeItem(atPath: input) }
-        let process = Process()
-        process.executableURL = try trickleRelayExecutable()
-        process.arguments = ["replay", "--summary", "json", "--sink", "log", input]
-        let output = Pipe()
-        let errors = Pipe()  // never read while the child runs: the kernel's 64 KiB fill, then every write would block
-        process.standardOutput = output
-        process.standardError = errors
-        let exited = try launch(process)
-        async let out = readAll(output)
-        // A blocking write to standard error would hold the replay for good (the suite's time limit fails it).
-        let status = await exited.wait()
-        let summary = try #require(try JSONSerialization.jsonObject(with: Data(await out.utf8)) as? [String: Any])
+        let (status, summary, text) = try await self.replayWithStandardErrorUnread(sink: "log", events: 20_000)
         #expect(status == 0)
         #expect(summary["telemetry"] as? Int == 20_000)
         // The pipe holds what fitted (its 64 KiB): whole lines, but for the one the exit cut (the child waited 2 s).
-        try? errors.fileHandleForWriting.close()
-        let text = await readAll(errors)
         #expect(text.utf8.count >= 60_000 && text.utf8.count < 2_000_000, "\(text.utf8.count) bytes")
         #expect(text.split(separator: "\n").dropLast().allSatisfy { $0.hasPrefix("TELEMETRY ") || $0.contains(" trickle-relay") }, "\(text.suffix(300))")
     }

@@ -11,7 +11,15 @@ struct StalledPeerProcessTests {
     /// Starts `runner` against `base`, feeds it telemetry (stdin stays open), waits until it has read some, sends
     /// `signals` (the second 0.3 s after the first), and returns its status, seconds from the last signal to its
     /// exit, and its standard error lines.
-    func runner(against server: StalledServer, base: String, signals: Int, flushTimeout: Int = 2) async throws -> (status: Int32, seconds: Double, errors: [String]) {
+    ///
+    /// With `standardErrorStopped`, standard error is a pipe already full that nobody reads: every write to it blocks.
+    func runner(
+        against server: StalledServer,
+        base: String,
+        signals: Int,
+        flushTimeout: Int = 2,
+        standardErrorStopped: Bool = false
+    ) async throws -> (status: Int32, seconds: Double, errors: [String]) {
         let process = Process()
         process.executableURL = try trickleRelayExecutable()
         process.arguments = [
@@ -28,7 +36,11 @@ struct StalledPeerProcessTests {
         environment["TRICKLE_RELAY_TELEMETRY"] = nil
         process.environment = environment
         let lines = Recorder<String>()
-        collectLines(errors, into: lines)
+        if standardErrorStopped {
+            try Self.fill(errors)
+        } else {
+            collectLines(errors, into: lines)
+        }
         let exited = try launch(process)
         var batch = #"{"type":"runner_ready"}"# + "\n"
         for n in 0..<5_000 { batch += #"{"type":"telemetry","event":{"type":"metric","n":\#(n)}}"# + "\n" }
@@ -45,8 +57,23 @@ struct StalledPeerProcessTests {
         let status = await exited.wait() ?? -1
         let elapsed = ContinuousClock.now - start
         try? input.fileHandleForWriting.close()
-        try? await lines.wait(timeout: .seconds(2), "stderr to close") { _ in !process.isRunning }
+        if !standardErrorStopped {
+            try? await lines.wait(timeout: .seconds(2), "stderr to close") { _ in !process.isRunning }
+        }
         return (status, Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18, lines.values)
+    }
+
+    /// Fills `pipe` to the brim (the kernel's buffer), leaving its write end blocking again: the child's first write
+    /// to it blocks.
+    static func fill(_ pipe: Pipe) throws {
+        let descriptor = pipe.fileHandleForWriting.fileDescriptor
+        let flags = fcntl(descriptor, F_GETFL)
+        _ = fcntl(descriptor, F_SETFL, flags | O_NONBLOCK)
+        let chunk = [UInt8](repeating: UInt8(ascii: "x"), count: 4096)
+        while chunk.withUnsafeBytes({ write(descriptor, $0.baseAddress, $0.count) }) > 0 {}
+        let full = errno == EAGAIN
+        _ = fcntl(descriptor, F_SETFL, flags)
+        try #require(full, "the pipe did not fill: errno \(errno)")
     }
 
     @Test("one SIGTERM: the runner exits within the flush deadline plus the close bound, and its summary adds up")
@@ -75,6 +102,18 @@ struct StalledPeerProcessTests {
             #expect(result.seconds < 20, "took \(result.seconds) s")
             #expect(result.status == 143)
             #expect(result.errors.contains { $0.contains("second stop signal (SIGTERM)") }, "\(result.errors.suffix(3))")
+        }
+    }
+
+    @Test("a second SIGTERM ends the runner at once (143) even when nobody reads its standard error (the pipe is full)")
+    func secondSigtermStoppedStandardError() async throws {
+        let server = StalledServer()
+        try await server.run { base in
+            // Every line the runner logs waits in its queue (a write to the full pipe would block for good); the
+            // second signal's own line is left out rather than waited for.
+            let result = try await self.runner(against: server, base: base, signals: 2, flushTimeout: 60, standardErrorStopped: true)
+            #expect(result.seconds < 20, "took \(result.seconds) s")
+            #expect(result.status == 143)
         }
     }
 }

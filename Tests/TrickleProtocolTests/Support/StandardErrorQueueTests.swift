@@ -1,8 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Logging
-import Synchronization
 import Testing
 import TrickleRelaySupport
 import TrickleTestSupport
@@ -12,10 +8,8 @@ import TrickleTestSupport
 struct StandardErrorQueueTests {
     @Test("5,000 log lines into a pipe nobody reads: every call returns; the reader comes back to whole lines and a count of the dropped ones")
     func stoppedReader() async throws {
-        var descriptors: [Int32] = [0, 0]
-        try #require(pipe(&descriptors) == 0)
-        defer { close(descriptors[0]) }
-        let queue = StandardErrorQueue(StandardStreamWriter(descriptor: descriptors[1]), maximumQueuedBytes: 16 * 1024)
+        let pipe = try StalledPipe()
+        let queue = StandardErrorQueue(StandardStreamWriter(descriptor: pipe.writeEnd), maximumQueuedBytes: 16 * 1024)
         var logger = Logger(label: "stderr-test") { label in
             StreamLogHandler(label: label, stream: queue.textStream, metadataProvider: nil)
         }
@@ -28,19 +22,15 @@ struct StandardErrorQueueTests {
         #expect(dropped > 3_000, "\(queue.statistics)")
 
         // The reader comes back: one more line, after the notice of what was lost.
-        let readEnd = descriptors[0]
-        _ = fcntl(readEnd, F_SETFL, fcntl(readEnd, F_GETFL) | O_NONBLOCK)
-        let received = RelayMutex<[UInt8]>([])
         try await waitUntil("the queue to drain") {
-            received.withLock { $0 += Self.available(readEnd) }
+            pipe.readAvailable()
             return queue.statistics.written == 5_000 - dropped
         }
         logger.info("back")
         #expect(queue.drain(timeout: .seconds(10)))
-        close(descriptors[1])
-        received.withLock { $0 += Self.available(readEnd) }
+        pipe.finish()
 
-        let lines = String(decoding: received.withLock { $0 }, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
+        let lines = pipe.text.split(separator: "\n", omittingEmptySubsequences: false)
         #expect(lines.last == "", "the output ends with a whole line")
         let logged = lines.filter { $0.contains(" info stderr-test: n=") }
         #expect(logged.count == 5_000 - dropped)
@@ -54,41 +44,24 @@ struct StandardErrorQueueTests {
 
     @Test("a batch of lines written at once and dropped counts each of its lines")
     func batchCountsItsLines() async throws {
-        var descriptors: [Int32] = [0, 0]
-        try #require(pipe(&descriptors) == 0)
-        defer { close(descriptors[0]) }
-        let queue = StandardErrorQueue(StandardStreamWriter(descriptor: descriptors[1]), maximumQueuedBytes: 1024)
+        let pipe = try StalledPipe()
+        let queue = StandardErrorQueue(StandardStreamWriter(descriptor: pipe.writeEnd), maximumQueuedBytes: 1024)
         let batch = String(repeating: "TELEMETRY type=metric id=x\n", count: 100)  // 2.7 KB, more than pipe + queue take
         var outcomes: [QueuedStreamWriter.Outcome] = []
         for _ in 0..<64 { outcomes.append(queue.write(batch)) }
         let dropped = outcomes.count { $0 == .dropped }
         #expect(dropped > 0)
-        let readEnd = descriptors[0]
-        _ = fcntl(readEnd, F_SETFL, fcntl(readEnd, F_GETFL) | O_NONBLOCK)
-        let received = RelayMutex<[UInt8]>([])
         try await waitUntil("the queue to drain") {
-            received.withLock { $0 += Self.available(readEnd) }
+            pipe.readAvailable()
             return queue.statistics.written == 64 - dropped
         }
         queue.write("after\n")
         #expect(queue.drain(timeout: .seconds(10)))
-        close(descriptors[1])
-        received.withLock { $0 += Self.available(readEnd) }
-        let text = String(decoding: received.withLock { $0 }, as: UTF8.self)
+        pipe.finish()
+        let text = pipe.text
         let notices = text.split(separator: "\n").filter { $0.contains("standard error was not read") }
         #expect(Self.droppedTotal(notices) == dropped * 100, "\(notices)")
         #expect(text.hasSuffix("after\n"))
-    }
-
-    /// What a non-blocking descriptor holds now.
-    static func available(_ descriptor: Int32) -> [UInt8] {
-        var received: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 65_536)
-        while true {
-            let count = buffer.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
-            guard count > 0 else { return received }
-            received += buffer[0..<count]
-        }
     }
 
     /// The lines the notices say were dropped, added up.
