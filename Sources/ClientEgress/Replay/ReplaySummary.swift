@@ -165,7 +165,7 @@ public final class ReplayObservingSink: EgressSink {
         for record in records {
             record.envelope.withUnsafeReadableBytes { bytes in
                 let (id, timestamp, dataType) = EnvelopeFields.idTimestampAndDataType(in: bytes)
-                fields.fingerprints.append(id.map { Self.fingerprint(UnsafeRawBufferPointer(rebasing: bytes[$0])) })
+                fields.fingerprints.append(id.map { FNV1a.hash(UnsafeRawBufferPointer(rebasing: bytes[$0])) })
                 fields.timestamps.append(timestamp)
                 if let dataType { fields.dataTypes.count(UnsafeRawBufferPointer(rebasing: bytes[dataType])) }
             }
@@ -173,8 +173,6 @@ public final class ReplayObservingSink: EgressSink {
         return fields
     }
 
-    /// FNV-1a, 64 bits.
-    static func fingerprint(_ bytes: UnsafeRawBufferPointer) -> UInt64 { FNV1a.hash(bytes) }
 
     public func forceFlush() async throws { try await self.inner.forceFlush() }
     public func shutdown() async { await self.inner.shutdown() }

@@ -22,13 +22,7 @@ struct StandardErrorQueueTests {
         #expect(dropped > 3_000, "\(queue.statistics)")
 
         // The reader comes back: one more line, after the notice of what was lost.
-        try await waitUntil("the queue to drain") {
-            pipe.readAvailable()
-            return queue.statistics.written == 5_000 - dropped
-        }
-        logger.info("back")
-        #expect(queue.drain(timeout: .seconds(10)))
-        pipe.finish()
+        try await Self.readerComesBack(to: pipe, of: queue, written: 5_000 - dropped) { logger.info("back") }
 
         let lines = pipe.text.split(separator: "\n", omittingEmptySubsequences: false)
         #expect(lines.last == "", "the output ends with a whole line")
@@ -51,17 +45,23 @@ struct StandardErrorQueueTests {
         for _ in 0..<64 { outcomes.append(queue.write(batch)) }
         let dropped = outcomes.count { $0 == .dropped }
         #expect(dropped > 0)
-        try await waitUntil("the queue to drain") {
-            pipe.readAvailable()
-            return queue.statistics.written == 64 - dropped
-        }
-        queue.write("after\n")
-        #expect(queue.drain(timeout: .seconds(10)))
-        pipe.finish()
+        try await Self.readerComesBack(to: pipe, of: queue, written: 64 - dropped) { queue.write("after\n") }
         let text = pipe.text
         let notices = text.split(separator: "\n").filter { $0.contains("standard error was not read") }
         #expect(Self.droppedTotal(notices) == dropped * 100, "\(notices)")
         #expect(text.hasSuffix("after\n"))
+    }
+
+    /// The reader of `pipe` reads until `written` records got through, `last` writes once more, and the rest is
+    /// read to its end.
+    static func readerComesBack(to pipe: StalledPipe, of queue: StandardErrorQueue, written: Int, then last: () -> Void) async throws {
+        try await waitUntil("the queue to drain") {
+            pipe.readAvailable()
+            return queue.statistics.written == written
+        }
+        last()
+        #expect(queue.drain(timeout: .seconds(10)))
+        pipe.finish()
     }
 
     /// The lines the notices say were dropped, added up.
