@@ -338,4 +338,118 @@ struct SpoolTests {
             #expect(Set(accepting.acceptedIDs) == Set((0..<20).map { "s\($0)" }))
         }
     }
+
+    @Test("SpooledSink → MetricsReporter: after a crash with a request in flight, the next start sends that same request first, alone (same events, same Idempotency-Key), though more records wait behind it")
+    func inFlightRequestSentAgainAsItWas() async throws {
+        let refusing = ScriptedEndpoint { _, _ in (.serviceUnavailable, [:]) }
+        let accepting = ScriptedEndpoint { _, _ in (.ok, [:]) }
+        try await withSpoolDirectory { directory in
+            let crashed = directory + "-crashed"
+            defer { try? FileManager.default.removeItem(atPath: crashed) }
+            @Sendable func reporting(to url: String, _ client: HTTPClient, backoff: Duration) -> MetricsReporter {
+                MetricsReporter(
+                    configuration: .init(url: url, flushInterval: .milliseconds(20), retryBackoff: Backoff(initial: backoff, maximum: backoff)),
+                    httpClient: client,
+                    apiKey: { "k" },
+                    logger: quietLogger
+                )
+            }
+            try await refusing.run { url in
+                try await HTTPClient.withHTTPClient { client in
+                    // A long back-off after the 503: that request stays the one in flight while more records arrive.
+                    let reporter = reporting(to: url, client, backoff: .seconds(30))
+                    let spool = try Spool(configuration: .init(directory: directory, segmentBytes: 4_000), logger: quietLogger)
+                    let sink = SpooledSink(spool: spool, downstream: reporter, batchRecords: 50, logger: quietLogger)
+                    try await withThrowingTaskGroup(of: Void.self) { group in
+                        group.addTask { try await sink.run() }
+                        try await sink.export((0..<37).map { record($0) })
+                        try await waitUntil("the first request") { refusing.requests.count == 1 }
+                        try await sink.export((37..<300).map { record($0) })
+                        // The directory as a kill -9 would leave it, the request unanswered as far as the client knows.
+                        try FileManager.default.copyItem(atPath: directory, toPath: crashed)
+                        await sink.shutdown()
+                        try await group.waitForAll()
+                    }
+                }
+            }
+            let inFlight = try #require(refusing.requests.first?.0)
+            #expect(inFlight.ids == (0..<37).map { "s\($0)" })
+            try await accepting.run { url in
+                try await HTTPClient.withHTTPClient { client in
+                    let reporter = reporting(to: url, client, backoff: .milliseconds(10))
+                    let spool = try Spool(configuration: .init(directory: crashed, segmentBytes: 4_000), logger: quietLogger)
+                    let sink = SpooledSink(spool: spool, downstream: reporter, batchRecords: 50, logger: quietLogger)
+                    try await withThrowingTaskGroup(of: Void.self) { group in
+                        group.addTask { try await sink.run() }
+                        try await sink.forceFlush()
+                        await sink.shutdown()
+                        try await group.waitForAll()
+                    }
+                }
+            }
+            let first = try #require(accepting.requests.first?.0)
+            #expect(first.idempotencyKey == inFlight.idempotencyKey)
+            #expect(first.ids == inFlight.ids, "the first request after the restart carries \(first.ids.count) events, not the 37 in flight")
+            #expect(accepting.acceptedIDs.sorted() == (0..<300).map { "s\($0)" }.sorted(), "every record once")
+        }
+    }
+
+    @Test("a spool whose delivered cursor is in the first, 24-byte format (an older version) resumes from it; a torn cursor file falls back to the state file")
+    func legacyDeliveredCursor() async throws {
+        try await withSpoolDirectory { directory in
+            let spool = try Spool(configuration: .init(directory: directory, segmentBytes: 1 << 20), logger: quietLogger)
+            await spool.append((0..<10).map { record($0) })
+            let start = spool.deliveryStart
+            let batch = try await spool.read(from: start, maximumRecords: 10)
+            spool.close()
+            // segment, offset and a check word, little-endian, as the first format wrote them.
+            let cursor = batch.ends[3]
+            let (segment, offset) = (UInt64(cursor.segment), UInt64(cursor.offset))
+            var bytes: [UInt8] = []
+            for word in [segment, offset, segment &* 0x9E37_79B9_7F4A_7C15 ^ offset ^ 0x7472_6963_6B6C_6521] {
+                withUnsafeBytes(of: word.littleEndian) { bytes += $0 }
+            }
+            func reopen(delivered: [UInt8]) throws -> Spool {
+                try Data(delivered).write(to: URL(fileURLWithPath: directory + "/delivered"))
+                return try Spool(configuration: .init(directory: directory, segmentBytes: 1 << 20), logger: quietLogger)
+            }
+            var torn = bytes
+            torn[9] ^= 0xFF
+            let fallback = try reopen(delivered: torn)
+            #expect(fallback.deliveryStart == start, "a torn cursor file reads as none: the state file's cursor serves")
+            fallback.close()
+            let reopened = try reopen(delivered: bytes)
+            defer { reopened.close() }
+            #expect(reopened.deliveryStart == cursor)
+            #expect(reopened.inFlightAtStart == nil)
+            let rest = try await reopened.read(from: reopened.deliveryStart, maximumRecords: 10)
+            #expect(rest.records.map(\.lineNumber) == Array(5...10))
+        }
+    }
+
+    @Test("a restart that finds an empty segment behind the open one (a crash right after a rotation): once the sink settled everything, the spool is wholly acknowledged, and a flush returns")
+    func emptySegmentLeftByACrash() async throws {
+        try await withSpoolDirectory { directory in
+            let spool = try Spool(configuration: .init(directory: directory, segmentBytes: 1_000), logger: quietLogger)
+            await spool.append((0..<20).map { record($0) })  // one append past the segment size: a rotation follows
+            let crashed = directory + "-crashed"
+            defer { try? FileManager.default.removeItem(atPath: crashed) }
+            try FileManager.default.copyItem(atPath: directory, toPath: crashed)
+            spool.close()
+            #expect(segmentFiles(crashed).count == 2, "the full segment and the empty one opened after it")
+            let restarted = try Spool(configuration: .init(directory: crashed, segmentBytes: 1_000), logger: quietLogger)
+            let held = HeldSettlingSink()
+            let sink = SpooledSink(spool: restarted, downstream: held, batchRecords: 20, logger: quietLogger)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await sink.run() }
+                try await waitUntil("every record handed to the sink behind") { held.received.withLock { $0.count } == 20 }
+                held.settle(20)
+                try await waitUntil(timeout: .seconds(10), "the whole spool acknowledged") { restarted.acknowledged >= restarted.end }
+                try await sink.forceFlush()
+                await sink.shutdown()
+                try await group.waitForAll()
+            }
+            #expect(segmentFiles(crashed).count == 1, "only the open segment is left")
+        }
+    }
 }

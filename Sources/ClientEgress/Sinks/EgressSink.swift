@@ -56,4 +56,13 @@ public protocol SettlingEgressSink: EgressSink {
     func onSettled(_ handler: @escaping @Sendable (Int) -> Void)
     /// Records exported and not settled yet that the sink holds at most (more are counted as overflow).
     var maximumUnsettledRecords: Int { get }
+    /// Installs `handler`, called just before each request goes out with the ordinals (in export order, as
+    /// counted by ``onSettled(_:)``) of the first and the last record it carries. A ``SpooledSink`` records the
+    /// extent, so that after a crash the same request is sent again first. Install before exporting.
+    func onSending(_ handler: @escaping @Sendable (_ first: Int, _ last: Int) -> Void)
+}
+
+extension SettlingEgressSink {
+    /// Requests are not reported (a sink whose requests are not idempotent by their records).
+    public func onSending(_ handler: @escaping @Sendable (_ first: Int, _ last: Int) -> Void) {}
 }

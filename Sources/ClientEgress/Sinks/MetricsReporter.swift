@@ -48,6 +48,7 @@ public final class MetricsReporter: SettlingEgressSink {
         var isShuttingDown = false
         var exported = 0  // records given to `export`
         var settlementHandler: (@Sendable (Int) -> Void)?
+        var sendingHandler: (@Sendable (Int, Int) -> Void)?
     }
 
     public let configuration: Configuration
@@ -135,6 +136,10 @@ public final class MetricsReporter: SettlingEgressSink {
     }
 
     public var maximumUnsettledRecords: Int { self.configuration.maximumBufferedEvents }
+
+    public func onSending(_ handler: @escaping @Sendable (_ first: Int, _ last: Int) -> Void) {
+        self.state.withLock { $0.sendingHandler = handler }
+    }
 
     public func forceFlush() async throws {
         let waiter = self.state.withLock { state in
@@ -337,6 +342,9 @@ public final class MetricsReporter: SettlingEgressSink {
     }
 
     private func send(_ batch: [Pending], traceContext: DeliveryTracing.Headers?) async -> Outcome {
+        if let handler = self.state.withLock({ $0.sendingHandler }), let first = batch.first, let last = batch.last {
+            handler(first.ordinal, last.ordinal)
+        }
         let body = self.requestBody(batch)
         var request = HTTPClientRequest(url: self.configuration.url)
         request.method = .POST

@@ -39,8 +39,10 @@ extension Spool {
             guard !state.isClosed, cursor > state.delivered else { return (nil, []) }
             state.delivered = cursor
             var deletable: [Int] = []
+            // Also an empty segment that is not the open one (a crash right after a rotation leaves one): nothing
+            // will ever be in it, and a cursor that stopped at its start would never reach the end of the spool.
             while state.segments.count > 1, let first = state.segments.first,
-                first.index < cursor.segment || (first.index == cursor.segment && cursor.offset >= first.bytes)
+                first.index < cursor.segment || (first.index == cursor.segment && cursor.offset >= first.bytes) || first.bytes == 0
             {
                 deletable.append(first.index)
                 state.segments.removeFirst()
@@ -53,7 +55,7 @@ extension Spool {
             // never behind what ``recordDelivered(through:)`` wrote.
             if state.delivered > state.recorded {
                 state.recorded = state.delivered
-                self.writeDeliveredCursor(state.delivered)
+                self.writeDeliveredRecord(state)
             }
             state.stats.bytes = state.totalBytes
             state.stats.segments = state.segments.count
@@ -89,7 +91,24 @@ extension Spool {
         self.state.withLock { state in
             guard !state.isClosed, cursor > state.recorded else { return }
             state.recorded = cursor
-            self.writeDeliveredCursor(cursor)
+            self.writeDeliveredRecord(state)
+        }
+    }
+
+    /// The sink behind is sending, as one request, the records from `start` (just after the last record recorded
+    /// as delivered) up to `end`: recorded with the delivered cursor (one `pwrite`, per request), so that after a
+    /// crash the next start re-sends exactly that request — the same records, so the same `Idempotency-Key` —
+    /// before anything else (``inFlightAtStart``), and an endpoint that honours the key applies it once.
+    /// - Returns: Whether it was recorded (not when `start` is not where the recorded delivery ends).
+    @discardableResult
+    public func recordInFlight(from start: Cursor, through end: Cursor) -> Bool {
+        self.state.withLock { state in
+            guard !state.isClosed, start == state.recorded, end > start else { return false }
+            if state.inFlightEnd != end {
+                state.inFlightEnd = end
+                self.writeDeliveredRecord(state)
+            }
+            return true
         }
     }
 
@@ -111,8 +130,31 @@ extension Spool {
 
     // MARK: The delivered cursor
 
-    /// `segment`, `offset` and a check word, little-endian: a torn or foreign file reads as no cursor.
-    static func deliveredRecord(_ cursor: Cursor) -> [UInt8] {
+    /// What the `delivered` file holds: the delivered cursor, and the end of the request in flight from it.
+    struct DeliveredRecord: Equatable {
+        var cursor: Cursor
+        /// Past ``cursor`` when a request of the records between them was in flight.
+        var inFlightEnd: Cursor?
+    }
+
+    /// `segment`, `offset`, the in-flight end's `segment` and `offset` (the cursor itself when none) and a check
+    /// word, little-endian: a torn or foreign file reads as no cursor.
+    static func deliveredBytes(_ record: DeliveredRecord) -> [UInt8] {
+        let cursor = record.cursor
+        let end = record.inFlightEnd.flatMap { $0 > cursor ? $0 : nil } ?? cursor
+        let words = [cursor.segment, cursor.offset, end.segment, end.offset].map { UInt64(truncatingIfNeeded: $0) }
+        let check = words.reduce(UInt64(0x7472_6963_6B6C_6521)) { ($0 ^ $1) &* 0x9E37_79B9_7F4A_7C15 }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(40)
+        for word in words + [check] {
+            withUnsafeBytes(of: word.littleEndian) { bytes += $0 }
+        }
+        return bytes
+    }
+
+    /// The first format (until the in-flight end was added): `segment`, `offset` and a check word. Read, never
+    /// written: a spool left by an older version resumes where it was.
+    static func legacyDeliveredBytes(_ cursor: Cursor) -> [UInt8] {
         let check = UInt64(truncatingIfNeeded: cursor.segment) &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(truncatingIfNeeded: cursor.offset) ^ 0x7472_6963_6B6C_6521
         var bytes: [UInt8] = []
         for word in [UInt64(truncatingIfNeeded: cursor.segment), UInt64(truncatingIfNeeded: cursor.offset), check] {
@@ -121,23 +163,33 @@ extension Spool {
         return bytes
     }
 
-    func writeDeliveredCursor(_ cursor: Cursor) {
+    /// Rewrites `delivered` in place from the state (called under its lock, so writes keep their order).
+    func writeDeliveredRecord(_ state: State) {
         guard self.deliveredDescriptor >= 0 else { return }
-        let record = Self.deliveredRecord(cursor)
-        _ = record.withUnsafeBytes { pwrite(self.deliveredDescriptor, $0.baseAddress, $0.count, 0) }
+        let bytes = Self.deliveredBytes(DeliveredRecord(cursor: state.recorded, inFlightEnd: state.inFlightEnd))
+        _ = bytes.withUnsafeBytes { pwrite(self.deliveredDescriptor, $0.baseAddress, $0.count, 0) }
     }
 
-    static func readDeliveredCursor(_ descriptor: Int32) -> Cursor? {
+    static func readDeliveredRecord(_ descriptor: Int32) -> DeliveredRecord? {
         guard descriptor >= 0 else { return nil }
-        var bytes = [UInt8](repeating: 0, count: 24)
-        let count = bytes.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress, 24, 0) }
-        guard count == 24 else { return nil }
+        var bytes = [UInt8](repeating: 0, count: 40)
+        let count = bytes.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress, 40, 0) }
+        guard count >= 24 else { return nil }
         func word(_ index: Int) -> UInt64 {
             bytes.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: index * 8, as: UInt64.self)) }
         }
-        let (segment, offset) = (word(0), word(1))
-        guard segment <= UInt64(Self.maximumSegmentIndex), offset <= UInt64(1 << 40) else { return nil }
-        let cursor = Cursor(segment: Int(segment), offset: Int(offset))
-        return Self.deliveredRecord(cursor) == bytes ? cursor : nil
+        func cursor(_ index: Int) -> Cursor? {
+            let (segment, offset) = (word(index), word(index + 1))
+            guard segment <= UInt64(Self.maximumSegmentIndex), offset <= UInt64(1 << 40) else { return nil }
+            return Cursor(segment: Int(segment), offset: Int(offset))
+        }
+        if count == 40, let start = cursor(0), let end = cursor(2) {
+            let record = DeliveredRecord(cursor: start, inFlightEnd: end > start ? end : nil)
+            if Self.deliveredBytes(record) == bytes { return record }
+        }
+        if let start = cursor(0), Self.legacyDeliveredBytes(start) == Array(bytes.prefix(24)) {
+            return DeliveredRecord(cursor: start, inFlightEnd: nil)
+        }
+        return nil
     }
 }

@@ -24,8 +24,9 @@ import TrickleRelaySupport
 ///
 /// Files: `NNNNNNNNNNNNNNNN.jsonl` segments (see ``SpoolLine`` for the line format), `state.json` (delivered
 /// cursor and read position, replaced atomically), `delivered` (the delivered cursor, rewritten in place whenever
-/// the remote side settles records — ``recordDelivered(through:)`` — and at every acknowledgement: 24 bytes with a
-/// check, so a crash re-delivers at most the request in flight), `lock` (one client per spool directory).
+/// the remote side settles records — ``recordDelivered(through:)`` — and at every acknowledgement, with the extent
+/// of the request in flight — ``recordInFlight(from:through:)``: 40 bytes with a check, so a crash re-delivers at
+/// most the request in flight, and re-sends it as it was), `lock` (one client per spool directory).
 public final class Spool: Sendable {
     struct Segment {
         var index: Int
@@ -57,6 +58,8 @@ public final class Spool: Sendable {
         /// The cursor last written to `delivered` (at or past ``delivered``: ``recordDelivered(through:)`` writes
         /// ahead of the acknowledgement that deletes files).
         var recorded: Cursor
+        /// The end of the request in flight from ``recorded`` (``recordInFlight(from:through:)``), written with it.
+        var inFlightEnd: Cursor?
         var stats = Stats()
         var isClosed = false
         var lastStateWrite: ContinuousClock.Instant?
@@ -75,6 +78,10 @@ public final class Spool: Sendable {
     public let configuration: Configuration
     /// Where delivery starts: the first record not yet acknowledged.
     public let deliveryStart: Cursor
+    /// The end of the request that was in flight from ``deliveryStart`` when the spool was last closed or crashed
+    /// (``recordInFlight(from:through:)``), `nil` if none: the records up to it go first, as one request, so the
+    /// endpoint receives the same request again (same records, same `Idempotency-Key`).
+    public let inFlightAtStart: Cursor?
     /// Per subscription id, the channel position of the last record that reached the spool before it was last
     /// closed (or crashed); empty for a new spool. A restarted daemon resumes each channel just after it.
     public let resumePositions: [String: ChannelPosition]
@@ -160,11 +167,20 @@ public final class Spool: Sendable {
         let deliveredDescriptor = open(directory + "/delivered", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         self.deliveredDescriptor = deliveredDescriptor
         let stateCursor = saved.map { Cursor(segment: $0.deliveredSegment, offset: $0.deliveredOffset) }
-        let deliveredCursor = [stateCursor, Self.readDeliveredCursor(deliveredDescriptor)].compactMap { $0 }.max()
+        let deliveredRecord = Self.readDeliveredRecord(deliveredDescriptor)
+        let deliveredCursor = [stateCursor, deliveredRecord?.cursor].compactMap { $0 }.max()
         if let cursor = deliveredCursor, let segment = segments.first(where: { $0.index == cursor.segment }) {
             self.deliveryStart = Cursor(segment: cursor.segment, offset: min(cursor.offset, segment.bytes))
         } else {
             self.deliveryStart = Cursor(segment: segments.first?.index ?? 0, offset: 0)
+        }
+        // The request in flight at the crash, when it starts where delivery starts and its end is in the spool.
+        if let record = deliveredRecord, record.cursor == self.deliveryStart, let end = record.inFlightEnd,
+            segments.contains(where: { $0.index == end.segment && end.offset <= $0.bytes })
+        {
+            self.inFlightAtStart = end
+        } else {
+            self.inFlightAtStart = nil
         }
         // Delivered segments a crash left behind.
         while let first = segments.first, first.index < self.deliveryStart.segment {
@@ -187,6 +203,7 @@ public final class Spool: Sendable {
                 lastAppended: positions,
                 delivered: self.deliveryStart,
                 recorded: self.deliveryStart,
+                inFlightEnd: self.inFlightAtStart,
                 stats: stats
             )
         )

@@ -15,9 +15,10 @@ public import TrickleRelaySupport
 /// `shutdown()` after its last dispatch), not the sink behind it.
 public final class SpooledSink: EgressSink {
     /// A batch read from the spool and handed to the sink behind: the ordinal of its first record among all
-    /// handed on, and the spool cursor after each of its records.
+    /// handed on, the cursor its read began at, and the spool cursor after each of its records.
     private struct HandedBatch {
         var firstOrdinal: Int
+        var start: Spool.Cursor
         var ends: [Spool.Cursor]
         var next: Spool.Cursor
         var endOrdinal: Int { self.firstOrdinal + self.ends.count }
@@ -117,6 +118,7 @@ public final class SpooledSink: EgressSink {
         defer { self.finished.fulfill(()) }
         let settling = self.downstream as? any SettlingEgressSink
         settling?.onSettled { [weak self] count in self?.settle(count) }
+        settling?.onSending { [weak self] first, last in self?.noteSending(first: first, last: last) }
         await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await self.downstream.run() }
             // Delivery stops on `shutdown()` only (not on graceful shutdown): the owner calls it after its last
@@ -155,17 +157,23 @@ public final class SpooledSink: EgressSink {
     private func deliver(window: Int) async {
         var cursor = self.spool.deliveryStart
         var failures = 0
+        let settling = self.downstream is any SettlingEgressSink
+        // The request in flight when the last run crashed goes first, alone and at once: the same records make the
+        // same request (and `Idempotency-Key`), which an endpoint that honours the key applies once.
+        var resendThrough = settling ? self.spool.inFlightAtStart : nil
+        var resending = false
         // Cancelled: every wait below returns at once, so the loop must end rather than spin.
         while self.stopRequested.value == nil && !Task.isCancelled {
             let appended = self.spool.appendGeneration
             let settledGeneration = self.progress.generation
             await self.acknowledgeSettled()
             let room = window - self.unsettledRecords
-            guard room > 0 else {
+            guard room > 0, !resending || room == window else {
                 await self.progress.wait(past: settledGeneration)
                 continue
             }
-            let batch: Spool.ReadBatch
+            resending = false
+            var batch: Spool.ReadBatch
             do {
                 batch = try await self.spool.read(from: cursor, maximumRecords: min(room, self.batchRecords))
             } catch {
@@ -175,16 +183,36 @@ public final class SpooledSink: EgressSink {
                 continue
             }
             if batch.records.isEmpty {
-                if cursor > self.spool.acknowledged, !(self.downstream is any SettlingEgressSink) {
+                if cursor > self.spool.acknowledged, !settling {
                     await self.spool.acknowledge(through: cursor)  // the unreadable lines skipped at the end
                 }
                 await self.waitForAppend(past: appended, orProgressPast: settledGeneration)
                 continue
             }
+            if let end = resendThrough {
+                resending = Self.keep(&batch, through: end)
+                if resending || batch.next >= end { resendThrough = nil }
+            }
+            let count = batch.records.count
+            if settling {
+                // Noted before the export: the sink may send (and report the request) before it returns.
+                self.state.withLock { state in
+                    state.unsettled.append(HandedBatch(firstOrdinal: state.exported, start: cursor, ends: batch.ends, next: batch.next))
+                    state.exported += count
+                }
+            }
             do {
                 try await self.downstream.export(batch.records)
                 failures = 0
+                if resending { try? await self.downstream.forceFlush() }
             } catch {
+                if settling {
+                    self.state.withLock { state in
+                        state.unsettled.removeLast()
+                        state.exported -= count
+                    }
+                }
+                resending = false
                 failures += 1
                 self.state.withLock { $0.deliveryFailures += 1 }
                 self.logger.warning(
@@ -195,19 +223,39 @@ public final class SpooledSink: EgressSink {
                 continue
             }
             cursor = batch.next
-            if self.downstream is any SettlingEgressSink {
-                let count = batch.records.count
-                let settled = self.state.withLock { state in
-                    state.unsettled.append(HandedBatch(firstOrdinal: state.exported, ends: batch.ends, next: batch.next))
-                    state.exported += count
-                    return state.settled
-                }
-                self.settle(settled)
+            if settling {
+                self.settle(self.state.withLock { $0.settled })
             } else {
                 await self.spool.acknowledge(through: batch.next)
                 self.progress.advance()
             }
         }
+    }
+
+    /// Cuts `batch` after the last record that ends at or before `end` (the request in flight at the crash).
+    /// - Returns: Whether the batch now ends exactly there (the request is complete: send it alone).
+    private static func keep(_ batch: inout Spool.ReadBatch, through end: Spool.Cursor) -> Bool {
+        let kept = batch.ends.firstIndex { $0 > end } ?? batch.ends.count
+        guard kept > 0 else { return false }  // not a record boundary of ours: delivered as usual
+        if kept < batch.ends.count {
+            batch.records.removeLast(batch.records.count - kept)
+            batch.ends.removeLast(batch.ends.count - kept)
+            batch.next = batch.ends[kept - 1]
+        }
+        return batch.ends[kept - 1] == end
+    }
+
+    /// The sink behind is sending a request with the records of ordinals `first...last`: its extent in the spool
+    /// is recorded, so a crash before the answer re-sends the same request.
+    private func noteSending(first: Int, last: Int) {
+        let extent: (start: Spool.Cursor, end: Spool.Cursor)? = self.state.withLock { state in
+            guard let head = state.unsettled.first(where: { $0.firstOrdinal <= first && first < $0.endOrdinal }),
+                let tail = state.unsettled.first(where: { $0.firstOrdinal <= last && last < $0.endOrdinal })
+            else { return nil }
+            let start = first == head.firstOrdinal ? head.start : head.ends[first - head.firstOrdinal - 1]
+            return (start, tail.ends[last - tail.firstOrdinal])
+        }
+        if let extent { self.spool.recordInFlight(from: extent.start, through: extent.end) }
     }
 
     /// Acknowledges to the spool what the sink behind settled since the last call.

@@ -57,7 +57,7 @@ struct FaultSuiteTests {
     /// The oracle over what a metrics endpoint accepted (the reporter's `events` carry each envelope's `data`).
     static func oracle(of endpoint: ScriptedEndpoint, emitted: Int) throws -> DeliveryOracle {
         var oracle = DeliveryOracle(emitted: emitted)
-        for (request, status) in endpoint.requests where (200..<300).contains(status.code) {
+        for (request, status) in endpoint.requests where (200..<300).contains(status.code) && !request.isReplay {
             let body = try JSONSerialization.jsonObject(with: Data(request.body.utf8)) as? [String: Any]
             for event in (body?["events"] as? [[String: Any]]) ?? [] {
                 oracle.receive(envelope: Substring(String(decoding: try JSONSerialization.data(withJSONObject: event), as: UTF8.self)))
@@ -299,10 +299,12 @@ struct FaultSuiteTests {
         #expect(controlSeen.count == total / 1_000, "control events are never dropped")
     }
 
-    @Test("client kill -9 during delivery to an HTTP endpoint, restarted each time: nothing that reached the spool is lost")
+    @Test("client kill -9 during delivery to an HTTP endpoint, restarted each time: nothing that reached the spool is lost, and the request in flight is sent again as it was")
     func clientKills() async throws {
         let (total, kills) = self.profile == .long ? (20_000, 20) : (4_000, 4)
-        let endpoint = ScriptedEndpoint { _, _ in (.ok, [:]) }
+        // An endpoint that implements `Idempotency-Key`, as metrics APIs do: a request it already accepted is
+        // answered again, not applied again.
+        let endpoint = ScriptedEndpoint(honoursIdempotencyKey: true) { _, _ in (.ok, [:]) }
         let spool = self.temporaryPath("spool")
         try await endpoint.run { metricsURL in
             let port = try await unusedPort()
@@ -334,11 +336,20 @@ struct FaultSuiteTests {
             serve.signal(SIGTERM)
             _ = await serve.exited.wait()
             let oracle = try Self.oracle(of: endpoint, emitted: (kills + 1) * slice)
-            FaultProfile.report(oracle.row("client kill -9 + restart (HTTP endpoint, spool)", faults: "\(killed) × kill -9", peakRSS: ["serve": 0]))
+            let resent = endpoint.replayedIDs.count
+            FaultProfile.report(
+                oracle.row(
+                    "client kill -9 + restart (HTTP endpoint honouring Idempotency-Key, spool)",
+                    faults: "\(killed) × kill -9; \(resent) events sent again under a key already accepted",
+                    peakRSS: ["serve": 0]
+                )
+            )
             #expect(oracle.unexplained == 0, "missing \(oracle.missing.prefix(10))")
-            // What a kill re-delivers is at most the request in flight (the endpoint accepted it, the client died
-            // before hearing so): the records an answer settles are recorded the moment it arrives.
-            #expect(oracle.duplicates <= killed * 500, "\(oracle.duplicates) duplicates over \(killed) kills")
+            // What a kill sends again is at most the request in flight (the endpoint accepted it, the client died
+            // before hearing so): the records an answer settles are recorded the moment it arrives. That request
+            // goes again first, as it was (its extent is in the spool), so the endpoint recognises its key.
+            #expect(oracle.duplicates + resent <= killed * 500, "\(oracle.duplicates) duplicates, \(resent) sent again, over \(killed) kills")
+            #expect(oracle.duplicates * 100 <= total, "\(oracle.duplicates) duplicates applied (≤ 1 %); \(resent) sent again under a known key")
         }
     }
 
