@@ -266,7 +266,8 @@ extension RunnerCommand {
             do {
                 try await group.run()
             } catch where !agent.isListening {
-                StandardError.write("trickle-relay runner: the ingest API cannot listen on \(address.host):\(address.port): \(error); is another agent running? pick another --listen port")
+                let failure = ListenFailure(host: address.host, port: address.port, error: error, advice: "is another agent running? pick another --listen port")
+                StandardError.write("trickle-relay runner: the ingest API \(failure)")
                 throw ExitCode(2)
             }
         }

@@ -148,6 +148,35 @@ struct OutputAndSecretsProcessTests {
             #expect(ContinuousClock.now - started < .seconds(20))
         }
     }
+
+    @Test("a listen address in use, a spool directory that cannot be made: each command says why in words, never the library's error text")
+    func setupFailuresInWords() async throws {
+        let blocker = FileManager.default.temporaryDirectory.appendingPathComponent("not-a-directory-\(UUID().uuidString)").path
+        try "x".write(toFile: blocker, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: blocker) }
+        @Sendable func expectNoLibraryText(_ command: String, _ errors: String) {
+            #expect(!errors.contains("errno") && !errors.contains("Domain=") && !errors.contains("descriptor:"), "\(command): \(errors)")
+        }
+        try await withTrickleServer { (_, base, _) async throws in
+            let port = try #require(base.split(separator: ":").last.map(String.init))
+            let inUse = "cannot listen on 127.0.0.1:\(port): Address already in use"
+            let serve = try await runTrickleRelay(["serve", "--host", "127.0.0.1", "--port", port])
+            #expect(serve.status == 1 && serve.errors.contains(inUse), "\(serve.errors)")
+            let client = try await runTrickleRelay(["client", "--events-url", "http://127.0.0.1:9/x-events", "--sink", "null", "--listen", "127.0.0.1:\(port)"])
+            #expect(client.status == 1 && client.errors.contains(inUse) && client.errors.contains("choose another --listen address"), "\(client.errors)")
+            expectNoLibraryText("serve", serve.errors)
+            expectNoLibraryText("client --listen", client.errors)
+        }
+        for (directory, at) in [(blocker, blocker), (blocker + "/spool/deeper", blocker)] {
+            let spooled = try await runTrickleRelay(
+                ["client", "--events-url", "http://127.0.0.1:9/x-events", "--sink", "http://127.0.0.1:9/v1/metrics", "--spool-dir", directory, "--listen", "off"],
+                environment: ["TRICKLE_RELAY_METRICS_API_KEY": "k"]
+            )
+            #expect(spooled.status == 2, "\(spooled.errors)")
+            #expect(spooled.errors.contains("cannot create the spool directory \(directory) (\(at): exists and is not a directory)"), "\(spooled.errors)")
+            expectNoLibraryText("client --spool-dir \(directory)", spooled.errors)
+        }
+    }
 }
 
 @Suite("The file sink when the disk fills", .timeLimit(.minutes(1)))

@@ -110,10 +110,10 @@ public final class Spool: Sendable {
         self.stateFileFailures = FailureLog("spool state file cannot be written (a restart may deliver again what was already sent)", logger: logger)
         self.appendFailures = FailureLog("spool cannot append (disk full or unwritable): new events are refused and counted", logger: logger)
         let directory = configuration.directory
-        do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        do throws(PrivateDirectory.CreationError) {
+            try PrivateDirectory.create(directory)
         } catch {
-            throw SpoolError(.unusableDirectory, "cannot create the spool directory \(directory): \(error); choose another spool directory")
+            throw SpoolError(.unusableDirectory, "cannot create the spool directory \(directory) (\(error)); choose another spool directory")
         }
         let lock = open(directory + "/lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard lock >= 0 else { throw SpoolError(.unusableDirectory, "cannot open \(directory)/lock: \(Self.lastError())") }

@@ -138,10 +138,18 @@ public final class TelemetryStreamServer: Service, Sendable {
         } catch where self.configuration.isOptional && !self.listener.isListening {
             self.logger.warning(
                 "the local endpoint cannot listen; running without the SSE stream and /metrics (choose another listen address)",
-                metadata: ["listen": "\(self.configuration.host):\(self.configuration.port)", "error": "\(error)"]
+                metadata: ["listen": "\(self.configuration.host):\(self.configuration.port)", "error": "\(ListenFailure.reason(error))"]
             )
             self.listener.giveUp()
             try? await gracefulShutdown()
+        } catch where !self.listener.isListening {
+            self.listener.giveUp()
+            throw ListenFailure(
+                host: self.configuration.host,
+                port: self.configuration.port,
+                error: error,
+                advice: "is another client running? choose another --listen address (or --listen off)"
+            )
         }
     }
 

@@ -253,10 +253,10 @@ public final class SubscriptionStore: Sendable {
     }
 
     private func createDirectory() throws(SubscriptionError) {
-        do {
-            try FileManager.default.createDirectory(atPath: self.directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        do throws(PrivateDirectory.CreationError) {
+            try PrivateDirectory.create(self.directory)
         } catch {
-            throw SubscriptionError(.unavailable, "cannot write \(self.path): \(error)")
+            throw SubscriptionError(.unavailable, "cannot write \(self.path): cannot create its directory (\(error))")
         }
     }
 

@@ -73,10 +73,9 @@ public final class TrickleServer: Service, Sendable {
                 .bind(host: self.configuration.host, port: self.configuration.port)
                 .get()
         } catch {
-            self.listening.fulfill(
-                .failure(TrickleServerError(.cannotListen, "could not listen on \(self.configuration.host):\(self.configuration.port): \(error)"))
-            )
-            throw error
+            let failure = TrickleServerError(.cannotListen, "\(ListenFailure(host: self.configuration.host, port: self.configuration.port, error: error))")
+            self.listening.fulfill(.failure(failure))
+            throw failure
         }
         self.listening.fulfill(.success(serverChannel.localAddress?.port ?? 0))
         let stop: @Sendable () -> Void = {
