@@ -346,46 +346,44 @@ struct SpoolTests {
         try await withSpoolDirectory { directory in
             let crashed = directory + "-crashed"
             defer { try? FileManager.default.removeItem(atPath: crashed) }
-            @Sendable func reporting(to url: String, _ client: HTTPClient, backoff: Duration) -> MetricsReporter {
-                MetricsReporter(
-                    configuration: .init(url: url, flushInterval: .milliseconds(20), retryBackoff: Backoff(initial: backoff, maximum: backoff)),
-                    httpClient: client,
-                    apiKey: { "k" },
-                    logger: quietLogger
-                )
-            }
-            try await refusing.run { url in
-                try await HTTPClient.withHTTPClient { client in
-                    // A long back-off after the 503: that request stays the one in flight while more records arrive.
-                    let reporter = reporting(to: url, client, backoff: .seconds(30))
-                    let spool = try Spool(configuration: .init(directory: directory, segmentBytes: 4_000), logger: quietLogger)
-                    let sink = SpooledSink(spool: spool, downstream: reporter, batchRecords: 50, logger: quietLogger)
-                    try await withThrowingTaskGroup(of: Void.self) { group in
-                        group.addTask { try await sink.run() }
-                        try await sink.export((0..<37).map { record($0) })
-                        try await waitUntil("the first request") { refusing.requests.count == 1 }
-                        try await sink.export((37..<300).map { record($0) })
-                        // The directory as a kill -9 would leave it, the request unanswered as far as the client knows.
-                        try FileManager.default.copyItem(atPath: directory, toPath: crashed)
-                        await sink.shutdown()
-                        try await group.waitForAll()
+            /// A client's run: a spool in `directory` delivering to `endpoint` through a reporter; `body` exports.
+            @Sendable func run(
+                _ endpoint: ScriptedEndpoint,
+                spoolIn directory: String,
+                retryingAfter backoff: Duration,
+                _ body: @escaping @Sendable (SpooledSink) async throws -> Void
+            ) async throws {
+                try await endpoint.run { url in
+                    try await HTTPClient.withHTTPClient { client in
+                        let reporter = MetricsReporter(
+                            configuration: .init(url: url, flushInterval: .milliseconds(20), retryBackoff: Backoff(initial: backoff, maximum: backoff)),
+                            httpClient: client,
+                            apiKey: { "k" },
+                            logger: quietLogger
+                        )
+                        let spool = try Spool(configuration: .init(directory: directory, segmentBytes: 4_000), logger: quietLogger)
+                        let sink = SpooledSink(spool: spool, downstream: reporter, batchRecords: 50, logger: quietLogger)
+                        try await withThrowingTaskGroup(of: Void.self) { group in
+                            group.addTask { try await sink.run() }
+                            try await body(sink)
+                            await sink.shutdown()
+                            try await group.waitForAll()
+                        }
                     }
                 }
+            }
+            // A long back-off after the 503: that request stays the one in flight while more records arrive.
+            try await run(refusing, spoolIn: directory, retryingAfter: .seconds(30)) { sink in
+                try await sink.export((0..<37).map { record($0) })
+                try await waitUntil("the first request") { refusing.requests.count == 1 }
+                try await sink.export((37..<300).map { record($0) })
+                // The directory as a kill -9 would leave it, the request unanswered as far as the client knows.
+                try FileManager.default.copyItem(atPath: directory, toPath: crashed)
             }
             let inFlight = try #require(refusing.requests.first?.0)
             #expect(inFlight.ids == (0..<37).map { "s\($0)" })
-            try await accepting.run { url in
-                try await HTTPClient.withHTTPClient { client in
-                    let reporter = reporting(to: url, client, backoff: .milliseconds(10))
-                    let spool = try Spool(configuration: .init(directory: crashed, segmentBytes: 4_000), logger: quietLogger)
-                    let sink = SpooledSink(spool: spool, downstream: reporter, batchRecords: 50, logger: quietLogger)
-                    try await withThrowingTaskGroup(of: Void.self) { group in
-                        group.addTask { try await sink.run() }
-                        try await sink.forceFlush()
-                        await sink.shutdown()
-                        try await group.waitForAll()
-                    }
-                }
+            try await run(accepting, spoolIn: crashed, retryingAfter: .milliseconds(10)) { sink in
+                try await sink.forceFlush()
             }
             let first = try #require(accepting.requests.first?.0)
             #expect(first.idempotencyKey == inFlight.idempotencyKey)
