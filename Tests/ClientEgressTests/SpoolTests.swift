@@ -36,12 +36,22 @@ private final class HeldSettlingSink: SettlingEgressSink {
     private let handler = RelayMutex<(@Sendable (Int) -> Void)?>(nil)
     private let blockingAfter: Int
     private let released = OneShotSignal<Void>()
+    /// Exports refused (thrown, nothing taken) before the first one taken.
+    private let refusals: RelayMutex<Int>
 
-    init(blockingAfter: Int = .max) {
+    init(blockingAfter: Int = .max, refusingFirst refusals: Int = 0) {
         self.blockingAfter = blockingAfter
+        self.refusals = RelayMutex(refusals)
     }
 
+    struct Refused: Error {}
+
     nonisolated(nonsending) func export(_ records: some Collection<TelemetryRecord> & Sendable) async throws {
+        let refused = self.refusals.withLock { refusals in
+            defer { refusals = max(refusals - 1, 0) }
+            return refusals > 0
+        }
+        if refused { throw Refused() }
         let count = self.received.withLock { received in
             received += records
             return received.count
@@ -448,6 +458,27 @@ struct SpoolTests {
                 try await group.waitForAll()
             }
             #expect(segmentFiles(crashed).count == 1, "only the open segment is left")
+        }
+    }
+
+    @Test("SpooledSink: an export the sink behind refuses is handed on again, and the records it did take settle the spool to its end")
+    func refusedExportHandedOnAgain() async throws {
+        try await withSpoolDirectory { directory in
+            let spool = try Spool(configuration: .init(directory: directory, segmentBytes: 1 << 20), logger: quietLogger)
+            let held = HeldSettlingSink(refusingFirst: 2)
+            let sink = SpooledSink(spool: spool, downstream: held, batchRecords: 10, retryBackoff: Backoff(initial: .milliseconds(5), maximum: .milliseconds(5)), logger: quietLogger)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await sink.run() }
+                try await sink.export((0..<25).map { record($0) })
+                try await waitUntil("every record handed to the sink behind") { held.received.withLock { $0.count } == 25 }
+                #expect(held.received.withLock { $0.map(\.lineNumber) } == Array(1...25), "in order, each once")
+                #expect(sink.deliveryFailures == 2)
+                held.settle(25)
+                try await waitUntil("the whole spool acknowledged") { spool.acknowledged >= spool.end }
+                #expect(sink.unsettledRecords == 0)
+                await sink.shutdown()
+                try await group.waitForAll()
+            }
         }
     }
 }

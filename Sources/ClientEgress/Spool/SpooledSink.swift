@@ -194,20 +194,21 @@ public final class SpooledSink: EgressSink {
                 if resending || batch.next >= end { resendThrough = nil }
             }
             let count = batch.records.count
-            if settling {
-                // Noted before the export: the sink may send (and report the request) before it returns.
-                self.state.withLock { state in
-                    state.unsettled.append(HandedBatch(firstOrdinal: state.exported, start: cursor, ends: batch.ends, next: batch.next))
-                    state.exported += count
-                }
+            // Noted before the export: the sink may send (and report the request) before it returns.
+            let firstOrdinal: Int? = !settling ? nil : self.state.withLock { state in
+                state.unsettled.append(HandedBatch(firstOrdinal: state.exported, start: cursor, ends: batch.ends, next: batch.next))
+                defer { state.exported += count }
+                return state.exported
             }
             do {
                 try await self.downstream.export(batch.records)
                 failures = 0
                 if resending { try? await self.downstream.forceFlush() }
             } catch {
-                if settling {
+                if let firstOrdinal {
+                    // Not taken (a sink that throws took none of the batch): it is read again.
                     self.state.withLock { state in
+                        guard state.unsettled.last?.firstOrdinal == firstOrdinal else { return }
                         state.unsettled.removeLast()
                         state.exported -= count
                     }
