@@ -16,7 +16,7 @@ public struct ListenFailure: Error, Sendable, CustomStringConvertible {
     public var advice: String
 
     public init(host: String, port: Int, error: any Error, advice: String = "") {
-        self.address = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+        self.address = ListenAddress(host: host, port: port).description
         self.reason = Self.reason(error)
         self.advice = advice
     }

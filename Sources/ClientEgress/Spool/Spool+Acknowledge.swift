@@ -99,16 +99,12 @@ extension Spool {
     /// as delivered) up to `end`: recorded with the delivered cursor (one `pwrite`, per request), so that after a
     /// crash the next start re-sends exactly that request — the same records, so the same `Idempotency-Key` —
     /// before anything else (``inFlightAtStart``), and an endpoint that honours the key applies it once.
-    /// - Returns: Whether it was recorded (not when `start` is not where the recorded delivery ends).
-    @discardableResult
-    public func recordInFlight(from start: Cursor, through end: Cursor) -> Bool {
+    /// Nothing is recorded when `start` is not where the recorded delivery ends.
+    public func recordInFlight(from start: Cursor, through end: Cursor) {
         self.state.withLock { state in
-            guard !state.isClosed, start == state.recorded, end > start else { return false }
-            if state.inFlightEnd != end {
-                state.inFlightEnd = end
-                self.writeDeliveredRecord(state)
-            }
-            return true
+            guard !state.isClosed, start == state.recorded, end > start, state.inFlightEnd != end else { return }
+            state.inFlightEnd = end
+            self.writeDeliveredRecord(state)
         }
     }
 
@@ -144,20 +140,20 @@ extension Spool {
         let end = record.inFlightEnd.flatMap { $0 > cursor ? $0 : nil } ?? cursor
         let words = [cursor.segment, cursor.offset, end.segment, end.offset].map { UInt64(truncatingIfNeeded: $0) }
         let check = words.reduce(UInt64(0x7472_6963_6B6C_6521)) { ($0 ^ $1) &* 0x9E37_79B9_7F4A_7C15 }
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(40)
-        for word in words + [check] {
-            withUnsafeBytes(of: word.littleEndian) { bytes += $0 }
-        }
-        return bytes
+        return Self.littleEndianBytes(words + [check])
     }
 
     /// The first format (until the in-flight end was added): `segment`, `offset` and a check word. Read, never
     /// written: a spool left by an older version resumes where it was.
     static func legacyDeliveredBytes(_ cursor: Cursor) -> [UInt8] {
-        let check = UInt64(truncatingIfNeeded: cursor.segment) &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(truncatingIfNeeded: cursor.offset) ^ 0x7472_6963_6B6C_6521
+        let (segment, offset) = (UInt64(truncatingIfNeeded: cursor.segment), UInt64(truncatingIfNeeded: cursor.offset))
+        return Self.littleEndianBytes([segment, offset, segment &* 0x9E37_79B9_7F4A_7C15 ^ offset ^ 0x7472_6963_6B6C_6521])
+    }
+
+    private static func littleEndianBytes(_ words: [UInt64]) -> [UInt8] {
         var bytes: [UInt8] = []
-        for word in [UInt64(truncatingIfNeeded: cursor.segment), UInt64(truncatingIfNeeded: cursor.offset), check] {
+        bytes.reserveCapacity(words.count * 8)
+        for word in words {
             withUnsafeBytes(of: word.littleEndian) { bytes += $0 }
         }
         return bytes
