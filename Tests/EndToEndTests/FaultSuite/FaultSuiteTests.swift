@@ -22,8 +22,19 @@ enum FaultHop: String, Sendable, CustomTestStringConvertible {
 }
 
 @Suite("Fault suite", .enabled(if: FaultProfile.isEnabled), .timeLimit(.minutes(30)), .serialized)
-struct FaultSuiteTests {
+final class FaultSuiteTests: Sendable {
     let profile = FaultProfile.current ?? .short
+    /// Each scenario's files (sink outputs, spools, key files) live in one directory of its own, removed when the
+    /// scenario ends, passed or failed: a CI run repeats the suite under sanitizers on a disk it shares.
+    let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("faults-\(UUID().uuidString)").path
+
+    init() throws {
+        try FileManager.default.createDirectory(atPath: self.scratch, withIntermediateDirectories: true)
+    }
+
+    deinit {
+        try? FileManager.default.removeItem(atPath: self.scratch)
+    }
 
     // MARK: Helpers
 
@@ -90,7 +101,7 @@ struct FaultSuiteTests {
     }
 
     func temporaryPath(_ name: String) -> String {
-        FileManager.default.temporaryDirectory.appendingPathComponent("faults-\(name)-\(UUID().uuidString)").path
+        self.scratch + "/" + name
     }
 
     // MARK: Scenarios
