@@ -86,6 +86,9 @@ final class SegmentBodyPipe: AsyncSequence, Sendable {
     /// The current attempt (an iterator remembers the one it was made for).
     private var generation: Int { self.state.withLock { $0.generation } }
 
+    /// Whether an attempt's request waits for the next bytes (tests wait on it).
+    var hasWaitingConsumer: Bool { self.state.withLock { $0.consumer != nil } }
+
     /// Bytes appended so far.
     var appendedBytes: Int { self.state.withLock { $0.appendedBytes } }
     /// Bytes handed to the HTTP client so far.
@@ -173,10 +176,28 @@ final class SegmentBodyPipe: AsyncSequence, Sendable {
         for producer in producers { producer.resume(throwing: error) }
     }
 
+    /// The next chunk of attempt `generation`; `nil` only when that attempt handed out the whole finished segment.
+    /// Any other end — a failure, a newer attempt (``rewind()``), cancellation — *aborts* the body (throws): an
+    /// HTTP client ends a body that returns `nil` as complete, and a server then closes the segment on the bytes it
+    /// got, a cut one taken for whole (its readers see a torn last line, and the rest of the segment is lost).
     private func next(generation: Int) async throws -> ByteBuffer? {
-        let chunk = await self.nextChunk(generation: generation)
-        if chunk == nil, let failure = self.failure { throw failure }
-        return chunk
+        if let chunk = await self.nextChunk(generation: generation) { return chunk }
+        let failure: (any Error)? = self.state.withLock { state in
+            if let failure = state.failure { return failure }
+            let complete = state.generation == generation && state.isFinished && state.next >= state.chunks.count
+            return complete ? nil : SupersededAttempt()
+        }
+        if let failure { throw failure }
+        return nil
+    }
+
+    /// A body pulled for an attempt that is no longer the current one (or was cancelled): it aborts.
+    struct SupersededAttempt: Error {}
+
+    /// Whether every byte of the finished segment went out: in this attempt, or (a segment too big to repeat) in
+    /// the attempts before it.
+    var handedOutEverything: Bool {
+        self.state.withLock { $0.isFinished && $0.offset == $0.appendedBytes }
     }
 
     private func nextChunk(generation: Int) async -> ByteBuffer? {

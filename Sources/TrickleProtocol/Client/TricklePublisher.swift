@@ -343,14 +343,20 @@ public actor TricklePublisher: Service {
             self.statsBox.withLock { $0.attempts += 1 }
             let status: HTTPResponseStatus
             let channelClosed: Bool
+            var explanation = ""  // the server's own words on a refusal, for the log line
             do {
                 let response = try await self.httpClient.execute(
                     request,
                     deadline: TrickleHTTPClient.streamingDeadline,
                     logger: self.logger
                 )
-                _ = try? await response.body.collect(upTo: 64 * 1024)
+                let body = try? await response.body.collect(upTo: 64 * 1024)
                 status = response.status
+                if (400..<500).contains(status.code), let body {
+                    // Printable ASCII only, and bounded: a reply is hostile like every input.
+                    let text = String(decoding: body.readableBytesView.prefix(200).filter { $0 >= 0x20 && $0 < 0x7F }, as: UTF8.self)
+                    if !text.isEmpty { explanation = ": \(text)" }
+                }
                 channelClosed = response.headers.first(name: TrickleHeaders.closed.rawName) != nil
             } catch {
                 if Task.isCancelled || upload.pipe.failure != nil {
@@ -369,11 +375,11 @@ public actor TricklePublisher: Service {
             if channelClosed {
                 await self.markTerminal(TrickleClientError(.channelClosed, "the server closed the channel (Lp-Trickle-Closed)"))
                 upload.pipe.fail(TrickleClientError(.channelClosed, "channel closed"))
-                upload.complete(upload.pipe.isFinished && status == .ok ? .completed : .failed)
+                upload.complete(upload.pipe.handedOutEverything && status == .ok ? .completed : .failed)
                 return
             }
             switch status.code {
-            case 200..<300 where upload.pipe.isFinished:
+            case 200..<300 where upload.pipe.handedOutEverything:
                 let bytes = upload.pipe.deliveredBytes
                 self.statsBox.withLock {
                     $0.segments += 1
@@ -385,7 +391,8 @@ public actor TricklePublisher: Service {
                 upload.complete(.completed)
                 return
             case 200..<300:
-                // Released before we finished the body: the seq was closed, reset or evicted by someone else.
+                // Released before we finished the body: the seq was closed, reset or evicted by someone else (the
+                // server answered before it had every byte, so what it did not get is counted as lost).
                 self.segmentFailed(upload, reason: "the server released the segment early")
                 return
             case 404:
@@ -405,7 +412,7 @@ public actor TricklePublisher: Service {
                 if await self.shouldRetry(upload, failures: &failures, reason: "HTTP \(status.code)") { continue }
                 return
             default:
-                self.segmentFailed(upload, reason: "HTTP \(status.code)")
+                self.segmentFailed(upload, reason: "HTTP \(status.code)\(explanation)")
                 return
             }
         }

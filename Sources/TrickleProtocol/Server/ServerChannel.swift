@@ -21,6 +21,8 @@ final class ServerChannel: Sendable {
         case segment(ServerSegment)
         /// The segment is already complete: GL answers 200 and discards the new body (§5).
         case alreadyComplete(seq: Int)
+        /// The segment ended cut short while its writer was away: a re-send arrived too late to continue it.
+        case endedInterrupted(seq: Int)
         case closed
         /// `POST -1` when nextWrite is past the last seq (2^53−1): there is no next seq to hand out.
         case seqsExhausted
@@ -126,7 +128,9 @@ final class ServerChannel: Sendable {
             let slot = seq % state.ring.count
             if let segment = state.ring[slot], segment.seq == seq {
                 let snapshot = segment.snapshot
-                if snapshot.isClosed && snapshot.byteCount > 0 { return .alreadyComplete(seq: seq) }
+                if snapshot.isClosed && snapshot.byteCount > 0 {
+                    return snapshot.endedInterrupted ? .endedInterrupted(seq: seq) : .alreadyComplete(seq: seq)
+                }
                 if !snapshot.isClosed { return .segment(segment) }
             }
             // A POST eviction also closes the evicted segment (§6).

@@ -33,6 +33,8 @@ final class ServerSegment: Sendable {
         var byteCount: Int
         var isClosed: Bool
         var isChannelClosed: Bool
+        /// It ended while its writer was away (a later segment started, or none came back in time): cut short.
+        var endedInterrupted = false
     }
 
     typealias Observer = @Sendable () -> Void
@@ -44,6 +46,11 @@ final class ServerSegment: Sendable {
         var isChannelClosed = false
         /// When its writer vanished part-way (the segment stays open for a re-send to continue it).
         var writerVanishedAt: RelayClock.Instant?
+        /// Closed while its writer was away: a re-send arriving later finds it cut short.
+        var endedInterrupted = false
+        /// The token of the POST writing the segment now (each POST of the seq gets a new one); `nil` when none is.
+        var activeWriter: Int?
+        var lastWriterToken = 0
         /// Called once on the next append or close (readers at the live edge).
         var changeObservers: [Int: Observer] = [:]
         /// Called once when the segment ends (its writer).
@@ -69,6 +76,8 @@ final class ServerSegment: Sendable {
         case closed
         /// The server's retained-bytes bound would be passed; the bytes were dropped.
         case overCapacity
+        /// Another POST of the seq took the segment over: the bytes were dropped.
+        case cutOff
     }
 
     let seq: Int
@@ -87,14 +96,17 @@ final class ServerSegment: Sendable {
     }
 
     var snapshot: Snapshot {
-        self.state.withLock { Snapshot(byteCount: $0.byteCount, isClosed: $0.isClosed, isChannelClosed: $0.isChannelClosed) }
+        self.state.withLock {
+            Snapshot(byteCount: $0.byteCount, isClosed: $0.isClosed, isChannelClosed: $0.isChannelClosed, endedInterrupted: $0.endedInterrupted)
+        }
     }
 
     /// Appends bytes, reserving them against the server's retained-bytes bound, and calls the readers waiting
     /// at the live edge.
-    func append(_ chunk: ByteBuffer) -> AppendResult {
+    func append(_ chunk: ByteBuffer, writer token: Int? = nil) -> AppendResult {
         let result: Result<[Observer], AppendFailure> = self.state.withLock { state in
             guard !state.isClosed else { return .failure(.closed) }
+            if let token, state.activeWriter != token { return .failure(.cutOff) }
             if let accounting = self.accounting, !accounting.reserve(chunk.readableBytes) { return .failure(.overCapacity) }
             state.chunks.append(chunk)
             state.byteCount += chunk.readableBytes
@@ -106,32 +118,77 @@ final class ServerSegment: Sendable {
             return .appended
         case .failure(.closed): return .closed
         case .failure(.overCapacity): return .overCapacity
+        case .failure(.cutOff): return .cutOff
         }
     }
 
     private enum AppendFailure: Error {
-        case closed, overCapacity
+        case closed, overCapacity, cutOff
     }
 
-    /// Notes that the POST writing this segment broke part-way. The segment stays open: a re-send of the same seq
-    /// continues it (see ``takeOverFromVanishedWriter()``), a later segment starting or a timeout ends it.
-    func markWriterVanished(at now: RelayClock.Instant) {
+    /// A POST of this seq starts writing: returns its token and how many bytes the segment already holds. Those
+    /// come from an earlier POST of the seq — one whose connection broke, or one still attached because the server
+    /// has not heard yet that it broke: the new POST is a re-send from the first byte, so they are checked against
+    /// it and skipped (``holds(_:at:)``), and the earlier writer is cut off (its late bytes, end or break no longer
+    /// touch the segment).
+    func attachWriter() -> (token: Int, alreadyHeld: Int) {
         self.state.withLock { state in
-            if !state.isClosed { state.writerVanishedAt = now }
+            state.lastWriterToken &+= 1
+            state.activeWriter = state.lastWriterToken
+            state.writerVanishedAt = nil
+            return (state.lastWriterToken, state.byteCount)
+        }
+    }
+
+    /// Whether `token` is the segment's writer now.
+    func isWriter(_ token: Int) -> Bool { self.state.withLock { $0.activeWriter == token } }
+
+    /// Notes that the POST writing this segment broke part-way (ignored from a writer cut off by a re-send). The
+    /// segment stays open: a re-send of the same seq continues it, a later segment starting or a timeout ends it.
+    func markWriterVanished(token: Int, at now: RelayClock.Instant) {
+        self.state.withLock { state in
+            guard !state.isClosed, state.activeWriter == token else { return }
+            state.activeWriter = nil
+            state.writerVanishedAt = now
         }
     }
 
     /// When the writer vanished, if it did and no one took over since.
     var writerVanishedAt: RelayClock.Instant? { self.state.withLock { $0.writerVanishedAt } }
 
-    /// A new POST of this seq takes the segment over from a writer that vanished: returns how many bytes the
-    /// segment already holds (the re-sent body repeats them from its first byte and they are skipped), or `nil`
-    /// when no writer vanished (then the POST appends as go-livepeer does).
-    func takeOverFromVanishedWriter() -> Int? {
+    /// Ends the segment if `token` is still its writer (its body ended); `false`, nothing done, for a writer cut off.
+    func closeByWriter(_ token: Int) -> Bool {
+        let isWriter = self.state.withLock { state in
+            guard state.activeWriter == token else { return false }
+            state.activeWriter = nil
+            return true
+        }
+        if isWriter { self.close() }
+        return isWriter
+    }
+
+    /// Where `bytes`, laid at `offset`, first differ from what the segment holds there (a re-send repeating what an
+    /// interrupted writer sent); `nil` when the segment holds exactly them.
+    func firstDifference(_ bytes: ByteBuffer, at offset: Int) -> Int? {
         self.state.withLock { state in
-            guard !state.isClosed, state.writerVanishedAt != nil else { return nil }
-            state.writerVanishedAt = nil
-            return state.byteCount
+            guard offset >= 0, offset <= state.byteCount else { return offset }
+            var position = 0  // where the current chunk starts in the segment
+            var compared = 0
+            for chunk in state.chunks where compared < bytes.readableBytes {
+                let chunkEnd = position + chunk.readableBytes
+                defer { position = chunkEnd }
+                guard chunkEnd > offset + compared else { continue }
+                let from = offset + compared - position
+                let length = min(chunk.readableBytes - from, bytes.readableBytes - compared)
+                let mismatch: Int? = chunk.withUnsafeReadableBytes { held in
+                    bytes.withUnsafeReadableBytes { sent in
+                        (0..<length).first { held[from + $0] != sent[compared + $0] }
+                    }
+                }
+                if let mismatch { return offset + compared + mismatch }
+                compared += length
+            }
+            return compared == bytes.readableBytes ? nil : offset + compared
         }
     }
 
@@ -141,6 +198,7 @@ final class ServerSegment: Sendable {
             guard !state.isClosed else { return [] }
             state.isClosed = true
             state.isChannelClosed = becauseChannelClosed
+            state.endedInterrupted = state.writerVanishedAt != nil
             defer { state.closeObservers = [:] }
             return state.takeChangeObservers() + Array(state.closeObservers.values)
         }

@@ -28,6 +28,9 @@ final class TrickleConnectionHandler: ChannelDuplexHandler, RemovableChannelHand
         case released
         /// The connection broke part-way.
         case vanished
+        /// A re-send of an interrupted segment that does not repeat what the segment holds (it differs, or it ended
+        /// before it got there): refused, and the segment waits for a re-send that does.
+        case resendRefused(String)
     }
 
     /// A segment POST in progress (a class: the per-chunk path mutates it in place, without copying it out and back).
@@ -35,8 +38,10 @@ final class TrickleConnectionHandler: ChannelDuplexHandler, RemovableChannelHand
         let channel: ServerChannel
         let segment: ServerSegment
         let name: String
-        /// Bytes the segment already held from a writer that vanished: the re-send repeats them (skipped).
+        /// Bytes the segment already held from an earlier POST of the seq: the re-send repeats them (checked, skipped).
         let alreadyHeld: Int
+        /// This POST's writer token on the segment (another POST of the seq cuts it off).
+        let writer: Int
         var skipped = 0
         var total = 0
         var closeObserver: Int?
@@ -46,11 +51,11 @@ final class TrickleConnectionHandler: ChannelDuplexHandler, RemovableChannelHand
         var isPaused = false
         var bodyEnded = false
 
-        init(channel: ServerChannel, segment: ServerSegment, name: String, alreadyHeld: Int) {
+        init(channel: ServerChannel, segment: ServerSegment, name: String) {
             self.channel = channel
             self.segment = segment
             self.name = name
-            self.alreadyHeld = alreadyHeld
+            (self.writer, self.alreadyHeld) = segment.attachWriter()
         }
     }
 
@@ -317,8 +322,8 @@ final class TrickleConnectionHandler: ChannelDuplexHandler, RemovableChannelHand
             // per request before sending anyway.
             context.writeAndFlush(Self.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
         }
-        // A re-send of a segment whose writer vanished part-way: its first bytes repeat what the segment holds.
-        let upload = Upload(channel: channel, segment: segment, name: name, alreadyHeld: segment.takeOverFromVanishedWriter() ?? 0)
+        // A re-send of a segment whose POST broke part-way: its first bytes repeat what the segment holds.
+        let upload = Upload(channel: channel, segment: segment, name: name)
         self.upload = upload
         guard let observer = segment.observeClose(self.callback(.segmentEndedUnderUpload)) else {
             self.finishUpload(.released)
@@ -345,9 +350,14 @@ final class TrickleConnectionHandler: ChannelDuplexHandler, RemovableChannelHand
     }
 
     private func segmentEndedUnderUpload() {
-        guard self.upload != nil else { return }
-        self.upload?.closeObserver = nil
-        self.finishUpload(.released)
+        guard let upload = self.upload else { return }
+        upload.closeObserver = nil
+        if upload.segment.isWriter(upload.writer) || upload.segment.snapshot.isChannelClosed {
+            self.finishUpload(.released)
+        } else {
+            // Another POST of the seq took the segment over and ended it: nothing of this body was taken.
+            self.finishUpload(.resendRefused("another POST of segment \(upload.segment.seq) took it over"))
+        }
     }
 
     private func receive(_ chunk: ByteBuffer) {
@@ -386,8 +396,15 @@ final class TrickleConnectionHandler: ChannelDuplexHandler, RemovableChannelHand
         var chunk = chunk
         guard chunk.readableBytes > 0 else { return }
         if upload.skipped < upload.alreadyHeld {
-            // The bytes the segment already holds from the vanished writer: not appended twice.
+            // The bytes the segment already holds from the vanished writer: not appended twice — and checked, so
+            // what is taken as a repeat is one.
             let skip = min(upload.alreadyHeld - upload.skipped, chunk.readableBytes)
+            if let difference = upload.segment.firstDifference(chunk.getSlice(at: chunk.readerIndex, length: skip)!, at: upload.skipped) {
+                self.finishUpload(
+                    .resendRefused("the re-sent body differs at byte \(difference) from the \(upload.alreadyHeld) bytes segment \(upload.segment.seq) already holds")
+                )
+                return
+            }
             chunk.moveReaderIndex(forwardBy: skip)
             upload.skipped += skip
             upload.total += skip
@@ -408,9 +425,11 @@ final class TrickleConnectionHandler: ChannelDuplexHandler, RemovableChannelHand
             upload.segment.close()
             return
         }
-        switch upload.segment.append(chunk) {
+        switch upload.segment.append(chunk, writer: upload.writer) {
         case .appended:
             break
+        case .cutOff:
+            self.finishUpload(.resendRefused("another POST of segment \(upload.segment.seq) took it over"))
         case .closed:
             self.finishUpload(.released)
         case .overCapacity:
@@ -433,10 +452,18 @@ final class TrickleConnectionHandler: ChannelDuplexHandler, RemovableChannelHand
         var headers: HTTPHeaders = [TrickleHeaders.seq.rawName: "\(segment.seq)"]
         let configuration = self.router.configuration
         let accounting = self.router.registry.accounting
+        var outcome = outcome
+        if case .completed = outcome, upload.skipped < upload.alreadyHeld {
+            outcome = .resendRefused("the re-sent body ended before repeating the \(upload.alreadyHeld) bytes segment \(segment.seq) already holds")
+        }
         switch outcome {
         case .completed(let bytes):
-            if bytes == 0 { upload.channel.noteEmptySegment(seq: segment.seq) }
-            segment.close()
+            if bytes == 0, segment.isWriter(upload.writer) { upload.channel.noteEmptySegment(seq: segment.seq) }
+            guard segment.closeByWriter(upload.writer) else {
+                // Cut off by a later POST of the seq (a re-send): this body's end is not the segment's.
+                self.write(.text(409, "another POST of segment \(segment.seq) took it over", headers: headers, closeConnection: true))
+                return
+            }
             if segment.snapshot.isChannelClosed { headers.add(name: TrickleHeaders.closed.rawName, value: TrickleHeaders.closedValue) }
             self.write(.text(200, "", headers: headers))
         case .tooLarge(let bytes):
@@ -464,11 +491,16 @@ final class TrickleConnectionHandler: ChannelDuplexHandler, RemovableChannelHand
         case .released:
             if segment.snapshot.isChannelClosed { headers.add(name: TrickleHeaders.closed.rawName, value: TrickleHeaders.closedValue) }
             self.write(.text(200, "", headers: headers, closeConnection: true))
+        case .resendRefused(let reason):
+            // The segment stays as the interrupted writer left it, open for a re-send that repeats it.
+            segment.markWriterVanished(token: upload.writer, at: self.router.registry.clock.now)
+            self.logger.info("trickle re-send refused", metadata: ["trickle.channel": "\(upload.name)", "trickle.seq": "\(segment.seq)", "reason": "\(reason)"])
+            self.write(.text(409, reason, headers: headers, closeConnection: true))
         case .vanished:
             // go-livepeer leaves the segment open with no way forward, so its readers hang (§4, §10.5). Ours stays
             // open for the writer's re-send of the same seq, which continues it where it broke (readers see no gap
             // and no repeat); it ends when a later segment starts or after `interruptedSegmentTimeout` without one.
-            segment.markWriterVanished(at: self.router.registry.clock.now)
+            segment.markWriterVanished(token: upload.writer, at: self.router.registry.clock.now)
             self.context?.close(promise: nil)
         }
     }

@@ -153,6 +153,18 @@ struct TrickleRequestRouter: Sendable {
             return .respond(.text(400, "POST -1: the channel has used every seq up to 2^53-1; start a new channel", closeConnection: true))
         case .alreadyComplete(let resolved):
             return .respond(.text(200, "", headers: [TrickleHeaders.seq.rawName: "\(resolved)"], closeConnection: true))
+        case .endedInterrupted(let resolved):
+            // Not a 200: the publisher must not count the events of this body as delivered (its readers saw the
+            // segment end where the broken upload left it).
+            self.logger.info("trickle re-send refused: its segment already ended cut short", metadata: ["trickle.channel": "\(name)", "trickle.seq": "\(resolved)"])
+            return .respond(
+                .text(
+                    409,
+                    "segment \(resolved) was ended cut short before this re-send arrived (a later segment started, or it waited too long); its remaining bytes were not taken",
+                    headers: [TrickleHeaders.seq.rawName: "\(resolved)"],
+                    closeConnection: true
+                )
+            )
         case .segment(let segment):
             return .upload(channel: channel, segment: segment, name: name)
         }

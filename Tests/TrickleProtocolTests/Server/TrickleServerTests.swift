@@ -79,6 +79,78 @@ struct TrickleServerTests {
         }
     }
 
+    @Test("a re-send that does not repeat what the interrupted segment holds is refused (409), not taken: the segment waits for one that does")
+    func resendThatDiffersIsRefused() async throws {
+        try await withTrickleServer { (server, base, client) async throws in
+            _ = try await client.send(.POST, "\(base)/ch")
+            let port = Int(base.split(separator: ":").last!)!
+            let head = "POST /ch/0 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            let firstPart = "{\"n\":1}\n{\"n\":2}\n{\"n\""
+            try await RawConnection.sendAndClose(port: port, bytes: head + String(firstPart.utf8.count, radix: 16) + "\r\n" + firstPart + "\r\n")
+            try await waitUntil("the first part to arrive") { server.nextWrite(ofChannel: "ch") == 1 }
+            try await withThrowingTaskGroup(of: RawResponse.self) { group in
+                group.addTask { try await client.send(.GET, "\(base)/ch/0") }
+                try await waitUntil("the reader to wait") { server.activeReaders(ofChannel: "ch") == 1 }
+                // Different bytes where the held ones should repeat: not a re-send of this segment.
+                let different = try await client.send(.POST, "\(base)/ch/0", body: "{\"n\":9}\n{\"n\":2}\n{\"n\":3}\n")
+                #expect(different.status == 409 && different.body.contains("differs"), "\(different.status) \(different.body)")
+                // A body that ends before it repeated them (an attempt cut short, ended as if complete).
+                let short = try await client.send(.POST, "\(base)/ch/0", body: "{\"n\":1}\n")
+                #expect(short.status == 409 && short.body.contains("ended before"), "\(short.status) \(short.body)")
+                // The real re-send still continues the segment: the reader gets it whole, no repeat, no gap.
+                let resend = try await client.send(.POST, "\(base)/ch/0", body: "{\"n\":1}\n{\"n\":2}\n{\"n\":3}\n")
+                #expect(resend.status == 200)
+                let read = try #require(try await group.next())
+                #expect(read.body == "{\"n\":1}\n{\"n\":2}\n{\"n\":3}\n")
+            }
+        }
+    }
+
+    @Test("a re-send that arrives while the broken POST is still attached (the server has not heard it broke) takes the segment over: checked, no repeat, no gap; the old POST's late bytes and end are refused")
+    func resendOverlappingTheBrokenPost() async throws {
+        try await withTrickleServer { (server, base, client) async throws in
+            _ = try await client.send(.POST, "\(base)/ch")
+            let port = Int(base.split(separator: ":").last!)!
+            func chunk(_ text: String) -> String { String(text.utf8.count, radix: 16) + "\r\n" + text + "\r\n" }
+            // The first POST sends part of the segment and stays connected (its client moved on; no RST came).
+            let stale = try await OpenRawConnection.connect(port: port)
+            defer { stale.close() }
+            await stale.send("POST /ch/0 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk("{\"n\":1}\n{\"n\""))
+            try await waitUntil("the first part to arrive") { server.nextWrite(ofChannel: "ch") == 1 }
+            try await withThrowingTaskGroup(of: RawResponse.self) { group in
+                group.addTask { try await client.send(.GET, "\(base)/ch/0") }
+                try await waitUntil("the reader to wait") { server.activeReaders(ofChannel: "ch") == 1 }
+                // The re-send, from the first byte, while the first POST is still attached: it takes over.
+                let resend = try await client.send(.POST, "\(base)/ch/0", body: "{\"n\":1}\n{\"n\":2}\n{\"n\":3}\n")
+                #expect(resend.status == 200)
+                let read = try #require(try await group.next())
+                #expect(read.body == "{\"n\":1}\n{\"n\":2}\n{\"n\":3}\n")
+            }
+            // The old POST wakes up: its late bytes and its end change nothing, and it hears so.
+            await stale.send(chunk(":9}\n") + "0\r\n\r\n")
+            let reply = await stale.readReply(timeout: .seconds(10))
+            #expect(reply.hasPrefix("HTTP/1.1 409"), "\(reply.debugDescription)")
+            #expect(try await client.send(.GET, "\(base)/ch/0").body == "{\"n\":1}\n{\"n\":2}\n{\"n\":3}\n")
+        }
+    }
+
+    @Test("a re-send arriving after its interrupted segment was ended (a later segment started) hears 409, never a 200 that drops its bytes")
+    func lateResendIsRefused() async throws {
+        try await withTrickleServer { (server, base, client) async throws in
+            _ = try await client.send(.POST, "\(base)/ch")
+            let port = Int(base.split(separator: ":").last!)!
+            let head = "POST /ch/0 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            try await RawConnection.sendAndClose(port: port, bytes: head + "4\r\nabc\n\r\n")
+            try await waitUntil("the first part to arrive") { server.nextWrite(ofChannel: "ch") == 1 }
+            #expect(try await client.send(.POST, "\(base)/ch/1", body: "next\n").status == 200)
+            let late = try await client.send(.POST, "\(base)/ch/0", body: "abc\ndef\n")
+            #expect(late.status == 409 && late.header("Lp-Trickle-Seq") == "0", "\(late.status) \(late.body)")
+            // A segment that ended whole still answers a repeat as go-livepeer does: 200, the body discarded.
+            #expect(try await client.send(.POST, "\(base)/ch/1", body: "next\n").status == 200)
+            #expect(try await client.send(.GET, "\(base)/ch/0").body == "abc\n")
+        }
+    }
+
     @Test("a segment whose writer vanished ends when a later segment starts (readers do not hang)")
     func vanishedWriterEndsWhenPublisherMovesOn() async throws {
         try await withTrickleServer { (server, base, client) async throws in
