@@ -19,7 +19,7 @@ struct StalledPeerProcessTests {
         signals: Int,
         flushTimeout: Int = 2,
         standardErrorStopped: Bool = false
-    ) async throws -> (status: Int32, seconds: Double, errors: [String]) {
+    ) async throws -> (status: Int32, seconds: Double, errors: [String], linesLeftInPipe: Int) {
         let process = Process()
         process.executableURL = try trickleRelayExecutable()
         process.arguments = [
@@ -57,10 +57,13 @@ struct StalledPeerProcessTests {
         let status = await exited.wait() ?? -1
         let elapsed = ContinuousClock.now - start
         try? input.fileHandleForWriting.close()
+        // What the runner never took out of its input is still in the pipe (we hold its read end too).
+        let leftover = (try? input.fileHandleForReading.readToEnd()) ?? nil
+        let linesLeftInPipe = leftover.map { data in data.reduce(0) { $1 == 0x0A ? $0 + 1 : $0 } } ?? 0
         if !standardErrorStopped {
             try? await lines.wait(timeout: .seconds(2), "stderr to close") { _ in !process.isRunning }
         }
-        return (status, Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18, lines.values)
+        return (status, Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18, lines.values, linesLeftInPipe)
     }
 
     /// Fills `pipe` to the brim (the kernel's buffer), leaving its write end blocking again: the child's first write
@@ -89,7 +92,18 @@ struct StalledPeerProcessTests {
             try expectBalanced(summary, "control received")
             #expect(summary.contains("control received 1 ="), "\(summary)")
             #expect(!summary.contains("DO NOT ADD UP"), "\(summary)")
+            // A stop signal ends the input: every line the runner took out of the pipe is counted (relayed,
+            // dropped, …), none vanishes between the pipe and the summary — however far NIO had read ahead.
+            // (A line the stop cut in two counts on both sides: its head as a skipped line, its end in the pipe.)
+            let taken = try #require(Self.number(after: "input lines skipped of ", in: summary), "\(summary)")
+            #expect((5_001...5_002).contains(taken + result.linesLeftInPipe), "\(taken) lines taken + \(result.linesLeftInPipe) left in the pipe, of 5001 written: \(summary)")
         }
+    }
+
+    /// The number just after `marker` in `text` (`… input lines skipped of 5001 (…`).
+    static func number(after marker: String, in text: String) -> Int? {
+        guard let range = text.range(of: marker) else { return nil }
+        return Int(String(text[range.upperBound...].prefix { $0.isNumber }))
     }
 
     @Test("a second SIGTERM ends the runner at once (143), saying so")
