@@ -42,9 +42,11 @@ final class FaultSuiteTests: Sendable {
         try await FaultChild.started(["serve", "--port", "\(port)", "--log-level", "error"], healthURL: "http://127.0.0.1:\(port)/healthz")
     }
 
-    func startRunner(channel: String, input: Pipe, extra: [String] = []) throws -> FaultChild {
+    /// - Parameter segmentWindow: Seconds a segment stays open: the server keeps a channel's last 5, so five windows
+    ///   are how long a reader may be away without segments going before it returns.
+    func startRunner(channel: String, input: Pipe, segmentWindow: Int = 1, extra: [String] = []) throws -> FaultChild {
         try FaultChild(
-            ["runner", "--events-url", channel, "--session-id", "faults", "--telemetry", "on", "--segment-window", "1", "--close-linger", "0.5"]
+            ["runner", "--events-url", channel, "--session-id", "faults", "--telemetry", "on", "--segment-window", "\(segmentWindow)", "--close-linger", "0.5"]
                 + extra,
             input: input
         )
@@ -324,8 +326,10 @@ final class FaultSuiteTests: Sendable {
             let arguments = ["client", "--events-url", channel, "--start", "0", "--sink", metricsURL, "--spool-dir", spool, "--listen", "off", "--quiet", "--wait-for-channel", "30"]
             let key = ["TRICKLE_RELAY_METRICS_API_KEY": "fault-key"]
             let input = Pipe()
-            // A larger ring: the events published while no client runs must still be on the server when one returns.
-            let runner = try self.startRunner(channel: channel, input: input)
+            // The events published while no client runs must still be on the server when one returns: the server
+            // keeps 5 segments, so 4-second segments cover a restart of up to 20 s (a debug build's restart on a
+            // loaded machine took longer than 5 one-second segments, and the client rightly reported them lost).
+            let runner = try self.startRunner(channel: channel, input: input, segmentWindow: 4)
             var client = try FaultChild(arguments, environment: key)
             defer { for child in [serve, runner] { child.stopIfRunning() } }
             let slice = total / (kills + 1)
