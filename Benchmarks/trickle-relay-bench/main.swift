@@ -1,5 +1,5 @@
 // Throughput benchmarks for TrickleProtocol. Build and run in release:
-//   TRICKLE_RELAY_BENCHMARKS=1 swift run -c release trickle-relay-bench [reader|relay|emit|dispatcher|replay|spool|latency|flood|all]
+//   TRICKLE_RELAY_BENCHMARKS=1 swift run -c release trickle-relay-bench [reader|relay|emit|dispatcher|replay|spool|latency|flood|scan|all]
 //   … trickle-relay-bench sdkwriter [rates] [seconds] [url pid]   (the server under the SDK's one-chunk-per-line writes)
 //   … trickle-relay-bench cycles [count] [url pid]                  (server RSS across channel lifecycles)
 //   … trickle-relay-bench fleet [--https|--http2] [--servers N] [channels rate seconds]   (one client daemon following many channels)
@@ -207,5 +207,6 @@ if which == "cycles" { try await ChannelCyclesBenchmark.run(arguments: Array(Com
 if which == "kafka" { try await KafkaBenchmark.run(arguments: Array(CommandLine.arguments.dropFirst(2))) }
 if which == "fleet" { try await FleetBenchmark.run(arguments: Array(CommandLine.arguments.dropFirst(2))) }
 if which == "waiting" { try await WaitingBenchmark.run(arguments: Array(CommandLine.arguments.dropFirst(2))) }
+if which == "scan" { try ScanBenchmark.run(arguments: Array(CommandLine.arguments.dropFirst(2))) }
 if which == "sdkwriter" { try await SDKWriterBenchmark.run(arguments: Array(CommandLine.arguments.dropFirst(2))) }
 if which == "flood" || which == "all" { try await benchmarkFlood(seconds: floodSeconds, factor: 10) }
