@@ -17,24 +17,12 @@ public final class OpenRawConnection: Sendable {
     public static func connect(port: Int) async throws -> OpenRawConnection {
         try await withCheckedThrowingContinuation { continuation in
             onDedicatedThread {
-                let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-                guard descriptor >= 0 else {
-                    continuation.resume(throwing: POSIXError(.EIO))
-                    return
+                do {
+                    let descriptor = try connectLoopbackSocket(port: port)
+                    continuation.resume(returning: OpenRawConnection(descriptor: descriptor))
+                } catch {
+                    continuation.resume(throwing: error)
                 }
-                var address = sockaddr_in()
-                address.sin_family = sa_family_t(AF_INET)
-                address.sin_port = in_port_t(UInt16(port).bigEndian)
-                address.sin_addr.s_addr = inet_addr("127.0.0.1")
-                let connected = withUnsafePointer(to: &address) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-                }
-                guard connected == 0 else {
-                    Glibc.close(descriptor)
-                    continuation.resume(throwing: POSIXError(.ECONNREFUSED))
-                    return
-                }
-                continuation.resume(returning: OpenRawConnection(descriptor: descriptor))
             }
         }
     }

@@ -48,26 +48,35 @@ public enum RawConnection {
     ) async throws -> T {
         try await withCheckedThrowingContinuation { continuation in
             onDedicatedThread {
-                let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-                guard descriptor >= 0 else {
-                    continuation.resume(throwing: POSIXError(.EIO))
+                let descriptor: Int32
+                do {
+                    descriptor = try connectLoopbackSocket(port: port)
+                } catch {
+                    continuation.resume(throwing: error)
                     return
                 }
                 defer { close(descriptor) }
-                var address = sockaddr_in()
-                address.sin_family = sa_family_t(AF_INET)
-                address.sin_port = in_port_t(UInt16(port).bigEndian)
-                address.sin_addr.s_addr = inet_addr("127.0.0.1")
-                let connected = withUnsafePointer(to: &address) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-                }
-                guard connected == 0 else {
-                    continuation.resume(throwing: POSIXError(.ECONNREFUSED))
-                    return
-                }
                 if !bytes.isEmpty { _ = bytes.withCString { send(descriptor, $0, strlen($0), 0) } }
                 continuation.resume(returning: body(descriptor))
             }
         }
     }
+}
+
+/// A blocking TCP connect to 127.0.0.1:`port` (call it on a dedicated thread); the caller closes the descriptor.
+func connectLoopbackSocket(port: Int) throws -> Int32 {
+    let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard descriptor >= 0 else { throw POSIXError(.EIO) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = in_port_t(UInt16(port).bigEndian)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let connected = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard connected == 0 else {
+        close(descriptor)
+        throw POSIXError(.ECONNREFUSED)
+    }
+    return descriptor
 }

@@ -8,6 +8,19 @@ import TrickleTestSupport
 
 @Suite("TrickleServer", .timeLimit(.minutes(1)))
 struct TrickleServerTests {
+    static let chunkedHead = "POST /ch/0 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+    /// One chunk of a chunked body.
+    static func chunk(_ text: String) -> String { String(text.utf8.count, radix: 16) + "\r\n" + text + "\r\n" }
+
+    /// Starts a POST of `ch` seq 0 with `part` as its first chunk and vanishes (the segment's writer broke), then
+    /// waits until the server has it.
+    static func interruptSegment(with part: String, server: TrickleServer, base: String) async throws {
+        let port = Int(base.split(separator: ":").last!)!
+        try await RawConnection.sendAndClose(port: port, bytes: Self.chunkedHead + Self.chunk(part))
+        try await waitUntil("the first part to arrive") { server.nextWrite(ofChannel: "ch") == 1 }
+    }
+
     @Test("seq -3 and below answer 400 (both reference servers crash here); a non-integer seq answers 400")
     func badSeqs() async throws {
         try await withTrickleServer { (_, base, client) async throws in
@@ -56,39 +69,14 @@ struct TrickleServerTests {
         }
     }
 
-    @Test("a POST that breaks part-way leaves its segment open; the re-send of the seq continues it without repeat or gap")
+    @Test("a POST that breaks part-way leaves its segment open; a re-send that differs or ends short is refused (409), and the true re-send continues it without repeat or gap")
     func resendContinuesInterruptedSegment() async throws {
         try await withTrickleServer { (server, base, client) async throws in
             _ = try await client.send(.POST, "\(base)/ch")
-            let port = Int(base.split(separator: ":").last!)!
             // Half a segment in one chunk, then the client vanishes.
-            let head = "POST /ch/0 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-            let firstPart = "{\"n\":1}\n{\"n\":2}\n{\"n\""
-            try await RawConnection.sendAndClose(port: port, bytes: head + String(firstPart.utf8.count, radix: 16) + "\r\n" + firstPart + "\r\n")
-            try await waitUntil("the first part to arrive") { server.nextWrite(ofChannel: "ch") == 1 }
+            try await Self.interruptSegment(with: "{\"n\":1}\n{\"n\":2}\n{\"n\"", server: server, base: base)
             try await withThrowingTaskGroup(of: RawResponse.self) { group in
                 // A reader on the segment sees the first part, then waits: the segment is still open.
-                group.addTask { try await client.send(.GET, "\(base)/ch/0") }
-                try await waitUntil("the reader to wait") { server.activeReaders(ofChannel: "ch") == 1 }
-                // The publisher re-sends the whole segment from its first byte.
-                let resend = try await client.send(.POST, "\(base)/ch/0", body: "{\"n\":1}\n{\"n\":2}\n{\"n\":3}\n")
-                #expect(resend.status == 200)
-                let read = try #require(try await group.next())
-                #expect(read.body == "{\"n\":1}\n{\"n\":2}\n{\"n\":3}\n")
-            }
-        }
-    }
-
-    @Test("a re-send that does not repeat what the interrupted segment holds is refused (409), not taken: the segment waits for one that does")
-    func resendThatDiffersIsRefused() async throws {
-        try await withTrickleServer { (server, base, client) async throws in
-            _ = try await client.send(.POST, "\(base)/ch")
-            let port = Int(base.split(separator: ":").last!)!
-            let head = "POST /ch/0 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-            let firstPart = "{\"n\":1}\n{\"n\":2}\n{\"n\""
-            try await RawConnection.sendAndClose(port: port, bytes: head + String(firstPart.utf8.count, radix: 16) + "\r\n" + firstPart + "\r\n")
-            try await waitUntil("the first part to arrive") { server.nextWrite(ofChannel: "ch") == 1 }
-            try await withThrowingTaskGroup(of: RawResponse.self) { group in
                 group.addTask { try await client.send(.GET, "\(base)/ch/0") }
                 try await waitUntil("the reader to wait") { server.activeReaders(ofChannel: "ch") == 1 }
                 // Different bytes where the held ones should repeat: not a re-send of this segment.
@@ -97,7 +85,7 @@ struct TrickleServerTests {
                 // A body that ends before it repeated them (an attempt cut short, ended as if complete).
                 let short = try await client.send(.POST, "\(base)/ch/0", body: "{\"n\":1}\n")
                 #expect(short.status == 409 && short.body.contains("ended before"), "\(short.status) \(short.body)")
-                // The real re-send still continues the segment: the reader gets it whole, no repeat, no gap.
+                // The publisher re-sends the whole segment from its first byte: the reader gets it whole.
                 let resend = try await client.send(.POST, "\(base)/ch/0", body: "{\"n\":1}\n{\"n\":2}\n{\"n\":3}\n")
                 #expect(resend.status == 200)
                 let read = try #require(try await group.next())
@@ -111,11 +99,10 @@ struct TrickleServerTests {
         try await withTrickleServer { (server, base, client) async throws in
             _ = try await client.send(.POST, "\(base)/ch")
             let port = Int(base.split(separator: ":").last!)!
-            func chunk(_ text: String) -> String { String(text.utf8.count, radix: 16) + "\r\n" + text + "\r\n" }
             // The first POST sends part of the segment and stays connected (its client moved on; no RST came).
             let stale = try await OpenRawConnection.connect(port: port)
             defer { stale.close() }
-            await stale.send("POST /ch/0 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk("{\"n\":1}\n{\"n\""))
+            await stale.send(Self.chunkedHead + Self.chunk("{\"n\":1}\n{\"n\""))
             try await waitUntil("the first part to arrive") { server.nextWrite(ofChannel: "ch") == 1 }
             try await withThrowingTaskGroup(of: RawResponse.self) { group in
                 group.addTask { try await client.send(.GET, "\(base)/ch/0") }
@@ -127,7 +114,7 @@ struct TrickleServerTests {
                 #expect(read.body == "{\"n\":1}\n{\"n\":2}\n{\"n\":3}\n")
             }
             // The old POST wakes up: its late bytes and its end change nothing, and it hears so.
-            await stale.send(chunk(":9}\n") + "0\r\n\r\n")
+            await stale.send(Self.chunk(":9}\n") + "0\r\n\r\n")
             let reply = await stale.readReply(timeout: .seconds(10))
             #expect(reply.hasPrefix("HTTP/1.1 409"), "\(reply.debugDescription)")
             #expect(try await client.send(.GET, "\(base)/ch/0").body == "{\"n\":1}\n{\"n\":2}\n{\"n\":3}\n")
@@ -138,10 +125,7 @@ struct TrickleServerTests {
     func lateResendIsRefused() async throws {
         try await withTrickleServer { (server, base, client) async throws in
             _ = try await client.send(.POST, "\(base)/ch")
-            let port = Int(base.split(separator: ":").last!)!
-            let head = "POST /ch/0 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-            try await RawConnection.sendAndClose(port: port, bytes: head + "4\r\nabc\n\r\n")
-            try await waitUntil("the first part to arrive") { server.nextWrite(ofChannel: "ch") == 1 }
+            try await Self.interruptSegment(with: "abc\n", server: server, base: base)
             #expect(try await client.send(.POST, "\(base)/ch/1", body: "next\n").status == 200)
             let late = try await client.send(.POST, "\(base)/ch/0", body: "abc\ndef\n")
             #expect(late.status == 409 && late.header("Lp-Trickle-Seq") == "0", "\(late.status) \(late.body)")
@@ -155,10 +139,7 @@ struct TrickleServerTests {
     func vanishedWriterEndsWhenPublisherMovesOn() async throws {
         try await withTrickleServer { (server, base, client) async throws in
             _ = try await client.send(.POST, "\(base)/ch")
-            let port = Int(base.split(separator: ":").last!)!
-            let head = "POST /ch/0 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-            try await RawConnection.sendAndClose(port: port, bytes: head + "4\r\nabc\n\r\n")
-            try await waitUntil("the first part to arrive") { server.nextWrite(ofChannel: "ch") == 1 }
+            try await Self.interruptSegment(with: "abc\n", server: server, base: base)
             try await withThrowingTaskGroup(of: RawResponse.self) { group in
                 group.addTask { try await client.send(.GET, "\(base)/ch/0") }
                 try await waitUntil("the reader to wait") { server.activeReaders(ofChannel: "ch") == 1 }
