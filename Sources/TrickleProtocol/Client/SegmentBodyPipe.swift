@@ -5,13 +5,17 @@ import TrickleRelaySupport
 
 /// The streamed body of one segment POST: bytes appended by the publisher, pulled by the HTTP client.
 ///
+/// Each attempt's request gets its own ``Attempt`` (``attempt()``), fixed to that attempt when the publisher makes
+/// the request — not when the HTTP client first pulls: AsyncHTTPClient makes its body iterator in a task of its own,
+/// which may start only after the request already failed and the next attempt began. An iterator made then would
+/// belong to the live attempt and take its first chunks into a dead connection: the re-send would lack the
+/// segment's head (seen under CPU load: 10–30 events gone, counted as delivered).
+///
 /// `append` is synchronous so that the order of bytes is fixed by the caller; `waitForCapacity` then applies
 /// back-pressure once more than `highWatermark` bytes wait to be sent. The pipe keeps every byte of its segment
 /// (up to `retentionLimit`) until the upload is acknowledged, so a failed attempt can be repeated from the first
 /// byte (``rewind()``): a trickle server that restarted gets the whole segment again, not its tail.
-final class SegmentBodyPipe: AsyncSequence, Sendable {
-    typealias Element = ByteBuffer
-
+final class SegmentBodyPipe: Sendable {
     private struct State {
         /// Every chunk of the segment while it can still be re-sent; only the unsent ones once it cannot.
         var chunks: Deque<ByteBuffer> = []
@@ -42,7 +46,10 @@ final class SegmentBodyPipe: AsyncSequence, Sendable {
         }
         var isFinished = false
         var failure: (any Error)?
+        /// The current attempt's request waiting for bytes.
         var consumer: CheckedContinuation<ByteBuffer?, Never>?
+        /// Whether the current attempt's body was iterated already: an attempt has one iterator; another gets nothing.
+        var iterated = false
         var producers: [Int: CheckedContinuation<Void, any Error>] = [:]
         var nextProducerID = 0
     }
@@ -76,6 +83,7 @@ final class SegmentBodyPipe: AsyncSequence, Sendable {
                 state.offset = 0
             }
             state.deliveredBytes = 0
+            state.iterated = false
             defer { state.consumer = nil }
             return (true, state.consumer)
         }
@@ -83,8 +91,11 @@ final class SegmentBodyPipe: AsyncSequence, Sendable {
         return rewound
     }
 
-    /// The current attempt (an iterator remembers the one it was made for).
-    private var generation: Int { self.state.withLock { $0.generation } }
+    /// The body of the attempt starting now: its iterator hands out the segment from where this attempt starts, and
+    /// ends (aborting its request) as soon as a later attempt starts (``rewind()``) — however late it is made.
+    func attempt() -> Attempt {
+        Attempt(pipe: self, generation: self.state.withLock { $0.generation })
+    }
 
     /// Whether an attempt's request waits for the next bytes (tests wait on it).
     var hasWaitingConsumer: Bool { self.state.withLock { $0.consumer != nil } }
@@ -225,7 +236,9 @@ final class SegmentBodyPipe: AsyncSequence, Sendable {
                         return .chunk(chunk, woken)
                     }
                     if state.isFinished { return .end }
-                    precondition(state.consumer == nil, "SegmentBodyPipe has one consumer per attempt")
+                    // The attempt's one iterator waits here; `consumer` is never another attempt's (a rewind
+                    // resumes and clears it before the generation moves on).
+                    guard state.consumer == nil else { return .end }
                     state.consumer = continuation
                     return nil
                 }
@@ -240,7 +253,9 @@ final class SegmentBodyPipe: AsyncSequence, Sendable {
                 }
             }
         } onCancel: {
-            let consumer = self.state.withLock { state in
+            // Only this attempt's waiting request: a cancelled earlier attempt must not end the live one's body.
+            let consumer = self.state.withLock { state -> CheckedContinuation<ByteBuffer?, Never>? in
+                guard state.generation == generation else { return nil }
                 defer { state.consumer = nil }
                 return state.consumer
             }
@@ -248,21 +263,36 @@ final class SegmentBodyPipe: AsyncSequence, Sendable {
         }
     }
 
-    struct AsyncIterator: AsyncIteratorProtocol {
+    /// One attempt's request body.
+    struct Attempt: AsyncSequence, Sendable {
+        typealias Element = ByteBuffer
         let pipe: SegmentBodyPipe
         let generation: Int
-        var waitedForPredecessor = false
 
-        mutating func next() async throws -> ByteBuffer? {
-            if !self.waitedForPredecessor {
-                self.waitedForPredecessor = true
-                _ = await self.pipe.predecessor?.wait()
+        struct AsyncIterator: AsyncIteratorProtocol {
+            let pipe: SegmentBodyPipe
+            let generation: Int
+            /// `false` for a second iterator of the attempt, or one made after a later attempt started: it aborts.
+            let isFirst: Bool
+            var waitedForPredecessor = false
+
+            mutating func next() async throws -> ByteBuffer? {
+                guard self.isFirst else { throw SupersededAttempt() }
+                if !self.waitedForPredecessor {
+                    self.waitedForPredecessor = true
+                    _ = await self.pipe.predecessor?.wait()
+                }
+                return try await self.pipe.next(generation: self.generation)
             }
-            return try await self.pipe.next(generation: self.generation)
         }
-    }
 
-    func makeAsyncIterator() -> AsyncIterator {
-        AsyncIterator(pipe: self, generation: self.generation)
+        func makeAsyncIterator() -> AsyncIterator {
+            let isFirst = self.pipe.state.withLock { state -> Bool in
+                guard state.generation == self.generation, !state.iterated else { return false }
+                state.iterated = true
+                return true
+            }
+            return AsyncIterator(pipe: self.pipe, generation: self.generation, isFirst: isFirst)
+        }
     }
 }

@@ -339,7 +339,8 @@ public actor TricklePublisher: Service {
             request.method = .POST
             request.headers.add(name: "Content-Type", value: self.configuration.mimeType)
             if upload.sendsReset { request.headers.add(name: TrickleHeaders.reset.rawName, value: "1") }
-            request.body = .stream(upload.pipe, length: .unknown)
+            // This attempt's body, fixed now: the client may make its iterator later, after this attempt failed.
+            request.body = .stream(upload.pipe.attempt(), length: .unknown)
             self.statsBox.withLock { $0.attempts += 1 }
             let status: HTTPResponseStatus
             let channelClosed: Bool
