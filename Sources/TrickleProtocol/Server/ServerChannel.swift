@@ -173,7 +173,7 @@ final class ServerChannel: Sendable {
     func writeWholeSegment(_ bytes: ByteBuffer, now: RelayClock.Instant) {
         guard case .segment(let segment) = self.resolveWrite(seq: -1, reset: false) else { return }
         self.noteSegmentStarted(seq: segment.seq, now: now)
-        _ = segment.append(bytes)
+        _ = segment.append(bytes, writer: segment.attachWriter().token)
         segment.close()
     }
 

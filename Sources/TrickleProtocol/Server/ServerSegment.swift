@@ -101,12 +101,12 @@ final class ServerSegment: Sendable {
         }
     }
 
-    /// Appends bytes, reserving them against the server's retained-bytes bound, and calls the readers waiting
-    /// at the live edge.
-    func append(_ chunk: ByteBuffer, writer token: Int? = nil) -> AppendResult {
+    /// Appends bytes from the writer holding `token` (``attachWriter()``), reserving them against the server's
+    /// retained-bytes bound, and calls the readers waiting at the live edge.
+    func append(_ chunk: ByteBuffer, writer token: Int) -> AppendResult {
         let result: Result<[Observer], AppendFailure> = self.state.withLock { state in
             guard !state.isClosed else { return .failure(.closed) }
-            if let token, state.activeWriter != token { return .failure(.cutOff) }
+            guard state.activeWriter == token else { return .failure(.cutOff) }
             if let accounting = self.accounting, !accounting.reserve(chunk.readableBytes) { return .failure(.overCapacity) }
             state.chunks.append(chunk)
             state.byteCount += chunk.readableBytes
@@ -129,7 +129,7 @@ final class ServerSegment: Sendable {
     /// A POST of this seq starts writing: returns its token and how many bytes the segment already holds. Those
     /// come from an earlier POST of the seq — one whose connection broke, or one still attached because the server
     /// has not heard yet that it broke: the new POST is a re-send from the first byte, so they are checked against
-    /// it and skipped (``holds(_:at:)``), and the earlier writer is cut off (its late bytes, end or break no longer
+    /// it and skipped (``firstDifference(_:at:cursor:)``), and the earlier writer is cut off (its late bytes, end or break no longer
     /// touch the segment).
     func attachWriter() -> (token: Int, alreadyHeld: Int) {
         self.state.withLock { state in
@@ -167,18 +167,31 @@ final class ServerSegment: Sendable {
         return isWriter
     }
 
+    /// Where a re-send's check stands in the segment's chunks: each re-sent chunk is compared from there, not from
+    /// the segment's first chunk (a large segment held in many small chunks would cost O(chunks) per re-sent chunk).
+    struct ResendCursor: Sendable {
+        /// The chunk holding the next byte to compare, and where that chunk starts in the segment.
+        fileprivate var chunk = 0
+        fileprivate var chunkStart = 0
+    }
+
     /// Where `bytes`, laid at `offset`, first differ from what the segment holds there (a re-send repeating what an
-    /// interrupted writer sent); `nil` when the segment holds exactly them.
-    func firstDifference(_ bytes: ByteBuffer, at offset: Int) -> Int? {
+    /// interrupted writer sent); `nil` when the segment holds exactly them. One re-send compares its chunks in
+    /// order, at offsets that only grow, with one `cursor`.
+    func firstDifference(_ bytes: ByteBuffer, at offset: Int, cursor: inout ResendCursor) -> Int? {
         self.state.withLock { state in
-            guard offset >= 0, offset <= state.byteCount else { return offset }
-            var position = 0  // where the current chunk starts in the segment
+            guard offset >= 0, offset <= state.byteCount, offset >= cursor.chunkStart else { return offset }
             var compared = 0
-            for chunk in state.chunks where compared < bytes.readableBytes {
-                let chunkEnd = position + chunk.readableBytes
-                defer { position = chunkEnd }
-                guard chunkEnd > offset + compared else { continue }
-                let from = offset + compared - position
+            // Chunks are only ever appended while the segment lives: the cursor stays valid between calls.
+            while compared < bytes.readableBytes, cursor.chunk < state.chunks.count {
+                let chunk = state.chunks[cursor.chunk]
+                let chunkEnd = cursor.chunkStart + chunk.readableBytes
+                guard chunkEnd > offset + compared else {
+                    cursor.chunk += 1
+                    cursor.chunkStart = chunkEnd
+                    continue
+                }
+                let from = offset + compared - cursor.chunkStart
                 let length = min(chunk.readableBytes - from, bytes.readableBytes - compared)
                 let mismatch: Int? = chunk.withUnsafeReadableBytes { held in
                     bytes.withUnsafeReadableBytes { sent in

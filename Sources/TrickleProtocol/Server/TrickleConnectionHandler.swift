@@ -43,6 +43,8 @@ final class TrickleConnectionHandler: ChannelDuplexHandler, RemovableChannelHand
         /// This POST's writer token on the segment (another POST of the seq cuts it off).
         let writer: Int
         var skipped = 0
+        /// Where the check of the repeated bytes stands in the segment.
+        var resendCursor = ServerSegment.ResendCursor()
         var total = 0
         var closeObserver: Int?
         var interimTimer: RepeatedTask?
@@ -399,7 +401,7 @@ final class TrickleConnectionHandler: ChannelDuplexHandler, RemovableChannelHand
             // The bytes the segment already holds from the vanished writer: not appended twice — and checked, so
             // what is taken as a repeat is one.
             let skip = min(upload.alreadyHeld - upload.skipped, chunk.readableBytes)
-            if let difference = upload.segment.firstDifference(chunk.getSlice(at: chunk.readerIndex, length: skip)!, at: upload.skipped) {
+            if let difference = upload.segment.firstDifference(chunk.getSlice(at: chunk.readerIndex, length: skip)!, at: upload.skipped, cursor: &upload.resendCursor) {
                 self.finishUpload(
                     .resendRefused("the re-sent body differs at byte \(difference) from the \(upload.alreadyHeld) bytes segment \(upload.segment.seq) already holds")
                 )
