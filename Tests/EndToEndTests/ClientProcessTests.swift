@@ -149,9 +149,14 @@ extension ClientProcessTests {
     }
 }
 
-/// Collects a pipe's lines as they arrive (on a Dispatch thread), so a test can wait for one.
-func collectLines(_ pipe: Pipe, into lines: Recorder<String>) {
+/// Collects a pipe's lines as they arrive (on a Dispatch thread), so a test can wait for one. The signal fires at the
+/// pipe's end: every line its writers wrote is in `lines` then (a process's exit alone does not say so — the
+/// last lines may still be in the pipe).
+@discardableResult
+func collectLines(_ pipe: Pipe, into lines: Recorder<String>) -> OneShotSignal<Void> {
+    let ended = OneShotSignal<Void>()
     onDedicatedThread {
+        defer { ended.fulfill(()) }
         var pending = Data()
         while true {
             let data = pipe.fileHandleForReading.availableData
@@ -163,6 +168,7 @@ func collectLines(_ pipe: Pipe, into lines: Recorder<String>) {
             }
         }
     }
+    return ended
 }
 
 @Suite("trickle-relay client's local endpoint", .timeLimit(.minutes(1)))

@@ -32,7 +32,7 @@ struct SignalProcessTests {
         process.standardError = errors
         process.standardInput = input ?? FileHandle.nullDevice
         let lines = Recorder<String>()
-        collectLines(errors, into: lines)
+        let errorsEnded = collectLines(errors, into: lines)
         let exited = try launch(process)
         async let out = readAll(output)
         try await lines.wait(timeout: .seconds(30), "the command to be under way", until: ready)
@@ -44,7 +44,7 @@ struct SignalProcessTests {
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         let stdout = await out
         // The stderr reader finishes with the process; give it the last lines.
-        try? await lines.wait(timeout: .seconds(2), "stderr to close") { _ in !process.isRunning }
+        try? await waitUntil(timeout: .seconds(10), "standard error to reach its end") { errorsEnded.value != nil }
         return (status, seconds, stdout, lines.values)
     }
 
@@ -53,7 +53,7 @@ struct SignalProcessTests {
         let result = try await self.signal(["demo", "--duration", "60"], with: number) { lines in
             lines.contains { $0.hasPrefix("relayed ") }  // the first status line: feeding is under way
         }
-        #expect(result.seconds < Self.stopBound, "took \(result.seconds) s")
+        #expect(result.seconds < Self.stopBound, "took \(result.seconds) s; its last lines: \(result.errors.suffix(8))")
         #expect(result.errors.contains { $0.hasPrefix("summary:") }, "\(result.errors.suffix(5))")
         #expect(result.status == 0 || result.status == 1)
     }

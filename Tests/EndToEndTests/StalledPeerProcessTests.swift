@@ -36,10 +36,11 @@ struct StalledPeerProcessTests {
         environment["TRICKLE_RELAY_TELEMETRY"] = nil
         process.environment = environment
         let lines = Recorder<String>()
+        var errorsEnded: OneShotSignal<Void>?
         if standardErrorStopped {
             try Self.fill(errors)
         } else {
-            collectLines(errors, into: lines)
+            errorsEnded = collectLines(errors, into: lines)
         }
         let exited = try launch(process)
         var batch = #"{"type":"runner_ready"}"# + "\n"
@@ -60,8 +61,8 @@ struct StalledPeerProcessTests {
         // What the runner never took out of its input is still in the pipe (we hold its read end too).
         let leftover = (try? input.fileHandleForReading.readToEnd()) ?? nil
         let linesLeftInPipe = leftover.map { data in data.reduce(0) { $1 == 0x0A ? $0 + 1 : $0 } } ?? 0
-        if !standardErrorStopped {
-            try? await lines.wait(timeout: .seconds(2), "stderr to close") { _ in !process.isRunning }
+        if let errorsEnded {
+            try? await waitUntil(timeout: .seconds(10), "standard error to reach its end") { errorsEnded.value != nil }
         }
         return (status, Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18, lines.values, linesLeftInPipe)
     }
